@@ -1,0 +1,3 @@
+//! `ociref`: references, digests and platforms. Pure parsing, no I/O.
+#![deny(missing_docs)]
+#![warn(clippy::print_stdout, clippy::print_stderr)]

@@ -1,0 +1,4 @@
+//! Workspace integration tests, one binary with a module per area, run by
+//! `cargo xtask test` against real parts.
+
+mod harness;

@@ -1,0 +1,56 @@
+//! `cargo xtask`: the project's automation, written in Rust so it runs
+//! wherever cargo does.
+//!
+//! Commands:
+//! - `test`: the one test command (README). Installs what is missing, checks
+//!   formatting, layering and lints, starts the real registry and runs every
+//!   test of the workspace against it.
+//! - `registry`: starts the test registries and prints their environment, for
+//!   running single tests by hand.
+//! - `check-layers`: fails when a crate depends on one it must not.
+
+mod cmd;
+mod layers;
+mod registry;
+mod test_command;
+mod tools;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  test           install missing tools, run fmt, clippy, check-layers, start the
+                 test registries and run `cargo test --workspace` against them
+  registry       start the test registries, print their environment variables,
+                 and keep them running until Enter is pressed
+  check-layers   fail when a crate depends on a crate above it or on a sibling";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test_command::run(&args[1..]),
+        Some("registry") => registry::run_interactive(),
+        Some("check-layers") => layers::run(),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => {
+            eprintln!("xtask: unknown command `{other}`\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+        None => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
