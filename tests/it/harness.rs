@@ -49,7 +49,10 @@ fn basic_auth_registry_challenges_with_basic() {
         challenge.starts_with("Basic "),
         "expected a Basic challenge, got {challenge:?}"
     );
-    assert!(challenge.contains("realm="), "challenge without realm: {challenge:?}");
+    assert!(
+        challenge.contains("realm="),
+        "challenge without realm: {challenge:?}"
+    );
 }
 
 #[test]

@@ -2,3 +2,4 @@
 //! `cargo xtask test` against real parts.
 
 mod harness;
+mod token_auth;

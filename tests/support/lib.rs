@@ -1,7 +1,8 @@
 //! Support for the workspace integration tests: where the real parts are.
 //!
-//! `cargo xtask test` starts the CNCF distribution registry and passes its
-//! addresses through environment variables. A test that needs a registry
+//! `cargo xtask test` starts the CNCF distribution registries (anonymous,
+//! Basic auth, token auth with its issuer) and passes their addresses through
+//! environment variables. A test that needs a registry
 //! fails, and says how to run it, when they are missing: it never skips.
 
 /// Address (`127.0.0.1:PORT`) of the anonymous test registry.
@@ -12,6 +13,16 @@ pub const ENV_BASIC: &str = "CACHECTL_TEST_REGISTRY_BASIC";
 pub const ENV_BASIC_USER: &str = "CACHECTL_TEST_REGISTRY_BASIC_USER";
 /// Password accepted by the Basic-auth registry.
 pub const ENV_BASIC_PASSWORD: &str = "CACHECTL_TEST_REGISTRY_BASIC_PASSWORD";
+/// Address of the test registry in `auth: token` mode.
+pub const ENV_TOKEN: &str = "CACHECTL_TEST_REGISTRY_TOKEN";
+/// Address of the token issuer that registry trusts (`/token`, `/log`).
+pub const ENV_TOKEN_ISSUER: &str = "CACHECTL_TEST_TOKEN_ISSUER";
+/// User name the token issuer accepts (Basic auth on the token request).
+pub const ENV_TOKEN_USER: &str = "CACHECTL_TEST_TOKEN_USER";
+/// Password the token issuer accepts.
+pub const ENV_TOKEN_PASSWORD: &str = "CACHECTL_TEST_TOKEN_PASSWORD";
+/// Service name the token registry announces and the issuer requires.
+pub const ENV_TOKEN_SERVICE: &str = "CACHECTL_TEST_TOKEN_SERVICE";
 
 /// The test registries started by `cargo xtask test` (or `cargo xtask registry`).
 #[derive(Clone)]
@@ -24,6 +35,28 @@ pub struct TestRegistries {
     pub basic_user: String,
     /// Password for the Basic-auth registry.
     pub basic_password: String,
+    /// `host:port` of the registry in `auth: token` mode.
+    pub token: String,
+    /// `host:port` of its token issuer (`GET /token`, `GET /log`).
+    pub token_issuer: String,
+    /// User name the token issuer accepts.
+    pub token_user: String,
+    /// Password the token issuer accepts.
+    pub token_password: String,
+    /// Service name of the token registry (`service=` on token requests).
+    pub token_service: String,
+}
+
+impl TestRegistries {
+    /// The token endpoint, as the token registry's challenge names it.
+    pub fn token_realm(&self) -> String {
+        format!("http://{}/token", self.token_issuer)
+    }
+
+    /// The issuer's record of token requests, a JSON array.
+    pub fn token_issuer_log_url(&self) -> String {
+        format!("http://{}/log", self.token_issuer)
+    }
 }
 
 impl std::fmt::Debug for TestRegistries {
@@ -34,6 +67,11 @@ impl std::fmt::Debug for TestRegistries {
             .field("basic", &self.basic)
             .field("basic_user", &self.basic_user)
             .field("basic_password", &"<redacted>")
+            .field("token", &self.token)
+            .field("token_issuer", &self.token_issuer)
+            .field("token_user", &self.token_user)
+            .field("token_password", &"<redacted>")
+            .field("token_service", &self.token_service)
             .finish()
     }
 }
@@ -49,6 +87,11 @@ pub fn registries() -> TestRegistries {
         basic: required(ENV_BASIC),
         basic_user: required(ENV_BASIC_USER),
         basic_password: required(ENV_BASIC_PASSWORD),
+        token: required(ENV_TOKEN),
+        token_issuer: required(ENV_TOKEN_ISSUER),
+        token_user: required(ENV_TOKEN_USER),
+        token_password: required(ENV_TOKEN_PASSWORD),
+        token_service: required(ENV_TOKEN_SERVICE),
     }
 }
 

@@ -5,8 +5,10 @@
 //! ociref <- ocidist <- ocistore <- rootfs <- cachectl
 //! ```
 //! A library crate may depend on any crate below it, never on one above it.
-//! The tool crates (the CLI, the integration tests, xtask) sit on top; nothing
-//! depends on them, and they do not depend on each other.
+//! The test-support crate (`cachectl-fixtures`) sits above the libraries and
+//! only tools may use it. The tool crates (the CLI, the integration tests,
+//! xtask) sit on top; nothing depends on them, and they do not depend on each
+//! other.
 
 use crate::cmd::{self, Error};
 use serde_json::Value;
@@ -18,6 +20,7 @@ const LAYERS: &[(&str, Layer)] = &[
     ("ocidist", Layer::Library(1)),
     ("ocistore", Layer::Library(2)),
     ("rootfs", Layer::Library(3)),
+    ("cachectl-fixtures", Layer::Support),
     ("cachectl", Layer::Tool),
     ("cachectl-tests", Layer::Tool),
     ("xtask", Layer::Tool),
@@ -27,6 +30,8 @@ const LAYERS: &[(&str, Layer)] = &[
 enum Layer {
     /// A library crate; the number is its height in the stack.
     Library(u8),
+    /// Test support above every library; only tools may depend on it.
+    Support,
     /// A crate at the top that nothing may depend on.
     Tool,
 }
@@ -75,8 +80,13 @@ fn parse_metadata(json: &str) -> Result<Vec<Package>, Error> {
     let names: Vec<&str> = members.iter().filter_map(|p| p["name"].as_str()).collect();
     let mut packages = Vec::new();
     for member in members {
-        let name = member["name"].as_str().ok_or("cargo metadata: package without name")?;
-        let deps = member["dependencies"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let name = member["name"]
+            .as_str()
+            .ok_or("cargo metadata: package without name")?;
+        let deps = member["dependencies"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         let workspace_deps = deps
             .iter()
             .filter_map(|dep| {
@@ -116,7 +126,10 @@ fn violations(packages: &[Package]) -> Vec<String> {
             let allowed = match (own, layer_of(dep)) {
                 (_, None) => false,
                 (_, Some(Layer::Tool)) => false,
-                (Layer::Tool, Some(Layer::Library(_))) => true,
+                (Layer::Tool, Some(Layer::Library(_) | Layer::Support)) => true,
+                (Layer::Support, Some(Layer::Library(_))) => true,
+                (Layer::Support, Some(Layer::Support)) => false,
+                (Layer::Library(_), Some(Layer::Support)) => false,
                 (Layer::Library(a), Some(Layer::Library(b))) => b < a,
             };
             if !allowed {
@@ -135,6 +148,7 @@ fn explain(own: Layer, dep: Option<Layer>) -> &'static str {
     match (own, dep) {
         (_, None) => "that crate has no place in the layering",
         (_, Some(Layer::Tool)) => "nothing may depend on a tool crate",
+        (Layer::Library(_), Some(Layer::Support)) => "libraries must not depend on test support",
         (Layer::Library(a), Some(Layer::Library(b))) if a == b => "it is a sibling",
         _ => "it sits above it",
     }
@@ -161,8 +175,9 @@ mod tests {
             package("ocistore", &["ociref", "ocidist"]),
             package("rootfs", &["ociref", "ocistore"]),
             package("cachectl", &["ociref", "ocidist", "ocistore", "rootfs"]),
-            package("cachectl-tests", &["ocistore"]),
-            package("xtask", &["ocidist"]),
+            package("cachectl-fixtures", &["ociref", "ocidist"]),
+            package("cachectl-tests", &["ocistore", "cachectl-fixtures"]),
+            package("xtask", &["ocidist", "cachectl-fixtures"]),
         ]
     }
 
@@ -185,16 +200,29 @@ mod tests {
     fn depending_on_a_tool_crate_is_refused() {
         let mut stack = the_real_stack();
         stack[3] = package("rootfs", &["cachectl"]);
-        stack[6] = package("xtask", &["cachectl-tests"]);
+        stack[7] = package("xtask", &["cachectl-tests"]);
         let problems = violations(&stack);
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems.iter().all(|p| p.contains("tool crate")));
     }
 
     #[test]
+    fn a_library_may_not_use_test_support() {
+        let mut stack = the_real_stack();
+        stack[2]
+            .workspace_deps
+            .push(("cachectl-fixtures".into(), "dev".into()));
+        let problems = violations(&stack);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("test support"), "{problems:?}");
+    }
+
+    #[test]
     fn a_dev_dependency_counts_too() {
         let mut stack = the_real_stack();
-        stack[1].workspace_deps.push(("rootfs".into(), "dev".into()));
+        stack[1]
+            .workspace_deps
+            .push(("rootfs".into(), "dev".into()));
         let problems = violations(&stack);
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].contains("dev dependency"));
@@ -211,14 +239,18 @@ mod tests {
 
     #[test]
     fn metadata_of_this_workspace_parses_and_passes() {
-        let json = cmd::output(cmd::cargo().args(["metadata", "--format-version", "1", "--no-deps"]))
-            .expect("cargo metadata runs in the workspace");
+        let json =
+            cmd::output(cmd::cargo().args(["metadata", "--format-version", "1", "--no-deps"]))
+                .expect("cargo metadata runs in the workspace");
         let packages = parse_metadata(&json).expect("metadata parses");
         let names: Vec<&str> = packages.iter().map(|p| p.name.as_str()).collect();
         for (known, _) in LAYERS {
             assert!(names.contains(known), "{known} missing from {names:?}");
         }
-        let ocidist = packages.iter().find(|p| p.name == "ocidist").expect("ocidist");
+        let ocidist = packages
+            .iter()
+            .find(|p| p.name == "ocidist")
+            .expect("ocidist");
         assert!(ocidist.workspace_deps.iter().any(|(d, _)| d == "ociref"));
         assert_eq!(violations(&packages), Vec::<String>::new());
     }

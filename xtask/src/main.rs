@@ -3,16 +3,21 @@
 //!
 //! Commands:
 //! - `test`: the one test command (README). Installs what is missing, checks
-//!   formatting, layering and lints, starts the real registry and runs every
-//!   test of the workspace against it.
-//! - `registry`: starts the test registries and prints their environment, for
-//!   running single tests by hand.
+//!   formatting, layering and lints, starts the real registries (and the token
+//!   issuer) and runs every test of the workspace against them.
+//! - `registry`: starts the test registries and the token issuer and prints
+//!   their environment, for running single tests by hand.
 //! - `check-layers`: fails when a crate depends on one it must not.
 
 mod cmd;
+mod jwt;
 mod layers;
+mod mini_http;
 mod registry;
 mod test_command;
+mod token_issuer;
+mod token_policy;
+mod token_scope;
 mod tools;
 
 use std::process::ExitCode;
@@ -23,8 +28,9 @@ usage: cargo xtask <command>
 commands:
   test           install missing tools, run fmt, clippy, check-layers, start the
                  test registries and run `cargo test --workspace` against them
-  registry       start the test registries, print their environment variables,
-                 and keep them running until Enter is pressed
+  registry       start the test registries and token issuer, print their
+                 environment variables, and keep them running until Enter is
+                 pressed
   check-layers   fail when a crate depends on a crate above it or on a sibling";
 
 fn main() -> ExitCode {

@@ -53,12 +53,15 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
     step("test", &mut || {
         let registries = TestRegistries::start()?;
         let mut command = cmd::cargo();
-        command.args(["test", "--workspace", "--locked"]).args(test_args);
+        command
+            .args(["test", "--workspace", "--locked"])
+            .args(test_args);
         for (name, value) in registries.env() {
             command.env(name, value);
         }
         cmd::run(&mut command)
-        // `registries` drops here: both registries are killed by PID.
+        // `registries` drops here: the registries are killed by PID and the
+        // token issuer thread stops.
     });
 
     eprintln!("xtask: summary");

@@ -99,7 +99,11 @@ fn ensure_rust_components() -> Result<(), Error> {
     if missing.is_empty() {
         return Ok(());
     }
-    cmd::run(Command::new("rustup").args(["component", "add"]).args(&missing))
+    cmd::run(
+        Command::new("rustup")
+            .args(["component", "add"])
+            .args(&missing),
+    )
 }
 
 fn is_root() -> bool {
