@@ -1,0 +1,351 @@
+//! The [`Client`] and the one path every request takes: authorization,
+//! redirects (without leaking `Authorization`), and retries.
+
+use crate::auth::{AuthCache, Authorizer, Scope, parse_challenges};
+use crate::config::ClientConfig;
+use crate::credentials::CredentialSource;
+use crate::error::{Error, Result};
+use crate::progress::ProgressFn;
+use crate::retry::{is_retryable_status, parse_retry_after};
+use crate::transport::{Transport, same_origin};
+use reqwest::header::{AUTHORIZATION, HeaderMap, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::{Method, Response, Url};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+/// Redirects followed for one request before giving up.
+const MAX_REDIRECTS: u32 = 10;
+
+/// A distribution-spec client. Cheap to clone; clones share connections,
+/// credentials and cached tokens.
+#[derive(Clone, Debug)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: ClientConfig,
+    pub(crate) transport: Transport,
+    pub(crate) auth: Authorizer,
+    pub(crate) progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("config", &self.config)
+            .field("credentials", &self.auth.credentials)
+            .field("progress", &self.progress.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One request as the send loop needs it: where, for what, and how to build
+/// it again for a retry.
+pub(crate) struct Request<'a> {
+    pub(crate) method: Method,
+    pub(crate) registry: &'a str,
+    pub(crate) url: Url,
+    pub(crate) scope: Scope,
+    /// Further scopes a token must carry (a cross-repository mount reads
+    /// from another repository).
+    pub(crate) extra_scopes: Vec<Scope>,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Option<Body>,
+}
+
+/// A request body that can be sent again on a retry.
+#[derive(Clone)]
+pub(crate) enum Body {
+    /// Bytes in memory (manifests, chunks, small blobs).
+    Bytes(bytes::Bytes),
+    /// A byte range of a local file, streamed.
+    File {
+        path: std::path::PathBuf,
+        offset: u64,
+        len: u64,
+    },
+}
+
+impl Client {
+    /// A client with the given settings and credential source.
+    ///
+    /// ```
+    /// let client = ocidist::Client::new(
+    ///     ocidist::ClientConfig::default(),
+    ///     std::sync::Arc::new(ocidist::credentials::StaticCredentials::default()),
+    /// )?;
+    /// # Ok::<(), ocidist::Error>(())
+    /// ```
+    pub fn new(config: ClientConfig, credentials: Arc<dyn CredentialSource>) -> Result<Self> {
+        let transport = Transport::new(&config)?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                config,
+                transport,
+                auth: Authorizer {
+                    cache: Mutex::new(AuthCache::default()),
+                    credentials,
+                },
+                progress: None,
+            }),
+        })
+    }
+
+    /// The same client, reporting blob progress to `progress`.
+    pub fn with_progress(self, progress: ProgressFn) -> Self {
+        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
+            config: shared.config.clone(),
+            transport: Transport::new(&shared.config)
+                .expect("because the same configuration built a transport before"),
+            auth: Authorizer {
+                cache: Mutex::new(AuthCache::default()),
+                credentials: Arc::clone(&shared.auth.credentials),
+            },
+            progress: None,
+        });
+        Client {
+            inner: Arc::new(Inner {
+                progress: Some(progress),
+                ..inner
+            }),
+        }
+    }
+
+    /// The settings this client was built with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// `scheme://host/v2/NAME/` for a repository.
+    pub(crate) fn repo_url(&self, registry: &str, repository: &str, rest: &str) -> Result<Url> {
+        let base = self.inner.transport.base_url(registry);
+        let text = format!("{base}/v2/{repository}/{rest}");
+        Url::parse(&text).map_err(|_| Error::Protocol {
+            registry: registry.to_owned(),
+            reason: format!("cannot build a URL from {text:?}"),
+        })
+    }
+
+    /// Sends `request`, answering auth challenges once, following redirects
+    /// and retrying transient failures. Returns the final response whatever
+    /// its status, except for 429 and 5xx after the last attempt, and auth
+    /// failures, which become errors.
+    pub(crate) async fn send(&self, request: &Request<'_>) -> Result<Response> {
+        let policy = &self.inner.config.retry;
+        let http = self.inner.transport.http(request.registry);
+        let mut answered_challenge = false;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let authorization = self.inner.auth.cached(request.registry, &request.scope);
+            let outcome = self.send_following_redirects(http, request, authorization.as_ref().map(|s| s.expose())).await;
+            let response = match outcome {
+                Ok(response) => response,
+                Err(source) => {
+                    if attempt < policy.max_attempts && is_transient(&source) {
+                        let delay = policy.backoff(attempt);
+                        tracing::warn!(registry = request.registry, attempt, ?delay, error = %source, "request failed; retrying");
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    return Err(Error::Network {
+                        registry: request.registry.to_owned(),
+                        attempts: attempt,
+                        source,
+                    });
+                }
+            };
+            let status = response.status().as_u16();
+            if needs_auth(&response) {
+                if answered_challenge {
+                    return Err(Error::Unauthorized {
+                        registry: request.registry.to_owned(),
+                        reason: format!(
+                            "{} {} was refused ({status}) with fresh authorization for {}",
+                            request.method,
+                            request.url.path(),
+                            request.scope.to_token_scope()
+                        ),
+                    });
+                }
+                let challenges = response
+                    .headers()
+                    .get_all(WWW_AUTHENTICATE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .flat_map(parse_challenges)
+                    .collect::<Vec<_>>();
+                if authorization.is_some() {
+                    self.inner.auth.forget(request.registry, &request.scope);
+                }
+                self.inner
+                    .auth
+                    .answer(http, request.registry, &request.scope, &request.extra_scopes, &challenges)
+                    .await?;
+                answered_challenge = true;
+                attempt -= 1; // answering a challenge is not a failed attempt
+                continue;
+            }
+            if is_retryable_status(status) {
+                let retry_after = response
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                let too_long = retry_after.is_some_and(|d| d > policy.max_retry_after);
+                if attempt < policy.max_attempts && !too_long {
+                    let delay = retry_after.unwrap_or_else(|| policy.backoff(attempt));
+                    tracing::warn!(registry = request.registry, attempt, status, ?delay, "registry busy; retrying");
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+                if status == 429 {
+                    return Err(Error::RateLimited {
+                        registry: request.registry.to_owned(),
+                        attempts: attempt,
+                        quota: quota(response.headers(), retry_after),
+                    });
+                }
+                return Err(status_error(request, response).await);
+            }
+            return Ok(response);
+        }
+    }
+
+    async fn send_following_redirects(
+        &self,
+        http: &reqwest::Client,
+        request: &Request<'_>,
+        authorization: Option<&str>,
+    ) -> std::result::Result<Response, reqwest::Error> {
+        let origin = Url::parse(&self.inner.transport.base_url(request.registry)).ok();
+        let mut url = request.url.clone();
+        let mut method = request.method.clone();
+        let mut body = request.body.clone();
+        for _ in 0..MAX_REDIRECTS {
+            let mut builder = http.request(method.clone(), url.clone()).headers(request.headers.clone());
+            let at_registry = origin.as_ref().is_some_and(|origin| same_origin(&url, origin));
+            if let Some(value) = authorization.filter(|_| at_registry) {
+                builder = builder.header(AUTHORIZATION, value);
+            }
+            if let Some(body) = &body {
+                builder = builder.body(body.to_reqwest().await);
+            }
+            let response = builder.send().await?;
+            let Some(next) = redirect_target(&response, &url) else {
+                return Ok(response);
+            };
+            if response.status() == reqwest::StatusCode::SEE_OTHER {
+                method = Method::GET;
+                body = None;
+            }
+            tracing::debug!(from = %url.host_str().unwrap_or(""), to = %next.host_str().unwrap_or(""), "following redirect");
+            url = next;
+        }
+        // Too many redirects: hand back the last answer; callers report its
+        // status.
+        http.request(method, url).send().await
+    }
+}
+
+impl Body {
+    async fn to_reqwest(&self) -> reqwest::Body {
+        match self {
+            Body::Bytes(bytes) => reqwest::Body::from(bytes.clone()),
+            Body::File { path, offset, len } => {
+                use tokio::io::{AsyncReadExt, AsyncSeekExt};
+                match tokio::fs::File::open(path).await {
+                    Ok(mut file) => {
+                        if file.seek(std::io::SeekFrom::Start(*offset)).await.is_err() {
+                            return reqwest::Body::from(Vec::new());
+                        }
+                        let stream = tokio_util::io::ReaderStream::new(file.take(*len));
+                        reqwest::Body::wrap_stream(stream)
+                    }
+                    // The caller opened the file before; if it vanished the
+                    // registry sees a short body and refuses the upload.
+                    Err(_) => reqwest::Body::from(Vec::new()),
+                }
+            }
+        }
+    }
+}
+
+fn redirect_target(response: &Response, current: &Url) -> Option<Url> {
+    if !response.status().is_redirection() || response.status() == reqwest::StatusCode::NOT_MODIFIED {
+        return None;
+    }
+    let location = response.headers().get(LOCATION)?.to_str().ok()?;
+    current.join(location).ok()
+}
+
+/// 401, or 403 carrying a Bearer challenge (`insufficient_scope`).
+fn needs_auth(response: &Response) -> bool {
+    match response.status().as_u16() {
+        401 => true,
+        403 => response
+            .headers()
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|v| v.trim_start().to_ascii_lowercase().starts_with("bearer"))),
+        _ => false,
+    }
+}
+
+fn is_transient(err: &reqwest::Error) -> bool {
+    err.is_connect() || err.is_timeout() || err.is_request() || err.is_body()
+}
+
+fn quota(headers: &HeaderMap, retry_after: Option<std::time::Duration>) -> Option<String> {
+    let mut parts: Vec<String> = headers
+        .iter()
+        .filter(|(name, _)| name.as_str().starts_with("ratelimit-") || name.as_str().starts_with("x-ratelimit-"))
+        .filter_map(|(name, value)| Some(format!("{name}: {}", value.to_str().ok()?)))
+        .collect();
+    if let Some(delay) = retry_after {
+        parts.push(format!("retry after {} s", delay.as_secs()));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// Turns an unexpected response into an error carrying the registry's own
+/// message (`{"errors":[{"code","message"}]}`).
+pub(crate) async fn status_error(request: &Request<'_>, response: Response) -> Error {
+    let status = response.status().as_u16();
+    let mut url = response.url().clone();
+    url.set_query(None);
+    let detail = read_error_detail(response).await;
+    Error::Status {
+        method: request.method.to_string(),
+        url: url.to_string(),
+        status,
+        detail,
+    }
+}
+
+async fn read_error_detail(response: Response) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Errors {
+        errors: Vec<ErrorEntry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ErrorEntry {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    let bytes = crate::body::read_capped(response, 64 * 1024).await.ok()?;
+    let errors: Errors = serde_json::from_slice(&bytes).ok()?;
+    let text: Vec<String> = errors
+        .errors
+        .into_iter()
+        .map(|e| match (e.code.is_empty(), e.message.is_empty()) {
+            (false, false) => format!("{}: {}", e.code, e.message),
+            (false, true) => e.code,
+            _ => e.message,
+        })
+        .collect();
+    (!text.is_empty()).then(|| text.join("; "))
+}

@@ -1,0 +1,205 @@
+//! The one error type of `ocidist`.
+
+use ociref::Digest;
+use std::path::PathBuf;
+
+/// Everything that can go wrong talking to a registry.
+///
+/// Messages start lowercase, name the registry, repository, digest or file
+/// involved, and never contain a credential.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A reference, digest or platform could not be parsed.
+    #[error(transparent)]
+    Reference(#[from] ociref::Error),
+
+    /// The registry has no such manifest, tag, repository or blob.
+    #[error("{what} not found on {registry}")]
+    NotFound {
+        /// Registry host.
+        registry: String,
+        /// What was asked for, e.g. `manifest docker.io/library/alpine:3.20`.
+        what: String,
+    },
+
+    /// The registry refused the credentials, or asked for credentials that we
+    /// do not have.
+    #[error("authentication to {registry} failed: {reason}")]
+    Unauthorized {
+        /// Registry host (or token realm host).
+        registry: String,
+        /// What happened, without any secret.
+        reason: String,
+    },
+
+    /// The registry (or its token service) keeps answering 429.
+    #[error("rate limited by {registry} after {attempts} attempt(s){}", quota.as_deref().map(|q| format!(" (quota: {q})")).unwrap_or_default())]
+    RateLimited {
+        /// Host that answered 429.
+        registry: String,
+        /// Attempts made.
+        attempts: u32,
+        /// `RateLimit-*` headers, when the registry sent them.
+        quota: Option<String>,
+    },
+
+    /// The registry answered with an unexpected HTTP status.
+    #[error("{method} {url} answered {status}{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Status {
+        /// HTTP method.
+        method: String,
+        /// The URL (never carries credentials).
+        url: String,
+        /// HTTP status code.
+        status: u16,
+        /// The registry's error message (`errors[].message`), if any.
+        detail: Option<String>,
+    },
+
+    /// The connection failed, reset or timed out, after all retries.
+    #[error("network error talking to {registry} after {attempts} attempt(s)")]
+    Network {
+        /// Registry host.
+        registry: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last transport error.
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// A body stopped arriving for longer than the stall timeout.
+    #[error("{what} from {registry} stalled: no data for {seconds} s")]
+    Stalled {
+        /// Registry host.
+        registry: String,
+        /// What was being read.
+        what: String,
+        /// The stall timeout.
+        seconds: u64,
+    },
+
+    /// Content did not hash to the digest it was fetched by.
+    #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// What was fetched.
+        what: String,
+        /// The digest asked for.
+        expected: Digest,
+        /// The digest of the bytes received.
+        actual: Digest,
+    },
+
+    /// A body was longer or shorter than its descriptor says.
+    #[error("size mismatch for {what}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        /// What was fetched.
+        what: String,
+        /// Size from the descriptor.
+        expected: u64,
+        /// Bytes received (for "too long", at least this many).
+        actual: u64,
+    },
+
+    /// A manifest is bigger than the limit (4 MiB); it was not read whole.
+    #[error("manifest {what} is too large: {size} bytes (limit {limit})")]
+    ManifestTooLarge {
+        /// Which manifest.
+        what: String,
+        /// Its size, as announced or as read so far.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+
+    /// A manifest media type that we do not handle (schema 1, unknown types).
+    #[error("unsupported manifest media type {media_type:?} for {what}")]
+    UnsupportedMediaType {
+        /// Which manifest.
+        what: String,
+        /// The media type received.
+        media_type: String,
+    },
+
+    /// A manifest whose `schemaVersion` is not 2.
+    #[error("manifest {what} has schemaVersion {}, expected 2", version.map(|v| v.to_string()).unwrap_or_else(|| "missing".into()))]
+    UnsupportedSchemaVersion {
+        /// Which manifest.
+        what: String,
+        /// The version found, if any.
+        version: Option<i64>,
+    },
+
+    /// The `Content-Type` header and the manifest's own `mediaType` differ.
+    #[error("manifest {what} was served as {header:?} but says it is {body:?}")]
+    MediaTypeMismatch {
+        /// Which manifest.
+        what: String,
+        /// The `Content-Type` header.
+        header: String,
+        /// The body's `mediaType`.
+        body: String,
+    },
+
+    /// A manifest that is not valid JSON or not a valid manifest.
+    #[error("invalid manifest {what}: {reason}")]
+    InvalidManifest {
+        /// Which manifest.
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A response that breaks the distribution protocol (bad header, bad
+    /// `Location`, bad token response).
+    #[error("protocol error from {registry}: {reason}")]
+    Protocol {
+        /// Registry host.
+        registry: String,
+        /// What was wrong.
+        reason: String,
+    },
+
+    /// A credentials file could not be read or parsed.
+    #[error("credentials file {}: {reason}", path.display())]
+    CredentialFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (never the secret itself).
+        reason: String,
+    },
+
+    /// A `docker-credential-<name>` helper failed.
+    #[error("credential helper docker-credential-{helper} failed for {registry}: {reason}")]
+    CredentialHelper {
+        /// Helper name, without the `docker-credential-` prefix.
+        helper: String,
+        /// Registry asked for.
+        registry: String,
+        /// What happened (its stderr, never its stdout).
+        reason: String,
+    },
+
+    /// TLS configuration could not be built (bad extra CA file, no roots).
+    #[error("TLS setup for {registry}: {reason}")]
+    Tls {
+        /// Registry host, or `*` for the default configuration.
+        registry: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// Reading local content to push failed.
+    #[error("reading {what} to push: {source}")]
+    Io {
+        /// What was being read.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

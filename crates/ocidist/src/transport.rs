@@ -1,0 +1,183 @@
+//! HTTP clients (rustls only) and where each registry is reached.
+
+use crate::config::ClientConfig;
+use crate::error::{Error, Result};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The reqwest clients of one [`crate::Client`]: a default one with the
+/// system's roots, and one per registry that has extra CAs.
+#[derive(Debug)]
+pub(crate) struct Transport {
+    default: reqwest::Client,
+    per_registry: HashMap<String, reqwest::Client>,
+    insecure: Vec<String>,
+}
+
+impl Transport {
+    pub(crate) fn new(config: &ClientConfig) -> Result<Self> {
+        let system_roots = system_roots()?;
+        let default = build(config, tls_config(system_roots.clone()), "*")?;
+        let mut per_registry = HashMap::new();
+        for (registry, pem) in &config.extra_ca_pem {
+            let mut roots = system_roots.clone();
+            let certs = CertificateDer::pem_slice_iter(pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|err| Error::Tls {
+                    registry: registry.clone(),
+                    reason: format!("extra CA is not valid PEM: {err}"),
+                })?;
+            if certs.is_empty() {
+                return Err(Error::Tls {
+                    registry: registry.clone(),
+                    reason: "extra CA PEM holds no certificate".into(),
+                });
+            }
+            for cert in certs {
+                roots.add(cert).map_err(|err| Error::Tls {
+                    registry: registry.clone(),
+                    reason: format!("extra CA refused: {err}"),
+                })?;
+            }
+            per_registry.insert(registry.clone(), build(config, tls_config(roots), registry)?);
+        }
+        Ok(Transport {
+            default,
+            per_registry,
+            insecure: config.insecure_registries.clone(),
+        })
+    }
+
+    /// The client to use for `registry`.
+    pub(crate) fn http(&self, registry: &str) -> &reqwest::Client {
+        self.per_registry.get(registry).unwrap_or(&self.default)
+    }
+
+    /// `scheme://host[:port]` of the registry's API endpoint.
+    pub(crate) fn base_url(&self, registry: &str) -> String {
+        let scheme = if is_loopback(registry) || self.insecure.iter().any(|r| r == registry) {
+            "http"
+        } else {
+            "https"
+        };
+        format!("{scheme}://{}", api_host(registry))
+    }
+}
+
+/// Docker Hub's API lives on another host than its name.
+pub(crate) fn api_host(registry: &str) -> &str {
+    if registry == "docker.io" {
+        "registry-1.docker.io"
+    } else {
+        registry
+    }
+}
+
+/// `localhost`, `127.0.0.0/8` and `[::1]`, with or without a port.
+pub(crate) fn is_loopback(registry: &str) -> bool {
+    let host = if let Some(rest) = registry.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        registry.split(':').next().unwrap_or_default()
+    };
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    host.parse::<std::net::IpAddr>()
+        .map(|ip| ip.is_loopback())
+        .unwrap_or(false)
+}
+
+/// Whether two URLs share scheme, host and port: `Authorization` is only
+/// ever sent back to the origin it was meant for.
+pub(crate) fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+fn system_roots() -> Result<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    // Unreadable individual certificates are skipped, as browsers do; an
+    // empty store only matters for HTTPS registries, where the handshake
+    // then fails with a clear unknown-issuer error.
+    let _ = roots.add_parsable_certificates(found.certs);
+    Ok(roots)
+}
+
+fn tls_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, rustls::Error> {
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map(|builder| builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+fn build(
+    config: &ClientConfig,
+    tls: Result<rustls::ClientConfig, rustls::Error>,
+    registry: &str,
+) -> Result<reqwest::Client> {
+    let tls = tls.map_err(|err| Error::Tls {
+        registry: registry.to_owned(),
+        reason: err.to_string(),
+    })?;
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .user_agent(config.user_agent.clone())
+        .connect_timeout(config.connect_timeout)
+        .read_timeout(config.stall_timeout)
+        // Redirects are followed by hand, so that Authorization never
+        // reaches another host.
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .map_err(|err| Error::Tls {
+            registry: registry.to_owned(),
+            reason: format!("building the HTTP client: {err}"),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_detection() {
+        for yes in ["localhost", "localhost:5000", "127.0.0.1:5000", "127.1.2.3", "[::1]:5000", "[::1]"] {
+            assert!(is_loopback(yes), "{yes}");
+        }
+        for no in ["docker.io", "10.0.0.1:5000", "[2001:db8::1]:5000", "localhost.example.com", "ghcr.io"] {
+            assert!(!is_loopback(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn base_urls() {
+        let mut config = ClientConfig::default();
+        config.insecure_registries.push("reg.internal:5000".into());
+        let transport = Transport::new(&config).expect("transport builds");
+        assert_eq!(transport.base_url("docker.io"), "https://registry-1.docker.io");
+        assert_eq!(transport.base_url("ghcr.io"), "https://ghcr.io");
+        assert_eq!(transport.base_url("127.0.0.1:5000"), "http://127.0.0.1:5000");
+        assert_eq!(transport.base_url("reg.internal:5000"), "http://reg.internal:5000");
+    }
+
+    #[test]
+    fn origins() {
+        let url = |s: &str| reqwest::Url::parse(s).expect("valid url");
+        assert!(same_origin(&url("https://a.io/v2/x"), &url("https://a.io:443/v2/y")));
+        assert!(!same_origin(&url("https://a.io/v2/x"), &url("https://b.io/v2/x")));
+        assert!(!same_origin(&url("http://127.0.0.1:5000/"), &url("http://127.0.0.1:5001/")));
+        assert!(!same_origin(&url("https://a.io/"), &url("http://a.io/")));
+    }
+
+    #[test]
+    fn bad_extra_ca_is_a_tls_error_naming_the_registry() {
+        let mut config = ClientConfig::default();
+        config.extra_ca_pem.push(("reg.example".into(), b"not pem".to_vec()));
+        let err = Transport::new(&config).expect_err("no certificate in it");
+        assert!(err.to_string().contains("reg.example"), "{err}");
+    }
+}
