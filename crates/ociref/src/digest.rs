@@ -118,6 +118,9 @@ impl FromStr for Digest {
             input: input.to_owned(),
             reason,
         };
+        if input.is_empty() {
+            return Err(invalid("empty digest".into()));
+        }
         let Some((algorithm, encoded)) = input.split_once(':') else {
             return Err(invalid("missing ':' between algorithm and hex".into()));
         };

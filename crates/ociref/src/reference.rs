@@ -233,7 +233,7 @@ fn parse(input: &str) -> Result<Reference, String> {
     }
     let (registry, repository) = split_registry(name)?;
     check_repository(&repository)?;
-    if repository.len() == 64 && repository.bytes().all(|b| b.is_ascii_hexdigit()) && !name.contains('/') {
+    if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err("repository name cannot be a 64-character hexadecimal string".into());
     }
     let full = registry.len() + 1 + repository.len();
@@ -296,6 +296,8 @@ fn check_registry(registry: &str) -> Result<(), String> {
                 None => return Err("unexpected text after IPv6 address in registry".into()),
             },
         }
+    } else if registry.matches(':').count() > 1 {
+        return Err("IPv6 address in registry must be enclosed in brackets".into());
     } else {
         match registry.split_once(':') {
             Some((host, port)) => (host, Some(port)),
