@@ -6,10 +6,7 @@ use reqwest::StatusCode;
 use reqwest::blocking::{Client, Response};
 
 fn get_v2(addr: &str, basic: Option<(&str, &str)>) -> Response {
-    let client = Client::builder()
-        .no_proxy()
-        .build()
-        .expect("a plain-HTTP client builds");
+    let client = cachectl_tests::blocking_client();
     let mut request = client.get(format!("http://{addr}/v2/"));
     if let Some((user, password)) = basic {
         request = request.basic_auth(user, Some(password));

@@ -1,5 +1,6 @@
 //! Workspace integration tests, one binary with a module per area, run by
 //! `cargo xtask test` against real parts.
 
+mod distribution;
 mod harness;
 mod token_auth;

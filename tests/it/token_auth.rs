@@ -16,10 +16,7 @@ use std::sync::OnceLock;
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 fn client() -> Client {
-    Client::builder()
-        .no_proxy()
-        .build()
-        .expect("a plain-HTTP client builds")
+    cachectl_tests::blocking_client()
 }
 
 /// `name` made unique to this test process.

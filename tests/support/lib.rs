@@ -104,3 +104,31 @@ fn required(name: &str) -> String {
         ),
     }
 }
+
+/// `name` made unique to this test process, so that tests running in
+/// parallel, and reruns against one long-lived registry, never share a
+/// repository.
+pub fn unique(name: &str) -> String {
+    static SUFFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let suffix = SUFFIX.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        format!("{}-{nanos}", std::process::id())
+    });
+    format!("{name}-{suffix}")
+}
+
+/// A blocking HTTP client for talking to the test registries directly.
+///
+/// The workspace builds reqwest with `rustls-no-provider` (ocidist picks the
+/// ring provider itself), so a bare `reqwest::blocking::Client` would have no
+/// crypto provider: this one installs ring as the process default first.
+pub fn blocking_client() -> reqwest::blocking::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("a plain-HTTP client builds")
+}

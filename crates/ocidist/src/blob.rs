@@ -99,7 +99,12 @@ impl Client {
     /// Downloads a blob into `writer`, returning once every byte is written
     /// and the digest verified. On error, whatever was written must be
     /// discarded.
-    pub async fn blob_to_writer<W>(&self, reference: &Reference, descriptor: &Descriptor, writer: &mut W) -> Result<()>
+    pub async fn blob_to_writer<W>(
+        &self,
+        reference: &Reference,
+        descriptor: &Descriptor,
+        writer: &mut W,
+    ) -> Result<()>
     where
         W: tokio::io::AsyncWrite + Unpin,
     {
@@ -119,7 +124,12 @@ impl Client {
 
     /// Downloads a small blob (a config) into memory, verified. Refuses a
     /// descriptor larger than `cap` bytes without fetching it.
-    pub async fn blob_bytes(&self, reference: &Reference, descriptor: &Descriptor, cap: u64) -> Result<Bytes> {
+    pub async fn blob_bytes(
+        &self,
+        reference: &Reference,
+        descriptor: &Descriptor,
+        cap: u64,
+    ) -> Result<Bytes> {
         if descriptor.size > cap {
             return Err(Error::SizeMismatch {
                 what: format!("blob {} (in-memory limit {cap} bytes)", descriptor.digest),
@@ -152,7 +162,10 @@ impl BlobStream {
                 self.open().await?;
             }
             let next = {
-                let body = self.body.as_mut().expect("because open() just set the body");
+                let body = self
+                    .body
+                    .as_mut()
+                    .expect("because open() just set the body");
                 next_with_stall_timeout(body, self.client.inner.config.stall_timeout).await
             };
             let interruption = match next {
@@ -273,11 +286,18 @@ impl BlobStream {
     /// Sends the GET for the bytes from `received` on.
     async fn open(&mut self) -> Result<()> {
         let client = self.client.clone();
-        let url = client.repo_url(&self.registry, &self.repository, &format!("blobs/{}", self.descriptor.digest))?;
+        let url = client.repo_url(
+            &self.registry,
+            &self.repository,
+            &format!("blobs/{}", self.descriptor.digest),
+        )?;
         let mut headers = HeaderMap::new();
         if self.received > 0 {
             let range = format!("bytes={}-", self.received);
-            headers.insert(RANGE, HeaderValue::from_str(&range).expect("because the range is ASCII"));
+            headers.insert(
+                RANGE,
+                HeaderValue::from_str(&range).expect("because the range is ASCII"),
+            );
         }
         let request = Request {
             method: Method::GET,
@@ -345,7 +365,10 @@ impl BlobStream {
     }
 
     fn what(&self) -> String {
-        format!("blob {} of {}/{}", self.descriptor.digest, self.registry, self.repository)
+        format!(
+            "blob {} of {}/{}",
+            self.descriptor.digest, self.registry, self.repository
+        )
     }
 }
 
@@ -356,7 +379,9 @@ async fn next_with_stall_timeout(
     body: &mut BoxStream<'static, reqwest::Result<Bytes>>,
     timeout: std::time::Duration,
 ) -> std::result::Result<Option<reqwest::Result<Bytes>>, ()> {
-    tokio::time::timeout(timeout, body.next()).await.map_err(|_| ())
+    tokio::time::timeout(timeout, body.next())
+        .await
+        .map_err(|_| ())
 }
 
 /// The first byte position of `Content-Range: bytes START-END/TOTAL`.

@@ -15,7 +15,10 @@ pub(crate) enum ReadError {
 /// Reads a whole body of at most `cap` bytes, refusing a larger announced
 /// `Content-Length` without reading and stopping as soon as the cap is
 /// passed.
-pub(crate) async fn read_capped(response: reqwest::Response, cap: u64) -> Result<Vec<u8>, ReadError> {
+pub(crate) async fn read_capped(
+    response: reqwest::Response,
+    cap: u64,
+) -> Result<Vec<u8>, ReadError> {
     if let Some(length) = response.content_length()
         && length > cap
     {

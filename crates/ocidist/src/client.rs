@@ -139,7 +139,9 @@ impl Client {
         loop {
             attempt += 1;
             let authorization = self.inner.auth.cached(request.registry, &request.scope);
-            let outcome = self.send_following_redirects(http, request, authorization.as_ref().map(|s| s.expose())).await;
+            let outcome = self
+                .send_following_redirects(http, request, authorization.as_ref().map(|s| s.expose()))
+                .await;
             let response = match outcome {
                 Ok(response) => response,
                 Err(source) => {
@@ -181,7 +183,13 @@ impl Client {
                 }
                 self.inner
                     .auth
-                    .answer(http, request.registry, &request.scope, &request.extra_scopes, &challenges)
+                    .answer(
+                        http,
+                        request.registry,
+                        &request.scope,
+                        &request.extra_scopes,
+                        &challenges,
+                    )
                     .await?;
                 answered_challenge = true;
                 attempt -= 1; // answering a challenge is not a failed attempt
@@ -196,7 +204,13 @@ impl Client {
                 let too_long = retry_after.is_some_and(|d| d > policy.max_retry_after);
                 if attempt < policy.max_attempts && !too_long {
                     let delay = retry_after.unwrap_or_else(|| policy.backoff(attempt));
-                    tracing::warn!(registry = request.registry, attempt, status, ?delay, "registry busy; retrying");
+                    tracing::warn!(
+                        registry = request.registry,
+                        attempt,
+                        status,
+                        ?delay,
+                        "registry busy; retrying"
+                    );
                     tokio::time::sleep(delay).await;
                     continue;
                 }
@@ -224,8 +238,12 @@ impl Client {
         let mut method = request.method.clone();
         let mut body = request.body.clone();
         for _ in 0..MAX_REDIRECTS {
-            let mut builder = http.request(method.clone(), url.clone()).headers(request.headers.clone());
-            let at_registry = origin.as_ref().is_some_and(|origin| same_origin(&url, origin));
+            let mut builder = http
+                .request(method.clone(), url.clone())
+                .headers(request.headers.clone());
+            let at_registry = origin
+                .as_ref()
+                .is_some_and(|origin| same_origin(&url, origin));
             if let Some(value) = authorization.filter(|_| at_registry) {
                 builder = builder.header(AUTHORIZATION, value);
             }
@@ -273,7 +291,8 @@ impl Body {
 }
 
 fn redirect_target(response: &Response, current: &Url) -> Option<Url> {
-    if !response.status().is_redirection() || response.status() == reqwest::StatusCode::NOT_MODIFIED {
+    if !response.status().is_redirection() || response.status() == reqwest::StatusCode::NOT_MODIFIED
+    {
         return None;
     }
     let location = response.headers().get(LOCATION)?.to_str().ok()?;
@@ -288,7 +307,10 @@ fn needs_auth(response: &Response) -> bool {
             .headers()
             .get_all(WWW_AUTHENTICATE)
             .iter()
-            .any(|v| v.to_str().is_ok_and(|v| v.trim_start().to_ascii_lowercase().starts_with("bearer"))),
+            .any(|v| {
+                v.to_str()
+                    .is_ok_and(|v| v.trim_start().to_ascii_lowercase().starts_with("bearer"))
+            }),
         _ => false,
     }
 }
@@ -300,7 +322,9 @@ fn is_transient(err: &reqwest::Error) -> bool {
 fn quota(headers: &HeaderMap, retry_after: Option<std::time::Duration>) -> Option<String> {
     let mut parts: Vec<String> = headers
         .iter()
-        .filter(|(name, _)| name.as_str().starts_with("ratelimit-") || name.as_str().starts_with("x-ratelimit-"))
+        .filter(|(name, _)| {
+            name.as_str().starts_with("ratelimit-") || name.as_str().starts_with("x-ratelimit-")
+        })
         .filter_map(|(name, value)| Some(format!("{name}: {}", value.to_str().ok()?)))
         .collect();
     if let Some(delay) = retry_after {

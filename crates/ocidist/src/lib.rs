@@ -54,8 +54,8 @@ pub use client::Client;
 pub use config::{ClientConfig, DEFAULT_MAX_MANIFEST_BYTES};
 pub use error::{Error, Result};
 pub use manifest::{
-    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_SCHEMA1, Descriptor, Manifest, ManifestKind, OCI_INDEX,
-    OCI_MANIFEST, is_manifest_media_type, parse_manifest,
+    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_SCHEMA1, Descriptor, Manifest, ManifestKind,
+    OCI_INDEX, OCI_MANIFEST, is_manifest_media_type, parse_manifest,
 };
 pub use progress::{Progress, ProgressFn, ProgressKind};
 pub use push::BlobSource;

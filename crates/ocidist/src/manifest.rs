@@ -93,13 +93,23 @@ pub enum ManifestKind {
 
 /// Whether `media_type` is one of the manifest types this crate reads.
 pub fn is_manifest_media_type(media_type: &str) -> bool {
-    [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST].contains(&media_type)
+    [
+        OCI_MANIFEST,
+        OCI_INDEX,
+        DOCKER_MANIFEST,
+        DOCKER_MANIFEST_LIST,
+    ]
+    .contains(&media_type)
 }
 
 /// Parses manifest bytes received with `content_type` (may be `None` or
 /// generic). Checks: JSON, `schemaVersion` 2, a known media type, and that
 /// the header and the body's `mediaType` agree.
-pub fn parse_manifest(what: &str, bytes: &[u8], content_type: Option<&str>) -> Result<(String, ManifestKind)> {
+pub fn parse_manifest(
+    what: &str,
+    bytes: &[u8],
+    content_type: Option<&str>,
+) -> Result<(String, ManifestKind)> {
     #[derive(serde::Deserialize)]
     struct Probe {
         #[serde(rename = "schemaVersion")]
@@ -113,10 +123,22 @@ pub fn parse_manifest(what: &str, bytes: &[u8], content_type: Option<&str>) -> R
         what: what.to_owned(),
         reason,
     };
-    let probe: Probe = serde_json::from_slice(bytes).map_err(|err| invalid(format!("not valid JSON: {err}")))?;
+    let probe: Probe =
+        serde_json::from_slice(bytes).map_err(|err| invalid(format!("not valid JSON: {err}")))?;
     let header = content_type
-        .map(|ct| ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
-        .filter(|ct| !ct.is_empty() && ct != "application/json" && ct != "text/plain" && ct != "application/octet-stream");
+        .map(|ct| {
+            ct.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|ct| {
+            !ct.is_empty()
+                && ct != "application/json"
+                && ct != "text/plain"
+                && ct != "application/octet-stream"
+        });
     if let Some(schema1) = DOCKER_SCHEMA1
         .iter()
         .find(|s| header.as_deref() == Some(**s) || probe.media_type.as_deref() == Some(**s))
@@ -155,14 +177,20 @@ pub fn parse_manifest(what: &str, bytes: &[u8], content_type: Option<&str>) -> R
         // OCI allows omitting mediaType; infer it from the shape.
         None if probe.manifests.is_some() => OCI_INDEX.to_owned(),
         None if probe.layers.is_some() => OCI_MANIFEST.to_owned(),
-        None => return Err(invalid("no mediaType, and neither `manifests` nor `layers`".into())),
+        None => {
+            return Err(invalid(
+                "no mediaType, and neither `manifests` nor `layers`".into(),
+            ));
+        }
     };
     let kind = match media_type.as_str() {
         OCI_MANIFEST | DOCKER_MANIFEST => ManifestKind::Image(
-            serde_json::from_slice(bytes).map_err(|err| invalid(format!("not a valid image manifest: {err}")))?,
+            serde_json::from_slice(bytes)
+                .map_err(|err| invalid(format!("not a valid image manifest: {err}")))?,
         ),
         OCI_INDEX | DOCKER_MANIFEST_LIST => ManifestKind::Index(
-            serde_json::from_slice(bytes).map_err(|err| invalid(format!("not a valid image index: {err}")))?,
+            serde_json::from_slice(bytes)
+                .map_err(|err| invalid(format!("not a valid image index: {err}")))?,
         ),
         _ => {
             return Err(Error::UnsupportedMediaType {
@@ -210,18 +238,20 @@ impl Client {
         let what = reference.to_string();
         let content_type = header_str(response.headers(), CONTENT_TYPE);
         let limit = self.inner.config.max_manifest_bytes;
-        let bytes = read_capped(response, limit).await.map_err(|err| match err {
-            ReadError::TooLarge(size) => Error::ManifestTooLarge {
-                what: what.clone(),
-                size,
-                limit,
-            },
-            ReadError::Transport(source) => Error::Network {
-                registry: reference.registry().to_owned(),
-                attempts: 1,
-                source,
-            },
-        })?;
+        let bytes = read_capped(response, limit)
+            .await
+            .map_err(|err| match err {
+                ReadError::TooLarge(size) => Error::ManifestTooLarge {
+                    what: what.clone(),
+                    size,
+                    limit,
+                },
+                ReadError::Transport(source) => Error::Network {
+                    registry: reference.registry().to_owned(),
+                    attempts: 1,
+                    source,
+                },
+            })?;
         let digest = match reference.digest() {
             Some(expected) => {
                 let mut verifier = DigestVerifier::new(expected.clone())?;
@@ -246,13 +276,21 @@ impl Client {
         })
     }
 
-    fn manifest_request<'r>(&self, reference: &'r Reference, method: Method) -> Result<Request<'r>> {
+    fn manifest_request<'r>(
+        &self,
+        reference: &'r Reference,
+        method: Method,
+    ) -> Result<Request<'r>> {
         let target = match (reference.digest(), reference.tag()) {
             (Some(digest), _) => digest.to_string(),
             (None, Some(tag)) => tag.to_owned(),
             (None, None) => "latest".to_owned(),
         };
-        let url = self.repo_url(reference.registry(), reference.repository(), &format!("manifests/{target}"))?;
+        let url = self.repo_url(
+            reference.registry(),
+            reference.repository(),
+            &format!("manifests/{target}"),
+        )?;
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
         Ok(Request {
@@ -309,15 +347,20 @@ mod tests {
 
     #[test]
     fn parses_an_oci_manifest_with_matching_header() {
-        let (media_type, kind) = parse_manifest("x", IMAGE.as_bytes(), Some(OCI_MANIFEST)).expect("valid");
+        let (media_type, kind) =
+            parse_manifest("x", IMAGE.as_bytes(), Some(OCI_MANIFEST)).expect("valid");
         assert_eq!(media_type, OCI_MANIFEST);
         assert!(matches!(kind, ManifestKind::Image(_)));
     }
 
     #[test]
     fn generic_content_type_defers_to_the_body() {
-        let (media_type, _) =
-            parse_manifest("x", IMAGE.as_bytes(), Some("application/json; charset=utf-8")).expect("valid");
+        let (media_type, _) = parse_manifest(
+            "x",
+            IMAGE.as_bytes(),
+            Some("application/json; charset=utf-8"),
+        )
+        .expect("valid");
         assert_eq!(media_type, OCI_MANIFEST);
     }
 
@@ -326,12 +369,24 @@ mod tests {
         let err = parse_manifest("x", b"{not json", Some(OCI_MANIFEST)).expect_err("bad json");
         assert!(matches!(err, Error::InvalidManifest { .. }), "{err}");
         let wrong_version = IMAGE.replace("\"schemaVersion\":2", "\"schemaVersion\":3");
-        let err = parse_manifest("x", wrong_version.as_bytes(), Some(OCI_MANIFEST)).expect_err("v3");
-        assert!(matches!(err, Error::UnsupportedSchemaVersion { version: Some(3), .. }), "{err}");
-        let err = parse_manifest("x", IMAGE.as_bytes(), Some(DOCKER_MANIFEST)).expect_err("disagree");
+        let err =
+            parse_manifest("x", wrong_version.as_bytes(), Some(OCI_MANIFEST)).expect_err("v3");
+        assert!(
+            matches!(
+                err,
+                Error::UnsupportedSchemaVersion {
+                    version: Some(3),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err =
+            parse_manifest("x", IMAGE.as_bytes(), Some(DOCKER_MANIFEST)).expect_err("disagree");
         assert!(matches!(err, Error::MediaTypeMismatch { .. }), "{err}");
         let schema1 = r#"{"schemaVersion":1,"name":"x","tag":"y","fsLayers":[]}"#;
-        let err = parse_manifest("x", schema1.as_bytes(), Some(DOCKER_SCHEMA1[1])).expect_err("schema1");
+        let err =
+            parse_manifest("x", schema1.as_bytes(), Some(DOCKER_SCHEMA1[1])).expect_err("schema1");
         assert!(matches!(err, Error::UnsupportedMediaType { .. }), "{err}");
         assert!(err.to_string().contains("manifest.v1+prettyjws"), "{err}");
         let unknown = IMAGE.replace(OCI_MANIFEST, "application/vnd.example+json");

@@ -8,7 +8,9 @@ use crate::manifest::Descriptor;
 use crate::progress::{Progress, ProgressKind};
 use bytes::Bytes;
 use ociref::{Digest, Reference};
-use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
+use reqwest::header::{
+    CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION,
+};
 use reqwest::{Method, Response, Url};
 use std::path::Path;
 
@@ -25,10 +27,23 @@ impl Client {
     /// The size of blob `digest` in the repository of `reference`, or `None`
     /// when the registry does not have it there.
     pub async fn blob_exists(&self, reference: &Reference, digest: &Digest) -> Result<Option<u64>> {
-        let request = self.push_request(reference, Method::HEAD, &format!("blobs/{digest}"), Scope::pull(reference.repository()))?;
+        let request = self.push_request(
+            reference,
+            Method::HEAD,
+            &format!("blobs/{digest}"),
+            Scope::pull(reference.repository()),
+        )?;
         let response = self.send(&request).await?;
         match response.status().as_u16() {
-            200 => Ok(Some(response.content_length().unwrap_or(0))),
+            // reqwest reports a HEAD body as empty: read the header itself.
+            200 => Ok(Some(
+                response
+                    .headers()
+                    .get(CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+            )),
             404 => Ok(None),
             _ => Err(status_error(&request, response).await),
         }
@@ -37,18 +52,28 @@ impl Client {
     /// Pushes a blob unless the repository already has it: one request for
     /// small blobs, `POST` + `PATCH`… + `PUT` chunks for large ones.
     /// Returns `true` when bytes were uploaded.
-    pub async fn push_blob(&self, reference: &Reference, descriptor: &Descriptor, source: BlobSource<'_>) -> Result<bool> {
+    pub async fn push_blob(
+        &self,
+        reference: &Reference,
+        descriptor: &Descriptor,
+        source: BlobSource<'_>,
+    ) -> Result<bool> {
         if self.blob_exists(reference, &descriptor.digest).await? == Some(descriptor.size) {
             self.report(descriptor, ProgressKind::Skipped, descriptor.size);
             return Ok(false);
         }
-        let location = self.start_upload(reference, &[]).await?.ok_or_else(|| Error::Protocol {
-            registry: reference.registry().to_owned(),
-            reason: "upload start answered 201 without a mount request".into(),
-        })?;
+        let location = self
+            .start_upload(reference, &[])
+            .await?
+            .ok_or_else(|| Error::Protocol {
+                registry: reference.registry().to_owned(),
+                reason: "upload start answered 201 without a mount request".into(),
+            })?;
         self.report(descriptor, ProgressKind::Started, 0);
         let body_at = |offset: u64, len: u64| match &source {
-            BlobSource::Bytes(bytes) => Body::Bytes(bytes.slice(offset as usize..(offset + len) as usize)),
+            BlobSource::Bytes(bytes) => {
+                Body::Bytes(bytes.slice(offset as usize..(offset + len) as usize))
+            }
             BlobSource::File(path) => Body::File {
                 path: path.to_path_buf(),
                 offset,
@@ -63,7 +88,9 @@ impl Client {
             let mut offset = 0;
             while offset < descriptor.size {
                 let len = config.push_chunk_bytes.min(descriptor.size - offset);
-                location = self.patch_chunk(reference, &location, offset, len, body_at(offset, len)).await?;
+                location = self
+                    .patch_chunk(reference, &location, offset, len, body_at(offset, len))
+                    .await?;
                 offset += len;
                 self.report(descriptor, ProgressKind::Bytes, offset);
             }
@@ -75,9 +102,13 @@ impl Client {
             (None, 0)
         };
         let mut url = location;
-        url.query_pairs_mut().append_pair("digest", &descriptor.digest.to_string());
+        url.query_pairs_mut()
+            .append_pair("digest", &descriptor.digest.to_string());
         let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
         headers.insert(CONTENT_LENGTH, HeaderValue::from(final_len));
         let request = Request {
             method: Method::PUT,
@@ -99,14 +130,26 @@ impl Client {
     /// Asks the registry to mount blob `digest` from repository `from` (same
     /// registry) into the repository of `reference`. Returns `true` when it
     /// did; `false` when it declined (the caller then uploads).
-    pub async fn mount_blob(&self, reference: &Reference, from: &str, digest: &Digest) -> Result<bool> {
-        let mounted = self.start_upload(reference, &[("mount", &digest.to_string()), ("from", from)]).await?;
+    pub async fn mount_blob(
+        &self,
+        reference: &Reference,
+        from: &str,
+        digest: &Digest,
+    ) -> Result<bool> {
+        let mounted = self
+            .start_upload(reference, &[("mount", &digest.to_string()), ("from", from)])
+            .await?;
         Ok(mounted.is_none())
     }
 
     /// Pushes a manifest under the tag or digest of `reference` and returns
     /// its digest (of the exact bytes given).
-    pub async fn push_manifest(&self, reference: &Reference, bytes: Bytes, media_type: &str) -> Result<Digest> {
+    pub async fn push_manifest(
+        &self,
+        reference: &Reference,
+        bytes: Bytes,
+        media_type: &str,
+    ) -> Result<Digest> {
         let digest = Digest::sha256_of(&bytes);
         if let Some(wanted) = reference.digest()
             && wanted != &digest
@@ -122,7 +165,12 @@ impl Client {
             (None, Some(digest)) => digest.to_string(),
             (None, None) => "latest".to_owned(),
         };
-        let mut request = self.push_request(reference, Method::PUT, &format!("manifests/{target}"), Scope::push(reference.repository()))?;
+        let mut request = self.push_request(
+            reference,
+            Method::PUT,
+            &format!("manifests/{target}"),
+            Scope::push(reference.repository()),
+        )?;
         request.headers.insert(
             CONTENT_TYPE,
             HeaderValue::from_str(media_type).map_err(|_| Error::Protocol {
@@ -140,8 +188,17 @@ impl Client {
 
     /// `POST /blobs/uploads/`: the upload location, or `None` when a mount
     /// succeeded (201).
-    async fn start_upload(&self, reference: &Reference, query: &[(&str, &str)]) -> Result<Option<Url>> {
-        let mut request = self.push_request(reference, Method::POST, "blobs/uploads/", Scope::push(reference.repository()))?;
+    async fn start_upload(
+        &self,
+        reference: &Reference,
+        query: &[(&str, &str)],
+    ) -> Result<Option<Url>> {
+        let mut request = self.push_request(
+            reference,
+            Method::POST,
+            "blobs/uploads/",
+            Scope::push(reference.repository()),
+        )?;
         if let Some((_, from)) = query.iter().find(|(k, _)| *k == "from") {
             request.extra_scopes.push(Scope::pull(from));
         }
@@ -155,12 +212,25 @@ impl Client {
         }
     }
 
-    async fn patch_chunk(&self, reference: &Reference, location: &Url, offset: u64, len: u64, body: Body) -> Result<Url> {
+    async fn patch_chunk(
+        &self,
+        reference: &Reference,
+        location: &Url,
+        offset: u64,
+        len: u64,
+        body: Body,
+    ) -> Result<Url> {
         let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
         headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
         let range = format!("{offset}-{}", offset + len - 1);
-        headers.insert(CONTENT_RANGE, HeaderValue::from_str(&range).expect("because the range is ASCII"));
+        headers.insert(
+            CONTENT_RANGE,
+            HeaderValue::from_str(&range).expect("because the range is ASCII"),
+        );
         let request = Request {
             method: Method::PATCH,
             registry: reference.registry(),
@@ -177,7 +247,13 @@ impl Client {
         location_of(&request, &response)
     }
 
-    fn push_request<'r>(&self, reference: &'r Reference, method: Method, rest: &str, scope: Scope) -> Result<Request<'r>> {
+    fn push_request<'r>(
+        &self,
+        reference: &'r Reference,
+        method: Method,
+        rest: &str,
+        scope: Scope,
+    ) -> Result<Request<'r>> {
         Ok(Request {
             method,
             registry: reference.registry(),
@@ -210,7 +286,11 @@ fn location_of(request: &Request<'_>, response: &Response) -> Result<Url> {
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| Error::Protocol {
             registry: request.registry.to_owned(),
-            reason: format!("{} {} answered without a Location", request.method, request.url.path()),
+            reason: format!(
+                "{} {} answered without a Location",
+                request.method,
+                request.url.path()
+            ),
         })?;
     let url = request.url.join(value).map_err(|_| Error::Protocol {
         registry: request.registry.to_owned(),

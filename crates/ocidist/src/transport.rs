@@ -41,7 +41,10 @@ impl Transport {
                     reason: format!("extra CA refused: {err}"),
                 })?;
             }
-            per_registry.insert(registry.clone(), build(config, tls_config(roots), registry)?);
+            per_registry.insert(
+                registry.clone(),
+                build(config, tls_config(roots), registry)?,
+            );
         }
         Ok(Transport {
             default,
@@ -145,10 +148,23 @@ mod tests {
 
     #[test]
     fn loopback_detection() {
-        for yes in ["localhost", "localhost:5000", "127.0.0.1:5000", "127.1.2.3", "[::1]:5000", "[::1]"] {
+        for yes in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "[::1]:5000",
+            "[::1]",
+        ] {
             assert!(is_loopback(yes), "{yes}");
         }
-        for no in ["docker.io", "10.0.0.1:5000", "[2001:db8::1]:5000", "localhost.example.com", "ghcr.io"] {
+        for no in [
+            "docker.io",
+            "10.0.0.1:5000",
+            "[2001:db8::1]:5000",
+            "localhost.example.com",
+            "ghcr.io",
+        ] {
             assert!(!is_loopback(no), "{no}");
         }
     }
@@ -158,25 +174,45 @@ mod tests {
         let mut config = ClientConfig::default();
         config.insecure_registries.push("reg.internal:5000".into());
         let transport = Transport::new(&config).expect("transport builds");
-        assert_eq!(transport.base_url("docker.io"), "https://registry-1.docker.io");
+        assert_eq!(
+            transport.base_url("docker.io"),
+            "https://registry-1.docker.io"
+        );
         assert_eq!(transport.base_url("ghcr.io"), "https://ghcr.io");
-        assert_eq!(transport.base_url("127.0.0.1:5000"), "http://127.0.0.1:5000");
-        assert_eq!(transport.base_url("reg.internal:5000"), "http://reg.internal:5000");
+        assert_eq!(
+            transport.base_url("127.0.0.1:5000"),
+            "http://127.0.0.1:5000"
+        );
+        assert_eq!(
+            transport.base_url("reg.internal:5000"),
+            "http://reg.internal:5000"
+        );
     }
 
     #[test]
     fn origins() {
         let url = |s: &str| reqwest::Url::parse(s).expect("valid url");
-        assert!(same_origin(&url("https://a.io/v2/x"), &url("https://a.io:443/v2/y")));
-        assert!(!same_origin(&url("https://a.io/v2/x"), &url("https://b.io/v2/x")));
-        assert!(!same_origin(&url("http://127.0.0.1:5000/"), &url("http://127.0.0.1:5001/")));
+        assert!(same_origin(
+            &url("https://a.io/v2/x"),
+            &url("https://a.io:443/v2/y")
+        ));
+        assert!(!same_origin(
+            &url("https://a.io/v2/x"),
+            &url("https://b.io/v2/x")
+        ));
+        assert!(!same_origin(
+            &url("http://127.0.0.1:5000/"),
+            &url("http://127.0.0.1:5001/")
+        ));
         assert!(!same_origin(&url("https://a.io/"), &url("http://a.io/")));
     }
 
     #[test]
     fn bad_extra_ca_is_a_tls_error_naming_the_registry() {
         let mut config = ClientConfig::default();
-        config.extra_ca_pem.push(("reg.example".into(), b"not pem".to_vec()));
+        config
+            .extra_ca_pem
+            .push(("reg.example".into(), b"not pem".to_vec()));
         let err = Transport::new(&config).expect_err("no certificate in it");
         assert!(err.to_string().contains("reg.example"), "{err}");
     }

@@ -131,11 +131,18 @@ impl FromStr for Digest {
             return Err(invalid("empty encoded part".into()));
         }
         if !valid_algorithm(algorithm) {
-            return Err(invalid(format!("algorithm {algorithm:?} is not lowercase letters and digits joined by '+', '.', '_' or '-'")));
+            return Err(invalid(format!(
+                "algorithm {algorithm:?} is not lowercase letters and digits joined by '+', '.', '_' or '-'"
+            )));
         }
         if let Some(known) = Algorithm::from_name(algorithm) {
-            if !encoded.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-                return Err(invalid(format!("{algorithm} hex must be lowercase hexadecimal")));
+            if !encoded
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
+                return Err(invalid(format!(
+                    "{algorithm} hex must be lowercase hexadecimal"
+                )));
             }
             if encoded.len() != known.hex_len() {
                 return Err(invalid(format!(
@@ -144,8 +151,13 @@ impl FromStr for Digest {
                     encoded.len()
                 )));
             }
-        } else if !encoded.bytes().all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b)) {
-            return Err(invalid("encoded part must be letters, digits, '=', '_' or '-'".into()));
+        } else if !encoded
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b))
+        {
+            return Err(invalid(
+                "encoded part must be letters, digits, '=', '_' or '-'".into(),
+            ));
         }
         Ok(Digest {
             text: input.to_owned(),
@@ -156,9 +168,12 @@ impl FromStr for Digest {
 
 /// `component ([+._-] component)*`, `component ::= [a-z0-9]+`.
 fn valid_algorithm(algorithm: &str) -> bool {
-    algorithm
-        .split(['+', '.', '_', '-'])
-        .all(|component| !component.is_empty() && component.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+    algorithm.split(['+', '.', '_', '-']).all(|component| {
+        !component.is_empty()
+            && component
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    })
 }
 
 impl fmt::Display for Digest {

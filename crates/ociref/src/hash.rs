@@ -54,7 +54,9 @@ impl Hasher {
 
 impl std::fmt::Debug for Hasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hasher").field("bytes", &self.bytes).finish_non_exhaustive()
+        f.debug_struct("Hasher")
+            .field("bytes", &self.bytes)
+            .finish_non_exhaustive()
     }
 }
 

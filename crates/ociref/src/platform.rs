@@ -28,7 +28,8 @@ impl Platform {
             Some(v) => format!("{os}/{architecture}/{v}"),
             None => format!("{os}/{architecture}"),
         };
-        normalize(os, architecture, variant).map_err(|reason| Error::InvalidPlatform { input, reason })
+        normalize(os, architecture, variant)
+            .map_err(|reason| Error::InvalidPlatform { input, reason })
     }
 
     /// The platform this program runs on.
@@ -122,14 +123,18 @@ fn normalize(os: &str, architecture: &str, variant: Option<&str>) -> Result<Plat
     let (architecture, variant) = match (arch.as_str(), variant.as_deref()) {
         ("x86_64" | "x86-64" | "amd64", None | Some("v1")) => ("amd64".to_owned(), None),
         ("x86_64" | "x86-64" | "amd64", Some(v)) => ("amd64".to_owned(), Some(v.to_owned())),
-        ("aarch64" | "arm64", None | Some("v8" | "8")) => ("arm64".to_owned(), Some("v8".to_owned())),
+        ("aarch64" | "arm64", None | Some("v8" | "8")) => {
+            ("arm64".to_owned(), Some("v8".to_owned()))
+        }
         ("aarch64" | "arm64", Some(v)) => ("arm64".to_owned(), Some(v.to_owned())),
         ("armhf", None) => ("arm".to_owned(), Some("v7".to_owned())),
         ("armel", None) => ("arm".to_owned(), Some("v6".to_owned())),
         ("arm", None) => ("arm".to_owned(), Some("v7".to_owned())),
         ("arm", Some(v @ ("5" | "6" | "7" | "8"))) => ("arm".to_owned(), Some(format!("v{v}"))),
         ("arm", Some(v)) => ("arm".to_owned(), Some(v.to_owned())),
-        ("i386" | "i486" | "i586" | "i686" | "x86" | "386", v) => ("386".to_owned(), v.map(str::to_owned)),
+        ("i386" | "i486" | "i586" | "i686" | "x86" | "386", v) => {
+            ("386".to_owned(), v.map(str::to_owned))
+        }
         (other, v) => (other.to_owned(), v.map(str::to_owned)),
     };
     check_part("architecture", &architecture)?;
@@ -147,8 +152,13 @@ fn check_part(what: &str, value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Err(format!("empty {what}"));
     }
-    if !value.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
-        return Err(format!("{what} {value:?} may only contain letters, digits, '.', '_' and '-'"));
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    {
+        return Err(format!(
+            "{what} {value:?} may only contain letters, digits, '.', '_' and '-'"
+        ));
     }
     Ok(())
 }

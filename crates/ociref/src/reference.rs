@@ -206,12 +206,10 @@ fn parse(input: &str) -> Result<Reference, String> {
     }
     let (name_and_tag, digest) = match input.split_once('@') {
         Some((before, digest_text)) => {
-            let digest = digest_text
-                .parse::<Digest>()
-                .map_err(|err| match err {
-                    Error::InvalidDigest { reason, .. } => format!("invalid digest: {reason}"),
-                    other => other.to_string(),
-                })?;
+            let digest = digest_text.parse::<Digest>().map_err(|err| match err {
+                Error::InvalidDigest { reason, .. } => format!("invalid digest: {reason}"),
+                other => other.to_string(),
+            })?;
             (before, Some(digest))
         }
         None => (input, None),
@@ -285,7 +283,9 @@ fn split_registry(name: &str) -> Result<(String, String), String> {
 /// `host[:port]`, host a domain name, an IPv4 address or `[IPv6]`.
 fn check_registry(registry: &str) -> Result<(), String> {
     let (host, port) = if let Some(rest) = registry.strip_prefix('[') {
-        let (inside, after) = rest.split_once(']').ok_or("unterminated IPv6 address in registry")?;
+        let (inside, after) = rest
+            .split_once(']')
+            .ok_or("unterminated IPv6 address in registry")?;
         inside
             .parse::<std::net::Ipv6Addr>()
             .map_err(|_| format!("invalid IPv6 address {inside:?} in registry"))?;
@@ -318,7 +318,9 @@ fn check_registry(registry: &str) -> Result<(), String> {
     for component in host.split('.') {
         let bytes = component.as_bytes();
         let valid = !bytes.is_empty()
-            && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
             && bytes[0] != b'-'
             && bytes[bytes.len() - 1] != b'-';
         if !valid {
@@ -346,7 +348,9 @@ fn check_path_component(component: &str) -> Result<(), String> {
     let bytes = component.as_bytes();
     let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     if !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
-        return Err(format!("path component {component:?} must start and end with a lowercase letter or digit"));
+        return Err(format!(
+            "path component {component:?} must start and end with a lowercase letter or digit"
+        ));
     }
     let mut i = 0;
     while i < bytes.len() {
@@ -361,7 +365,9 @@ fn check_path_component(component: &str) -> Result<(), String> {
         let separator = &component[start..i];
         let valid = matches!(separator, "." | "_" | "__") || separator.bytes().all(|b| b == b'-');
         if !valid {
-            return Err(format!("invalid separator {separator:?} in path component {component:?}"));
+            return Err(format!(
+                "invalid separator {separator:?} in path component {component:?}"
+            ));
         }
     }
     Ok(())
@@ -379,7 +385,10 @@ fn check_tag(tag: &str) -> Result<(), &'static str> {
     if !(first.is_ascii_alphanumeric() || *first == b'_') {
         return Err("tag must start with a letter, digit or '_'");
     }
-    if !bytes.iter().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(b)) {
+    if !bytes
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(b))
+    {
         return Err("tag may only contain letters, digits, '_', '.' and '-'");
     }
     Ok(())

@@ -1,9 +1,12 @@
 //! Digests, streaming verification, and platform normalization and matching.
 
-use ociref::{Algorithm, Digest, DigestVerifier, Error, Hasher, HashingReader, HashingWriter, Platform};
+use ociref::{
+    Algorithm, Digest, DigestVerifier, Error, Hasher, HashingReader, HashingWriter, Platform,
+};
 use std::io::{Read, Write};
 
-const EMPTY_SHA256: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+const EMPTY_SHA256: &str =
+    "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 const ABC_SHA256: &str = "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
 const ABC_SHA512: &str = "sha512:ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f";
 
@@ -31,7 +34,9 @@ fn digests_round_trip_and_expose_parts() {
 
 #[test]
 fn unknown_algorithms_parse_but_are_unsupported() {
-    let digest: Digest = "blake3+x.v1:abcDEF012=_-".parse().expect("grammar allows it");
+    let digest: Digest = "blake3+x.v1:abcDEF012=_-"
+        .parse()
+        .expect("grammar allows it");
     assert_eq!(digest.algorithm(), "blake3+x.v1");
     assert_eq!(
         DigestVerifier::new(digest.clone()).expect_err("cannot verify"),
@@ -55,11 +60,26 @@ fn malformed_digests_are_specific() {
         ("sha256", "missing ':' between algorithm and hex"),
         (":ab", "empty algorithm"),
         ("sha256:", "empty encoded part"),
-        ("sha256:abc", "digest hex has wrong length for sha256 (expected 64, got 3)"),
-        ("sha512:abc", "digest hex has wrong length for sha512 (expected 128, got 3)"),
-        ("other:a b", "encoded part must be letters, digits, '=', '_' or '-'"),
-        ("Sha256:aa", "algorithm \"Sha256\" is not lowercase letters and digits joined by '+', '.', '_' or '-'"),
-        ("a..b:aa", "algorithm \"a..b\" is not lowercase letters and digits joined by '+', '.', '_' or '-'"),
+        (
+            "sha256:abc",
+            "digest hex has wrong length for sha256 (expected 64, got 3)",
+        ),
+        (
+            "sha512:abc",
+            "digest hex has wrong length for sha512 (expected 128, got 3)",
+        ),
+        (
+            "other:a b",
+            "encoded part must be letters, digits, '=', '_' or '-'",
+        ),
+        (
+            "Sha256:aa",
+            "algorithm \"Sha256\" is not lowercase letters and digits joined by '+', '.', '_' or '-'",
+        ),
+        (
+            "a..b:aa",
+            "algorithm \"a..b\" is not lowercase letters and digits joined by '+', '.', '_' or '-'",
+        ),
     ];
     for (input, reason) in cases {
         assert_eq!(
@@ -93,7 +113,10 @@ fn verifier_reports_expected_and_actual() {
     );
     assert_eq!(
         err.to_string(),
-        format!("digest mismatch: expected {expected}, got {}", Digest::sha256_of(b"abd"))
+        format!(
+            "digest mismatch: expected {expected}, got {}",
+            Digest::sha256_of(b"abd")
+        )
     );
 }
 
@@ -141,7 +164,10 @@ fn platform_normalization_table() {
     for (input, normalized) in cases {
         let platform: Platform = input.parse().unwrap_or_else(|e| panic!("{input}: {e}"));
         assert_eq!(platform.to_string(), normalized, "{input}");
-        assert_eq!(normalized.parse::<Platform>().expect("normalized parses"), platform);
+        assert_eq!(
+            normalized.parse::<Platform>().expect("normalized parses"),
+            platform
+        );
     }
     assert_eq!(
         "linux/arm64".parse::<Platform>().expect("valid"),
@@ -157,7 +183,10 @@ fn malformed_platforms_are_specific() {
         ("/amd64", "empty os"),
         ("linux/", "empty architecture"),
         ("linux/amd64/", "empty variant"),
-        ("li nux/amd64", "os \"li nux\" may only contain letters, digits, '.', '_' and '-'"),
+        (
+            "li nux/amd64",
+            "os \"li nux\" may only contain letters, digits, '.', '_' and '-'",
+        ),
     ] {
         assert_eq!(
             input.parse::<Platform>().expect_err(input),
@@ -172,7 +201,10 @@ fn malformed_platforms_are_specific() {
 #[test]
 fn host_platform_parses_back() {
     let host = Platform::host();
-    assert_eq!(host.to_string().parse::<Platform>().expect("round trip"), host);
+    assert_eq!(
+        host.to_string().parse::<Platform>().expect("round trip"),
+        host
+    );
     assert_eq!(host.os(), std::env::consts::OS);
 }
 
@@ -187,12 +219,24 @@ fn matching_and_arm_fallbacks() {
 
     let armv7: Platform = "linux/arm/v7".parse().expect("valid");
     let v7 = armv7.match_rank("linux", "arm", Some("v7")).expect("exact");
-    let v6 = armv7.match_rank("linux", "arm", Some("v6")).expect("fallback");
-    let v5 = armv7.match_rank("linux", "arm", Some("v5")).expect("fallback");
+    let v6 = armv7
+        .match_rank("linux", "arm", Some("v6"))
+        .expect("fallback");
+    let v5 = armv7
+        .match_rank("linux", "arm", Some("v5"))
+        .expect("fallback");
     assert!(v7 < v6 && v6 < v5, "{v7} {v6} {v5}");
-    assert_eq!(armv7.match_rank("linux", "arm", Some("v8")), None, "v8 code cannot run on v7");
+    assert_eq!(
+        armv7.match_rank("linux", "arm", Some("v8")),
+        None,
+        "v8 code cannot run on v7"
+    );
 
-    let candidates = [("linux", "amd64", None), ("linux", "arm", Some("v5")), ("linux", "arm", Some("v6"))];
+    let candidates = [
+        ("linux", "amd64", None),
+        ("linux", "arm", Some("v5")),
+        ("linux", "arm", Some("v6")),
+    ];
     let best = armv7.best_match(&candidates, |(os, arch, variant)| {
         Some(((*os).into(), (*arch).into(), variant.map(Into::into)))
     });

@@ -212,7 +212,9 @@ mod tests {
     #[test]
     fn ecr_basic_challenge() {
         assert_eq!(
-            parse_challenges(r#"Basic realm="https://1234.dkr.ecr.us-east-1.amazonaws.com/",service="ecr.amazonaws.com""#),
+            parse_challenges(
+                r#"Basic realm="https://1234.dkr.ecr.us-east-1.amazonaws.com/",service="ecr.amazonaws.com""#
+            ),
             vec![Challenge::Basic {
                 realm: Some("https://1234.dkr.ecr.us-east-1.amazonaws.com/".into())
             }]
@@ -251,7 +253,10 @@ mod tests {
     #[test]
     fn scheme_and_keys_are_case_insensitive_and_spacing_is_loose() {
         let parsed = parse_challenges(r#"bearer  Realm = "https://q/token" , SERVICE=quay.io"#);
-        assert_eq!(parsed, vec![bearer("https://q/token", Some("quay.io"), None)]);
+        assert_eq!(
+            parsed,
+            vec![bearer("https://q/token", Some("quay.io"), None)]
+        );
     }
 
     #[test]

@@ -52,7 +52,13 @@ mod tests {
 
     #[test]
     fn token_scope_strings() {
-        assert_eq!(Scope::pull("library/alpine").to_token_scope(), "repository:library/alpine:pull");
-        assert_eq!(Scope::push("a/b").to_token_scope(), "repository:a/b:pull,push");
+        assert_eq!(
+            Scope::pull("library/alpine").to_token_scope(),
+            "repository:library/alpine:pull"
+        );
+        assert_eq!(
+            Scope::push("a/b").to_token_scope(),
+            "repository:a/b:pull,push"
+        );
     }
 }

@@ -49,7 +49,10 @@ impl Authorizer {
     /// The cached `Authorization` value for a request, if any: Basic when the
     /// registry asked for it, else a live token covering `scope`.
     pub(crate) fn cached(&self, registry: &str, scope: &Scope) -> Option<Secret> {
-        let cache = self.cache.lock().expect("because no code panics while holding the lock");
+        let cache = self
+            .cache
+            .lock()
+            .expect("because no code panics while holding the lock");
         let auth = cache.registries.get(registry)?;
         if let Some(basic) = &auth.basic {
             return Some(basic.clone());
@@ -69,7 +72,10 @@ impl Authorizer {
 
     /// Forgets the token for `scope` (after a registry refused it).
     pub(crate) fn forget(&self, registry: &str, scope: &Scope) {
-        let mut cache = self.cache.lock().expect("because no code panics while holding the lock");
+        let mut cache = self
+            .cache
+            .lock()
+            .expect("because no code panics while holding the lock");
         if let Some(auth) = cache.registries.get_mut(registry) {
             auth.tokens.remove(&scope.to_token_scope());
             auth.basic = None;
@@ -87,7 +93,12 @@ impl Authorizer {
         challenges: &[Challenge],
     ) -> Result<Secret> {
         let credential = self.credential(registry).await?;
-        if let Some(Challenge::Bearer { realm, service, scope: asked, .. }) = challenges
+        if let Some(Challenge::Bearer {
+            realm,
+            service,
+            scope: asked,
+            ..
+        }) = challenges
             .iter()
             .find(|c| matches!(c, Challenge::Bearer { .. }))
         {
@@ -101,11 +112,21 @@ impl Authorizer {
                 }
             }
             let header = self
-                .fetch_token(http, registry, realm, service.as_deref(), &scopes, credential.as_ref())
+                .fetch_token(
+                    http,
+                    registry,
+                    realm,
+                    service.as_deref(),
+                    &scopes,
+                    credential.as_ref(),
+                )
                 .await?;
             return Ok(header);
         }
-        if challenges.iter().any(|c| matches!(c, Challenge::Basic { .. })) {
+        if challenges
+            .iter()
+            .any(|c| matches!(c, Challenge::Basic { .. }))
+        {
             let Some(Credential::Basic { username, password }) = credential else {
                 return Err(Error::Unauthorized {
                     registry: registry.to_owned(),
@@ -113,8 +134,15 @@ impl Authorizer {
                 });
             };
             let header = basic_header(&username, password.expose());
-            let mut cache = self.cache.lock().expect("because no code panics while holding the lock");
-            cache.registries.entry(registry.to_owned()).or_default().basic = Some(header.clone());
+            let mut cache = self
+                .cache
+                .lock()
+                .expect("because no code panics while holding the lock");
+            cache
+                .registries
+                .entry(registry.to_owned())
+                .or_default()
+                .basic = Some(header.clone());
             return Ok(header);
         }
         let schemes: Vec<String> = challenges
@@ -130,7 +158,10 @@ impl Authorizer {
             reason: if schemes.is_empty() {
                 "access denied, and the registry sent no authentication challenge".into()
             } else {
-                format!("unsupported authentication scheme(s): {}", schemes.join(", "))
+                format!(
+                    "unsupported authentication scheme(s): {}",
+                    schemes.join(", ")
+                )
             },
         })
     }
@@ -158,11 +189,18 @@ impl Authorizer {
             reason: format!("token realm {realm:?} is not a URL"),
         })?;
         if let Some(Credential::RegistryToken(token)) = credential {
-            return Ok(self.store(registry, &scopes[0], format!("Bearer {}", token.expose()), None));
+            return Ok(self.store(
+                registry,
+                &scopes[0],
+                format!("Bearer {}", token.expose()),
+                None,
+            ));
         }
         // Secrets travel only over TLS, or to a loopback token service.
         let may_send_secrets = realm_url.scheme() == "https"
-            || realm_url.host_str().is_some_and(crate::transport::is_loopback);
+            || realm_url
+                .host_str()
+                .is_some_and(crate::transport::is_loopback);
         let credential = credential.filter(|_| may_send_secrets);
         let first = self
             .token_request(http, registry, &realm_url, service, scopes, credential)
@@ -171,7 +209,10 @@ impl Authorizer {
             // Stale stored credentials must not break public pulls: retry
             // anonymously once.
             (Err(Error::Unauthorized { .. }), Some(_)) => {
-                tracing::debug!(registry, "token service refused stored credentials; retrying anonymously");
+                tracing::debug!(
+                    registry,
+                    "token service refused stored credentials; retrying anonymously"
+                );
                 self.token_request(http, registry, &realm_url, service, scopes, None)
                     .await
                     .map_err(|err| match err {
@@ -255,7 +296,11 @@ impl Authorizer {
                 registry: realm_host,
                 reason: format!(
                     "the token service answered {status} for {}",
-                    if credential.is_some() { "the configured credentials" } else { "an anonymous request" }
+                    if credential.is_some() {
+                        "the configured credentials"
+                    } else {
+                        "an anonymous request"
+                    }
                 ),
             }),
             429 => Err(Error::RateLimited {
@@ -277,17 +322,32 @@ impl Authorizer {
         }
     }
 
-    fn store(&self, registry: &str, scope: &str, header: String, lifetime: Option<Duration>) -> Secret {
+    fn store(
+        &self,
+        registry: &str,
+        scope: &str,
+        header: String,
+        lifetime: Option<Duration>,
+    ) -> Secret {
         let header = Secret::new(header);
         let lifetime = lifetime.unwrap_or(DEFAULT_TOKEN_LIFETIME);
         let expires = Instant::now() + lifetime.saturating_sub(EXPIRY_MARGIN.min(lifetime / 2));
-        let mut cache = self.cache.lock().expect("because no code panics while holding the lock");
+        let mut cache = self
+            .cache
+            .lock()
+            .expect("because no code panics while holding the lock");
         cache
             .registries
             .entry(registry.to_owned())
             .or_default()
             .tokens
-            .insert(scope.to_owned(), CachedToken { header: header.clone(), expires });
+            .insert(
+                scope.to_owned(),
+                CachedToken {
+                    header: header.clone(),
+                    expires,
+                },
+            );
         header
     }
 }
@@ -303,7 +363,8 @@ struct TokenResponse {
 }
 
 fn basic_header(username: &str, password: &str) -> Secret {
-    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
     Secret::new(format!("Basic {encoded}"))
 }
 
@@ -324,7 +385,10 @@ impl FormUrlencoded for reqwest::RequestBuilder {
         let mut url = reqwest::Url::parse("http://x/").expect("because the literal is a valid URL");
         url.query_pairs_mut().extend_pairs(pairs);
         let body = url.query().unwrap_or_default().to_owned();
-        self.header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(body)
+        self.header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(body)
     }
 }
