@@ -3,4 +3,5 @@
 
 mod distribution;
 mod harness;
+mod secrets;
 mod token_auth;
