@@ -3,5 +3,6 @@
 
 mod distribution;
 mod harness;
+mod memory;
 mod secrets;
 mod token_auth;
