@@ -3,7 +3,7 @@
 
 use cachectl_tests::registries;
 use reqwest::StatusCode;
-use reqwest::blocking::{Client, Response};
+use reqwest::blocking::Response;
 
 fn get_v2(addr: &str, basic: Option<(&str, &str)>) -> Response {
     let client = cachectl_tests::blocking_client();
