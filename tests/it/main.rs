@@ -2,6 +2,7 @@
 //! `cargo xtask test` against real parts.
 
 mod distribution;
+mod faults;
 mod harness;
 mod memory;
 mod secrets;
