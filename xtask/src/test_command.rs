@@ -54,7 +54,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
         let registries = TestRegistries::start()?;
         let mut command = cmd::cargo();
         command
-            .args(["test", "--workspace", "--locked"])
+            .args(["test", "--workspace", "--locked", "--no-fail-fast"])
             .args(test_args);
         for (name, value) in registries.env() {
             command.env(name, value);

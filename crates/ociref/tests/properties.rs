@@ -26,10 +26,15 @@ fn reference_text() -> impl Strategy<Value = String> {
         proptest::option::of("[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}"),
         proptest::option::of("[0-9a-f]{64}"),
     )
-        .prop_map(|(domain, path, tag, hex)| {
+        .prop_map(|(domain, mut path, tag, hex)| {
             let mut text = match domain {
                 Some(domain) => format!("{domain}/{}", path.join("/")),
-                None => path.join("/"),
+                None => {
+                    // Without a registry, a first component with a dot would
+                    // be read as one (docker's rule): keep it dot-free.
+                    path[0] = path[0].replace('.', "-");
+                    path.join("/")
+                }
             };
             if let Some(tag) = tag {
                 text.push(':');
