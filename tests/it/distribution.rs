@@ -558,3 +558,45 @@ async fn token_auth_with_stale_credentials_still_pulls_public_images() {
         .expect("falls back to an anonymous token");
     assert_eq!(resolved.digest, digest);
 }
+
+#[tokio::test]
+async fn progress_events_cover_every_byte() {
+    let registries = registries();
+    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let client = anonymous_client(ClientConfig::default()).with_progress(Arc::new({
+        let events = Arc::clone(&events);
+        move |progress: &ocidist::Progress| events.lock().expect("lock").push(progress.clone())
+    }));
+    let target = reference(&format!(
+        "{}/{}:v1",
+        registries.plain,
+        unique("dist/progress")
+    ));
+    let image = TestImage::new("progress", 300_000);
+    image.push(&client, &target).await;
+    let layer = descriptor(OCI_LAYER_TAR, &image.layer);
+    events.lock().expect("lock").clear();
+    client
+        .blob_bytes(&target, &layer, 1 << 20)
+        .await
+        .expect("fetched");
+    let events = events.lock().expect("lock").clone();
+    assert_eq!(
+        events.first().map(|e| e.kind),
+        Some(ocidist::ProgressKind::Started)
+    );
+    let last = events.last().expect("events");
+    assert_eq!(last.kind, ocidist::ProgressKind::Finished);
+    assert_eq!((last.done, last.total), (layer.size, layer.size));
+    let bytes: Vec<u64> = events
+        .iter()
+        .filter(|e| e.kind == ocidist::ProgressKind::Bytes)
+        .map(|e| e.done)
+        .collect();
+    assert!(!bytes.is_empty());
+    assert!(
+        bytes.windows(2).all(|w| w[0] < w[1]),
+        "progress goes forward"
+    );
+    assert!(events.iter().all(|e| e.digest == layer.digest));
+}

@@ -354,7 +354,7 @@ impl BlobStream {
     }
 
     fn report(&self, kind: ProgressKind) {
-        if let Some(progress) = &self.client.inner.progress {
+        if let Some(progress) = &self.client.progress {
             progress(&Progress {
                 digest: self.descriptor.digest.clone(),
                 kind,

@@ -18,16 +18,25 @@ const MAX_REDIRECTS: u32 = 10;
 
 /// A distribution-spec client. Cheap to clone; clones share connections,
 /// credentials and cached tokens.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Client {
     pub(crate) inner: Arc<Inner>,
+    pub(crate) progress: Option<ProgressFn>,
 }
 
 pub(crate) struct Inner {
     pub(crate) config: ClientConfig,
     pub(crate) transport: Transport,
     pub(crate) auth: Authorizer,
-    pub(crate) progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("inner", &self.inner)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for Inner {
@@ -35,7 +44,6 @@ impl std::fmt::Debug for Inner {
         f.debug_struct("Client")
             .field("config", &self.config)
             .field("credentials", &self.auth.credentials)
-            .field("progress", &self.progress.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -87,29 +95,16 @@ impl Client {
                     cache: Mutex::new(AuthCache::default()),
                     credentials,
                 },
-                progress: None,
             }),
+            progress: None,
         })
     }
 
-    /// The same client, reporting blob progress to `progress`.
-    pub fn with_progress(self, progress: ProgressFn) -> Self {
-        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
-            config: shared.config.clone(),
-            transport: Transport::new(&shared.config)
-                .expect("because the same configuration built a transport before"),
-            auth: Authorizer {
-                cache: Mutex::new(AuthCache::default()),
-                credentials: Arc::clone(&shared.auth.credentials),
-            },
-            progress: None,
-        });
-        Client {
-            inner: Arc::new(Inner {
-                progress: Some(progress),
-                ..inner
-            }),
-        }
+    /// The same client (sharing connections and tokens), reporting blob
+    /// progress to `progress`.
+    pub fn with_progress(mut self, progress: ProgressFn) -> Self {
+        self.progress = Some(progress);
+        self
     }
 
     /// The settings this client was built with.

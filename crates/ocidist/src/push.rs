@@ -266,7 +266,7 @@ impl Client {
     }
 
     fn report(&self, descriptor: &Descriptor, kind: ProgressKind, done: u64) {
-        if let Some(progress) = &self.inner.progress {
+        if let Some(progress) = &self.progress {
             progress(&Progress {
                 digest: descriptor.digest.clone(),
                 kind,

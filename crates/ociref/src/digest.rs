@@ -1,6 +1,6 @@
 //! Content digests: `algorithm:encoded`, as the OCI image spec defines them.
 
-use crate::error::Error;
+use crate::error::{DigestReason, Error};
 use crate::hash::Hasher;
 use std::fmt;
 use std::str::FromStr;
@@ -55,7 +55,8 @@ impl Algorithm {
         }
     }
 
-    fn from_name(name: &str) -> Option<Self> {
+    /// The algorithm named `name` (`sha256`, `sha512`), if supported.
+    pub fn from_name(name: &str) -> Option<Self> {
         match name {
             "sha256" => Some(Algorithm::Sha256),
             "sha512" => Some(Algorithm::Sha512),
@@ -64,12 +65,47 @@ impl Algorithm {
     }
 }
 
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl Digest {
-    /// The SHA-256 digest of `bytes`.
-    pub fn sha256_of(bytes: &[u8]) -> Digest {
-        let mut hasher = Hasher::new(Algorithm::Sha256);
+    /// The digest of `bytes` with `algorithm`.
+    pub fn of(algorithm: Algorithm, bytes: &[u8]) -> Digest {
+        let mut hasher = Hasher::new(algorithm);
         hasher.update(bytes);
         hasher.finish()
+    }
+
+    /// The SHA-256 digest of `bytes`.
+    pub fn sha256_of(bytes: &[u8]) -> Digest {
+        Digest::of(Algorithm::Sha256, bytes)
+    }
+
+    /// The SHA-512 digest of `bytes`.
+    pub fn sha512_of(bytes: &[u8]) -> Digest {
+        Digest::of(Algorithm::Sha512, bytes)
+    }
+
+    /// Whether `bytes` hash to this digest; an error when they do not
+    /// ([`Error::DigestMismatch`]) or the algorithm cannot be computed
+    /// ([`Error::UnsupportedAlgorithm`]).
+    pub fn verify(&self, bytes: &[u8]) -> Result<(), Error> {
+        let actual = Digest::of(self.supported_algorithm()?, bytes);
+        if actual == *self {
+            return Ok(());
+        }
+        Err(Error::DigestMismatch {
+            expected: self.clone(),
+            actual,
+        })
+    }
+
+    /// Whether the algorithm is one this crate can compute.
+    pub fn is_supported(&self) -> bool {
+        Algorithm::from_name(self.algorithm()).is_some()
     }
 
     /// The algorithm part, e.g. `sha256`.
@@ -114,56 +150,64 @@ impl FromStr for Digest {
     type Err = Error;
 
     fn from_str(input: &str) -> Result<Self, Error> {
-        let invalid = |reason: String| Error::InvalidDigest {
+        Digest::parse_text(input).map_err(|reason| Error::InvalidDigest {
             input: input.to_owned(),
             reason,
-        };
-        if input.is_empty() {
-            return Err(invalid("empty digest".into()));
-        }
-        let Some((algorithm, encoded)) = input.split_once(':') else {
-            return Err(invalid("missing ':' between algorithm and hex".into()));
-        };
-        if algorithm.is_empty() {
-            return Err(invalid("empty algorithm".into()));
-        }
-        if encoded.is_empty() {
-            return Err(invalid("empty encoded part".into()));
-        }
-        if !valid_algorithm(algorithm) {
-            return Err(invalid(format!(
-                "algorithm {algorithm:?} is not lowercase letters and digits joined by '+', '.', '_' or '-'"
-            )));
-        }
-        if let Some(known) = Algorithm::from_name(algorithm) {
-            if !encoded
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-            {
-                return Err(invalid(format!(
-                    "{algorithm} hex must be lowercase hexadecimal"
-                )));
-            }
-            if encoded.len() != known.hex_len() {
-                return Err(invalid(format!(
-                    "digest hex has wrong length for {algorithm} (expected {}, got {})",
-                    known.hex_len(),
-                    encoded.len()
-                )));
-            }
-        } else if !encoded
+        })
+    }
+}
+
+impl Digest {
+    /// Parses `algorithm:encoded`, reporting only the reason on failure.
+    pub(crate) fn parse_text(input: &str) -> Result<Digest, DigestReason> {
+        let colon = check(input)?;
+        Ok(Digest {
+            text: input.to_owned(),
+            colon,
+        })
+    }
+}
+
+/// Checks `algorithm:encoded` and returns the position of the `:`.
+fn check(input: &str) -> Result<usize, DigestReason> {
+    if input.is_empty() {
+        return Err(DigestReason::Empty);
+    }
+    let Some((algorithm, encoded)) = input.split_once(':') else {
+        return Err(DigestReason::MissingColon);
+    };
+    if algorithm.is_empty() {
+        return Err(DigestReason::EmptyAlgorithm);
+    }
+    if encoded.is_empty() {
+        return Err(DigestReason::EmptyEncoded);
+    }
+    if !valid_algorithm(algorithm) {
+        return Err(DigestReason::InvalidAlgorithm);
+    }
+    let Some(known) = Algorithm::from_name(algorithm) else {
+        if !encoded
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b))
         {
-            return Err(invalid(
-                "encoded part must be letters, digits, '=', '_' or '-'".into(),
-            ));
+            return Err(DigestReason::InvalidEncoded);
         }
-        Ok(Digest {
-            text: input.to_owned(),
-            colon: algorithm.len(),
-        })
+        return Ok(algorithm.len());
+    };
+    if !encoded
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(DigestReason::NotLowercaseHex { algorithm: known });
     }
+    if encoded.len() != known.hex_len() {
+        return Err(DigestReason::WrongLength {
+            algorithm: known,
+            expected: known.hex_len(),
+            actual: encoded.len(),
+        });
+    }
+    Ok(algorithm.len())
 }
 
 /// `component ([+._-] component)*`, `component ::= [a-z0-9]+`.

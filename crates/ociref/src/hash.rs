@@ -43,6 +43,14 @@ impl Hasher {
         self.bytes
     }
 
+    /// The algorithm hashed with.
+    pub fn algorithm(&self) -> Algorithm {
+        match self.state {
+            State::Sha256(_) => Algorithm::Sha256,
+            State::Sha512(_) => Algorithm::Sha512,
+        }
+    }
+
     /// The digest of everything hashed.
     pub fn finish(self) -> Digest {
         match self.state {
@@ -141,6 +149,16 @@ impl Write for DigestVerifier {
 }
 
 /// A writer that hashes exactly the bytes its inner writer accepted.
+///
+/// ```
+/// use std::io::Write;
+/// let mut writer = ociref::HashingWriter::new(Vec::new(), ociref::Algorithm::Sha256);
+/// writer.write_all(b"abc")?;
+/// let (bytes, digest) = writer.finish();
+/// assert_eq!(bytes, b"abc");
+/// assert_eq!(digest, ociref::Digest::sha256_of(b"abc"));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct HashingWriter<W> {
     inner: W,
@@ -165,11 +183,36 @@ impl<W: Write> HashingWriter<W> {
     pub fn finish(self) -> (W, Digest) {
         (self.inner, self.hasher.finish())
     }
+
+    /// The inner writer if what passed hashes to `expected`, else
+    /// [`Error::DigestMismatch`] with both digests.
+    pub fn verify(self, expected: &Digest) -> Result<W, Error> {
+        let (inner, actual) = self.finish();
+        if actual == *expected {
+            return Ok(inner);
+        }
+        Err(Error::DigestMismatch {
+            expected: expected.clone(),
+            actual,
+        })
+    }
+
+    /// The inner writer.
+    pub fn get_ref(&self) -> &W {
+        &self.inner
+    }
+
+    /// The inner writer, mutably. Bytes moved through it directly are not
+    /// hashed.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
 }
 
 impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let written = self.inner.write(buf)?;
+        // `min` guards against an inner writer claiming more than it got.
+        let written = self.inner.write(buf)?.min(buf.len());
         self.hasher.update(&buf[..written]);
         Ok(written)
     }
@@ -180,6 +223,15 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 /// A reader that hashes exactly the bytes read through it.
+///
+/// ```
+/// use std::io::Read;
+/// let expected = ociref::Digest::sha256_of(b"abc");
+/// let mut reader = ociref::HashingReader::new(&b"abc"[..], ociref::Algorithm::Sha256);
+/// std::io::copy(&mut reader, &mut std::io::sink())?;
+/// reader.verify(&expected)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct HashingReader<R> {
     inner: R,
@@ -204,11 +256,35 @@ impl<R: Read> HashingReader<R> {
     pub fn finish(self) -> (R, Digest) {
         (self.inner, self.hasher.finish())
     }
+
+    /// The inner reader if what passed hashes to `expected`, else
+    /// [`Error::DigestMismatch`] with both digests.
+    pub fn verify(self, expected: &Digest) -> Result<R, Error> {
+        let (inner, actual) = self.finish();
+        if actual == *expected {
+            return Ok(inner);
+        }
+        Err(Error::DigestMismatch {
+            expected: expected.clone(),
+            actual,
+        })
+    }
+
+    /// The inner reader.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    /// The inner reader, mutably. Bytes moved through it directly are not
+    /// hashed.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let read = self.inner.read(buf)?;
+        let read = self.inner.read(buf)?.min(buf.len());
         self.hasher.update(&buf[..read]);
         Ok(read)
     }

@@ -2,8 +2,9 @@
 //! normalized as docker does.
 
 use crate::digest::Digest;
-use crate::error::Error;
+use crate::error::{Error, ReferenceReason};
 use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
 use std::str::FromStr;
 
 /// Docker Hub's canonical registry name.
@@ -18,10 +19,16 @@ pub const NAME_TOTAL_LENGTH_MAX: usize = 255;
 /// Longest allowed tag.
 pub const TAG_LENGTH_MAX: usize = 128;
 
-/// A normalized image reference.
+/// A normalized image reference: registry, repository, and a tag, a digest
+/// or both.
 ///
 /// Every value is valid: the only ways to build one are parsing and the
-/// `with_*` methods, which check their input.
+/// `with_*` methods, which check their input. `Display` prints the full
+/// normalized form (`docker.io/library/alpine:3.20`,
+/// `ghcr.io/o/r:v1@sha256:…`), which parses back to an equal value;
+/// [`Reference::familiar`] prints docker's short form. Serde uses the
+/// `Display` string and parses on the way in. The rules for ambiguous cases
+/// are in [`crate::design`].
 ///
 /// ```
 /// let r: ociref::Reference = "alpine:3.20".parse()?;
@@ -93,14 +100,23 @@ impl Reference {
         out
     }
 
-    /// The short name docker prints, without tag or digest.
+    /// The short name docker prints, without tag or digest: Docker Hub's
+    /// registry and `library/` are dropped, other registries are kept.
+    ///
+    /// The result always parses back to the same name: a Hub repository
+    /// whose first component would read as a registry (`docker.io/foo.com/x`)
+    /// keeps its `docker.io/`.
     pub fn familiar_name(&self) -> String {
         if self.registry != DOCKER_HUB {
             return self.name();
         }
-        match self.repository.strip_prefix("library/") {
-            Some(rest) if !rest.contains('/') => rest.to_owned(),
-            _ => self.repository.clone(),
+        let short = match self.repository.strip_prefix("library/") {
+            Some(rest) if !rest.contains('/') => rest,
+            _ => self.repository.as_str(),
+        };
+        match short.split_once('/') {
+            Some((first, _)) if looks_like_registry(first) => self.name(),
+            _ => short.to_owned(),
         }
     }
 
@@ -108,7 +124,7 @@ impl Reference {
     pub fn with_tag(&self, tag: &str) -> Result<Reference, Error> {
         check_tag(tag).map_err(|reason| Error::InvalidReference {
             input: format!("{}:{tag}", self.name()),
-            reason: reason.to_owned(),
+            reason,
         })?;
         Ok(Reference {
             tag: Some(tag.to_owned()),
@@ -185,60 +201,63 @@ impl<'de> serde::Deserialize<'de> for Reference {
     }
 }
 
-/// Whether a registry `host[:port]` is a loopback host.
+/// Whether a registry `host[:port]` is a loopback host: `localhost`, an
+/// address in `127.0.0.0/8`, or `[::1]` (also written as the IPv4-mapped
+/// `[::ffff:127.x.y.z]`), with any port.
 pub fn is_loopback_registry(registry: &str) -> bool {
     let host = match registry.strip_prefix('[') {
         Some(rest) => rest.split(']').next().unwrap_or_default(),
         None => registry.rsplit_once(':').map_or(registry, |(host, _)| host),
     };
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match host.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.is_loopback(),
+        Ok(IpAddr::V6(v6)) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => false,
+    }
 }
 
-fn parse(input: &str) -> Result<Reference, String> {
+fn parse(input: &str) -> Result<Reference, ReferenceReason> {
     if input.is_empty() {
-        return Err("empty reference".into());
+        return Err(ReferenceReason::Empty);
     }
     if let Some(bad) = input.chars().find(|c| !c.is_ascii_graphic()) {
-        return Err(format!("invalid character {bad:?}"));
+        return Err(ReferenceReason::InvalidCharacter(bad));
+    }
+    if input.len() == 64 && input.bytes().all(is_lower_alnum_hex) {
+        return Err(ReferenceReason::HexRepository);
     }
     let (name_and_tag, digest) = match input.split_once('@') {
-        Some((before, digest_text)) => {
-            let digest = digest_text.parse::<Digest>().map_err(|err| match err {
-                Error::InvalidDigest { reason, .. } => format!("invalid digest: {reason}"),
-                other => other.to_string(),
-            })?;
+        Some((before, text)) => {
+            let digest = Digest::parse_text(text).map_err(ReferenceReason::Digest)?;
             (before, Some(digest))
         }
         None => (input, None),
     };
-    // A tag is a `:` after the last `/` (a `:` before it is a port).
+    // A tag is a `:` after the last `/`; a `:` before it belongs to a port.
     let last_slash = name_and_tag.rfind('/').map_or(0, |i| i + 1);
-    let (name, tag) = match name_and_tag[last_slash..].rfind(':') {
+    let (name, tag) = match name_and_tag[last_slash..].find(':') {
         Some(i) => {
             let colon = last_slash + i;
             (&name_and_tag[..colon], Some(&name_and_tag[colon + 1..]))
         }
         None => (name_and_tag, None),
     };
-    if let Some(tag) = tag {
-        check_tag(tag).map_err(str::to_owned)?;
-    }
     if name.is_empty() {
-        return Err("empty name".into());
+        return Err(ReferenceReason::EmptyName);
     }
     let (registry, repository) = split_registry(name)?;
     check_repository(&repository)?;
-    if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err("repository name cannot be a 64-character hexadecimal string".into());
+    let length = registry.len() + 1 + repository.len();
+    if length > NAME_TOTAL_LENGTH_MAX {
+        return Err(ReferenceReason::NameTooLong { length });
     }
-    let full = registry.len() + 1 + repository.len();
-    if full > NAME_TOTAL_LENGTH_MAX {
-        return Err(format!(
-            "name is longer than {NAME_TOTAL_LENGTH_MAX} characters ({full})"
-        ));
+    if let Some(tag) = tag {
+        check_tag(tag)?;
     }
     let tag = match (tag, &digest) {
         (Some(tag), _) => Some(tag.to_owned()),
@@ -253,143 +272,164 @@ fn parse(input: &str) -> Result<Reference, String> {
     })
 }
 
-/// Splits off the registry the way docker does: the first component is a
-/// registry when it contains `.` or `:`, is `localhost`, or has uppercase
-/// letters; otherwise the image is on Docker Hub.
-fn split_registry(name: &str) -> Result<(String, String), String> {
+fn is_lower_alnum_hex(b: u8) -> bool {
+    b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
+}
+
+/// Whether the first component of a name is a registry, by docker's rule:
+/// it contains `.` or `:`, or is `localhost`.
+fn looks_like_registry(first: &str) -> bool {
+    first.contains(['.', ':']) || first == "localhost"
+}
+
+/// Splits off and normalizes the registry; names without one are on Docker
+/// Hub, where one-component repositories live under `library/`.
+fn split_registry(name: &str) -> Result<(String, String), ReferenceReason> {
     let (registry, remainder) = match name.split_once('/') {
-        Some((first, rest))
-            if first.contains(['.', ':', '['])
-                || first == "localhost"
-                || first.bytes().any(|b| b.is_ascii_uppercase()) =>
-        {
+        Some((first, rest)) if looks_like_registry(first) => {
             check_registry(first)?;
-            (first.to_owned(), rest.to_owned())
+            (normalize_registry(first), rest)
         }
-        _ => (DOCKER_HUB.to_owned(), name.to_owned()),
-    };
-    let registry = match registry.as_str() {
-        "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_owned(),
-        _ => registry,
+        _ => (DOCKER_HUB.to_owned(), name),
     };
     let repository = if registry == DOCKER_HUB && !remainder.contains('/') {
         format!("library/{remainder}")
     } else {
-        remainder
+        remainder.to_owned()
     };
     Ok((registry, repository))
 }
 
+/// Lowercase (host names are case-insensitive), and Docker Hub's aliases
+/// become `docker.io`.
+fn normalize_registry(registry: &str) -> String {
+    let registry = registry.to_ascii_lowercase();
+    match registry.as_str() {
+        "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_owned(),
+        _ => registry,
+    }
+}
+
 /// `host[:port]`, host a domain name, an IPv4 address or `[IPv6]`.
-fn check_registry(registry: &str) -> Result<(), String> {
-    let (host, port) = if let Some(rest) = registry.strip_prefix('[') {
+fn check_registry(registry: &str) -> Result<(), ReferenceReason> {
+    if let Some(rest) = registry.strip_prefix('[') {
         let (inside, after) = rest
             .split_once(']')
-            .ok_or("unterminated IPv6 address in registry")?;
-        inside
-            .parse::<std::net::Ipv6Addr>()
-            .map_err(|_| format!("invalid IPv6 address {inside:?} in registry"))?;
-        match after {
-            "" => (registry, None),
-            _ => match after.strip_prefix(':') {
-                Some(port) => (&registry[..registry.len() - after.len()], Some(port)),
-                None => return Err("unexpected text after IPv6 address in registry".into()),
-            },
+            .ok_or(ReferenceReason::UnterminatedIpv6)?;
+        if inside.parse::<Ipv6Addr>().is_err() {
+            return Err(ReferenceReason::InvalidIpv6 {
+                address: inside.to_owned(),
+            });
         }
-    } else if registry.matches(':').count() > 1 {
-        return Err("IPv6 address in registry must be enclosed in brackets".into());
-    } else {
-        match registry.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (registry, None),
+        if after.is_empty() {
+            return Ok(());
         }
+        let port = after
+            .strip_prefix(':')
+            .ok_or(ReferenceReason::TextAfterIpv6)?;
+        return check_port(port);
+    }
+    let (host, port) = match registry.split_once(':') {
+        Some((_, port)) if port.contains(':') => return Err(ReferenceReason::UnbracketedIpv6),
+        Some((host, port)) => (host, Some(port)),
+        None => (registry, None),
     };
-    if let Some(port) = port
-        && (port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) || port.len() > 5)
-    {
-        return Err(format!("invalid port {port:?} in registry"));
-    }
-    if host.starts_with('[') {
-        return Ok(());
-    }
     if host.is_empty() {
-        return Err("empty registry host".into());
+        return Err(ReferenceReason::EmptyHost);
     }
-    for component in host.split('.') {
-        let bytes = component.as_bytes();
-        let valid = !bytes.is_empty()
-            && bytes
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
-            && bytes[0] != b'-'
-            && bytes[bytes.len() - 1] != b'-';
-        if !valid {
-            return Err(format!("invalid registry host {host:?}"));
-        }
+    if !host.split('.').all(is_host_label) {
+        return Err(ReferenceReason::InvalidHost {
+            host: host.to_owned(),
+        });
+    }
+    match port {
+        Some(port) => check_port(port),
+        None => Ok(()),
+    }
+}
+
+/// `[A-Za-z0-9]` or `[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9]`.
+fn is_host_label(label: &str) -> bool {
+    let bytes = label.as_bytes();
+    let (Some(first), Some(last)) = (bytes.first(), bytes.last()) else {
+        return false;
+    };
+    first.is_ascii_alphanumeric()
+        && last.is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+}
+
+/// Decimal digits naming a port that exists (0 to 65535).
+fn check_port(port: &str) -> Result<(), ReferenceReason> {
+    // Digits only: `u16::from_str` would also take a leading `+`.
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) || port.parse::<u16>().is_err()
+    {
+        return Err(ReferenceReason::InvalidPort {
+            port: port.to_owned(),
+        });
     }
     Ok(())
 }
 
 /// Path components `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`, joined by `/`.
-fn check_repository(repository: &str) -> Result<(), String> {
+fn check_repository(repository: &str) -> Result<(), ReferenceReason> {
     if repository.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Err("repository must be lowercase".into());
+        return Err(ReferenceReason::Uppercase);
     }
-    for component in repository.split('/') {
-        check_path_component(component)?;
-    }
-    Ok(())
+    repository.split('/').try_for_each(check_path_component)
 }
 
-fn check_path_component(component: &str) -> Result<(), String> {
-    if component.is_empty() {
-        return Err("empty path component".into());
-    }
+fn check_path_component(component: &str) -> Result<(), ReferenceReason> {
+    let is_alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     let bytes = component.as_bytes();
-    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    if !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
-        return Err(format!(
-            "path component {component:?} must start and end with a lowercase letter or digit"
-        ));
+    let (Some(first), Some(last)) = (bytes.first(), bytes.last()) else {
+        return Err(ReferenceReason::EmptyPathComponent);
+    };
+    if !is_alnum(first) || !is_alnum(last) {
+        return Err(ReferenceReason::PathComponentEdge {
+            component: component.to_owned(),
+        });
     }
-    let mut i = 0;
-    while i < bytes.len() {
-        if alnum(bytes[i]) {
-            i += 1;
+    // Runs of non-alphanumerics between alphanumerics are the separators.
+    for separator in component.split(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+        if separator.is_empty() {
             continue;
         }
-        let start = i;
-        while i < bytes.len() && !alnum(bytes[i]) {
-            i += 1;
+        if let Some(character) = separator.chars().find(|c| !matches!(c, '.' | '_' | '-')) {
+            return Err(ReferenceReason::PathComponentCharacter {
+                character,
+                component: component.to_owned(),
+            });
         }
-        let separator = &component[start..i];
         let valid = matches!(separator, "." | "_" | "__") || separator.bytes().all(|b| b == b'-');
         if !valid {
-            return Err(format!(
-                "invalid separator {separator:?} in path component {component:?}"
-            ));
+            return Err(ReferenceReason::InvalidSeparator {
+                separator: separator.to_owned(),
+                component: component.to_owned(),
+            });
         }
     }
     Ok(())
 }
 
 /// `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
-fn check_tag(tag: &str) -> Result<(), &'static str> {
-    let bytes = tag.as_bytes();
-    let Some(first) = bytes.first() else {
-        return Err("empty tag");
+fn check_tag(tag: &str) -> Result<(), ReferenceReason> {
+    let Some(first) = tag.bytes().next() else {
+        return Err(ReferenceReason::EmptyTag);
     };
-    if bytes.len() > TAG_LENGTH_MAX {
-        return Err("tag is longer than 128 characters");
+    if tag.len() > TAG_LENGTH_MAX {
+        return Err(ReferenceReason::TagTooLong { length: tag.len() });
     }
-    if !(first.is_ascii_alphanumeric() || *first == b'_') {
-        return Err("tag must start with a letter, digit or '_'");
+    if !(first.is_ascii_alphanumeric() || first == b'_') {
+        return Err(ReferenceReason::TagStart);
     }
-    if !bytes
-        .iter()
-        .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(b))
+    if !tag
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
     {
-        return Err("tag may only contain letters, digits, '_', '.' and '-'");
+        return Err(ReferenceReason::TagCharacter);
     }
     Ok(())
 }
