@@ -551,3 +551,46 @@ async fn a_redirect_to_another_host_carries_no_authorization() {
         "Authorization was forwarded to another host: {at_storage:?}"
     );
 }
+
+#[tokio::test]
+async fn a_400_to_a_cached_token_renews_it_once() {
+    // ECR Public answers 400 to an expired token.
+    let registries = registries();
+    let credentials = || {
+        Arc::new(StaticCredentials::new().with(
+            &registries.token,
+            Credential::basic(registries.token_user.clone(), registries.token_password.clone()),
+        ))
+    };
+    let repository = unique("faults/expired");
+    let direct: Reference = format!("{}/{repository}:v1", registries.token).parse().expect("valid");
+    let layer = Bytes::from_static(b"layer behind a token");
+    let descriptor = describe(LAYER, &layer);
+    let pusher = Client::new(quick_config(), credentials()).expect("client");
+    pusher
+        .push_blob(&direct, &descriptor, BlobSource::Bytes(layer.clone()))
+        .await
+        .expect("pushed");
+    let proxy = FaultProxy::start(
+        &registries.token,
+        vec![Rule::new("/blobs/sha256:", Fault::Status { code: 400, headers: vec![] })
+            .method("GET")
+            .times(1)],
+    );
+    let through: Reference = format!("{}/{repository}:v1", proxy.addr()).parse().expect("valid");
+    let client = Client::new(
+        quick_config(),
+        Arc::new(StaticCredentials::new().with(
+            &proxy.addr(),
+            Credential::basic(registries.token_user.clone(), registries.token_password.clone()),
+        )),
+    )
+    .expect("client");
+    // The HEAD gets the token; the GET with it meets the injected 400.
+    assert!(client.blob_exists(&through, &descriptor.digest).await.expect("HEAD").is_some());
+    let bytes = client.blob_bytes(&through, &descriptor, 1024).await.expect("renewed and fetched");
+    assert_eq!(bytes, layer);
+    let gets: Vec<_> = proxy.requests().into_iter().filter(|r| r.method == "GET").collect();
+    assert!(gets.len() >= 2, "{gets:?}");
+    assert!(gets[0].had_authorization, "the first GET carried the cached token");
+}

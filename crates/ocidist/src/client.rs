@@ -130,6 +130,7 @@ impl Client {
         let policy = &self.inner.config.retry;
         let http = self.inner.transport.http(request.registry);
         let mut answered_challenge = false;
+        let mut renewed_after_400 = false;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -188,6 +189,18 @@ impl Client {
                     .await?;
                 answered_challenge = true;
                 attempt -= 1; // answering a challenge is not a failed attempt
+                continue;
+            }
+            // ECR Public answers 400, not 401, to an expired token: drop the
+            // cached authorization and try once more with a fresh one.
+            if status == 400 && authorization.is_some() && !renewed_after_400 {
+                tracing::debug!(
+                    registry = request.registry,
+                    "400 with cached authorization; renewing it once"
+                );
+                self.inner.auth.forget(request.registry, &request.scope);
+                renewed_after_400 = true;
+                attempt -= 1;
                 continue;
             }
             if is_retryable_status(status) {
