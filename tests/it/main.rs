@@ -2,7 +2,8 @@
 //! `cargo xtask test` against real parts.
 
 mod distribution;
-mod faults;
+mod fault_proxy;
+mod distribution_faults;
 mod harness;
 mod memory;
 mod secrets;

@@ -5,7 +5,7 @@
 //! environment variables. A test that needs a registry
 //! fails, and says how to run it, when they are missing: it never skips.
 
-pub mod faults;
+pub mod fault_proxy;
 
 /// Address (`127.0.0.1:PORT`) of the anonymous test registry.
 pub const ENV_PLAIN: &str = "CACHECTL_TEST_REGISTRY";

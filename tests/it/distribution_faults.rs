@@ -3,7 +3,7 @@
 //! ignore `Range`, redirects to another host, and malformed manifests.
 
 use bytes::Bytes;
-use cachectl_tests::faults::{Fault, FaultProxy, Rule};
+use cachectl_tests::fault_proxy::{Fault, FaultProxy, Rule};
 use cachectl_tests::{registries, unique};
 use ocidist::credentials::{Credential, StaticCredentials};
 use ocidist::{BlobSource, Client, ClientConfig, Descriptor, Error, OCI_MANIFEST, RetryPolicy};
@@ -102,9 +102,10 @@ async fn a_reset_mid_blob_resumes_with_range_and_still_verifies() {
     let proxy = FaultProxy::start(
         &registries.plain,
         vec![
-            Rule::new("/blobs/sha256:", Fault::ResetAfter(300_000))
+            Rule::new(Fault::ResetAfter(300_000))
+                .path_contains("/blobs/sha256:")
                 .method("GET")
-                .times(1),
+                .first(1),
         ],
     );
     let target = image.at(&proxy.addr(), "v1");
@@ -144,10 +145,13 @@ async fn a_server_ignoring_range_has_the_held_bytes_skipped() {
     let proxy = FaultProxy::start(
         &registries.plain,
         vec![
-            Rule::new("/blobs/sha256:", Fault::Truncate(500_000))
+            Rule::new(Fault::Truncate(500_000))
+                .path_contains("/blobs/sha256:")
                 .method("GET")
-                .times(1),
-            Rule::new("/blobs/sha256:", Fault::IgnoreRange).method("GET"),
+                .first(1),
+            Rule::new(Fault::IgnoreRange)
+                .path_contains("/blobs/sha256:")
+                .method("GET"),
         ],
     );
     let target = image.at(&proxy.addr(), "v1");
@@ -166,7 +170,11 @@ async fn a_body_truncated_every_time_fails_after_bounded_resumes() {
     let image = push_image(&registries.plain, "truncated").await;
     let proxy = FaultProxy::start(
         &registries.plain,
-        vec![Rule::new("/blobs/sha256:", Fault::Truncate(1000)).method("GET")],
+        vec![
+            Rule::new(Fault::Truncate(1000))
+                .path_contains("/blobs/sha256:")
+                .method("GET"),
+        ],
     );
     let mut config = quick_config();
     config.max_resumes = 2;
@@ -191,7 +199,11 @@ async fn a_flipped_byte_is_a_digest_mismatch_and_nothing_is_valid() {
     let image = push_image(&registries.plain, "flip").await;
     let proxy = FaultProxy::start(
         &registries.plain,
-        vec![Rule::new("/blobs/sha256:", Fault::FlipByte(12_345)).method("GET")],
+        vec![
+            Rule::new(Fault::FlipByte(12_345))
+                .path_contains("/blobs/sha256:")
+                .method("GET"),
+        ],
     );
     let target = image.at(&proxy.addr(), "v1");
     let err = client(quick_config())
@@ -220,15 +232,13 @@ async fn a_stalled_body_is_resumed_after_the_stall_timeout() {
     let proxy = FaultProxy::start(
         &registries.plain,
         vec![
-            Rule::new(
-                "/blobs/sha256:",
-                Fault::Stall {
-                    after: 100_000,
-                    pause: Duration::from_secs(3),
-                },
-            )
+            Rule::new(Fault::Stall {
+                after_bytes: 100_000,
+                duration: Duration::from_secs(3),
+            })
+            .path_contains("/blobs/sha256:")
             .method("GET")
-            .times(1),
+            .first(1),
         ],
     );
     let mut config = quick_config();
@@ -254,24 +264,19 @@ async fn retry_after_429_and_503_then_success() {
     let proxy = FaultProxy::start(
         &registries.plain,
         vec![
-            Rule::new(
-                "/manifests/",
-                Fault::Status {
-                    code: 429,
-                    headers: vec![("Retry-After".into(), "1".into())],
-                },
-            )
+            Rule::new(Fault::Status {
+                code: 429,
+                headers: vec![("Retry-After".into(), "1".into())],
+                body: vec![],
+            })
+            .path_contains("/manifests/")
             .method("HEAD")
-            .times(1),
-            Rule::new(
-                "/manifests/",
-                Fault::Status {
-                    code: 503,
-                    headers: vec![],
-                },
-            )
-            .method("HEAD")
-            .times(1),
+            .first(1),
+            // Rules count every request they match: the 2nd is the 503.
+            Rule::new(Fault::status(503, &[]))
+                .path_contains("/manifests/")
+                .method("HEAD")
+                .nth(2),
         ],
     );
     let target = image.at(&proxy.addr(), "v1");
@@ -297,24 +302,22 @@ async fn a_retry_after_date_is_honoured_and_a_long_one_fails_fast() {
     let proxy = FaultProxy::start(
         &registries.plain,
         vec![
-            Rule::new(
-                "/manifests/v1",
-                Fault::Status {
-                    code: 429,
-                    headers: vec![("Retry-After".into(), later)],
-                },
-            )
-            .times(1),
-            Rule::new(
-                "/manifests/v2",
-                Fault::Status {
-                    code: 429,
-                    headers: vec![
-                        ("Retry-After".into(), "3600".into()),
-                        ("RateLimit-Remaining".into(), "0;w=21600".into()),
-                    ],
-                },
-            ),
+            Rule::new(Fault::Status {
+                code: 429,
+                headers: vec![("Retry-After".into(), later)],
+                body: vec![],
+            })
+            .path_contains("/manifests/v1")
+            .first(1),
+            Rule::new(Fault::Status {
+                code: 429,
+                headers: vec![
+                    ("Retry-After".into(), "3600".into()),
+                    ("RateLimit-Remaining".into(), "0;w=21600".into()),
+                ],
+                body: vec![],
+            })
+            .path_contains("/manifests/v2"),
         ],
     );
     let client = client(quick_config());
@@ -346,13 +349,12 @@ async fn other_4xx_are_not_retried() {
     let proxy = FaultProxy::start(
         &registries.plain,
         vec![
-            Rule::new(
-                "/manifests/",
-                Fault::Status {
-                    code: 400,
-                    headers: vec![],
-                },
-            )
+            Rule::new(Fault::Status {
+                code: 400,
+                headers: vec![],
+                body: vec![],
+            })
+            .path_contains("/manifests/")
             .method("GET"),
         ],
     );
@@ -371,13 +373,12 @@ async fn resolve_falls_back_to_get_when_head_is_refused() {
     let proxy = FaultProxy::start(
         &registries.plain,
         vec![
-            Rule::new(
-                "/manifests/",
-                Fault::Status {
-                    code: 405,
-                    headers: vec![],
-                },
-            )
+            Rule::new(Fault::Status {
+                code: 405,
+                headers: vec![],
+                body: vec![],
+            })
+            .path_contains("/manifests/")
             .method("HEAD"),
         ],
     );
@@ -408,13 +409,12 @@ async fn malformed_manifests_are_distinct_errors() {
     let registries = registries();
     let image = push_image(&registries.plain, "malformed").await;
     let serve = |path: &str, content_type: &str, body: &[u8]| {
-        Rule::new(
-            path,
-            Fault::Body {
-                content_type: content_type.into(),
-                body: body.to_vec(),
-            },
-        )
+        Rule::new(Fault::Status {
+            code: 200,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: body.to_vec(),
+        })
+        .path_contains(path)
     };
     let good = String::from_utf8(image.manifest.to_vec()).expect("utf-8");
     let other_digest = Digest::sha256_of(b"something else");
@@ -500,7 +500,11 @@ async fn a_redirect_to_another_host_carries_no_authorization() {
     let storage_base = format!("http://{}", storage.addr());
     let front = FaultProxy::start(
         &registries.basic,
-        vec![Rule::new("/blobs/sha256:", Fault::RedirectTo(storage_base)).method("GET")],
+        vec![
+            Rule::new(Fault::RedirectTo(storage_base))
+                .path_contains("/blobs/sha256:")
+                .method("GET"),
+        ],
     );
     let anonymous = client(ClientConfig::default());
     let plain_target: Reference = format!("{}/{repository}:v1", registries.plain)
@@ -559,11 +563,16 @@ async fn a_400_to_a_cached_token_renews_it_once() {
     let credentials = || {
         Arc::new(StaticCredentials::new().with(
             &registries.token,
-            Credential::basic(registries.token_user.clone(), registries.token_password.clone()),
+            Credential::basic(
+                registries.token_user.clone(),
+                registries.token_password.clone(),
+            ),
         ))
     };
     let repository = unique("faults/expired");
-    let direct: Reference = format!("{}/{repository}:v1", registries.token).parse().expect("valid");
+    let direct: Reference = format!("{}/{repository}:v1", registries.token)
+        .parse()
+        .expect("valid");
     let layer = Bytes::from_static(b"layer behind a token");
     let descriptor = describe(LAYER, &layer);
     let pusher = Client::new(quick_config(), credentials()).expect("client");
@@ -573,24 +582,48 @@ async fn a_400_to_a_cached_token_renews_it_once() {
         .expect("pushed");
     let proxy = FaultProxy::start(
         &registries.token,
-        vec![Rule::new("/blobs/sha256:", Fault::Status { code: 400, headers: vec![] })
-            .method("GET")
-            .times(1)],
+        vec![
+            Rule::new(Fault::status(400, &[]))
+                .path_contains("/blobs/sha256:")
+                .method("GET")
+                .first(1),
+        ],
     );
-    let through: Reference = format!("{}/{repository}:v1", proxy.addr()).parse().expect("valid");
+    let through: Reference = format!("{}/{repository}:v1", proxy.addr())
+        .parse()
+        .expect("valid");
     let client = Client::new(
         quick_config(),
         Arc::new(StaticCredentials::new().with(
             &proxy.addr(),
-            Credential::basic(registries.token_user.clone(), registries.token_password.clone()),
+            Credential::basic(
+                registries.token_user.clone(),
+                registries.token_password.clone(),
+            ),
         )),
     )
     .expect("client");
     // The HEAD gets the token; the GET with it meets the injected 400.
-    assert!(client.blob_exists(&through, &descriptor.digest).await.expect("HEAD").is_some());
-    let bytes = client.blob_bytes(&through, &descriptor, 1024).await.expect("renewed and fetched");
+    assert!(
+        client
+            .blob_exists(&through, &descriptor.digest)
+            .await
+            .expect("HEAD")
+            .is_some()
+    );
+    let bytes = client
+        .blob_bytes(&through, &descriptor, 1024)
+        .await
+        .expect("renewed and fetched");
     assert_eq!(bytes, layer);
-    let gets: Vec<_> = proxy.requests().into_iter().filter(|r| r.method == "GET").collect();
+    let gets: Vec<_> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET")
+        .collect();
     assert!(gets.len() >= 2, "{gets:?}");
-    assert!(gets[0].had_authorization, "the first GET carried the cached token");
+    assert!(
+        gets[0].had_authorization,
+        "the first GET carried the cached token"
+    );
 }
