@@ -2,8 +2,8 @@
 //! `cargo xtask test` against real parts.
 
 mod distribution;
-mod fault_proxy;
 mod distribution_faults;
+mod fault_proxy;
 mod harness;
 mod memory;
 mod secrets;
