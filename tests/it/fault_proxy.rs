@@ -6,7 +6,6 @@ use cachectl_tests::fault_proxy::{Fault, FaultProxy, RecordingServer, Rule};
 use cachectl_tests::{blocking_client, registries, unique};
 use reqwest::StatusCode;
 use reqwest::blocking::{Body, Client, Response};
-use sha2::{Digest as _, Sha256};
 use std::io::{self, Cursor, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant, SystemTime};
@@ -42,11 +41,7 @@ impl Blob {
 }
 
 fn sha256_digest(bytes: &[u8]) -> String {
-    let hex: String = Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256:{hex}")
+    ociref::Digest::sha256_of(bytes).to_string()
 }
 
 /// `POST /v2/<repository>/blobs/uploads/`; the upload's `Location`.

@@ -10,7 +10,6 @@ use cachectl_tests::{TestRegistries, registries};
 use reqwest::blocking::{Client, Response};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -33,11 +32,7 @@ fn unique(name: &str) -> String {
 }
 
 fn sha256_digest(bytes: &[u8]) -> String {
-    let hex: String = Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256:{hex}")
+    ociref::Digest::sha256_of(bytes).to_string()
 }
 
 fn header<'r>(response: &'r Response, name: &str) -> Option<&'r str> {

@@ -72,14 +72,19 @@ impl Authorizer {
 
     /// Forgets the token for `scope` (after a registry refused it).
     pub(crate) fn forget(&self, registry: &str, scope: &Scope) {
+        self.with_registry(registry, |auth| {
+            auth.tokens.remove(&scope.to_token_scope());
+            auth.basic = None;
+        });
+    }
+
+    /// Runs `f` on the cached state of `registry`, under the cache lock.
+    fn with_registry<T>(&self, registry: &str, f: impl FnOnce(&mut RegistryAuth) -> T) -> T {
         let mut cache = self
             .cache
             .lock()
             .expect("because no code panics while holding the lock");
-        if let Some(auth) = cache.registries.get_mut(registry) {
-            auth.tokens.remove(&scope.to_token_scope());
-            auth.basic = None;
-        }
+        f(cache.registries.entry(registry.to_owned()).or_default())
     }
 
     /// Answers a challenge: returns the `Authorization` value to retry with,
@@ -134,15 +139,7 @@ impl Authorizer {
                 });
             };
             let header = basic_header(&username, password.expose());
-            let mut cache = self
-                .cache
-                .lock()
-                .expect("because no code panics while holding the lock");
-            cache
-                .registries
-                .entry(registry.to_owned())
-                .or_default()
-                .basic = Some(header.clone());
+            self.with_registry(registry, |auth| auth.basic = Some(header.clone()));
             return Ok(header);
         }
         let schemes: Vec<String> = challenges
@@ -332,22 +329,13 @@ impl Authorizer {
         let header = Secret::new(header);
         let lifetime = lifetime.unwrap_or(DEFAULT_TOKEN_LIFETIME);
         let expires = Instant::now() + lifetime.saturating_sub(EXPIRY_MARGIN.min(lifetime / 2));
-        let mut cache = self
-            .cache
-            .lock()
-            .expect("because no code panics while holding the lock");
-        cache
-            .registries
-            .entry(registry.to_owned())
-            .or_default()
-            .tokens
-            .insert(
-                scope.to_owned(),
-                CachedToken {
-                    header: header.clone(),
-                    expires,
-                },
-            );
+        self.with_registry(registry, |auth| {
+            let token = CachedToken {
+                header: header.clone(),
+                expires,
+            };
+            auth.tokens.insert(scope.to_owned(), token);
+        });
         header
     }
 }
