@@ -4,6 +4,7 @@
 mod distribution;
 mod distribution_faults;
 mod fault_proxy;
+mod fixtures;
 mod harness;
 mod memory;
 mod secrets;

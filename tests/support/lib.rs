@@ -134,3 +134,18 @@ pub fn blocking_client() -> reqwest::blocking::Client {
         .build()
         .expect("a plain-HTTP client builds")
 }
+
+/// Names the JSON summary of the fixtures `cargo xtask test` pushed.
+pub const ENV_FIXTURES: &str = "CACHECTL_TEST_FIXTURES";
+
+/// The summary of the pushed fixture images (`cargo xtask fixtures`): an
+/// object keyed by fixture name with `reference`, `digest`, `mediaType`,
+/// `size`, `platforms` and `referrers`.
+///
+/// # Panics
+/// When the variable is missing or the file unreadable: such tests fail.
+pub fn fixtures() -> serde_json::Value {
+    let path = required(ENV_FIXTURES);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("reading {path}: {err}"));
+    serde_json::from_str(&text).unwrap_or_else(|err| panic!("{path} is not JSON: {err}"))
+}

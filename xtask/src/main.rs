@@ -8,8 +8,10 @@
 //! - `registry`: starts the test registries and the token issuer and prints
 //!   their environment, for running single tests by hand.
 //! - `check-layers`: fails when a crate depends on one it must not.
+//! - `fixtures`: builds the deterministic test images and pushes them.
 
 mod cmd;
+mod fixtures;
 mod jwt;
 mod layers;
 mod mini_http;
@@ -31,7 +33,9 @@ commands:
   registry       start the test registries and token issuer, print their
                  environment variables, and keep them running until Enter is
                  pressed
-  check-layers   fail when a crate depends on a crate above it or on a sibling";
+  check-layers   fail when a crate depends on a crate above it or on a sibling
+  fixtures       build the deterministic test images into target/fixtures and,
+                 with --registry (default $CACHECTL_TEST_REGISTRY), push them";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -39,6 +43,7 @@ fn main() -> ExitCode {
         Some("test") => test_command::run(&args[1..]),
         Some("registry") => registry::run_interactive(),
         Some("check-layers") => layers::run(),
+        Some("fixtures") => fixtures::run(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -133,6 +133,11 @@ impl TestRegistries {
         Ok(registries)
     }
 
+    /// `127.0.0.1:PORT` of the anonymous registry.
+    pub(crate) fn plain_addr(&self) -> String {
+        self.plain.addr.to_string()
+    }
+
     /// The variables that tell tests where the registries are.
     pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         vec![
@@ -243,6 +248,15 @@ pub(crate) fn run_interactive() -> Result<(), Error> {
     let registries = TestRegistries::start()?;
     for (name, value) in registries.env() {
         println!("export {name}={value}");
+    }
+    let plain = registries.plain_addr();
+    let out = crate::cmd::workspace_root().join("target/fixtures");
+    if let Some(summary) = crate::fixtures::build_and_push(&out, Some(&plain), true)? {
+        println!(
+            "export {}={}",
+            crate::fixtures::ENV_FIXTURES,
+            summary.display()
+        );
     }
     eprintln!("xtask: registries are running; press Enter to stop them");
     let mut line = String::new();

@@ -10,7 +10,7 @@
 
 use crate::cmd::{self, Error};
 use crate::registry::TestRegistries;
-use crate::{layers, tools};
+use crate::{fixtures, layers, tools};
 use std::time::Instant;
 
 /// Entry point of `cargo xtask test`.
@@ -52,7 +52,12 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
     });
     step("test", &mut || {
         let registries = TestRegistries::start()?;
+        let plain = registries.plain_addr();
+        let out = cmd::workspace_root().join("target/fixtures");
+        let summary = fixtures::build_and_push(&out, Some(&plain), true)?
+            .ok_or("fixtures were built but not pushed")?;
         let mut command = cmd::cargo();
+        command.env(fixtures::ENV_FIXTURES, &summary);
         command
             .args(["test", "--workspace", "--locked", "--no-fail-fast"])
             .args(test_args);

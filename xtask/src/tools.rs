@@ -15,6 +15,9 @@ const REQUIRED: &[(&str, &str)] = &[
     ("mke2fs", "e2fsprogs"),
     ("e2fsck", "e2fsprogs"),
     ("debugfs", "e2fsprogs"),
+    ("zstd", "zstd"),
+    ("gzip", "gzip"),
+    ("tar", "tar"),
 ];
 
 /// Directories searched besides `$PATH`: e2fsprogs lives in /usr/sbin, which
@@ -47,7 +50,7 @@ pub(crate) fn ensure_installed() -> Result<(), Error> {
         .collect();
     packages.dedup();
     if packages.is_empty() {
-        eprintln!("xtask: tools present: docker-registry, skopeo, umoci, e2fsprogs");
+        eprintln!("xtask: tools present: docker-registry, skopeo, umoci, e2fsprogs, zstd");
         return Ok(());
     }
     let install = format!(
