@@ -627,3 +627,22 @@ async fn a_400_to_a_cached_token_renews_it_once() {
         "the first GET carried the cached token"
     );
 }
+
+#[tokio::test]
+async fn a_body_longer_than_its_descriptor_is_refused_unread() {
+    let registries = registries();
+    let image = push_image(&registries.plain, "too-long").await;
+    // A descriptor that understates the size: the registry's 200 announces
+    // more bytes than that, and the client refuses before reading them.
+    let mut short = image.layer_descriptor.clone();
+    short.size -= 1;
+    let proxy = FaultProxy::start(&registries.plain, vec![]);
+    let err = client(quick_config())
+        .blob_bytes(&image.at(&proxy.addr(), "v1"), &short, 1 << 30)
+        .await
+        .expect_err("longer than described");
+    assert!(
+        matches!(err, Error::SizeMismatch { expected, actual, .. } if expected == short.size && actual == image.layer_descriptor.size),
+        "{err:?}"
+    );
+}
