@@ -8,4 +8,5 @@ mod fixtures;
 mod harness;
 mod memory;
 mod secrets;
+mod tls;
 mod token_auth;

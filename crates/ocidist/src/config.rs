@@ -25,6 +25,9 @@ pub struct ClientConfig {
     /// Extra trusted CA certificates (PEM) per registry, added to the
     /// system's roots for that registry only.
     pub extra_ca_pem: Vec<(String, Vec<u8>)>,
+    /// Fixed addresses for host names, as `curl --resolve` gives them: for
+    /// registries that DNS does not know (tests, split-horizon setups).
+    pub resolve: Vec<(String, std::net::SocketAddr)>,
     /// `User-Agent` header.
     pub user_agent: String,
     /// Manifests larger than this are refused without being read whole.
@@ -50,6 +53,7 @@ impl Default for ClientConfig {
             stall_timeout: Duration::from_secs(30),
             insecure_registries: Vec::new(),
             extra_ca_pem: Vec::new(),
+            resolve: Vec::new(),
             user_agent: concat!("cachectl-ocidist/", env!("CARGO_PKG_VERSION")).to_owned(),
             max_manifest_bytes: DEFAULT_MAX_MANIFEST_BYTES,
             monolithic_push_limit: 16 * 1024 * 1024,

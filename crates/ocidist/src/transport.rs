@@ -126,7 +126,11 @@ fn build(
         registry: registry.to_owned(),
         reason: err.to_string(),
     })?;
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    for (host, addr) in &config.resolve {
+        builder = builder.resolve(host, *addr);
+    }
+    builder
         .tls_backend_preconfigured(tls)
         .user_agent(config.user_agent.clone())
         .connect_timeout(config.connect_timeout)
