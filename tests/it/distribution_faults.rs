@@ -646,3 +646,41 @@ async fn a_body_longer_than_its_descriptor_is_refused_unread() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn blob_from_resumes_a_download_held_elsewhere() {
+    let registries = registries();
+    let image = push_image(&registries.plain, "blob-from").await;
+    let half = image.layer.len() / 2;
+    for ignore_range in [false, true] {
+        let rules = if ignore_range {
+            vec![Rule::new(Fault::IgnoreRange)]
+        } else {
+            vec![]
+        };
+        let proxy = FaultProxy::start(&registries.plain, rules);
+        // The first half is "on disk" already: fed to the verifier.
+        let mut verifier =
+            ociref::DigestVerifier::new(image.layer_descriptor.digest.clone()).expect("sha256");
+        verifier.update(&image.layer[..half]);
+        let mut stream = client(quick_config())
+            .blob_from(
+                &image.at(&proxy.addr(), "v1"),
+                &image.layer_descriptor,
+                verifier,
+            )
+            .await
+            .expect("resumes");
+        let mut rest = Vec::new();
+        while let Some(chunk) = stream.next_chunk().await.expect("verifies") {
+            rest.extend_from_slice(&chunk);
+        }
+        assert_eq!(rest, &image.layer[half..], "ignore_range={ignore_range}");
+        let requests = proxy.requests();
+        assert_eq!(requests.len(), 1, "{requests:?}");
+        assert_eq!(
+            requests[0].range.as_deref(),
+            Some(format!("bytes={half}-").as_str())
+        );
+    }
+}
