@@ -600,3 +600,31 @@ async fn progress_events_cover_every_byte() {
     );
     assert!(events.iter().all(|e| e.digest == layer.digest));
 }
+
+#[tokio::test]
+async fn a_short_file_fails_before_upload_naming_it() {
+    let registries = registries();
+    let client = anonymous_client(ClientConfig::default());
+    let target = reference(&format!(
+        "{}/{}:v1",
+        registries.plain,
+        unique("dist/short-file")
+    ));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("short");
+    std::fs::write(&path, b"only ten b").expect("written");
+    let claimed = Descriptor {
+        media_type: OCI_LAYER_TAR.into(),
+        digest: Digest::sha256_of(b"something longer than the file"),
+        size: 30,
+    };
+    let err = client
+        .push_blob(&target, &claimed, BlobSource::File(&path))
+        .await
+        .expect_err("the file is too short");
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "{err}"
+    );
+}

@@ -127,6 +127,9 @@ impl Client {
     /// its status, except for 429 and 5xx after the last attempt, and auth
     /// failures, which become errors.
     pub(crate) async fn send(&self, request: &Request<'_>) -> Result<Response> {
+        if let Some(body) = &request.body {
+            body.check().await?;
+        }
         let policy = &self.inner.config.retry;
         let http = self.inner.transport.http(request.registry);
         let mut answered_challenge = false;
@@ -276,6 +279,30 @@ impl Client {
 }
 
 impl Body {
+    /// Fails when a file body cannot supply its range, before anything is
+    /// sent (a short body would only be refused by the registry later).
+    async fn check(&self) -> Result<()> {
+        let Body::File { path, offset, len } = self else {
+            return Ok(());
+        };
+        let io = |source| Error::Io {
+            what: path.display().to_string(),
+            source,
+        };
+        let size = tokio::fs::metadata(path).await.map_err(io)?.len();
+        if size < offset + len {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "file has {size} bytes, the upload needs {} to {}",
+                    offset,
+                    offset + len
+                ),
+            )));
+        }
+        Ok(())
+    }
+
     async fn to_reqwest(&self) -> reqwest::Body {
         match self {
             Body::Bytes(bytes) => reqwest::Body::from(bytes.clone()),
@@ -289,7 +316,7 @@ impl Body {
                         let stream = tokio_util::io::ReaderStream::new(file.take(*len));
                         reqwest::Body::wrap_stream(stream)
                     }
-                    // The caller opened the file before; if it vanished the
+                    // `check` saw the file before; if it vanished since, the
                     // registry sees a short body and refuses the upload.
                     Err(_) => reqwest::Body::from(Vec::new()),
                 }
