@@ -94,8 +94,15 @@ impl Digest {
     /// ([`Error::UnsupportedAlgorithm`]).
     pub fn verify(&self, bytes: &[u8]) -> Result<(), Error> {
         let actual = Digest::of(self.supported_algorithm()?, bytes);
+        self.expect(actual).map(drop)
+    }
+
+    /// `actual` when it equals this (expected) digest, else
+    /// [`Error::DigestMismatch`] with both: the one comparison every
+    /// verifying type ends with.
+    pub(crate) fn expect(&self, actual: Digest) -> Result<Digest, Error> {
         if actual == *self {
-            return Ok(());
+            return Ok(actual);
         }
         Err(Error::DigestMismatch {
             expected: self.clone(),

@@ -125,15 +125,7 @@ impl DigestVerifier {
     /// The digest of the bytes seen if it is the expected one, else
     /// [`Error::DigestMismatch`] with both.
     pub fn finish(self) -> Result<Digest, Error> {
-        let actual = self.hasher.finish();
-        if actual == self.expected {
-            Ok(actual)
-        } else {
-            Err(Error::DigestMismatch {
-                expected: self.expected,
-                actual,
-            })
-        }
+        self.expected.expect(self.hasher.finish())
     }
 }
 
@@ -188,13 +180,7 @@ impl<W: Write> HashingWriter<W> {
     /// [`Error::DigestMismatch`] with both digests.
     pub fn verify(self, expected: &Digest) -> Result<W, Error> {
         let (inner, actual) = self.finish();
-        if actual == *expected {
-            return Ok(inner);
-        }
-        Err(Error::DigestMismatch {
-            expected: expected.clone(),
-            actual,
-        })
+        expected.expect(actual).map(|_| inner)
     }
 
     /// The inner writer.
@@ -261,13 +247,7 @@ impl<R: Read> HashingReader<R> {
     /// [`Error::DigestMismatch`] with both digests.
     pub fn verify(self, expected: &Digest) -> Result<R, Error> {
         let (inner, actual) = self.finish();
-        if actual == *expected {
-            return Ok(inner);
-        }
-        Err(Error::DigestMismatch {
-            expected: expected.clone(),
-            actual,
-        })
+        expected.expect(actual).map(|_| inner)
     }
 
     /// The inner reader.
