@@ -8,5 +8,6 @@ mod fixtures;
 mod harness;
 mod memory;
 mod secrets;
+mod store;
 mod tls;
 mod token_auth;

@@ -1,12 +1,94 @@
-//! `ocistore`: a local, content-addressed cache of OCI images.
+//! `ocistore`: a local, content-addressed, crash-safe, multi-process cache
+//! of OCI images.
 //!
-//! The store root will be a valid OCI image layout (`oci-layout`,
-//! `index.json`, `blobs/<alg>/<hex>`) that skopeo, umoci and oras can read,
-//! safe against crashes and shared by several processes at once. It will pull
-//! through `ocidist`, and list, tag, remove, garbage-collect, prune, verify,
-//! import and export images.
+//! The store root is an [OCI image layout] (image-spec v1.1) that skopeo,
+//! umoci and oras read as it is:
 //!
-//! Status: a skeleton. Nothing is implemented yet; the work is tracked by the
-//! issue "`ocistore`: a crash-safe, shared, interoperable image cache".
+//! ```text
+//! ROOT/
+//!   oci-layout          {"imageLayoutVersion":"1.0.0"}
+//!   index.json          one descriptor per reference, annotated
+//!                       org.opencontainers.image.ref.name = the full
+//!                       normalized reference (`127.0.0.1:5000/app:v1`)
+//!   blobs/sha256/<hex>  immutable; created only by rename after verification
+//!   .cachectl/          private: locks/, ingest/ (partial downloads),
+//!                       records/ (source, platform, times), quarantine/
+//! ```
+//!
+//! Its roles:
+//! - [`Store::open`] creates or opens a layout (and refuses a directory
+//!   that is something else); [`default_root`] says where the default one is;
+//! - [`Store::pull`] resolves a reference with one request and, when the
+//!   store already holds that digest, stops there (offline: no request at
+//!   all); otherwise it stores the manifest (and the index it was picked
+//!   from, by [`ociref::Platform::best_match`]), then the missing config and
+//!   layers, concurrently, each streamed into `.cachectl/ingest/` while
+//!   hashed, fsynced, verified and renamed into `blobs/`;
+//! - [`Store::list`], [`Store::tag`], [`Store::remove`], [`Store::verify`]
+//!   and [`Store::gc`] manage what is stored.
+//!
+//! Sharing and crashes: every file is written to a temp file, fsynced and
+//! renamed ([`atomic_write`]), so readers need no lock and a killed process
+//! leaves either the old or the new file. `index.json` is read, changed and
+//! written under an exclusive lock on `.cachectl/locks/index.lock`, held
+//! briefly. One process at a time downloads a given blob (a lock per
+//! digest); the others wait and reuse it. A partial download survives the
+//! process and resumes with HTTP `Range` on the next pull.
+//!
+//! Decisions:
+//! - The `index.json` entry of a reference points at the **image manifest**
+//!   picked for the platform, not at the index it came from: the layout then
+//!   holds everything each entry needs (skopeo, umoci and `verify` find no
+//!   hole), while the index blob is stored too and its digest kept in the
+//!   reference's [`Record`] (so a warm pull that resolves to the index
+//!   digest costs one request, and `gc` keeps the index).
+//! - Records live in `.cachectl/records/<sha256 of the reference
+//!   name>.json`; [`Store::mark_used`] rewrites only that file. Times are
+//!   milliseconds since the Unix epoch.
+//! - A pull holds a shared lock on `.cachectl/locks/gc.lock` from resolve
+//!   to index update; [`Store::gc`] takes it exclusively, so it never sweeps
+//!   blobs a running pull has written but not yet named.
+//! - Lock files are never deleted (deleting one while another process
+//!   waits on it would let two processes hold "the" lock).
+//! - Progress per blob comes from the [`ocidist::Client`]'s progress
+//!   callback ([`ocidist::Client::with_progress`]).
+//!
+//! The reference name in `index.json` is what tools address: for skopeo,
+//! `skopeo inspect oci:ROOT:127.0.0.1:5000/app:v1` (skopeo splits at the
+//! first `:` after the path, and the rest is the annotation value).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! let client = ocidist::Client::new(
+//!     ocidist::ClientConfig::default(),
+//!     Arc::new(ocidist::credentials::StaticCredentials::new()),
+//! )?;
+//! let root = ocistore::default_root(|name| std::env::var(name).ok()).expect("HOME is set");
+//! let store = ocistore::Store::open(root)?;
+//! let reference: ociref::Reference = "alpine:3.20".parse()?;
+//! let pulled = store.pull(&client, &reference, &ocistore::PullOptions::default()).await?;
+//! println!("{} -> {}", pulled.reference, pulled.manifest_digest);
+//! let again = store.pull(&client, &reference, &ocistore::PullOptions::offline()).await?;
+//! assert!(again.up_to_date);
+//! # Ok(()) }
+//! ```
+//!
+//! [OCI image layout]: https://github.com/opencontainers/image-spec/blob/v1.1.0/image-layout.md
 #![deny(missing_docs)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
+
+mod blobs;
+mod error;
+mod layout;
+mod manage;
+mod pull;
+mod records;
+mod walk;
+
+pub use blobs::Ingested;
+pub use error::{Error, Result};
+pub use layout::{LAYOUT_VERSION, REF_NAME_ANNOTATION, Store, atomic_write, default_root};
+pub use manage::{GcReport, ImageEntry, VerifyProblem, VerifyReport};
+pub use pull::{PullOptions, PullOutcome};
+pub use records::Record;

@@ -1,0 +1,263 @@
+//! Blobs: lookups by `stat`, and verified, resumable, single-flight ingest.
+//!
+//! A blob reaches `blobs/<alg>/<hex>` only by `rename` after its digest was
+//! checked. While it downloads, its bytes sit in
+//! `.cachectl/ingest/<alg>-<hex>.partial` and the exclusive lock
+//! `.cachectl/locks/blob-<alg>-<hex>.lock` is held: a second process that
+//! wants the same blob waits for the lock, then finds the blob in place. A
+//! partial file left by a crash or a dropped connection is re-hashed and the
+//! download resumes from its length (HTTP `Range`).
+
+use crate::error::{Error, Result, io};
+use crate::layout::{Store, atomic_write_via, sync_dir};
+use ocidist::{Client, Descriptor};
+use ociref::{Digest, DigestVerifier, Reference};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Bytes buffered before a write to the partial file.
+const WRITE_BUFFER: usize = 256 * 1024;
+
+/// What [`Store::ingest_blob`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Ingested {
+    /// The blob was already present (possibly fetched by another process
+    /// meanwhile): nothing was downloaded.
+    Reused,
+    /// The blob was downloaded (`resumed_from` bytes came from a partial
+    /// file left earlier).
+    Fetched {
+        /// Bytes of a partial file that were kept, not downloaded again.
+        resumed_from: u64,
+    },
+}
+
+impl Store {
+    /// The size of blob `digest` if it is present (one `stat`, no hashing).
+    pub fn has_blob(&self, digest: &Digest) -> Option<u64> {
+        std::fs::metadata(self.blob_path(digest))
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+    }
+
+    /// Reads a (small) blob whole and checks that it hashes to `digest`, so
+    /// that a blob damaged on disk is never served: [`Error::Corrupt`] then
+    /// (run [`Store::verify`] to move it aside). Blocking.
+    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
+        let path = self.blob_path(digest);
+        let bytes = std::fs::read(&path).map_err(io("reading", &path))?;
+        if digest.verify(&bytes).is_err() {
+            return Err(Error::Corrupt {
+                digest: digest.clone(),
+                path,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// The path of the partial download of `digest`.
+    pub fn ingest_path(&self, digest: &Digest) -> PathBuf {
+        self.ingest_dir().join(format!(
+            "{}-{}.partial",
+            digest.algorithm(),
+            digest.encoded()
+        ))
+    }
+
+    /// Makes sure the blob `descriptor` is present, downloading it from the
+    /// repository of `reference` when it is not. Only one process downloads
+    /// a given digest at a time; the others wait and reuse its result.
+    pub async fn ingest_blob(
+        &self,
+        client: &Client,
+        reference: &Reference,
+        descriptor: &Descriptor,
+    ) -> Result<Ingested> {
+        descriptor.digest.supported_algorithm()?;
+        if self.has_blob(&descriptor.digest) == Some(descriptor.size) {
+            return Ok(Ingested::Reused);
+        }
+        let store = self.clone();
+        let digest = descriptor.digest.clone();
+        let lock = tokio::task::spawn_blocking(move || {
+            store.lock(&format!(
+                "blob-{}-{}.lock",
+                digest.algorithm(),
+                digest.encoded()
+            ))
+        })
+        .await??;
+        if self.has_blob(&descriptor.digest) == Some(descriptor.size) {
+            return Ok(Ingested::Reused);
+        }
+        let result = self.download_locked(client, reference, descriptor).await;
+        drop(lock);
+        result
+    }
+
+    /// Stores `bytes` (already verified to hash to `digest`, e.g. a
+    /// manifest) as a blob, unless present.
+    pub(crate) fn put_blob_bytes(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
+        if self.has_blob(digest) == Some(bytes.len() as u64) {
+            return Ok(());
+        }
+        digest.verify(bytes)?;
+        atomic_write_via(&self.ingest_dir(), &self.blob_path(digest), bytes)
+    }
+
+    async fn download_locked(
+        &self,
+        client: &Client,
+        reference: &Reference,
+        descriptor: &Descriptor,
+    ) -> Result<Ingested> {
+        let partial = self.ingest_path(&descriptor.digest);
+        // One attempt resuming from the partial file; when that yields a
+        // digest mismatch, its bytes were bad: one more from zero.
+        let mut resume = true;
+        loop {
+            let (file, verifier) = {
+                let partial = partial.clone();
+                let descriptor = descriptor.clone();
+                tokio::task::spawn_blocking(move || open_partial(&partial, &descriptor, resume))
+                    .await??
+            };
+            let resumed_from = verifier.bytes_seen();
+            match self
+                .stream_into(client, reference, descriptor, file, verifier, &partial)
+                .await
+            {
+                Ok(()) => return Ok(Ingested::Fetched { resumed_from }),
+                Err(Error::Dist(ocidist::Error::DigestMismatch { .. })) if resumed_from > 0 => {
+                    tracing::warn!(digest = %descriptor.digest, resumed_from,
+                        "resumed download did not verify; starting again from zero");
+                    let _ = std::fs::remove_file(&partial);
+                    resume = false;
+                }
+                Err(err) => {
+                    if matches!(err, Error::Dist(ocidist::Error::DigestMismatch { .. })) {
+                        let _ = std::fs::remove_file(&partial);
+                    }
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    async fn stream_into(
+        &self,
+        client: &Client,
+        reference: &Reference,
+        descriptor: &Descriptor,
+        file: File,
+        verifier: DigestVerifier,
+        partial: &Path,
+    ) -> Result<()> {
+        let mut stream = client.blob_from(reference, descriptor, verifier).await?;
+        let mut writer = Some(file);
+        let mut buffer: Vec<u8> = Vec::with_capacity(WRITE_BUFFER);
+        loop {
+            let chunk = stream.next_chunk().await?;
+            let last = chunk.is_none();
+            if let Some(chunk) = &chunk {
+                buffer.extend_from_slice(chunk);
+            }
+            if buffer.len() >= WRITE_BUFFER || (last && !buffer.is_empty()) {
+                let mut file = writer
+                    .take()
+                    .expect("because the writer is put back after every write");
+                let path = partial.to_path_buf();
+                let bytes = std::mem::take(&mut buffer);
+                let (file, bytes) = tokio::task::spawn_blocking(move || {
+                    file.write_all(&bytes)
+                        .map(|()| (file, bytes))
+                        .map_err(io("writing", &path))
+                })
+                .await??;
+                writer = Some(file);
+                buffer = bytes;
+                buffer.clear();
+            }
+            if last {
+                break;
+            }
+        }
+        let file = writer.expect("because the writer is put back after every write");
+        let final_path = self.blob_path(&descriptor.digest);
+        let partial = partial.to_path_buf();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            file.sync_all().map_err(io("syncing", &partial))?;
+            drop(file);
+            std::fs::rename(&partial, &final_path)
+                .map_err(io("renaming into place", &final_path))?;
+            sync_dir(final_path.parent().unwrap_or(Path::new(".")))
+        })
+        .await??;
+        Ok(())
+    }
+}
+
+/// Opens (or creates) the partial file of `descriptor` for appending, and a
+/// verifier that has seen the bytes it already holds. A partial larger than
+/// the blob, or unreadable, is thrown away.
+fn open_partial(
+    path: &Path,
+    descriptor: &Descriptor,
+    resume: bool,
+) -> Result<(File, DigestVerifier)> {
+    let mut verifier = DigestVerifier::new(descriptor.digest.clone())?;
+    if resume && let Ok(mut existing) = File::open(path) {
+        let len = existing.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+        if len <= descriptor.size && hash_into(&mut existing, &mut verifier).is_ok() {
+            let file = OpenOptions::new()
+                .append(true)
+                .open(path)
+                .map_err(io("opening", path))?;
+            return Ok((file, verifier));
+        }
+        tracing::debug!(path = %path.display(), len, "discarding inconsistent partial download");
+        verifier = DigestVerifier::new(descriptor.digest.clone())?;
+    }
+    let file = File::create(path).map_err(io("creating", path))?;
+    Ok((file, verifier))
+}
+
+/// Feeds everything `reader` holds into `sink`.
+pub(crate) fn hash_into(reader: &mut impl Read, sink: &mut impl Write) -> std::io::Result<u64> {
+    std::io::copy(reader, sink)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_blob_refuses_bytes_that_do_not_match_the_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("created");
+        let digest = Digest::sha256_of(b"{}");
+        store.put_blob_bytes(&digest, b"{}").expect("stored");
+        assert_eq!(store.has_blob(&digest), Some(2));
+        assert_eq!(store.read_blob(&digest).expect("reads"), b"{}");
+        std::fs::write(store.blob_path(&digest), b"[]").expect("damaged");
+        assert!(matches!(
+            store.read_blob(&digest),
+            Err(Error::Corrupt { digest: d, .. }) if d == digest
+        ));
+        let report = store.verify().expect("verify runs");
+        assert_eq!(report.corrupt.len(), 1);
+        assert!(store.has_blob(&digest).is_none());
+    }
+
+    #[test]
+    fn put_blob_bytes_refuses_bytes_of_another_digest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("created");
+        let digest = Digest::sha256_of(b"a");
+        assert!(store.put_blob_bytes(&digest, b"b").is_err());
+        assert!(store.has_blob(&digest).is_none());
+    }
+}

@@ -1,0 +1,345 @@
+//! Managing what is stored: list, tag, remove, verify, garbage-collect.
+//! These are blocking (file work only); call them from `spawn_blocking` in
+//! async code.
+
+use crate::error::{Error, Result, io};
+use crate::layout::{IndexEntry, Store, sync_dir};
+use crate::records::Record;
+use crate::walk::{children, is_manifest};
+use ociref::{Algorithm, Digest, Hasher, Reference};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+/// For each blob, the references that reach it.
+type Users = BTreeMap<Digest, BTreeSet<String>>;
+
+/// Largest blob read whole to look for a `subject` during GC.
+const MAX_REFERRER_BYTES: u64 = 4 * 1024 * 1024;
+
+/// One reference in the store.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ImageEntry {
+    /// The reference name (the `org.opencontainers.image.ref.name`
+    /// annotation).
+    pub reference: String,
+    /// Media type of what it points at.
+    pub media_type: String,
+    /// Digest of what it points at.
+    pub digest: Digest,
+    /// Size of that manifest or index.
+    pub size: u64,
+    /// What the store recorded about it (none for entries written by other
+    /// tools).
+    pub record: Option<Record>,
+}
+
+/// A blob that `verify` found missing or corrupt.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct VerifyProblem {
+    /// The blob.
+    pub digest: Digest,
+    /// Where a corrupt blob was moved (`.cachectl/quarantine/…`); `None`
+    /// for a missing one.
+    pub quarantined_to: Option<PathBuf>,
+    /// The references it breaks.
+    pub references: Vec<String>,
+}
+
+/// What [`Store::verify`] found.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct VerifyReport {
+    /// Blobs re-hashed.
+    pub blobs_checked: usize,
+    /// Blobs whose content did not match their name (now moved aside).
+    pub corrupt: Vec<VerifyProblem>,
+    /// Blobs needed by a reference but absent (including the corrupt ones).
+    pub missing: Vec<VerifyProblem>,
+}
+
+impl VerifyReport {
+    /// Whether nothing is wrong.
+    pub fn is_ok(&self) -> bool {
+        self.corrupt.is_empty() && self.missing.is_empty()
+    }
+}
+
+/// What [`Store::gc`] removed.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct GcReport {
+    /// Blobs kept (reachable).
+    pub kept_blobs: usize,
+    /// Blobs removed.
+    pub removed_blobs: usize,
+    /// Stale ingest files removed.
+    pub removed_ingest_files: usize,
+    /// Bytes freed, blobs and ingest files together.
+    pub bytes_freed: u64,
+}
+
+impl Store {
+    /// Every named reference, most recently used first (entries without a
+    /// record last, by name).
+    pub fn list(&self) -> Result<Vec<ImageEntry>> {
+        let index = self.read_index()?;
+        let mut entries = Vec::new();
+        for entry in &index.manifests {
+            let Some(name) = entry.ref_name() else {
+                continue;
+            };
+            let record = self.record(name)?;
+            entries.push(ImageEntry {
+                reference: name.to_owned(),
+                media_type: entry.media_type.clone(),
+                digest: entry.digest.clone(),
+                size: entry.size,
+                record,
+            });
+        }
+        entries.sort_by(|a, b| {
+            let used = |e: &ImageEntry| e.record.as_ref().map(|r| r.last_used_at);
+            used(b)
+                .cmp(&used(a))
+                .then_with(|| a.reference.cmp(&b.reference))
+        });
+        Ok(entries)
+    }
+
+    /// Names the image stored as `source` also `target` (replacing what
+    /// `target` named before). No blob is copied.
+    pub fn tag(&self, source: &Reference, target: &Reference) -> Result<()> {
+        let (source, target) = (source.to_string(), target.to_string());
+        let record = self.record(&source)?;
+        let found = self.update_index(|index| {
+            let entry = index.find(&source).cloned()?;
+            index.put(&target, entry);
+            Some(())
+        })?;
+        if found.is_none() {
+            return Err(Error::ImageNotCached { reference: source });
+        }
+        if let Some(mut record) = record {
+            record.reference = target;
+            self.write_record(&record)?;
+        }
+        Ok(())
+    }
+
+    /// Untags `reference`; its blobs stay until [`Store::gc`]. Whether it
+    /// was there.
+    pub fn remove(&self, reference: &Reference) -> Result<bool> {
+        let name = reference.to_string();
+        let removed = self.update_index(|index| index.remove(&name))?;
+        self.remove_record(&name)?;
+        Ok(removed)
+    }
+
+    /// Re-hashes every blob, moves corrupt ones to `.cachectl/quarantine/`,
+    /// and checks that everything reachable from `index.json` is present.
+    /// Makes no request.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let mut report = VerifyReport::default();
+        let mut corrupt = Vec::new();
+        for (digest, path) in self.all_blobs()? {
+            report.blobs_checked += 1;
+            let Ok(algorithm) = digest.supported_algorithm() else {
+                continue;
+            };
+            if hash_file(&path, algorithm)? == digest {
+                continue;
+            }
+            let quarantine = self.quarantine_dir();
+            std::fs::create_dir_all(&quarantine).map_err(io("creating", &quarantine))?;
+            let aside = quarantine.join(format!(
+                "{}-{}-{}",
+                digest.algorithm(),
+                digest.encoded(),
+                crate::layout::now_unix_ms()
+            ));
+            std::fs::rename(&path, &aside).map_err(io("moving aside", &path))?;
+            tracing::warn!(%digest, to = %aside.display(), "corrupt blob moved aside");
+            corrupt.push((digest, aside));
+        }
+        if !corrupt.is_empty() {
+            sync_dir(&self.root().join("blobs").join("sha256"))?;
+        }
+        let (users, missing) = self.reachability()?;
+        let refs_of = |digest: &Digest| -> Vec<String> {
+            users
+                .get(digest)
+                .map(|s| s.iter().cloned().collect())
+                .unwrap_or_default()
+        };
+        report.corrupt = corrupt
+            .into_iter()
+            .map(|(digest, aside)| VerifyProblem {
+                references: refs_of(&digest),
+                digest,
+                quarantined_to: Some(aside),
+            })
+            .collect();
+        report.missing = missing
+            .into_iter()
+            .map(|digest| VerifyProblem {
+                references: refs_of(&digest),
+                digest,
+                quarantined_to: None,
+            })
+            .collect();
+        Ok(report)
+    }
+
+    /// Removes every blob not reachable from `index.json` (through indexes,
+    /// manifests, configs, layers, and manifests whose `subject` is
+    /// reachable) or from the index a record names, and stale ingest files.
+    /// Waits for pulls in progress to finish first, and blocks new ones
+    /// while it runs.
+    pub fn gc(&self) -> Result<GcReport> {
+        let _exclusive = self.lock("gc.lock")?;
+        let mut report = GcReport::default();
+        let (users, _) = self.reachability()?;
+        let mut marked: BTreeSet<Digest> = users.into_keys().collect();
+        for entry in self.list()? {
+            if let Some(index) = entry.record.and_then(|r| r.index_digest) {
+                marked.insert(index);
+            }
+        }
+        let blobs = self.all_blobs()?;
+        // Referrers: manifests whose subject is kept are kept, with what
+        // they need; repeat until nothing changes (a referrer of a referrer).
+        loop {
+            let mut added = false;
+            for (digest, path) in &blobs {
+                if marked.contains(digest) {
+                    continue;
+                }
+                let Some(bytes) = small_json(path) else {
+                    continue;
+                };
+                let Ok(kids) = children(digest, &bytes) else {
+                    continue;
+                };
+                if kids.subject.is_some_and(|s| marked.contains(&s.digest)) {
+                    marked.insert(digest.clone());
+                    marked.extend(kids.required.into_iter().map(|d| d.digest));
+                    added = true;
+                }
+            }
+            if !added {
+                break;
+            }
+        }
+        for (digest, path) in blobs {
+            if marked.contains(&digest) {
+                report.kept_blobs += 1;
+                continue;
+            }
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            std::fs::remove_file(&path).map_err(io("removing", &path))?;
+            report.removed_blobs += 1;
+            report.bytes_freed += size;
+        }
+        let ingest = self.ingest_dir();
+        for entry in std::fs::read_dir(&ingest).map_err(io("reading", &ingest))? {
+            let entry = entry.map_err(io("reading", &ingest))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let stale = match name.strip_suffix(".partial") {
+                Some(stem) => self.lock_is_free(&format!("blob-{stem}.lock"))?,
+                // Temp files of atomic writes: no pull runs while we hold
+                // the GC lock, so any left are from dead processes.
+                None => name.starts_with(".tmp-"),
+            };
+            if stale {
+                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                std::fs::remove_file(entry.path()).map_err(io("removing", &entry.path()))?;
+                report.removed_ingest_files += 1;
+                report.bytes_freed += size;
+            }
+        }
+        Ok(report)
+    }
+
+    /// For each blob reachable from `index.json`, the references that
+    /// reach it; and the reachable digests that are absent.
+    fn reachability(&self) -> Result<(Users, Vec<Digest>)> {
+        let index = self.read_index()?;
+        let mut users = Users::new();
+        let mut missing = BTreeSet::new();
+        for (n, entry) in index.manifests.iter().enumerate() {
+            let name = entry
+                .ref_name()
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("(unnamed entry {n} of index.json)"));
+            let mut stack = vec![IndexEntry::descriptor(entry)];
+            let mut seen = BTreeSet::new();
+            while let Some(descriptor) = stack.pop() {
+                if !seen.insert(descriptor.digest.clone()) {
+                    continue;
+                }
+                users
+                    .entry(descriptor.digest.clone())
+                    .or_default()
+                    .insert(name.clone());
+                let path = self.blob_path(&descriptor.digest);
+                if !path.is_file() {
+                    missing.insert(descriptor.digest.clone());
+                    continue;
+                }
+                if is_manifest(&descriptor.media_type) {
+                    let bytes = std::fs::read(&path).map_err(io("reading", &path))?;
+                    if let Ok(kids) = children(&descriptor.digest, &bytes) {
+                        stack.extend(kids.required);
+                    }
+                }
+            }
+        }
+        Ok((users, missing.into_iter().collect()))
+    }
+
+    /// Every file under `blobs/<alg>/` whose name parses as a digest.
+    fn all_blobs(&self) -> Result<Vec<(Digest, PathBuf)>> {
+        let blobs = self.root().join("blobs");
+        let mut out = Vec::new();
+        for alg in std::fs::read_dir(&blobs).map_err(io("reading", &blobs))? {
+            let alg = alg.map_err(io("reading", &blobs))?;
+            let alg_name = alg.file_name().to_string_lossy().into_owned();
+            if Algorithm::from_name(&alg_name).is_none() {
+                continue;
+            }
+            let dir = alg.path();
+            for blob in std::fs::read_dir(&dir).map_err(io("reading", &dir))? {
+                let blob = blob.map_err(io("reading", &dir))?;
+                let name = blob.file_name().to_string_lossy().into_owned();
+                if let Ok(digest) = format!("{alg_name}:{name}").parse::<Digest>() {
+                    out.push((digest, blob.path()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn lock_is_free(&self, name: &str) -> Result<bool> {
+        Ok(self.lock_file(name)?.try_lock().is_ok())
+    }
+}
+
+/// Re-hashes a file.
+fn hash_file(path: &std::path::Path, algorithm: Algorithm) -> Result<Digest> {
+    let mut file = std::fs::File::open(path).map_err(io("opening", path))?;
+    let mut hasher = Hasher::new(algorithm);
+    crate::blobs::hash_into(&mut file, &mut hasher).map_err(io("reading", path))?;
+    Ok(hasher.finish())
+}
+
+/// The bytes of a small file that starts like a JSON object.
+fn small_json(path: &std::path::Path) -> Option<Vec<u8>> {
+    let len = std::fs::metadata(path).ok()?.len();
+    if len > MAX_REFERRER_BYTES {
+        return None;
+    }
+    let bytes = std::fs::read(path).ok()?;
+    bytes.first().is_some_and(|b| *b == b'{').then_some(bytes)
+}

@@ -1,0 +1,90 @@
+//! Records: what the store knows about each reference beyond `index.json`
+//! (where it came from, which platform, when it was stored and last used).
+//! One small JSON file per reference, `.cachectl/records/<sha256 of the
+//! reference name>.json`, replaced atomically; marking an image used
+//! rewrites only its record, never `index.json`.
+
+use crate::error::{Error, Result};
+use crate::layout::{Store, atomic_write, now_unix_ms};
+use ociref::{Digest, Platform};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// What the store recorded about one reference.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Record {
+    /// The reference name as in `index.json` (full, normalized).
+    pub reference: String,
+    /// The reference it was pulled from (differs from `reference` after a
+    /// `tag`).
+    pub source: String,
+    /// The image manifest stored for it.
+    pub manifest_digest: Digest,
+    /// The index the manifest was picked from, when pulled through one.
+    pub index_digest: Option<Digest>,
+    /// The platform of the image, when known.
+    pub platform: Option<Platform>,
+    /// Sum of the sizes of manifest, config and layers, as stored.
+    pub compressed_size: u64,
+    /// When it was stored (milliseconds since the Unix epoch).
+    pub stored_at: u64,
+    /// When it was last pulled or used (milliseconds since the Unix
+    /// epoch).
+    pub last_used_at: u64,
+}
+
+impl Store {
+    fn record_path(&self, name: &str) -> PathBuf {
+        let key = Digest::sha256_of(name.as_bytes());
+        self.records_dir().join(format!("{}.json", key.encoded()))
+    }
+
+    /// The record of the reference named `name`, if any. Blocking.
+    pub fn record(&self, name: &str) -> Result<Option<Record>> {
+        let path = self.record_path(name);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(Error::Io {
+                    what: "reading",
+                    path,
+                    source,
+                });
+            }
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| Error::InvalidJson { path, source })
+    }
+
+    /// Writes `record` atomically. Blocking.
+    pub(crate) fn write_record(&self, record: &Record) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(record).expect("because a record always serializes");
+        atomic_write(&self.record_path(&record.reference), &bytes)
+    }
+
+    /// Removes the record of `name`, if any. Blocking.
+    pub(crate) fn remove_record(&self, name: &str) -> Result<()> {
+        let path = self.record_path(name);
+        match std::fs::remove_file(&path) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(Error::Io {
+                what: "removing",
+                path,
+                source: err,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Sets the last-used time of `name` to now; touches only its record
+    /// (never `index.json`). Does nothing when there is no record. Blocking.
+    pub fn mark_used(&self, name: &str) -> Result<()> {
+        let Some(mut record) = self.record(name)? else {
+            return Ok(());
+        };
+        record.last_used_at = now_unix_ms();
+        self.write_record(&record)
+    }
+}

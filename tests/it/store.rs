@@ -1,0 +1,876 @@
+//! `ocistore` against the real registry: cold and warm pulls (counted
+//! through the fault proxy), offline pulls, platform selection, concurrent
+//! pulls on one root, atomic `index.json`, resumed partial downloads,
+//! `verify` with a corrupt blob, `gc`, and skopeo reading the layout.
+
+use bytes::Bytes;
+use cachectl_tests::fault_proxy::{Fault, FaultProxy, Rule};
+use cachectl_tests::{fixtures, registries, unique};
+use ocidist::credentials::StaticCredentials;
+use ocidist::{BlobSource, Client, ClientConfig, Descriptor, OCI_MANIFEST};
+use ociref::{Digest, Platform, Reference};
+use ocistore::{Error, PullOptions, REF_NAME_ANNOTATION, Store};
+use std::path::Path;
+use std::sync::Arc;
+
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+
+fn client() -> Client {
+    Client::new(ClientConfig::default(), Arc::new(StaticCredentials::new())).expect("client builds")
+}
+
+fn fixture(name: &str) -> Reference {
+    let summary = fixtures();
+    let text = summary[name]["reference"]
+        .as_str()
+        .unwrap_or_else(|| panic!("fixture {name} has a reference in {summary}"));
+    text.parse().expect("fixture references parse")
+}
+
+/// `reference` with its registry replaced by `registry` (e.g. a proxy).
+fn via(registry: &str, reference: &Reference) -> Reference {
+    format!(
+        "{registry}/{}:{}",
+        reference.repository(),
+        reference.tag().expect("fixtures are tagged")
+    )
+    .parse()
+    .expect("valid reference")
+}
+
+fn describe(media_type: &str, bytes: &[u8]) -> Descriptor {
+    Descriptor {
+        media_type: media_type.to_owned(),
+        digest: Digest::sha256_of(bytes),
+        size: bytes.len() as u64,
+    }
+}
+
+/// Deterministic, poorly compressible bytes.
+fn noise(seed: u64, len: usize) -> Bytes {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+/// Pushes an image made of `config_seed` and `layers` to `target`; returns
+/// the manifest digest.
+async fn push_image(
+    client: &Client,
+    target: &Reference,
+    config_seed: &str,
+    layers: &[Bytes],
+) -> Digest {
+    let config = Bytes::from(format!(
+        r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}},"seed":"{config_seed}"}}"#
+    ));
+    let config_descriptor = describe(OCI_CONFIG, &config);
+    client
+        .push_blob(
+            target,
+            &config_descriptor,
+            BlobSource::Bytes(config.clone()),
+        )
+        .await
+        .expect("config pushed");
+    let mut layer_descriptors = Vec::new();
+    for layer in layers {
+        let descriptor = describe(OCI_LAYER_TAR, layer);
+        client
+            .push_blob(target, &descriptor, BlobSource::Bytes(layer.clone()))
+            .await
+            .expect("layer pushed");
+        layer_descriptors.push(descriptor);
+    }
+    let json = |d: &Descriptor| serde_json::json!({"mediaType": d.media_type, "digest": d.digest.to_string(), "size": d.size});
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": json(&config_descriptor),
+        "layers": layer_descriptors.iter().map(json).collect::<Vec<_>>(),
+    });
+    let bytes = Bytes::from(serde_json::to_vec(&manifest).expect("serializable"));
+    client
+        .push_manifest(target, bytes, OCI_MANIFEST)
+        .await
+        .expect("manifest pushed")
+}
+
+fn read_index(root: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(root.join("index.json")).expect("index.json exists");
+    serde_json::from_slice(&bytes).expect("index.json is JSON")
+}
+
+fn ref_names(root: &Path) -> Vec<String> {
+    read_index(root)["manifests"]
+        .as_array()
+        .expect("manifests is an array")
+        .iter()
+        .filter_map(|m| {
+            m["annotations"][REF_NAME_ANNOTATION]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// Asserts that every file under blobs/sha256 hashes to its name; returns
+/// how many there are.
+fn assert_blobs_rehash(root: &Path) -> usize {
+    let dir = root.join("blobs").join("sha256");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).expect("blobs/sha256 exists") {
+        let entry = entry.expect("readable dir entry");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let bytes = std::fs::read(entry.path()).expect("readable blob");
+        assert_eq!(
+            Digest::sha256_of(&bytes).encoded(),
+            name,
+            "blob {name} re-hashes"
+        );
+        count += 1;
+    }
+    count
+}
+
+#[tokio::test]
+async fn pull_small_into_an_empty_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store opens");
+    let reference = fixture("small");
+    let outcome = store
+        .pull(&client(), &reference, &PullOptions::default())
+        .await
+        .expect("pull succeeds");
+    assert_eq!(outcome.reference, reference.to_string());
+    assert_eq!(outcome.index_digest, None);
+    assert!(!outcome.up_to_date);
+    assert_eq!(outcome.fetched_blobs, 3, "manifest, config, one layer");
+    assert_eq!(
+        outcome.platform,
+        Some("linux/amd64".parse().expect("platform"))
+    );
+
+    let layout: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("oci-layout")).expect("oci-layout"))
+            .expect("JSON");
+    assert_eq!(layout["imageLayoutVersion"], "1.0.0");
+    let index = read_index(dir.path());
+    assert_eq!(index["schemaVersion"], 2);
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let manifests = index["manifests"].as_array().expect("array");
+    assert_eq!(manifests.len(), 1);
+    assert_eq!(
+        manifests[0]["annotations"][REF_NAME_ANNOTATION],
+        reference.to_string()
+    );
+    assert_eq!(manifests[0]["digest"], outcome.manifest_digest.to_string());
+    assert_eq!(manifests[0]["mediaType"], OCI_MANIFEST);
+    assert_eq!(assert_blobs_rehash(dir.path()), 3);
+
+    let listed = store.list().expect("lists");
+    assert_eq!(listed.len(), 1);
+    let record = listed[0].record.as_ref().expect("a record");
+    assert_eq!(record.manifest_digest, outcome.manifest_digest);
+    assert!(store.verify().expect("verifies").is_ok());
+}
+
+#[tokio::test]
+async fn warm_pull_sends_exactly_one_head() {
+    let registries = registries();
+    let proxy = FaultProxy::start(&registries.plain, vec![]);
+    let reference = via(&proxy.addr(), &fixture("small"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store opens");
+    let client = client();
+    let cold = store
+        .pull(&client, &reference, &PullOptions::default())
+        .await
+        .expect("cold pull");
+    let before = proxy.requests().len();
+    let warm = Store::open(dir.path())
+        .expect("second handle")
+        .pull(&client, &reference, &PullOptions::default())
+        .await
+        .expect("warm pull");
+    let requests = proxy.requests()[before..].to_vec();
+    assert_eq!(requests.len(), 1, "warm pull requests: {requests:?}");
+    assert_eq!(requests[0].method, "HEAD");
+    assert!(warm.up_to_date);
+    assert_eq!(warm.fetched_blobs, 0);
+    assert_eq!(warm.manifest_digest, cold.manifest_digest);
+}
+
+#[tokio::test]
+async fn offline_pull_makes_no_request() {
+    let registries = registries();
+    let proxy = FaultProxy::start(&registries.plain, vec![]);
+    let reference = via(&proxy.addr(), &fixture("small"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store opens");
+    let client = client();
+
+    let missing = store
+        .pull(&client, &reference, &PullOptions::offline())
+        .await;
+    match missing {
+        Err(Error::ImageNotCached { reference: name }) => assert_eq!(name, reference.to_string()),
+        other => panic!("expected ImageNotCached, got {other:?}"),
+    }
+    assert_eq!(proxy.requests().len(), 0);
+
+    store
+        .pull(&client, &reference, &PullOptions::default())
+        .await
+        .expect("online pull");
+    let before = proxy.requests().len();
+    let offline = store
+        .pull(&client, &reference, &PullOptions::offline())
+        .await
+        .expect("offline pull of a cached image");
+    assert!(offline.up_to_date);
+    assert_eq!(proxy.requests().len(), before, "no request when offline");
+}
+
+#[tokio::test]
+async fn multiarch_pull_stores_the_arm64_child_and_the_index() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store opens");
+    let reference = fixture("multiarch");
+    let index_digest: Digest = fixtures()["multiarch"]["digest"]
+        .as_str()
+        .expect("digest in summary")
+        .parse()
+        .expect("digest parses");
+    let platform: Platform = "linux/arm64".parse().expect("platform");
+    let outcome = store
+        .pull(&client(), &reference, &PullOptions::for_platform(platform))
+        .await
+        .expect("pull succeeds");
+    assert_eq!(outcome.index_digest.as_ref(), Some(&index_digest));
+    assert_eq!(
+        outcome.platform,
+        Some("linux/arm64/v8".parse().expect("platform"))
+    );
+    assert!(
+        store.has_blob(&index_digest).is_some(),
+        "the index is stored"
+    );
+    assert!(store.has_blob(&outcome.manifest_digest).is_some());
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(store.blob_path(&outcome.manifest_digest)).expect("manifest blob"),
+    )
+    .expect("JSON");
+    let config_digest: Digest = manifest["config"]["digest"]
+        .as_str()
+        .expect("config digest")
+        .parse()
+        .expect("parses");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.blob_path(&config_digest)).expect("config"))
+            .expect("JSON");
+    assert_eq!(config["architecture"], "arm64");
+    let index = read_index(dir.path());
+    assert_eq!(
+        index["manifests"][0]["digest"],
+        outcome.manifest_digest.to_string()
+    );
+    assert_blobs_rehash(dir.path());
+
+    // The same platform again: resolved to the index digest, still warm.
+    let again = store
+        .pull(
+            &client(),
+            &reference,
+            &PullOptions::for_platform("linux/arm64/v8".parse().expect("platform")),
+        )
+        .await
+        .expect("warm pull");
+    assert!(again.up_to_date);
+    assert!(store.verify().expect("verifies").is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn sixteen_concurrent_pulls_of_tags_sharing_layers() {
+    let registries = registries();
+    let client = client();
+    let repository = unique("store/concurrent");
+    let shared = [noise(1, 300_000), noise(2, 200_000)];
+    let mut references = Vec::new();
+    for i in 0..16u64 {
+        let target: Reference = format!("{}/{repository}:t{i}", registries.plain)
+            .parse()
+            .expect("valid");
+        let layers = [shared[0].clone(), shared[1].clone(), noise(100 + i, 50_000)];
+        push_image(&client, &target, &format!("c{i}"), &layers).await;
+        references.push(target);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    let mut tasks = tokio::task::JoinSet::new();
+    for reference in references.clone() {
+        let client = client.clone();
+        let root = root.clone();
+        tasks.spawn(async move {
+            // A handle of its own per task, as separate processes would have.
+            let store = Store::open(&root).expect("store opens");
+            store
+                .pull(&client, &reference, &PullOptions::default())
+                .await
+                .expect("pull succeeds")
+        });
+    }
+    let mut fetched_shared = 0;
+    while let Some(done) = tasks.join_next().await {
+        let outcome = done.expect("task completes");
+        fetched_shared += outcome.fetched_blobs;
+    }
+    let names = ref_names(&root);
+    for reference in &references {
+        assert!(
+            names.contains(&reference.to_string()),
+            "{reference} listed in {names:?}"
+        );
+    }
+    assert_eq!(names.len(), 16);
+    // 16 manifests + 16 configs + 16 own layers + 2 shared layers.
+    assert_eq!(assert_blobs_rehash(&root), 16 * 3 + 2);
+    assert_eq!(
+        fetched_shared,
+        16 * 3 + 2,
+        "every blob downloaded exactly once"
+    );
+    let report = Store::open(&root)
+        .expect("opens")
+        .verify()
+        .expect("verifies");
+    assert!(report.is_ok(), "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_download_of_a_shared_layer_never_clobbers_it() {
+    let registries = registries();
+    let client = client();
+    let repository = unique("store/shared-failure");
+    let shared = noise(50, 400_000);
+    let mut targets = Vec::new();
+    for i in 0..4u64 {
+        let target: Reference = format!("{}/{repository}:t{i}", registries.plain)
+            .parse()
+            .expect("valid");
+        push_image(
+            &client,
+            &target,
+            &format!("f{i}"),
+            &[shared.clone(), noise(60 + i, 20_000)],
+        )
+        .await;
+        targets.push(target);
+    }
+    // The first download of the shared layer arrives with a flipped byte.
+    let proxy = FaultProxy::start(
+        &registries.plain,
+        vec![
+            Rule::new(Fault::FlipByte(1000))
+                .method("GET")
+                .path_contains(&format!("/blobs/{}", Digest::sha256_of(&shared)))
+                .first(1),
+        ],
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().to_path_buf();
+    let mut tasks = tokio::task::JoinSet::new();
+    for target in &targets {
+        let (client, root, reference) = (client.clone(), root.clone(), via(&proxy.addr(), target));
+        tasks.spawn(async move {
+            let store = Store::open(&root).expect("store opens");
+            let result = store
+                .pull(&client, &reference, &PullOptions::default())
+                .await;
+            (reference, result)
+        });
+    }
+    let mut failed = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        let (reference, result) = done.expect("task completes");
+        if let Err(err) = result {
+            failed.push((reference, err));
+        }
+    }
+    assert!(failed.len() <= 1, "{failed:?}");
+    assert!(
+        proxy.requests().iter().any(|r| r.fault.is_some()),
+        "the fault was injected"
+    );
+    let store = Store::open(&root).expect("store opens");
+    assert!(store.verify().expect("verifies").is_ok());
+    for (reference, _) in failed {
+        store
+            .pull(&client, &reference, &PullOptions::default())
+            .await
+            .expect("a second try succeeds");
+    }
+    assert_eq!(ref_names(&root).len(), 4);
+    assert_eq!(assert_blobs_rehash(&root), 4 * 3 + 1);
+    assert!(store.verify().expect("verifies").is_ok());
+}
+
+#[tokio::test]
+async fn index_json_readers_never_see_invalid_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store opens");
+    let source = fixture("small");
+    store
+        .pull(&client(), &source, &PullOptions::default())
+        .await
+        .expect("pull succeeds");
+    let root = dir.path().to_path_buf();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = std::thread::spawn({
+        let stop = Arc::clone(&stop);
+        move || {
+            let mut reads = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let bytes =
+                    std::fs::read(root.join("index.json")).expect("index.json always exists");
+                serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .unwrap_or_else(|err| panic!("invalid index.json after {reads} reads: {err}"));
+                reads += 1;
+            }
+            reads
+        }
+    });
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let root = dir.path().to_path_buf();
+            let source = source.clone();
+            std::thread::spawn(move || {
+                let store = Store::open(&root).expect("store opens");
+                for i in 0..100 {
+                    let target = source.with_tag(&format!("w{w}-{i}")).expect("valid tag");
+                    store.tag(&source, &target).expect("tags");
+                    if i % 2 == 0 {
+                        assert!(store.remove(&target).expect("removes"));
+                    }
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().expect("writer finishes");
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let reads = reader.join().expect("reader finishes");
+    assert!(reads > 0);
+    // 1 original + 2 writers x 50 kept tags: no update was lost.
+    assert_eq!(ref_names(dir.path()).len(), 101);
+}
+
+#[tokio::test]
+async fn partial_ingest_file_is_resumed_with_range() {
+    let registries = registries();
+    let client = client();
+    let layer = noise(42, 1_000_000);
+    let target: Reference = format!("{}/{}:v1", registries.plain, unique("store/resume"))
+        .parse()
+        .expect("valid");
+    push_image(&client, &target, "resume", std::slice::from_ref(&layer)).await;
+    let proxy = FaultProxy::start(&registries.plain, vec![]);
+    let reference = via(&proxy.addr(), &target);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store opens");
+    let layer_digest = Digest::sha256_of(&layer);
+    let half = layer.len() / 2;
+    std::fs::write(store.ingest_path(&layer_digest), &layer[..half]).expect("partial written");
+
+    let outcome = store
+        .pull(&client, &reference, &PullOptions::default())
+        .await
+        .expect("pull succeeds");
+    assert_eq!(outcome.resumed_bytes, half as u64);
+    let gets: Vec<_> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path_and_query.contains(layer_digest.encoded()))
+        .collect();
+    assert_eq!(gets.len(), 1, "{gets:?}");
+    assert_eq!(
+        gets[0].range.as_deref(),
+        Some(format!("bytes={half}-").as_str())
+    );
+    assert!(
+        !store.ingest_path(&layer_digest).exists(),
+        "the partial was renamed"
+    );
+    assert_eq!(
+        std::fs::read(store.blob_path(&layer_digest)).expect("blob stored"),
+        layer
+    );
+}
+
+#[tokio::test]
+async fn oversized_partial_is_discarded() {
+    let registries = registries();
+    let client = client();
+    let layer = noise(7, 100_000);
+    let target: Reference = format!("{}/{}:v1", registries.plain, unique("store/oversized"))
+        .parse()
+        .expect("valid");
+    push_image(&client, &target, "oversized", std::slice::from_ref(&layer)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store opens");
+    let layer_digest = Digest::sha256_of(&layer);
+    std::fs::write(store.ingest_path(&layer_digest), noise(8, 200_000)).expect("written");
+    let outcome = store
+        .pull(&client, &target, &PullOptions::default())
+        .await
+        .expect("pull succeeds");
+    assert_eq!(outcome.resumed_bytes, 0);
+    assert!(store.verify().expect("verifies").is_ok());
+}
+
+#[tokio::test]
+async fn verify_reports_and_quarantines_a_corrupt_blob_and_pull_repairs_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store opens");
+    let reference = fixture("small");
+    let outcome = store
+        .pull(&client(), &reference, &PullOptions::default())
+        .await
+        .expect("pull succeeds");
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(store.blob_path(&outcome.manifest_digest)).expect("manifest"),
+    )
+    .expect("JSON");
+    let layer: Digest = manifest["layers"][0]["digest"]
+        .as_str()
+        .expect("layer digest")
+        .parse()
+        .expect("parses");
+    std::fs::write(store.blob_path(&layer), b"not the layer").expect("corrupted");
+
+    let report = store.verify().expect("verify runs");
+    assert!(!report.is_ok());
+    assert_eq!(report.corrupt.len(), 1, "{report:?}");
+    let corrupt = &report.corrupt[0];
+    assert_eq!(corrupt.digest, layer);
+    assert_eq!(corrupt.references, vec![reference.to_string()]);
+    let aside = corrupt.quarantined_to.as_ref().expect("moved aside");
+    assert!(aside.starts_with(dir.path().join(".cachectl").join("quarantine")));
+    assert_eq!(
+        std::fs::read(aside).expect("quarantined file"),
+        b"not the layer"
+    );
+    assert!(store.has_blob(&layer).is_none(), "never served again");
+    assert!(report.missing.iter().any(|m| m.digest == layer));
+
+    let repaired = store
+        .pull(&client(), &reference, &PullOptions::default())
+        .await
+        .expect("pull repairs");
+    assert!(!repaired.up_to_date);
+    assert!(store.verify().expect("verifies").is_ok());
+}
+
+#[tokio::test]
+async fn gc_sweeps_what_no_reference_needs() {
+    let registries = registries();
+    let client = client();
+    let repository = unique("store/gc");
+    let shared = noise(9, 10_000);
+    let keep: Reference = format!("{}/{repository}:keep", registries.plain)
+        .parse()
+        .expect("valid");
+    let drop: Reference = format!("{}/{repository}:drop", registries.plain)
+        .parse()
+        .expect("valid");
+    push_image(&client, &keep, "keep", &[shared.clone(), noise(10, 5_000)]).await;
+    push_image(&client, &drop, "drop", &[shared.clone(), noise(11, 7_000)]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store opens");
+    for reference in [&keep, &drop] {
+        store
+            .pull(&client, reference, &PullOptions::default())
+            .await
+            .expect("pulled");
+    }
+    std::fs::write(
+        dir.path().join(".cachectl/ingest/sha256-0000.partial"),
+        b"stale",
+    )
+    .expect("written");
+    assert!(store.remove(&drop).expect("removes"));
+    assert!(!store.remove(&drop).expect("second remove is a no-op"));
+    let report = store.gc().expect("gc runs");
+    // drop's manifest, config and own layer.
+    assert_eq!(report.removed_blobs, 3, "{report:?}");
+    assert_eq!(report.removed_ingest_files, 1);
+    assert!(report.bytes_freed >= 7_000);
+    assert!(store.has_blob(&Digest::sha256_of(&shared)).is_some());
+    assert!(store.verify().expect("verifies").is_ok());
+    let again = store
+        .pull(&client, &keep, &PullOptions::offline())
+        .await
+        .expect("still cached");
+    assert!(again.up_to_date);
+}
+
+#[tokio::test]
+async fn layered_and_docker_v2s2_fixtures_pull_and_verify() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store opens");
+    let client = client();
+    let options = PullOptions::default().with_concurrency(2);
+    for (name, blobs, media_type) in [
+        ("docker-v2s2", 3, ocidist::DOCKER_MANIFEST),
+        ("layered", 7, OCI_MANIFEST),
+        ("layered-zstd", 7, OCI_MANIFEST),
+    ] {
+        let reference = fixture(name);
+        let outcome = store
+            .pull(&client, &reference, &options)
+            .await
+            .unwrap_or_else(|err| panic!("{name}: {err}"));
+        assert_eq!(
+            outcome.fetched_blobs + outcome.reused_blobs,
+            blobs,
+            "{name}: {outcome:?}"
+        );
+        let entry = store
+            .list()
+            .expect("lists")
+            .into_iter()
+            .find(|e| e.reference == reference.to_string())
+            .expect("listed");
+        assert_eq!(entry.media_type, media_type);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(store.verify().expect("verifies").is_ok());
+    let order = |store: &Store| -> Vec<String> {
+        store
+            .list()
+            .expect("lists")
+            .into_iter()
+            .map(|e| e.reference)
+            .collect()
+    };
+    let name = |fixture_name: &str| fixture(fixture_name).to_string();
+    assert_eq!(
+        order(&store),
+        [name("layered-zstd"), name("layered"), name("docker-v2s2")],
+        "most recently used first"
+    );
+    // Using an image (a warm pull) moves it to the front, and only its
+    // record changes: index.json stays as it was.
+    let index_before = std::fs::read(dir.path().join("index.json")).expect("index");
+    store
+        .pull(&client, &fixture("docker-v2s2"), &PullOptions::offline())
+        .await
+        .expect("cached");
+    assert_eq!(order(&store)[0], name("docker-v2s2"));
+    assert_eq!(
+        std::fs::read(dir.path().join("index.json")).expect("index"),
+        index_before
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gc_looping_beside_concurrent_pulls_breaks_nothing() {
+    let registries = registries();
+    let client = client();
+    let repository = unique("store/gc-race");
+    let shared = noise(30, 200_000);
+    let mut references = Vec::new();
+    for i in 0..6u64 {
+        let target: Reference = format!("{}/{repository}:t{i}", registries.plain)
+            .parse()
+            .expect("valid");
+        push_image(
+            &client,
+            &target,
+            &format!("g{i}"),
+            &[shared.clone(), noise(40 + i, 100_000)],
+        )
+        .await;
+        references.push(target);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().to_path_buf();
+    Store::open(&root).expect("store opens");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let collector = std::thread::spawn({
+        let (root, stop) = (root.clone(), Arc::clone(&stop));
+        move || {
+            let store = Store::open(&root).expect("store opens");
+            let mut runs = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                store.gc().expect("gc runs");
+                runs += 1;
+            }
+            runs
+        }
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for reference in references.clone() {
+        let (client, root) = (client.clone(), root.clone());
+        tasks.spawn(async move {
+            Store::open(&root)
+                .expect("store opens")
+                .pull(&client, &reference, &PullOptions::default())
+                .await
+                .expect("pull succeeds beside gc")
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("task completes");
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(collector.join().expect("gc thread finishes") > 0);
+    let store = Store::open(&root).expect("store opens");
+    assert_eq!(ref_names(&root).len(), 6);
+    assert!(store.verify().expect("verifies").is_ok());
+    assert_eq!(store.gc().expect("gc runs").removed_blobs, 0);
+    assert_eq!(assert_blobs_rehash(&root), 6 * 3 + 1);
+}
+
+#[test]
+fn open_refuses_a_foreign_directory_and_an_unknown_layout_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("notes.txt"), b"mine").expect("written");
+    match Store::open(dir.path()) {
+        Err(Error::NotALayout { path, .. }) => assert_eq!(path, dir.path()),
+        other => panic!("expected NotALayout, got {other:?}"),
+    }
+    assert!(
+        !dir.path().join(".cachectl").exists(),
+        "nothing written into a foreign dir"
+    );
+
+    let layout = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        layout.path().join("oci-layout"),
+        br#"{"imageLayoutVersion":"2.0.0"}"#,
+    )
+    .expect("written");
+    std::fs::write(
+        layout.path().join("index.json"),
+        br#"{"schemaVersion":2,"manifests":[]}"#,
+    )
+    .expect("written");
+    let err = Store::open(layout.path()).expect_err("unknown version refused");
+    assert!(err.to_string().contains("2.0.0"), "{err}");
+}
+
+#[tokio::test]
+async fn skopeo_inspects_a_pulled_image_by_its_ref_name() {
+    let skopeo =
+        find_on_path("skopeo").expect("skopeo is on PATH (`cargo xtask test` installs it)");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store opens");
+    let reference = fixture("small");
+    let outcome = store
+        .pull(&client(), &reference, &PullOptions::default())
+        .await
+        .expect("pull succeeds");
+    // skopeo splits `oci:PATH:REF` at the first `:` after the path; the rest
+    // is the `org.opencontainers.image.ref.name` annotation, verbatim.
+    let output = std::process::Command::new(skopeo)
+        .arg("inspect")
+        .arg(format!("oci:{}:{}", dir.path().display(), reference))
+        .output()
+        .expect("skopeo runs");
+    assert!(
+        output.status.success(),
+        "skopeo failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let inspected: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(inspected["Digest"], outcome.manifest_digest.to_string());
+}
+
+#[test]
+fn sigkill_at_twenty_points_leaves_a_verifiable_store() {
+    let registries = registries();
+    let layers = [noise(21, 500_000), noise(22, 500_000), noise(23, 500_000)];
+    let target: Reference = format!("{}/{}:v1", registries.plain, unique("store/kill"))
+        .parse()
+        .expect("valid");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(push_image(&client(), &target, "kill", &layers));
+    // About 0.5 s per layer (they download concurrently), so the kills land
+    // all along the pull.
+    let proxy = FaultProxy::start(
+        &registries.plain,
+        vec![
+            Rule::new(Fault::Throttle {
+                bytes_per_sec: 1_000_000,
+            })
+            .path_contains("/blobs/"),
+        ],
+    );
+    let reference = via(&proxy.addr(), &target);
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The puller is its own small binary (`store-pull`), so that SIGKILL
+    // hits a real, separate process.
+    let exe = env!("CARGO_BIN_EXE_store-pull");
+    let mut killed_mid_pull = 0;
+    for point in 0..20u64 {
+        let root = dir.path().join(format!("store-{point}"));
+        let mut child = std::process::Command::new(exe)
+            .arg(&root)
+            .arg(reference.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("child starts");
+        // Count from the moment the child opened the store, so that a slow
+        // start on a loaded machine does not shift the kill points.
+        let started = std::time::Instant::now();
+        while !root.join("index.json").exists()
+            && started.elapsed() < std::time::Duration::from_secs(20)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(point * 25));
+        child.kill().expect("SIGKILL sent");
+        child.wait().expect("child reaped");
+        if !root.join("index.json").exists() {
+            continue;
+        }
+        if ref_names(&root).is_empty() {
+            killed_mid_pull += 1;
+        }
+        let store = Store::open(&root).expect("store opens after a kill");
+        let report = store.verify().expect("verify runs");
+        assert!(report.is_ok(), "after kill point {point}: {report:?}");
+        runtime
+            .block_on(store.pull(&client(), &reference, &PullOptions::default()))
+            .expect("the next pull completes");
+        assert!(store.verify().expect("verify runs").is_ok());
+        assert_eq!(assert_blobs_rehash(&root), 5, "after kill point {point}");
+    }
+    assert!(
+        killed_mid_pull >= 15,
+        "only {killed_mid_pull} of 20 kills landed during a pull"
+    );
+}
+
+fn find_on_path(tool: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(tool))
+            .find(|candidate| candidate.is_file())
+    })
+}
