@@ -800,6 +800,87 @@ async fn skopeo_inspects_a_pulled_image_by_its_ref_name() {
     assert_eq!(inspected["Digest"], outcome.manifest_digest.to_string());
 }
 
+#[tokio::test]
+async fn umoci_unpacks_and_skopeo_copies_a_pulled_image() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    let store = Store::open(&root).expect("store opens");
+    let reference = fixture("small");
+    store
+        .pull(&client(), &reference, &PullOptions::default())
+        .await
+        .expect("pull succeeds");
+    // umoci 0.4 takes `--image ROOT:REF` and, like skopeo, splits at the
+    // first `:`: the full reference works as the tag.
+    let bundle = dir.path().join("bundle");
+    let output = std::process::Command::new("umoci")
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!("{}:{reference}", root.display()))
+        .arg(&bundle)
+        .output()
+        .expect("umoci runs (`cargo xtask test` installs it)");
+    assert!(
+        output.status.success(),
+        "umoci unpack failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(bundle.join("rootfs/bin/hello").is_file());
+    // skopeo copies it out to a `dir:` target.
+    let copied = dir.path().join("copied");
+    let output = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .arg(format!("oci:{}:{reference}", root.display()))
+        .arg(format!("dir:{}", copied.display()))
+        .output()
+        .expect("skopeo runs");
+    assert!(
+        output.status.success(),
+        "skopeo copy failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(copied.join("manifest.json").is_file());
+}
+
+#[tokio::test]
+async fn an_image_skopeo_wrote_into_the_root_is_listed_and_verified() {
+    let registries = registries();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store opens");
+    let reference = fixture("layered");
+    let source = format!(
+        "docker://{}/{}:{}",
+        registries.plain,
+        reference.repository(),
+        reference.tag().expect("tagged")
+    );
+    let output = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet", "--src-tls-verify=false"])
+        .arg(&source)
+        .arg(format!("oci:{}:{reference}", dir.path().display()))
+        .output()
+        .expect("skopeo runs (`cargo xtask test` installs it)");
+    assert!(
+        output.status.success(),
+        "skopeo copy failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let listed: Vec<String> = store
+        .list()
+        .expect("list")
+        .iter()
+        .map(|entry| entry.reference.to_string())
+        .collect();
+    assert!(listed.contains(&reference.to_string()), "{listed:?}");
+    let report = store.verify().expect("verify runs");
+    assert!(report.is_ok(), "{report:?}");
+    // A pull of the same reference now finds it in place: one HEAD.
+    let outcome = store
+        .pull(&client(), &reference, &PullOptions::default())
+        .await
+        .expect("pull");
+    assert!(outcome.up_to_date, "{outcome:?}");
+}
+
 #[test]
 fn sigkill_at_twenty_points_leaves_a_verifiable_store() {
     let registries = registries();
