@@ -881,6 +881,50 @@ async fn an_image_skopeo_wrote_into_the_root_is_listed_and_verified() {
     assert!(outcome.up_to_date, "{outcome:?}");
 }
 
+#[tokio::test]
+async fn an_always_pull_rehashes_and_replaces_a_corrupt_blob() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store opens");
+    let reference = fixture("small");
+    let outcome = store
+        .pull(&client(), &reference, &PullOptions::default())
+        .await
+        .expect("pull succeeds");
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(store.blob_path(&outcome.manifest_digest)).expect("manifest"),
+    )
+    .expect("JSON");
+    let layer: Digest = manifest["layers"][0]["digest"]
+        .as_str()
+        .expect("layer digest")
+        .parse()
+        .expect("parses");
+    let size = std::fs::metadata(store.blob_path(&layer))
+        .expect("layer")
+        .len();
+    // Same size, other bytes: a stat-only check cannot see it.
+    std::fs::write(store.blob_path(&layer), vec![0u8; size as usize]).expect("corrupted");
+
+    let warm = store
+        .pull(&client(), &reference, &PullOptions::default())
+        .await
+        .expect("warm pull");
+    assert!(warm.up_to_date, "a default pull trusts what is stored");
+
+    let checked = store
+        .pull(&client(), &reference, &PullOptions::always())
+        .await
+        .expect("always pull");
+    assert!(!checked.up_to_date);
+    assert!(checked.fetched_blobs >= 2, "{checked:?}");
+    assert!(store.verify().expect("verifies").is_ok());
+    let quarantined = std::fs::read_dir(dir.path().join(".cachectl/quarantine"))
+        .expect("quarantine exists")
+        .count();
+    assert_eq!(quarantined, 1);
+    assert_eq!(assert_blobs_rehash(dir.path()), 3);
+}
+
 #[test]
 fn sigkill_at_twenty_points_leaves_a_verifiable_store() {
     let registries = registries();

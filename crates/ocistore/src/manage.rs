@@ -145,23 +145,9 @@ impl Store {
         let mut corrupt = Vec::new();
         for (digest, path) in self.all_blobs()? {
             report.blobs_checked += 1;
-            let Ok(algorithm) = digest.supported_algorithm() else {
-                continue;
-            };
-            if hash_file(&path, algorithm)? == digest {
-                continue;
+            if let Some(aside) = self.quarantine_if_corrupt(&digest, &path)? {
+                corrupt.push((digest, aside));
             }
-            let quarantine = self.quarantine_dir();
-            std::fs::create_dir_all(&quarantine).map_err(io("creating", &quarantine))?;
-            let aside = quarantine.join(format!(
-                "{}-{}-{}",
-                digest.algorithm(),
-                digest.encoded(),
-                crate::layout::now_unix_ms()
-            ));
-            std::fs::rename(&path, &aside).map_err(io("moving aside", &path))?;
-            tracing::warn!(%digest, to = %aside.display(), "corrupt blob moved aside");
-            corrupt.push((digest, aside));
         }
         if !corrupt.is_empty() {
             sync_dir(&self.root().join("blobs").join("sha256"))?;
@@ -190,6 +176,32 @@ impl Store {
             })
             .collect();
         Ok(report)
+    }
+
+    /// Re-hashes the blob at `path`; when it does not match `digest`, moves
+    /// it to `.cachectl/quarantine/` (never served again) and returns where.
+    pub(crate) fn quarantine_if_corrupt(
+        &self,
+        digest: &Digest,
+        path: &std::path::Path,
+    ) -> Result<Option<PathBuf>> {
+        let Ok(algorithm) = digest.supported_algorithm() else {
+            return Ok(None);
+        };
+        if hash_file(path, algorithm)? == *digest {
+            return Ok(None);
+        }
+        let quarantine = self.quarantine_dir();
+        std::fs::create_dir_all(&quarantine).map_err(io("creating", &quarantine))?;
+        let aside = quarantine.join(format!(
+            "{}-{}-{}",
+            digest.algorithm(),
+            digest.encoded(),
+            crate::layout::now_unix_ms()
+        ));
+        std::fs::rename(path, &aside).map_err(io("moving aside", path))?;
+        tracing::warn!(%digest, to = %aside.display(), "corrupt blob moved aside");
+        Ok(Some(aside))
     }
 
     /// Removes every blob not reachable from `index.json` (through indexes,

@@ -24,6 +24,10 @@ pub struct PullOptions {
     pub offline: bool,
     /// How many blobs download at once (at least 1).
     pub concurrency: usize,
+    /// Re-check every blob: resolve and fetch the manifests even when the
+    /// store holds the digest, re-hash every blob already present, and
+    /// quarantine and download again any that no longer match.
+    pub always: bool,
 }
 
 impl Default for PullOptions {
@@ -32,6 +36,7 @@ impl Default for PullOptions {
             platform: None,
             offline: false,
             concurrency: 4,
+            always: false,
         }
     }
 }
@@ -49,6 +54,14 @@ impl PullOptions {
     pub fn with_concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency;
         self
+    }
+
+    /// Options that re-check every blob ([`PullOptions::always`]).
+    pub fn always() -> Self {
+        PullOptions {
+            always: true,
+            ..PullOptions::default()
+        }
     }
 
     /// Options for an offline pull, other fields default.
@@ -84,6 +97,22 @@ pub struct PullOutcome {
 }
 
 impl Store {
+    /// Re-hashes each of `descriptors` that is present, quarantining those
+    /// that no longer match so the pull downloads them again.
+    async fn quarantine_corrupt(&self, descriptors: &[Descriptor]) -> Result<()> {
+        let store = self.clone();
+        let digests: Vec<Digest> = descriptors.iter().map(|d| d.digest.clone()).collect();
+        tokio::task::spawn_blocking(move || {
+            for digest in digests {
+                if store.has_blob(&digest).is_some() {
+                    store.quarantine_if_corrupt(&digest, &store.blob_path(&digest))?;
+                }
+            }
+            Ok::<(), Error>(())
+        })
+        .await?
+    }
+
     /// Pulls `reference` into the store (see the crate docs for the steps).
     pub async fn pull(
         &self,
@@ -109,7 +138,7 @@ impl Store {
             tokio::task::spawn_blocking(move || store.lock_shared("gc.lock")).await??
         };
         let top = client.resolve(reference).await?;
-        {
+        if !options.always {
             let store = self.clone();
             let name = name.clone();
             let digest = top.digest.clone();
@@ -159,6 +188,9 @@ impl Store {
             _ => (manifest, None, None),
         };
         let blobs = children(&image.digest, &image.bytes)?;
+        if options.always {
+            self.quarantine_corrupt(&blobs.required).await?;
+        }
         let mut outcome = PullOutcome {
             reference: name.clone(),
             manifest_digest: image.digest.clone(),
