@@ -104,6 +104,32 @@ async fn push_image(
         .expect("manifest pushed")
 }
 
+/// Pushes `count` images tagged `t0`… to one new repository named after
+/// `name`: each holds the `shared` layers, then a small layer of its own
+/// (seeded from `own_seed + i`, `own_len` bytes).
+async fn push_tags_sharing_layers(
+    client: &Client,
+    name: &str,
+    count: u64,
+    shared: &[Bytes],
+    own_seed: u64,
+    own_len: usize,
+) -> Vec<Reference> {
+    let registries = registries();
+    let repository = unique(name);
+    let mut references = Vec::new();
+    for i in 0..count {
+        let target: Reference = format!("{}/{repository}:t{i}", registries.plain)
+            .parse()
+            .expect("valid");
+        let mut layers = shared.to_vec();
+        layers.push(noise(own_seed + i, own_len));
+        push_image(client, &target, &format!("{name}-{i}"), &layers).await;
+        references.push(target);
+    }
+    references
+}
+
 fn read_index(root: &Path) -> serde_json::Value {
     let bytes = std::fs::read(root.join("index.json")).expect("index.json exists");
     serde_json::from_slice(&bytes).expect("index.json is JSON")
@@ -303,19 +329,10 @@ async fn multiarch_pull_stores_the_arm64_child_and_the_index() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn sixteen_concurrent_pulls_of_tags_sharing_layers() {
-    let registries = registries();
     let client = client();
-    let repository = unique("store/concurrent");
     let shared = [noise(1, 300_000), noise(2, 200_000)];
-    let mut references = Vec::new();
-    for i in 0..16u64 {
-        let target: Reference = format!("{}/{repository}:t{i}", registries.plain)
-            .parse()
-            .expect("valid");
-        let layers = [shared[0].clone(), shared[1].clone(), noise(100 + i, 50_000)];
-        push_image(&client, &target, &format!("c{i}"), &layers).await;
-        references.push(target);
-    }
+    let references =
+        push_tags_sharing_layers(&client, "store/concurrent", 16, &shared, 100, 50_000).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("store");
     let mut tasks = tokio::task::JoinSet::new();
@@ -362,22 +379,16 @@ async fn sixteen_concurrent_pulls_of_tags_sharing_layers() {
 async fn a_failed_download_of_a_shared_layer_never_clobbers_it() {
     let registries = registries();
     let client = client();
-    let repository = unique("store/shared-failure");
     let shared = noise(50, 400_000);
-    let mut targets = Vec::new();
-    for i in 0..4u64 {
-        let target: Reference = format!("{}/{repository}:t{i}", registries.plain)
-            .parse()
-            .expect("valid");
-        push_image(
-            &client,
-            &target,
-            &format!("f{i}"),
-            &[shared.clone(), noise(60 + i, 20_000)],
-        )
-        .await;
-        targets.push(target);
-    }
+    let targets = push_tags_sharing_layers(
+        &client,
+        "store/shared-failure",
+        4,
+        std::slice::from_ref(&shared),
+        60,
+        20_000,
+    )
+    .await;
     // The first download of the shared layer arrives with a flipped byte.
     let proxy = FaultProxy::start(
         &registries.plain,
@@ -688,24 +699,17 @@ async fn layered_and_docker_v2s2_fixtures_pull_and_verify() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn gc_looping_beside_concurrent_pulls_breaks_nothing() {
-    let registries = registries();
     let client = client();
-    let repository = unique("store/gc-race");
     let shared = noise(30, 200_000);
-    let mut references = Vec::new();
-    for i in 0..6u64 {
-        let target: Reference = format!("{}/{repository}:t{i}", registries.plain)
-            .parse()
-            .expect("valid");
-        push_image(
-            &client,
-            &target,
-            &format!("g{i}"),
-            &[shared.clone(), noise(40 + i, 100_000)],
-        )
-        .await;
-        references.push(target);
-    }
+    let references = push_tags_sharing_layers(
+        &client,
+        "store/gc-race",
+        6,
+        std::slice::from_ref(&shared),
+        40,
+        100_000,
+    )
+    .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().to_path_buf();
     Store::open(&root).expect("store opens");
