@@ -561,15 +561,7 @@ async fn verify_reports_and_quarantines_a_corrupt_blob_and_pull_repairs_it() {
         .pull(&client(), &reference, &PullOptions::default())
         .await
         .expect("pull succeeds");
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(store.blob_path(&outcome.manifest_digest)).expect("manifest"),
-    )
-    .expect("JSON");
-    let layer: Digest = manifest["layers"][0]["digest"]
-        .as_str()
-        .expect("layer digest")
-        .parse()
-        .expect("parses");
+    let layer = first_layer(&store, &outcome.manifest_digest);
     std::fs::write(store.blob_path(&layer), b"not the layer").expect("corrupted");
 
     let report = store.verify().expect("verify runs");
@@ -894,15 +886,7 @@ async fn an_always_pull_rehashes_and_replaces_a_corrupt_blob() {
         .pull(&client(), &reference, &PullOptions::default())
         .await
         .expect("pull succeeds");
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(store.blob_path(&outcome.manifest_digest)).expect("manifest"),
-    )
-    .expect("JSON");
-    let layer: Digest = manifest["layers"][0]["digest"]
-        .as_str()
-        .expect("layer digest")
-        .parse()
-        .expect("parses");
+    let layer = first_layer(&store, &outcome.manifest_digest);
     let size = std::fs::metadata(store.blob_path(&layer))
         .expect("layer")
         .len();
@@ -994,6 +978,18 @@ fn sigkill_at_twenty_points_leaves_a_verifiable_store() {
         killed_mid_pull >= 15,
         "only {killed_mid_pull} of 20 kills landed during a pull"
     );
+}
+
+/// The digest of the first layer of the stored manifest `manifest`.
+fn first_layer(store: &Store, manifest: &Digest) -> Digest {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.blob_path(manifest)).expect("manifest"))
+            .expect("JSON");
+    manifest["layers"][0]["digest"]
+        .as_str()
+        .expect("layer digest")
+        .parse()
+        .expect("parses")
 }
 
 fn find_on_path(tool: &str) -> Option<std::path::PathBuf> {
