@@ -57,6 +57,23 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// A blob an operation needs is not in the store.
+    #[error("blob {digest} is missing from the store (expected at {})", path.display())]
+    BlobMissing {
+        /// The blob.
+        digest: Digest,
+        /// Where it should be.
+        path: PathBuf,
+    },
+
+    /// A stored reference lacks some of its blobs (run `verify`, then
+    /// `repair` or pull again).
+    #[error("image {reference} is incomplete in the store: some of its blobs are missing")]
+    ImageIncomplete {
+        /// The reference.
+        reference: String,
+    },
+
     /// An index offers no manifest for the wanted platform.
     #[error("{reference} has no manifest for platform {platform}")]
     NoMatchingPlatform {
@@ -128,6 +145,13 @@ mod tests {
                 digest: digest.clone(),
                 path: "/r/blobs/sha256/x".into(),
             },
+            Error::BlobMissing {
+                digest: digest.clone(),
+                path: "/r/blobs/sha256/x".into(),
+            },
+            Error::ImageIncomplete {
+                reference: "example.com/a:1".into(),
+            },
             Error::NoMatchingPlatform {
                 reference: "example.com/a:1".into(),
                 platform: "linux/s390x".parse().expect("platform"),
@@ -146,6 +170,8 @@ mod tests {
                 "/r/index.json is not valid: EOF while parsing an object at line 1 column 1",
                 "image example.com/a:1 is not cached",
                 "blob sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 at /r/blobs/sha256/x is corrupt",
+                "blob sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 is missing from the store (expected at /r/blobs/sha256/x)",
+                "image example.com/a:1 is incomplete in the store: some of its blobs are missing",
                 "example.com/a:1 has no manifest for platform linux/s390x",
                 "manifest sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 is not usable: expected value",
             ]

@@ -80,15 +80,26 @@
 
 mod blobs;
 mod error;
+mod inspect;
 mod layout;
 mod manage;
 mod pull;
+mod push;
 mod records;
+mod repair;
+mod sizes;
+mod usage;
 mod walk;
 
 pub use blobs::Ingested;
 pub use error::{Error, Result};
+pub use inspect::{
+    ConfigSummary, HistoryEntry, ImageDetails, Inspection, LayerDetails, PlatformEntry,
+};
 pub use layout::{LAYOUT_VERSION, REF_NAME_ANNOTATION, Store, atomic_write, default_root};
 pub use manage::{GcReport, ImageEntry, VerifyProblem, VerifyReport};
 pub use pull::{PullOptions, PullOutcome};
+pub use push::PushOutcome;
 pub use records::Record;
+pub use repair::{RepairFailure, RepairReport};
+pub use usage::{DiskUsage, ImageUsage, PrunePolicy, PruneReport, parse_age, parse_size};

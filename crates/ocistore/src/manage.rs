@@ -67,7 +67,7 @@ impl VerifyReport {
 }
 
 /// What [`Store::gc`] removed.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 #[non_exhaustive]
 pub struct GcReport {
     /// Blobs kept (reachable).
@@ -131,10 +131,7 @@ impl Store {
     /// Untags `reference`; its blobs stay until [`Store::gc`]. Whether it
     /// was there.
     pub fn remove(&self, reference: &Reference) -> Result<bool> {
-        let name = reference.to_string();
-        let removed = self.update_index(|index| index.remove(&name))?;
-        self.remove_record(&name)?;
-        Ok(removed)
+        self.remove_name(&reference.to_string())
     }
 
     /// Re-hashes every blob, moves corrupt ones to `.cachectl/quarantine/`,
@@ -276,7 +273,7 @@ impl Store {
 
     /// For each blob reachable from `index.json`, the references that
     /// reach it; and the reachable digests that are absent.
-    fn reachability(&self) -> Result<(Users, Vec<Digest>)> {
+    pub(crate) fn reachability(&self) -> Result<(Users, Vec<Digest>)> {
         let index = self.read_index()?;
         let mut users = Users::new();
         let mut missing = BTreeSet::new();
@@ -312,7 +309,7 @@ impl Store {
     }
 
     /// Every file under `blobs/<alg>/` whose name parses as a digest.
-    fn all_blobs(&self) -> Result<Vec<(Digest, PathBuf)>> {
+    pub(crate) fn all_blobs(&self) -> Result<Vec<(Digest, PathBuf)>> {
         let blobs = self.root().join("blobs");
         let mut out = Vec::new();
         for alg in std::fs::read_dir(&blobs).map_err(io("reading", &blobs))? {

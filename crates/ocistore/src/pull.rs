@@ -6,8 +6,9 @@ use crate::blobs::Ingested;
 use crate::error::{Error, Result};
 use crate::layout::{IndexEntry, Store, now_unix_ms};
 use crate::records::Record;
+use crate::sizes::is_layer;
 use crate::walk::{children, parse_config_platform};
-use ocidist::{Client, Descriptor, ManifestKind};
+use ocidist::{Client, Descriptor, Manifest, ManifestKind};
 use ociref::{Digest, Platform, Reference};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -28,6 +29,13 @@ pub struct PullOptions {
     /// store holds the digest, re-hash every blob already present, and
     /// quarantine and download again any that no longer match.
     pub always: bool,
+    /// Store every platform of an index, not one: the `index.json` entry
+    /// then points at the index itself.
+    pub all_platforms: bool,
+    /// Also store the artifacts that refer to the image (signatures,
+    /// SBOMs: the referrers API, or the `sha256-<hex>` tag schema), so that
+    /// they travel with it and `gc` keeps them while the image is kept.
+    pub referrers: bool,
 }
 
 impl Default for PullOptions {
@@ -37,6 +45,8 @@ impl Default for PullOptions {
             offline: false,
             concurrency: 4,
             always: false,
+            all_platforms: false,
+            referrers: false,
         }
     }
 }
@@ -53,6 +63,20 @@ impl PullOptions {
     /// These options with `concurrency` blobs downloading at once.
     pub fn with_concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency;
+        self
+    }
+
+    /// These options storing every platform of an index
+    /// ([`PullOptions::all_platforms`]).
+    pub fn with_all_platforms(mut self) -> Self {
+        self.all_platforms = true;
+        self
+    }
+
+    /// These options storing the image's referrers too
+    /// ([`PullOptions::referrers`]).
+    pub fn with_referrers(mut self) -> Self {
+        self.referrers = true;
         self
     }
 
@@ -73,6 +97,39 @@ impl PullOptions {
     }
 }
 
+/// What a pull wants of the content a reference resolves to.
+#[derive(Clone, Debug, Default)]
+struct Wanted {
+    /// The platform to pick from an index; `None` for every platform.
+    platform: Option<Platform>,
+}
+
+/// Sizes of an image as stored and once unpacked.
+struct Sizes {
+    compressed: u64,
+    uncompressed: u64,
+}
+
+/// The image manifests an index lists, each with its platform when it
+/// names a valid one (attestations and other entries get `None`).
+fn platform_children(index: &oci_spec::image::ImageIndex) -> Vec<(Option<Platform>, Descriptor)> {
+    index
+        .manifests()
+        .iter()
+        .filter_map(|d| {
+            let platform = d.platform().as_ref().and_then(|p| {
+                Platform::new(
+                    &p.os().to_string(),
+                    &p.architecture().to_string(),
+                    p.variant().as_deref(),
+                )
+                .ok()
+            });
+            Some((platform, Descriptor::from_oci(d).ok()?))
+        })
+        .collect()
+}
+
 /// What a pull did.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -83,8 +140,14 @@ pub struct PullOutcome {
     pub manifest_digest: Digest,
     /// The index the manifest was picked from, if any.
     pub index_digest: Option<Digest>,
-    /// The platform of the image, when known.
+    /// The platform of the image, when known (`None` for an all-platform
+    /// pull).
     pub platform: Option<Platform>,
+    /// The platforms stored: one for a single-platform pull (when known),
+    /// every platform of the index for an all-platform pull.
+    pub platforms: Vec<Platform>,
+    /// Referrers (signatures, SBOMs) stored with the image.
+    pub referrers: Vec<Digest>,
     /// Blobs downloaded (config, layers, manifests).
     pub fetched_blobs: usize,
     /// Blobs already present and reused.
@@ -122,11 +185,15 @@ impl Store {
     ) -> Result<PullOutcome> {
         let name = reference.to_string();
         let platform = options.platform.clone().unwrap_or_else(Platform::host);
+        let wanted = Wanted {
+            platform: (!options.all_platforms).then(|| platform.clone()),
+        };
         if options.offline {
             let store = self.clone();
             let cached = {
                 let name = name.clone();
-                tokio::task::spawn_blocking(move || store.cached(&name, None, None)).await??
+                tokio::task::spawn_blocking(move || store.cached(&name, None, &Wanted::default()))
+                    .await??
             };
             return cached.ok_or(Error::ImageNotCached { reference: name });
         }
@@ -142,98 +209,133 @@ impl Store {
             let store = self.clone();
             let name = name.clone();
             let digest = top.digest.clone();
-            let wanted = platform.clone();
-            if let Some(outcome) = tokio::task::spawn_blocking(move || {
-                store.cached(&name, Some(&digest), Some(&wanted))
-            })
-            .await??
+            let wanted = wanted.clone();
+            if let Some(outcome) =
+                tokio::task::spawn_blocking(move || store.cached(&name, Some(&digest), &wanted))
+                    .await??
             {
                 return Ok(outcome);
             }
         }
-        let pinned = reference.with_digest(top.digest.clone());
-        let manifest = client.manifest(&pinned).await?;
+        let manifest = client
+            .manifest(&reference.with_digest(top.digest.clone()))
+            .await?;
         self.put_blob_async(&manifest.digest, &manifest.bytes)
             .await?;
-        let mut fetched = 1;
-        let (image, index_digest, picked_platform) = match &manifest.kind {
-            ManifestKind::Index(index) => {
-                let candidates: Vec<(String, String, Option<String>, Descriptor)> = index
-                    .manifests()
-                    .iter()
-                    .filter_map(|d| {
-                        let p = d.platform().as_ref()?;
-                        Some((
-                            p.os().to_string(),
-                            p.architecture().to_string(),
-                            p.variant().clone(),
-                            Descriptor::from_oci(d).ok()?,
-                        ))
-                    })
-                    .collect();
-                let chosen = platform
-                    .best_match(&candidates, |c| Some((&c.0, &c.1, c.2.as_deref())))
-                    .ok_or_else(|| Error::NoMatchingPlatform {
-                        reference: name.clone(),
-                        platform: platform.clone(),
-                    })?;
-                let child_platform = Platform::new(&chosen.0, &chosen.1, chosen.2.as_deref()).ok();
-                let child = client
-                    .manifest(&reference.with_digest(chosen.3.digest.clone()))
-                    .await?;
-                self.put_blob_async(&child.digest, &child.bytes).await?;
-                fetched += 1;
-                (child, Some(manifest.digest.clone()), child_platform)
-            }
-            _ => (manifest, None, None),
-        };
-        let blobs = children(&image.digest, &image.bytes)?;
-        if options.always {
-            self.quarantine_corrupt(&blobs.required).await?;
-        }
+        let top = manifest.descriptor();
         let mut outcome = PullOutcome {
             reference: name.clone(),
-            manifest_digest: image.digest.clone(),
-            index_digest,
-            platform: picked_platform,
-            fetched_blobs: fetched,
+            manifest_digest: manifest.digest.clone(),
+            index_digest: None,
+            platform: None,
+            platforms: Vec::new(),
+            referrers: Vec::new(),
+            fetched_blobs: 1,
             reused_blobs: 0,
             resumed_bytes: 0,
             up_to_date: false,
         };
+        // The image manifests to store, with their platforms when an index
+        // names them.
+        let mut images: Vec<(Manifest, Option<Platform>)> = Vec::new();
+        let entry = match &manifest.kind {
+            ManifestKind::Index(index) => {
+                outcome.index_digest = Some(manifest.digest.clone());
+                let children = platform_children(index);
+                let chosen: Vec<&(Option<Platform>, Descriptor)> = if options.all_platforms {
+                    children.iter().collect()
+                } else {
+                    let found = platform
+                        .best_match(&children, |(p, _)| {
+                            let p = p.as_ref()?;
+                            Some((p.os(), p.architecture(), p.variant()))
+                        })
+                        .ok_or_else(|| Error::NoMatchingPlatform {
+                            reference: name.clone(),
+                            platform: platform.clone(),
+                        })?;
+                    vec![found]
+                };
+                for (child_platform, descriptor) in chosen {
+                    let child = client
+                        .manifest(&reference.with_digest(descriptor.digest.clone()))
+                        .await?;
+                    self.put_blob_async(&child.digest, &child.bytes).await?;
+                    outcome.fetched_blobs += 1;
+                    images.push((child, child_platform.clone()));
+                }
+                if options.all_platforms {
+                    manifest.descriptor()
+                } else {
+                    outcome.manifest_digest = images[0].0.digest.clone();
+                    images[0].0.descriptor()
+                }
+            }
+            _ => {
+                let descriptor = manifest.descriptor();
+                images.push((manifest, None));
+                descriptor
+            }
+        };
+        let mut required = Vec::new();
+        let mut configs = Vec::new();
+        for (image, _) in &images {
+            let kids = children(&image.digest, &image.bytes)?;
+            configs.push(kids.config);
+            required.extend(kids.required);
+        }
+        if options.always {
+            self.quarantine_corrupt(&required).await?;
+        }
         self.fetch_all(
             client,
             reference,
-            &blobs.required,
+            &required,
             options.concurrency,
             &mut outcome,
         )
         .await?;
-        if outcome.platform.is_none()
-            && let Some(config) = &blobs.config
-        {
-            let path = self.blob_path(&config.digest);
-            outcome.platform = tokio::task::spawn_blocking(move || {
-                std::fs::read(path)
-                    .ok()
-                    .and_then(|bytes| parse_config_platform(&bytes))
-            })
+        for ((_, known), config) in images.iter().zip(&configs) {
+            let platform = match (known, config) {
+                (Some(p), _) => Some(p.clone()),
+                (None, Some(config)) => self.config_platform(&config.digest).await?,
+                (None, None) => None,
+            };
+            outcome.platforms.extend(platform);
+        }
+        if !options.all_platforms {
+            outcome.platform = outcome.platforms.first().cloned();
+        }
+        if options.referrers {
+            let subjects: Vec<Digest> = images.iter().map(|(m, _)| m.digest.clone()).collect();
+            self.pull_referrers(
+                client,
+                reference,
+                &subjects,
+                options.concurrency,
+                &mut outcome,
+            )
             .await?;
         }
-        let compressed_size =
-            image.bytes.len() as u64 + blobs.required.iter().map(|d| d.size).sum::<u64>();
-        let entry = IndexEntry::new(&image.descriptor());
+        let mut stored: Vec<Descriptor> = images.iter().map(|(m, _)| m.descriptor()).collect();
+        stored.extend(required);
+        stored.push(top);
+        let sizes = self.image_sizes(&stored).await?;
         let record = Record {
             reference: name.clone(),
             source: name.clone(),
-            manifest_digest: image.digest.clone(),
+            manifest_digest: entry.digest.clone(),
             index_digest: outcome.index_digest.clone(),
             platform: outcome.platform.clone(),
-            compressed_size,
+            platforms: outcome.platforms.clone(),
+            compressed_size: sizes.compressed,
+            uncompressed_size: Some(sizes.uncompressed),
+            referrers: outcome.referrers.clone(),
             stored_at: now_unix_ms(),
             last_used_at: now_unix_ms(),
         };
         let store = self.clone();
+        let entry = IndexEntry::new(&entry);
         tokio::task::spawn_blocking(move || -> Result<()> {
             // The record first: a reader that finds the index entry finds
             // its record too.
@@ -242,6 +344,74 @@ impl Store {
         })
         .await??;
         Ok(outcome)
+    }
+
+    /// The platform a stored config declares.
+    async fn config_platform(&self, config: &Digest) -> Result<Option<Platform>> {
+        let path = self.blob_path(config);
+        Ok(tokio::task::spawn_blocking(move || {
+            std::fs::read(path)
+                .ok()
+                .and_then(|bytes| parse_config_platform(&bytes))
+        })
+        .await?)
+    }
+
+    /// Stores the manifests that refer to each of `subjects` (and what they
+    /// need), listing them in `outcome.referrers`.
+    async fn pull_referrers(
+        &self,
+        client: &Client,
+        reference: &Reference,
+        subjects: &[Digest],
+        concurrency: usize,
+        outcome: &mut PullOutcome,
+    ) -> Result<()> {
+        for subject in subjects {
+            for descriptor in client.referrers(reference, subject, None).await? {
+                let referrer = client
+                    .manifest(&reference.with_digest(descriptor.digest.clone()))
+                    .await?;
+                self.put_blob_async(&referrer.digest, &referrer.bytes)
+                    .await?;
+                outcome.fetched_blobs += 1;
+                let kids = children(&referrer.digest, &referrer.bytes)?;
+                self.fetch_all(client, reference, &kids.required, concurrency, outcome)
+                    .await?;
+                outcome.referrers.push(referrer.digest);
+            }
+        }
+        Ok(())
+    }
+
+    /// Compressed size (every stored blob once) and
+    /// uncompressed size (layers decompressed, manifests and configs as
+    /// they are) of an image; layers are decompressed concurrently, once per
+    /// store.
+    async fn image_sizes(&self, blobs: &[Descriptor]) -> Result<Sizes> {
+        let mut seen = std::collections::HashSet::new();
+        let unique: Vec<Descriptor> = blobs
+            .iter()
+            .filter(|d| seen.insert(d.digest.clone()))
+            .cloned()
+            .collect();
+        let mut sizes = Sizes {
+            compressed: unique.iter().map(|d| d.size).sum(),
+            uncompressed: 0,
+        };
+        let mut tasks = JoinSet::new();
+        for descriptor in unique {
+            if !is_layer(&descriptor.media_type) {
+                sizes.uncompressed += descriptor.size;
+                continue;
+            }
+            let store = self.clone();
+            tasks.spawn_blocking(move || store.uncompressed_size(&descriptor.digest));
+        }
+        while let Some(size) = tasks.join_next().await {
+            sizes.uncompressed += size??;
+        }
+        Ok(sizes)
     }
 
     /// [`Store::put_blob_bytes`] on the blocking pool.
@@ -307,12 +477,12 @@ impl Store {
 
     /// The outcome of a pull that needs nothing, when the store holds the
     /// reference named `name` completely, and (when given) it resolves to
-    /// `remote` for `platform`. Marks it used. Blocking.
+    /// `remote` as `wanted`. Marks it used. Blocking.
     fn cached(
         &self,
         name: &str,
         remote: Option<&Digest>,
-        platform: Option<&Platform>,
+        wanted: &Wanted,
     ) -> Result<Option<PullOutcome>> {
         let index = self.read_index()?;
         let Some(entry) = index.find(name) else {
@@ -322,12 +492,16 @@ impl Store {
             .record(name)?
             .filter(|r| r.manifest_digest == entry.digest);
         if let Some(remote) = remote {
-            let same_manifest = *remote == entry.digest;
-            let same_index = record.as_ref().is_some_and(|r| {
-                r.index_digest.as_ref() == Some(remote)
-                    && platform.is_none_or(|p| r.platform.as_ref().is_some_and(|rp| p.matches(rp)))
+            let same_top = *remote == entry.digest;
+            // A single-platform entry picked from the index `remote`, for a
+            // platform that the wanted one matches.
+            let picked_from_it = wanted.platform.as_ref().is_some_and(|wanted| {
+                record.as_ref().is_some_and(|r| {
+                    r.index_digest.as_ref() == Some(remote)
+                        && r.platform.as_ref().is_some_and(|p| wanted.matches(p))
+                })
             });
-            if !same_manifest && !same_index {
+            if !same_top && !picked_from_it {
                 return Ok(None);
             }
         }
@@ -335,11 +509,14 @@ impl Store {
             return Ok(None);
         };
         self.mark_used(name)?;
+        let record = record.unwrap_or_else(|| Record::unknown(name, &entry.digest));
         Ok(Some(PullOutcome {
             reference: name.to_owned(),
             manifest_digest: entry.digest.clone(),
-            index_digest: record.as_ref().and_then(|r| r.index_digest.clone()),
-            platform: record.and_then(|r| r.platform),
+            index_digest: record.index_digest,
+            platform: record.platform,
+            platforms: record.platforms,
+            referrers: record.referrers,
             fetched_blobs: 0,
             reused_blobs: present,
             resumed_bytes: 0,

@@ -23,15 +23,48 @@ pub struct Record {
     pub manifest_digest: Digest,
     /// The index the manifest was picked from, when pulled through one.
     pub index_digest: Option<Digest>,
-    /// The platform of the image, when known.
+    /// The platform of the image, when known (`None` when the entry is an
+    /// index holding every platform).
     pub platform: Option<Platform>,
-    /// Sum of the sizes of manifest, config and layers, as stored.
+    /// Every platform stored for the reference (one for a single-platform
+    /// image whose platform is known).
+    #[serde(default)]
+    pub platforms: Vec<Platform>,
+    /// Sum of the sizes of manifests, configs and layers, as stored.
     pub compressed_size: u64,
+    /// The same with every layer counted decompressed: about what the image
+    /// takes once unpacked. `None` when not computed (images another tool
+    /// wrote, or imported ones before it was asked for).
+    #[serde(default)]
+    pub uncompressed_size: Option<u64>,
+    /// Referrers (signatures, SBOMs) stored with the image.
+    #[serde(default)]
+    pub referrers: Vec<Digest>,
     /// When it was stored (milliseconds since the Unix epoch).
     pub stored_at: u64,
     /// When it was last pulled or used (milliseconds since the Unix
     /// epoch).
     pub last_used_at: u64,
+}
+
+impl Record {
+    /// A record for an entry another tool wrote: what `index.json` says,
+    /// nothing more.
+    pub(crate) fn unknown(name: &str, digest: &Digest) -> Record {
+        Record {
+            reference: name.to_owned(),
+            source: name.to_owned(),
+            manifest_digest: digest.clone(),
+            index_digest: None,
+            platform: None,
+            platforms: Vec::new(),
+            compressed_size: 0,
+            uncompressed_size: None,
+            referrers: Vec::new(),
+            stored_at: 0,
+            last_used_at: 0,
+        }
+    }
 }
 
 impl Store {

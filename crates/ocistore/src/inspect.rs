@@ -1,0 +1,351 @@
+//! `inspect`: what a stored image is (manifest, config, layers with sizes,
+//! platforms, history), read from the store alone.
+
+use crate::error::{Error, Result};
+use crate::layout::Store;
+use crate::records::Record;
+use crate::sizes::is_layer;
+use crate::walk::children;
+use ocidist::Descriptor;
+use ociref::{Digest, Platform, Reference};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A stored image, as [`Store::inspect`] describes it.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct Inspection {
+    /// The reference name.
+    pub reference: String,
+    /// What the `index.json` entry points at (an image manifest, or an
+    /// index for an all-platform pull).
+    pub top: Descriptor,
+    /// The index the image was picked from or is, when there is one.
+    pub index_digest: Option<Digest>,
+    /// Every platform the index offers (or the image's one), and whether
+    /// it is stored.
+    pub platforms: Vec<PlatformEntry>,
+    /// The images stored for the reference: one, or one per stored
+    /// platform.
+    pub images: Vec<ImageDetails>,
+    /// What the store recorded (none for entries another tool wrote).
+    pub record: Option<Record>,
+}
+
+/// One platform of an index (or of a single image).
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct PlatformEntry {
+    /// `os/arch[/variant]`, when valid (`None` for attestations and other
+    /// entries without a platform).
+    pub platform: Option<Platform>,
+    /// Its image manifest.
+    pub manifest: Descriptor,
+    /// Whether that manifest and everything it needs are stored.
+    pub stored: bool,
+}
+
+/// One image manifest with its config and layers.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct ImageDetails {
+    /// The image manifest.
+    pub manifest: Descriptor,
+    /// The config blob.
+    pub config_descriptor: Option<Descriptor>,
+    /// The parts of the config people look at.
+    pub config: ConfigSummary,
+    /// The layers, base first.
+    pub layers: Vec<LayerDetails>,
+    /// Sum of the layers' stored sizes.
+    pub compressed_size: u64,
+    /// Sum of the layers' uncompressed sizes, when all are known.
+    pub uncompressed_size: Option<u64>,
+}
+
+/// One layer.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct LayerDetails {
+    /// Media type, digest and stored size.
+    pub descriptor: Descriptor,
+    /// Size once decompressed, when computed (pulls compute it).
+    pub uncompressed_size: Option<u64>,
+    /// Whether the blob is in the store.
+    pub present: bool,
+}
+
+/// What an image config says about running and building the image.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ConfigSummary {
+    /// Operating system.
+    pub os: Option<String>,
+    /// CPU architecture.
+    pub architecture: Option<String>,
+    /// CPU variant.
+    pub variant: Option<String>,
+    /// When the image was created (RFC 3339, as written).
+    pub created: Option<String>,
+    /// The default user.
+    pub user: Option<String>,
+    /// Environment, `NAME=value`.
+    pub env: Vec<String>,
+    /// The entrypoint.
+    pub entrypoint: Vec<String>,
+    /// Default arguments.
+    pub cmd: Vec<String>,
+    /// Working directory.
+    pub working_dir: Option<String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// The layers' uncompressed digests (`rootfs.diff_ids`).
+    pub diff_ids: Vec<String>,
+    /// How the image was built, oldest step first.
+    pub history: Vec<HistoryEntry>,
+}
+
+/// One step of an image's history.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct HistoryEntry {
+    /// When the step ran.
+    #[serde(default)]
+    pub created: Option<String>,
+    /// The command of the step.
+    #[serde(default)]
+    pub created_by: Option<String>,
+    /// A comment.
+    #[serde(default)]
+    pub comment: Option<String>,
+    /// Whether the step left no layer.
+    #[serde(default)]
+    pub empty_layer: bool,
+}
+
+impl Store {
+    /// Describes the stored image `reference` without any request.
+    /// [`Error::ImageNotCached`] when the store has no such reference.
+    /// Blocking.
+    pub fn inspect(&self, reference: &Reference) -> Result<Inspection> {
+        let name = reference.to_string();
+        let index = self.read_index()?;
+        let entry = index
+            .find(&name)
+            .ok_or_else(|| Error::ImageNotCached {
+                reference: name.clone(),
+            })?
+            .descriptor();
+        let record = self.record(&name)?;
+        let index_digest = record
+            .as_ref()
+            .and_then(|r| r.index_digest.clone())
+            .or_else(|| is_index(&entry.media_type).then(|| entry.digest.clone()));
+        let mut platforms = Vec::new();
+        if let Some(index_digest) = &index_digest
+            && self.has_blob(index_digest).is_some()
+        {
+            for child in self.index_children(index_digest)? {
+                let stored = self.complete(&child.1)?.is_some();
+                platforms.push(PlatformEntry {
+                    platform: child.0,
+                    manifest: child.1,
+                    stored,
+                });
+            }
+        }
+        let image_manifests: Vec<Descriptor> = if is_index(&entry.media_type) {
+            platforms
+                .iter()
+                .filter(|p| p.stored && !is_index(&p.manifest.media_type))
+                .map(|p| p.manifest.clone())
+                .collect()
+        } else {
+            vec![entry.clone()]
+        };
+        let mut images = Vec::new();
+        for manifest in image_manifests {
+            images.push(self.image_details(manifest)?);
+        }
+        if platforms.is_empty()
+            && let Some(image) = images.first()
+        {
+            let config = &image.config;
+            let platform = config
+                .os
+                .as_deref()
+                .zip(config.architecture.as_deref())
+                .and_then(|(os, arch)| Platform::new(os, arch, config.variant.as_deref()).ok());
+            platforms.push(PlatformEntry {
+                platform,
+                manifest: image.manifest.clone(),
+                stored: true,
+            });
+        }
+        Ok(Inspection {
+            reference: name,
+            top: entry,
+            index_digest,
+            platforms,
+            images,
+            record,
+        })
+    }
+
+    /// The entries of the stored index `digest`, with their platforms.
+    fn index_children(&self, digest: &Digest) -> Result<Vec<(Option<Platform>, Descriptor)>> {
+        #[derive(Deserialize)]
+        struct Index {
+            #[serde(default)]
+            manifests: Vec<Entry>,
+        }
+        #[derive(Deserialize)]
+        struct Entry {
+            #[serde(flatten)]
+            descriptor: Descriptor,
+            platform: Option<PlatformJson>,
+        }
+        #[derive(Deserialize)]
+        struct PlatformJson {
+            os: String,
+            architecture: String,
+            variant: Option<String>,
+        }
+        let bytes = self.read_blob(digest)?;
+        let index: Index =
+            serde_json::from_slice(&bytes).map_err(|err| Error::InvalidManifest {
+                digest: digest.clone(),
+                reason: err.to_string(),
+            })?;
+        Ok(index
+            .manifests
+            .into_iter()
+            .map(|e| {
+                let platform = e
+                    .platform
+                    .and_then(|p| Platform::new(&p.os, &p.architecture, p.variant.as_deref()).ok());
+                (platform, e.descriptor)
+            })
+            .collect())
+    }
+
+    fn image_details(&self, manifest: Descriptor) -> Result<ImageDetails> {
+        let bytes = self.read_blob(&manifest.digest)?;
+        let kids = children(&manifest.digest, &bytes)?;
+        let config = match &kids.config {
+            Some(config) if self.has_blob(&config.digest).is_some() => {
+                parse_config(&self.read_blob(&config.digest)?)
+            }
+            _ => ConfigSummary::default(),
+        };
+        let layers: Vec<LayerDetails> = kids
+            .required
+            .iter()
+            .filter(|d| is_layer(&d.media_type))
+            .map(|d| LayerDetails {
+                descriptor: d.clone(),
+                uncompressed_size: self.known_uncompressed_size(&d.digest),
+                present: self.has_blob(&d.digest) == Some(d.size),
+            })
+            .collect();
+        Ok(ImageDetails {
+            compressed_size: layers.iter().map(|l| l.descriptor.size).sum(),
+            uncompressed_size: layers.iter().map(|l| l.uncompressed_size).sum(),
+            manifest,
+            config_descriptor: kids.config,
+            config,
+            layers,
+        })
+    }
+}
+
+/// Whether `media_type` names an index (OCI index or Docker manifest list).
+pub(crate) fn is_index(media_type: &str) -> bool {
+    media_type == "application/vnd.oci.image.index.v1+json"
+        || media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
+}
+
+/// The summary of an image config; fields that are absent or of another
+/// shape stay empty (configs in the wild vary).
+fn parse_config(bytes: &[u8]) -> ConfigSummary {
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct Raw {
+        os: Option<String>,
+        architecture: Option<String>,
+        variant: Option<String>,
+        created: Option<String>,
+        config: Option<RunConfig>,
+        rootfs: Option<RootFs>,
+        history: Option<Vec<HistoryEntry>>,
+    }
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct RunConfig {
+        #[serde(rename = "User")]
+        user: Option<String>,
+        #[serde(rename = "Env")]
+        env: Option<Vec<String>>,
+        #[serde(rename = "Entrypoint")]
+        entrypoint: Option<Vec<String>>,
+        #[serde(rename = "Cmd")]
+        cmd: Option<Vec<String>>,
+        #[serde(rename = "WorkingDir")]
+        working_dir: Option<String>,
+        #[serde(rename = "Labels")]
+        labels: Option<BTreeMap<String, String>>,
+    }
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct RootFs {
+        diff_ids: Vec<String>,
+    }
+    let raw: Raw = serde_json::from_slice(bytes).unwrap_or_default();
+    let run = raw.config.unwrap_or_default();
+    ConfigSummary {
+        os: raw.os,
+        architecture: raw.architecture,
+        variant: raw.variant,
+        created: raw.created,
+        user: run.user.filter(|u| !u.is_empty()),
+        env: run.env.unwrap_or_default(),
+        entrypoint: run.entrypoint.unwrap_or_default(),
+        cmd: run.cmd.unwrap_or_default(),
+        working_dir: run.working_dir.filter(|w| !w.is_empty()),
+        labels: run.labels.unwrap_or_default(),
+        diff_ids: raw.rootfs.unwrap_or_default().diff_ids,
+        history: raw.history.unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_summary_reads_docker_style_fields_and_tolerates_nulls() {
+        let config = br#"{
+            "architecture": "arm64", "variant": "v8", "os": "linux",
+            "created": "2024-01-01T00:00:00Z",
+            "config": {"User": "", "Env": ["PATH=/bin"], "Entrypoint": null,
+                       "Cmd": ["/bin/sh"], "WorkingDir": "/srv",
+                       "Labels": {"a": "b"}},
+            "rootfs": {"type": "layers", "diff_ids": ["sha256:aa"]},
+            "history": [{"created_by": "ADD x /", "empty_layer": false},
+                        {"created_by": "CMD", "empty_layer": true}]
+        }"#;
+        let summary = parse_config(config);
+        assert_eq!(summary.os.as_deref(), Some("linux"));
+        assert_eq!(summary.variant.as_deref(), Some("v8"));
+        assert_eq!(summary.user, None);
+        assert_eq!(summary.env, ["PATH=/bin"]);
+        assert!(summary.entrypoint.is_empty());
+        assert_eq!(summary.cmd, ["/bin/sh"]);
+        assert_eq!(summary.working_dir.as_deref(), Some("/srv"));
+        assert_eq!(summary.labels.get("a").map(String::as_str), Some("b"));
+        assert_eq!(summary.diff_ids, ["sha256:aa"]);
+        assert_eq!(summary.history.len(), 2);
+        assert!(summary.history[1].empty_layer);
+        assert!(parse_config(b"not json").env.is_empty());
+    }
+}

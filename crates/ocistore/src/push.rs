@@ -1,0 +1,242 @@
+//! `push`: a stored image to a registry, blobs first (mounted from the
+//! repository it came from when on the same registry, streamed from disk
+//! otherwise), then manifests children first, the tag last, so the tag
+//! never names something incomplete.
+
+use crate::error::{Error, Result};
+use crate::inspect::is_index;
+use crate::layout::Store;
+use crate::walk::children;
+use ocidist::{BlobSource, Client, Descriptor};
+use ociref::{Digest, Reference};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// What [`Store::push`] did.
+#[derive(Clone, Debug, serde::Serialize)]
+#[non_exhaustive]
+pub struct PushOutcome {
+    /// The destination, as pushed.
+    pub destination: String,
+    /// The digest the destination tag now names (an index when the store
+    /// holds the image's index with every platform it lists, else the
+    /// image manifest).
+    pub digest: Digest,
+    /// Blobs uploaded.
+    pub uploaded_blobs: usize,
+    /// Blobs mounted from the source repository (same registry).
+    pub mounted_blobs: usize,
+    /// Blobs the destination already had.
+    pub existing_blobs: usize,
+    /// Manifests pushed (image manifests and the index).
+    pub manifests: usize,
+}
+
+impl Store {
+    /// Pushes the stored image `source` to `destination`. Keeps the index
+    /// (and so every platform) when the store holds it completely, as after
+    /// an all-platform pull; otherwise pushes the one image manifest.
+    pub async fn push(
+        &self,
+        client: &Client,
+        source: &Reference,
+        destination: &Reference,
+        concurrency: usize,
+    ) -> Result<PushOutcome> {
+        let name = source.to_string();
+        let store = self.clone();
+        let plan = tokio::task::spawn_blocking(move || store.push_plan(&name)).await??;
+        let mut outcome = PushOutcome {
+            destination: destination.to_string(),
+            digest: plan.top.digest.clone(),
+            uploaded_blobs: 0,
+            mounted_blobs: 0,
+            existing_blobs: 0,
+            manifests: 0,
+        };
+        let mount_from = plan
+            .source
+            .filter(|s| s.registry() == destination.registry())
+            .map(|s| s.repository().to_owned())
+            .filter(|repo| repo != destination.repository());
+        let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+        let mut tasks = JoinSet::new();
+        for blob in plan.blobs {
+            let (store, client, destination, mount_from, permits) = (
+                self.clone(),
+                client.clone(),
+                destination.clone(),
+                mount_from.clone(),
+                Arc::clone(&permits),
+            );
+            tasks.spawn(async move {
+                let _permit = permits
+                    .acquire_owned()
+                    .await
+                    .expect("because the semaphore is never closed");
+                store
+                    .push_one_blob(&client, &destination, &blob, mount_from.as_deref())
+                    .await
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            match joined.map_err(Error::from).and_then(|r| r) {
+                Ok(BlobPushed::Uploaded) => outcome.uploaded_blobs += 1,
+                Ok(BlobPushed::Mounted) => outcome.mounted_blobs += 1,
+                Ok(BlobPushed::Existing) => outcome.existing_blobs += 1,
+                Err(err) => {
+                    tasks.abort_all();
+                    return Err(err);
+                }
+            }
+        }
+        for manifest in plan.manifests {
+            self.push_stored_manifest(
+                client,
+                &destination.by_digest_only(manifest.digest.clone()),
+                &manifest,
+            )
+            .await?;
+            outcome.manifests += 1;
+        }
+        self.push_stored_manifest(client, destination, &plan.top)
+            .await?;
+        outcome.manifests += 1;
+        Ok(outcome)
+    }
+
+    async fn push_stored_manifest(
+        &self,
+        client: &Client,
+        target: &Reference,
+        manifest: &Descriptor,
+    ) -> Result<()> {
+        let store = self.clone();
+        let digest = manifest.digest.clone();
+        let bytes = tokio::task::spawn_blocking(move || store.read_blob(&digest)).await??;
+        client
+            .push_manifest(target, bytes.into(), &manifest.media_type)
+            .await?;
+        Ok(())
+    }
+
+    async fn push_one_blob(
+        &self,
+        client: &Client,
+        destination: &Reference,
+        blob: &Descriptor,
+        mount_from: Option<&str>,
+    ) -> Result<BlobPushed> {
+        if client.blob_exists(destination, &blob.digest).await? == Some(blob.size) {
+            return Ok(BlobPushed::Existing);
+        }
+        if let Some(from) = mount_from
+            && client.mount_blob(destination, from, &blob.digest).await?
+        {
+            return Ok(BlobPushed::Mounted);
+        }
+        let path = self.blob_path(&blob.digest);
+        if self.has_blob(&blob.digest) != Some(blob.size) {
+            return Err(Error::BlobMissing {
+                digest: blob.digest.clone(),
+                path,
+            });
+        }
+        client
+            .push_blob(destination, blob, BlobSource::File(&path))
+            .await?;
+        Ok(BlobPushed::Uploaded)
+    }
+
+    /// What to push for the reference named `name`: blobs, child
+    /// manifests, and the manifest to tag. Blocking.
+    fn push_plan(&self, name: &str) -> Result<PushPlan> {
+        let index = self.read_index()?;
+        let entry = index
+            .find(name)
+            .ok_or_else(|| Error::ImageNotCached {
+                reference: name.to_owned(),
+            })?
+            .descriptor();
+        let record = self.record(name)?;
+        let source = record
+            .as_ref()
+            .and_then(|r| r.source.parse::<Reference>().ok());
+        // The index it was picked from, when the store holds all of it.
+        let complete_index = record
+            .as_ref()
+            .and_then(|r| r.index_digest.clone())
+            .filter(|d| *d != entry.digest)
+            .and_then(|digest| {
+                let bytes = std::fs::read(self.blob_path(&digest)).ok()?;
+                let descriptor = Descriptor {
+                    media_type: index_media_type(&bytes)?,
+                    size: bytes.len() as u64,
+                    digest,
+                };
+                self.complete(&descriptor).ok()?.map(|_| descriptor)
+            });
+        let top = complete_index.unwrap_or(entry);
+        if self.complete(&top)?.is_none() {
+            return Err(Error::ImageIncomplete {
+                reference: name.to_owned(),
+            });
+        }
+        let mut plan = PushPlan {
+            source,
+            blobs: Vec::new(),
+            manifests: Vec::new(),
+            top: top.clone(),
+        };
+        let bytes = self.read_blob(&top.digest)?;
+        let kids = children(&top.digest, &bytes)?;
+        if is_index(&top.media_type) {
+            for child in kids.required {
+                let child_bytes = self.read_blob(&child.digest)?;
+                plan.blobs
+                    .extend(children(&child.digest, &child_bytes)?.required);
+                plan.manifests.push(child);
+            }
+        } else {
+            plan.blobs.extend(kids.required);
+        }
+        let mut seen = std::collections::HashSet::new();
+        plan.blobs.retain(|d| seen.insert(d.digest.clone()));
+        Ok(plan)
+    }
+}
+
+/// The media type an index's bytes declare, if they are an index.
+fn index_media_type(bytes: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Top {
+        #[serde(rename = "mediaType")]
+        media_type: Option<String>,
+        manifests: Option<serde_json::Value>,
+    }
+    let top: Top = serde_json::from_slice(bytes).ok()?;
+    top.manifests?;
+    Some(
+        top.media_type
+            .unwrap_or_else(|| "application/vnd.oci.image.index.v1+json".to_owned()),
+    )
+}
+
+/// What to push, in order.
+struct PushPlan {
+    /// Where the image came from (for cross-repository mounts).
+    source: Option<Reference>,
+    /// Configs and layers, once each.
+    blobs: Vec<Descriptor>,
+    /// Image manifests of an index, pushed by digest before it.
+    manifests: Vec<Descriptor>,
+    /// What the destination tag names.
+    top: Descriptor,
+}
+
+enum BlobPushed {
+    Uploaded,
+    Mounted,
+    Existing,
+}

@@ -1,0 +1,151 @@
+//! Uncompressed sizes of layers: what a layer takes once unpacked, which
+//! `inspect`, `du` and ext4 sizing need and no manifest says.
+//!
+//! A layer's size is found by decompressing it once (gzip or zstd, detected
+//! from its first bytes, not from its media type, which some registries get
+//! wrong) and counting; the answer is kept in
+//! `.cachectl/sizes/<alg>-<hex>` (a decimal number), so no layer is ever
+//! decompressed twice for this.
+
+use crate::error::{Error, Result, io};
+use crate::layout::{Store, atomic_write};
+use ociref::Digest;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+/// How a blob's bytes are compressed, from its first bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Compression {
+    /// No recognised compression (a plain tar, or anything else).
+    None,
+    /// gzip (`1f 8b`).
+    Gzip,
+    /// zstd (`28 b5 2f fd`), or a zstd skippable frame (`5X 2a 4d 18`).
+    Zstd,
+}
+
+impl Compression {
+    /// Detects the compression from the first bytes of a blob.
+    pub(crate) fn detect(head: &[u8]) -> Compression {
+        match head {
+            [0x1f, 0x8b, ..] => Compression::Gzip,
+            [0x28, 0xb5, 0x2f, 0xfd, ..] => Compression::Zstd,
+            [b, 0x2a, 0x4d, 0x18, ..] if b & 0xf0 == 0x50 => Compression::Zstd,
+            _ => Compression::None,
+        }
+    }
+
+    /// A reader that yields the decompressed bytes of `reader`.
+    pub(crate) fn decoder<'a, R: Read + 'a>(
+        self,
+        reader: R,
+    ) -> std::io::Result<Box<dyn Read + 'a>> {
+        Ok(match self {
+            Compression::None => Box::new(reader),
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(reader)?),
+        })
+    }
+}
+
+/// Whether `media_type` names a layer (a filesystem changeset).
+pub(crate) fn is_layer(media_type: &str) -> bool {
+    media_type.starts_with("application/vnd.oci.image.layer.")
+        || media_type.starts_with("application/vnd.docker.image.rootfs.")
+}
+
+impl Store {
+    fn size_path(&self, digest: &Digest) -> PathBuf {
+        self.private_dir().join("sizes").join(format!(
+            "{}-{}",
+            digest.algorithm(),
+            digest.encoded()
+        ))
+    }
+
+    /// The uncompressed size of the stored layer `digest`, when it was
+    /// computed before (no decompression). Blocking.
+    pub(crate) fn known_uncompressed_size(&self, digest: &Digest) -> Option<u64> {
+        std::fs::read_to_string(self.size_path(digest))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// The uncompressed size of the stored layer `digest`: computed once by
+    /// decompressing it, then remembered. Blocking.
+    pub fn uncompressed_size(&self, digest: &Digest) -> Result<u64> {
+        if let Some(size) = self.known_uncompressed_size(digest) {
+            return Ok(size);
+        }
+        let path = self.blob_path(digest);
+        let size = count_decompressed(&path)?;
+        let dir = self.private_dir().join("sizes");
+        std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+        atomic_write(&self.size_path(digest), size.to_string().as_bytes())?;
+        Ok(size)
+    }
+}
+
+/// Decompresses the file at `path` (compression from its first bytes) and
+/// counts the bytes.
+fn count_decompressed(path: &Path) -> Result<u64> {
+    let file = File::open(path).map_err(io("opening", path))?;
+    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    let head = {
+        use std::io::BufRead;
+        reader.fill_buf().map_err(io("reading", path))?.to_vec()
+    };
+    let decoder = Compression::detect(&head)
+        .decoder(reader)
+        .map_err(io("decompressing", path))?;
+    std::io::copy(&mut { decoder }, &mut std::io::sink()).map_err(|source| Error::Io {
+        what: "decompressing",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn detects_compression_from_magic_bytes() {
+        assert_eq!(Compression::detect(&[0x1f, 0x8b, 8]), Compression::Gzip);
+        assert_eq!(
+            Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd]),
+            Compression::Zstd
+        );
+        assert_eq!(
+            Compression::detect(&[0x5e, 0x2a, 0x4d, 0x18]),
+            Compression::Zstd
+        );
+        assert_eq!(Compression::detect(b"ustar"), Compression::None);
+        assert_eq!(Compression::detect(&[]), Compression::None);
+    }
+
+    #[test]
+    fn counts_multi_member_gzip_and_multi_frame_zstd_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let mut gz = Vec::new();
+        for part in [&[7u8; 1000][..], &[9u8; 500][..]] {
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            encoder.write_all(part).expect("gzip");
+            gz.extend(encoder.finish().expect("gzip"));
+        }
+        let mut zst = zstd::encode_all(&[1u8; 300][..], 1).expect("zstd");
+        zst.extend(zstd::encode_all(&[2u8; 200][..], 1).expect("zstd"));
+        for (bytes, want) in [(gz, 1500), (zst, 500), (vec![3u8; 42], 42)] {
+            let digest = Digest::sha256_of(&bytes);
+            store.put_blob_bytes(&digest, &bytes).expect("stored");
+            assert_eq!(store.uncompressed_size(&digest).expect("size"), want);
+            assert_eq!(store.known_uncompressed_size(&digest), Some(want));
+        }
+    }
+}
