@@ -9,5 +9,6 @@ mod harness;
 mod memory;
 mod secrets;
 mod store;
+mod store_manage;
 mod tls;
 mod token_auth;

@@ -16,11 +16,11 @@ use std::sync::Arc;
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 
-fn client() -> Client {
+pub(crate) fn client() -> Client {
     Client::new(ClientConfig::default(), Arc::new(StaticCredentials::new())).expect("client builds")
 }
 
-fn fixture(name: &str) -> Reference {
+pub(crate) fn fixture(name: &str) -> Reference {
     let summary = fixtures();
     let text = summary[name]["reference"]
         .as_str()
@@ -29,7 +29,7 @@ fn fixture(name: &str) -> Reference {
 }
 
 /// `reference` with its registry replaced by `registry` (e.g. a proxy).
-fn via(registry: &str, reference: &Reference) -> Reference {
+pub(crate) fn via(registry: &str, reference: &Reference) -> Reference {
     format!(
         "{registry}/{}:{}",
         reference.repository(),
@@ -48,7 +48,7 @@ fn describe(media_type: &str, bytes: &[u8]) -> Descriptor {
 }
 
 /// Deterministic, poorly compressible bytes.
-fn noise(seed: u64, len: usize) -> Bytes {
+pub(crate) fn noise(seed: u64, len: usize) -> Bytes {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
         .map(|_| {
@@ -63,7 +63,7 @@ fn noise(seed: u64, len: usize) -> Bytes {
 
 /// Pushes an image made of `config_seed` and `layers` to `target`; returns
 /// the manifest digest.
-async fn push_image(
+pub(crate) async fn push_image(
     client: &Client,
     target: &Reference,
     config_seed: &str,
@@ -107,7 +107,7 @@ async fn push_image(
 /// Pushes `count` images tagged `t0`… to one new repository named after
 /// `name`: each holds the `shared` layers, then a small layer of its own
 /// (seeded from `own_seed + i`, `own_len` bytes).
-async fn push_tags_sharing_layers(
+pub(crate) async fn push_tags_sharing_layers(
     client: &Client,
     name: &str,
     count: u64,
@@ -130,12 +130,12 @@ async fn push_tags_sharing_layers(
     references
 }
 
-fn read_index(root: &Path) -> serde_json::Value {
+pub(crate) fn read_index(root: &Path) -> serde_json::Value {
     let bytes = std::fs::read(root.join("index.json")).expect("index.json exists");
     serde_json::from_slice(&bytes).expect("index.json is JSON")
 }
 
-fn ref_names(root: &Path) -> Vec<String> {
+pub(crate) fn ref_names(root: &Path) -> Vec<String> {
     read_index(root)["manifests"]
         .as_array()
         .expect("manifests is an array")
@@ -150,7 +150,7 @@ fn ref_names(root: &Path) -> Vec<String> {
 
 /// Asserts that every file under blobs/sha256 hashes to its name; returns
 /// how many there are.
-fn assert_blobs_rehash(root: &Path) -> usize {
+pub(crate) fn assert_blobs_rehash(root: &Path) -> usize {
     let dir = root.join("blobs").join("sha256");
     let mut count = 0;
     for entry in std::fs::read_dir(&dir).expect("blobs/sha256 exists") {
@@ -981,7 +981,7 @@ fn sigkill_at_twenty_points_leaves_a_verifiable_store() {
 }
 
 /// The digest of the first layer of the stored manifest `manifest`.
-fn first_layer(store: &Store, manifest: &Digest) -> Digest {
+pub(crate) fn first_layer(store: &Store, manifest: &Digest) -> Digest {
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(store.blob_path(manifest)).expect("manifest"))
             .expect("JSON");

@@ -44,9 +44,9 @@ pub struct ImageUsage {
 }
 
 /// Which images [`Store::prune`] removes. An image goes when any rule
-/// says so; with no rule set, nothing goes.
+/// says so; with no rule set, nothing goes. Build it with struct update
+/// syntax: `PrunePolicy { keep: Some(3), ..PrunePolicy::default() }`.
 #[derive(Clone, Debug, Default)]
-#[non_exhaustive]
 pub struct PrunePolicy {
     /// Keep only the `n` most recently used images.
     pub keep: Option<usize>,
