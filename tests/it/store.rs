@@ -869,6 +869,12 @@ async fn an_image_skopeo_wrote_into_the_root_is_listed_and_verified() {
     assert!(listed.contains(&reference.to_string()), "{listed:?}");
     let report = store.verify().expect("verify runs");
     assert!(report.is_ok(), "{report:?}");
+    // Inspected from what skopeo wrote alone (no record).
+    let inspection = store.inspect(&reference).expect("inspects");
+    assert!(inspection.record.is_none());
+    assert_eq!(inspection.images.len(), 1);
+    assert_eq!(inspection.images[0].config.os.as_deref(), Some("linux"));
+    assert!(inspection.images[0].layers.iter().all(|l| l.present));
     // A pull of the same reference now finds it in place: one HEAD.
     let outcome = store
         .pull(&client(), &reference, &PullOptions::default())
