@@ -1,24 +1,53 @@
 //! `cachectl`: the command-line tool.
 //!
 //! The binary holds no logic of its own beyond parsing arguments, rendering
-//! output and choosing exit codes. Its commands land as the library crates
-//! they expose do (issue "`cachectl`: the command line people will live in").
+//! output and choosing exit codes (docs/cli.md lists the commands, their
+//! `--json` shapes and the exit codes).
 
+mod cli;
+mod commands;
+mod error;
+mod output;
+mod progress;
+mod settings;
+
+use clap::Parser;
+use error::code;
 use std::process::ExitCode;
 
-/// Exit code for a usage error, as documented for every command.
-const EXIT_USAGE: u8 = 2;
-
 fn main() -> ExitCode {
-    let arg = std::env::args().nth(1);
-    match arg.as_deref() {
-        Some("--version" | "-V") => {
-            println!("cachectl {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // Help and version go to stdout with 0; usage errors to stderr.
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() {
+                code::USAGE
+            } else {
+                code::OK
+            });
         }
-        _ => {
-            eprintln!("cachectl: no commands are available yet; only --version is implemented");
-            ExitCode::from(EXIT_USAGE)
+    };
+    init_logging(cli.global.verbose);
+    match commands::run(cli) {
+        Ok(()) => ExitCode::from(code::OK),
+        Err(err) => {
+            eprintln!("{}", err.render());
+            ExitCode::from(err.exit_code())
         }
     }
+}
+
+/// Logs on stderr: warnings by default, `-v` info, `-vv` debug.
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        _ => tracing::Level::DEBUG,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 }

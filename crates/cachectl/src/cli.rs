@@ -1,0 +1,173 @@
+//! The command line: every command, flag and its help text (clap derive).
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// A local, content-addressed cache of OCI images that turns a reference
+/// into a root filesystem.
+#[derive(Debug, Parser)]
+#[command(name = "cachectl", version, about, max_term_width = 100)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// The cache directory (an OCI image layout) [default: $XDG_CACHE_HOME/cachectl]
+    #[arg(long, global = true, env = "CACHECTL_ROOT", value_name = "DIR")]
+    pub(crate) root: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout (shapes in docs/cli.md)
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// Print nothing but results and errors
+    #[arg(short, long, global = true)]
+    pub(crate) quiet: bool,
+    /// Log more (-v: info, -vv: debug) on stderr
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+    /// Platform to pick from multi-platform images, os/arch[/variant] [default: the host's]
+    #[arg(long, global = true, value_name = "PLATFORM")]
+    pub(crate) platform: Option<String>,
+    /// Reach this registry over plain HTTP (repeatable; loopback always is)
+    #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
+    pub(crate) insecure_registries: Vec<String>,
+    /// How many blobs transfer at once
+    #[arg(long, global = true, value_name = "N")]
+    pub(crate) concurrency: Option<usize>,
+    /// Settings file (TOML: root, platform, concurrency, insecure_registries)
+    /// [default: $XDG_CONFIG_HOME/cachectl/config.toml when present]
+    #[arg(long, global = true, env = "CACHECTL_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Fetch images into the cache (only what is missing); prints each digest
+    Pull(PullArgs),
+    /// List cached images, most recently used first
+    #[command(visible_alias = "ls")]
+    Images,
+    /// Show a cached image: manifest, config, layers, platforms, history
+    Inspect {
+        /// The image
+        reference: String,
+    },
+    /// Give a cached image another name
+    Tag {
+        /// The cached image
+        source: String,
+        /// The new name
+        target: String,
+    },
+    /// Remove names from the cache (blobs go at the next gc)
+    #[command(visible_alias = "rmi")]
+    Rm {
+        /// The images
+        #[arg(required = true)]
+        references: Vec<String>,
+    },
+    /// Remove least recently used images, then collect garbage
+    Prune(PruneArgs),
+    /// Delete blobs no image needs and stale partial downloads
+    Gc,
+    /// Re-hash every blob, move corrupt ones aside, report what is broken
+    Verify {
+        /// Report only problems that break these images
+        references: Vec<String>,
+        /// Fetch missing and corrupt blobs again from where each image came from
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Send a cached image to a registry, keeping its index and platforms
+    Push {
+        /// The cached image
+        source: String,
+        /// Where to push it
+        destination: String,
+    },
+    /// Show disk usage: total, shared and unique bytes per image
+    Du,
+    /// Store credentials for a registry in the docker config file
+    Login(LoginArgs),
+    /// Remove stored credentials for a registry
+    Logout {
+        /// The registry, e.g. ghcr.io
+        registry: String,
+    },
+}
+
+/// `pull`.
+#[derive(Debug, Args)]
+pub(crate) struct PullArgs {
+    /// The images, e.g. alpine:3.20 or ghcr.io/org/app@sha256:…
+    #[arg(required = true)]
+    pub(crate) references: Vec<String>,
+    /// Store every platform of a multi-platform image
+    #[arg(long, conflicts_with = "platform")]
+    pub(crate) all_platforms: bool,
+    /// Make no request: succeed only for images already cached
+    #[arg(long, conflicts_with = "always")]
+    pub(crate) offline: bool,
+    /// Re-check every blob even when the image is cached
+    #[arg(long)]
+    pub(crate) always: bool,
+    /// Also fetch signatures and SBOMs that refer to the image
+    #[arg(long)]
+    pub(crate) referrers: bool,
+}
+
+/// `prune`.
+#[derive(Debug, Args)]
+pub(crate) struct PruneArgs {
+    /// Keep the N most recently used images
+    #[arg(long, value_name = "N")]
+    pub(crate) keep: Option<usize>,
+    /// Keep the cache under this size, e.g. 10GiB or 500MB
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub(crate) max_size: Option<u64>,
+    /// Remove images not used for this long, e.g. 7d, 12h, 30m
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub(crate) older_than: Option<std::time::Duration>,
+    /// Show what would be removed; remove nothing
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+}
+
+/// `login`.
+#[derive(Debug, Args)]
+pub(crate) struct LoginArgs {
+    /// The registry, e.g. ghcr.io or registry.example:5000
+    pub(crate) registry: String,
+    /// User name
+    #[arg(short, long)]
+    pub(crate) username: String,
+    /// Read the password (or token) from standard input
+    #[arg(long, required = true)]
+    pub(crate) password_stdin: bool,
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    ocistore::parse_size(text)
+        .ok_or_else(|| format!("{text:?} is not a size (examples: 10GiB, 500MB, 4096)"))
+}
+
+fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    ocistore::parse_age(text)
+        .ok_or_else(|| format!("{text:?} is not an age (examples: 7d, 12h, 30m, 45s, 2w)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

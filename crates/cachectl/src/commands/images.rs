@@ -1,0 +1,276 @@
+//! `pull`, `images`, `inspect`, `tag`, `rm`, `push`.
+
+use super::runtime;
+use crate::cli::PullArgs;
+use crate::error::CliError;
+use crate::output::{Output, ago, human_bytes, now_ms, rfc3339, short_digest, table};
+use crate::progress::Progress;
+use crate::settings::{Context, parse_reference};
+use ocistore::PullOptions;
+use serde::Serialize;
+
+/// `pull --json`: one object per reference, in the order given.
+#[derive(Serialize)]
+struct Pulled {
+    r#ref: String,
+    digest: String,
+    index_digest: Option<String>,
+    platform: Option<String>,
+    platforms: Vec<String>,
+    referrers: Vec<String>,
+    fetched_blobs: usize,
+    reused_blobs: usize,
+    up_to_date: bool,
+}
+
+pub(super) fn pull(
+    context: &Context,
+    args: &PullArgs,
+    progress: &Progress,
+    out: Output,
+) -> Result<(), CliError> {
+    let references = args
+        .references
+        .iter()
+        .map(|r| parse_reference(r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut options = PullOptions::default().with_concurrency(context.concurrency);
+    options.platform = context.platform.clone();
+    options.offline = args.offline;
+    options.always = args.always;
+    options.all_platforms = args.all_platforms;
+    options.referrers = args.referrers;
+    // An offline pull makes no request; the client is built all the same.
+    let client = context.client(progress)?;
+    let runtime = runtime()?;
+    let mut results = Vec::new();
+    for reference in &references {
+        let outcome = runtime.block_on(context.store.pull(&client, reference, &options));
+        progress.finish();
+        let outcome = outcome?;
+        out.note(&format!(
+            "{}: {}",
+            outcome.reference,
+            if outcome.up_to_date {
+                "up to date".to_owned()
+            } else {
+                format!(
+                    "pulled ({} blob(s) fetched, {} reused)",
+                    outcome.fetched_blobs, outcome.reused_blobs
+                )
+            }
+        ));
+        results.push(Pulled {
+            r#ref: outcome.reference,
+            digest: outcome.manifest_digest.to_string(),
+            index_digest: outcome.index_digest.map(|d| d.to_string()),
+            platform: outcome.platform.map(|p| p.to_string()),
+            platforms: outcome.platforms.iter().map(ToString::to_string).collect(),
+            referrers: outcome.referrers.iter().map(ToString::to_string).collect(),
+            fetched_blobs: outcome.fetched_blobs,
+            reused_blobs: outcome.reused_blobs,
+            up_to_date: outcome.up_to_date,
+        });
+    }
+    out.result(&results, || {
+        results
+            .iter()
+            .map(|p| p.digest.clone())
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
+
+/// `images --json`: one object per reference, most recently used first.
+#[derive(Serialize)]
+struct Listed {
+    r#ref: String,
+    digest: String,
+    media_type: String,
+    platform: Option<String>,
+    size: Option<u64>,
+    uncompressed_size: Option<u64>,
+    last_used: Option<String>,
+    stored_at: Option<String>,
+    source: Option<String>,
+}
+
+pub(super) fn list(context: &Context, out: Output) -> Result<(), CliError> {
+    let entries = context.store.list()?;
+    let listed: Vec<Listed> = entries
+        .iter()
+        .map(|entry| {
+            let record = entry.record.as_ref();
+            Listed {
+                r#ref: entry.reference.clone(),
+                digest: entry.digest.to_string(),
+                media_type: entry.media_type.clone(),
+                platform: record.and_then(|r| {
+                    r.platform.as_ref().map(ToString::to_string).or_else(|| {
+                        (!r.platforms.is_empty()).then(|| {
+                            r.platforms
+                                .iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                    })
+                }),
+                size: record.map(|r| r.compressed_size),
+                uncompressed_size: record.and_then(|r| r.uncompressed_size),
+                last_used: record.map(|r| rfc3339(r.last_used_at)),
+                stored_at: record.map(|r| rfc3339(r.stored_at)),
+                source: record.map(|r| r.source.clone()),
+            }
+        })
+        .collect();
+    let now = now_ms();
+    out.result(&listed, || {
+        let rows: Vec<Vec<String>> = entries
+            .iter()
+            .zip(&listed)
+            .map(|(entry, l)| {
+                vec![
+                    l.r#ref.clone(),
+                    short_digest(&entry.digest),
+                    l.platform.clone().unwrap_or_else(|| "-".into()),
+                    l.size.map(human_bytes).unwrap_or_else(|| "-".into()),
+                    entry
+                        .record
+                        .as_ref()
+                        .map(|r| ago(r.last_used_at, now))
+                        .unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect();
+        table(&["REFERENCE", "DIGEST", "PLATFORM", "SIZE", "LAST USED"], &rows)
+    });
+    Ok(())
+}
+
+pub(super) fn inspect(context: &Context, reference: &str, out: Output) -> Result<(), CliError> {
+    let reference = parse_reference(reference)?;
+    let inspection = context.store.inspect(&reference)?;
+    out.result(&inspection, || {
+        let mut text = format!(
+            "reference: {}\ndigest:    {} ({})\n",
+            inspection.reference, inspection.top.digest, inspection.top.media_type
+        );
+        if let Some(index) = &inspection.index_digest {
+            text.push_str(&format!("index:     {index}\n"));
+        }
+        text.push_str("platforms:\n");
+        for p in &inspection.platforms {
+            text.push_str(&format!(
+                "  {:<16} {}{}\n",
+                p.platform
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_else(|| "(none)".into()),
+                short_digest(&p.manifest.digest),
+                if p.stored { "  stored" } else { "" }
+            ));
+        }
+        for image in &inspection.images {
+            let c = &image.config;
+            text.push_str(&format!("image {}:\n", image.manifest.digest));
+            text.push_str(&format!(
+                "  created: {}\n  entrypoint: {:?}\n  cmd: {:?}\n  workdir: {}\n  user: {}\n  env:\n",
+                c.created.as_deref().unwrap_or("-"),
+                c.entrypoint,
+                c.cmd,
+                c.working_dir.as_deref().unwrap_or("/"),
+                c.user.as_deref().unwrap_or("root"),
+            ));
+            for var in &c.env {
+                text.push_str(&format!("    {var}\n"));
+            }
+            text.push_str("  layers:\n");
+            for layer in &image.layers {
+                text.push_str(&format!(
+                    "    {}  {:>10}  {:>10} unpacked  {}\n",
+                    short_digest(&layer.descriptor.digest),
+                    human_bytes(layer.descriptor.size),
+                    layer
+                        .uncompressed_size
+                        .map(human_bytes)
+                        .unwrap_or_else(|| "?".into()),
+                    layer.descriptor.media_type
+                ));
+            }
+            text.push_str("  history:\n");
+            for step in &c.history {
+                text.push_str(&format!(
+                    "    {}{}\n",
+                    step.created_by.as_deref().unwrap_or("-"),
+                    if step.empty_layer { "  (no layer)" } else { "" }
+                ));
+            }
+        }
+        text
+    });
+    Ok(())
+}
+
+pub(super) fn tag(
+    context: &Context,
+    source: &str,
+    target: &str,
+    out: Output,
+) -> Result<(), CliError> {
+    let (source, target) = (parse_reference(source)?, parse_reference(target)?);
+    context.store.tag(&source, &target)?;
+    out.result(
+        &serde_json::json!({"source": source.to_string(), "target": target.to_string()}),
+        String::new,
+    );
+    Ok(())
+}
+
+pub(super) fn remove(context: &Context, references: &[String], out: Output) -> Result<(), CliError> {
+    let references = references
+        .iter()
+        .map(|r| parse_reference(r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (mut removed, mut absent) = (Vec::new(), Vec::new());
+    for reference in &references {
+        if context.store.remove(reference)? {
+            removed.push(reference.to_string());
+        } else {
+            absent.push(reference.to_string());
+        }
+    }
+    out.result(
+        &serde_json::json!({"removed": removed, "not_cached": absent}),
+        || removed.join("\n"),
+    );
+    if !absent.is_empty() {
+        return Err(CliError::NotCached { references: absent });
+    }
+    out.note("run `cachectl gc` to free the space");
+    Ok(())
+}
+
+pub(super) fn push(
+    context: &Context,
+    source: &str,
+    destination: &str,
+    progress: &Progress,
+    out: Output,
+) -> Result<(), CliError> {
+    let (source, destination) = (parse_reference(source)?, parse_reference(destination)?);
+    let client = context.client(progress)?;
+    let outcome = runtime()?.block_on(context.store.push(
+        &client,
+        &source,
+        &destination,
+        context.concurrency,
+    ));
+    progress.finish();
+    let outcome = outcome?;
+    out.result(&outcome, || {
+        format!("{}@{}", outcome.destination, outcome.digest)
+    });
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! `prune`, `gc`, `verify`, `du`.
+
+use super::runtime;
+use crate::cli::PruneArgs;
+use crate::error::CliError;
+use crate::output::{Output, human_bytes, table};
+use crate::progress::Progress;
+use crate::settings::{Context, parse_reference};
+use ocistore::PrunePolicy;
+use serde::Serialize;
+
+pub(super) fn prune(context: &Context, args: &PruneArgs, out: Output) -> Result<(), CliError> {
+    if args.keep.is_none() && args.max_size.is_none() && args.older_than.is_none() {
+        return Err(CliError::Usage(
+            "prune needs at least one of --keep, --max-size, --older-than".into(),
+        ));
+    }
+    let report = context.store.prune(&PrunePolicy {
+        keep: args.keep,
+        max_bytes: args.max_size,
+        older_than: args.older_than,
+        dry_run: args.dry_run,
+    })?;
+    out.result(&report, || {
+        let verb = if args.dry_run { "would remove" } else { "removed" };
+        let mut text: Vec<String> = report.removed.iter().map(|r| format!("{verb} {r}")).collect();
+        text.push(format!(
+            "{} {} image(s), {} {}",
+            verb,
+            report.removed.len(),
+            human_bytes(report.bytes_freed),
+            if args.dry_run { "would be freed" } else { "freed" }
+        ));
+        text.join("\n")
+    });
+    Ok(())
+}
+
+pub(super) fn gc(context: &Context, out: Output) -> Result<(), CliError> {
+    let report = context.store.gc()?;
+    out.result(&report, || {
+        format!(
+            "removed {} blob(s) and {} stale download(s), freed {}; kept {} blob(s)",
+            report.removed_blobs,
+            report.removed_ingest_files,
+            human_bytes(report.bytes_freed),
+            report.kept_blobs
+        )
+    });
+    Ok(())
+}
+
+/// `verify --json`.
+#[derive(Serialize)]
+struct Verified {
+    blobs_checked: usize,
+    corrupt: Vec<Problem>,
+    missing: Vec<Problem>,
+    repaired: Vec<String>,
+    unrepaired: Vec<Problem>,
+}
+
+#[derive(Serialize)]
+struct Problem {
+    digest: String,
+    references: Vec<String>,
+    quarantined_to: Option<String>,
+    reason: Option<String>,
+}
+
+pub(super) fn verify(
+    context: &Context,
+    references: &[String],
+    repair: bool,
+    progress: &Progress,
+    out: Output,
+) -> Result<(), CliError> {
+    let only: Vec<String> = references
+        .iter()
+        .map(|r| parse_reference(r).map(|r| r.to_string()))
+        .collect::<Result<_, _>>()?;
+    let concerns = |refs: &[String]| only.is_empty() || refs.iter().any(|r| only.contains(r));
+    let report = context.store.verify()?;
+    let problem = |p: &ocistore::VerifyProblem| Problem {
+        digest: p.digest.to_string(),
+        references: p.references.clone(),
+        quarantined_to: p.quarantined_to.as_ref().map(|q| q.display().to_string()),
+        reason: None,
+    };
+    let mut verified = Verified {
+        blobs_checked: report.blobs_checked,
+        corrupt: report
+            .corrupt
+            .iter()
+            .filter(|p| concerns(&p.references))
+            .map(problem)
+            .collect(),
+        missing: report
+            .missing
+            .iter()
+            .filter(|p| concerns(&p.references))
+            .map(problem)
+            .collect(),
+        repaired: Vec::new(),
+        unrepaired: Vec::new(),
+    };
+    if repair && !verified.missing.is_empty() {
+        let client = context.client(progress)?;
+        let repaired = runtime()?.block_on(context.store.repair(&client));
+        progress.finish();
+        let repaired = repaired?;
+        verified.repaired = repaired.repaired.iter().map(ToString::to_string).collect();
+        verified.unrepaired = repaired
+            .failed
+            .iter()
+            .filter(|f| concerns(&f.references))
+            .map(|f| Problem {
+                digest: f.digest.to_string(),
+                references: f.references.clone(),
+                quarantined_to: None,
+                reason: Some(f.reason.clone()),
+            })
+            .collect();
+    }
+    let remaining = if repair {
+        verified.unrepaired.len()
+    } else {
+        verified.missing.len()
+    };
+    out.result(&verified, || {
+        let mut lines = vec![format!("checked {} blob(s)", verified.blobs_checked)];
+        for p in &verified.corrupt {
+            lines.push(format!(
+                "corrupt {} (moved to {}), breaks {}",
+                p.digest,
+                p.quarantined_to.as_deref().unwrap_or("?"),
+                p.references.join(", ")
+            ));
+        }
+        for p in &verified.missing {
+            lines.push(format!("missing {}, breaks {}", p.digest, p.references.join(", ")));
+        }
+        for d in &verified.repaired {
+            lines.push(format!("repaired {d}"));
+        }
+        for p in &verified.unrepaired {
+            lines.push(format!(
+                "could not repair {}: {}",
+                p.digest,
+                p.reason.as_deref().unwrap_or("")
+            ));
+        }
+        if remaining == 0 {
+            lines.push("ok".into());
+        }
+        lines.join("\n")
+    });
+    if remaining > 0 {
+        return Err(CliError::Broken {
+            problems: remaining,
+        });
+    }
+    Ok(())
+}
+
+pub(super) fn du(context: &Context, out: Output) -> Result<(), CliError> {
+    let usage = context.store.disk_usage()?;
+    out.result(&usage, || {
+        let rows: Vec<Vec<String>> = usage
+            .images
+            .iter()
+            .map(|i| {
+                vec![
+                    i.reference.clone(),
+                    human_bytes(i.total),
+                    human_bytes(i.shared),
+                    human_bytes(i.unique),
+                ]
+            })
+            .collect();
+        format!(
+            "{}\n\nblobs {}  (unreferenced {}), partial downloads {}, quarantined {}",
+            table(&["REFERENCE", "TOTAL", "SHARED", "UNIQUE"], &rows),
+            human_bytes(usage.blobs_bytes),
+            human_bytes(usage.unreferenced_bytes),
+            human_bytes(usage.ingest_bytes),
+            human_bytes(usage.quarantine_bytes)
+        )
+    });
+    Ok(())
+}

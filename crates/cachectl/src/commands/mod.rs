@@ -1,0 +1,57 @@
+//! One function per command: parse what the library needs from the
+//! arguments, call it, render the result. No logic of their own.
+
+mod auth;
+mod images;
+mod maintain;
+
+use crate::cli::{Cli, Command};
+use crate::error::CliError;
+use crate::output::Output;
+use crate::progress::Progress;
+use crate::settings::Context;
+
+/// Runs the parsed command line.
+pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
+    let out = Output {
+        json: cli.global.json,
+        quiet: cli.global.quiet,
+    };
+    let progress = Progress::new(cli.global.quiet || cli.global.json);
+    // Commands that need no store.
+    match &cli.command {
+        Command::Login(args) => return auth::login(args, out),
+        Command::Logout { registry } => return auth::logout(registry, out),
+        _ => {}
+    }
+    let context = Context::new(&cli.global)?;
+    match cli.command {
+        Command::Pull(args) => images::pull(&context, &args, &progress, out),
+        Command::Images => images::list(&context, out),
+        Command::Inspect { reference } => images::inspect(&context, &reference, out),
+        Command::Tag { source, target } => images::tag(&context, &source, &target, out),
+        Command::Rm { references } => images::remove(&context, &references, out),
+        Command::Push {
+            source,
+            destination,
+        } => images::push(&context, &source, &destination, &progress, out),
+        Command::Prune(args) => maintain::prune(&context, &args, out),
+        Command::Gc => maintain::gc(&context, out),
+        Command::Verify { references, repair } => {
+            maintain::verify(&context, &references, repair, &progress, out)
+        }
+        Command::Du => maintain::du(&context, out),
+        Command::Login(_) | Command::Logout { .. } => unreachable!("handled above"),
+    }
+}
+
+/// A runtime for the commands that talk to registries.
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| CliError::Io {
+            what: "starting the async runtime".into(),
+            source,
+        })
+}

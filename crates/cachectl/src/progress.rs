@@ -1,0 +1,120 @@
+//! Progress of blob transfers: bars on a terminal (per blob: bytes, rate,
+//! ETA; and an overall line), one line per finished step otherwise,
+//! nothing with `-q`. Always on stderr, so stdout keeps only results.
+
+use crate::output::{human_bytes, short_digest};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ocidist::{ProgressFn, ProgressKind};
+use ociref::Digest;
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
+
+/// How progress is shown.
+#[derive(Clone)]
+pub(crate) enum Progress {
+    /// Not at all (`-q`).
+    Off,
+    /// A line per finished, resumed or skipped blob (stderr is not a
+    /// terminal).
+    Lines,
+    /// Live bars (stderr is a terminal).
+    Bars(Arc<Bars>),
+}
+
+/// The live bars.
+pub(crate) struct Bars {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    blobs: Mutex<HashMap<Digest, (ProgressBar, u64)>>,
+}
+
+impl Progress {
+    /// The progress for this run: off when `quiet`, bars when stderr is a
+    /// terminal, lines otherwise.
+    pub(crate) fn new(quiet: bool) -> Progress {
+        if quiet {
+            return Progress::Off;
+        }
+        if !std::io::stderr().is_terminal() {
+            return Progress::Lines;
+        }
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let overall = multi.add(ProgressBar::new(0));
+        overall.set_style(
+            ProgressStyle::with_template(
+                "{msg:>12} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+            )
+            .expect("because the template is valid"),
+        );
+        overall.set_message("total");
+        Progress::Bars(Arc::new(Bars {
+            multi,
+            overall,
+            blobs: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The callback to give the registry client, if progress is shown.
+    pub(crate) fn callback(&self) -> Option<ProgressFn> {
+        match self {
+            Progress::Off => None,
+            Progress::Lines => Some(Arc::new(|event: &ocidist::Progress| {
+                let verb = match event.kind {
+                    ProgressKind::Finished => "fetched",
+                    ProgressKind::Resumed => "resuming",
+                    ProgressKind::Skipped => "already there",
+                    _ => return,
+                };
+                eprintln!(
+                    "{verb} {} ({})",
+                    short_digest(&event.digest),
+                    human_bytes(event.total)
+                );
+            })),
+            Progress::Bars(bars) => {
+                let bars = Arc::clone(bars);
+                Some(Arc::new(move |event: &ocidist::Progress| bars.update(event)))
+            }
+        }
+    }
+
+    /// Clears the bars (before printing results).
+    pub(crate) fn finish(&self) {
+        if let Progress::Bars(bars) = self {
+            bars.overall.finish_and_clear();
+            let _ = bars.multi.clear();
+        }
+    }
+}
+
+impl Bars {
+    fn update(&self, event: &ocidist::Progress) {
+        let mut blobs = self
+            .blobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (bar, counted) = blobs.entry(event.digest.clone()).or_insert_with(|| {
+            let bar = self.multi.add(ProgressBar::new(event.total));
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{msg:>12} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+                )
+                .expect("because the template is valid")
+                .progress_chars("=> "),
+            );
+            bar.set_message(short_digest(&event.digest));
+            self.overall.inc_length(event.total);
+            (bar, 0)
+        });
+        let done = event.done.min(event.total);
+        if done > *counted {
+            self.overall.inc(done - *counted);
+            *counted = done;
+        }
+        bar.set_position(done);
+        if matches!(event.kind, ProgressKind::Finished | ProgressKind::Skipped) {
+            bar.finish_and_clear();
+        }
+    }
+}
