@@ -220,7 +220,7 @@ impl Store {
                 name: &name,
             };
             if let Some(digest) = blob_name(&name) {
-                self.take_blob(path, &name, &digest, &mut entry, report)?;
+                self.take_blob(path, &name, &digest, size, &mut entry, report)?;
             } else if is_small_json(&name) {
                 let bytes = read_small(path, &name, &mut entry)?;
                 scan.json.insert(name, bytes);
@@ -232,13 +232,15 @@ impl Store {
         Ok(scan)
     }
 
-    /// Stores the entry `name`, which must hash to `digest`, unless the
-    /// store holds it already.
+    /// Stores the entry `name` (`size` bytes), which must hash to
+    /// `digest`, unless the store holds it already (with that size; one of
+    /// another size is replaced).
     fn take_blob(
         &self,
         archive: &Path,
         name: &str,
         digest: &Digest,
+        size: u64,
         entry: &mut impl Read,
         report: &mut ImportReport,
     ) -> Result<()> {
@@ -249,14 +251,15 @@ impl Store {
                 entry: name.to_owned(),
                 reason: err.to_string(),
             })?;
-        if self.has_blob(digest).is_some() {
+        if self.has_blob(digest) == Some(size) {
             std::io::copy(entry, &mut std::io::sink()).map_err(io("reading archive", archive))?;
             report.blobs_reused += 1;
             return Ok(());
         }
         let target = self.blob_path(digest);
         let temp = TempFile::new(temp_path(&self.ingest_dir(), &target));
-        let (actual, size, _) = copy_hashed(archive, entry, temp.path(), Hasher::new(algorithm))?;
+        let (actual, written, _) =
+            copy_hashed(archive, entry, temp.path(), Hasher::new(algorithm))?;
         if actual != *digest {
             return Err(Error::ArchiveDigestMismatch {
                 archive: archive.to_path_buf(),
@@ -267,7 +270,7 @@ impl Store {
         }
         temp.persist(&target)?;
         report.blobs_written += 1;
-        report.bytes_written += size;
+        report.bytes_written += written;
         Ok(())
     }
 
