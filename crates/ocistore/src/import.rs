@@ -1028,6 +1028,31 @@ mod tests {
     }
 
     #[test]
+    fn entries_named_outside_the_archive_are_never_matched() {
+        let mut tar = tar::Builder::new(Vec::new());
+        let index = br#"{"schemaVersion":2,"manifests":[]}"#;
+        for name in ["../index.json", "/index.json", "x/../../manifest.json"] {
+            // `set_path` refuses such names: write the raw header field.
+            let mut header = tar::Header::new_old();
+            header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            header.set_size(index.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append(&header, &index[..]).expect("in memory");
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let archive = dir.path().join("escape.tar");
+        std::fs::write(&archive, tar.into_inner().expect("in memory")).expect("written");
+        let store = Store::open(dir.path().join("store")).expect("store");
+        let err = store
+            .import(&archive, &ImportOptions::default())
+            .expect_err("nothing usable");
+        assert!(matches!(err, Error::ArchiveFormat { .. }), "{err:?}");
+        assert!(!dir.path().join("index.json").exists());
+        assert!(!dir.path().join("manifest.json").exists());
+    }
+
+    #[test]
     fn blob_names_parse_only_in_blobs() {
         let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
         assert_eq!(
