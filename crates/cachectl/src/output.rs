@@ -41,7 +41,11 @@ impl Output {
 /// `sha256:0123456789ab`: enough to recognise a blob.
 pub(crate) fn short_digest(digest: &Digest) -> String {
     let encoded = digest.encoded();
-    format!("{}:{}", digest.algorithm(), &encoded[..encoded.len().min(12)])
+    format!(
+        "{}:{}",
+        digest.algorithm(),
+        &encoded[..encoded.len().min(12)]
+    )
 }
 
 /// `1.5 MiB`.

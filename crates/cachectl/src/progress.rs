@@ -74,7 +74,9 @@ impl Progress {
             })),
             Progress::Bars(bars) => {
                 let bars = Arc::clone(bars);
-                Some(Arc::new(move |event: &ocidist::Progress| bars.update(event)))
+                Some(Arc::new(move |event: &ocidist::Progress| {
+                    bars.update(event)
+                }))
             }
         }
     }

@@ -109,9 +109,8 @@ impl Context {
         let mut config = ocidist::ClientConfig::default();
         config.insecure_registries = self.insecure_registries.clone();
         config.user_agent = concat!("cachectl/", env!("CARGO_PKG_VERSION")).to_owned();
-        let credentials = ocidist::credentials::default_source(
-            ocidist::credentials::StaticCredentials::new(),
-        )?;
+        let credentials =
+            ocidist::credentials::default_source(ocidist::credentials::StaticCredentials::new())?;
         let client = ocidist::Client::new(config, Arc::new(credentials))?;
         Ok(match progress.callback() {
             Some(callback) => client.with_progress(callback),

@@ -92,6 +92,76 @@ pub enum Error {
         reason: String,
     },
 
+    /// A file is not an image archive this crate reads (neither an OCI
+    /// archive nor a `docker save` archive), or its layout is unusable.
+    #[error("{} is not a usable image archive: {reason}", archive.display())]
+    ArchiveFormat {
+        /// The archive file.
+        archive: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// One entry of an image archive is unusable (too large, invalid JSON,
+    /// missing, inconsistent with the image config).
+    #[error("entry {entry} of {} is not usable: {reason}", archive.display())]
+    ArchiveEntry {
+        /// The archive file.
+        archive: PathBuf,
+        /// The entry's name in the archive.
+        entry: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// An entry of an image archive does not hash to the digest its name
+    /// (or the image config) says it has.
+    #[error("entry {entry} of {} hashes to {actual}, not {expected}", archive.display())]
+    ArchiveDigestMismatch {
+        /// The archive file.
+        archive: PathBuf,
+        /// The entry's name in the archive.
+        entry: String,
+        /// The digest it should have.
+        expected: Digest,
+        /// The digest of its content.
+        actual: Digest,
+    },
+
+    /// A blob an image of an archive needs is neither in the archive nor in
+    /// the store.
+    #[error("blob {digest} needed by {reference} is neither in {} nor in the store", archive.display())]
+    ArchiveMissingBlob {
+        /// The archive file.
+        archive: PathBuf,
+        /// The reference (or archive entry) that needs it.
+        reference: String,
+        /// The missing blob.
+        digest: Digest,
+    },
+
+    /// An image of an archive has no full reference name and none was given
+    /// ([`crate::ImportOptions::name`]).
+    #[error("{entry} of {} has no full reference name; give one to import it", archive.display())]
+    ArchiveUnnamed {
+        /// The archive file.
+        archive: PathBuf,
+        /// Which image (`index.json` entry or `manifest.json` item).
+        entry: String,
+    },
+
+    /// A stored layer does not decompress to the `diff_id` its image config
+    /// lists (export to a docker archive).
+    #[error("layer {layer} decompresses to {actual}, but the config lists diff_id {expected}")]
+    DiffIdMismatch {
+        /// The (compressed) layer blob.
+        layer: Digest,
+        /// The diff_id of the config.
+        expected: Digest,
+        /// The digest of the decompressed content.
+        actual: Digest,
+    },
+
     /// A blocking task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -157,8 +227,37 @@ mod tests {
                 platform: "linux/s390x".parse().expect("platform"),
             },
             Error::InvalidManifest {
-                digest,
+                digest: digest.clone(),
                 reason: "expected value".into(),
+            },
+            Error::ArchiveFormat {
+                archive: "/a.tar".into(),
+                reason: "it has neither index.json nor manifest.json".into(),
+            },
+            Error::ArchiveEntry {
+                archive: "/a.tar".into(),
+                entry: "index.json".into(),
+                reason: "larger than 4194304 bytes".into(),
+            },
+            Error::ArchiveDigestMismatch {
+                archive: "/a.tar".into(),
+                entry: "blobs/sha256/00".into(),
+                expected: digest.clone(),
+                actual: digest.clone(),
+            },
+            Error::ArchiveMissingBlob {
+                archive: "/a.tar".into(),
+                reference: "example.com/a:1".into(),
+                digest: digest.clone(),
+            },
+            Error::ArchiveUnnamed {
+                archive: "/a.tar".into(),
+                entry: "index.json entry 0 (ref.name \"v1\")".into(),
+            },
+            Error::DiffIdMismatch {
+                layer: digest.clone(),
+                expected: digest.clone(),
+                actual: digest,
             },
         ];
         let rendered: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -174,6 +273,12 @@ mod tests {
                 "image example.com/a:1 is incomplete in the store: some of its blobs are missing",
                 "example.com/a:1 has no manifest for platform linux/s390x",
                 "manifest sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 is not usable: expected value",
+                "/a.tar is not a usable image archive: it has neither index.json nor manifest.json",
+                "entry index.json of /a.tar is not usable: larger than 4194304 bytes",
+                "entry blobs/sha256/00 of /a.tar hashes to sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855, not sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                "blob sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 needed by example.com/a:1 is neither in /a.tar nor in the store",
+                "index.json entry 0 (ref.name \"v1\") of /a.tar has no full reference name; give one to import it",
+                "layer sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 decompresses to sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855, but the config lists diff_id sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
             ]
         );
     }

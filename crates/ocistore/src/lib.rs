@@ -26,6 +26,10 @@
 //!   hashed, fsynced, verified and renamed into `blobs/`;
 //! - [`Store::list`], [`Store::tag`], [`Store::remove`], [`Store::verify`]
 //!   and [`Store::gc`] manage what is stored.
+//! - [`Store::import`] reads an OCI archive or a `docker save` archive
+//!   (plain, gzip or zstd; told by content) in one pass, verifying every
+//!   blob, and [`Store::export`] writes stored images as either kind
+//!   (see [`import`] and [`export`]).
 //!
 //! Sharing and crashes: every file is written to a temp file, fsynced and
 //! renamed ([`atomic_write`]), so readers need no lock and a killed process
@@ -78,8 +82,11 @@
 #![deny(missing_docs)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+mod archive;
 mod blobs;
 mod error;
+mod export;
+mod import;
 mod inspect;
 mod layout;
 mod manage;
@@ -93,6 +100,8 @@ mod walk;
 
 pub use blobs::Ingested;
 pub use error::{Error, Result};
+pub use export::{ExportFormat, ExportReport};
+pub use import::{ImportOptions, ImportReport, ImportedImage};
 pub use inspect::{
     ConfigSummary, HistoryEntry, ImageDetails, Inspection, LayerDetails, PlatformEntry,
 };

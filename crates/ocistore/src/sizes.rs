@@ -7,47 +7,11 @@
 //! `.cachectl/sizes/<alg>-<hex>` (a decimal number), so no layer is ever
 //! decompressed twice for this.
 
+use crate::archive::open_decompressed;
 use crate::error::{Error, Result, io};
 use crate::layout::{Store, atomic_write};
 use ociref::Digest;
-use std::fs::File;
-use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
-
-/// How a blob's bytes are compressed, from its first bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Compression {
-    /// No recognised compression (a plain tar, or anything else).
-    None,
-    /// gzip (`1f 8b`).
-    Gzip,
-    /// zstd (`28 b5 2f fd`), or a zstd skippable frame (`5X 2a 4d 18`).
-    Zstd,
-}
-
-impl Compression {
-    /// Detects the compression from the first bytes of a blob.
-    pub(crate) fn detect(head: &[u8]) -> Compression {
-        match head {
-            [0x1f, 0x8b, ..] => Compression::Gzip,
-            [0x28, 0xb5, 0x2f, 0xfd, ..] => Compression::Zstd,
-            [b, 0x2a, 0x4d, 0x18, ..] if b & 0xf0 == 0x50 => Compression::Zstd,
-            _ => Compression::None,
-        }
-    }
-
-    /// A reader that yields the decompressed bytes of `reader`.
-    pub(crate) fn decoder<'a, R: Read + 'a>(
-        self,
-        reader: R,
-    ) -> std::io::Result<Box<dyn Read + 'a>> {
-        Ok(match self {
-            Compression::None => Box::new(reader),
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
-            Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(reader)?),
-        })
-    }
-}
 
 /// Whether `media_type` names a layer (a filesystem changeset).
 pub(crate) fn is_layer(media_type: &str) -> bool {
@@ -92,16 +56,8 @@ impl Store {
 /// Decompresses the file at `path` (compression from its first bytes) and
 /// counts the bytes.
 fn count_decompressed(path: &Path) -> Result<u64> {
-    let file = File::open(path).map_err(io("opening", path))?;
-    let mut reader = BufReader::with_capacity(256 * 1024, file);
-    let head = {
-        use std::io::BufRead;
-        reader.fill_buf().map_err(io("reading", path))?.to_vec()
-    };
-    let decoder = Compression::detect(&head)
-        .decoder(reader)
-        .map_err(io("decompressing", path))?;
-    std::io::copy(&mut { decoder }, &mut std::io::sink()).map_err(|source| Error::Io {
+    let mut reader = open_decompressed(path)?;
+    std::io::copy(&mut reader, &mut std::io::sink()).map_err(|source| Error::Io {
         what: "decompressing",
         path: path.to_path_buf(),
         source,
@@ -111,6 +67,7 @@ fn count_decompressed(path: &Path) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archive::Compression;
     use std::io::Write;
 
     #[test]

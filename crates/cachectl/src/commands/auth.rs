@@ -24,7 +24,9 @@ pub(super) fn login(args: &LoginArgs, out: Output) -> Result<(), CliError> {
         })?;
     let password = password.trim_end_matches(['\n', '\r']);
     if password.is_empty() {
-        return Err(CliError::Usage("the password on standard input is empty".into()));
+        return Err(CliError::Usage(
+            "the password on standard input is empty".into(),
+        ));
     }
     let registry = normalize_registry(&args.registry);
     let path = docker_config()?;

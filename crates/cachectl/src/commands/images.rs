@@ -144,7 +144,10 @@ pub(super) fn list(context: &Context, out: Output) -> Result<(), CliError> {
                 ]
             })
             .collect();
-        table(&["REFERENCE", "DIGEST", "PLATFORM", "SIZE", "LAST USED"], &rows)
+        table(
+            &["REFERENCE", "DIGEST", "PLATFORM", "SIZE", "LAST USED"],
+            &rows,
+        )
     });
     Ok(())
 }
@@ -228,7 +231,11 @@ pub(super) fn tag(
     Ok(())
 }
 
-pub(super) fn remove(context: &Context, references: &[String], out: Output) -> Result<(), CliError> {
+pub(super) fn remove(
+    context: &Context,
+    references: &[String],
+    out: Output,
+) -> Result<(), CliError> {
     let references = references
         .iter()
         .map(|r| parse_reference(r))

@@ -22,14 +22,26 @@ pub(super) fn prune(context: &Context, args: &PruneArgs, out: Output) -> Result<
         dry_run: args.dry_run,
     })?;
     out.result(&report, || {
-        let verb = if args.dry_run { "would remove" } else { "removed" };
-        let mut text: Vec<String> = report.removed.iter().map(|r| format!("{verb} {r}")).collect();
+        let verb = if args.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
+        let mut text: Vec<String> = report
+            .removed
+            .iter()
+            .map(|r| format!("{verb} {r}"))
+            .collect();
         text.push(format!(
             "{} {} image(s), {} {}",
             verb,
             report.removed.len(),
             human_bytes(report.bytes_freed),
-            if args.dry_run { "would be freed" } else { "freed" }
+            if args.dry_run {
+                "would be freed"
+            } else {
+                "freed"
+            }
         ));
         text.join("\n")
     });
@@ -138,7 +150,11 @@ pub(super) fn verify(
             ));
         }
         for p in &verified.missing {
-            lines.push(format!("missing {}, breaks {}", p.digest, p.references.join(", ")));
+            lines.push(format!(
+                "missing {}, breaks {}",
+                p.digest,
+                p.references.join(", ")
+            ));
         }
         for d in &verified.repaired {
             lines.push(format!("repaired {d}"));

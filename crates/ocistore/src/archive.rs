@@ -1,0 +1,221 @@
+//! What [`crate::import`] and [`crate::export`] share: compression
+//! detection by magic bytes, entry-name normalization, and a temp file that
+//! deletes itself unless persisted.
+
+use crate::error::{Result, io};
+use crate::layout::sync_dir;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+/// Media type of an uncompressed OCI layer.
+pub(crate) const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+/// Media type of a gzip-compressed OCI layer.
+pub(crate) const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// Media type of a zstd-compressed OCI layer.
+pub(crate) const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+/// Media type of an OCI image config.
+pub(crate) const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+
+/// Bytes copied at a time when streaming entries and blobs.
+pub(crate) const COPY_BUFFER: usize = 256 * 1024;
+
+/// How a stream is compressed, told by its first bytes (never by a name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Compression {
+    /// No known magic: read as it is.
+    None,
+    /// `1f 8b`.
+    Gzip,
+    /// `28 b5 2f fd`, or a zstd skippable frame (`5X 2a 4d 18`).
+    Zstd,
+}
+
+impl Compression {
+    /// The compression whose magic `head` starts with.
+    pub(crate) fn detect(head: &[u8]) -> Compression {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+            || matches!(head, [b, 0x2a, 0x4d, 0x18, ..] if b & 0xf0 == 0x50)
+        {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+
+    /// The OCI layer media type of a tar compressed this way.
+    pub(crate) fn layer_media_type(self) -> &'static str {
+        match self {
+            Compression::None => OCI_LAYER_TAR,
+            Compression::Gzip => OCI_LAYER_GZIP,
+            Compression::Zstd => OCI_LAYER_ZSTD,
+        }
+    }
+}
+
+/// `reader` decompressed as its first bytes say: every gzip member and
+/// every zstd frame is read, one after the other.
+pub(crate) fn decompressed<'r, R: BufRead + 'r>(
+    mut reader: R,
+) -> std::io::Result<Box<dyn Read + 'r>> {
+    let head = reader.fill_buf()?;
+    Ok(match Compression::detect(head) {
+        Compression::None => Box::new(reader),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
+    })
+}
+
+/// Opens the file at `path` for reading through [`decompressed`].
+pub(crate) fn open_decompressed(path: &Path) -> Result<Box<dyn Read>> {
+    let file = File::open(path).map_err(io("opening", path))?;
+    decompressed(BufReader::with_capacity(COPY_BUFFER, file)).map_err(io("reading", path))
+}
+
+/// The normalized name of a tar entry: `./` and empty components dropped,
+/// `None` for an absolute name or one with a `..` component (such entries
+/// are never matched). Names are only ever compared with names: no path
+/// from an archive is joined to a filesystem path.
+pub(crate) fn entry_name(raw: &str) -> Option<String> {
+    if raw.starts_with('/') {
+        return None;
+    }
+    let mut parts = Vec::new();
+    for part in raw.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return None,
+            part => parts.push(part),
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+/// The target of a link entry named `name`: a hard link's target is
+/// relative to the archive root, a symbolic link's to the entry's
+/// directory. `None` when it leaves the archive.
+pub(crate) fn link_target(name: &str, target: &str, symbolic: bool) -> Option<String> {
+    if !symbolic {
+        return entry_name(target);
+    }
+    let dir = name.rsplit_once('/').map_or("", |(dir, _)| dir);
+    let mut parts: Vec<&str> = dir.split('/').filter(|p| !p.is_empty()).collect();
+    if target.starts_with('/') {
+        return None;
+    }
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            part => parts.push(part),
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+/// A temp file that is removed when dropped, unless persisted.
+#[derive(Debug)]
+pub(crate) struct TempFile {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl TempFile {
+    /// Guards `path` (which may not exist yet).
+    pub(crate) fn new(path: PathBuf) -> TempFile {
+        TempFile { path, armed: true }
+    }
+
+    /// Where it is.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Renames it to `target` (fsyncing the directory of `target`); it is
+    /// no longer removed.
+    pub(crate) fn persist(mut self, target: &Path) -> Result<()> {
+        std::fs::rename(&self.path, target).map_err(io("renaming into place", target))?;
+        self.armed = false;
+        sync_dir(target.parent().unwrap_or(Path::new(".")))
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_names_are_normalized_and_escapes_refused() {
+        assert_eq!(entry_name("./index.json").as_deref(), Some("index.json"));
+        assert_eq!(
+            entry_name("blobs//sha256/ab").as_deref(),
+            Some("blobs/sha256/ab")
+        );
+        assert_eq!(entry_name("../index.json"), None);
+        assert_eq!(entry_name("a/../../b"), None);
+        assert_eq!(entry_name("/etc/passwd"), None);
+        assert_eq!(entry_name("./"), None);
+    }
+
+    #[test]
+    fn link_targets_resolve_inside_the_archive_only() {
+        assert_eq!(
+            link_target("b/layer.tar", "../a/layer.tar", true).as_deref(),
+            Some("a/layer.tar")
+        );
+        assert_eq!(link_target("b/layer.tar", "../../x", true), None);
+        assert_eq!(link_target("b/layer.tar", "/x", true), None);
+        assert_eq!(
+            link_target("b/layer.tar", "a/layer.tar", false).as_deref(),
+            Some("a/layer.tar")
+        );
+    }
+
+    #[test]
+    fn compression_is_told_by_magic_bytes() {
+        assert_eq!(Compression::detect(&[0x1f, 0x8b, 8]), Compression::Gzip);
+        assert_eq!(
+            Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd]),
+            Compression::Zstd
+        );
+        assert_eq!(Compression::detect(b"ustar"), Compression::None);
+        assert_eq!(Compression::detect(&[]), Compression::None);
+    }
+
+    #[test]
+    fn decoders_read_every_member_and_frame() {
+        use std::io::Write;
+        let mut gz = Vec::new();
+        for part in [&b"abc"[..], b"def"] {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(part).expect("in memory");
+            gz.extend(enc.finish().expect("in memory"));
+        }
+        let mut out = String::new();
+        decompressed(&gz[..])
+            .expect("gzip")
+            .read_to_string(&mut out)
+            .expect("reads");
+        assert_eq!(out, "abcdef");
+        let mut zst = zstd::encode_all(&b"abc"[..], 1).expect("in memory");
+        zst.extend(zstd::encode_all(&b"def"[..], 1).expect("in memory"));
+        out.clear();
+        decompressed(&zst[..])
+            .expect("zstd")
+            .read_to_string(&mut out)
+            .expect("reads");
+        assert_eq!(out, "abcdef");
+    }
+}

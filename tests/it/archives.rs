@@ -1,0 +1,858 @@
+//! `ocistore` import and export of image archives, without a registry: the
+//! fixture images are built locally into an OCI layout, archived (by the
+//! `tar` crate, GNU tar or skopeo), imported, exported, and read back by
+//! skopeo.
+
+use cachectl_fixtures::{BuildOptions, Fixture, build_layout};
+use ociref::{Digest, Platform, Reference};
+use ocistore::{Error, ExportFormat, ImportOptions, Store};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The fixture layout, built in a temp dir.
+struct Fixtures {
+    dir: tempfile::TempDir,
+    all: Vec<Fixture>,
+}
+
+impl Fixtures {
+    fn build() -> Fixtures {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let all = build_layout(&dir.path().join("layout"), &BuildOptions::default())
+            .expect("fixtures build");
+        Fixtures { dir, all }
+    }
+
+    fn layout(&self) -> PathBuf {
+        self.dir.path().join("layout")
+    }
+
+    fn get(&self, name: &str) -> &Fixture {
+        self.all
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("fixture {name} is built"))
+    }
+
+    fn blob(&self, digest: &Digest) -> Vec<u8> {
+        std::fs::read(cachectl_fixtures::blob_path(&self.layout(), digest)).expect("fixture blob")
+    }
+
+    fn json(&self, digest: &Digest) -> serde_json::Value {
+        serde_json::from_slice(&self.blob(digest)).expect("fixture JSON")
+    }
+
+    /// The config and layer digests of the image manifest `manifest`.
+    fn image(&self, manifest: &Digest) -> (Digest, Vec<Digest>) {
+        let json = self.json(manifest);
+        let digest = |v: &serde_json::Value| -> Digest {
+            v["digest"]
+                .as_str()
+                .expect("digest")
+                .parse()
+                .expect("digest parses")
+        };
+        let layers = json["layers"]
+            .as_array()
+            .expect("layers")
+            .iter()
+            .map(digest)
+            .collect();
+        (digest(&json["config"]), layers)
+    }
+
+    fn diff_ids(&self, manifest: &Digest) -> Vec<String> {
+        let (config, _) = self.image(manifest);
+        strings(&self.json(&config)["rootfs"]["diff_ids"])
+    }
+
+    /// Every blob `top` reaches, `top` first.
+    fn reachable(&self, top: &Digest) -> Vec<Digest> {
+        let mut out = vec![top.clone()];
+        let mut i = 0;
+        while i < out.len() {
+            let bytes = self.blob(&out[i]);
+            if let Ok(json) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                let mut kids = vec![json["config"].clone()];
+                for key in ["layers", "manifests"] {
+                    kids.extend(json[key].as_array().cloned().unwrap_or_default());
+                }
+                for kid in kids {
+                    if let Some(d) = kid["digest"].as_str() {
+                        let d: Digest = d.parse().expect("digest parses");
+                        if !out.contains(&d) {
+                            out.push(d);
+                        }
+                    }
+                }
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// An OCI archive (tar crate) holding the fixtures `entries` (fixture
+    /// name, ref.name annotation or none) and only the blobs they reach;
+    /// `tamper` may change a blob's bytes.
+    fn oci_archive(
+        &self,
+        entries: &[(&str, Option<&str>)],
+        tamper: impl Fn(&Digest, &mut Vec<u8>),
+    ) -> Vec<u8> {
+        let mut manifests = Vec::new();
+        let mut blobs: Vec<Digest> = Vec::new();
+        for (name, ref_name) in entries {
+            let fixture = self.get(name);
+            let mut entry = serde_json::json!({
+                "mediaType": fixture.manifest.media_type,
+                "digest": fixture.manifest.digest.to_string(),
+                "size": fixture.manifest.size,
+            });
+            if let Some(ref_name) = ref_name {
+                entry["annotations"] =
+                    serde_json::json!({ "org.opencontainers.image.ref.name": ref_name });
+            }
+            manifests.push(entry);
+            for digest in self.reachable(&fixture.manifest.digest) {
+                if !blobs.contains(&digest) {
+                    blobs.push(digest);
+                }
+            }
+        }
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": manifests,
+        });
+        let mut builder = tar::Builder::new(Vec::new());
+        append(
+            &mut builder,
+            "oci-layout",
+            br#"{"imageLayoutVersion":"1.0.0"}"#,
+        );
+        for digest in &blobs {
+            let mut bytes = self.blob(digest);
+            tamper(digest, &mut bytes);
+            append(
+                &mut builder,
+                &format!("blobs/sha256/{}", digest.encoded()),
+                &bytes,
+            );
+        }
+        append(
+            &mut builder,
+            "index.json",
+            &serde_json::to_vec(&index).expect("serializes"),
+        );
+        builder.into_inner().expect("in memory")
+    }
+}
+
+fn append(builder: &mut tar::Builder<Vec<u8>>, name: &str, bytes: &[u8]) {
+    let mut header = tar::Header::new_ustar();
+    header.set_size(bytes.len() as u64);
+    header.set_mode(0o644);
+    builder
+        .append_data(&mut header, name, bytes)
+        .expect("in memory");
+}
+
+fn strings(value: &serde_json::Value) -> Vec<String> {
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("{value} is an array"))
+        .iter()
+        .map(|v| v.as_str().expect("string").to_owned())
+        .collect()
+}
+
+fn full(name: &str) -> String {
+    format!("example.com/fixtures/{name}:v1")
+}
+
+fn reference(text: &str) -> Reference {
+    text.parse().expect("reference parses")
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    // Two members: the decoder must read both.
+    let (a, b) = bytes.split_at(bytes.len() / 2);
+    let mut out = Vec::new();
+    for part in [a, b] {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(part).expect("in memory");
+        out.extend(enc.finish().expect("in memory"));
+    }
+    out
+}
+
+fn zstd(bytes: &[u8]) -> Vec<u8> {
+    // Two frames: the decoder must read both.
+    let (a, b) = bytes.split_at(bytes.len() / 3);
+    let mut out = zstd::encode_all(a, 3).expect("in memory");
+    out.extend(zstd::encode_all(b, 3).expect("in memory"));
+    out
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("archive written");
+    path
+}
+
+fn run(program: &str, args: &[&str]) -> std::process::Output {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|err| panic!("{program} runs: {err}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn skopeo_json(args: &[&str]) -> serde_json::Value {
+    let output = run("skopeo", args);
+    serde_json::from_slice(&output.stdout).expect("skopeo prints JSON")
+}
+
+/// `index.json` and every record, byte for byte.
+fn snapshot(store: &Store) -> (Vec<u8>, BTreeMap<String, Vec<u8>>) {
+    let index = std::fs::read(store.root().join("index.json")).expect("index.json");
+    let records = std::fs::read_dir(store.root().join(".cachectl/records"))
+        .expect("records dir")
+        .map(|e| {
+            let e = e.expect("entry");
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).expect("record"),
+            )
+        })
+        .collect();
+    (index, records)
+}
+
+fn ingest_files(store: &Store) -> Vec<String> {
+    std::fs::read_dir(store.root().join(".cachectl/ingest"))
+        .expect("ingest dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+fn single_platform(fixtures: &Fixtures) -> Vec<&Fixture> {
+    fixtures
+        .all
+        .iter()
+        .filter(|f| f.platforms.is_empty())
+        .collect()
+}
+
+#[test]
+fn oci_archive_imports_plain_gzip_and_zstd() {
+    let fixtures = Fixtures::build();
+    let singles = single_platform(&fixtures);
+    let named: Vec<(String, String)> = singles
+        .iter()
+        .map(|f| (f.name.clone(), full(&f.name)))
+        .collect();
+    let entries: Vec<(&str, Option<&str>)> = named
+        .iter()
+        .map(|(n, r)| (n.as_str(), Some(r.as_str())))
+        .collect();
+    let tar = fixtures.oci_archive(&entries, |_, _| {});
+    let work = tempfile::tempdir().expect("tempdir");
+    for (kind, bytes) in [
+        ("plain", tar.clone()),
+        ("gzip", gzip(&tar)),
+        ("zstd", zstd(&tar)),
+    ] {
+        let store = Store::open(work.path().join(kind)).expect("store");
+        // The name says nothing: compression is told by content.
+        let archive = write(work.path(), &format!("{kind}.archive"), &bytes);
+        let report = store
+            .import(&archive, &ImportOptions::default())
+            .unwrap_or_else(|err| panic!("{kind} archive imports: {err}"));
+        assert_eq!(report.images.len(), singles.len(), "{kind}: {report:?}");
+        assert!(
+            report.blobs_written > 0 && report.bytes_written > 0,
+            "{kind}"
+        );
+        let listed = store.list().expect("list");
+        for fixture in &singles {
+            let name = full(&fixture.name);
+            let entry = listed
+                .iter()
+                .find(|e| e.reference == name)
+                .unwrap_or_else(|| panic!("{kind}: {name} listed in {listed:?}"));
+            assert_eq!(entry.digest, fixture.manifest.digest, "{kind}: {name}");
+            let record = entry.record.as_ref().expect("a record");
+            assert_eq!(record.source, name);
+            assert_eq!(record.index_digest, None);
+            assert!(record.platform.is_some(), "{kind}: {name} has a platform");
+        }
+        let verified = store.verify().expect("verify runs");
+        assert!(verified.is_ok(), "{kind}: {verified:?}");
+        let again = store
+            .import(&archive, &ImportOptions::default())
+            .expect("imports again");
+        assert_eq!(again.blobs_written, 0, "{kind}: {again:?}");
+        assert_eq!(again.bytes_written, 0, "{kind}");
+        assert!(again.blobs_reused > 0, "{kind}");
+        assert!(
+            ingest_files(&store).is_empty(),
+            "{kind}: {:?}",
+            ingest_files(&store)
+        );
+    }
+}
+
+#[test]
+fn a_bare_ref_name_needs_options_name() {
+    let fixtures = Fixtures::build();
+    // The layout's own index.json names images by bare names (`small`);
+    // keep only `small` and archive the directory with GNU tar (`./` names).
+    let layout = fixtures.layout();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index"))
+            .expect("index parses");
+    let small: Vec<serde_json::Value> = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .filter(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "small")
+        .cloned()
+        .collect();
+    assert_eq!(small.len(), 1, "{index}");
+    let mut index = index.clone();
+    index["manifests"] = serde_json::Value::Array(small);
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).expect("serializes"),
+    )
+    .expect("index written");
+    let work = tempfile::tempdir().expect("tempdir");
+    let archive = work.path().join("small.tar");
+    let archive_text = archive.to_str().expect("utf-8 path");
+    let layout_text = layout.to_str().expect("utf-8 path");
+    run("tar", &["-C", layout_text, "-cf", archive_text, "."]);
+
+    let store = Store::open(work.path().join("store")).expect("store");
+    let before = snapshot(&store);
+    let err = store
+        .import(&archive, &ImportOptions::default())
+        .expect_err("a bare name cannot be imported without a name");
+    assert!(matches!(err, Error::ArchiveUnnamed { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains("\"small\"") && message.contains(archive_text),
+        "{message}"
+    );
+    assert_eq!(snapshot(&store), before);
+
+    let name = reference("127.0.0.1:5000/fixtures/small:v1");
+    let report = store
+        .import(&archive, &ImportOptions::default().with_name(name.clone()))
+        .expect("imports with a name");
+    assert_eq!(report.images.len(), 1);
+    assert_eq!(report.images[0].reference, name.to_string());
+    assert_eq!(
+        report.images[0].manifest_digest.to_string(),
+        cachectl_fixtures::SMALL_MANIFEST_DIGEST
+    );
+    assert!(store.verify().expect("verify").is_ok());
+}
+
+#[test]
+fn a_multiarch_index_imports_the_asked_platform() {
+    let fixtures = Fixtures::build();
+    let multiarch = fixtures.get("multiarch");
+    let arm64 = multiarch
+        .platforms
+        .iter()
+        .find(|p| p.platform.starts_with("linux/arm64"))
+        .expect("multiarch has linux/arm64");
+    let name = full("multiarch");
+    let tar = fixtures.oci_archive(&[("multiarch", Some(&name))], |_, _| {});
+    let work = tempfile::tempdir().expect("tempdir");
+    let archive = write(work.path(), "multiarch.tar", &tar);
+    let store = Store::open(work.path().join("store")).expect("store");
+    let platform: Platform = "linux/arm64".parse().expect("platform");
+    let report = store
+        .import(&archive, &ImportOptions::default().with_platform(platform))
+        .expect("imports");
+    assert_eq!(report.images[0].manifest_digest, arm64.manifest.digest);
+    let record = store.record(&name).expect("reads").expect("a record");
+    assert_eq!(record.manifest_digest, arm64.manifest.digest);
+    assert_eq!(
+        record.index_digest.as_ref(),
+        Some(&multiarch.manifest.digest)
+    );
+    let recorded = record.platform.expect("a platform");
+    assert_eq!(recorded.architecture(), "arm64");
+    let listed = store.list().expect("list");
+    assert_eq!(listed[0].digest, arm64.manifest.digest);
+    assert!(store.verify().expect("verify").is_ok());
+}
+
+#[test]
+fn a_corrupt_layer_fails_naming_it_and_changes_nothing() {
+    let fixtures = Fixtures::build();
+    let work = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(work.path().join("store")).expect("store");
+    // Something stored already, so that "unchanged" means something.
+    let first = full("layered-uncompressed");
+    let tar = fixtures.oci_archive(&[("layered-uncompressed", Some(&first))], |_, _| {});
+    store
+        .import(
+            &write(work.path(), "first.tar", &tar),
+            &ImportOptions::default(),
+        )
+        .expect("imports");
+    let before = snapshot(&store);
+
+    let small = fixtures.get("small");
+    let (_, layers) = fixtures.image(&small.manifest.digest);
+    let layer = layers[0].clone();
+    let name = full("small");
+    let tar = fixtures.oci_archive(&[("small", Some(&name))], |digest, bytes| {
+        if *digest == layer {
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0x01;
+        }
+    });
+    for (kind, bytes) in [("plain", tar.clone()), ("gzip", gzip(&tar))] {
+        let archive = write(work.path(), &format!("corrupt-{kind}.tar"), &bytes);
+        let err = store
+            .import(&archive, &ImportOptions::default())
+            .expect_err("a corrupt layer is refused");
+        match &err {
+            Error::ArchiveDigestMismatch {
+                entry, expected, ..
+            } => {
+                assert_eq!(*expected, layer, "{kind}");
+                assert_eq!(*entry, format!("blobs/sha256/{}", layer.encoded()));
+            }
+            other => panic!("{kind}: unexpected {other:?}"),
+        }
+        assert!(err.to_string().contains(layer.as_str()), "{err}");
+        assert_eq!(snapshot(&store), before, "{kind}");
+        assert!(
+            ingest_files(&store).is_empty(),
+            "{kind}: {:?}",
+            ingest_files(&store)
+        );
+        assert!(store.has_blob(&layer).is_none(), "{kind}");
+    }
+    assert!(store.verify().expect("verify").is_ok());
+}
+
+#[test]
+fn a_truncated_archive_fails_and_loses_nothing() {
+    let fixtures = Fixtures::build();
+    let work = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(work.path().join("store")).expect("store");
+    let first = full("small");
+    let tar = fixtures.oci_archive(&[("small", Some(&first))], |_, _| {});
+    store
+        .import(
+            &write(work.path(), "first.tar", &tar),
+            &ImportOptions::default(),
+        )
+        .expect("imports");
+    let before = snapshot(&store);
+    let listed = store.list().expect("list").len();
+
+    let name = full("layered");
+    let tar = fixtures.oci_archive(&[("layered", Some(&name))], |_, _| {});
+    let compressed = zstd(&tar);
+    // Right before the header of `index.json` (the last entry): a tar
+    // reader sees a clean end of the archive.
+    let index_header = tar::Archive::new(&tar[..])
+        .entries()
+        .expect("entries")
+        .map(|e| e.expect("entry"))
+        .find(|e| e.path().expect("path").to_str() == Some("index.json"))
+        .expect("index.json is archived")
+        .raw_header_position();
+    let index_header = usize::try_from(index_header).expect("small");
+    for (kind, bytes) in [
+        ("plain, cut inside an entry", &tar[..tar.len() / 2 + 100]),
+        ("plain, cut between entries", &tar[..index_header]),
+        ("zstd", &compressed[..compressed.len() / 2]),
+    ] {
+        let archive = write(work.path(), "truncated.tar", bytes);
+        let err = store
+            .import(&archive, &ImportOptions::default())
+            .expect_err("a truncated archive is refused");
+        let message = format!("{err}: {:?}", std::error::Error::source(&err)).to_lowercase();
+        assert!(
+            ["truncated", "neither", "eof", "incomplete"]
+                .iter()
+                .any(|word| message.contains(word)),
+            "{kind}: {message}"
+        );
+        assert_eq!(snapshot(&store), before, "{kind}");
+        assert!(
+            ingest_files(&store).is_empty(),
+            "{kind}: {:?}",
+            ingest_files(&store)
+        );
+        assert_eq!(store.list().expect("list").len(), listed);
+        assert!(store.record(&name).expect("reads").is_none());
+    }
+    assert!(store.verify().expect("verify").is_ok());
+}
+
+#[test]
+fn a_docker_archive_by_skopeo_imports_under_its_repo_tag() {
+    let fixtures = Fixtures::build();
+    let work = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(work.path().join("store")).expect("store");
+    let layout = fixtures.layout();
+    for name in ["small", "layered"] {
+        let archive = work.path().join(format!("{name}-docker.tar"));
+        let _ = std::fs::remove_file(&archive);
+        run(
+            "skopeo",
+            &[
+                "copy",
+                &format!("oci:{}:{name}", layout.display()),
+                &format!("docker-archive:{}:example.com/{name}:v1", archive.display()),
+            ],
+        );
+        let report = store
+            .import(&archive, &ImportOptions::default())
+            .unwrap_or_else(|err| panic!("{name}: imports: {err}"));
+        assert_eq!(report.images.len(), 1);
+        let wanted = format!("example.com/{name}:v1");
+        assert_eq!(report.images[0].reference, wanted);
+        let manifest: serde_json::Value = serde_json::from_slice(
+            &store
+                .read_blob(&report.images[0].manifest_digest)
+                .expect("manifest stored"),
+        )
+        .expect("manifest parses");
+        let config: Digest = manifest["config"]["digest"]
+            .as_str()
+            .expect("config")
+            .parse()
+            .expect("digest");
+        let config: serde_json::Value =
+            serde_json::from_slice(&store.read_blob(&config).expect("config stored"))
+                .expect("config parses");
+        let fixture = fixtures.get(name);
+        let diff_ids = fixtures.diff_ids(&fixture.manifest.digest);
+        assert_eq!(strings(&config["rootfs"]["diff_ids"]), diff_ids, "{name}");
+        // skopeo wrote the layers uncompressed: each is its diff_id.
+        let layers: Vec<String> = manifest["layers"]
+            .as_array()
+            .expect("layers")
+            .iter()
+            .map(|l| {
+                assert_eq!(l["mediaType"], "application/vnd.oci.image.layer.v1.tar");
+                l["digest"].as_str().expect("digest").to_owned()
+            })
+            .collect();
+        assert_eq!(layers, diff_ids, "{name}");
+        let record = store.record(&wanted).expect("reads").expect("a record");
+        assert_eq!(record.platform.expect("platform").os(), "linux");
+        assert!(store.verify().expect("verify").is_ok());
+        let again = store
+            .import(&archive, &ImportOptions::default())
+            .expect("imports again");
+        assert_eq!(again.blobs_written, 0, "{again:?}");
+        assert_eq!(
+            again.images[0].manifest_digest,
+            report.images[0].manifest_digest
+        );
+    }
+    assert!(ingest_files(&store).is_empty());
+}
+
+/// A store holding `names` (fixture name, full reference), imported from
+/// an OCI archive.
+fn filled(fixtures: &Fixtures, dir: &Path, names: &[(&str, &str)]) -> Store {
+    let entries: Vec<(&str, Option<&str>)> = names.iter().map(|(n, r)| (*n, Some(*r))).collect();
+    let tar = fixtures.oci_archive(&entries, |_, _| {});
+    let store = Store::open(dir.join("store")).expect("store");
+    store
+        .import(&write(dir, "fill.tar", &tar), &ImportOptions::default())
+        .expect("imports");
+    store
+}
+
+#[test]
+fn an_oci_export_is_read_by_skopeo_and_imports_again() {
+    let fixtures = Fixtures::build();
+    let work = tempfile::tempdir().expect("tempdir");
+    let small = "127.0.0.1:5000/fixtures/small:v1";
+    let layered = full("layered-zstd");
+    let store = filled(
+        &fixtures,
+        work.path(),
+        &[("small", small), ("layered-zstd", &layered)],
+    );
+    let out = work.path().join("out").join("images.tar");
+    std::fs::create_dir_all(out.parent().expect("parent")).expect("out dir");
+    let references = [reference(small), reference(&layered)];
+    let report = store
+        .export(&references, ExportFormat::Oci, &out)
+        .expect("exports");
+    assert_eq!(
+        report.bytes_written,
+        std::fs::metadata(&out).expect("written").len()
+    );
+    assert!(report.blobs_written >= 6, "{report:?}");
+    assert_eq!(
+        std::fs::read_dir(out.parent().expect("parent"))
+            .expect("out dir")
+            .count(),
+        1,
+        "no temp file is left next to the archive"
+    );
+    for (name, text) in [("small", small), ("layered-zstd", layered.as_str())] {
+        // skopeo splits at the first `:` after the path: the rest, colons
+        // and all, is the ref name.
+        let source = format!("oci-archive:{}:{text}", out.display());
+        let inspected = skopeo_json(&["inspect", &source]);
+        assert_eq!(
+            inspected["Digest"],
+            fixtures.get(name).manifest.digest.to_string(),
+            "{name}: {inspected}"
+        );
+        let copy = work.path().join(format!("copy-{name}"));
+        run(
+            "skopeo",
+            &["copy", &source, &format!("dir:{}", copy.display())],
+        );
+        assert!(copy.join("manifest.json").is_file());
+    }
+    let fresh = Store::open(work.path().join("fresh")).expect("store");
+    let imported = fresh
+        .import(&out, &ImportOptions::default())
+        .expect("the export imports");
+    let digests: BTreeMap<String, Digest> = imported
+        .images
+        .iter()
+        .map(|i| (i.reference.clone(), i.manifest_digest.clone()))
+        .collect();
+    assert_eq!(digests[small], fixtures.get("small").manifest.digest);
+    assert_eq!(
+        digests[&layered],
+        fixtures.get("layered-zstd").manifest.digest
+    );
+    assert!(fresh.verify().expect("verify").is_ok());
+}
+
+#[test]
+fn a_docker_export_is_read_by_skopeo_with_layers_decompressed() {
+    let fixtures = Fixtures::build();
+    let work = tempfile::tempdir().expect("tempdir");
+    let names = [
+        ("small", full("small")),
+        ("layered-zstd", full("layered-zstd")),
+        ("layered-uncompressed", full("layered-uncompressed")),
+    ];
+    let pairs: Vec<(&str, &str)> = names.iter().map(|(n, r)| (*n, r.as_str())).collect();
+    let store = filled(&fixtures, work.path(), &pairs);
+    for (name, text) in &names {
+        let out = work.path().join(format!("{name}-docker.tar"));
+        store
+            .export(&[reference(text)], ExportFormat::Docker, &out)
+            .unwrap_or_else(|err| panic!("{name}: exports: {err}"));
+        let dir = work.path().join(format!("{name}-oci"));
+        run(
+            "skopeo",
+            &[
+                "copy",
+                &format!("docker-archive:{}", out.display()),
+                &format!("oci:{}:x", dir.display()),
+            ],
+        );
+        let target = format!("oci:{}:x", dir.display());
+        let raw = skopeo_json(&["inspect", "--raw", &target]);
+        let fixture = fixtures.get(name);
+        let (config, _) = fixtures.image(&fixture.manifest.digest);
+        assert_eq!(raw["config"]["digest"], config.to_string(), "{name}: {raw}");
+        let diff_ids = fixtures.diff_ids(&fixture.manifest.digest);
+        // skopeo may compress layers for an `oci:` destination: look at
+        // the archive itself for the decompressed layers.
+        assert_eq!(docker_layers(&out), diff_ids, "{name}: layers decompressed");
+        let inspected = skopeo_json(&["inspect", "--config", &target]);
+        assert_eq!(strings(&inspected["rootfs"]["diff_ids"]), diff_ids);
+        // The docker archive imports back, under its RepoTag.
+        let fresh = Store::open(work.path().join(format!("fresh-{name}"))).expect("store");
+        let imported = fresh
+            .import(&out, &ImportOptions::default())
+            .expect("imports");
+        assert_eq!(imported.images[0].reference, *text);
+        assert!(fresh.verify().expect("verify").is_ok());
+    }
+}
+
+/// The `Layers` of the one item of the docker archive `path`, each checked
+/// to be an entry hashing to its name (`<hex>/layer.tar`); as digests.
+fn docker_layers(path: &Path) -> Vec<String> {
+    let mut archive = tar::Archive::new(std::fs::File::open(path).expect("archive"));
+    let mut files = BTreeMap::new();
+    for entry in archive.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let name = entry.path().expect("path").to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).expect("reads");
+        files.insert(name, bytes);
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&files["manifest.json"]).expect("manifest.json parses");
+    strings(&manifest[0]["Layers"])
+        .iter()
+        .map(|layer| {
+            let hex = layer.strip_suffix("/layer.tar").expect("<hex>/layer.tar");
+            let digest = Digest::sha256_of(&files[layer]);
+            assert_eq!(digest.encoded(), hex, "{layer} hashes to its name");
+            digest.to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn an_export_of_a_missing_or_corrupt_image_writes_nothing() {
+    let fixtures = Fixtures::build();
+    let work = tempfile::tempdir().expect("tempdir");
+    let small = full("small");
+    let store = filled(&fixtures, work.path(), &[("small", &small)]);
+    let out_dir = work.path().join("out");
+    std::fs::create_dir_all(&out_dir).expect("out dir");
+    let out = out_dir.join("images.tar");
+
+    let missing = reference("example.com/fixtures/absent:v1");
+    for format in [ExportFormat::Oci, ExportFormat::Docker] {
+        let err = store
+            .export(&[reference(&small), missing.clone()], format, &out)
+            .expect_err("an absent image is refused");
+        assert!(
+            matches!(&err, Error::ImageNotCached { reference } if *reference == missing.to_string()),
+            "{err:?}"
+        );
+        assert!(!out.exists());
+    }
+
+    let (_, layers) = fixtures.image(&fixtures.get("small").manifest.digest);
+    let path = store.blob_path(&layers[0]);
+    let mut bytes = std::fs::read(&path).expect("layer stored");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&path, &bytes).expect("layer damaged");
+    for format in [ExportFormat::Oci, ExportFormat::Docker] {
+        let err = store
+            .export(&[reference(&small)], format, &out)
+            .expect_err("a corrupt blob is never exported");
+        assert!(
+            matches!(&err, Error::Corrupt { digest, .. } if *digest == layers[0]),
+            "{format:?}: {err:?}"
+        );
+        assert!(!out.exists(), "{format:?}");
+        assert_eq!(
+            std::fs::read_dir(&out_dir).expect("out dir").count(),
+            0,
+            "{format:?}: no temp file left"
+        );
+        assert!(
+            ingest_files(&store).is_empty(),
+            "{:?}",
+            ingest_files(&store)
+        );
+    }
+}
+
+/// `tar` without the entry `name`.
+fn without(tar: &[u8], name: &str) -> Vec<u8> {
+    let mut out = tar::Builder::new(Vec::new());
+    for entry in tar::Archive::new(tar).entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let path = entry.path().expect("path").to_string_lossy().into_owned();
+        if path == name {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).expect("reads");
+        append(&mut out, &path, &bytes);
+    }
+    out.into_inner().expect("in memory")
+}
+
+#[test]
+fn a_blob_missing_from_archive_and_store_fails_naming_it() {
+    let fixtures = Fixtures::build();
+    let work = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(work.path().join("store")).expect("store");
+    let small = fixtures.get("small");
+    let (config, _) = fixtures.image(&small.manifest.digest);
+    let name = full("small");
+    let tar = fixtures.oci_archive(&[("small", Some(&name))], |_, _| {});
+    let partial = without(&tar, &format!("blobs/sha256/{}", config.encoded()));
+    let archive = write(work.path(), "partial.tar", &partial);
+    let before = snapshot(&store);
+    let err = store
+        .import(&archive, &ImportOptions::default())
+        .expect_err("a missing config is refused");
+    assert!(
+        matches!(&err, Error::ArchiveMissingBlob { digest, reference, .. }
+            if *digest == config && *reference == name),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(config.as_str()), "{err}");
+    assert_eq!(snapshot(&store), before);
+    assert!(store.list().expect("list").is_empty());
+    assert!(ingest_files(&store).is_empty());
+
+    // Once the store holds the config, the same archive is complete.
+    store
+        .import(
+            &write(work.path(), "full.tar", &tar),
+            &ImportOptions::default(),
+        )
+        .expect("imports");
+    store.remove(&reference(&name)).expect("removes");
+    let report = store
+        .import(&archive, &ImportOptions::default())
+        .expect("the store completes the archive");
+    assert_eq!(report.images[0].manifest_digest, small.manifest.digest);
+    assert!(store.verify().expect("verify").is_ok());
+}
+
+#[test]
+fn an_oci_archive_by_skopeo_imports_under_the_given_name() {
+    let fixtures = Fixtures::build();
+    let work = tempfile::tempdir().expect("tempdir");
+    let archive = work.path().join("small-oci.tar");
+    run(
+        "skopeo",
+        &[
+            "copy",
+            &format!("oci:{}:small", fixtures.layout().display()),
+            // skopeo names the entry with the bare tag `v1`.
+            &format!("oci-archive:{}:v1", archive.display()),
+        ],
+    );
+    let store = Store::open(work.path().join("store")).expect("store");
+    let err = store
+        .import(&archive, &ImportOptions::default())
+        .expect_err("a bare tag is no name");
+    assert!(err.to_string().contains("\"v1\""), "{err}");
+    let name = reference("localhost:5000/imported/small:v1");
+    let report = store
+        .import(&archive, &ImportOptions::default().with_name(name.clone()))
+        .expect("imports with a name");
+    assert_eq!(report.images[0].reference, name.to_string());
+    assert_eq!(
+        report.images[0].manifest_digest,
+        fixtures.get("small").manifest.digest
+    );
+    assert!(store.verify().expect("verify").is_ok());
+}
