@@ -1,6 +1,6 @@
 //! The command line: every command, flag and its help text (clap derive).
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 /// A local, content-addressed cache of OCI images that turns a reference
@@ -92,6 +92,27 @@ pub(crate) enum Command {
     },
     /// Show disk usage: total, shared and unique bytes per image
     Du,
+    /// Store the images of OCI or docker archives (tar, gzip or zstd)
+    Import {
+        /// The archives
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Name for an image the archive does not name with a full reference
+        #[arg(long, value_name = "REF")]
+        name: Option<String>,
+    },
+    /// Write cached images to an archive
+    Export {
+        /// The images
+        #[arg(required = true)]
+        references: Vec<String>,
+        /// The archive to write (replaced atomically)
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// Archive format
+        #[arg(long, value_enum, default_value_t = ArchiveFormat::Oci)]
+        format: ArchiveFormat,
+    },
     /// Store credentials for a registry in the docker config file
     Login(LoginArgs),
     /// Remove stored credentials for a registry
@@ -149,6 +170,15 @@ pub(crate) struct LoginArgs {
     /// Read the password (or token) from standard input
     #[arg(long, required = true)]
     pub(crate) password_stdin: bool,
+}
+
+/// Formats of `export`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum ArchiveFormat {
+    /// An OCI image layout in a tar (skopeo `oci-archive:`)
+    Oci,
+    /// A `docker save` archive (`docker load`, skopeo `docker-archive:`)
+    Docker,
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {

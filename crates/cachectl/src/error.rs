@@ -27,15 +27,15 @@ pub(crate) enum CliError {
     /// An argument is not valid (beyond what the parser checks).
     #[error("{0}")]
     Usage(String),
-    /// A reference, digest or platform did not parse.
-    #[error("invalid {what} {input:?}")]
+    /// A reference, digest or platform did not parse (its message names
+    /// the input and the reason).
+    #[error("{source}")]
     Parse {
         /// `reference`, `platform`.
         what: &'static str,
         /// What was given.
         input: String,
         /// Why.
-        #[source]
         source: ociref::Error,
     },
     /// The settings file is unreadable or invalid.

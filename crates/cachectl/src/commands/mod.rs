@@ -1,6 +1,7 @@
 //! One function per command: parse what the library needs from the
 //! arguments, call it, render the result. No logic of their own.
 
+mod archives;
 mod auth;
 mod images;
 mod maintain;
@@ -41,6 +42,12 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
             maintain::verify(&context, &references, repair, &progress, out)
         }
         Command::Du => maintain::du(&context, out),
+        Command::Import { files, name } => archives::import(&context, &files, name.as_deref(), out),
+        Command::Export {
+            references,
+            output,
+            format,
+        } => archives::export(&context, &references, &output, format, out),
         Command::Login(_) | Command::Logout { .. } => unreachable!("handled above"),
     }
 }

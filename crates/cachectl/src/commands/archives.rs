@@ -1,0 +1,93 @@
+//! `import` and `export` of image archives.
+
+use crate::cli::ArchiveFormat;
+use crate::error::CliError;
+use crate::output::{Output, human_bytes};
+use crate::settings::{Context, parse_reference};
+use ocistore::{ExportFormat, ImportOptions};
+use std::path::{Path, PathBuf};
+
+pub(super) fn import(
+    context: &Context,
+    files: &[PathBuf],
+    name: Option<&str>,
+    out: Output,
+) -> Result<(), CliError> {
+    let mut options = ImportOptions::default();
+    if let Some(name) = name {
+        options = options.with_name(parse_reference(name)?);
+    }
+    if let Some(platform) = &context.platform {
+        options = options.with_platform(platform.clone());
+    }
+    let mut results = Vec::new();
+    for file in files {
+        let report = context.store.import(file, &options)?;
+        for image in &report.images {
+            out.note(&format!(
+                "{}: imported {} from {}",
+                image.reference,
+                image.manifest_digest,
+                file.display()
+            ));
+        }
+        results.push(serde_json::json!({
+            "file": file.display().to_string(),
+            "images": report.images.iter().map(|i| serde_json::json!({
+                "ref": i.reference,
+                "digest": i.manifest_digest.to_string(),
+            })).collect::<Vec<_>>(),
+            "blobs_written": report.blobs_written,
+            "blobs_reused": report.blobs_reused,
+            "bytes_written": report.bytes_written,
+        }));
+    }
+    out.result(&results, || {
+        results
+            .iter()
+            .flat_map(|r| r["images"].as_array().cloned().unwrap_or_default())
+            .map(|i| {
+                format!(
+                    "{} {}",
+                    i["digest"].as_str().unwrap_or(""),
+                    i["ref"].as_str().unwrap_or("")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
+
+pub(super) fn export(
+    context: &Context,
+    references: &[String],
+    output: &Path,
+    format: ArchiveFormat,
+    out: Output,
+) -> Result<(), CliError> {
+    let references = references
+        .iter()
+        .map(|r| parse_reference(r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let format = match format {
+        ArchiveFormat::Oci => ExportFormat::Oci,
+        ArchiveFormat::Docker => ExportFormat::Docker,
+    };
+    let report = context.store.export(&references, format, output)?;
+    let result = serde_json::json!({
+        "file": output.display().to_string(),
+        "references": references.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "blobs_written": report.blobs_written,
+        "bytes_written": report.bytes_written,
+    });
+    out.result(&result, || {
+        format!(
+            "wrote {} ({}, {} blob(s))",
+            output.display(),
+            human_bytes(report.bytes_written),
+            report.blobs_written
+        )
+    });
+    Ok(())
+}

@@ -1,0 +1,435 @@
+//! The `cachectl` binary end to end, against the real test registry that
+//! `cargo xtask test` starts (`CACHECTL_TEST_REGISTRY`, fixtures pushed
+//! and summarized at `CACHECTL_TEST_FIXTURES`).
+
+use assert_cmd::Command;
+use proptest::prelude::*;
+use std::path::Path;
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests with `cargo xtask test` (README)")
+    })
+}
+
+fn fixture(name: &str) -> (String, String) {
+    let text = std::fs::read_to_string(env("CACHECTL_TEST_FIXTURES")).expect("fixtures summary");
+    let summary: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    (
+        summary[name]["reference"]
+            .as_str()
+            .expect("reference")
+            .to_owned(),
+        summary[name]["digest"].as_str().expect("digest").to_owned(),
+    )
+}
+
+/// `cachectl` with its cache, config and credentials under `home`.
+fn cachectl(home: &Path) -> Command {
+    let mut command = Command::cargo_bin("cachectl").expect("the binary is built");
+    command
+        .env("CACHECTL_ROOT", home.join("cache"))
+        .env("HOME", home)
+        .env("DOCKER_CONFIG", home.join("docker"))
+        .env_remove("XDG_CACHE_HOME")
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("CACHECTL_CONFIG");
+    command
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn the_readme_path_pull_images_inspect_rm_gc() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let (reference, digest) = fixture("small");
+    let pulled = cachectl(home.path())
+        .args(["pull", &reference])
+        .output()
+        .expect("runs");
+    assert!(pulled.status.success(), "{}", stderr(&pulled));
+    assert_eq!(stdout(&pulled).trim(), digest, "pull prints the digest");
+    // Not a terminal: plain progress lines, no bars.
+    assert!(
+        stderr(&pulled).contains("fetched sha256:"),
+        "{}",
+        stderr(&pulled)
+    );
+
+    let warm = cachectl(home.path())
+        .args(["pull", "--json", &reference])
+        .output()
+        .expect("runs");
+    assert!(warm.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&warm.stdout).expect("JSON");
+    assert_eq!(json[0]["up_to_date"], true);
+    assert_eq!(json[0]["digest"], digest);
+    assert!(
+        warm.stderr.is_empty(),
+        "--json keeps stderr quiet: {}",
+        stderr(&warm)
+    );
+
+    let listed = cachectl(home.path())
+        .args(["images", "--json"])
+        .output()
+        .expect("runs");
+    let images: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("JSON");
+    let image = &images[0];
+    for key in ["ref", "digest", "platform", "size", "last_used"] {
+        assert!(!image[key].is_null(), "images --json has {key}: {image}");
+    }
+    assert_eq!(image["platform"], "linux/amd64");
+    let table = cachectl(home.path()).arg("ls").output().expect("runs");
+    assert!(
+        stdout(&table).starts_with("REFERENCE"),
+        "{}",
+        stdout(&table)
+    );
+    assert!(stdout(&table).contains(&reference));
+
+    let inspected = cachectl(home.path())
+        .args(["inspect", "--json", &reference])
+        .output()
+        .expect("runs");
+    assert!(inspected.status.success(), "{}", stderr(&inspected));
+    let inspection: serde_json::Value = serde_json::from_slice(&inspected.stdout).expect("JSON");
+    assert_eq!(inspection["top"]["digest"], digest);
+    assert!(
+        inspection["images"][0]["layers"]
+            .as_array()
+            .is_some_and(|l| !l.is_empty())
+    );
+
+    let tagged = cachectl(home.path())
+        .args(["tag", &reference, "example.com/copy:1"])
+        .output()
+        .expect("runs");
+    assert!(tagged.status.success(), "{}", stderr(&tagged));
+    let removed = cachectl(home.path())
+        .args(["rm", &reference, "example.com/copy:1"])
+        .output()
+        .expect("runs");
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    let gc = cachectl(home.path())
+        .args(["gc", "--json"])
+        .output()
+        .expect("runs");
+    let report: serde_json::Value = serde_json::from_slice(&gc.stdout).expect("JSON");
+    assert!(
+        report["removed_blobs"].as_u64().is_some_and(|n| n >= 3),
+        "{report}"
+    );
+    let empty = cachectl(home.path())
+        .args(["images", "--json"])
+        .output()
+        .expect("runs");
+    assert_eq!(stdout(&empty).trim(), "[]");
+}
+
+#[test]
+fn exit_codes_say_what_kind_of_failure_it_was() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let (reference, _) = fixture("small");
+    let offline = cachectl(home.path())
+        .args(["pull", "--offline", &reference])
+        .output()
+        .expect("runs");
+    assert_eq!(offline.status.code(), Some(3), "{}", stderr(&offline));
+    assert_eq!(
+        stderr(&offline).trim(),
+        format!("error: image {reference} is not cached")
+    );
+    let inspect = cachectl(home.path())
+        .args(["inspect", &reference])
+        .output()
+        .expect("runs");
+    assert_eq!(inspect.status.code(), Some(3));
+
+    for args in [
+        vec!["frobnicate"],
+        vec!["pull"],
+        vec!["pull", "UPPER/Case:x"],
+        vec!["prune"],
+        vec!["prune", "--max-size", "12 parsecs"],
+        vec!["--platform", "linux", "images"],
+    ] {
+        let output = cachectl(home.path()).args(&args).output().expect("runs");
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(!stderr(&output).contains("panicked"));
+    }
+
+    // A registry that wants credentials we do not have: 4.
+    let basic = env("CACHECTL_TEST_REGISTRY_BASIC");
+    let unauthorized = cachectl(home.path())
+        .args(["pull", &format!("{basic}/fixtures/small:v1")])
+        .output()
+        .expect("runs");
+    assert_eq!(
+        unauthorized.status.code(),
+        Some(4),
+        "{}",
+        stderr(&unauthorized)
+    );
+    // Nothing listens: 5.
+    let unreachable = cachectl(home.path())
+        .args(["pull", "127.0.0.1:9/nothing/here:v1"])
+        .output()
+        .expect("runs");
+    assert_eq!(
+        unreachable.status.code(),
+        Some(5),
+        "{}",
+        stderr(&unreachable)
+    );
+}
+
+#[test]
+fn verify_exits_6_on_a_corrupt_blob_and_repair_fixes_it() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let (reference, digest) = fixture("layered");
+    let pulled = cachectl(home.path())
+        .args(["pull", "-q", &reference])
+        .output()
+        .expect("runs");
+    assert!(pulled.status.success(), "{}", stderr(&pulled));
+    assert!(
+        pulled.stderr.is_empty(),
+        "-q prints no progress: {}",
+        stderr(&pulled)
+    );
+    let manifest_path = home
+        .path()
+        .join("cache/blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).expect("manifest")).expect("JSON");
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .expect("layer")
+        .to_owned();
+    let layer_path = home
+        .path()
+        .join("cache/blobs/sha256")
+        .join(layer.trim_start_matches("sha256:"));
+    std::fs::write(&layer_path, b"rot").expect("corrupted");
+    let verify = cachectl(home.path())
+        .args(["verify", "--json"])
+        .output()
+        .expect("runs");
+    assert_eq!(verify.status.code(), Some(6), "{}", stderr(&verify));
+    let report: serde_json::Value = serde_json::from_slice(&verify.stdout).expect("JSON");
+    assert_eq!(report["corrupt"][0]["digest"], layer);
+    assert_eq!(report["corrupt"][0]["references"][0], reference);
+    let repaired = cachectl(home.path())
+        .args(["verify", "--repair"])
+        .output()
+        .expect("runs");
+    assert!(repaired.status.success(), "{}", stderr(&repaired));
+    assert!(stdout(&repaired).contains(&format!("repaired {layer}")));
+    let clean = cachectl(home.path()).arg("verify").output().expect("runs");
+    assert!(clean.status.success(), "{}", stdout(&clean));
+}
+
+#[test]
+fn login_stores_credentials_0600_and_logout_removes_them() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().expect("tempdir");
+    let basic = env("CACHECTL_TEST_REGISTRY_BASIC");
+    let user = env("CACHECTL_TEST_REGISTRY_BASIC_USER");
+    let password = env("CACHECTL_TEST_REGISTRY_BASIC_PASSWORD");
+    let login = cachectl(home.path())
+        .args(["login", &basic, "-u", &user, "--password-stdin"])
+        .write_stdin(format!("{password}\n"))
+        .output()
+        .expect("runs");
+    assert!(login.status.success(), "{}", stderr(&login));
+    assert!(!stdout(&login).contains(&password) && !stderr(&login).contains(&password));
+    let config = home.path().join("docker/config.json");
+    let mode = std::fs::metadata(&config)
+        .expect("written")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).expect("read")).expect("JSON");
+    assert!(stored["auths"][&basic]["auth"].is_string(), "{stored}");
+    // With the credentials, the registry lets us in (the repository does
+    // not exist there: not found, not unauthorized).
+    let pull = cachectl(home.path())
+        .args(["pull", &format!("{basic}/absent/repo:v1")])
+        .output()
+        .expect("runs");
+    assert_eq!(pull.status.code(), Some(1), "{}", stderr(&pull));
+    let logout = cachectl(home.path())
+        .args(["logout", &basic])
+        .output()
+        .expect("runs");
+    assert!(logout.status.success(), "{}", stderr(&logout));
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).expect("read")).expect("JSON");
+    assert!(stored["auths"][&basic].is_null(), "{stored}");
+}
+
+#[test]
+fn export_and_import_round_trip_between_two_caches() {
+    let first = tempfile::tempdir().expect("tempdir");
+    let second = tempfile::tempdir().expect("tempdir");
+    let (reference, digest) = fixture("layered-zstd");
+    let pulled = cachectl(first.path())
+        .args(["pull", "-q", &reference])
+        .output()
+        .expect("runs");
+    assert!(pulled.status.success(), "{}", stderr(&pulled));
+    let archive = first.path().join("image.tar");
+    for format in ["oci", "docker"] {
+        let exported = cachectl(first.path())
+            .args(["export", &reference, "-o"])
+            .arg(&archive)
+            .args(["--format", format])
+            .output()
+            .expect("runs");
+        assert!(exported.status.success(), "{format}: {}", stderr(&exported));
+        let imported = cachectl(second.path())
+            .args(["import", "--json"])
+            .arg(&archive)
+            .output()
+            .expect("runs");
+        assert!(imported.status.success(), "{format}: {}", stderr(&imported));
+        let report: serde_json::Value = serde_json::from_slice(&imported.stdout).expect("JSON");
+        assert_eq!(
+            report[0]["images"][0]["ref"], reference,
+            "{format}: {report}"
+        );
+        if format == "oci" {
+            assert_eq!(report[0]["images"][0]["digest"], digest);
+        }
+    }
+    let verify = cachectl(second.path())
+        .arg("verify")
+        .output()
+        .expect("runs");
+    assert!(verify.status.success(), "{}", stdout(&verify));
+}
+
+#[test]
+fn settings_file_and_flags_choose_the_root() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let settings = home.path().join("settings.toml");
+    let root = home.path().join("from-settings");
+    std::fs::write(
+        &settings,
+        format!("root = {:?}\n", root.display().to_string()),
+    )
+    .expect("written");
+    let listed = cachectl(home.path())
+        .env_remove("CACHECTL_ROOT")
+        .args(["images", "--config"])
+        .arg(&settings)
+        .output()
+        .expect("runs");
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    assert!(
+        root.join("oci-layout").is_file(),
+        "the settings' root was used"
+    );
+    let bad = home.path().join("bad.toml");
+    std::fs::write(&bad, "concurrency = \"many\"\n").expect("written");
+    let refused = cachectl(home.path())
+        .args(["images", "--config"])
+        .arg(&bad)
+        .output()
+        .expect("runs");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr(&refused).contains("bad.toml"),
+        "{}",
+        stderr(&refused)
+    );
+}
+
+/// Words the argument generator draws from: every offline command and
+/// flag, and values of each kind (never a registry command: the test must
+/// stay offline).
+const WORDS: &[&str] = &[
+    "images",
+    "ls",
+    "inspect",
+    "tag",
+    "rm",
+    "prune",
+    "gc",
+    "verify",
+    "du",
+    "export",
+    "import",
+    "logout",
+    "--json",
+    "-q",
+    "-v",
+    "-vv",
+    "--platform",
+    "linux/arm64",
+    "windows",
+    "--keep",
+    "3",
+    "-1",
+    "--max-size",
+    "10GiB",
+    "--older-than",
+    "7d",
+    "--dry-run",
+    "--format",
+    "docker",
+    "-o",
+    "/dev/null",
+    "--root",
+    "alpine:3.20",
+    "a@sha256:00",
+    "--concurrency",
+    "0",
+    "--",
+    "",
+    "--help",
+    "--version",
+    "--name",
+];
+
+fn argument() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => proptest::sample::select(WORDS).prop_map(str::to_owned),
+        1 => "[ -~]{0,12}",
+        1 => any::<String>().prop_map(|s| s.chars().filter(|c| *c != '\0').take(12).collect()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_arguments_give_a_clear_error_never_a_panic(args in proptest::collection::vec(argument(), 0..6)) {
+        let home = tempfile::tempdir().expect("tempdir");
+        let output = cachectl(home.path()).args(&args).output().expect("runs");
+        let err = stderr(&output);
+        let code = output.status.code();
+        prop_assert!(matches!(code, Some(0..=6)), "{args:?}: exit {code:?}: {err}");
+        prop_assert!(!err.contains("panicked"), "{args:?}: {err}");
+        prop_assert!(!err.contains("RUST_BACKTRACE"), "{args:?}: {err}");
+        // A Debug dump of an error looks like `Io { what: …`.
+        prop_assert!(!err.contains(" { "), "{args:?}: {err}");
+        if code != Some(0) {
+            prop_assert!(!err.trim().is_empty(), "{args:?}: a failure says why");
+        }
+    }
+}
