@@ -9,7 +9,10 @@
 //!   their environment, for running single tests by hand.
 //! - `check-layers`: fails when a crate depends on one it must not.
 //! - `fixtures`: builds the deterministic test images and pushes them.
+//! - `bench pull`: times cold and warm pulls against skopeo, counts the
+//!   requests of a warm pull and measures peak RSS (`docs/benchmarks.md`).
 
+mod bench;
 mod cmd;
 mod fixtures;
 mod jwt;
@@ -35,7 +38,11 @@ commands:
                  pressed
   check-layers   fail when a crate depends on a crate above it or on a sibling
   fixtures       build the deterministic test images into target/fixtures and,
-                 with --registry (default $CACHECTL_TEST_REGISTRY), push them";
+                 with --registry (default $CACHECTL_TEST_REGISTRY), push them
+  bench pull [--rounds N] [--size-mib M] [--rss-gib G]
+                 time cold and warm pulls of store-pull against skopeo copy
+                 from a local registry, count the requests of a warm pull and
+                 measure peak RSS of a G GiB layer pull (not part of `test`)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -44,6 +51,7 @@ fn main() -> ExitCode {
         Some("registry") => registry::run_interactive(),
         Some("check-layers") => layers::run(),
         Some("fixtures") => fixtures::run(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

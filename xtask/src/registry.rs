@@ -170,6 +170,46 @@ impl Drop for TestRegistries {
     }
 }
 
+/// Only the anonymous registry, for `cargo xtask bench`: its data lives in
+/// a directory chosen by the caller; dropping this stops the process and
+/// removes that directory.
+pub(crate) struct AnonymousRegistry {
+    dir: PathBuf,
+    registry: Registry,
+}
+
+impl AnonymousRegistry {
+    /// Starts an anonymous registry with its config, log and data in `dir`
+    /// (emptied first) and waits until it answers `GET /v2/`.
+    pub(crate) fn start(dir: &Path) -> Result<Self, Error> {
+        let program = tools::find("docker-registry")
+            .ok_or("docker-registry is not installed (Debian package `docker-registry`)")?;
+        if dir.exists() {
+            fs::remove_dir_all(dir).map_err(|e| format!("removing {}: {e}", dir.display()))?;
+        }
+        let registry = Registry::start(&program, dir, &Mode::Anonymous)?;
+        let started = AnonymousRegistry {
+            dir: dir.to_owned(),
+            registry,
+        };
+        started.registry.wait_ready(200, None)?;
+        Ok(started)
+    }
+
+    /// `127.0.0.1:PORT` of the registry.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.registry.addr
+    }
+}
+
+impl Drop for AnonymousRegistry {
+    fn drop(&mut self) {
+        self.registry.kill();
+        eprintln!("xtask: stopped registry (pid {})", self.registry.child.id());
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
 impl Registry {
     fn start(program: &Path, dir: &Path, mode: &Mode<'_>) -> Result<Self, Error> {
         fs::create_dir_all(dir.join("data"))
