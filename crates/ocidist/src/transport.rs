@@ -18,11 +18,9 @@ pub(crate) struct Transport {
 
 impl Transport {
     pub(crate) fn new(config: &ClientConfig) -> Result<Self> {
-        let system_roots = system_roots()?;
-        let default = build(config, tls_config(system_roots.clone()), "*")?;
+        let default = build(config, tls_config(Vec::new()), "*")?;
         let mut per_registry = HashMap::new();
         for (registry, pem) in &config.extra_ca_pem {
-            let mut roots = system_roots.clone();
             let certs = CertificateDer::pem_slice_iter(pem)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|err| Error::Tls {
@@ -35,15 +33,16 @@ impl Transport {
                     reason: "extra CA PEM holds no certificate".into(),
                 });
             }
-            for cert in certs {
-                roots.add(cert).map_err(|err| Error::Tls {
+            let mut check = rustls::RootCertStore::empty();
+            for cert in &certs {
+                check.add(cert.clone()).map_err(|err| Error::Tls {
                     registry: registry.clone(),
                     reason: format!("extra CA refused: {err}"),
                 })?;
             }
             per_registry.insert(
                 registry.clone(),
-                build(config, tls_config(roots), registry)?,
+                build(config, tls_config(certs), registry)?,
             );
         }
         Ok(Transport {
@@ -101,20 +100,115 @@ pub(crate) fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
         && a.port_or_known_default() == b.port_or_known_default()
 }
 
-fn system_roots() -> Result<rustls::RootCertStore> {
+/// The system's trusted roots plus `extra`.
+fn roots_with(extra: &[CertificateDer<'static>]) -> rustls::RootCertStore {
     let mut roots = rustls::RootCertStore::empty();
     let found = rustls_native_certs::load_native_certs();
     // Unreadable individual certificates are skipped, as browsers do; an
     // empty store only matters for HTTPS registries, where the handshake
-    // then fails with a clear unknown-issuer error.
+    // then fails with a clear error.
     let _ = roots.add_parsable_certificates(found.certs);
-    Ok(roots)
+    roots.add_parsable_certificates(extra.iter().cloned());
+    roots
 }
 
-fn tls_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, rustls::Error> {
-    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn tls_config(extra: Vec<CertificateDer<'static>>) -> Result<rustls::ClientConfig, rustls::Error> {
+    let verifier = LazyRootsVerifier {
+        extra,
+        provider: provider(),
+        verifier: std::sync::OnceLock::new(),
+    };
+    rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map(|builder| builder.with_root_certificates(roots).with_no_client_auth())
+        .map(|builder| {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(verifier))
+                .with_no_client_auth()
+        })
+}
+
+/// The standard WebPKI verification, with the system's roots loaded on the
+/// first TLS handshake rather than when the client is built: reading the
+/// ~150 certificate files costs a few milliseconds that a pull from a
+/// plain-HTTP (loopback) registry, or a warm pull, should not pay.
+#[derive(Debug)]
+struct LazyRootsVerifier {
+    extra: Vec<CertificateDer<'static>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    verifier: std::sync::OnceLock<
+        std::result::Result<Arc<rustls::client::WebPkiServerVerifier>, rustls::Error>,
+    >,
+}
+
+impl LazyRootsVerifier {
+    fn get(
+        &self,
+    ) -> std::result::Result<&Arc<rustls::client::WebPkiServerVerifier>, rustls::Error> {
+        self.verifier
+            .get_or_init(|| {
+                rustls::client::WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(roots_with(&self.extra)),
+                    Arc::clone(&self.provider),
+                )
+                .build()
+                .map_err(|err| rustls::Error::General(format!("no trusted roots: {err}")))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+impl rustls::client::danger::ServerCertVerifier for LazyRootsVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls_pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls_pki_types::UnixTime,
+    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        self.get()?
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 fn build(
