@@ -236,7 +236,7 @@ async fn inspect_reports_config_layers_sizes_and_history() {
     assert!(!image.config.history.is_empty());
     for layer in &image.layers {
         assert!(layer.present);
-        let unpacked = layer.uncompressed_size.expect("pull computed the size");
+        let unpacked = layer.uncompressed_size.expect("inspect counted the size");
         assert!(
             unpacked > layer.descriptor.size,
             "gzip layers grow: {layer:?}"

@@ -9,16 +9,21 @@
 //!   their environment, for running single tests by hand.
 //! - `check-layers`: fails when a crate depends on one it must not.
 //! - `fixtures`: builds the deterministic test images and pushes them.
+//! - `demo`: an offline walk through pull, unpack and build, with timings.
+//! - `release`: release binary, completions, man page, tarball, sums, and
+//!   `cargo package` of the library crates.
 //! - `bench pull`: times cold and warm pulls against skopeo, counts the
 //!   requests of a warm pull and measures peak RSS (`docs/benchmarks.md`).
 
 mod bench;
 mod cmd;
+mod demo;
 mod fixtures;
 mod jwt;
 mod layers;
 mod mini_http;
 mod registry;
+mod release;
 mod test_command;
 mod token_issuer;
 mod token_policy;
@@ -42,7 +47,12 @@ commands:
   bench pull [--rounds N] [--size-mib M] [--rss-gib G]
                  time cold and warm pulls of store-pull against skopeo copy
                  from a local registry, count the requests of a warm pull and
-                 measure peak RSS of a G GiB layer pull (not part of `test`)";
+                 measure peak RSS of a G GiB layer pull (not part of `test`)
+  demo           offline demo: start a loopback registry, push the fixtures,
+                 then pull, list, unpack, build with cachectl, timing each step
+  release        build the stripped release binary with completions and man
+                 page into a tarball with SHA-256 sums (target/dist), then
+                 `cargo package` the library crates (--no-package skips it)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -51,6 +61,8 @@ fn main() -> ExitCode {
         Some("registry") => registry::run_interactive(),
         Some("check-layers") => layers::run(),
         Some("fixtures") => fixtures::run(&args[1..]),
+        Some("release") => release::run_release(&args[1..]),
+        Some("demo") => demo::run_demo(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");

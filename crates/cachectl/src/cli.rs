@@ -120,6 +120,13 @@ pub(crate) enum Command {
         /// The registry, e.g. ghcr.io
         registry: String,
     },
+    /// Print shell completions or the man page (used by `cargo xtask release`)
+    #[command(hide = true)]
+    Generate {
+        /// What to print
+        #[arg(value_enum)]
+        what: Generated,
+    },
 }
 
 /// `pull`.
@@ -170,6 +177,19 @@ pub(crate) struct LoginArgs {
     /// Read the password (or token) from standard input
     #[arg(long, required = true)]
     pub(crate) password_stdin: bool,
+}
+
+/// What `generate` prints.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum Generated {
+    /// bash completions
+    Bash,
+    /// zsh completions
+    Zsh,
+    /// fish completions
+    Fish,
+    /// The man page (roff)
+    Man,
 }
 
 /// Formats of `export`.

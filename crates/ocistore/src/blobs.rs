@@ -156,12 +156,6 @@ impl Store {
         verifier: DigestVerifier,
         partial: &Path,
     ) -> Result<()> {
-        // A fresh download of a layer counts its uncompressed size on the
-        // side (a resumed one is counted from the file afterwards).
-        let counter = (verifier.bytes_seen() == 0
-            && crate::sizes::is_layer(&descriptor.media_type)
-            && self.known_uncompressed_size(&descriptor.digest).is_none())
-        .then(crate::sizes::SizeCounter::start);
         let mut stream = client.blob_from(reference, descriptor, verifier).await?;
         let mut writer = Some(file);
         let mut buffer: Vec<u8> = Vec::with_capacity(WRITE_BUFFER);
@@ -169,9 +163,6 @@ impl Store {
             let chunk = stream.next_chunk().await?;
             let last = chunk.is_none();
             if let Some(chunk) = &chunk {
-                if let Some(counter) = &counter {
-                    counter.feed(chunk);
-                }
                 buffer.extend_from_slice(chunk);
             }
             if buffer.len() >= WRITE_BUFFER || (last && !buffer.is_empty()) {
@@ -197,18 +188,12 @@ impl Store {
         let file = writer.expect("because the writer is put back after every write");
         let final_path = self.blob_path(&descriptor.digest);
         let partial = partial.to_path_buf();
-        let store = self.clone();
-        let digest = descriptor.digest.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
             file.sync_all().map_err(io("syncing", &partial))?;
             drop(file);
             std::fs::rename(&partial, &final_path)
                 .map_err(io("renaming into place", &final_path))?;
-            sync_dir(final_path.parent().unwrap_or(Path::new(".")))?;
-            if let Some(size) = counter.and_then(crate::sizes::SizeCounter::finish) {
-                store.remember_uncompressed_size(&digest, size)?;
-            }
-            Ok(())
+            sync_dir(final_path.parent().unwrap_or(Path::new(".")))
         })
         .await??;
         Ok(())

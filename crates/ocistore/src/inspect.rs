@@ -69,7 +69,8 @@ pub struct ImageDetails {
 pub struct LayerDetails {
     /// Media type, digest and stored size.
     pub descriptor: Descriptor,
-    /// Size once decompressed, when computed (pulls compute it).
+    /// Size once decompressed (counted by `inspect` the first time, then
+    /// remembered); `None` when the blob is absent or does not decompress.
     pub uncompressed_size: Option<u64>,
     /// Whether the blob is in the store.
     pub present: bool,
@@ -182,6 +183,12 @@ impl Store {
                 stored: true,
             });
         }
+        let record = match record {
+            Some(record) if record.uncompressed_size.is_none() => {
+                Some(self.fill_uncompressed_size(record, &images)?)
+            }
+            other => other,
+        };
         Ok(Inspection {
             reference: name,
             top: entry,
@@ -190,6 +197,30 @@ impl Store {
             images,
             record,
         })
+    }
+
+    /// Sets the record's uncompressed size from `images` once every layer's
+    /// is known, and saves it.
+    fn fill_uncompressed_size(
+        &self,
+        mut record: Record,
+        images: &[ImageDetails],
+    ) -> Result<Record> {
+        let mut total = 0;
+        for image in images {
+            let Some(layers) = image.uncompressed_size else {
+                return Ok(record);
+            };
+            total += layers
+                + image.manifest.size
+                + image.config_descriptor.as_ref().map_or(0, |c| c.size);
+        }
+        if let Some(index) = &record.index_digest {
+            total += self.has_blob(index).unwrap_or(0);
+        }
+        record.uncompressed_size = Some(total);
+        self.write_record(&record)?;
+        Ok(record)
     }
 
     /// The entries of the stored index `digest`, with their platforms.
@@ -244,7 +275,10 @@ impl Store {
             .filter(|d| is_layer(&d.media_type))
             .map(|d| LayerDetails {
                 descriptor: d.clone(),
-                uncompressed_size: self.known_uncompressed_size(&d.digest),
+                // Counted now (once per store) when no pull or unpack has.
+                uncompressed_size: (self.has_blob(&d.digest) == Some(d.size))
+                    .then(|| self.uncompressed_size(&d.digest).ok())
+                    .flatten(),
                 present: self.has_blob(&d.digest) == Some(d.size),
             })
             .collect();

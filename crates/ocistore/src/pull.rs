@@ -104,10 +104,11 @@ struct Wanted {
     platform: Option<Platform>,
 }
 
-/// Sizes of an image as stored and once unpacked.
+/// Sizes of an image as stored and once unpacked (when every layer's is
+/// known).
 struct Sizes {
     compressed: u64,
-    uncompressed: u64,
+    uncompressed: Option<u64>,
 }
 
 /// The image manifests an index lists, each with its platform when it
@@ -320,7 +321,7 @@ impl Store {
         let mut stored: Vec<Descriptor> = images.iter().map(|(m, _)| m.descriptor()).collect();
         stored.extend(required);
         stored.push(top);
-        let sizes = self.image_sizes(&stored).await?;
+        let sizes = self.image_sizes(&stored);
         let record = Record {
             reference: name.clone(),
             source: name.clone(),
@@ -329,7 +330,7 @@ impl Store {
             platform: outcome.platform.clone(),
             platforms: outcome.platforms.clone(),
             compressed_size: sizes.compressed,
-            uncompressed_size: Some(sizes.uncompressed),
+            uncompressed_size: sizes.uncompressed,
             referrers: outcome.referrers.clone(),
             stored_at: now_unix_ms(),
             last_used_at: now_unix_ms(),
@@ -384,34 +385,26 @@ impl Store {
         Ok(())
     }
 
-    /// Compressed size (every stored blob once) and
-    /// uncompressed size (layers decompressed, manifests and configs as
-    /// they are) of an image; layers are decompressed concurrently, once per
-    /// store.
-    async fn image_sizes(&self, blobs: &[Descriptor]) -> Result<Sizes> {
+    /// Compressed size (every stored blob once) and uncompressed size
+    /// (layers decompressed, manifests and configs as they are), the latter
+    /// only when every layer's size is already known: a pull never
+    /// decompresses (see [`crate::sizes`]).
+    fn image_sizes(&self, blobs: &[Descriptor]) -> Sizes {
         let mut seen = std::collections::HashSet::new();
-        let unique: Vec<Descriptor> = blobs
-            .iter()
-            .filter(|d| seen.insert(d.digest.clone()))
-            .cloned()
-            .collect();
-        let mut sizes = Sizes {
+        let unique: Vec<&Descriptor> = blobs.iter().filter(|d| seen.insert(&d.digest)).collect();
+        Sizes {
             compressed: unique.iter().map(|d| d.size).sum(),
-            uncompressed: 0,
-        };
-        let mut tasks = JoinSet::new();
-        for descriptor in unique {
-            if !is_layer(&descriptor.media_type) {
-                sizes.uncompressed += descriptor.size;
-                continue;
-            }
-            let store = self.clone();
-            tasks.spawn_blocking(move || store.uncompressed_size(&descriptor.digest));
+            uncompressed: unique
+                .iter()
+                .map(|d| {
+                    if is_layer(&d.media_type) {
+                        self.known_uncompressed_size(&d.digest)
+                    } else {
+                        Some(d.size)
+                    }
+                })
+                .sum(),
         }
-        while let Some(size) = tasks.join_next().await {
-            sizes.uncompressed += size??;
-        }
-        Ok(sizes)
     }
 
     /// [`Store::put_blob_bytes`] on the blocking pool.

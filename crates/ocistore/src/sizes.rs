@@ -3,9 +3,12 @@
 //!
 //! A layer's size is found by decompressing it once (gzip or zstd, detected
 //! from its first bytes, not from its media type, which some registries get
-//! wrong) and counting; the answer is kept in
-//! `.cachectl/sizes/<alg>-<hex>` (a decimal number), so no layer is ever
-//! decompressed twice for this.
+//! wrong) and counting, or told by whoever decompressed it anyway (an
+//! unpack); the answer is kept in `.cachectl/sizes/<alg>-<hex>` (a decimal
+//! number), so no layer is ever decompressed twice for this. A pull does not
+//! decompress (that would cost about a second per GiB on the pull's path,
+//! measured by `cargo xtask bench pull`): its record gets the size when every
+//! layer's is already known, and `inspect` fills in the rest.
 
 use crate::archive::open_decompressed;
 use crate::error::{Error, Result, io};
@@ -50,9 +53,10 @@ impl Store {
         Ok(size)
     }
 
-    /// Records `size` as the uncompressed size of layer `digest` (found
-    /// while it downloaded, or while it was unpacked). Blocking.
-    pub(crate) fn remember_uncompressed_size(&self, digest: &Digest, size: u64) -> Result<()> {
+    /// Records `size` as the uncompressed size of the stored layer `digest`
+    /// (for callers that decompressed it anyway, such as an unpack), so that
+    /// nobody decompresses it again to count. Blocking.
+    pub fn remember_uncompressed_size(&self, digest: &Digest, size: u64) -> Result<()> {
         let dir = self.private_dir().join("sizes");
         std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
         atomic_write(&self.size_path(digest), size.to_string().as_bytes())
@@ -70,95 +74,11 @@ fn count_decompressed(path: &Path) -> Result<u64> {
     })
 }
 
-/// Counts the decompressed bytes of a layer while it downloads, on a thread
-/// of its own, so that the count costs no time on the download's path: the
-/// download hands it each chunk (cheap reference-counted clones).
-pub(crate) struct SizeCounter {
-    chunks: Option<std::sync::mpsc::SyncSender<bytes::Bytes>>,
-    thread: std::thread::JoinHandle<Option<u64>>,
-}
-
-impl SizeCounter {
-    /// Starts the counting thread.
-    pub(crate) fn start() -> SizeCounter {
-        let (sender, receiver) = std::sync::mpsc::sync_channel::<bytes::Bytes>(64);
-        let thread = std::thread::spawn(move || {
-            let reader = std::io::BufReader::with_capacity(
-                256 * 1024,
-                ChunkReader {
-                    receiver,
-                    current: bytes::Bytes::new(),
-                },
-            );
-            let mut decoder = crate::archive::decompressed(reader).ok()?;
-            std::io::copy(&mut decoder, &mut std::io::sink()).ok()
-        });
-        SizeCounter {
-            chunks: Some(sender),
-            thread,
-        }
-    }
-
-    /// Hands over the next chunk of the blob. A counter that gave up (not
-    /// a valid stream) just drops it. Blocks while 64 chunks wait to be
-    /// decoded: back-pressure, so a slow decoder never makes memory grow
-    /// (decoding outruns a network download, so this rarely waits).
-    pub(crate) fn feed(&self, chunk: &bytes::Bytes) {
-        if let Some(chunks) = &self.chunks {
-            let _ = chunks.send(chunk.clone());
-        }
-    }
-
-    /// Ends the stream and waits for the count (`None` when the blob did
-    /// not decompress). Blocking.
-    pub(crate) fn finish(mut self) -> Option<u64> {
-        self.chunks = None;
-        self.thread.join().ok().flatten()
-    }
-}
-
-/// A `Read` over the chunks a [`SizeCounter`] receives.
-struct ChunkReader {
-    receiver: std::sync::mpsc::Receiver<bytes::Bytes>,
-    current: bytes::Bytes,
-}
-
-impl std::io::Read for ChunkReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.current.is_empty() {
-            match self.receiver.recv() {
-                Ok(chunk) => self.current = chunk,
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current[..n]);
-        self.current = self.current.slice(n..);
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::archive::Compression;
     use std::io::Write;
-
-    #[test]
-    fn the_counter_fed_in_chunks_counts_what_a_file_count_does() {
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        let plain: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        encoder.write_all(&plain).expect("gzip");
-        let gz = bytes::Bytes::from(encoder.finish().expect("gzip"));
-        let counter = SizeCounter::start();
-        for chunk in gz.chunks(1000) {
-            counter.feed(&bytes::Bytes::copy_from_slice(chunk));
-        }
-        assert_eq!(counter.finish(), Some(200_000));
-        let garbage = SizeCounter::start();
-        garbage.feed(&bytes::Bytes::from_static(&[0x1f, 0x8b, 0, 0, 0]));
-        assert_eq!(garbage.finish(), None);
-    }
 
     #[test]
     fn detects_compression_from_magic_bytes() {

@@ -6,7 +6,7 @@ mod auth;
 mod images;
 mod maintain;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, Generated};
 use crate::error::CliError;
 use crate::output::Output;
 use crate::progress::Progress;
@@ -23,6 +23,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
     match &cli.command {
         Command::Login(args) => return auth::login(args, out),
         Command::Logout { registry } => return auth::logout(registry, out),
+        Command::Generate { what } => return generate(*what),
         _ => {}
     }
     let context = Context::new(&cli.global)?;
@@ -48,8 +49,33 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
             output,
             format,
         } => archives::export(&context, &references, &output, format, out),
-        Command::Login(_) | Command::Logout { .. } => unreachable!("handled above"),
+        Command::Login(_) | Command::Logout { .. } | Command::Generate { .. } => {
+            unreachable!("handled above")
+        }
     }
+}
+
+/// Prints shell completions or the man page on stdout.
+fn generate(what: Generated) -> Result<(), CliError> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    let mut command = Cli::command();
+    let mut stdout = std::io::stdout();
+    let shell = match what {
+        Generated::Bash => Shell::Bash,
+        Generated::Zsh => Shell::Zsh,
+        Generated::Fish => Shell::Fish,
+        Generated::Man => {
+            return clap_mangen::Man::new(command)
+                .render(&mut stdout)
+                .map_err(|source| CliError::Io {
+                    what: "writing the man page".into(),
+                    source,
+                });
+        }
+    };
+    clap_complete::generate(shell, &mut command, "cachectl", &mut stdout);
+    Ok(())
 }
 
 /// A runtime for the commands that talk to registries.
