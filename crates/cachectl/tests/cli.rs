@@ -433,3 +433,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn completions_and_man_page_are_generated_for_the_release() {
+    let home = tempfile::tempdir().expect("tempdir");
+    for (what, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef cachectl"),
+        ("fish", "complete -c cachectl"),
+        ("man", ".TH cachectl 1"),
+    ] {
+        let output = cachectl(home.path())
+            .args(["generate", what])
+            .output()
+            .expect("runs");
+        assert!(output.status.success(), "{what}: {}", stderr(&output));
+        let text = stdout(&output);
+        assert!(text.contains(marker), "{what} output lacks {marker:?}");
+        if what != "man" {
+            assert!(text.contains("prune"), "{what} completes subcommands");
+        }
+    }
+}
