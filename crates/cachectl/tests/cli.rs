@@ -455,3 +455,34 @@ fn completions_and_man_page_are_generated_for_the_release() {
         }
     }
 }
+
+#[test]
+fn several_references_pull_together_and_print_in_order() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let (layered, layered_digest) = fixture("layered");
+    let (small, small_digest) = fixture("small");
+    let (absent, _) = fixture("small");
+    let absent = absent.replace("/small:", "/no-such-image:");
+    let pulled = cachectl(home.path())
+        .args(["pull", "-q", &layered, &small])
+        .output()
+        .expect("runs");
+    assert!(pulled.status.success(), "{}", stderr(&pulled));
+    assert_eq!(
+        stdout(&pulled),
+        format!("{layered_digest}\n{small_digest}\n")
+    );
+    // One missing: the others are still pulled and printed, and the exit
+    // code says it failed.
+    let mixed = cachectl(home.path())
+        .args(["pull", "-q", &absent, &small])
+        .output()
+        .expect("runs");
+    assert_eq!(mixed.status.code(), Some(1), "{}", stderr(&mixed));
+    assert_eq!(stdout(&mixed), format!("{small_digest}\n"));
+    assert!(
+        stderr(&mixed).contains("no-such-image"),
+        "{}",
+        stderr(&mixed)
+    );
+}

@@ -42,12 +42,38 @@ pub(super) fn pull(
     options.referrers = args.referrers;
     // An offline pull makes no request; the client is built all the same.
     let client = context.client(progress)?;
-    let runtime = runtime()?;
+    // All references at once: blobs they share are fetched once (the
+    // store's per-blob lock), and a slow registry does not hold up the rest.
+    let outcomes = runtime()?.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (position, reference) in references.iter().enumerate() {
+            let (store, client, reference, options) = (
+                context.store.clone(),
+                client.clone(),
+                reference.clone(),
+                options.clone(),
+            );
+            tasks.spawn(async move { (position, store.pull(&client, &reference, &options).await) });
+        }
+        let mut outcomes: Vec<Option<ocistore::Result<ocistore::PullOutcome>>> =
+            (0..references.len()).map(|_| None).collect();
+        while let Some(joined) = tasks.join_next().await {
+            let (position, outcome) = joined.map_err(ocistore::Error::from)?;
+            outcomes[position] = Some(outcome);
+        }
+        Ok::<_, CliError>(outcomes)
+    });
+    progress.finish();
     let mut results = Vec::new();
-    for reference in &references {
-        let outcome = runtime.block_on(context.store.pull(&client, reference, &options));
-        progress.finish();
-        let outcome = outcome?;
+    let mut first_error = None;
+    for outcome in outcomes?.into_iter().flatten() {
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                first_error.get_or_insert(err);
+                continue;
+            }
+        };
         out.note(&format!(
             "{}: {}",
             outcome.reference,
@@ -79,7 +105,10 @@ pub(super) fn pull(
             .collect::<Vec<_>>()
             .join("\n")
     });
-    Ok(())
+    match first_error {
+        Some(err) => Err(err.into()),
+        None => Ok(()),
+    }
 }
 
 /// `images --json`: one object per reference, most recently used first.
