@@ -38,7 +38,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: cargo xtask bench pull [--rounds N] [--size-mib M] [--rss-gib G]";
+const USAGE: &str = "usage: cargo xtask bench pull [--rounds N] [--size-mib M] [--rss-gib G]
+       cargo xtask bench unpack|build [--rounds N] [--size-mib M]";
 
 /// Repository prefix of the bench images: `ADDR/bench/<name>:v1`.
 const REPO_PREFIX: &str = "bench";
@@ -62,6 +63,8 @@ const RSS_TARGET_KIB: u64 = 64 * 1024;
 pub(crate) fn run(args: &[String]) -> Result<(), Error> {
     match args.first().map(String::as_str) {
         Some("pull") => run_pull(&parse_options(&args[1..])?),
+        Some("unpack") => crate::bench_rootfs::run(crate::bench_rootfs::Kind::Unpack, &args[1..]),
+        Some("build") => crate::bench_rootfs::run(crate::bench_rootfs::Kind::Build, &args[1..]),
         Some(other) => Err(format!("unknown benchmark `{other}`; {USAGE}")),
         None => Err(USAGE.to_owned()),
     }
@@ -146,15 +149,15 @@ fn parse_report(stdout: &str) -> Result<PullReport, Error> {
 
 /// Median, minimum and maximum of some timings, in milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq)]
-struct Summary {
-    median: f64,
-    min: f64,
-    max: f64,
+pub(crate) struct Summary {
+    pub(crate) median: f64,
+    pub(crate) min: f64,
+    pub(crate) max: f64,
 }
 
 impl Summary {
     /// Summarizes `samples` (at least one).
-    fn of(samples: &[Duration]) -> Summary {
+    pub(crate) fn of(samples: &[Duration]) -> Summary {
         let millis: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
         Summary {
             median: median(&millis),

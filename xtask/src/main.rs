@@ -16,6 +16,7 @@
 //!   requests of a warm pull and measures peak RSS (`docs/benchmarks.md`).
 
 mod bench;
+mod bench_rootfs;
 mod cmd;
 mod demo;
 mod fixtures;
@@ -50,6 +51,9 @@ commands:
                  measure peak RSS of a G GiB layer pull (not part of `test`)
   demo           offline demo: start a loopback registry, push the fixtures,
                  then pull, list, unpack, build with cachectl, timing each step
+  bench unpack|build [--rounds N] [--size-mib M]
+                 time `cachectl unpack` against `umoci unpack`, or
+                 `cachectl build` against `umoci unpack` + `mke2fs -d`
   release        build the stripped release binary with completions and man
                  page into a tarball with SHA-256 sums (target/dist), then
                  `cargo package` the library crates (--no-package skips it)";

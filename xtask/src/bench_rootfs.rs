@@ -1,0 +1,270 @@
+//! `cargo xtask bench unpack` and `cargo xtask bench build`: turning a
+//! stored image into a directory (`cachectl unpack` next to `umoci unpack`)
+//! or into an ext4 image (`cachectl build` next to `umoci unpack` followed
+//! by `mke2fs -d`), on the same ~100 MiB gzip image, alternating, with no
+//! registry involved (the image is imported from an OCI layout).
+//!
+//! Both tools run rootless (`--rootless`), so neither changes owners on the
+//! host and the comparison is the same whoever runs it. Each round starts
+//! from an empty target; for `build` the cached ext4 images are deleted
+//! before each round, so every round really builds. A zstd variant of the
+//! image is unpacked by cachectl and offered to umoci, which (0.4) refuses
+//! zstd layers; the bench reports what umoci answered.
+
+use crate::bench::Summary;
+use crate::cmd::{self, Error};
+use crate::tools;
+use cachectl_fixtures::bench_image::{self, BenchImage, BenchLayer};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// What is timed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Image to directory.
+    Unpack,
+    /// Image to ext4 file.
+    Build,
+}
+
+/// Target: cachectl takes at most this share of the peer pipeline's time.
+const RATIO_TARGET: f64 = 0.5;
+/// The reference the bench image is imported under.
+const REFERENCE: &str = "bench.local/bench/unpack:v1";
+/// The zstd variant's reference.
+const ZSTD_REFERENCE: &str = "bench.local/bench/unpack-zstd:v1";
+
+/// Runs `bench unpack` or `bench build` with `args` (`--rounds N`,
+/// `--size-mib M`).
+pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
+    let (rounds, size_mib) = parse(args)?;
+    tools::ensure_installed()?;
+    let umoci = tools::find("umoci").ok_or("umoci is not installed")?;
+    let mke2fs = tools::find("mke2fs").ok_or("mke2fs is not installed")?;
+    cmd::run(cmd::cargo().args(["build", "--release", "--locked", "-p", "cachectl"]))?;
+    let cachectl = cmd::workspace_root().join("target/release/cachectl");
+    let dir = cmd::workspace_root().join("target/bench-rootfs");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| format!("clearing {}: {e}", dir.display()))?;
+    }
+    let root = dir.join("store");
+    let gzip = dir.join("layout-gzip");
+    let zstd = dir.join("layout-zstd");
+    for (layout, layer, reference) in [
+        (&gzip, BenchLayer::MixedGzip, REFERENCE),
+        (&zstd, BenchLayer::MixedZstd, ZSTD_REFERENCE),
+    ] {
+        bench_image::build_bench_layout(
+            layout,
+            &BenchImage {
+                name: "unpack".to_owned(),
+                content_size: size_mib << 20,
+                layer,
+            },
+        )
+        .map_err(|e| format!("building the bench image: {e}"))?;
+        let archive = dir.join("image.tar");
+        cmd::run(
+            Command::new("tar")
+                .arg("-C")
+                .arg(layout)
+                .arg("-cf")
+                .arg(&archive)
+                .arg("."),
+        )?;
+        cmd::run(
+            Command::new(&cachectl)
+                .arg("--root")
+                .arg(&root)
+                .args(["-q", "import", "--name", reference])
+                .arg(&archive),
+        )?;
+        std::fs::remove_file(&archive).map_err(|e| format!("removing the archive: {e}"))?;
+    }
+
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    let mut ours_zstd = Vec::new();
+    for round in 1..=rounds {
+        let work = dir.join(format!("round-{round}"));
+        std::fs::create_dir_all(&work).map_err(|e| format!("creating {}: {e}", work.display()))?;
+        let (a, b) = match kind {
+            Kind::Unpack => (
+                time(
+                    Command::new(&cachectl)
+                        .arg("--root")
+                        .arg(&root)
+                        .args(["-q", "unpack", "--offline", "--rootless", REFERENCE])
+                        .arg(work.join("ours")),
+                )?,
+                time(
+                    Command::new(&umoci)
+                        .args(["unpack", "--rootless", "--image"])
+                        .arg(format!("{}:unpack", gzip.display()))
+                        .arg(work.join("bundle")),
+                )?,
+            ),
+            Kind::Build => {
+                // No cached image may answer: every round builds.
+                let cached = root.join(".cachectl").join("ext4");
+                if cached.exists() {
+                    std::fs::remove_dir_all(&cached)
+                        .map_err(|e| format!("clearing {}: {e}", cached.display()))?;
+                }
+                let output = work.join("ours.ext4");
+                let ours_time = time(
+                    Command::new(&cachectl)
+                        .arg("--root")
+                        .arg(&root)
+                        .args(["-q", "build", "--offline", "--rootless", REFERENCE, "-o"])
+                        .arg(&output),
+                )?;
+                let size = std::fs::metadata(&output)
+                    .map_err(|e| format!("reading {}: {e}", output.display()))?
+                    .len();
+                let started = Instant::now();
+                cmd::output(
+                    Command::new(&umoci)
+                        .args(["unpack", "--rootless", "--image"])
+                        .arg(format!("{}:unpack", gzip.display()))
+                        .arg(work.join("bundle")),
+                )?;
+                cmd::output(
+                    Command::new(&mke2fs)
+                        .args(["-q", "-F", "-t", "ext4", "-d"])
+                        .arg(work.join("bundle/rootfs"))
+                        .arg(work.join("theirs.ext4"))
+                        .arg(format!("{}k", size / 1024)),
+                )?;
+                (ours_time, started.elapsed())
+            }
+        };
+        if kind == Kind::Unpack {
+            ours_zstd.push(time(
+                Command::new(&cachectl)
+                    .arg("--root")
+                    .arg(&root)
+                    .args(["-q", "unpack", "--offline", "--rootless", ZSTD_REFERENCE])
+                    .arg(work.join("ours-zstd")),
+            )?);
+        }
+        eprintln!(
+            "xtask: round {round}/{rounds}: cachectl {:.0} ms, peer {:.0} ms",
+            a.as_secs_f64() * 1e3,
+            b.as_secs_f64() * 1e3
+        );
+        ours.push(a);
+        theirs.push(b);
+        remove_tree(&work)?;
+    }
+    let umoci_zstd = Command::new(&umoci)
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!("{}:unpack", zstd.display()))
+        .arg(dir.join("zstd-bundle"))
+        .output()
+        .map_err(|e| format!("running umoci: {e}"))?;
+    let umoci_zstd = if umoci_zstd.status.success() {
+        "unpacked it".to_owned()
+    } else {
+        String::from_utf8_lossy(&umoci_zstd.stderr)
+            .lines()
+            .last()
+            .unwrap_or("failed")
+            .trim()
+            .to_owned()
+    };
+    let _ = remove_tree(&dir);
+    let (ours, theirs) = (Summary::of(&ours), Summary::of(&theirs));
+    let (name, peer) = match kind {
+        Kind::Unpack => ("unpack", "umoci unpack --rootless"),
+        Kind::Build => ("build", "umoci unpack --rootless + mke2fs -d"),
+    };
+    println!("\nbench {name}: {rounds} rounds, {size_mib} MiB of content, one gzip layer\n");
+    println!("| {name} | median ms | min ms | max ms |\n|---|---:|---:|---:|");
+    println!(
+        "| cachectl {name} --rootless | {:.1} | {:.1} | {:.1} |",
+        ours.median, ours.min, ours.max
+    );
+    println!(
+        "| {peer} | {:.1} | {:.1} | {:.1} |",
+        theirs.median, theirs.min, theirs.max
+    );
+    if kind == Kind::Unpack {
+        let zstd = Summary::of(&ours_zstd);
+        println!(
+            "| cachectl unpack, zstd layer | {:.1} | {:.1} | {:.1} |",
+            zstd.median, zstd.min, zstd.max
+        );
+        println!("\numoci on the zstd image: {umoci_zstd}");
+    }
+    let ratio = ours.median / theirs.median;
+    let met = ratio <= RATIO_TARGET;
+    println!(
+        "\ncachectl/peer: {ratio:.2} (target <= {RATIO_TARGET}) {}",
+        if met { "met" } else { "MISSED" }
+    );
+    if !met {
+        eprintln!(
+            "xtask: warning: {name} target missed: cachectl/peer {ratio:.2} > {RATIO_TARGET}"
+        );
+    }
+    Ok(())
+}
+
+fn parse(args: &[String]) -> Result<(u32, u64), Error> {
+    let usage = "usage: cargo xtask bench unpack|build [--rounds N] [--size-mib M]";
+    let (mut rounds, mut size_mib) = (5u32, 100u64);
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(usage)?;
+        match flag.as_str() {
+            "--rounds" => rounds = value.parse().map_err(|_| usage)?,
+            "--size-mib" => size_mib = value.parse().map_err(|_| usage)?,
+            _ => return Err(usage.into()),
+        }
+    }
+    if rounds == 0 || size_mib == 0 {
+        return Err(usage.into());
+    }
+    Ok((rounds, size_mib))
+}
+
+/// Runs `command` to success and returns how long it took.
+fn time(command: &mut Command) -> Result<Duration, Error> {
+    let started = Instant::now();
+    cmd::output(command)?;
+    Ok(started.elapsed())
+}
+
+/// Removes a tree even where a rootless unpack left directories without
+/// write permission.
+fn remove_tree(dir: &Path) -> Result<(), Error> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let _ = Command::new("chmod")
+        .arg("-R")
+        .arg("u+rwx")
+        .arg(dir)
+        .status();
+    std::fs::remove_dir_all(dir).map_err(|e| format!("removing {}: {e}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_parse_and_refuse_nonsense() {
+        let args = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(parse(&args(&[])), Ok((5, 100)));
+        assert_eq!(
+            parse(&args(&["--rounds", "3", "--size-mib", "10"])),
+            Ok((3, 10))
+        );
+        assert!(parse(&args(&["--rounds"])).is_err());
+        assert!(parse(&args(&["--rounds", "0"])).is_err());
+        assert!(parse(&args(&["--fast", "1"])).is_err());
+    }
+}
