@@ -766,41 +766,17 @@ fn pick_platform(
     wanted: &Platform,
     name: &str,
 ) -> Result<(Descriptor, Option<Platform>)> {
-    #[derive(Deserialize)]
-    struct Index {
-        #[serde(default)]
-        manifests: Vec<Entry>,
-    }
-    #[derive(Deserialize)]
-    struct Entry {
-        #[serde(flatten)]
-        descriptor: Descriptor,
-        platform: Option<EntryPlatform>,
-    }
-    #[derive(Deserialize)]
-    struct EntryPlatform {
-        os: String,
-        architecture: String,
-        variant: Option<String>,
-    }
-    let index: Index = serde_json::from_slice(bytes).map_err(|err| Error::InvalidManifest {
-        digest: digest.clone(),
-        reason: err.to_string(),
-    })?;
-    let chosen = wanted
-        .best_match(&index.manifests, |e| {
-            let p = e.platform.as_ref()?;
-            Some((&p.os, &p.architecture, p.variant.as_deref()))
+    let entries = crate::walk::index_entries(digest, bytes)?;
+    let (platform, descriptor) = wanted
+        .best_match(&entries, |(p, _)| {
+            let p = p.as_ref()?;
+            Some((p.os(), p.architecture(), p.variant()))
         })
         .ok_or_else(|| Error::NoMatchingPlatform {
             reference: name.to_owned(),
             platform: wanted.clone(),
         })?;
-    let platform = chosen
-        .platform
-        .as_ref()
-        .and_then(|p| Platform::new(&p.os, &p.architecture, p.variant.as_deref()).ok());
-    Ok((chosen.descriptor.clone(), platform))
+    Ok((descriptor.clone(), platform.clone()))
 }
 
 /// One item of a docker archive's `manifest.json`.

@@ -225,39 +225,7 @@ impl Store {
 
     /// The entries of the stored index `digest`, with their platforms.
     fn index_children(&self, digest: &Digest) -> Result<Vec<(Option<Platform>, Descriptor)>> {
-        #[derive(Deserialize)]
-        struct Index {
-            #[serde(default)]
-            manifests: Vec<Entry>,
-        }
-        #[derive(Deserialize)]
-        struct Entry {
-            #[serde(flatten)]
-            descriptor: Descriptor,
-            platform: Option<PlatformJson>,
-        }
-        #[derive(Deserialize)]
-        struct PlatformJson {
-            os: String,
-            architecture: String,
-            variant: Option<String>,
-        }
-        let bytes = self.read_blob(digest)?;
-        let index: Index =
-            serde_json::from_slice(&bytes).map_err(|err| Error::InvalidManifest {
-                digest: digest.clone(),
-                reason: err.to_string(),
-            })?;
-        Ok(index
-            .manifests
-            .into_iter()
-            .map(|e| {
-                let platform = e
-                    .platform
-                    .and_then(|p| Platform::new(&p.os, &p.architecture, p.variant.as_deref()).ok());
-                (platform, e.descriptor)
-            })
-            .collect())
+        crate::walk::index_entries(digest, &self.read_blob(digest)?)
     }
 
     fn image_details(&self, manifest: Descriptor) -> Result<ImageDetails> {

@@ -67,3 +67,43 @@ pub(crate) fn parse_config_platform(bytes: &[u8]) -> Option<Platform> {
     let config: Config = serde_json::from_slice(bytes).ok()?;
     Platform::new(&config.os, &config.architecture, config.variant.as_deref()).ok()
 }
+
+/// The entries of the index `bytes` (digest `digest`), each with its
+/// platform when it names a valid one (attestations and other entries get
+/// `None`).
+pub(crate) fn index_entries(
+    digest: &Digest,
+    bytes: &[u8],
+) -> Result<Vec<(Option<Platform>, Descriptor)>> {
+    #[derive(Deserialize)]
+    struct Index {
+        #[serde(default)]
+        manifests: Vec<Entry>,
+    }
+    #[derive(Deserialize)]
+    struct Entry {
+        #[serde(flatten)]
+        descriptor: Descriptor,
+        platform: Option<PlatformJson>,
+    }
+    #[derive(Deserialize)]
+    struct PlatformJson {
+        os: String,
+        architecture: String,
+        variant: Option<String>,
+    }
+    let index: Index = serde_json::from_slice(bytes).map_err(|err| Error::InvalidManifest {
+        digest: digest.clone(),
+        reason: err.to_string(),
+    })?;
+    Ok(index
+        .manifests
+        .into_iter()
+        .map(|e| {
+            let platform = e
+                .platform
+                .and_then(|p| Platform::new(&p.os, &p.architecture, p.variant.as_deref()).ok());
+            (platform, e.descriptor)
+        })
+        .collect())
+}
