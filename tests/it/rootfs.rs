@@ -1,0 +1,1029 @@
+//! `rootfs`: unpacking fixture images, compared with `umoci raw unpack`;
+//! hand-built malicious layers that must not write outside the target;
+//! whiteouts; ext4 images checked with `e2fsck` and `debugfs`.
+
+use ociref::{Digest, Reference};
+use ocistore::Store;
+use rootfs::{BuildOptions, Error, UnpackOptions};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// The fixture layout, built once per test binary.
+fn fixture_layout() -> &'static Path {
+    static LAYOUT: OnceLock<tempfile::TempDir> = OnceLock::new();
+    LAYOUT
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            cachectl_fixtures::build_layout(dir.path(), &Default::default())
+                .expect("fixtures build");
+            dir
+        })
+        .path()
+}
+
+/// A store at `root` holding fixture `name` as `example.com/fixtures/<name>:v1`,
+/// copied from the fixture layout with skopeo (no registry).
+fn store_with_fixture(root: &Path, name: &str) -> (Store, Reference) {
+    let reference = format!("example.com/fixtures/{name}:v1");
+    let output = Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .arg(format!("oci:{}:{name}", fixture_layout().display()))
+        .arg(format!("oci:{}:{reference}", root.display()))
+        .output()
+        .expect("skopeo runs");
+    assert!(
+        output.status.success(),
+        "skopeo copy failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let store = Store::open(root).expect("store opens");
+    (store, reference.parse().expect("reference"))
+}
+
+fn umoci_unpack(root: &Path, reference: &Reference, target: &Path) {
+    let output = Command::new("umoci")
+        .args(["raw", "unpack", "--rootless", "--image"])
+        .arg(format!("{}:{reference}", root.display()))
+        .arg(target)
+        .output()
+        .expect("umoci runs");
+    assert!(
+        output.status.success(),
+        "umoci raw unpack failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// What the comparator sees of one path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Node {
+    kind: &'static str,
+    /// Permission bits with setuid/setgid/sticky.
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    size: u64,
+    sha256: Option<String>,
+    link: Option<PathBuf>,
+    mtime: i64,
+    /// Other paths sharing the inode, sorted (hardlink group).
+    hardlinks: Vec<String>,
+    xattrs: BTreeMap<String, Vec<u8>>,
+    device: Option<u64>,
+}
+
+/// Every path below `root` (the root itself excluded: its metadata is the
+/// target's, not the image's), as the comparator sees it.
+fn tree(root: &Path) -> BTreeMap<String, Node> {
+    let mut nodes = BTreeMap::new();
+    let mut inodes: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("readable") {
+            let path = entry.expect("entry").path();
+            let rel = path
+                .strip_prefix(root)
+                .expect("below root")
+                .to_string_lossy()
+                .into_owned();
+            let meta = std::fs::symlink_metadata(&path).expect("metadata");
+            let file_type = meta.file_type();
+            let kind = if file_type.is_dir() {
+                stack.push(path.clone());
+                "dir"
+            } else if file_type.is_symlink() {
+                "symlink"
+            } else if file_type.is_file() {
+                "file"
+            } else if file_type.is_fifo() {
+                "fifo"
+            } else if file_type.is_char_device() {
+                "char"
+            } else if file_type.is_block_device() {
+                "block"
+            } else {
+                "other"
+            };
+            if !file_type.is_dir() {
+                inodes.entry(meta.ino()).or_default().push(rel.clone());
+            }
+            let xattrs = if file_type.is_symlink() {
+                BTreeMap::new()
+            } else {
+                xattr::list(&path)
+                    .map(|names| {
+                        names
+                            .filter_map(|name| {
+                                let value = xattr::get(&path, &name).ok()??;
+                                Some((name.to_string_lossy().into_owned(), value))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            nodes.insert(
+                rel,
+                Node {
+                    kind,
+                    mode: meta.mode() & 0o7777,
+                    uid: meta.uid(),
+                    gid: meta.gid(),
+                    size: if file_type.is_dir() { 0 } else { meta.len() },
+                    sha256: file_type.is_file().then(|| {
+                        Digest::sha256_of(&std::fs::read(&path).expect("readable")).to_string()
+                    }),
+                    link: file_type
+                        .is_symlink()
+                        .then(|| std::fs::read_link(&path).expect("link")),
+                    mtime: meta.mtime(),
+                    hardlinks: Vec::new(),
+                    xattrs,
+                    device: (file_type.is_char_device() || file_type.is_block_device())
+                        .then(|| meta.rdev()),
+                },
+            );
+        }
+    }
+    for group in inodes.values().filter(|g| g.len() > 1) {
+        let mut sorted = group.clone();
+        sorted.sort();
+        for path in group {
+            nodes.get_mut(path).expect("listed").hardlinks = sorted.clone();
+        }
+    }
+    nodes
+}
+
+/// The differences between two trees, one line per path.
+fn differences(ours: &BTreeMap<String, Node>, theirs: &BTreeMap<String, Node>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (path, node) in ours {
+        match theirs.get(path) {
+            None => out.push(format!("{path}: only in ours ({node:?})")),
+            Some(other) if other != node => {
+                out.push(format!("{path}: ours {node:?}\n    theirs {other:?}"))
+            }
+            Some(_) => {}
+        }
+    }
+    for (path, node) in theirs {
+        if !ours.contains_key(path) {
+            out.push(format!("{path}: only in theirs ({node:?})"));
+        }
+    }
+    out
+}
+
+/// The owner umoci --rootless records in `user.rootlesscontainers` (a
+/// protobuf: field 1 uid, field 2 gid, varints); the xattr is removed.
+fn apply_rootless_owner(node: &mut Node) {
+    let Some(bytes) = node.xattrs.remove("user.rootlesscontainers") else {
+        return;
+    };
+    let (mut uid, mut gid) = (0, 0);
+    let mut i = 0;
+    while i < bytes.len() {
+        let tag = bytes[i];
+        i += 1;
+        let mut value = 0u32;
+        let mut shift = 0;
+        while i < bytes.len() {
+            let byte = bytes[i];
+            i += 1;
+            value |= u32::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        match tag {
+            0x08 => uid = value,
+            0x10 => gid = value,
+            _ => {}
+        }
+    }
+    node.uid = uid;
+    node.gid = gid;
+}
+
+/// Unpacks image `reference` of `store` with rootfs (as root: with owners
+/// and devices; otherwise rootless), and `umoci_reference` of
+/// `umoci_store` (the same content) with `umoci raw unpack --rootless`,
+/// and compares the trees: paths, types, modes, owners, sizes, content,
+/// symlink targets, hardlink groups, mtimes, xattrs.
+fn assert_same_as_umoci(
+    store: &Store,
+    reference: &Reference,
+    umoci_store: &Store,
+    umoci_reference: &Reference,
+    dir: &Path,
+) {
+    let ours_dir = dir.join("ours");
+    let as_root = running_as_root();
+    let options = if as_root {
+        UnpackOptions::default()
+    } else {
+        UnpackOptions::rootless()
+    };
+    let started = Instant::now();
+    let report =
+        rootfs::unpack(store, reference, None, &ours_dir, &options).expect("unpack succeeds");
+    let ours_time = started.elapsed();
+    let theirs_dir = dir.join("theirs");
+    let started = Instant::now();
+    umoci_unpack(umoci_store.root(), umoci_reference, &theirs_dir);
+    let umoci_time = started.elapsed();
+    eprintln!(
+        "{reference}: rootfs {ours_time:?}, umoci {umoci_time:?}, {} entries",
+        report.entries
+    );
+    let mut ours = tree(&ours_dir);
+    let mut theirs = tree(&theirs_dir);
+    for node in theirs.values_mut() {
+        apply_rootless_owner(node);
+    }
+    if !as_root {
+        // Without root neither tree has owners: compare the rest.
+        for node in ours.values_mut().chain(theirs.values_mut()) {
+            node.uid = 0;
+            node.gid = 0;
+        }
+    }
+    // umoci --rootless writes an empty file where a device should be;
+    // rootfs as root makes the device, rootless it makes nothing.
+    let placeholders: Vec<String> = theirs
+        .iter()
+        .filter(|(path, node)| {
+            node.kind == "file"
+                && node.size == 0
+                && ours
+                    .get(*path)
+                    .is_none_or(|o| o.kind == "char" || o.kind == "block")
+        })
+        .map(|(path, _)| path.clone())
+        .collect();
+    let devices = ours
+        .values()
+        .filter(|o| o.kind == "char" || o.kind == "block")
+        .count() as u64;
+    assert_eq!(
+        placeholders.len() as u64,
+        devices + report.not_applied.devices,
+        "device placeholders of umoci: {placeholders:?}"
+    );
+    for path in placeholders {
+        let placeholder = theirs.remove(&path).expect("listed");
+        if let Some(device) = ours.remove(&path) {
+            assert_eq!(
+                (device.mode, device.uid, device.gid, device.mtime),
+                (
+                    placeholder.mode,
+                    placeholder.uid,
+                    placeholder.gid,
+                    placeholder.mtime
+                ),
+                "{path}"
+            );
+        }
+    }
+    let diff = differences(&ours, &theirs);
+    assert!(
+        diff.is_empty(),
+        "{reference} differs from umoci:\n{}",
+        diff.join("\n")
+    );
+    assert!(!ours.is_empty(), "{reference} unpacked to nothing");
+}
+
+/// [`assert_same_as_umoci`] for fixture `name`, umoci reading `umoci_name`.
+fn assert_fixture_same_as_umoci(name: &str, umoci_name: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), name);
+    let (umoci_store, umoci_reference) = if umoci_name == name {
+        (store.clone(), reference.clone())
+    } else {
+        store_with_fixture(&dir.path().join("umoci-store"), umoci_name)
+    };
+    assert_same_as_umoci(
+        &store,
+        &reference,
+        &umoci_store,
+        &umoci_reference,
+        dir.path(),
+    );
+}
+
+#[test]
+fn small_equals_umoci() {
+    assert_fixture_same_as_umoci("small", "small");
+}
+
+#[test]
+fn layered_equals_umoci() {
+    assert_fixture_same_as_umoci("layered", "layered");
+}
+
+#[test]
+fn layered_uncompressed_equals_umoci() {
+    assert_fixture_same_as_umoci("layered-uncompressed", "layered-uncompressed");
+}
+
+#[test]
+fn layered_zstd_equals_umoci_of_the_gzip_twin() {
+    // umoci 0.4 refuses zstd layers: compare with the same layers in gzip.
+    assert_fixture_same_as_umoci("layered-zstd", "layered");
+}
+
+/// Adds `descriptor` (a JSON object) under `reference` to the `index.json`
+/// of the layout at `root`.
+fn add_index_entry(root: &Path, mut descriptor: serde_json::Value, reference: &str) {
+    descriptor["annotations"] = serde_json::json!({
+        "org.opencontainers.image.ref.name": reference
+    });
+    let path = root.join("index.json");
+    let mut index: serde_json::Value = std::fs::read(&path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_else(|| serde_json::json!({"schemaVersion": 2, "manifests": []}));
+    index["manifests"]
+        .as_array_mut()
+        .expect("manifests")
+        .push(descriptor);
+    std::fs::write(&path, serde_json::to_vec(&index).expect("json")).expect("index written");
+}
+
+#[test]
+fn docker_v2s2_equals_umoci_of_its_oci_twin() {
+    // skopeo's `oci:` transport does not read Docker manifests and umoci
+    // refuses them: the store gets the fixture's blobs and index entry by
+    // hand, and umoci reads an OCI manifest over the same layer.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    let layout = fixture_layout();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index"))
+            .expect("json");
+    let descriptor = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "docker-v2s2")
+        .expect("docker-v2s2 in the layout")
+        .clone();
+    std::fs::create_dir_all(root.join("blobs/sha256")).expect("blobs");
+    for blob in std::fs::read_dir(layout.join("blobs/sha256")).expect("blobs") {
+        let blob = blob.expect("blob");
+        std::fs::copy(
+            blob.path(),
+            root.join("blobs/sha256").join(blob.file_name()),
+        )
+        .expect("copied");
+    }
+    std::fs::write(root.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("layout");
+    let digest: Digest = descriptor["digest"]
+        .as_str()
+        .expect("digest")
+        .parse()
+        .expect("digest");
+    let mut manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join("blobs/sha256").join(digest.encoded())).expect("manifest"),
+    )
+    .expect("json");
+    add_index_entry(&root, descriptor, "example.com/fixtures/docker-v2s2:v1");
+    manifest["mediaType"] = "application/vnd.oci.image.manifest.v1+json".into();
+    manifest["config"]["mediaType"] = "application/vnd.oci.image.config.v1+json".into();
+    for layer in manifest["layers"].as_array_mut().expect("layers") {
+        assert_eq!(
+            layer["mediaType"],
+            "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        );
+        layer["mediaType"] = GZIP_LAYER.into();
+    }
+    let twin = serde_json::to_vec(&manifest).expect("json");
+    let twin_digest = put_blob(&root, &twin);
+    add_index_entry(
+        &root,
+        serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": twin_digest.to_string(),
+            "size": twin.len(),
+        }),
+        "example.com/fixtures/docker-v2s2-oci:v1",
+    );
+    let store = Store::open(&root).expect("store opens");
+    let reference: Reference = "example.com/fixtures/docker-v2s2:v1"
+        .parse()
+        .expect("reference");
+    let twin_reference: Reference = "example.com/fixtures/docker-v2s2-oci:v1"
+        .parse()
+        .expect("reference");
+    assert_same_as_umoci(&store, &reference, &store, &twin_reference, dir.path());
+}
+
+#[test]
+fn with_sbom_equals_umoci() {
+    assert_fixture_same_as_umoci("with-sbom", "with-sbom");
+}
+
+#[test]
+fn multiarch_host_platform_equals_umoci() {
+    assert_fixture_same_as_umoci("multiarch", "multiarch");
+}
+
+#[test]
+fn unpack_as_root_applies_owners_devices_and_capabilities() {
+    if !running_as_root() {
+        eprintln!("not root: owners and devices are checked by the rootless tests only");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "layered");
+    let target = dir.path().join("rootfs");
+    let report = rootfs::unpack(&store, &reference, None, &target, &UnpackOptions::default())
+        .expect("unpack succeeds");
+    assert!(!report.rootless);
+    assert_eq!(report.not_applied.devices, 0);
+    assert_eq!(report.not_applied.ownership, 0);
+    let nodes = tree(&target);
+    let notes = &nodes["home/user/notes.txt"];
+    assert_eq!((notes.uid, notes.gid, notes.mode), (1000, 1000, 0o640));
+    assert_eq!(nodes["home/user"].uid, 1000);
+    let null = &nodes["dev/null"];
+    assert_eq!(null.kind, "char");
+    assert_eq!(null.device, Some(makedev(1, 3)));
+    assert_eq!(null.mode, 0o666);
+    assert_eq!(nodes["usr/bin/setuid-tool"].mode, 0o4755);
+    assert_eq!(nodes["tmp"].mode, 0o1777);
+    assert!(
+        nodes["usr/bin/ping"]
+            .xattrs
+            .contains_key("security.capability"),
+        "capability kept: {:?}",
+        nodes["usr/bin/ping"].xattrs
+    );
+}
+
+fn running_as_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(1)
+        == 0
+}
+
+fn makedev(major: u64, minor: u64) -> u64 {
+    ((major & 0xfffff000) << 32)
+        | ((major & 0xfff) << 8)
+        | ((minor & 0xffffff00) << 12)
+        | (minor & 0xff)
+}
+
+// ---- hand-built layouts -------------------------------------------------
+
+/// One tar entry of a hand-built layer: raw name bytes (no validation, so
+/// `..` and absolute paths can be written).
+enum Raw<'a> {
+    File(&'a str, &'a [u8]),
+    Dir(&'a str),
+    Symlink(&'a str, &'a str),
+    Hardlink(&'a str, &'a str),
+}
+
+fn raw_tar(entries: &[Raw<'_>]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for entry in entries {
+        let mut header = tar::Header::new_ustar();
+        let (name, kind, link, data): (&str, tar::EntryType, &str, &[u8]) = match entry {
+            Raw::File(name, data) => (name, tar::EntryType::Regular, "", data),
+            Raw::Dir(name) => (name, tar::EntryType::Directory, "", b""),
+            Raw::Symlink(name, target) => (name, tar::EntryType::Symlink, target, b""),
+            Raw::Hardlink(name, target) => (name, tar::EntryType::Link, target, b""),
+        };
+        let old = header.as_old_mut();
+        old.name = [0; 100];
+        old.name[..name.len()].copy_from_slice(name.as_bytes());
+        old.linkname = [0; 100];
+        old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        header.set_entry_type(kind);
+        header.set_size(data.len() as u64);
+        header.set_mode(if kind == tar::EntryType::Directory {
+            0o755
+        } else {
+            0o644
+        });
+        header.set_mtime(1_700_000_000);
+        header.set_cksum();
+        builder.append(&header, data).expect("append");
+    }
+    builder.into_inner().expect("tar")
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).expect("gzip");
+    encoder.finish().expect("gzip")
+}
+
+fn put_blob(root: &Path, bytes: &[u8]) -> Digest {
+    let digest = Digest::sha256_of(bytes);
+    let dir = root.join("blobs/sha256");
+    std::fs::create_dir_all(&dir).expect("blobs dir");
+    std::fs::write(dir.join(digest.encoded()), bytes).expect("blob written");
+    digest
+}
+
+/// A layout at `root` whose image `example.com/test/evil:v1` has these
+/// layers (already encoded, with their media types).
+fn hand_built_store(root: &Path, layers: &[(Vec<u8>, &str)]) -> (Store, Reference) {
+    let mut descriptors = Vec::new();
+    let mut diff_ids = Vec::new();
+    for (bytes, media_type) in layers {
+        let digest = put_blob(root, bytes);
+        diff_ids.push(format!("\"{digest}\""));
+        descriptors.push(format!(
+            r#"{{"mediaType":"{media_type}","digest":"{digest}","size":{}}}"#,
+            bytes.len()
+        ));
+    }
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{}},"rootfs":{{"type":"layers","diff_ids":[{}]}}}}"#,
+        diff_ids.join(",")
+    );
+    let config_digest = put_blob(root, config.as_bytes());
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{}]}}"#,
+        config.len(),
+        descriptors.join(",")
+    );
+    let manifest_digest = put_blob(root, manifest.as_bytes());
+    let reference = "example.com/test/evil:v1";
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{manifest_digest}","size":{},"annotations":{{"org.opencontainers.image.ref.name":"{reference}"}}}}]}}"#,
+        manifest.len()
+    );
+    std::fs::write(root.join("index.json"), index).expect("index");
+    std::fs::write(root.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("layout");
+    let store = Store::open(root).expect("store opens");
+    (store, reference.parse().expect("reference"))
+}
+
+const GZIP_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+/// Unpacks hand-built gzip layers into `<dir>/box/target`; returns the
+/// result and the `box` directory, which must hold nothing but `target`.
+fn unpack_layers(
+    dir: &Path,
+    layers: &[Vec<Raw<'_>>],
+) -> (rootfs::Result<rootfs::UnpackReport>, PathBuf) {
+    let encoded: Vec<(Vec<u8>, &str)> = layers
+        .iter()
+        .map(|entries| (gzip(&raw_tar(entries)), GZIP_LAYER))
+        .collect();
+    let (store, reference) = hand_built_store(&dir.join("store"), &encoded);
+    let sandbox = dir.join("box");
+    std::fs::create_dir_all(&sandbox).expect("box");
+    let result = rootfs::unpack(
+        &store,
+        &reference,
+        None,
+        &sandbox.join("target"),
+        &UnpackOptions::default(),
+    );
+    (result, sandbox)
+}
+
+fn assert_refused(result: rootfs::Result<rootfs::UnpackReport>, entry: &str) {
+    match result {
+        Err(Error::UnsafeEntry {
+            entry: refused,
+            layer,
+            reason,
+        }) => {
+            assert_eq!(refused, entry, "refused for {reason}");
+            assert!(layer.to_string().starts_with("sha256:"));
+            let message = Error::UnsafeEntry {
+                layer,
+                entry: refused,
+                reason,
+            }
+            .to_string();
+            assert!(message.contains(entry), "{message}");
+        }
+        other => panic!("{entry} was not refused: {other:?}"),
+    }
+}
+
+fn only_target_in(sandbox: &Path) {
+    let names: Vec<_> = std::fs::read_dir(sandbox)
+        .expect("box")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names, ["target"], "something was written beside the target");
+}
+
+#[test]
+fn dot_dot_entry_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (result, sandbox) = unpack_layers(dir.path(), &[vec![Raw::File("../escape", b"out")]]);
+    assert_refused(result, "../escape");
+    only_target_in(&sandbox);
+}
+
+#[test]
+fn nested_dot_dot_entry_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (result, sandbox) = unpack_layers(
+        dir.path(),
+        &[vec![Raw::Dir("a/"), Raw::File("a/../../escape", b"out")]],
+    );
+    assert_refused(result, "a/../../escape");
+    only_target_in(&sandbox);
+}
+
+#[test]
+fn absolute_entry_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outside = dir.path().join("abs-escape");
+    let name = outside.to_str().expect("utf-8").to_owned();
+    let (result, sandbox) = unpack_layers(dir.path(), &[vec![Raw::File(&name, b"out")]]);
+    assert_refused(result, &name);
+    only_target_in(&sandbox);
+    assert!(!outside.exists());
+    let (result, _) = {
+        let dir = tempfile::tempdir().expect("tempdir");
+        unpack_layers(dir.path(), &[vec![Raw::File("/abs", b"out")]])
+    };
+    assert_refused(result, "/abs");
+}
+
+#[test]
+fn symlink_planted_by_an_earlier_layer_is_not_followed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&outside).expect("outside");
+    let target = outside.to_str().expect("utf-8").to_owned();
+    let (result, sandbox) = unpack_layers(
+        dir.path(),
+        &[
+            vec![Raw::Symlink("link", &target)],
+            vec![Raw::File("link/file", b"out")],
+        ],
+    );
+    assert_refused(result, "link/file");
+    only_target_in(&sandbox);
+    assert_eq!(std::fs::read_dir(&outside).expect("outside").count(), 0);
+}
+
+#[test]
+fn symlink_of_the_same_layer_is_not_followed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (result, sandbox) = unpack_layers(
+        dir.path(),
+        &[vec![
+            Raw::Symlink("up", ".."),
+            Raw::File("up/escape", b"out"),
+        ]],
+    );
+    assert_refused(result, "up/escape");
+    only_target_in(&sandbox);
+}
+
+#[test]
+fn hardlink_to_outside_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (result, sandbox) = unpack_layers(
+        dir.path(),
+        &[vec![
+            Raw::Dir("etc/"),
+            Raw::Hardlink("etc/passwd-link", "../../etc/passwd"),
+        ]],
+    );
+    assert_refused(result, "etc/passwd-link");
+    only_target_in(&sandbox);
+}
+
+#[test]
+fn hardlink_through_a_symlinked_parent_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (result, _) = unpack_layers(
+        dir.path(),
+        &[
+            vec![Raw::Symlink("etc", "/etc")],
+            vec![Raw::Hardlink("passwd", "etc/passwd")],
+        ],
+    );
+    assert_refused(result, "passwd");
+}
+
+#[test]
+fn whiteout_through_a_symlink_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&outside).expect("outside");
+    std::fs::write(outside.join("keep"), b"keep").expect("written");
+    let target = outside.to_str().expect("utf-8").to_owned();
+    let (result, _) = unpack_layers(
+        dir.path(),
+        &[
+            vec![Raw::Symlink("link", &target)],
+            vec![Raw::File("link/.wh.keep", b"")],
+        ],
+    );
+    assert_refused(result, "link/.wh.keep");
+    assert!(outside.join("keep").exists());
+}
+
+#[test]
+fn opaque_directory_keeps_own_layer_entries_before_and_after_the_marker() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (result, sandbox) = unpack_layers(
+        dir.path(),
+        &[
+            vec![
+                Raw::Dir("d/"),
+                Raw::File("d/old", b"lower"),
+                Raw::Dir("d/sub/"),
+                Raw::File("d/sub/old2", b"lower"),
+                Raw::Dir("e/"),
+                Raw::File("e/gone", b"lower"),
+                Raw::File("e/kept", b"lower"),
+            ],
+            vec![
+                Raw::Dir("d/"),
+                Raw::File("d/before", b"upper"),
+                Raw::Dir("d/sub/"),
+                Raw::File("d/.wh..wh..opq", b""),
+                Raw::File("d/after", b"upper"),
+                Raw::File("e/.wh.gone", b""),
+            ],
+        ],
+    );
+    let report = result.expect("unpack succeeds");
+    assert_eq!(report.whiteouts, 2);
+    let nodes = tree(&sandbox.join("target"));
+    let paths: Vec<&str> = nodes.keys().map(String::as_str).collect();
+    assert_eq!(paths, ["d", "d/after", "d/before", "d/sub", "e", "e/kept"]);
+}
+
+#[test]
+fn whiteout_removes_a_lower_directory_and_a_file_may_replace_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (result, sandbox) = unpack_layers(
+        dir.path(),
+        &[
+            vec![Raw::Dir("a/"), Raw::Dir("a/b/"), Raw::File("a/b/c", b"x")],
+            vec![Raw::File("a/.wh.b", b""), Raw::File("x", b"1")],
+            vec![Raw::File("a/b", b"now a file"), Raw::Hardlink("y", "x")],
+        ],
+    );
+    result.expect("unpack succeeds");
+    let nodes = tree(&sandbox.join("target"));
+    assert_eq!(nodes["a/b"].kind, "file");
+    assert_eq!(nodes["y"].hardlinks, ["x", "y"]);
+}
+
+#[test]
+fn mislabelled_layer_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plain = raw_tar(&[Raw::File("f", b"x")]);
+    let (store, reference) =
+        hand_built_store(&dir.path().join("store"), &[(plain.clone(), GZIP_LAYER)]);
+    let result = rootfs::unpack(
+        &store,
+        &reference,
+        None,
+        &dir.path().join("t"),
+        &UnpackOptions::default(),
+    );
+    match result {
+        Err(Error::MislabelledLayer {
+            layer, detected, ..
+        }) => {
+            assert_eq!(layer, Digest::sha256_of(&plain));
+            assert_eq!(detected, "uncompressed");
+        }
+        other => panic!("not refused: {other:?}"),
+    }
+}
+
+#[test]
+fn non_empty_target_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "small");
+    let target = dir.path().join("t");
+    std::fs::create_dir(&target).expect("target");
+    std::fs::write(target.join("x"), b"x").expect("written");
+    let result = rootfs::unpack(&store, &reference, None, &target, &UnpackOptions::default());
+    assert!(
+        matches!(result, Err(Error::TargetNotEmpty { .. })),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn caps_on_entries_and_bytes_stop_an_unpack() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "small");
+    let mut options = UnpackOptions::default();
+    options.max_entries = Some(3);
+    let result = rootfs::unpack(&store, &reference, None, &dir.path().join("a"), &options);
+    assert!(
+        matches!(
+            &result,
+            Err(Error::LimitExceeded {
+                what: "entries",
+                limit: 3,
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    let mut options = UnpackOptions::default();
+    options.max_bytes = Some(100);
+    let result = rootfs::unpack(&store, &reference, None, &dir.path().join("b"), &options);
+    assert!(
+        matches!(
+            &result,
+            Err(Error::LimitExceeded {
+                what: "bytes",
+                limit: 100,
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+}
+
+// ---- ext4 ----------------------------------------------------------------
+
+fn debugfs(image: &Path, request: &str) -> String {
+    let output = Command::new("debugfs")
+        .arg("-R")
+        .arg(request)
+        .arg(image)
+        .output()
+        .expect("debugfs runs");
+    assert!(output.status.success(), "debugfs failed");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A name as `debugfs ls` prints it: bytes outside ASCII as `\\xNN`.
+fn debugfs_name(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|&b| {
+            if b.is_ascii() {
+                char::from(b).to_string()
+            } else {
+                format!("\\x{b:02x}")
+            }
+        })
+        .collect()
+}
+
+fn e2fsck_passes(image: &Path) {
+    let output = Command::new("e2fsck")
+        .args(["-fn"])
+        .arg(image)
+        .output()
+        .expect("e2fsck runs");
+    assert!(
+        output.status.success(),
+        "e2fsck -fn failed on {}: {}{}",
+        image.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn rootless_build_options() -> BuildOptions {
+    let mut options = BuildOptions::default();
+    options.unpack = UnpackOptions::rootless();
+    options
+}
+
+#[test]
+fn ext4_builds_are_reproducible_checked_and_cached() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store_a, reference) = store_with_fixture(&dir.path().join("a"), "layered");
+    let (store_b, _) = store_with_fixture(&dir.path().join("b"), "layered");
+    let options = rootless_build_options();
+    let started = Instant::now();
+    let first = rootfs::build(&store_a, &reference, None, &options).expect("build a");
+    eprintln!(
+        "ext4 build of layered: {:?}, {} bytes",
+        started.elapsed(),
+        first.size
+    );
+    let second = rootfs::build(&store_b, &reference, None, &options).expect("build b");
+    assert!(!first.cached && !second.cached);
+    assert_eq!(first.layers.len(), 5);
+    e2fsck_passes(&first.path);
+    let a = std::fs::read(&first.path).expect("image a");
+    let b = std::fs::read(&second.path).expect("image b");
+    assert!(a == b, "two builds in different roots differ");
+    let started = Instant::now();
+    let again = rootfs::build(&store_a, &reference, None, &options).expect("cached");
+    let elapsed = started.elapsed();
+    eprintln!("cached ext4 build: {elapsed:?}");
+    assert!(again.cached);
+    assert_eq!(again.path, first.path);
+}
+
+#[test]
+fn rootless_ext4_image_holds_the_owners_and_devices_of_the_layers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "layered");
+    let built = rootfs::build(&store, &reference, None, &rootless_build_options()).expect("build");
+    e2fsck_passes(&built.path);
+    let notes = debugfs(&built.path, "stat /home/user/notes.txt");
+    assert!(notes.contains("User:  1000   Group:  1000"), "{notes}");
+    let passwd = debugfs(&built.path, "stat /etc/passwd");
+    assert!(passwd.contains("User:     0   Group:     0"), "{passwd}");
+    let null = debugfs(&built.path, "stat /dev/null");
+    assert!(null.contains("Type: character special"), "{null}");
+    assert!(null.contains("Mode:  0666"), "{null}");
+    let setuid = debugfs(&built.path, "stat /usr/bin/setuid-tool");
+    assert!(setuid.contains("Mode:  04755"), "{setuid}");
+}
+
+#[test]
+fn ext4_contents_match_the_directory_unpack() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "layered");
+    let built = rootfs::build(&store, &reference, None, &rootless_build_options()).expect("build");
+    let target = dir.path().join("rootfs");
+    rootfs::unpack(
+        &store,
+        &reference,
+        None,
+        &target,
+        &UnpackOptions::rootless(),
+    )
+    .expect("unpack");
+    for (dir_path, listing) in [
+        ("/", ""),
+        ("/bin", "bin"),
+        ("/etc", "etc"),
+        ("/opt/app", "opt/app"),
+    ] {
+        let mut from_image: Vec<String> = debugfs(&built.path, &format!("ls -l {dir_path}"))
+            .lines()
+            .filter_map(|line| line.split_whitespace().last().map(str::to_owned))
+            .filter(|name| name != "." && name != ".." && name != "lost+found")
+            .collect();
+        from_image.sort();
+        let mut from_tree: Vec<String> = std::fs::read_dir(target.join(listing))
+            .expect("listing")
+            .map(|e| debugfs_name(e.expect("entry").file_name().as_encoded_bytes()))
+            .collect();
+        if dir_path == "/dev" {
+            from_tree.push("null".to_owned());
+        }
+        from_tree.sort();
+        assert_eq!(from_image, from_tree, "listing of {dir_path}");
+    }
+}
+
+#[test]
+fn ext4_with_init_and_label_for_small() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "small");
+    let init = dir.path().join("init");
+    std::fs::write(&init, b"#!/bin/sh\nexec /bin/hello\n").expect("init");
+    let mut options = rootless_build_options();
+    options.label = "small-root".to_owned();
+    options.init = Some((init, "/sbin/init".to_owned()));
+    options.output = Some(dir.path().join("out.ext4"));
+    let built = rootfs::build(&store, &reference, None, &options).expect("build");
+    assert_eq!(built.path, dir.path().join("out.ext4"));
+    e2fsck_passes(&built.path);
+    let stat = debugfs(&built.path, "stat /sbin/init");
+    assert!(stat.contains("Mode:  0755"), "{stat}");
+    assert!(stat.contains("User:     0   Group:     0"), "{stat}");
+    let stats = debugfs(&built.path, "stats");
+    assert!(
+        stats.contains("Filesystem volume name:   small-root"),
+        "{stats}"
+    );
+    assert_eq!(built.config.os.as_deref(), Some("linux"));
+}
+
+#[test]
+fn missing_mke2fs_is_tool_not_found() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "small");
+    let mut options = BuildOptions::default();
+    options.search_path = Some(dir.path().join("empty").into_os_string());
+    let result = rootfs::build(&store, &reference, None, &options);
+    match result {
+        Err(Error::ToolNotFound { tool, package }) => {
+            assert_eq!((tool, package), ("mke2fs", "e2fsprogs"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
