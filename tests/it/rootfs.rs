@@ -932,6 +932,9 @@ fn ext4_builds_are_reproducible_checked_and_cached() {
     eprintln!("cached ext4 build: {elapsed:?}");
     assert!(again.cached);
     assert_eq!(again.path, first.path);
+    // The issue asks for under 10 ms; the bound leaves room for a loaded
+    // machine.
+    assert!(elapsed.as_millis() < 100, "cached build took {elapsed:?}");
 }
 
 #[test]
@@ -1023,6 +1026,137 @@ fn missing_mke2fs_is_tool_not_found() {
     match result {
         Err(Error::ToolNotFound { tool, package }) => {
             assert_eq!((tool, package), ("mke2fs", "e2fsprogs"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+// ---- flattened tar -------------------------------------------------------
+
+#[test]
+fn exported_tar_lists_parents_first_and_extracts_to_the_unpacked_tree() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "layered");
+    let mut bytes = Vec::new();
+    rootfs::export_tar(&store, &reference, None, &mut bytes).expect("export");
+    let mut archive = tar::Archive::new(&bytes[..]);
+    let mut seen: Vec<String> = Vec::new();
+    let mut kinds = BTreeMap::new();
+    for entry in archive.entries().expect("entries") {
+        let entry = entry.expect("entry");
+        let path = entry
+            .path()
+            .expect("path")
+            .to_string_lossy()
+            .trim_end_matches('/')
+            .to_owned();
+        assert!(!path.contains(".wh."), "whiteout exported: {path}");
+        if let Some((parent, _)) = path.rsplit_once('/') {
+            assert!(seen.iter().any(|p| p == parent), "{path} before its parent");
+        }
+        let header = entry.header();
+        kinds.insert(
+            path.clone(),
+            (header.entry_type(), header.uid().expect("uid")),
+        );
+        seen.push(path);
+    }
+    assert_eq!(
+        kinds["home/user/notes.txt"],
+        (tar::EntryType::Regular, 1000)
+    );
+    assert_eq!(kinds["dev/null"].0, tar::EntryType::Char);
+    assert_eq!(kinds["bin/sh"].0, tar::EntryType::Link);
+    assert!(!kinds.contains_key("etc/motd"));
+    if !running_as_root() {
+        return;
+    }
+    // GNU tar (as root: owners, devices) extracts what rootfs unpacks.
+    let extracted = dir.path().join("extracted");
+    std::fs::create_dir(&extracted).expect("dir");
+    let tar_file = dir.path().join("export.tar");
+    std::fs::write(&tar_file, &bytes).expect("written");
+    let output = Command::new("tar")
+        .args(["-x", "-p", "--same-owner", "-f"])
+        .arg(&tar_file)
+        .arg("-C")
+        .arg(&extracted)
+        .output()
+        .expect("tar runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let unpacked = dir.path().join("unpacked");
+    rootfs::unpack(
+        &store,
+        &reference,
+        None,
+        &unpacked,
+        &UnpackOptions::default(),
+    )
+    .expect("unpack");
+    let mut ours = tree(&unpacked);
+    for node in ours.values_mut() {
+        node.xattrs.clear();
+    }
+    let theirs = tree(&extracted);
+    let diff = differences(&ours, &theirs);
+    assert!(diff.is_empty(), "export differs:\n{}", diff.join("\n"));
+}
+
+#[test]
+fn every_error_renders_with_what_a_person_needs() {
+    let layer: Digest = "sha256:2422821aed02500dd3a39dba17551184c867df6ccedcbc07128e099c8f52a25f"
+        .parse()
+        .expect("digest");
+    let unsafe_entry = Error::UnsafeEntry {
+        layer: layer.clone(),
+        entry: "../escape".to_owned(),
+        reason: "path has a `..` component".to_owned(),
+    };
+    assert_eq!(
+        unsafe_entry.to_string(),
+        format!("layer {layer}: entry \"../escape\" refused: path has a `..` component")
+    );
+    let mislabelled = Error::MislabelledLayer {
+        layer: layer.clone(),
+        media_type: GZIP_LAYER.to_owned(),
+        detected: "zstd",
+    };
+    assert!(mislabelled.to_string().contains(&layer.to_string()));
+    let missing = Error::ToolNotFound {
+        tool: "mke2fs",
+        package: "e2fsprogs",
+    };
+    assert_eq!(
+        missing.to_string(),
+        "mke2fs is not installed (install the e2fsprogs package)"
+    );
+    let failed = Error::ToolFailed {
+        tool: "mke2fs",
+        status: "exit status: 1".to_owned(),
+        stderr: "mke2fs: Device size reported to be zero.".to_owned(),
+    };
+    assert!(
+        failed
+            .to_string()
+            .contains("Device size reported to be zero")
+    );
+}
+
+#[test]
+fn mke2fs_errors_carry_its_stderr() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "small");
+    let mut options = rootless_build_options();
+    // Far too small for the journal and the content.
+    options.size = Some(64 * 1024);
+    match rootfs::build(&store, &reference, None, &options) {
+        Err(Error::ToolFailed { tool, stderr, .. }) => {
+            assert_eq!(tool, "mke2fs");
+            assert!(!stderr.is_empty());
         }
         other => panic!("{other:?}"),
     }

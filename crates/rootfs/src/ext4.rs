@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result, io};
 use crate::layer::select_image;
-use crate::unpack::{Applier, Recorded, UnpackOptions, clean_path};
+use crate::unpack::{Recorded, UnpackOptions, WorkDir, apply_image, clean_path};
 use ociref::{Digest, Platform, Reference};
 use ocistore::{ConfigSummary, Store};
 use sha2::{Digest as _, Sha256};
@@ -173,15 +173,10 @@ fn build_into(
     cache_dir: &Path,
     cached_path: &Path,
 ) -> Result<()> {
-    let tmp_root = store.root().join(".cachectl/rootfs-tmp");
-    std::fs::create_dir_all(&tmp_root).map_err(io("creating", &tmp_root))?;
     std::fs::create_dir_all(cache_dir).map_err(io("creating", cache_dir))?;
-    let work = tempfile::Builder::new()
-        .prefix("build-")
-        .tempdir_in(&tmp_root)
-        .map_err(io("creating a directory in", &tmp_root))?;
+    let work = WorkDir::new(store, "build-")?;
     let tree = work.path().join("tree");
-    let result = build_in(
+    build_in(
         store,
         image,
         options,
@@ -191,9 +186,7 @@ fn build_into(
         &tree,
         cache_dir,
         cached_path,
-    );
-    make_removable(&tree);
-    result
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -209,15 +202,9 @@ fn build_in(
     cached_path: &Path,
 ) -> Result<()> {
     std::fs::create_dir(tree).map_err(io("creating", tree))?;
-    let rootless = options.unpack.rootless || !rustix::process::geteuid().is_root();
-    let mut applier = Applier::new(tree, &options.unpack, rootless);
-    for layer in &image.layers {
-        let digest = &layer.descriptor.digest;
-        let stream = crate::layer::open_layer(store, digest, &layer.descriptor.media_type)?;
-        applier.apply_layer(digest, stream)?;
-    }
-    applier.finish()?;
-    let mut records = std::mem::take(&mut applier.report.records);
+    let mut report = apply_image(store, image, tree, &options.unpack)?;
+    let rootless = report.rootless;
+    let mut records = std::mem::take(&mut report.records);
     if let Some((source, target)) = &options.init {
         place_init(tree, source, target, &mut records)?;
     }
@@ -395,7 +382,9 @@ fn computed_size(blocks: u64, inodes: u64, headroom: u64) -> u64 {
     // Group descriptors, bitmaps, reserved GDT and lost+found: about 2%,
     // at least 1 MiB.
     let metadata = (base / 50).max(256);
-    let without_journal = base + metadata;
+    // At least 12 MiB before the journal, so there is one (mke2fs makes
+    // none below 8 MiB).
+    let without_journal = (base + metadata).max(3072);
     let total = without_journal + journal_blocks(without_journal);
     total * BLOCK
 }
@@ -566,24 +555,6 @@ fn run(command: &mut Command, tool: &'static str) -> Result<String> {
         "{}{stderr}",
         String::from_utf8_lossy(&output.stdout)
     ))
-}
-
-/// Makes every directory of `tree` writable by its owner so a rootless
-/// process can delete it, then deletes it (best effort).
-fn make_removable(tree: &Path) {
-    let mut stack = vec![tree.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(entry.path());
-            }
-        }
-    }
-    let _ = std::fs::remove_dir_all(tree);
 }
 
 #[cfg(test)]

@@ -11,7 +11,10 @@
 //!   and the entry);
 //! - [`build`] turns the same tree into a reproducible ext4 image with
 //!   `mke2fs -d` (owners and device nodes fixed inside the image with
-//!   `debugfs` when the unpack was rootless), cached under the store.
+//!   `debugfs` when the unpack was rootless), cached under the store;
+//! - [`export_tar`] writes the final file system as one tar stream
+//!   (whiteouts resolved, parents before children), as `docker export`
+//!   does.
 //!
 //! The [`design`] module says how ambiguous cases are decided.
 //!
@@ -36,10 +39,12 @@
 
 pub mod design;
 mod error;
+mod export;
 mod ext4;
 mod layer;
 mod unpack;
 
 pub use error::{Error, Result};
+pub use export::export_tar;
 pub use ext4::{BuildOptions, BuiltImage, build};
 pub use unpack::{NotApplied, UnpackOptions, UnpackReport, unpack};

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result, io};
 use crate::layer::{open_layer, select_image};
 use ociref::{Digest, Platform, Reference};
-use ocistore::Store;
+use ocistore::{ImageDetails, Store};
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{File, FileTimes, Permissions};
@@ -102,6 +102,16 @@ pub fn unpack(
 ) -> Result<UnpackReport> {
     let image = select_image(store, reference, platform)?;
     prepare_target(target)?;
+    apply_image(store, &image, target, options)
+}
+
+/// Applies the layers of `image` into the existing, empty `target`.
+pub(crate) fn apply_image(
+    store: &Store,
+    image: &ImageDetails,
+    target: &Path,
+    options: &UnpackOptions,
+) -> Result<UnpackReport> {
     let rootless = options.rootless || !rustix::process::geteuid().is_root();
     let mut applier = Applier::new(target, options, rootless);
     applier.report.manifest_digest = Some(image.manifest.digest.clone());
@@ -113,6 +123,50 @@ pub fn unpack(
     }
     applier.finish()?;
     Ok(applier.report)
+}
+
+/// A private directory under the store (`.cachectl/rootfs-tmp/`) holding
+/// an unpacked tree, removed (even rootless, even with read-only
+/// directories) when dropped.
+pub(crate) struct WorkDir {
+    dir: tempfile::TempDir,
+}
+
+impl WorkDir {
+    /// A new, empty work directory under `store`, named `<prefix>…`.
+    pub(crate) fn new(store: &Store, prefix: &str) -> Result<WorkDir> {
+        let root = store.root().join(".cachectl/rootfs-tmp");
+        std::fs::create_dir_all(&root).map_err(io("creating", &root))?;
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(&root)
+            .map_err(io("creating a directory in", &root))?;
+        Ok(WorkDir { dir })
+    }
+
+    /// Its path.
+    pub(crate) fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        // Directories may be read-only (mode 0555 from a layer): a rootless
+        // process must make them writable before deleting what they hold.
+        let mut stack = vec![self.dir.path().to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let _ = std::fs::set_permissions(&dir, Permissions::from_mode(0o700));
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(entry.path());
+                }
+            }
+        }
+    }
 }
 
 /// Creates `target` or checks that it is an empty directory.
