@@ -738,6 +738,22 @@ fn whiteout_through_a_symlink_is_refused() {
 }
 
 #[test]
+fn whiteout_of_dot_dot_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in [".wh..", ".wh...", "a/.wh.."] {
+        let (result, sandbox) = unpack_layers(
+            dir.path().join(name.replace('/', "-")).as_path(),
+            &[
+                vec![Raw::Dir("a/"), Raw::File("a/x", b"x")],
+                vec![Raw::File(name, b"")],
+            ],
+        );
+        assert_refused(result, name);
+        only_target_in(&sandbox);
+    }
+}
+
+#[test]
 fn opaque_directory_keeps_own_layer_entries_before_and_after_the_marker() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (result, sandbox) = unpack_layers(
@@ -1160,4 +1176,128 @@ fn mke2fs_errors_carry_its_stderr() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+// ---- the tar parser against GNU tar ----------------------------------------
+
+/// `ls -l`-style permissions as GNU tar prints them (`hrwxr-xr-x` for a
+/// hardlink, `s`/`S`/`t`/`T` for setuid, setgid, sticky).
+fn permissions(kind: tar::EntryType, mode: u32) -> String {
+    let kind = match kind {
+        tar::EntryType::Directory => 'd',
+        tar::EntryType::Symlink => 'l',
+        tar::EntryType::Link => 'h',
+        tar::EntryType::Char => 'c',
+        tar::EntryType::Block => 'b',
+        tar::EntryType::Fifo => 'p',
+        _ => '-',
+    };
+    let mut out = String::from(kind);
+    for (shift, special, special_char) in [(6, 0o4000, 's'), (3, 0o2000, 's'), (0, 0o1000, 't')] {
+        let bits = (mode >> shift) & 7;
+        out.push(if bits & 4 != 0 { 'r' } else { '-' });
+        out.push(if bits & 2 != 0 { 'w' } else { '-' });
+        let exec = bits & 1 != 0;
+        out.push(match (mode & special != 0, exec) {
+            (true, true) => special_char,
+            (true, false) => special_char.to_ascii_uppercase(),
+            (false, true) => 'x',
+            (false, false) => '-',
+        });
+    }
+    out
+}
+
+/// What the `tar` crate (the parser rootfs uses) sees in a layer, one line
+/// per entry in `tar -tv --numeric-owner` terms, without the date.
+fn listing_by_tar_crate(bytes: &[u8]) -> Vec<String> {
+    let reader: Box<dyn std::io::Read> = match bytes {
+        [0x1f, 0x8b, ..] => Box::new(flate2::read::MultiGzDecoder::new(bytes)),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Box::new(zstd::Decoder::new(bytes).expect("zstd")),
+        _ => Box::new(bytes),
+    };
+    let mut archive = tar::Archive::new(reader);
+    let mut lines = Vec::new();
+    for entry in archive.entries().expect("entries") {
+        let entry = entry.expect("entry");
+        let header = entry.header();
+        let kind = header.entry_type();
+        let size = match kind {
+            tar::EntryType::Char | tar::EntryType::Block => format!(
+                "{},{}",
+                header.device_major().expect("major").unwrap_or(0),
+                header.device_minor().expect("minor").unwrap_or(0)
+            ),
+            _ => entry.size().to_string(),
+        };
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let link = entry
+            .link_name_bytes()
+            .map(|l| String::from_utf8_lossy(&l).into_owned());
+        let name = match (kind, link) {
+            (tar::EntryType::Symlink, Some(link)) => format!("{name} -> {link}"),
+            (tar::EntryType::Link, Some(link)) => format!("{name} link to {link}"),
+            _ => name,
+        };
+        lines.push(format!(
+            "{} {}/{} {size} {name}",
+            permissions(kind, header.mode().expect("mode")),
+            header.uid().expect("uid"),
+            header.gid().expect("gid"),
+        ));
+    }
+    lines
+}
+
+/// What GNU tar lists, the date and time dropped.
+fn listing_by_gnu_tar(path: &Path) -> Vec<String> {
+    let output = Command::new("tar")
+        .args(["--numeric-owner", "--quoting-style=literal", "-tvf"])
+        .arg(path)
+        .env("TZ", "UTC")
+        .output()
+        .expect("tar runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|line| {
+            let mut parts = line.split_whitespace();
+            let perm = parts.next().expect("permissions");
+            let owner = parts.next().expect("owner");
+            let size = parts.next().expect("size");
+            let _date = parts.next().expect("date");
+            let time = parts.next().expect("time");
+            let name = &line[line.find(time).expect("time") + time.len() + 1..];
+            format!("{perm} {owner} {size} {name}")
+        })
+        .collect()
+}
+
+#[test]
+fn the_tar_parser_sees_what_gnu_tar_lists_in_every_fixture_layer() {
+    let blobs = fixture_layout().join("blobs/sha256");
+    let mut layers = 0;
+    for blob in std::fs::read_dir(&blobs).expect("blobs") {
+        let path = blob.expect("blob").path();
+        let bytes = std::fs::read(&path).expect("blob");
+        let is_tar = bytes.len() > 262 && &bytes[257..262] == b"ustar";
+        let compressed =
+            bytes.starts_with(&[0x1f, 0x8b]) || bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
+        if !is_tar && !compressed {
+            continue;
+        }
+        layers += 1;
+        assert_eq!(
+            listing_by_tar_crate(&bytes),
+            listing_by_gnu_tar(&path),
+            "layer {}",
+            path.display()
+        );
+    }
+    assert!(layers >= 15, "only {layers} layers found");
 }

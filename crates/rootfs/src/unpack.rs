@@ -330,6 +330,9 @@ impl<'o> Applier<'o> {
         if let Some(whiteout) = name.strip_prefix(b".wh.") {
             let parent = rel.parent().unwrap_or(Path::new("")).to_path_buf();
             self.report.whiteouts += 1;
+            if whiteout.is_empty() || whiteout == b"." || whiteout == b".." {
+                return Err(ctx.unsafe_entry("whiteout of `.`, `..` or nothing"));
+            }
             return if whiteout == b".wh..opq" {
                 self.opaque(&ctx, &parent)
             } else {
