@@ -1301,3 +1301,48 @@ fn the_tar_parser_sees_what_gnu_tar_lists_in_every_fixture_layer() {
     }
     assert!(layers >= 15, "only {layers} layers found");
 }
+
+#[test]
+fn ext4_built_as_root_holds_the_same_owners_and_devices() {
+    if !running_as_root() {
+        eprintln!("not root: the rootless build tests cover owners");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (root_store, reference) = store_with_fixture(&dir.path().join("a"), "layered");
+    let (rootless_store, _) = store_with_fixture(&dir.path().join("b"), "layered");
+    let as_root = rootfs::build(&root_store, &reference, None, &BuildOptions::default())
+        .expect("build as root");
+    let rootless = rootfs::build(&rootless_store, &reference, None, &rootless_build_options())
+        .expect("rootless build");
+    e2fsck_passes(&as_root.path);
+    for path in [
+        "/home/user/notes.txt",
+        "/dev/null",
+        "/usr/bin/setuid-tool",
+        "/tmp",
+        "/etc/passwd",
+    ] {
+        let request = format!("stat {path}");
+        let owner_and_mode = |image: &Path| -> Vec<String> {
+            debugfs(image, &request)
+                .lines()
+                .filter(|l| {
+                    l.starts_with("User:") || l.starts_with("Inode:") || l.contains("Device major")
+                })
+                .map(|l| {
+                    // Inode numbers may differ (debugfs allocates devices last).
+                    l.split_once("Type:").map_or(l, |(_, rest)| rest).to_owned()
+                })
+                .collect()
+        };
+        assert_eq!(
+            owner_and_mode(&as_root.path),
+            owner_and_mode(&rootless.path),
+            "{path}"
+        );
+    }
+    let same =
+        std::fs::read(&as_root.path).expect("a") == std::fs::read(&rootless.path).expect("b");
+    eprintln!("root and rootless builds byte-identical: {same}");
+}
