@@ -9,7 +9,9 @@
 //! - Every parent component is checked with `symlink_metadata` before an
 //!   entry is written: a parent that is a symlink (planted by this layer or
 //!   an earlier one) is refused, never followed. Missing parents are
-//!   created with mode 0755, owner 0:0. A file, symlink or device replacing
+//!   created with mode 0755, owner 0:0 and mtime 0 (the epoch, so the
+//!   result never depends on when it was unpacked; umoci uses the time of
+//!   the unpack). A file, symlink or device replacing
 //!   something removes it first and is created with `O_CREAT|O_EXCL`, so
 //!   the last component is never followed either. The check and the write
 //!   are two steps: this is safe because nothing else writes into the

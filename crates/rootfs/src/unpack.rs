@@ -600,6 +600,15 @@ impl<'o> Applier<'o> {
                             mtime: 0,
                         },
                     );
+                    // A parent no layer declares: mode 0755, mtime 0, so
+                    // the result never depends on when it was unpacked.
+                    self.dirs.insert(
+                        prefix.clone(),
+                        DirMeta {
+                            mode: 0o755,
+                            mtime: 0,
+                        },
+                    );
                 }
                 Err(err) => return Err(ctx.io("inspecting", &abs)(err)),
             }
