@@ -1404,3 +1404,22 @@ fn host_system_tree_equals_umoci() {
     );
     assert_same_as_umoci(&store, &reference, &store, &reference, dir.path());
 }
+
+#[test]
+fn builds_of_a_removed_and_collected_image_are_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "small");
+    let (_, layered) = store_with_fixture(&dir.path().join("store"), "layered");
+    let options = rootless_build_options();
+    let small = rootfs::build(&store, &reference, None, &options).expect("build small");
+    let kept = rootfs::build(&store, &layered, None, &options).expect("build layered");
+    assert_eq!(
+        rootfs::remove_unused_builds(&store).expect("nothing unused"),
+        0
+    );
+    assert!(store.remove(&reference).expect("removed"));
+    store.gc().expect("gc");
+    assert_eq!(rootfs::remove_unused_builds(&store).expect("removal"), 1);
+    assert!(!small.path.exists());
+    assert!(kept.path.exists());
+}

@@ -266,10 +266,49 @@ fn build_in(
             stderr: line.to_owned(),
         });
     }
+    // The manifest the build came from, next to it, for
+    // [`remove_unused_builds`]; written first so no image lacks one.
+    let manifest_file = cached_path.with_extension("manifest");
+    ocistore::atomic_write(&manifest_file, image.manifest.digest.to_string().as_bytes())?;
     partial
         .persist(cached_path)
         .map_err(|e| io("renaming into place", cached_path)(e.error))?;
     Ok(())
+}
+
+/// Removes the cached ext4 images whose manifest is no longer in the store
+/// (run after [`ocistore::Store::gc`]), and returns how many were removed.
+/// Images without a readable `.manifest` file beside them are removed too.
+/// Blocking.
+pub fn remove_unused_builds(store: &Store) -> Result<usize> {
+    let dir = store.root().join(".cachectl/ext4");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(err) => return Err(io("reading", &dir)(err)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let path = entry.map_err(io("reading", &dir))?.path();
+        let in_progress = path
+            .file_name()
+            .is_some_and(|n| n.as_bytes().starts_with(b"partial-"));
+        if in_progress || path.extension().is_none_or(|e| e != "ext4") {
+            continue;
+        }
+        let manifest_file = path.with_extension("manifest");
+        let still_stored = std::fs::read_to_string(&manifest_file)
+            .ok()
+            .and_then(|text| text.trim().parse::<Digest>().ok())
+            .is_some_and(|digest| store.blob_path(&digest).is_file());
+        if still_stored {
+            continue;
+        }
+        std::fs::remove_file(&path).map_err(io("removing", &path))?;
+        let _ = std::fs::remove_file(&manifest_file);
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 /// Copies the init into the tree (mode 0755) and records it as 0:0.

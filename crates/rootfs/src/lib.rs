@@ -11,7 +11,8 @@
 //!   and the entry);
 //! - [`build`] turns the same tree into a reproducible ext4 image with
 //!   `mke2fs -d` (owners and device nodes fixed inside the image with
-//!   `debugfs` when the unpack was rootless), cached under the store;
+//!   `debugfs` when the unpack was rootless), cached under the store
+//!   ([`remove_unused_builds`] drops those of images `gc` removed);
 //! - [`export_tar`] writes the final file system as one tar stream
 //!   (whiteouts resolved, parents before children), as `docker export`
 //!   does.
@@ -46,5 +47,5 @@ mod unpack;
 
 pub use error::{Error, Result};
 pub use export::export_tar;
-pub use ext4::{BuildOptions, BuiltImage, build};
+pub use ext4::{BuildOptions, BuiltImage, build, remove_unused_builds};
 pub use unpack::{NotApplied, UnpackOptions, UnpackReport, unpack};
