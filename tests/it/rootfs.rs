@@ -1423,3 +1423,52 @@ fn builds_of_a_removed_and_collected_image_are_removed() {
     assert!(!small.path.exists());
     assert!(kept.path.exists());
 }
+
+#[test]
+fn unprivileged_build_equals_the_rootless_build_of_root() {
+    // Run by `nobody` (through setpriv) when the tests run as root: owners,
+    // device nodes and `security.capability` must still be right inside
+    // the image, and the bytes equal a rootless build made by root.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "layered");
+    let exe = env!("CARGO_BIN_EXE_rootfs-build");
+    let mut command;
+    if running_as_root() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let status = Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(store.root())
+            .status()
+            .expect("chown runs");
+        assert!(status.success());
+        command = Command::new("setpriv");
+        command.args(["--reuid=65534", "--regid=65534", "--clear-groups", exe]);
+    } else {
+        command = Command::new(exe);
+    }
+    let output = command
+        .arg(store.root())
+        .arg(reference.to_string())
+        .output()
+        .expect("rootfs-build runs");
+    assert!(
+        output.status.success(),
+        "unprivileged build failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let path = PathBuf::from(String::from_utf8(output.stdout).expect("utf-8").trim());
+    e2fsck_passes(&path);
+    let notes = debugfs(&path, "stat /home/user/notes.txt");
+    assert!(notes.contains("User:  1000   Group:  1000"), "{notes}");
+    let null = debugfs(&path, "stat /dev/null");
+    assert!(null.contains("Type: character special"), "{null}");
+    let ping = debugfs(&path, "ea_list /usr/bin/ping");
+    assert!(ping.contains("security.capability (20)"), "{ping}");
+    let (rootless_store, _) = store_with_fixture(&dir.path().join("rootless"), "layered");
+    let rootless =
+        rootfs::build(&rootless_store, &reference, None, &rootless_build_options()).expect("build");
+    let same = std::fs::read(&path).expect("a") == std::fs::read(&rootless.path).expect("b");
+    assert!(same, "unprivileged and rootless-as-root builds differ");
+}

@@ -243,7 +243,34 @@ fn build_in(
             .arg(format!("{}k", size / 1024)),
         "mke2fs",
     )?;
-    let commands = debugfs_commands(tree, &records, rootless)?;
+    let mut commands = debugfs_commands(tree, &records, rootless)?;
+    // Extended attributes the host refused: each value in a file for
+    // `ea_set -f` (values are binary).
+    for (index, (rel, xattrs)) in report.pending_xattrs.iter().enumerate() {
+        for (number, (name, value)) in xattrs.iter().enumerate() {
+            // The name goes into a command line: plain names only.
+            let plain = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if !plain {
+                return Err(Error::InvalidOption {
+                    reason: format!(
+                        "extended attribute {name:?} of {} cannot be passed to debugfs",
+                        rel.display()
+                    ),
+                });
+            }
+            let value_file = work.join(format!("xattr-{index}-{number}"));
+            std::fs::write(&value_file, value).map_err(io("writing", &value_file))?;
+            let _ = writeln!(
+                commands,
+                "ea_set -f {} {} {name}",
+                quoted_file(&value_file)?,
+                quoted(rel)?
+            );
+        }
+    }
     let command_file = work.join("debugfs.cmd");
     std::fs::write(&command_file, commands).map_err(io("writing", &command_file))?;
     let output = run(
@@ -506,6 +533,17 @@ fn quoted(rel: &Path) -> Result<String> {
         Some(text) => Ok(format!("\"/{text}\"")),
         None => Err(Error::InvalidOption {
             reason: format!("path {} cannot be passed to debugfs", rel.display()),
+        }),
+    }
+}
+
+/// A host path quoted for a debugfs command.
+fn quoted_file(path: &Path) -> Result<String> {
+    let text = path.to_str().filter(|t| !t.contains(['"', '\n', '\\']));
+    match text {
+        Some(text) => Ok(format!("\"{text}\"")),
+        None => Err(Error::InvalidOption {
+            reason: format!("path {} cannot be passed to debugfs", path.display()),
         }),
     }
 }

@@ -62,6 +62,9 @@ pub struct UnpackReport {
     /// (relative to the target), as the layers say; what an ext4 build
     /// applies inside the image when the host could not.
     pub(crate) records: BTreeMap<PathBuf, Recorded>,
+    /// Extended attributes the host refused (rootless), by path, for an
+    /// ext4 build to set inside the image.
+    pub(crate) pending_xattrs: BTreeMap<PathBuf, Vec<(String, Vec<u8>)>>,
 }
 
 /// Counts of what the host did not get (rootless, or a file system
@@ -673,6 +676,9 @@ impl<'o> Applier<'o> {
             .take_while(|(p, _)| p.starts_with(rel))
             .map(|(p, _)| p.clone())
             .collect();
+        self.report
+            .pending_xattrs
+            .retain(|path, _| !path.starts_with(rel));
         for path in gone {
             self.report.records.remove(&path);
             self.dirs.remove(&path);
@@ -795,6 +801,13 @@ impl<'o> Applier<'o> {
                 Ok(()) => {}
                 Err(err) if self.rootless || err.raw_os_error() == Some(EOPNOTSUPP) => {
                     self.report.not_applied.xattrs += 1;
+                    if let Ok(rel) = abs.strip_prefix(&self.root) {
+                        self.report
+                            .pending_xattrs
+                            .entry(rel.to_path_buf())
+                            .or_default()
+                            .push((name.clone(), value.clone()));
+                    }
                 }
                 Err(err) => return Err(ctx.io("setting extended attribute on", abs)(err)),
             }
