@@ -544,6 +544,15 @@ fn put_blob(root: &Path, bytes: &[u8]) -> Digest {
 /// A layout at `root` whose image `example.com/test/hand-built:v1` has these
 /// layers (already encoded, with their media types).
 fn hand_built_store(root: &Path, layers: &[(Vec<u8>, &str)]) -> (Store, Reference) {
+    hand_built_store_with_diff_ids(root, layers, &[])
+}
+
+/// [`hand_built_store`] with the given diff IDs (computed when empty).
+fn hand_built_store_with_diff_ids(
+    root: &Path,
+    layers: &[(Vec<u8>, &str)],
+    given_diff_ids: &[Digest],
+) -> (Store, Reference) {
     let mut descriptors = Vec::new();
     let mut diff_ids = Vec::new();
     for (bytes, media_type) in layers {
@@ -559,7 +568,11 @@ fn hand_built_store(root: &Path, layers: &[(Vec<u8>, &str)]) -> (Store, Referenc
         } else {
             bytes.clone()
         };
-        diff_ids.push(format!("\"{}\"", Digest::sha256_of(&uncompressed)));
+        let diff_id = given_diff_ids
+            .get(diff_ids.len())
+            .cloned()
+            .unwrap_or_else(|| Digest::sha256_of(&uncompressed));
+        diff_ids.push(format!("\"{diff_id}\""));
         descriptors.push(format!(
             r#"{{"mediaType":"{media_type}","digest":"{digest}","size":{}}}"#,
             bytes.len()
@@ -1471,4 +1484,54 @@ fn unprivileged_build_equals_the_rootless_build_of_root() {
         rootfs::build(&rootless_store, &reference, None, &rootless_build_options()).expect("build");
     let same = std::fs::read(&path).expect("a") == std::fs::read(&rootless.path).expect("b");
     assert!(same, "unprivileged and rootless-as-root builds differ");
+}
+
+// ---- per-layer tars ---------------------------------------------------------
+
+#[test]
+fn layer_tars_are_kept_by_diff_id_and_reused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "layered-zstd");
+    let tars = rootfs::layer_tars(&store, &reference, None).expect("layer tars");
+    assert_eq!(tars.len(), 5);
+    for tar in &tars {
+        assert!(!tar.cached);
+        let bytes = std::fs::read(&tar.path).expect("tar");
+        assert_eq!(Digest::sha256_of(&bytes), tar.diff_id);
+        assert!(tar.path.starts_with(store.root().join(".cachectl/layers")));
+    }
+    let again = rootfs::layer_tars(&store, &reference, None).expect("again");
+    assert!(again.iter().all(|t| t.cached));
+    // The gzip twin has the same diff IDs: its tars are the same files.
+    let (_, gzip) = store_with_fixture(&dir.path().join("store"), "layered");
+    let shared = rootfs::layer_tars(&store, &gzip, None).expect("gzip layers");
+    assert!(shared.iter().all(|t| t.cached));
+}
+
+#[test]
+fn a_layer_that_is_not_its_diff_id_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    let layer = gzip(&raw_tar(&[Raw::File("f", b"x")]));
+    let wrong = Digest::sha256_of(b"something else");
+    let (store, reference) = hand_built_store_with_diff_ids(
+        &root,
+        &[(layer.clone(), GZIP_LAYER)],
+        std::slice::from_ref(&wrong),
+    );
+    match rootfs::layer_tars(&store, &reference, None) {
+        Err(Error::DiffIdMismatch {
+            layer: refused,
+            expected,
+            ..
+        }) => {
+            assert_eq!(refused, Digest::sha256_of(&layer));
+            assert_eq!(expected, wrong.to_string());
+        }
+        other => panic!("{other:?}"),
+    }
+    let partials = std::fs::read_dir(root.join(".cachectl/layers"))
+        .expect("dir")
+        .count();
+    assert_eq!(partials, 0, "a partial file was left behind");
 }

@@ -90,6 +90,26 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The image's manifest and config disagree.
+    #[error("image manifest {manifest}: {reason}")]
+    InvalidImage {
+        /// The image manifest.
+        manifest: Digest,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A layer does not decompress to the diff ID its config gives.
+    #[error("layer {layer} decompresses to {actual}, the config says {expected}")]
+    DiffIdMismatch {
+        /// The layer's digest.
+        layer: Digest,
+        /// The diff ID of the config.
+        expected: String,
+        /// The digest of the decompressed bytes.
+        actual: String,
+    },
+
     /// A cap of [`crate::UnpackOptions`] was reached (a decompression bomb,
     /// or an image larger than allowed).
     #[error("layer {layer}: entry {entry:?}: more than {limit} {what}")]

@@ -15,7 +15,9 @@
 //!   ([`remove_unused_builds`] drops those of images `gc` removed);
 //! - [`export_tar`] writes the final file system as one tar stream
 //!   (whiteouts resolved, parents before children), as `docker export`
-//!   does.
+//!   does;
+//! - [`layer_tars`] keeps each layer as an uncompressed tar under the store,
+//!   keyed by diff ID (checked), decompressed concurrently.
 //!
 //! The [`design`] module says how ambiguous cases are decided.
 //!
@@ -43,9 +45,11 @@ mod error;
 mod export;
 mod ext4;
 mod layer;
+mod layers;
 mod unpack;
 
 pub use error::{Error, Result};
 pub use export::export_tar;
 pub use ext4::{BuildOptions, BuiltImage, build, remove_unused_builds};
+pub use layers::{LayerTar, layer_tars};
 pub use unpack::{NotApplied, UnpackOptions, UnpackReport, unpack};
