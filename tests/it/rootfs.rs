@@ -1535,3 +1535,55 @@ fn a_layer_that_is_not_its_diff_id_is_refused() {
         .count();
     assert_eq!(partials, 0, "a partial file was left behind");
 }
+
+// ---- per-layer ext4 images ----------------------------------------------------
+
+#[test]
+fn layer_images_hold_overlayfs_whiteouts_and_copies_of_lower_hardlinks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "layered");
+    let options = rootless_build_options();
+    let layers = rootfs::build_layers(&store, &reference, None, &options).expect("layer images");
+    assert_eq!(layers.len(), 5);
+    for layer in &layers {
+        assert!(!layer.cached);
+        e2fsck_passes(&layer.path);
+    }
+    // Layer 2: whiteouts as character devices 0:0, a hardlink to a file of
+    // layer 1 as a copy, a hardlink within the layer kept.
+    let links = &layers[1].path;
+    for whiteout in ["/etc/motd", "/var/cache/old"] {
+        let stat = debugfs(links, &format!("stat {whiteout}"));
+        assert!(
+            stat.contains("Type: character special"),
+            "{whiteout}: {stat}"
+        );
+        assert!(
+            stat.contains("Device major/minor number: 00:00"),
+            "{whiteout}: {stat}"
+        );
+    }
+    let copy = debugfs(links, "stat /bin/tool-hardlink");
+    assert!(copy.contains("Type: regular"), "{copy}");
+    assert!(copy.contains("Size: 305"), "{copy}");
+    let busybox = debugfs(links, "stat /bin/sh");
+    assert!(busybox.contains("Links: 2"), "{busybox}");
+    // Layer 3: the opaque directory.
+    let opaque = debugfs(&layers[2].path, "ea_list /opt/app");
+    assert!(
+        opaque.contains("trusted.overlay.opaque (1) = \"y\""),
+        "{opaque}"
+    );
+    let listing = debugfs(&layers[2].path, "ls /opt/app");
+    assert!(listing.contains("before-opq.txt") && listing.contains("after-opq.txt"));
+    assert!(!listing.contains(".wh."), "{listing}");
+    // Layer 4 alone: the device and owners of its own entries.
+    let null = debugfs(&layers[3].path, "stat /dev/null");
+    assert!(null.contains("Device major/minor number: 01:03"), "{null}");
+    let again = rootfs::build_layers(&store, &reference, None, &options).expect("again");
+    assert!(again.iter().all(|l| l.cached));
+    assert_eq!(
+        again.iter().map(|l| &l.path).collect::<Vec<_>>(),
+        layers.iter().map(|l| &l.path).collect::<Vec<_>>()
+    );
+}

@@ -2,8 +2,11 @@
 //! and cached under the store.
 
 use crate::error::{Error, Result, io};
+use crate::layer::open_layer;
 use crate::layer::select_image;
-use crate::unpack::{Recorded, UnpackOptions, WorkDir, apply_image, clean_path};
+use crate::unpack::{
+    Applier, Recorded, UnpackOptions, UnpackReport, WorkDir, apply_image, clean_path,
+};
 use ociref::{Digest, Platform, Reference};
 use ocistore::{ConfigSummary, Store};
 use sha2::{Digest as _, Sha256};
@@ -164,6 +167,111 @@ pub fn build(
     })
 }
 
+/// One layer as its own ext4 image, for callers that stack layers with
+/// overlayfs.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct BuiltLayer {
+    /// The layer blob.
+    pub layer: Digest,
+    /// The image file.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Whether it came from the cache.
+    pub cached: bool,
+}
+
+/// Builds (or finds in the cache) one ext4 image per layer of the stored
+/// image `reference`, base first, with whiteouts in overlayfs form: a
+/// `.wh.<name>` becomes a character device 0:0 named `<name>`, an opaque
+/// directory gets `trusted.overlay.opaque=y`, and a hardlink to a file of
+/// a lower layer becomes a copy of that file. Each image is sized from its
+/// own content plus [`BuildOptions::headroom`] (`size` and `init` apply
+/// to [`build`] only). A layer's image is keyed by the layers from the base
+/// up to it (copies of lower files depend on them), the label and
+/// `mke2fs -V`. Blocking.
+pub fn build_layers(
+    store: &Store,
+    reference: &Reference,
+    platform: Option<&Platform>,
+    options: &BuildOptions,
+) -> Result<Vec<BuiltLayer>> {
+    let image = select_image(store, reference, platform)?;
+    let mke2fs = find_tool("mke2fs", options)?;
+    let debugfs = find_tool("debugfs", options)?;
+    let version = run(Command::new(&mke2fs).arg("-V"), "mke2fs")?;
+    let cache_dir = store.root().join(".cachectl/ext4");
+    let mut chain = String::from("rootfs-ext4-layer 1\n");
+    let _ = writeln!(
+        chain,
+        "headroom {}\nlabel {}",
+        options.headroom, options.label
+    );
+    let _ = writeln!(chain, "mke2fs {version}");
+    let mut planned = Vec::new();
+    for layer in &image.layers {
+        let _ = writeln!(chain, "layer {}", layer.descriptor.digest);
+        let key = hex(&Sha256::digest(chain.as_bytes()));
+        let path = cache_dir.join(format!("layer-{key}.ext4"));
+        let cached = path.is_file();
+        planned.push((layer, path, cached));
+    }
+    if planned.iter().any(|(_, _, cached)| !cached) {
+        std::fs::create_dir_all(&cache_dir).map_err(io("creating", &cache_dir))?;
+        let work = WorkDir::new(store, "layers-")?;
+        let merged = work.path().join("merged");
+        std::fs::create_dir(&merged).map_err(io("creating", &merged))?;
+        let rootless = options.unpack.rootless || !rustix::process::geteuid().is_root();
+        let mut below = Applier::new(&merged, &options.unpack, rootless);
+        let last_to_build = planned
+            .iter()
+            .rposition(|(_, _, cached)| !cached)
+            .expect("one layer is not cached");
+        let tools = Tools {
+            mke2fs: &mke2fs,
+            debugfs: &debugfs,
+        };
+        for (index, (layer, path, cached)) in planned.iter().enumerate().take(last_to_build + 1) {
+            let digest = &layer.descriptor.digest;
+            let media_type = &layer.descriptor.media_type;
+            if !cached {
+                let tree = work.path().join(format!("layer-{index}"));
+                std::fs::create_dir(&tree).map_err(io("creating", &tree))?;
+                let mut applier = Applier::new(&tree, &options.unpack, rootless).overlay(&merged);
+                applier.apply_layer(digest, open_layer(store, digest, media_type)?)?;
+                applier.finish()?;
+                let input = ImageInput {
+                    tree: &tree,
+                    report: &applier.report,
+                    uuid_digest: digest,
+                    owner: &image.manifest.digest,
+                };
+                let layer_work = work.path().join(format!("work-{index}"));
+                std::fs::create_dir(&layer_work).map_err(io("creating", &layer_work))?;
+                make_image(&tools, &input, options, &layer_work, &cache_dir, path)?;
+            }
+            if index < last_to_build {
+                below.apply_layer(digest, open_layer(store, digest, media_type)?)?;
+            }
+        }
+    }
+    planned
+        .into_iter()
+        .map(|(layer, path, cached)| {
+            let size = std::fs::metadata(&path)
+                .map_err(io("reading", &path))?
+                .len();
+            Ok(BuiltLayer {
+                layer: layer.descriptor.digest.clone(),
+                path,
+                size,
+                cached,
+            })
+        })
+        .collect()
+}
+
 fn build_into(
     store: &Store,
     image: &ocistore::ImageDetails,
@@ -203,18 +311,58 @@ fn build_in(
 ) -> Result<()> {
     std::fs::create_dir(tree).map_err(io("creating", tree))?;
     let mut report = apply_image(store, image, tree, &options.unpack)?;
-    let rootless = report.rootless;
-    let mut records = std::mem::take(&mut report.records);
     if let Some((source, target)) = &options.init {
-        place_init(tree, source, target, &mut records)?;
+        place_init(tree, source, target, &mut report.records)?;
     }
+    let tools = Tools { mke2fs, debugfs };
+    let input = ImageInput {
+        tree,
+        report: &report,
+        uuid_digest: &image.manifest.digest,
+        owner: &image.manifest.digest,
+    };
+    make_image(&tools, &input, options, work, cache_dir, cached_path)
+}
+
+/// The two e2fsprogs programs a build runs.
+pub(crate) struct Tools<'a> {
+    pub(crate) mke2fs: &'a Path,
+    pub(crate) debugfs: &'a Path,
+}
+
+/// What one ext4 image is made from.
+pub(crate) struct ImageInput<'a> {
+    /// The unpacked tree.
+    pub(crate) tree: &'a Path,
+    /// What the unpack recorded (owners, devices, refused xattrs).
+    pub(crate) report: &'a UnpackReport,
+    /// The digest the UUID and hash seed are derived from.
+    pub(crate) uuid_digest: &'a Digest,
+    /// The manifest the image belongs to (kept beside it for
+    /// [`remove_unused_builds`]).
+    pub(crate) owner: &'a Digest,
+}
+
+/// Runs `mke2fs -d` and the `debugfs` fix-ups on `input`, and renames the
+/// result to `cached_path`.
+pub(crate) fn make_image(
+    tools: &Tools<'_>,
+    input: &ImageInput<'_>,
+    options: &BuildOptions,
+    work: &Path,
+    cache_dir: &Path,
+    cached_path: &Path,
+) -> Result<()> {
+    let (mke2fs, debugfs, tree) = (tools.mke2fs, tools.debugfs, input.tree);
+    let records = &input.report.records;
+    let rootless = input.report.rootless;
     let (blocks, inodes) = measure(tree)?;
     let inode_count = inodes + inodes / 4 + 256;
     let size = match options.size {
         Some(size) => size.div_ceil(BLOCK) * BLOCK,
         None => computed_size(blocks, inode_count, options.headroom),
     };
-    let uuid = uuid_from(&image.manifest.digest);
+    let uuid = uuid_from(input.uuid_digest);
     let conf = work.join("mke2fs.conf");
     std::fs::write(&conf, MKE2FS_CONF).map_err(io("writing", &conf))?;
     let partial = tempfile::Builder::new()
@@ -243,10 +391,10 @@ fn build_in(
             .arg(format!("{}k", size / 1024)),
         "mke2fs",
     )?;
-    let mut commands = debugfs_commands(tree, &records, rootless)?;
+    let mut commands = debugfs_commands(tree, records, rootless)?;
     // Extended attributes the host refused: each value in a file for
     // `ea_set -f` (values are binary).
-    for (index, (rel, xattrs)) in report.pending_xattrs.iter().enumerate() {
+    for (index, (rel, xattrs)) in input.report.pending_xattrs.iter().enumerate() {
         for (number, (name, value)) in xattrs.iter().enumerate() {
             // The name goes into a command line: plain names only.
             let plain = !name.is_empty()
@@ -296,7 +444,7 @@ fn build_in(
     // The manifest the build came from, next to it, for
     // [`remove_unused_builds`]; written first so no image lacks one.
     let manifest_file = cached_path.with_extension("manifest");
-    ocistore::atomic_write(&manifest_file, image.manifest.digest.to_string().as_bytes())?;
+    ocistore::atomic_write(&manifest_file, input.owner.to_string().as_bytes())?;
     partial
         .persist(cached_path)
         .map_err(|e| io("renaming into place", cached_path)(e.error))?;

@@ -13,6 +13,8 @@
 //!   `mke2fs -d` (owners and device nodes fixed inside the image with
 //!   `debugfs` when the unpack was rootless), cached under the store
 //!   ([`remove_unused_builds`] drops those of images `gc` removed);
+//!   [`build_layers`] makes one ext4 image per layer, whiteouts in
+//!   overlayfs form;
 //! - [`export_tar`] writes the final file system as one tar stream
 //!   (whiteouts resolved, parents before children), as `docker export`
 //!   does;
@@ -50,6 +52,6 @@ mod unpack;
 
 pub use error::{Error, Result};
 pub use export::export_tar;
-pub use ext4::{BuildOptions, BuiltImage, build, remove_unused_builds};
+pub use ext4::{BuildOptions, BuiltImage, BuiltLayer, build, build_layers, remove_unused_builds};
 pub use layers::{LayerTar, layer_tars};
 pub use unpack::{NotApplied, UnpackOptions, UnpackReport, unpack};

@@ -214,6 +214,10 @@ pub(crate) struct Applier<'o> {
     created: HashSet<PathBuf>,
     /// Those paths and their ancestors.
     touched: HashSet<PathBuf>,
+    /// Overlay mode (one layer per tree): the merged tree of the layers
+    /// below, where hardlink targets of lower layers are copied from.
+    /// Whiteouts become overlayfs whiteouts instead of removals.
+    lower: Option<PathBuf>,
 }
 
 /// The entry being applied, for error messages.
@@ -269,7 +273,17 @@ impl<'o> Applier<'o> {
             known_dirs: HashSet::new(),
             created: HashSet::new(),
             touched: HashSet::new(),
+            lower: None,
         }
+    }
+
+    /// Overlay mode: whiteouts are written as overlayfs whiteouts (a
+    /// character device 0:0, `trusted.overlay.opaque=y` on an opaque
+    /// directory), and a hardlink to a file of a lower layer becomes a copy
+    /// of it, taken from `lower` (the merged tree of the layers below).
+    pub(crate) fn overlay(mut self, lower: &Path) -> Applier<'o> {
+        self.lower = Some(lower.to_path_buf());
+        self
     }
 
     /// Applies one decompressed layer.
@@ -335,6 +349,14 @@ impl<'o> Applier<'o> {
             self.report.whiteouts += 1;
             if whiteout.is_empty() || whiteout == b"." || whiteout == b".." {
                 return Err(ctx.unsafe_entry("whiteout of `.`, `..` or nothing"));
+            }
+            let mtime = i64::try_from(entry.header().mtime().unwrap_or(0)).unwrap_or(0);
+            if self.lower.is_some() {
+                return if whiteout == b".wh..opq" {
+                    self.overlay_opaque(&ctx, &parent)
+                } else {
+                    self.overlay_whiteout(&ctx, &parent.join(OsStr::from_bytes(whiteout)), mtime)
+                };
             }
             return if whiteout == b".wh..opq" {
                 self.opaque(&ctx, &parent)
@@ -466,7 +488,22 @@ impl<'o> Applier<'o> {
                 if target_rel.as_os_str().is_empty() {
                     return Err(ctx.unsafe_entry("hardlink to the root directory"));
                 }
-                let target_abs = self.check_parent(&ctx, &target_rel)?.ok_or_else(|| {
+                let here = self
+                    .check_parent(&ctx, &target_rel)?
+                    .filter(|p| std::fs::symlink_metadata(p).is_ok());
+                if here.is_none()
+                    && let Some(lower) = self.lower.clone()
+                {
+                    let meta = Recorded {
+                        uid,
+                        gid,
+                        mode,
+                        device: None,
+                        mtime,
+                    };
+                    return self.copy_from_lower(&ctx, &lower, &target_rel, &rel, &abs, meta);
+                }
+                let target_abs = here.ok_or_else(|| {
                     ctx.unsafe_entry(format!("hardlink target {} is missing", target.display()))
                 })?;
                 let meta = std::fs::symlink_metadata(&target_abs).map_err(|_| {
@@ -737,6 +774,124 @@ impl<'o> Applier<'o> {
                 self.prune(ctx, &rel, &child_abs)?;
             }
         }
+        Ok(())
+    }
+
+    /// Overlay mode: `.wh.<name>` becomes a character device 0:0 at
+    /// `rel` (recorded, for debugfs, when rootless).
+    fn overlay_whiteout(&mut self, ctx: &Ctx<'_>, rel: &Path, mtime: i64) -> Result<()> {
+        let abs = self.ensure_parent(ctx, rel)?;
+        self.clear(ctx, rel, &abs, false)?;
+        if self.rootless {
+            self.report.not_applied.devices += 1;
+        } else {
+            self.mknod(
+                ctx,
+                &abs,
+                rustix::fs::FileType::CharacterDevice,
+                0,
+                rustix::fs::makedev(0, 0),
+            )?;
+        }
+        let meta = Recorded {
+            uid: 0,
+            gid: 0,
+            mode: 0,
+            device: Some((b'c', 0, 0)),
+            mtime,
+        };
+        self.record(rel, meta);
+        self.mark_created(rel);
+        Ok(())
+    }
+
+    /// Overlay mode: `.wh..wh..opq` sets `trusted.overlay.opaque=y` on its
+    /// directory (created when the layer has no entry for it).
+    fn overlay_opaque(&mut self, ctx: &Ctx<'_>, dir: &Path) -> Result<()> {
+        let abs = if dir.as_os_str().is_empty() {
+            self.root.clone()
+        } else {
+            let abs = self.ensure_parent(ctx, dir)?;
+            self.clear(ctx, dir, &abs, true)?;
+            if !abs.is_dir() {
+                std::fs::create_dir(&abs).map_err(ctx.io("creating directory", &abs))?;
+                let meta = Recorded {
+                    uid: 0,
+                    gid: 0,
+                    mode: 0o755,
+                    device: None,
+                    mtime: 0,
+                };
+                self.record(dir, meta);
+                self.dirs.insert(
+                    dir.to_path_buf(),
+                    DirMeta {
+                        mode: 0o755,
+                        mtime: 0,
+                    },
+                );
+            }
+            self.known_dirs.insert(dir.to_path_buf());
+            self.mark_created(dir);
+            abs
+        };
+        let opaque = [("trusted.overlay.opaque".to_owned(), b"y".to_vec())];
+        self.set_xattrs(ctx, &abs, &opaque)
+    }
+
+    /// Overlay mode: a hardlink to a file of a lower layer becomes a copy
+    /// of that file, read from the merged tree `lower` (its parents checked
+    /// like ours: never a symlink).
+    fn copy_from_lower(
+        &mut self,
+        ctx: &Ctx<'_>,
+        lower: &Path,
+        target_rel: &Path,
+        rel: &Path,
+        abs: &Path,
+        meta: Recorded,
+    ) -> Result<()> {
+        let missing = || {
+            ctx.unsafe_entry(format!(
+                "hardlink target {} is in no layer",
+                target_rel.display()
+            ))
+        };
+        let mut prefix = PathBuf::new();
+        for component in target_rel.parent().unwrap_or(Path::new("")).components() {
+            prefix.push(component);
+            match std::fs::symlink_metadata(lower.join(&prefix)) {
+                Ok(found) if found.is_dir() => {}
+                _ => return Err(missing()),
+            }
+        }
+        let source = lower.join(target_rel);
+        match std::fs::symlink_metadata(&source) {
+            Ok(found) if found.is_file() => {}
+            _ => return Err(missing()),
+        }
+        self.clear(ctx, rel, abs, false)?;
+        let mut input = File::open(&source).map_err(ctx.io("reading", &source))?;
+        let mut file = File::options()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(abs)
+            .map_err(ctx.io("creating", abs))?;
+        self.report.bytes +=
+            std::io::copy(&mut input, &mut file).map_err(ctx.io("copying into", abs))?;
+        if self.rootless {
+            self.report.not_applied.ownership += u64::from(meta.uid != 0 || meta.gid != 0);
+        } else {
+            std::os::unix::fs::fchown(&file, Some(meta.uid as u32), Some(meta.gid as u32))
+                .map_err(ctx.io("changing owner of", abs))?;
+        }
+        file.set_permissions(Permissions::from_mode(meta.mode))
+            .map_err(ctx.io("setting mode of", abs))?;
+        file.set_times(times(meta.mtime))
+            .map_err(ctx.io("setting times of", abs))?;
+        self.record(rel, meta);
+        self.mark_created(rel);
         Ok(())
     }
 
