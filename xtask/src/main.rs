@@ -9,7 +9,10 @@
 //!   their environment, for running single tests by hand.
 //! - `check-layers`: fails when a crate depends on one it must not.
 //! - `fixtures`: builds the deterministic test images and pushes them.
+//! - `bench unpack|build`: times rootfs against umoci (and umoci + mke2fs)
+//!   on the same ~100 MB gzip image, alternating rounds.
 
+mod bench;
 mod cmd;
 mod fixtures;
 mod jwt;
@@ -35,7 +38,9 @@ commands:
                  pressed
   check-layers   fail when a crate depends on a crate above it or on a sibling
   fixtures       build the deterministic test images into target/fixtures and,
-                 with --registry (default $CACHECTL_TEST_REGISTRY), push them";
+                 with --registry (default $CACHECTL_TEST_REGISTRY), push them
+  bench          `bench unpack|build [--rounds N]`: rootfs against umoci (and
+                 umoci + mke2fs -d) on a ~100 MB gzip image, alternating";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -44,6 +49,7 @@ fn main() -> ExitCode {
         Some("registry") => registry::run_interactive(),
         Some("check-layers") => layers::run(),
         Some("fixtures") => fixtures::run(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
