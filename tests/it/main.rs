@@ -8,6 +8,7 @@ mod fault_proxy;
 mod fixtures;
 mod harness;
 mod memory;
+mod rootfs;
 mod secrets;
 mod store;
 mod store_manage;

@@ -1,12 +1,57 @@
 //! `rootfs`: from a stored image to something a sandbox can boot.
 //!
-//! This crate will apply an image's layers (whiteouts, hardlinks, ownership,
-//! with no path escaping the target) into a directory, stream a flattened tar,
-//! or build a reproducible ext4 image with `mke2fs`, and cache the results
-//! under the store.
+//! Its roles:
+//! - [`unpack`] applies the layers of an image stored by [`ocistore`] into
+//!   a directory, base layer first: whiteouts and opaque directories,
+//!   hardlinks (also to files of lower layers), symlinks verbatim,
+//!   directory modes after their children, mtimes, setuid/setgid/sticky
+//!   bits, and as root owners, device nodes and extended attributes. No
+//!   entry writes outside the target (`..`, absolute paths, symlinked
+//!   parents and hardlinks out are refused with an error naming the layer
+//!   and the entry);
+//! - [`build`] turns the same tree into a reproducible ext4 image with
+//!   `mke2fs -d` (owners and device nodes fixed inside the image with
+//!   `debugfs` when the unpack was rootless), cached under the store
+//!   ([`remove_unused_builds`] drops those of images `gc` removed);
+//!   [`build_layers`] makes one ext4 image per layer, whiteouts in
+//!   overlayfs form;
+//! - [`export_tar`] writes the final file system as one tar stream
+//!   (whiteouts resolved, parents before children), as `docker export`
+//!   does;
+//! - [`layer_tars`] keeps each layer as an uncompressed tar under the store,
+//!   keyed by diff ID (checked), decompressed concurrently.
 //!
-//! Status: a skeleton. Nothing is implemented yet; the work is tracked by the
-//! issue "`rootfs`: from a stored image to a directory, a tar stream or a
-//! bootable ext4 image".
+//! The [`design`] module says how ambiguous cases are decided.
+//!
+//! ```no_run
+//! # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = ocistore::Store::open("/var/cache/cachectl")?;
+//! let reference: ociref::Reference = "alpine:3.20".parse()?;
+//! let report = rootfs::unpack(
+//!     &store,
+//!     &reference,
+//!     None,
+//!     std::path::Path::new("/tmp/alpine-rootfs"),
+//!     &rootfs::UnpackOptions::rootless(),
+//! )?;
+//! println!("{} entries, {} bytes", report.entries, report.bytes);
+//! let built = rootfs::build(&store, &reference, None, &rootfs::BuildOptions::default())?;
+//! println!("{} ({} bytes, cached: {})", built.path.display(), built.size, built.cached);
+//! # Ok(()) }
+//! ```
 #![deny(missing_docs)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod design;
+mod error;
+mod export;
+mod ext4;
+mod layer;
+mod layers;
+mod unpack;
+
+pub use error::{Error, Result};
+pub use export::export_tar;
+pub use ext4::{BuildOptions, BuiltImage, BuiltLayer, build, build_layers, remove_unused_builds};
+pub use layers::{LayerTar, layer_tars};
+pub use unpack::{NotApplied, UnpackOptions, UnpackReport, unpack};

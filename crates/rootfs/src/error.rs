@@ -1,0 +1,184 @@
+//! The one error type of `rootfs`.
+
+use ociref::Digest;
+use std::path::PathBuf;
+
+/// Everything that can go wrong while unpacking or building an image.
+///
+/// Messages start lowercase and name the layer digest, the entry path, the
+/// file or the tool involved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store could not describe or read the image.
+    #[error("reading the image from the store")]
+    Store(#[from] ocistore::Error),
+
+    /// The reference holds no image for the asked platform.
+    #[error("image {reference} has no stored image for platform {platform}")]
+    NoImageForPlatform {
+        /// The reference.
+        reference: String,
+        /// The platform asked for, or `any`.
+        platform: String,
+    },
+
+    /// A layer blob the image needs is not in the store.
+    #[error("layer {layer} of image {reference} is not stored")]
+    LayerMissing {
+        /// The reference.
+        reference: String,
+        /// The layer's digest.
+        layer: Digest,
+    },
+
+    /// A layer's media type is not a tar layer this crate reads.
+    #[error("layer {layer} has unsupported media type {media_type}")]
+    UnsupportedMediaType {
+        /// The layer's digest.
+        layer: Digest,
+        /// Its media type.
+        media_type: String,
+    },
+
+    /// A layer's first bytes do not match the compression its media type
+    /// names.
+    #[error("layer {layer} is labelled {media_type} but its bytes are {detected}")]
+    MislabelledLayer {
+        /// The layer's digest.
+        layer: Digest,
+        /// The media type of its descriptor.
+        media_type: String,
+        /// What its magic bytes say (`gzip`, `zstd` or `uncompressed`).
+        detected: &'static str,
+    },
+
+    /// The layer's stream (decompression or tar framing) is broken.
+    #[error("reading layer {layer}")]
+    LayerRead {
+        /// The layer's digest.
+        layer: Digest,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An entry would write outside the target, or is malformed.
+    #[error("layer {layer}: entry {entry:?} refused: {reason}")]
+    UnsafeEntry {
+        /// The layer's digest.
+        layer: Digest,
+        /// The entry's path as written in the tar.
+        entry: String,
+        /// Why it was refused.
+        reason: String,
+    },
+
+    /// Applying an entry failed on the file system.
+    #[error("layer {layer}: entry {entry:?}: {what} {}", path.display())]
+    Entry {
+        /// The layer's digest.
+        layer: Digest,
+        /// The entry's path as written in the tar.
+        entry: String,
+        /// What was being done, e.g. `creating`, `linking`.
+        what: &'static str,
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The image's manifest and config disagree.
+    #[error("image manifest {manifest}: {reason}")]
+    InvalidImage {
+        /// The image manifest.
+        manifest: Digest,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A layer does not decompress to the diff ID its config gives.
+    #[error("layer {layer} decompresses to {actual}, the config says {expected}")]
+    DiffIdMismatch {
+        /// The layer's digest.
+        layer: Digest,
+        /// The diff ID of the config.
+        expected: String,
+        /// The digest of the decompressed bytes.
+        actual: String,
+    },
+
+    /// A cap of [`crate::UnpackOptions`] was reached (a decompression bomb,
+    /// or an image larger than allowed).
+    #[error("layer {layer}: entry {entry:?}: more than {limit} {what}")]
+    LimitExceeded {
+        /// The layer's digest.
+        layer: Digest,
+        /// The entry at which the cap was passed.
+        entry: String,
+        /// `bytes` or `entries`.
+        what: &'static str,
+        /// The cap.
+        limit: u64,
+    },
+
+    /// The unpack target exists and is not an empty directory.
+    #[error("target {} must be absent or an empty directory", path.display())]
+    TargetNotEmpty {
+        /// The target.
+        path: PathBuf,
+    },
+
+    /// A file operation outside of any entry failed.
+    #[error("{what} {}", path.display())]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A program this crate runs is not installed.
+    #[error("{tool} is not installed (install the {package} package)")]
+    ToolNotFound {
+        /// The program, e.g. `mke2fs`.
+        tool: &'static str,
+        /// The package that provides it, e.g. `e2fsprogs`.
+        package: &'static str,
+    },
+
+    /// A program this crate runs failed.
+    #[error("{tool} failed ({status}): {stderr}")]
+    ToolFailed {
+        /// The program.
+        tool: &'static str,
+        /// Its exit status.
+        status: String,
+        /// What it wrote on stderr.
+        stderr: String,
+    },
+
+    /// The options cannot be honoured.
+    #[error("invalid option: {reason}")]
+    InvalidOption {
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A closure turning an I/O error into [`Error::Io`] for `path`.
+pub(crate) fn io(
+    what: &'static str,
+    path: &std::path::Path,
+) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::Io { what, path, source }
+}

@@ -1,0 +1,180 @@
+//! Choosing an image of a reference and opening its layers: compression
+//! from the media type, checked against the magic bytes.
+
+use crate::error::{Error, Result, io};
+use ociref::{Digest, Platform, Reference};
+use ocistore::{ImageDetails, Store};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+
+/// How a layer is compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Compression {
+    /// A plain tar.
+    None,
+    /// gzip, possibly several members.
+    Gzip,
+    /// zstd, possibly several frames.
+    Zstd,
+}
+
+impl Compression {
+    /// The compression a layer media type names (OCI and Docker names,
+    /// distributable or not); `None` for a media type that is no tar layer.
+    pub(crate) fn from_media_type(media_type: &str) -> Option<Compression> {
+        match media_type {
+            "application/vnd.oci.image.layer.v1.tar"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar"
+            | "application/vnd.docker.image.rootfs.diff.tar"
+            | "application/vnd.docker.image.rootfs.foreign.diff.tar" => Some(Compression::None),
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+            | "application/vnd.docker.image.rootfs.diff.tar.gzip"
+            | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
+                Some(Compression::Gzip)
+            }
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
+            | "application/vnd.docker.image.rootfs.diff.tar.zstd" => Some(Compression::Zstd),
+            _ => None,
+        }
+    }
+
+    /// The compression the first bytes of a blob show.
+    pub(crate) fn detect(head: &[u8]) -> Compression {
+        match head {
+            [0x1f, 0x8b, ..] => Compression::Gzip,
+            [0x28, 0xb5, 0x2f, 0xfd, ..] => Compression::Zstd,
+            [b, 0x2a, 0x4d, 0x18, ..] if b & 0xf0 == 0x50 => Compression::Zstd,
+            _ => Compression::None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Compression::None => "uncompressed",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// The stored image of `reference` for `platform` (the only one, or the
+/// best match when the reference holds several).
+pub(crate) fn select_image(
+    store: &Store,
+    reference: &Reference,
+    platform: Option<&Platform>,
+) -> Result<ImageDetails> {
+    let inspection = store.inspect(reference)?;
+    let not_found = || Error::NoImageForPlatform {
+        reference: reference.to_string(),
+        platform: platform.map_or_else(|| "any".to_owned(), ToString::to_string),
+    };
+    let image = match platform {
+        None if inspection.images.len() == 1 => inspection.images.into_iter().next(),
+        None => {
+            let host = Platform::host();
+            best(inspection.images, &host)
+        }
+        Some(platform) => best(inspection.images, platform),
+    }
+    .ok_or_else(not_found)?;
+    for layer in &image.layers {
+        if !layer.present {
+            return Err(Error::LayerMissing {
+                reference: reference.to_string(),
+                layer: layer.descriptor.digest.clone(),
+            });
+        }
+    }
+    Ok(image)
+}
+
+fn best(images: Vec<ImageDetails>, platform: &Platform) -> Option<ImageDetails> {
+    images
+        .into_iter()
+        .filter_map(|image| {
+            let config = &image.config;
+            let rank = platform.match_rank(
+                config.os.as_deref()?,
+                config.architecture.as_deref()?,
+                config.variant.as_deref(),
+            )?;
+            Some((rank, image))
+        })
+        .min_by_key(|(rank, _)| *rank)
+        .map(|(_, image)| image)
+}
+
+/// Opens the stored layer `digest` and returns its decompressed tar
+/// stream, after checking its magic bytes against `media_type`.
+pub(crate) fn open_layer(
+    store: &Store,
+    digest: &Digest,
+    media_type: &str,
+) -> Result<Box<dyn Read + Send>> {
+    let declared =
+        Compression::from_media_type(media_type).ok_or_else(|| Error::UnsupportedMediaType {
+            layer: digest.clone(),
+            media_type: media_type.to_owned(),
+        })?;
+    let path = store.blob_path(digest);
+    let file = File::open(&path).map_err(io("opening layer", &path))?;
+    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    let detected = Compression::detect(reader.fill_buf().map_err(io("reading layer", &path))?);
+    if detected != declared {
+        return Err(Error::MislabelledLayer {
+            layer: digest.clone(),
+            media_type: media_type.to_owned(),
+            detected: detected.name(),
+        });
+    }
+    Ok(match declared {
+        Compression::None => Box::new(reader),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader).map_err(
+            |source| Error::LayerRead {
+                layer: digest.clone(),
+                source,
+            },
+        )?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_types_name_their_compression() {
+        for (media_type, want) in [
+            ("application/vnd.oci.image.layer.v1.tar", Compression::None),
+            (
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+                Compression::Gzip,
+            ),
+            (
+                "application/vnd.oci.image.layer.v1.tar+zstd",
+                Compression::Zstd,
+            ),
+            (
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                Compression::Gzip,
+            ),
+        ] {
+            assert_eq!(Compression::from_media_type(media_type), Some(want));
+        }
+        assert_eq!(Compression::from_media_type("application/json"), None);
+    }
+
+    #[test]
+    fn magic_bytes_show_the_compression() {
+        assert_eq!(Compression::detect(&[0x1f, 0x8b, 8]), Compression::Gzip);
+        assert_eq!(
+            Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd]),
+            Compression::Zstd
+        );
+        assert_eq!(Compression::detect(b"bin/"), Compression::None);
+    }
+}

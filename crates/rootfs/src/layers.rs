@@ -1,0 +1,144 @@
+//! Per-layer uncompressed tars under the store, keyed by diff ID.
+
+use crate::error::{Error, Result, io};
+use crate::layer::{open_layer, select_image};
+use ociref::{Digest, Platform, Reference};
+use ocistore::Store;
+use sha2::{Digest as _, Sha256};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+/// One layer as an uncompressed tar file.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct LayerTar {
+    /// The layer blob (compressed).
+    pub layer: Digest,
+    /// Its diff ID (digest of the uncompressed tar), from the config.
+    pub diff_id: Digest,
+    /// `.cachectl/layers/<algorithm>-<hex>.tar` under the store.
+    pub path: PathBuf,
+    /// Whether it was there already.
+    pub cached: bool,
+}
+
+/// The uncompressed tar of every layer of the stored image `reference`
+/// (for `platform`), base first: decompressed concurrently (one thread per
+/// layer), checked against the config's diff IDs while written, and moved
+/// into `.cachectl/layers/` by rename, so a reader never sees a partial
+/// file. Layers already there are not decompressed again. Blocking.
+pub fn layer_tars(
+    store: &Store,
+    reference: &Reference,
+    platform: Option<&Platform>,
+) -> Result<Vec<LayerTar>> {
+    let image = select_image(store, reference, platform)?;
+    let diff_ids = &image.config.diff_ids;
+    if diff_ids.len() != image.layers.len() {
+        return Err(Error::InvalidImage {
+            manifest: image.manifest.digest.clone(),
+            reason: format!(
+                "{} layers but {} diff IDs in the config",
+                image.layers.len(),
+                diff_ids.len()
+            ),
+        });
+    }
+    let dir = store.root().join(".cachectl/layers");
+    std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = image
+            .layers
+            .iter()
+            .zip(diff_ids)
+            .map(|(layer, diff_id)| {
+                let dir = &dir;
+                scope.spawn(move || {
+                    let digest = &layer.descriptor.digest;
+                    let diff_id: Digest = diff_id.parse().map_err(|_| Error::DiffIdMismatch {
+                        layer: digest.clone(),
+                        expected: diff_id.clone(),
+                        actual: "an invalid digest in the config".to_owned(),
+                    })?;
+                    let path =
+                        dir.join(format!("{}-{}.tar", diff_id.algorithm(), diff_id.encoded()));
+                    let cached = path.is_file();
+                    if !cached {
+                        extract(store, digest, &layer.descriptor.media_type, &diff_id, &path)?;
+                    }
+                    Ok(LayerTar {
+                        layer: digest.clone(),
+                        diff_id,
+                        path,
+                        cached,
+                    })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().expect("a layer thread does not panic"))
+            .collect()
+    })
+}
+
+/// Decompresses `layer` into a temp file beside `path`, hashing it, and
+/// renames it to `path` when the hash is `diff_id`.
+fn extract(
+    store: &Store,
+    layer: &Digest,
+    media_type: &str,
+    diff_id: &Digest,
+    path: &std::path::Path,
+) -> Result<()> {
+    if diff_id.algorithm() != "sha256" {
+        return Err(Error::DiffIdMismatch {
+            layer: layer.clone(),
+            expected: diff_id.to_string(),
+            actual: "a digest this crate cannot compute".to_owned(),
+        });
+    }
+    let dir = path.parent().unwrap_or(store.root());
+    let mut reader = open_layer(store, layer, media_type)?;
+    let mut file = tempfile::Builder::new()
+        .prefix("partial-")
+        .tempfile_in(dir)
+        .map_err(io("creating a file in", dir))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 256 * 1024];
+    loop {
+        let read = reader
+            .read(&mut buffer)
+            .map_err(|source| Error::LayerRead {
+                layer: layer.clone(),
+                source,
+            })?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+        file.write_all(&buffer[..read])
+            .map_err(io("writing", file.path()))?;
+    }
+    let actual = format!(
+        "sha256:{}",
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    if actual != diff_id.to_string() {
+        return Err(Error::DiffIdMismatch {
+            layer: layer.clone(),
+            expected: diff_id.to_string(),
+            actual,
+        });
+    }
+    file.as_file()
+        .sync_all()
+        .map_err(io("syncing", file.path()))?;
+    file.persist(path)
+        .map_err(|e| io("renaming into place", path)(e.error))?;
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! `rootfs-build ROOT REFERENCE`: builds the ext4 image of a stored image
+//! with `rootfs::build` and prints its path. The unprivileged-build test
+//! runs it as another user.
+//!
+//! `rootfs-build ROOT REFERENCE --unpack DIR`: unpacks the image into DIR
+//! instead and prints the time it took (for measuring by hand).
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.as_slice() {
+        [root, reference] => build(root, reference),
+        [root, reference, flag, dir] if flag == "--unpack" => unpack(root, reference, dir),
+        _ => {
+            eprintln!("usage: rootfs-build ROOT REFERENCE [--unpack DIR]");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(path) => {
+            println!("{path}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("rootfs-build: {err}");
+            let mut source = std::error::Error::source(&*err);
+            while let Some(cause) = source {
+                eprintln!("caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn build(root: &str, reference: &str) -> Result<String, Box<dyn std::error::Error>> {
+    let reference: ociref::Reference = reference.parse()?;
+    let store = ocistore::Store::open(root)?;
+    let built = rootfs::build(&store, &reference, None, &rootfs::BuildOptions::default())?;
+    Ok(built.path.display().to_string())
+}
+
+fn unpack(root: &str, reference: &str, dir: &str) -> Result<String, Box<dyn std::error::Error>> {
+    let reference: ociref::Reference = reference.parse()?;
+    let store = ocistore::Store::open(root)?;
+    let started = std::time::Instant::now();
+    let report = rootfs::unpack(
+        &store,
+        &reference,
+        None,
+        std::path::Path::new(dir),
+        &rootfs::UnpackOptions::default(),
+    )?;
+    Ok(format!(
+        "{} entries, {} bytes in {:?}",
+        report.entries,
+        report.bytes,
+        started.elapsed()
+    ))
+}

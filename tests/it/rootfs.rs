@@ -1,0 +1,1589 @@
+//! `rootfs`: unpacking fixture images, compared with `umoci raw unpack`;
+//! hand-built malicious layers that must not write outside the target;
+//! whiteouts; ext4 images checked with `e2fsck` and `debugfs`.
+
+use ociref::{Digest, Reference};
+use ocistore::Store;
+use rootfs::{BuildOptions, Error, UnpackOptions};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// The fixture layout, built once per test binary.
+fn fixture_layout() -> &'static Path {
+    static LAYOUT: OnceLock<tempfile::TempDir> = OnceLock::new();
+    LAYOUT
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            cachectl_fixtures::build_layout(dir.path(), &Default::default())
+                .expect("fixtures build");
+            dir
+        })
+        .path()
+}
+
+/// A store at `root` holding fixture `name` as `example.com/fixtures/<name>:v1`,
+/// copied from the fixture layout with skopeo (no registry).
+fn store_with_fixture(root: &Path, name: &str) -> (Store, Reference) {
+    let reference = format!("example.com/fixtures/{name}:v1");
+    let output = Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .arg(format!("oci:{}:{name}", fixture_layout().display()))
+        .arg(format!("oci:{}:{reference}", root.display()))
+        .output()
+        .expect("skopeo runs");
+    assert!(
+        output.status.success(),
+        "skopeo copy failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let store = Store::open(root).expect("store opens");
+    (store, reference.parse().expect("reference"))
+}
+
+fn umoci_unpack(root: &Path, reference: &Reference, target: &Path) {
+    let output = Command::new("umoci")
+        .args(["raw", "unpack", "--rootless", "--image"])
+        .arg(format!("{}:{reference}", root.display()))
+        .arg(target)
+        .output()
+        .expect("umoci runs");
+    assert!(
+        output.status.success(),
+        "umoci raw unpack failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// What the comparator sees of one path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Node {
+    kind: &'static str,
+    /// Permission bits with setuid/setgid/sticky.
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    size: u64,
+    sha256: Option<String>,
+    link: Option<PathBuf>,
+    mtime: i64,
+    /// Other paths sharing the inode, sorted (hardlink group).
+    hardlinks: Vec<String>,
+    xattrs: BTreeMap<String, Vec<u8>>,
+    device: Option<u64>,
+}
+
+/// Every path below `root` (the root itself excluded: its metadata is the
+/// target's, not the image's), as the comparator sees it.
+fn tree(root: &Path) -> BTreeMap<String, Node> {
+    let mut nodes = BTreeMap::new();
+    let mut inodes: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("readable") {
+            let path = entry.expect("entry").path();
+            let rel = path
+                .strip_prefix(root)
+                .expect("below root")
+                .to_string_lossy()
+                .into_owned();
+            let meta = std::fs::symlink_metadata(&path).expect("metadata");
+            let file_type = meta.file_type();
+            let kind = if file_type.is_dir() {
+                stack.push(path.clone());
+                "dir"
+            } else if file_type.is_symlink() {
+                "symlink"
+            } else if file_type.is_file() {
+                "file"
+            } else if file_type.is_fifo() {
+                "fifo"
+            } else if file_type.is_char_device() {
+                "char"
+            } else if file_type.is_block_device() {
+                "block"
+            } else {
+                "other"
+            };
+            if !file_type.is_dir() {
+                inodes.entry(meta.ino()).or_default().push(rel.clone());
+            }
+            let xattrs = if file_type.is_symlink() {
+                BTreeMap::new()
+            } else {
+                xattr::list(&path)
+                    .map(|names| {
+                        names
+                            .filter_map(|name| {
+                                let value = xattr::get(&path, &name).ok()??;
+                                Some((name.to_string_lossy().into_owned(), value))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            nodes.insert(
+                rel,
+                Node {
+                    kind,
+                    mode: meta.mode() & 0o7777,
+                    uid: meta.uid(),
+                    gid: meta.gid(),
+                    size: if file_type.is_dir() { 0 } else { meta.len() },
+                    sha256: file_type.is_file().then(|| {
+                        Digest::sha256_of(&std::fs::read(&path).expect("readable")).to_string()
+                    }),
+                    link: file_type
+                        .is_symlink()
+                        .then(|| std::fs::read_link(&path).expect("link")),
+                    mtime: meta.mtime(),
+                    hardlinks: Vec::new(),
+                    xattrs,
+                    device: (file_type.is_char_device() || file_type.is_block_device())
+                        .then(|| meta.rdev()),
+                },
+            );
+        }
+    }
+    for group in inodes.values().filter(|g| g.len() > 1) {
+        let mut sorted = group.clone();
+        sorted.sort();
+        for path in group {
+            nodes.get_mut(path).expect("listed").hardlinks = sorted.clone();
+        }
+    }
+    nodes
+}
+
+/// The differences between two trees, one line per path.
+fn differences(ours: &BTreeMap<String, Node>, theirs: &BTreeMap<String, Node>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (path, node) in ours {
+        match theirs.get(path) {
+            None => out.push(format!("{path}: only in ours ({node:?})")),
+            Some(other) if other != node => {
+                out.push(format!("{path}: ours {node:?}\n    theirs {other:?}"))
+            }
+            Some(_) => {}
+        }
+    }
+    for (path, node) in theirs {
+        if !ours.contains_key(path) {
+            out.push(format!("{path}: only in theirs ({node:?})"));
+        }
+    }
+    out
+}
+
+/// The owner umoci --rootless records in `user.rootlesscontainers` (a
+/// protobuf: field 1 uid, field 2 gid, varints); the xattr is removed.
+fn apply_rootless_owner(node: &mut Node) {
+    let Some(bytes) = node.xattrs.remove("user.rootlesscontainers") else {
+        return;
+    };
+    // Absent fields are 0; `NoopID` (u32::MAX) means "the host's owner".
+    let (mut uid, mut gid) = (0, 0);
+    let mut i = 0;
+    while i < bytes.len() {
+        let tag = bytes[i];
+        i += 1;
+        let mut value = 0u32;
+        let mut shift = 0;
+        while i < bytes.len() {
+            let byte = bytes[i];
+            i += 1;
+            value |= u32::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        match tag {
+            0x08 => uid = value,
+            0x10 => gid = value,
+            _ => {}
+        }
+    }
+    if uid != u32::MAX {
+        node.uid = uid;
+    }
+    if gid != u32::MAX {
+        node.gid = gid;
+    }
+}
+
+/// Unpacks image `reference` of `store` with rootfs (as root: with owners
+/// and devices; otherwise rootless), and `umoci_reference` of
+/// `umoci_store` (the same content) with `umoci raw unpack --rootless`,
+/// and compares the trees: paths, types, modes, owners, sizes, content,
+/// symlink targets, hardlink groups, mtimes, xattrs.
+fn assert_same_as_umoci(
+    store: &Store,
+    reference: &Reference,
+    umoci_store: &Store,
+    umoci_reference: &Reference,
+    dir: &Path,
+) {
+    let ours_dir = dir.join("ours");
+    let as_root = running_as_root();
+    let options = if as_root {
+        UnpackOptions::default()
+    } else {
+        UnpackOptions::rootless()
+    };
+    let started = Instant::now();
+    let report =
+        rootfs::unpack(store, reference, None, &ours_dir, &options).expect("unpack succeeds");
+    let ours_time = started.elapsed();
+    let theirs_dir = dir.join("theirs");
+    let started = Instant::now();
+    umoci_unpack(umoci_store.root(), umoci_reference, &theirs_dir);
+    let umoci_time = started.elapsed();
+    eprintln!(
+        "{reference}: rootfs {ours_time:?}, umoci {umoci_time:?}, {} entries",
+        report.entries
+    );
+    let mut ours = tree(&ours_dir);
+    let mut theirs = tree(&theirs_dir);
+    for node in theirs.values_mut() {
+        apply_rootless_owner(node);
+    }
+    if !as_root {
+        // Without root neither tree has owners: compare the rest.
+        for node in ours.values_mut().chain(theirs.values_mut()) {
+            node.uid = 0;
+            node.gid = 0;
+        }
+    }
+    // umoci --rootless writes an empty file where a device should be;
+    // rootfs as root makes the device, rootless it makes nothing.
+    let placeholders: Vec<String> = theirs
+        .iter()
+        .filter(|(path, node)| {
+            node.kind == "file"
+                && node.size == 0
+                && ours
+                    .get(*path)
+                    .is_none_or(|o| o.kind == "char" || o.kind == "block")
+        })
+        .map(|(path, _)| path.clone())
+        .collect();
+    let devices = ours
+        .values()
+        .filter(|o| o.kind == "char" || o.kind == "block")
+        .count() as u64;
+    assert_eq!(
+        placeholders.len() as u64,
+        devices + report.not_applied.devices,
+        "device placeholders of umoci: {placeholders:?}"
+    );
+    for path in placeholders {
+        let placeholder = theirs.remove(&path).expect("listed");
+        if let Some(device) = ours.remove(&path) {
+            assert_eq!(
+                (device.mode, device.uid, device.gid, device.mtime),
+                (
+                    placeholder.mode,
+                    placeholder.uid,
+                    placeholder.gid,
+                    placeholder.mtime
+                ),
+                "{path}"
+            );
+        }
+    }
+    let diff = differences(&ours, &theirs);
+    assert!(
+        diff.is_empty(),
+        "{reference} differs from umoci:\n{}",
+        diff.join("\n")
+    );
+    assert!(!ours.is_empty(), "{reference} unpacked to nothing");
+}
+
+/// [`assert_same_as_umoci`] for fixture `name`, umoci reading `umoci_name`.
+fn assert_fixture_same_as_umoci(name: &str, umoci_name: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), name);
+    let (umoci_store, umoci_reference) = if umoci_name == name {
+        (store.clone(), reference.clone())
+    } else {
+        store_with_fixture(&dir.path().join("umoci-store"), umoci_name)
+    };
+    assert_same_as_umoci(
+        &store,
+        &reference,
+        &umoci_store,
+        &umoci_reference,
+        dir.path(),
+    );
+}
+
+#[test]
+fn small_equals_umoci() {
+    assert_fixture_same_as_umoci("small", "small");
+}
+
+#[test]
+fn layered_equals_umoci() {
+    assert_fixture_same_as_umoci("layered", "layered");
+}
+
+#[test]
+fn layered_uncompressed_equals_umoci() {
+    assert_fixture_same_as_umoci("layered-uncompressed", "layered-uncompressed");
+}
+
+#[test]
+fn layered_zstd_equals_umoci_of_the_gzip_twin() {
+    // umoci 0.4 refuses zstd layers: compare with the same layers in gzip.
+    assert_fixture_same_as_umoci("layered-zstd", "layered");
+}
+
+/// Adds `descriptor` (a JSON object) under `reference` to the `index.json`
+/// of the layout at `root`.
+fn add_index_entry(root: &Path, mut descriptor: serde_json::Value, reference: &str) {
+    descriptor["annotations"] = serde_json::json!({
+        "org.opencontainers.image.ref.name": reference
+    });
+    let path = root.join("index.json");
+    let mut index: serde_json::Value = std::fs::read(&path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_else(|| serde_json::json!({"schemaVersion": 2, "manifests": []}));
+    index["manifests"]
+        .as_array_mut()
+        .expect("manifests")
+        .push(descriptor);
+    std::fs::write(&path, serde_json::to_vec(&index).expect("json")).expect("index written");
+}
+
+#[test]
+fn docker_v2s2_equals_umoci_of_its_oci_twin() {
+    // skopeo's `oci:` transport does not read Docker manifests and umoci
+    // refuses them: the store gets the fixture's blobs and index entry by
+    // hand, and umoci reads an OCI manifest over the same layer.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    let layout = fixture_layout();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index"))
+            .expect("json");
+    let descriptor = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "docker-v2s2")
+        .expect("docker-v2s2 in the layout")
+        .clone();
+    std::fs::create_dir_all(root.join("blobs/sha256")).expect("blobs");
+    for blob in std::fs::read_dir(layout.join("blobs/sha256")).expect("blobs") {
+        let blob = blob.expect("blob");
+        std::fs::copy(
+            blob.path(),
+            root.join("blobs/sha256").join(blob.file_name()),
+        )
+        .expect("copied");
+    }
+    std::fs::write(root.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("layout");
+    let digest: Digest = descriptor["digest"]
+        .as_str()
+        .expect("digest")
+        .parse()
+        .expect("digest");
+    let mut manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join("blobs/sha256").join(digest.encoded())).expect("manifest"),
+    )
+    .expect("json");
+    add_index_entry(&root, descriptor, "example.com/fixtures/docker-v2s2:v1");
+    manifest["mediaType"] = "application/vnd.oci.image.manifest.v1+json".into();
+    manifest["config"]["mediaType"] = "application/vnd.oci.image.config.v1+json".into();
+    for layer in manifest["layers"].as_array_mut().expect("layers") {
+        assert_eq!(
+            layer["mediaType"],
+            "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        );
+        layer["mediaType"] = GZIP_LAYER.into();
+    }
+    let twin = serde_json::to_vec(&manifest).expect("json");
+    let twin_digest = put_blob(&root, &twin);
+    add_index_entry(
+        &root,
+        serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": twin_digest.to_string(),
+            "size": twin.len(),
+        }),
+        "example.com/fixtures/docker-v2s2-oci:v1",
+    );
+    let store = Store::open(&root).expect("store opens");
+    let reference: Reference = "example.com/fixtures/docker-v2s2:v1"
+        .parse()
+        .expect("reference");
+    let twin_reference: Reference = "example.com/fixtures/docker-v2s2-oci:v1"
+        .parse()
+        .expect("reference");
+    assert_same_as_umoci(&store, &reference, &store, &twin_reference, dir.path());
+}
+
+#[test]
+fn with_sbom_equals_umoci() {
+    assert_fixture_same_as_umoci("with-sbom", "with-sbom");
+}
+
+#[test]
+fn multiarch_host_platform_equals_umoci() {
+    assert_fixture_same_as_umoci("multiarch", "multiarch");
+}
+
+#[test]
+fn unpack_as_root_applies_owners_devices_and_capabilities() {
+    if !running_as_root() {
+        eprintln!("not root: owners and devices are checked by the rootless tests only");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "layered");
+    let target = dir.path().join("rootfs");
+    let report = rootfs::unpack(&store, &reference, None, &target, &UnpackOptions::default())
+        .expect("unpack succeeds");
+    assert!(!report.rootless);
+    assert_eq!(report.not_applied.devices, 0);
+    assert_eq!(report.not_applied.ownership, 0);
+    let nodes = tree(&target);
+    let notes = &nodes["home/user/notes.txt"];
+    assert_eq!((notes.uid, notes.gid, notes.mode), (1000, 1000, 0o640));
+    assert_eq!(nodes["home/user"].uid, 1000);
+    let null = &nodes["dev/null"];
+    assert_eq!(null.kind, "char");
+    assert_eq!(null.device, Some(makedev(1, 3)));
+    assert_eq!(null.mode, 0o666);
+    assert_eq!(nodes["usr/bin/setuid-tool"].mode, 0o4755);
+    assert_eq!(nodes["tmp"].mode, 0o1777);
+    assert!(
+        nodes["usr/bin/ping"]
+            .xattrs
+            .contains_key("security.capability"),
+        "capability kept: {:?}",
+        nodes["usr/bin/ping"].xattrs
+    );
+}
+
+fn running_as_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(1)
+        == 0
+}
+
+fn makedev(major: u64, minor: u64) -> u64 {
+    ((major & 0xfffff000) << 32)
+        | ((major & 0xfff) << 8)
+        | ((minor & 0xffffff00) << 12)
+        | (minor & 0xff)
+}
+
+// ---- hand-built layouts -------------------------------------------------
+
+/// One tar entry of a hand-built layer: raw name bytes (no validation, so
+/// `..` and absolute paths can be written).
+enum Raw<'a> {
+    File(&'a str, &'a [u8]),
+    Dir(&'a str),
+    Symlink(&'a str, &'a str),
+    Hardlink(&'a str, &'a str),
+}
+
+fn raw_tar(entries: &[Raw<'_>]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for entry in entries {
+        let mut header = tar::Header::new_ustar();
+        let (name, kind, link, data): (&str, tar::EntryType, &str, &[u8]) = match entry {
+            Raw::File(name, data) => (name, tar::EntryType::Regular, "", data),
+            Raw::Dir(name) => (name, tar::EntryType::Directory, "", b""),
+            Raw::Symlink(name, target) => (name, tar::EntryType::Symlink, target, b""),
+            Raw::Hardlink(name, target) => (name, tar::EntryType::Link, target, b""),
+        };
+        let old = header.as_old_mut();
+        old.name = [0; 100];
+        old.name[..name.len()].copy_from_slice(name.as_bytes());
+        old.linkname = [0; 100];
+        old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        header.set_entry_type(kind);
+        header.set_size(data.len() as u64);
+        header.set_mode(if kind == tar::EntryType::Directory {
+            0o755
+        } else {
+            0o644
+        });
+        header.set_mtime(1_700_000_000);
+        header.set_cksum();
+        builder.append(&header, data).expect("append");
+    }
+    builder.into_inner().expect("tar")
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).expect("gzip");
+    encoder.finish().expect("gzip")
+}
+
+fn put_blob(root: &Path, bytes: &[u8]) -> Digest {
+    let digest = Digest::sha256_of(bytes);
+    let dir = root.join("blobs/sha256");
+    std::fs::create_dir_all(&dir).expect("blobs dir");
+    std::fs::write(dir.join(digest.encoded()), bytes).expect("blob written");
+    digest
+}
+
+/// A layout at `root` whose image `example.com/test/hand-built:v1` has these
+/// layers (already encoded, with their media types).
+fn hand_built_store(root: &Path, layers: &[(Vec<u8>, &str)]) -> (Store, Reference) {
+    hand_built_store_with_diff_ids(root, layers, &[])
+}
+
+/// [`hand_built_store`] with the given diff IDs (computed when empty).
+fn hand_built_store_with_diff_ids(
+    root: &Path,
+    layers: &[(Vec<u8>, &str)],
+    given_diff_ids: &[Digest],
+) -> (Store, Reference) {
+    let mut descriptors = Vec::new();
+    let mut diff_ids = Vec::new();
+    for (bytes, media_type) in layers {
+        let digest = put_blob(root, bytes);
+        let uncompressed = if bytes.starts_with(&[0x1f, 0x8b]) {
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(
+                &mut flate2::read::MultiGzDecoder::new(&bytes[..]),
+                &mut out,
+            )
+            .expect("gunzip");
+            out
+        } else {
+            bytes.clone()
+        };
+        let diff_id = given_diff_ids
+            .get(diff_ids.len())
+            .cloned()
+            .unwrap_or_else(|| Digest::sha256_of(&uncompressed));
+        diff_ids.push(format!("\"{diff_id}\""));
+        descriptors.push(format!(
+            r#"{{"mediaType":"{media_type}","digest":"{digest}","size":{}}}"#,
+            bytes.len()
+        ));
+    }
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{}},"rootfs":{{"type":"layers","diff_ids":[{}]}}}}"#,
+        diff_ids.join(",")
+    );
+    let config_digest = put_blob(root, config.as_bytes());
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{}]}}"#,
+        config.len(),
+        descriptors.join(",")
+    );
+    let manifest_digest = put_blob(root, manifest.as_bytes());
+    let reference = "example.com/test/hand-built:v1";
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{manifest_digest}","size":{},"annotations":{{"org.opencontainers.image.ref.name":"{reference}"}}}}]}}"#,
+        manifest.len()
+    );
+    std::fs::write(root.join("index.json"), index).expect("index");
+    std::fs::write(root.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("layout");
+    let store = Store::open(root).expect("store opens");
+    (store, reference.parse().expect("reference"))
+}
+
+const GZIP_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+/// Unpacks hand-built gzip layers into `<dir>/box/target`; returns the
+/// result and the `box` directory, which must hold nothing but `target`.
+fn unpack_layers(
+    dir: &Path,
+    layers: &[Vec<Raw<'_>>],
+) -> (rootfs::Result<rootfs::UnpackReport>, PathBuf) {
+    let encoded: Vec<(Vec<u8>, &str)> = layers
+        .iter()
+        .map(|entries| (gzip(&raw_tar(entries)), GZIP_LAYER))
+        .collect();
+    let (store, reference) = hand_built_store(&dir.join("store"), &encoded);
+    let sandbox = dir.join("box");
+    std::fs::create_dir_all(&sandbox).expect("box");
+    let result = rootfs::unpack(
+        &store,
+        &reference,
+        None,
+        &sandbox.join("target"),
+        &UnpackOptions::default(),
+    );
+    (result, sandbox)
+}
+
+fn assert_refused(result: rootfs::Result<rootfs::UnpackReport>, entry: &str) {
+    match result {
+        Err(Error::UnsafeEntry {
+            entry: refused,
+            layer,
+            reason,
+        }) => {
+            assert_eq!(refused, entry, "refused for {reason}");
+            assert!(layer.to_string().starts_with("sha256:"));
+            let message = Error::UnsafeEntry {
+                layer,
+                entry: refused,
+                reason,
+            }
+            .to_string();
+            assert!(message.contains(entry), "{message}");
+        }
+        other => panic!("{entry} was not refused: {other:?}"),
+    }
+}
+
+fn only_target_in(sandbox: &Path) {
+    let names: Vec<_> = std::fs::read_dir(sandbox)
+        .expect("box")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names, ["target"], "something was written beside the target");
+}
+
+#[test]
+fn dot_dot_entry_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (result, sandbox) = unpack_layers(dir.path(), &[vec![Raw::File("../escape", b"out")]]);
+    assert_refused(result, "../escape");
+    only_target_in(&sandbox);
+}
+
+#[test]
+fn nested_dot_dot_entry_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (result, sandbox) = unpack_layers(
+        dir.path(),
+        &[vec![Raw::Dir("a/"), Raw::File("a/../../escape", b"out")]],
+    );
+    assert_refused(result, "a/../../escape");
+    only_target_in(&sandbox);
+}
+
+#[test]
+fn absolute_entry_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outside = dir.path().join("abs-escape");
+    let name = outside.to_str().expect("utf-8").to_owned();
+    let (result, sandbox) = unpack_layers(dir.path(), &[vec![Raw::File(&name, b"out")]]);
+    assert_refused(result, &name);
+    only_target_in(&sandbox);
+    assert!(!outside.exists());
+    let (result, _) = {
+        let dir = tempfile::tempdir().expect("tempdir");
+        unpack_layers(dir.path(), &[vec![Raw::File("/abs", b"out")]])
+    };
+    assert_refused(result, "/abs");
+}
+
+#[test]
+fn symlink_planted_by_an_earlier_layer_is_not_followed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&outside).expect("outside");
+    let target = outside.to_str().expect("utf-8").to_owned();
+    let (result, sandbox) = unpack_layers(
+        dir.path(),
+        &[
+            vec![Raw::Symlink("link", &target)],
+            vec![Raw::File("link/file", b"out")],
+        ],
+    );
+    assert_refused(result, "link/file");
+    only_target_in(&sandbox);
+    assert_eq!(std::fs::read_dir(&outside).expect("outside").count(), 0);
+}
+
+#[test]
+fn symlink_of_the_same_layer_is_not_followed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (result, sandbox) = unpack_layers(
+        dir.path(),
+        &[vec![
+            Raw::Symlink("up", ".."),
+            Raw::File("up/escape", b"out"),
+        ]],
+    );
+    assert_refused(result, "up/escape");
+    only_target_in(&sandbox);
+}
+
+#[test]
+fn hardlink_to_outside_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (result, sandbox) = unpack_layers(
+        dir.path(),
+        &[vec![
+            Raw::Dir("etc/"),
+            Raw::Hardlink("etc/passwd-link", "../../etc/passwd"),
+        ]],
+    );
+    assert_refused(result, "etc/passwd-link");
+    only_target_in(&sandbox);
+}
+
+#[test]
+fn hardlink_through_a_symlinked_parent_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (result, _) = unpack_layers(
+        dir.path(),
+        &[
+            vec![Raw::Symlink("etc", "/etc")],
+            vec![Raw::Hardlink("passwd", "etc/passwd")],
+        ],
+    );
+    assert_refused(result, "passwd");
+}
+
+#[test]
+fn whiteout_through_a_symlink_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&outside).expect("outside");
+    std::fs::write(outside.join("keep"), b"keep").expect("written");
+    let target = outside.to_str().expect("utf-8").to_owned();
+    let (result, _) = unpack_layers(
+        dir.path(),
+        &[
+            vec![Raw::Symlink("link", &target)],
+            vec![Raw::File("link/.wh.keep", b"")],
+        ],
+    );
+    assert_refused(result, "link/.wh.keep");
+    assert!(outside.join("keep").exists());
+}
+
+#[test]
+fn whiteout_of_dot_dot_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in [".wh..", ".wh...", "a/.wh.."] {
+        let (result, sandbox) = unpack_layers(
+            dir.path().join(name.replace('/', "-")).as_path(),
+            &[
+                vec![Raw::Dir("a/"), Raw::File("a/x", b"x")],
+                vec![Raw::File(name, b"")],
+            ],
+        );
+        assert_refused(result, name);
+        only_target_in(&sandbox);
+    }
+}
+
+#[test]
+fn opaque_directory_keeps_own_layer_entries_before_and_after_the_marker() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (result, sandbox) = unpack_layers(
+        dir.path(),
+        &[
+            vec![
+                Raw::Dir("d/"),
+                Raw::File("d/old", b"lower"),
+                Raw::Dir("d/sub/"),
+                Raw::File("d/sub/old2", b"lower"),
+                Raw::Dir("e/"),
+                Raw::File("e/gone", b"lower"),
+                Raw::File("e/kept", b"lower"),
+            ],
+            vec![
+                Raw::Dir("d/"),
+                Raw::File("d/before", b"upper"),
+                Raw::Dir("d/sub/"),
+                Raw::File("d/.wh..wh..opq", b""),
+                Raw::File("d/after", b"upper"),
+                Raw::File("e/.wh.gone", b""),
+            ],
+        ],
+    );
+    let report = result.expect("unpack succeeds");
+    assert_eq!(report.whiteouts, 2);
+    let nodes = tree(&sandbox.join("target"));
+    let paths: Vec<&str> = nodes.keys().map(String::as_str).collect();
+    assert_eq!(paths, ["d", "d/after", "d/before", "d/sub", "e", "e/kept"]);
+}
+
+#[test]
+fn whiteout_removes_a_lower_directory_and_a_file_may_replace_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (result, sandbox) = unpack_layers(
+        dir.path(),
+        &[
+            vec![Raw::Dir("a/"), Raw::Dir("a/b/"), Raw::File("a/b/c", b"x")],
+            vec![Raw::File("a/.wh.b", b""), Raw::File("x", b"1")],
+            vec![Raw::File("a/b", b"now a file"), Raw::Hardlink("y", "x")],
+        ],
+    );
+    result.expect("unpack succeeds");
+    let nodes = tree(&sandbox.join("target"));
+    assert_eq!(nodes["a/b"].kind, "file");
+    assert_eq!(nodes["y"].hardlinks, ["x", "y"]);
+}
+
+#[test]
+fn mislabelled_layer_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plain = raw_tar(&[Raw::File("f", b"x")]);
+    let (store, reference) =
+        hand_built_store(&dir.path().join("store"), &[(plain.clone(), GZIP_LAYER)]);
+    let result = rootfs::unpack(
+        &store,
+        &reference,
+        None,
+        &dir.path().join("t"),
+        &UnpackOptions::default(),
+    );
+    match result {
+        Err(Error::MislabelledLayer {
+            layer, detected, ..
+        }) => {
+            assert_eq!(layer, Digest::sha256_of(&plain));
+            assert_eq!(detected, "uncompressed");
+        }
+        other => panic!("not refused: {other:?}"),
+    }
+}
+
+#[test]
+fn non_empty_target_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "small");
+    let target = dir.path().join("t");
+    std::fs::create_dir(&target).expect("target");
+    std::fs::write(target.join("x"), b"x").expect("written");
+    let result = rootfs::unpack(&store, &reference, None, &target, &UnpackOptions::default());
+    assert!(
+        matches!(result, Err(Error::TargetNotEmpty { .. })),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn caps_on_entries_and_bytes_stop_an_unpack() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "small");
+    let mut options = UnpackOptions::default();
+    options.max_entries = Some(3);
+    let result = rootfs::unpack(&store, &reference, None, &dir.path().join("a"), &options);
+    assert!(
+        matches!(
+            &result,
+            Err(Error::LimitExceeded {
+                what: "entries",
+                limit: 3,
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    let mut options = UnpackOptions::default();
+    options.max_bytes = Some(100);
+    let result = rootfs::unpack(&store, &reference, None, &dir.path().join("b"), &options);
+    assert!(
+        matches!(
+            &result,
+            Err(Error::LimitExceeded {
+                what: "bytes",
+                limit: 100,
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+}
+
+// ---- ext4 ----------------------------------------------------------------
+
+fn debugfs(image: &Path, request: &str) -> String {
+    let output = Command::new("debugfs")
+        .arg("-R")
+        .arg(request)
+        .arg(image)
+        .output()
+        .expect("debugfs runs");
+    assert!(output.status.success(), "debugfs failed");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A name as `debugfs ls` prints it: bytes outside ASCII as `\\xNN`.
+fn debugfs_name(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|&b| {
+            if b.is_ascii() {
+                char::from(b).to_string()
+            } else {
+                format!("\\x{b:02x}")
+            }
+        })
+        .collect()
+}
+
+fn e2fsck_passes(image: &Path) {
+    let output = Command::new("e2fsck")
+        .args(["-fn"])
+        .arg(image)
+        .output()
+        .expect("e2fsck runs");
+    assert!(
+        output.status.success(),
+        "e2fsck -fn failed on {}: {}{}",
+        image.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn rootless_build_options() -> BuildOptions {
+    let mut options = BuildOptions::default();
+    options.unpack = UnpackOptions::rootless();
+    options
+}
+
+#[test]
+fn ext4_builds_are_reproducible_checked_and_cached() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store_a, reference) = store_with_fixture(&dir.path().join("a"), "layered");
+    let (store_b, _) = store_with_fixture(&dir.path().join("b"), "layered");
+    let options = rootless_build_options();
+    let started = Instant::now();
+    let first = rootfs::build(&store_a, &reference, None, &options).expect("build a");
+    eprintln!(
+        "ext4 build of layered: {:?}, {} bytes",
+        started.elapsed(),
+        first.size
+    );
+    let second = rootfs::build(&store_b, &reference, None, &options).expect("build b");
+    assert!(!first.cached && !second.cached);
+    assert_eq!(first.layers.len(), 5);
+    e2fsck_passes(&first.path);
+    let a = std::fs::read(&first.path).expect("image a");
+    let b = std::fs::read(&second.path).expect("image b");
+    assert!(a == b, "two builds in different roots differ");
+    let started = Instant::now();
+    let again = rootfs::build(&store_a, &reference, None, &options).expect("cached");
+    let elapsed = started.elapsed();
+    eprintln!("cached ext4 build: {elapsed:?}");
+    assert!(again.cached);
+    assert_eq!(again.path, first.path);
+    // The issue asks for under 10 ms; the bound leaves room for a loaded
+    // machine.
+    assert!(elapsed.as_millis() < 100, "cached build took {elapsed:?}");
+}
+
+#[test]
+fn rootless_ext4_image_holds_the_owners_and_devices_of_the_layers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "layered");
+    let built = rootfs::build(&store, &reference, None, &rootless_build_options()).expect("build");
+    e2fsck_passes(&built.path);
+    let notes = debugfs(&built.path, "stat /home/user/notes.txt");
+    assert!(notes.contains("User:  1000   Group:  1000"), "{notes}");
+    let passwd = debugfs(&built.path, "stat /etc/passwd");
+    assert!(passwd.contains("User:     0   Group:     0"), "{passwd}");
+    let null = debugfs(&built.path, "stat /dev/null");
+    assert!(null.contains("Type: character special"), "{null}");
+    assert!(null.contains("Mode:  0666"), "{null}");
+    let setuid = debugfs(&built.path, "stat /usr/bin/setuid-tool");
+    assert!(setuid.contains("Mode:  04755"), "{setuid}");
+}
+
+#[test]
+fn ext4_contents_match_the_directory_unpack() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "layered");
+    let built = rootfs::build(&store, &reference, None, &rootless_build_options()).expect("build");
+    let target = dir.path().join("rootfs");
+    rootfs::unpack(
+        &store,
+        &reference,
+        None,
+        &target,
+        &UnpackOptions::rootless(),
+    )
+    .expect("unpack");
+    for (dir_path, listing) in [
+        ("/", ""),
+        ("/bin", "bin"),
+        ("/etc", "etc"),
+        ("/opt/app", "opt/app"),
+    ] {
+        let mut from_image: Vec<String> = debugfs(&built.path, &format!("ls -l {dir_path}"))
+            .lines()
+            .filter_map(|line| line.split_whitespace().last().map(str::to_owned))
+            .filter(|name| name != "." && name != ".." && name != "lost+found")
+            .collect();
+        from_image.sort();
+        let mut from_tree: Vec<String> = std::fs::read_dir(target.join(listing))
+            .expect("listing")
+            .map(|e| debugfs_name(e.expect("entry").file_name().as_encoded_bytes()))
+            .collect();
+        if dir_path == "/dev" {
+            from_tree.push("null".to_owned());
+        }
+        from_tree.sort();
+        assert_eq!(from_image, from_tree, "listing of {dir_path}");
+    }
+}
+
+#[test]
+fn ext4_with_init_and_label_for_small() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "small");
+    let init = dir.path().join("init");
+    std::fs::write(&init, b"#!/bin/sh\nexec /bin/hello\n").expect("init");
+    let mut options = rootless_build_options();
+    options.label = "small-root".to_owned();
+    options.init = Some((init, "/sbin/init".to_owned()));
+    options.output = Some(dir.path().join("out.ext4"));
+    let built = rootfs::build(&store, &reference, None, &options).expect("build");
+    assert_eq!(built.path, dir.path().join("out.ext4"));
+    e2fsck_passes(&built.path);
+    let stat = debugfs(&built.path, "stat /sbin/init");
+    assert!(stat.contains("Mode:  0755"), "{stat}");
+    assert!(stat.contains("User:     0   Group:     0"), "{stat}");
+    let stats = debugfs(&built.path, "stats");
+    assert!(
+        stats.contains("Filesystem volume name:   small-root"),
+        "{stats}"
+    );
+    assert_eq!(built.config.os.as_deref(), Some("linux"));
+}
+
+#[test]
+fn missing_mke2fs_is_tool_not_found() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "small");
+    let mut options = BuildOptions::default();
+    options.search_path = Some(dir.path().join("empty").into_os_string());
+    let result = rootfs::build(&store, &reference, None, &options);
+    match result {
+        Err(Error::ToolNotFound { tool, package }) => {
+            assert_eq!((tool, package), ("mke2fs", "e2fsprogs"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+// ---- flattened tar -------------------------------------------------------
+
+#[test]
+fn exported_tar_lists_parents_first_and_extracts_to_the_unpacked_tree() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "layered");
+    let mut bytes = Vec::new();
+    rootfs::export_tar(&store, &reference, None, &mut bytes).expect("export");
+    let mut archive = tar::Archive::new(&bytes[..]);
+    let mut seen: Vec<String> = Vec::new();
+    let mut kinds = BTreeMap::new();
+    for entry in archive.entries().expect("entries") {
+        let entry = entry.expect("entry");
+        let path = entry
+            .path()
+            .expect("path")
+            .to_string_lossy()
+            .trim_end_matches('/')
+            .to_owned();
+        assert!(!path.contains(".wh."), "whiteout exported: {path}");
+        if let Some((parent, _)) = path.rsplit_once('/') {
+            assert!(seen.iter().any(|p| p == parent), "{path} before its parent");
+        }
+        let header = entry.header();
+        kinds.insert(
+            path.clone(),
+            (header.entry_type(), header.uid().expect("uid")),
+        );
+        seen.push(path);
+    }
+    assert_eq!(
+        kinds["home/user/notes.txt"],
+        (tar::EntryType::Regular, 1000)
+    );
+    assert_eq!(kinds["dev/null"].0, tar::EntryType::Char);
+    assert_eq!(kinds["bin/sh"].0, tar::EntryType::Link);
+    assert!(!kinds.contains_key("etc/motd"));
+    if !running_as_root() {
+        return;
+    }
+    // GNU tar (as root: owners, devices) extracts what rootfs unpacks.
+    let extracted = dir.path().join("extracted");
+    std::fs::create_dir(&extracted).expect("dir");
+    let tar_file = dir.path().join("export.tar");
+    std::fs::write(&tar_file, &bytes).expect("written");
+    let output = Command::new("tar")
+        .args(["-x", "-p", "--same-owner", "-f"])
+        .arg(&tar_file)
+        .arg("-C")
+        .arg(&extracted)
+        .output()
+        .expect("tar runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let unpacked = dir.path().join("unpacked");
+    rootfs::unpack(
+        &store,
+        &reference,
+        None,
+        &unpacked,
+        &UnpackOptions::default(),
+    )
+    .expect("unpack");
+    let mut ours = tree(&unpacked);
+    for node in ours.values_mut() {
+        node.xattrs.clear();
+    }
+    let theirs = tree(&extracted);
+    let diff = differences(&ours, &theirs);
+    assert!(diff.is_empty(), "export differs:\n{}", diff.join("\n"));
+}
+
+#[test]
+fn every_error_renders_with_what_a_person_needs() {
+    let layer: Digest = "sha256:2422821aed02500dd3a39dba17551184c867df6ccedcbc07128e099c8f52a25f"
+        .parse()
+        .expect("digest");
+    let unsafe_entry = Error::UnsafeEntry {
+        layer: layer.clone(),
+        entry: "../escape".to_owned(),
+        reason: "path has a `..` component".to_owned(),
+    };
+    assert_eq!(
+        unsafe_entry.to_string(),
+        format!("layer {layer}: entry \"../escape\" refused: path has a `..` component")
+    );
+    let mislabelled = Error::MislabelledLayer {
+        layer: layer.clone(),
+        media_type: GZIP_LAYER.to_owned(),
+        detected: "zstd",
+    };
+    assert!(mislabelled.to_string().contains(&layer.to_string()));
+    let missing = Error::ToolNotFound {
+        tool: "mke2fs",
+        package: "e2fsprogs",
+    };
+    assert_eq!(
+        missing.to_string(),
+        "mke2fs is not installed (install the e2fsprogs package)"
+    );
+    let failed = Error::ToolFailed {
+        tool: "mke2fs",
+        status: "exit status: 1".to_owned(),
+        stderr: "mke2fs: Device size reported to be zero.".to_owned(),
+    };
+    assert!(
+        failed
+            .to_string()
+            .contains("Device size reported to be zero")
+    );
+}
+
+#[test]
+fn mke2fs_errors_carry_its_stderr() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "small");
+    let mut options = rootless_build_options();
+    // Far too small for the journal and the content.
+    options.size = Some(64 * 1024);
+    match rootfs::build(&store, &reference, None, &options) {
+        Err(Error::ToolFailed { tool, stderr, .. }) => {
+            assert_eq!(tool, "mke2fs");
+            assert!(!stderr.is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+// ---- the tar parser against GNU tar ----------------------------------------
+
+/// `ls -l`-style permissions as GNU tar prints them (`hrwxr-xr-x` for a
+/// hardlink, `s`/`S`/`t`/`T` for setuid, setgid, sticky).
+fn permissions(kind: tar::EntryType, mode: u32) -> String {
+    let kind = match kind {
+        tar::EntryType::Directory => 'd',
+        tar::EntryType::Symlink => 'l',
+        tar::EntryType::Link => 'h',
+        tar::EntryType::Char => 'c',
+        tar::EntryType::Block => 'b',
+        tar::EntryType::Fifo => 'p',
+        _ => '-',
+    };
+    let mut out = String::from(kind);
+    for (shift, special, special_char) in [(6, 0o4000, 's'), (3, 0o2000, 's'), (0, 0o1000, 't')] {
+        let bits = (mode >> shift) & 7;
+        out.push(if bits & 4 != 0 { 'r' } else { '-' });
+        out.push(if bits & 2 != 0 { 'w' } else { '-' });
+        let exec = bits & 1 != 0;
+        out.push(match (mode & special != 0, exec) {
+            (true, true) => special_char,
+            (true, false) => special_char.to_ascii_uppercase(),
+            (false, true) => 'x',
+            (false, false) => '-',
+        });
+    }
+    out
+}
+
+/// What the `tar` crate (the parser rootfs uses) sees in a layer, one line
+/// per entry in `tar -tv --numeric-owner` terms, without the date.
+fn listing_by_tar_crate(bytes: &[u8]) -> Vec<String> {
+    let reader: Box<dyn std::io::Read> = match bytes {
+        [0x1f, 0x8b, ..] => Box::new(flate2::read::MultiGzDecoder::new(bytes)),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Box::new(zstd::Decoder::new(bytes).expect("zstd")),
+        _ => Box::new(bytes),
+    };
+    let mut archive = tar::Archive::new(reader);
+    let mut lines = Vec::new();
+    for entry in archive.entries().expect("entries") {
+        let entry = entry.expect("entry");
+        let header = entry.header();
+        let kind = header.entry_type();
+        let size = match kind {
+            tar::EntryType::Char | tar::EntryType::Block => format!(
+                "{},{}",
+                header.device_major().expect("major").unwrap_or(0),
+                header.device_minor().expect("minor").unwrap_or(0)
+            ),
+            _ => entry.size().to_string(),
+        };
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let link = entry
+            .link_name_bytes()
+            .map(|l| String::from_utf8_lossy(&l).into_owned());
+        let name = match (kind, link) {
+            (tar::EntryType::Symlink, Some(link)) => format!("{name} -> {link}"),
+            (tar::EntryType::Link, Some(link)) => format!("{name} link to {link}"),
+            _ => name,
+        };
+        lines.push(format!(
+            "{} {}/{} {size} {name}",
+            permissions(kind, header.mode().expect("mode")),
+            header.uid().expect("uid"),
+            header.gid().expect("gid"),
+        ));
+    }
+    lines
+}
+
+/// What GNU tar lists, the date and time dropped.
+fn listing_by_gnu_tar(path: &Path) -> Vec<String> {
+    let output = Command::new("tar")
+        .args(["--numeric-owner", "--quoting-style=literal", "-tvf"])
+        .arg(path)
+        .env("TZ", "UTC")
+        .output()
+        .expect("tar runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|line| {
+            let mut parts = line.split_whitespace();
+            let perm = parts.next().expect("permissions");
+            let owner = parts.next().expect("owner");
+            let size = parts.next().expect("size");
+            let _date = parts.next().expect("date");
+            let time = parts.next().expect("time");
+            let name = &line[line.find(time).expect("time") + time.len() + 1..];
+            format!("{perm} {owner} {size} {name}")
+        })
+        .collect()
+}
+
+#[test]
+fn the_tar_parser_sees_what_gnu_tar_lists_in_every_fixture_layer() {
+    let blobs = fixture_layout().join("blobs/sha256");
+    let mut layers = 0;
+    for blob in std::fs::read_dir(&blobs).expect("blobs") {
+        let path = blob.expect("blob").path();
+        let bytes = std::fs::read(&path).expect("blob");
+        let is_tar = bytes.len() > 262 && &bytes[257..262] == b"ustar";
+        let compressed =
+            bytes.starts_with(&[0x1f, 0x8b]) || bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
+        if !is_tar && !compressed {
+            continue;
+        }
+        layers += 1;
+        assert_eq!(
+            listing_by_tar_crate(&bytes),
+            listing_by_gnu_tar(&path),
+            "layer {}",
+            path.display()
+        );
+    }
+    assert!(layers >= 15, "only {layers} layers found");
+}
+
+#[test]
+fn ext4_built_as_root_holds_the_same_owners_and_devices() {
+    if !running_as_root() {
+        eprintln!("not root: the rootless build tests cover owners");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (root_store, reference) = store_with_fixture(&dir.path().join("a"), "layered");
+    let (rootless_store, _) = store_with_fixture(&dir.path().join("b"), "layered");
+    let as_root = rootfs::build(&root_store, &reference, None, &BuildOptions::default())
+        .expect("build as root");
+    let rootless = rootfs::build(&rootless_store, &reference, None, &rootless_build_options())
+        .expect("rootless build");
+    e2fsck_passes(&as_root.path);
+    for path in [
+        "/home/user/notes.txt",
+        "/dev/null",
+        "/usr/bin/setuid-tool",
+        "/tmp",
+        "/etc/passwd",
+    ] {
+        let request = format!("stat {path}");
+        let owner_and_mode = |image: &Path| -> Vec<String> {
+            debugfs(image, &request)
+                .lines()
+                .filter(|l| {
+                    l.starts_with("User:") || l.starts_with("Inode:") || l.contains("Device major")
+                })
+                .map(|l| {
+                    // Inode numbers may differ (debugfs allocates devices last).
+                    l.split_once("Type:").map_or(l, |(_, rest)| rest).to_owned()
+                })
+                .collect()
+        };
+        assert_eq!(
+            owner_and_mode(&as_root.path),
+            owner_and_mode(&rootless.path),
+            "{path}"
+        );
+    }
+    let same =
+        std::fs::read(&as_root.path).expect("a") == std::fs::read(&rootless.path).expect("b");
+    eprintln!("root and rootless builds byte-identical: {same}");
+}
+
+// ---- a real-world tree ------------------------------------------------------
+
+#[test]
+fn host_system_tree_equals_umoci() {
+    // No mirror for debootstrap here: the layer is the host's own /etc,
+    // /usr/sbin, /usr/share/zoneinfo and /usr/share/perl, written by GNU tar
+    // (its real owners, modes, symlinks); a second layer whites some out.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let paths: Vec<&str> = ["etc", "usr/sbin", "usr/share/zoneinfo", "usr/share/perl"]
+        .into_iter()
+        .filter(|p| Path::new("/").join(p).exists())
+        .collect();
+    let output = Command::new("tar")
+        .args(["-C", "/", "--numeric-owner", "-cf", "-"])
+        // The parents first, as image builders write them (a parent no
+        // layer declares gets mode 0755 and mtime 0 from rootfs, the time
+        // of the unpack from umoci).
+        .args(["--no-recursion", "usr", "usr/share", "--recursion"])
+        .args(&paths)
+        .output()
+        .expect("tar runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let upper = raw_tar(&[
+        Raw::File("usr/share/.wh.zoneinfo", b""),
+        Raw::Dir("etc/"),
+        Raw::File("etc/.wh..wh..opq", b""),
+        Raw::File("etc/hostname", b"cachectl\n"),
+    ]);
+    let (store, reference) = hand_built_store(
+        &dir.path().join("store"),
+        &[
+            (gzip(&output.stdout), GZIP_LAYER),
+            (gzip(&upper), GZIP_LAYER),
+        ],
+    );
+    assert_same_as_umoci(&store, &reference, &store, &reference, dir.path());
+}
+
+#[test]
+fn builds_of_a_removed_and_collected_image_are_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "small");
+    let (_, layered) = store_with_fixture(&dir.path().join("store"), "layered");
+    let options = rootless_build_options();
+    let small = rootfs::build(&store, &reference, None, &options).expect("build small");
+    let kept = rootfs::build(&store, &layered, None, &options).expect("build layered");
+    assert_eq!(
+        rootfs::remove_unused_builds(&store).expect("nothing unused"),
+        0
+    );
+    assert!(store.remove(&reference).expect("removed"));
+    store.gc().expect("gc");
+    assert_eq!(rootfs::remove_unused_builds(&store).expect("removal"), 1);
+    assert!(!small.path.exists());
+    assert!(kept.path.exists());
+}
+
+#[test]
+fn unprivileged_build_equals_the_rootless_build_of_root() {
+    // Run by `nobody` (through setpriv) when the tests run as root: owners,
+    // device nodes and `security.capability` must still be right inside
+    // the image, and the bytes equal a rootless build made by root.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "layered");
+    let exe = env!("CARGO_BIN_EXE_rootfs-build");
+    let mut command;
+    if running_as_root() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let status = Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(store.root())
+            .status()
+            .expect("chown runs");
+        assert!(status.success());
+        command = Command::new("setpriv");
+        command.args(["--reuid=65534", "--regid=65534", "--clear-groups", exe]);
+    } else {
+        command = Command::new(exe);
+    }
+    let output = command
+        .arg(store.root())
+        .arg(reference.to_string())
+        .output()
+        .expect("rootfs-build runs");
+    assert!(
+        output.status.success(),
+        "unprivileged build failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let path = PathBuf::from(String::from_utf8(output.stdout).expect("utf-8").trim());
+    e2fsck_passes(&path);
+    let notes = debugfs(&path, "stat /home/user/notes.txt");
+    assert!(notes.contains("User:  1000   Group:  1000"), "{notes}");
+    let null = debugfs(&path, "stat /dev/null");
+    assert!(null.contains("Type: character special"), "{null}");
+    let ping = debugfs(&path, "ea_list /usr/bin/ping");
+    assert!(ping.contains("security.capability (20)"), "{ping}");
+    let (rootless_store, _) = store_with_fixture(&dir.path().join("rootless"), "layered");
+    let rootless =
+        rootfs::build(&rootless_store, &reference, None, &rootless_build_options()).expect("build");
+    let same = std::fs::read(&path).expect("a") == std::fs::read(&rootless.path).expect("b");
+    assert!(same, "unprivileged and rootless-as-root builds differ");
+}
+
+// ---- per-layer tars ---------------------------------------------------------
+
+#[test]
+fn layer_tars_are_kept_by_diff_id_and_reused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "layered-zstd");
+    let tars = rootfs::layer_tars(&store, &reference, None).expect("layer tars");
+    assert_eq!(tars.len(), 5);
+    for tar in &tars {
+        assert!(!tar.cached);
+        let bytes = std::fs::read(&tar.path).expect("tar");
+        assert_eq!(Digest::sha256_of(&bytes), tar.diff_id);
+        assert!(tar.path.starts_with(store.root().join(".cachectl/layers")));
+    }
+    let again = rootfs::layer_tars(&store, &reference, None).expect("again");
+    assert!(again.iter().all(|t| t.cached));
+    // The gzip twin has the same diff IDs: its tars are the same files.
+    let (_, gzip) = store_with_fixture(&dir.path().join("store"), "layered");
+    let shared = rootfs::layer_tars(&store, &gzip, None).expect("gzip layers");
+    assert!(shared.iter().all(|t| t.cached));
+}
+
+#[test]
+fn a_layer_that_is_not_its_diff_id_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    let layer = gzip(&raw_tar(&[Raw::File("f", b"x")]));
+    let wrong = Digest::sha256_of(b"something else");
+    let (store, reference) = hand_built_store_with_diff_ids(
+        &root,
+        &[(layer.clone(), GZIP_LAYER)],
+        std::slice::from_ref(&wrong),
+    );
+    match rootfs::layer_tars(&store, &reference, None) {
+        Err(Error::DiffIdMismatch {
+            layer: refused,
+            expected,
+            ..
+        }) => {
+            assert_eq!(refused, Digest::sha256_of(&layer));
+            assert_eq!(expected, wrong.to_string());
+        }
+        other => panic!("{other:?}"),
+    }
+    let partials = std::fs::read_dir(root.join(".cachectl/layers"))
+        .expect("dir")
+        .count();
+    assert_eq!(partials, 0, "a partial file was left behind");
+}
+
+// ---- per-layer ext4 images ----------------------------------------------------
+
+#[test]
+fn layer_images_hold_overlayfs_whiteouts_and_copies_of_lower_hardlinks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "layered");
+    let options = rootless_build_options();
+    let layers = rootfs::build_layers(&store, &reference, None, &options).expect("layer images");
+    assert_eq!(layers.len(), 5);
+    for layer in &layers {
+        assert!(!layer.cached);
+        e2fsck_passes(&layer.path);
+    }
+    // Layer 2: whiteouts as character devices 0:0, a hardlink to a file of
+    // layer 1 as a copy, a hardlink within the layer kept.
+    let links = &layers[1].path;
+    for whiteout in ["/etc/motd", "/var/cache/old"] {
+        let stat = debugfs(links, &format!("stat {whiteout}"));
+        assert!(
+            stat.contains("Type: character special"),
+            "{whiteout}: {stat}"
+        );
+        assert!(
+            stat.contains("Device major/minor number: 00:00"),
+            "{whiteout}: {stat}"
+        );
+    }
+    let copy = debugfs(links, "stat /bin/tool-hardlink");
+    assert!(copy.contains("Type: regular"), "{copy}");
+    assert!(copy.contains("Size: 305"), "{copy}");
+    let busybox = debugfs(links, "stat /bin/sh");
+    assert!(busybox.contains("Links: 2"), "{busybox}");
+    // Layer 3: the opaque directory.
+    let opaque = debugfs(&layers[2].path, "ea_list /opt/app");
+    assert!(
+        opaque.contains("trusted.overlay.opaque (1) = \"y\""),
+        "{opaque}"
+    );
+    let listing = debugfs(&layers[2].path, "ls /opt/app");
+    assert!(listing.contains("before-opq.txt") && listing.contains("after-opq.txt"));
+    assert!(!listing.contains(".wh."), "{listing}");
+    // Layer 4 alone: the device and owners of its own entries.
+    let null = debugfs(&layers[3].path, "stat /dev/null");
+    assert!(null.contains("Device major/minor number: 01:03"), "{null}");
+    let again = rootfs::build_layers(&store, &reference, None, &options).expect("again");
+    assert!(again.iter().all(|l| l.cached));
+    assert_eq!(
+        again.iter().map(|l| &l.path).collect::<Vec<_>>(),
+        layers.iter().map(|l| &l.path).collect::<Vec<_>>()
+    );
+}
