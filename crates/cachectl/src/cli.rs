@@ -113,6 +113,10 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value_t = ArchiveFormat::Oci)]
         format: ArchiveFormat,
     },
+    /// Unpack an image into a root filesystem directory (pulls it first if needed)
+    Unpack(UnpackArgs),
+    /// Build an ext4 image of an image (pulls it first if needed); prints its path
+    Build(BuildArgs),
     /// Store credentials for a registry in the docker config file
     Login(LoginArgs),
     /// Remove stored credentials for a registry
@@ -164,6 +168,55 @@ pub(crate) struct PruneArgs {
     /// Show what would be removed; remove nothing
     #[arg(long)]
     pub(crate) dry_run: bool,
+}
+
+/// `unpack`.
+#[derive(Debug, Args)]
+pub(crate) struct UnpackArgs {
+    /// The image
+    pub(crate) reference: String,
+    /// The target directory (absent or empty)
+    pub(crate) directory: PathBuf,
+    /// Change no owners and create no device nodes on the host (the default
+    /// when not root); reports what was not applied
+    #[arg(long)]
+    pub(crate) rootless: bool,
+    /// Do not pull: fail unless the image is cached
+    #[arg(long)]
+    pub(crate) offline: bool,
+}
+
+/// `build`.
+#[derive(Debug, Args)]
+pub(crate) struct BuildArgs {
+    /// The image
+    pub(crate) reference: String,
+    /// Copy the image here (default: print the path of the cached image,
+    /// which must not be written to)
+    #[arg(short, long, value_name = "FILE", conflicts_with = "per_layer")]
+    pub(crate) output: Option<PathBuf>,
+    /// Image size, e.g. 2GiB (default: the content plus --headroom)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, conflicts_with = "per_layer")]
+    pub(crate) size: Option<u64>,
+    /// Free space added to a computed size [default: 64MiB]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub(crate) headroom: Option<u64>,
+    /// File system label (at most 16 bytes) [default: rootfs]
+    #[arg(long)]
+    pub(crate) label: Option<String>,
+    /// Place a host file in the image, mode 0755, at PATH (default /sbin/init)
+    #[arg(long, value_name = "FILE[:PATH]", conflicts_with = "per_layer")]
+    pub(crate) init: Option<String>,
+    /// One ext4 image per layer, overlayfs whiteouts, printed base first
+    #[arg(long)]
+    pub(crate) per_layer: bool,
+    /// Unpack without changing owners on the host (owners, modes and device
+    /// nodes are still right inside the image)
+    #[arg(long)]
+    pub(crate) rootless: bool,
+    /// Do not pull: fail unless the image is cached
+    #[arg(long)]
+    pub(crate) offline: bool,
 }
 
 /// `login`.

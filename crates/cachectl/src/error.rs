@@ -49,6 +49,9 @@ pub(crate) enum CliError {
     /// The cache failed.
     #[error(transparent)]
     Store(#[from] ocistore::Error),
+    /// Unpacking or building failed.
+    #[error(transparent)]
+    Rootfs(#[from] rootfs::Error),
     /// The registry client failed outside the store.
     #[error(transparent)]
     Dist(#[from] ocidist::Error),
@@ -82,6 +85,7 @@ impl CliError {
             CliError::Usage(_) | CliError::Parse { .. } | CliError::Settings { .. } => code::USAGE,
             CliError::Store(err) => store_code(err),
             CliError::Dist(err) => dist_code(err),
+            CliError::Rootfs(err) => rootfs_code(err),
             CliError::Io { .. } => code::ERROR,
             CliError::Broken { .. } => code::INTEGRITY,
             CliError::NotCached { .. } => code::NOT_CACHED,
@@ -116,6 +120,17 @@ fn store_code(err: &ocistore::Error) -> u8 {
         E::Corrupt { .. } | E::BlobMissing { .. } | E::ImageIncomplete { .. } => code::INTEGRITY,
         E::Dist(err) => dist_code(err),
         E::Reference(_) => code::USAGE,
+        _ => code::ERROR,
+    }
+}
+
+fn rootfs_code(err: &rootfs::Error) -> u8 {
+    use rootfs::Error as E;
+    match err {
+        E::Store(err) => store_code(err),
+        E::NoImageForPlatform { .. } => code::NOT_CACHED,
+        E::LayerMissing { .. } | E::DiffIdMismatch { .. } => code::INTEGRITY,
+        E::InvalidOption { .. } | E::TargetNotEmpty { .. } => code::USAGE,
         _ => code::ERROR,
     }
 }

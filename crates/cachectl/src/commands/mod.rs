@@ -5,6 +5,7 @@ mod archives;
 mod auth;
 mod images;
 mod maintain;
+mod rootfs;
 
 use crate::cli::{Cli, Command, Generated};
 use crate::error::CliError;
@@ -49,6 +50,8 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
             output,
             format,
         } => archives::export(&context, &references, &output, format, out),
+        Command::Unpack(args) => rootfs::unpack(&context, &args, &progress, out),
+        Command::Build(args) => rootfs::build(&context, &args, &progress, out),
         Command::Login(_) | Command::Logout { .. } | Command::Generate { .. } => {
             unreachable!("handled above")
         }
