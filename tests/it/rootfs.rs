@@ -1427,12 +1427,16 @@ fn builds_of_a_removed_and_collected_image_are_removed() {
     let small = rootfs::build(&store, &reference, None, &options).expect("build small");
     let kept = rootfs::build(&store, &layered, None, &options).expect("build layered");
     assert_eq!(
-        rootfs::remove_unused_builds(&store).expect("nothing unused"),
+        rootfs::remove_unused_builds(&store)
+            .expect("nothing unused")
+            .images,
         0
     );
     assert!(store.remove(&reference).expect("removed"));
     store.gc().expect("gc");
-    assert_eq!(rootfs::remove_unused_builds(&store).expect("removal"), 1);
+    let removed = rootfs::remove_unused_builds(&store).expect("removal");
+    assert_eq!(removed.images, 1);
+    assert_eq!(removed.bytes, small.size);
     assert!(!small.path.exists());
     assert!(kept.path.exists());
 }

@@ -81,11 +81,45 @@ impl Progress {
         }
     }
 
+    /// Shows a step without a byte count (unpacking, building): a spinner
+    /// with the elapsed time on a terminal, a line otherwise. The spinner
+    /// goes when the returned [`Step`] is dropped.
+    pub(crate) fn step(&self, message: String) -> Step {
+        match self {
+            Progress::Off => Step(None),
+            Progress::Lines => {
+                eprintln!("{message}");
+                Step(None)
+            }
+            Progress::Bars(bars) => {
+                let spinner = bars.multi.add(ProgressBar::new_spinner());
+                spinner.set_style(
+                    ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                        .expect("because the template is valid"),
+                );
+                spinner.set_message(message);
+                spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+                Step(Some(spinner))
+            }
+        }
+    }
+
     /// Clears the bars (before printing results).
     pub(crate) fn finish(&self) {
         if let Progress::Bars(bars) = self {
             bars.overall.finish_and_clear();
             let _ = bars.multi.clear();
+        }
+    }
+}
+
+/// A step [`Progress::step`] shows, until dropped.
+pub(crate) struct Step(Option<ProgressBar>);
+
+impl Drop for Step {
+    fn drop(&mut self) {
+        if let Some(spinner) = &self.0 {
+            spinner.finish_and_clear();
         }
     }
 }

@@ -486,3 +486,197 @@ fn several_references_pull_together_and_print_in_order() {
         stderr(&mixed)
     );
 }
+
+/// `e2fsck -fn FILE` passes and `debugfs -R "cat PATH"` prints `content`.
+fn assert_ext4_holds(image: &Path, path: &str, content: &str) {
+    let checked = std::process::Command::new("e2fsck")
+        .arg("-fn")
+        .arg(image)
+        .output()
+        .expect("e2fsck runs (e2fsprogs is installed by the test command)");
+    assert!(
+        checked.status.success(),
+        "e2fsck -fn {}: {}",
+        image.display(),
+        String::from_utf8_lossy(&checked.stdout)
+    );
+    let read = std::process::Command::new("debugfs")
+        .args(["-R", &format!("cat {path}")])
+        .arg(image)
+        .output()
+        .expect("debugfs runs");
+    assert_eq!(
+        String::from_utf8_lossy(&read.stdout),
+        content,
+        "{path} in {}",
+        image.display()
+    );
+}
+
+#[test]
+fn the_readme_path_build_unpack_rm_gc() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let (reference, digest) = fixture("small");
+    // Not cached: build pulls first, then prints the path of the image.
+    let built = cachectl(home.path())
+        .args(["build", &reference])
+        .output()
+        .expect("runs");
+    assert!(built.status.success(), "{}", stderr(&built));
+    assert!(
+        stderr(&built).contains("is not cached: pulling it"),
+        "{}",
+        stderr(&built)
+    );
+    let path = std::path::PathBuf::from(stdout(&built).trim());
+    assert!(
+        path.starts_with(home.path().join("cache")),
+        "the image is kept in the cache: {}",
+        path.display()
+    );
+    assert_ext4_holds(&path, "/var/lib/hello/greeting.txt", "hello, world\n");
+
+    // Asked again: the cached image, reported as such.
+    let again = cachectl(home.path())
+        .args(["build", "--json", &reference])
+        .output()
+        .expect("runs");
+    assert!(again.status.success(), "{}", stderr(&again));
+    let json: serde_json::Value = serde_json::from_slice(&again.stdout).expect("JSON");
+    assert_eq!(json["cached"], true, "{json}");
+    assert_eq!(json["digest"], digest);
+    assert_eq!(json["path"], path.display().to_string());
+    assert_eq!(json["config"]["working_dir"], "/var/lib/hello", "{json}");
+
+    // A copy where asked, with an init placed in the image.
+    let init = home.path().join("init.sh");
+    std::fs::write(&init, "#!/bin/sh\nexec /bin/hello\n").expect("write init");
+    let copy = home.path().join("vm.ext4");
+    let copied = cachectl(home.path())
+        .args(["build", &reference, "-o"])
+        .arg(&copy)
+        .arg("--init")
+        .arg(format!("{}:/init", init.display()))
+        .output()
+        .expect("runs");
+    assert!(copied.status.success(), "{}", stderr(&copied));
+    assert_eq!(stdout(&copied).trim(), copy.display().to_string());
+    assert_ext4_holds(&copy, "/init", "#!/bin/sh\nexec /bin/hello\n");
+    let relative_init = cachectl(home.path())
+        .args(["build", &reference, "--init"])
+        .arg(format!("{}:init", init.display()))
+        .output()
+        .expect("runs");
+    assert_eq!(
+        relative_init.status.code(),
+        Some(2),
+        "{}",
+        stderr(&relative_init)
+    );
+
+    // Unpack into a directory; a second unpack into it is refused.
+    let rootfs = home.path().join("rootfs");
+    let unpacked = cachectl(home.path())
+        .args(["unpack", "--json", &reference])
+        .arg(&rootfs)
+        .output()
+        .expect("runs");
+    assert!(unpacked.status.success(), "{}", stderr(&unpacked));
+    let report: serde_json::Value = serde_json::from_slice(&unpacked.stdout).expect("JSON");
+    assert_eq!(report["digest"], digest);
+    assert_eq!(report["entries"], 8, "{report}");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("var/lib/hello/greeting.txt")).expect("unpacked"),
+        "hello, world\n"
+    );
+    let twice = cachectl(home.path())
+        .args(["unpack", &reference])
+        .arg(&rootfs)
+        .output()
+        .expect("runs");
+    assert_eq!(twice.status.code(), Some(2), "{}", stderr(&twice));
+    assert!(
+        stderr(&twice).contains("must be absent or an empty directory"),
+        "{}",
+        stderr(&twice)
+    );
+
+    // Removing the image and collecting garbage removes its build too.
+    let removed = cachectl(home.path())
+        .args(["rm", &reference])
+        .output()
+        .expect("runs");
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    let gc = cachectl(home.path())
+        .args(["gc", "--json"])
+        .output()
+        .expect("runs");
+    assert!(gc.status.success(), "{}", stderr(&gc));
+    let collected: serde_json::Value = serde_json::from_slice(&gc.stdout).expect("JSON");
+    // Two builds were cached: without and with the init.
+    assert_eq!(collected["removed_builds"], 2, "{collected}");
+    assert!(!path.exists(), "the build of a removed image is gone");
+    assert!(copy.exists(), "a copy outside the cache is the user's");
+
+    // Offline and not cached: exit 3, nothing pulled.
+    let offline = cachectl(home.path())
+        .args(["build", "--offline", &reference])
+        .output()
+        .expect("runs");
+    assert_eq!(offline.status.code(), Some(3), "{}", stderr(&offline));
+}
+
+#[test]
+fn build_per_layer_prints_one_image_per_layer_base_first() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let (reference, _) = fixture("layered");
+    let pulled = cachectl(home.path())
+        .args(["pull", "-q", &reference])
+        .output()
+        .expect("runs");
+    assert!(pulled.status.success(), "{}", stderr(&pulled));
+    let inspected = cachectl(home.path())
+        .args(["inspect", "--json", &reference])
+        .output()
+        .expect("runs");
+    let inspection: serde_json::Value = serde_json::from_slice(&inspected.stdout).expect("JSON");
+    let layers: Vec<String> = inspection["images"][0]["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| {
+            l["descriptor"]["digest"]
+                .as_str()
+                .expect("digest")
+                .to_owned()
+        })
+        .collect();
+    assert!(layers.len() > 1, "{inspection}");
+    let built = cachectl(home.path())
+        .args(["build", "--per-layer", "--offline", "--json", &reference])
+        .output()
+        .expect("runs");
+    assert!(built.status.success(), "{}", stderr(&built));
+    let json: serde_json::Value = serde_json::from_slice(&built.stdout).expect("JSON");
+    let built_layers: Vec<String> = json
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|l| l["layer"].as_str().expect("layer").to_owned())
+        .collect();
+    assert_eq!(built_layers, layers, "base first, one per layer");
+    for layer in json.as_array().expect("an array") {
+        let path = Path::new(layer["path"].as_str().expect("path"));
+        let checked = std::process::Command::new("e2fsck")
+            .arg("-fn")
+            .arg(path)
+            .output()
+            .expect("e2fsck runs");
+        assert!(checked.status.success(), "{}", path.display());
+    }
+    let conflicting = cachectl(home.path())
+        .args(["build", "--per-layer", "-o", "x.ext4", &reference])
+        .output()
+        .expect("runs");
+    assert_eq!(conflicting.status.code(), Some(2));
+}

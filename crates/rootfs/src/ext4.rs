@@ -451,18 +451,30 @@ pub(crate) fn make_image(
     Ok(())
 }
 
+/// What [`remove_unused_builds`] removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct RemovedBuilds {
+    /// How many ext4 images (whole or per layer).
+    pub images: usize,
+    /// Their total size in bytes.
+    pub bytes: u64,
+}
+
 /// Removes the cached ext4 images whose manifest is no longer in the store
-/// (run after [`ocistore::Store::gc`]), and returns how many were removed.
-/// Images without a readable `.manifest` file beside them are removed too.
-/// Blocking.
-pub fn remove_unused_builds(store: &Store) -> Result<usize> {
+/// (run after [`ocistore::Store::gc`]), and says how many and how many
+/// bytes. Images without a readable `.manifest` file beside them are
+/// removed too. Blocking.
+pub fn remove_unused_builds(store: &Store) -> Result<RemovedBuilds> {
     let dir = store.root().join(".cachectl/ext4");
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(RemovedBuilds::default());
+        }
         Err(err) => return Err(io("reading", &dir)(err)),
     };
-    let mut removed = 0;
+    let mut removed = RemovedBuilds::default();
     for entry in entries {
         let path = entry.map_err(io("reading", &dir))?.path();
         let in_progress = path
@@ -479,9 +491,11 @@ pub fn remove_unused_builds(store: &Store) -> Result<usize> {
         if still_stored {
             continue;
         }
+        let size = std::fs::metadata(&path).map_or(0, |m| m.len());
         std::fs::remove_file(&path).map_err(io("removing", &path))?;
         let _ = std::fs::remove_file(&manifest_file);
-        removed += 1;
+        removed.images += 1;
+        removed.bytes += size;
     }
     Ok(removed)
 }

@@ -52,6 +52,8 @@ mod unpack;
 
 pub use error::{Error, Result};
 pub use export::export_tar;
-pub use ext4::{BuildOptions, BuiltImage, BuiltLayer, build, build_layers, remove_unused_builds};
+pub use ext4::{
+    BuildOptions, BuiltImage, BuiltLayer, RemovedBuilds, build, build_layers, remove_unused_builds,
+};
 pub use layers::{LayerTar, layer_tars};
 pub use unpack::{NotApplied, UnpackOptions, UnpackReport, unpack};

@@ -21,7 +21,18 @@ pub(super) fn prune(context: &Context, args: &PruneArgs, out: Output) -> Result<
         older_than: args.older_than,
         dry_run: args.dry_run,
     })?;
+    let builds = if args.dry_run {
+        rootfs::RemovedBuilds::default()
+    } else {
+        rootfs::remove_unused_builds(&context.store)?
+    };
+    let report = Pruned {
+        images: report,
+        removed_builds: builds.images,
+        build_bytes_freed: builds.bytes,
+    };
     out.result(&report, || {
+        let report = &report.images;
         let verb = if args.dry_run {
             "would remove"
         } else {
@@ -43,21 +54,63 @@ pub(super) fn prune(context: &Context, args: &PruneArgs, out: Output) -> Result<
                 "freed"
             }
         ));
+        if builds.images > 0 {
+            text.push(format!(
+                "removed {} ext4 build(s) of removed images, freed {}",
+                builds.images,
+                human_bytes(builds.bytes)
+            ));
+        }
         text.join("\n")
     });
     Ok(())
 }
 
+/// `prune --json`: the store's report, plus the ext4 builds of the removed
+/// images.
+#[derive(Serialize)]
+struct Pruned {
+    #[serde(flatten)]
+    images: ocistore::PruneReport,
+    removed_builds: usize,
+    build_bytes_freed: u64,
+}
+
+/// `gc --json`: the store's report, plus the ext4 builds of images that
+/// are gone.
+#[derive(Serialize)]
+struct Collected {
+    #[serde(flatten)]
+    blobs: ocistore::GcReport,
+    removed_builds: usize,
+    build_bytes_freed: u64,
+}
+
 pub(super) fn gc(context: &Context, out: Output) -> Result<(), CliError> {
-    let report = context.store.gc()?;
+    let blobs = context.store.gc()?;
+    let builds = rootfs::remove_unused_builds(&context.store)?;
+    let report = Collected {
+        blobs,
+        removed_builds: builds.images,
+        build_bytes_freed: builds.bytes,
+    };
     out.result(&report, || {
-        format!(
+        let blobs = &report.blobs;
+        let mut text = format!(
             "removed {} blob(s) and {} stale download(s), freed {}; kept {} blob(s)",
-            report.removed_blobs,
-            report.removed_ingest_files,
-            human_bytes(report.bytes_freed),
-            report.kept_blobs
-        )
+            blobs.removed_blobs,
+            blobs.removed_ingest_files,
+            human_bytes(blobs.bytes_freed),
+            blobs.kept_blobs
+        );
+        if builds.images > 0 {
+            text.push_str(&format!(
+                "\nremoved {} ext4 build(s) of removed images, freed {}",
+                builds.images,
+                human_bytes(builds.bytes)
+            ));
+        }
+        text
     });
     Ok(())
 }

@@ -46,13 +46,19 @@ pub(super) fn unpack(
     ensure_cached(context, &reference, args.offline, progress, out)?;
     let mut options = rootfs::UnpackOptions::default();
     options.rootless = args.rootless;
+    let step = progress.step(format!(
+        "unpacking {reference} into {}",
+        args.directory.display()
+    ));
     let report = rootfs::unpack(
         &context.store,
         &reference,
         context.platform.as_ref(),
         &args.directory,
         &options,
-    )?;
+    );
+    drop(step);
+    let report = report?;
     let json = serde_json::json!({
         "ref": reference.to_string(),
         "directory": args.directory.display().to_string(),
@@ -119,7 +125,39 @@ pub(super) fn build(
         }
         options.init = Some((file.into(), path.to_owned()));
     }
-    let built = rootfs::build(&context.store, &reference, context.platform.as_ref(), &options)?;
+    let platform = context.platform.as_ref();
+    let step = progress.step(format!("building an ext4 image of {reference}"));
+    if args.per_layer {
+        let layers = rootfs::build_layers(&context.store, &reference, platform, &options);
+        drop(step);
+        let layers = layers?;
+        let json: Vec<_> = layers
+            .iter()
+            .map(|layer| {
+                serde_json::json!({
+                    "layer": layer.layer.to_string(),
+                    "path": layer.path.display().to_string(),
+                    "size": layer.size,
+                    "cached": layer.cached,
+                })
+            })
+            .collect();
+        out.note(&format!(
+            "{} ext4 layer image(s) of {reference}, base first",
+            layers.len()
+        ));
+        out.result(&json, || {
+            layers
+                .iter()
+                .map(|layer| layer.path.display().to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
+        return Ok(());
+    }
+    let built = rootfs::build(&context.store, &reference, platform, &options);
+    drop(step);
+    let built = built?;
     let json = serde_json::json!({
         "ref": reference.to_string(),
         "path": built.path.display().to_string(),
