@@ -221,7 +221,7 @@ fn apply_rootless_owner(node: &mut Node) {
 /// `umoci_store` (the same content) with `umoci raw unpack --rootless`,
 /// and compares the trees: paths, types, modes, owners, sizes, content,
 /// symlink targets, hardlink groups, mtimes, xattrs.
-fn assert_same_as_umoci(
+pub(crate) fn assert_same_as_umoci(
     store: &Store,
     reference: &Reference,
     umoci_store: &Store,

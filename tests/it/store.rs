@@ -838,7 +838,7 @@ async fn umoci_unpacks_and_skopeo_copies_a_pulled_image() {
 }
 
 #[tokio::test]
-async fn an_image_skopeo_wrote_into_the_root_is_listed_and_verified() {
+async fn an_image_skopeo_wrote_into_the_root_is_listed_verified_and_unpacked() {
     let registries = registries();
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("store opens");
@@ -875,6 +875,9 @@ async fn an_image_skopeo_wrote_into_the_root_is_listed_and_verified() {
     assert_eq!(inspection.images.len(), 1);
     assert_eq!(inspection.images[0].config.os.as_deref(), Some("linux"));
     assert!(inspection.images[0].layers.iter().all(|l| l.present));
+    // Unpacked from what skopeo wrote, the same tree umoci unpacks.
+    let work = tempfile::tempdir().expect("tempdir");
+    crate::rootfs::assert_same_as_umoci(&store, &reference, &store, &reference, work.path());
     // A pull of the same reference now finds it in place: one HEAD.
     let outcome = store
         .pull(&client(), &reference, &PullOptions::default())
