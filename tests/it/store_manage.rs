@@ -485,14 +485,17 @@ async fn listing_a_thousand_images_takes_under_50_ms() {
         serde_json::to_vec(&index).expect("JSON"),
     )
     .expect("index written");
+    // Best of 10: the test binary is a debug build and shares two cores
+    // with the other tests (alone it lists in about 24 ms).
     let mut best = Duration::MAX;
-    for _ in 0..5 {
+    for _ in 0..10 {
         let started = Instant::now();
         let listed = store.list().expect("lists");
         best = best.min(started.elapsed());
         assert_eq!(listed.len(), 1000);
         assert!(listed[0].reference.ends_with("/many/image-999:v1"));
     }
+    eprintln!("listing 1,000 images: best of 10 {best:?}");
     assert!(best < Duration::from_millis(50), "list took {best:?}");
 }
 

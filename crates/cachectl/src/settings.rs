@@ -136,6 +136,11 @@ pub(crate) fn parse_reference(text: &str) -> Result<ociref::Reference, CliError>
     })
 }
 
+/// Parses every reference of a command line, failing on the first bad one.
+pub(crate) fn parse_references(texts: &[String]) -> Result<Vec<ociref::Reference>, CliError> {
+    texts.iter().map(|text| parse_reference(text)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

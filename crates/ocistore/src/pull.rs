@@ -111,26 +111,6 @@ struct Sizes {
     uncompressed: Option<u64>,
 }
 
-/// The image manifests an index lists, each with its platform when it
-/// names a valid one (attestations and other entries get `None`).
-fn platform_children(index: &oci_spec::image::ImageIndex) -> Vec<(Option<Platform>, Descriptor)> {
-    index
-        .manifests()
-        .iter()
-        .filter_map(|d| {
-            let platform = d.platform().as_ref().and_then(|p| {
-                Platform::new(
-                    &p.os().to_string(),
-                    &p.architecture().to_string(),
-                    p.variant().as_deref(),
-                )
-                .ok()
-            });
-            Some((platform, Descriptor::from_oci(d).ok()?))
-        })
-        .collect()
-}
-
 /// What a pull did.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -240,9 +220,9 @@ impl Store {
         // names them.
         let mut images: Vec<(Manifest, Option<Platform>)> = Vec::new();
         let entry = match &manifest.kind {
-            ManifestKind::Index(index) => {
+            ManifestKind::Index(_) => {
                 outcome.index_digest = Some(manifest.digest.clone());
-                let children = platform_children(index);
+                let children = crate::walk::index_entries(&manifest.digest, &manifest.bytes)?;
                 let chosen: Vec<&(Option<Platform>, Descriptor)> = if options.all_platforms {
                     children.iter().collect()
                 } else {

@@ -3,7 +3,7 @@
 use crate::cli::ArchiveFormat;
 use crate::error::CliError;
 use crate::output::{Output, human_bytes};
-use crate::settings::{Context, parse_reference};
+use crate::settings::{Context, parse_reference, parse_references};
 use ocistore::{ExportFormat, ImportOptions};
 use std::path::{Path, PathBuf};
 
@@ -66,10 +66,7 @@ pub(super) fn export(
     format: ArchiveFormat,
     out: Output,
 ) -> Result<(), CliError> {
-    let references = references
-        .iter()
-        .map(|r| parse_reference(r))
-        .collect::<Result<Vec<_>, _>>()?;
+    let references = parse_references(references)?;
     let format = match format {
         ArchiveFormat::Oci => ExportFormat::Oci,
         ArchiveFormat::Docker => ExportFormat::Docker,

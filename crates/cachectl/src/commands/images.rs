@@ -5,7 +5,7 @@ use crate::cli::PullArgs;
 use crate::error::CliError;
 use crate::output::{Output, ago, human_bytes, now_ms, rfc3339, short_digest, table};
 use crate::progress::Progress;
-use crate::settings::{Context, parse_reference};
+use crate::settings::{Context, parse_reference, parse_references};
 use ocistore::PullOptions;
 use serde::Serialize;
 
@@ -29,11 +29,7 @@ pub(super) fn pull(
     progress: &Progress,
     out: Output,
 ) -> Result<(), CliError> {
-    let references = args
-        .references
-        .iter()
-        .map(|r| parse_reference(r))
-        .collect::<Result<Vec<_>, _>>()?;
+    let references = parse_references(&args.references)?;
     let mut options = PullOptions::default().with_concurrency(context.concurrency);
     options.platform = context.platform.clone();
     options.offline = args.offline;
@@ -265,10 +261,7 @@ pub(super) fn remove(
     references: &[String],
     out: Output,
 ) -> Result<(), CliError> {
-    let references = references
-        .iter()
-        .map(|r| parse_reference(r))
-        .collect::<Result<Vec<_>, _>>()?;
+    let references = parse_references(references)?;
     let (mut removed, mut absent) = (Vec::new(), Vec::new());
     for reference in &references {
         if context.store.remove(reference)? {

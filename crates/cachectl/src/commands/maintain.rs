@@ -5,7 +5,7 @@ use crate::cli::PruneArgs;
 use crate::error::CliError;
 use crate::output::{Output, human_bytes, table};
 use crate::progress::Progress;
-use crate::settings::{Context, parse_reference};
+use crate::settings::{Context, parse_references};
 use ocistore::PrunePolicy;
 use serde::Serialize;
 
@@ -140,10 +140,10 @@ pub(super) fn verify(
     progress: &Progress,
     out: Output,
 ) -> Result<(), CliError> {
-    let only: Vec<String> = references
+    let only: Vec<String> = parse_references(references)?
         .iter()
-        .map(|r| parse_reference(r).map(|r| r.to_string()))
-        .collect::<Result<_, _>>()?;
+        .map(ToString::to_string)
+        .collect();
     let concerns = |refs: &[String]| only.is_empty() || refs.iter().any(|r| only.contains(r));
     let report = context.store.verify()?;
     let problem = |p: &ocistore::VerifyProblem| Problem {
