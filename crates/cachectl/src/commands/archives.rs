@@ -3,6 +3,7 @@
 use crate::cli::ArchiveFormat;
 use crate::error::CliError;
 use crate::output::{Output, human_bytes};
+use crate::progress::Progress;
 use crate::settings::{Context, parse_reference, parse_references};
 use ocistore::{ExportFormat, ImportOptions};
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ pub(super) fn import(
     context: &Context,
     files: &[PathBuf],
     name: Option<&str>,
+    progress: &Progress,
     out: Output,
 ) -> Result<(), CliError> {
     let mut options = ImportOptions::default();
@@ -22,7 +24,10 @@ pub(super) fn import(
     }
     let mut results = Vec::new();
     for file in files {
-        let report = context.store.import(file, &options)?;
+        let step = progress.step(format!("importing {}", file.display()));
+        let report = context.store.import(file, &options);
+        drop(step);
+        let report = report?;
         for image in &report.images {
             out.note(&format!(
                 "{}: imported {} from {}",
@@ -64,6 +69,7 @@ pub(super) fn export(
     references: &[String],
     output: &Path,
     format: ArchiveFormat,
+    progress: &Progress,
     out: Output,
 ) -> Result<(), CliError> {
     let references = parse_references(references)?;
@@ -71,7 +77,10 @@ pub(super) fn export(
         ArchiveFormat::Oci => ExportFormat::Oci,
         ArchiveFormat::Docker => ExportFormat::Docker,
     };
-    let report = context.store.export(&references, format, output)?;
+    let step = progress.step(format!("writing {}", output.display()));
+    let report = context.store.export(&references, format, output);
+    drop(step);
+    let report = report?;
     let result = serde_json::json!({
         "file": output.display().to_string(),
         "references": references.iter().map(ToString::to_string).collect::<Vec<_>>(),

@@ -44,12 +44,14 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
             maintain::verify(&context, &references, repair, &progress, out)
         }
         Command::Du => maintain::du(&context, out),
-        Command::Import { files, name } => archives::import(&context, &files, name.as_deref(), out),
+        Command::Import { files, name } => {
+            archives::import(&context, &files, name.as_deref(), &progress, out)
+        }
         Command::Export {
             references,
             output,
             format,
-        } => archives::export(&context, &references, &output, format, out),
+        } => archives::export(&context, &references, &output, format, &progress, out),
         Command::Unpack(args) => rootfs::unpack(&context, &args, &progress, out),
         Command::Build(args) => rootfs::build(&context, &args, &progress, out),
         Command::Login(_) | Command::Logout { .. } | Command::Generate { .. } => {
