@@ -601,6 +601,15 @@ fn the_readme_path_build_unpack_rm_gc() {
         stderr(&twice)
     );
 
+    // du counts the cached builds (the one without, the one with an init).
+    let du = cachectl(home.path())
+        .args(["du", "--json"])
+        .output()
+        .expect("runs");
+    let usage: serde_json::Value = serde_json::from_slice(&du.stdout).expect("JSON");
+    assert_eq!(usage["builds"]["images"], 2, "{usage}");
+    assert!(usage["builds"]["bytes"].as_u64().is_some_and(|b| b > 0));
+
     // Removing the image and collecting garbage removes its build too.
     let removed = cachectl(home.path())
         .args(["rm", &reference])

@@ -451,10 +451,11 @@ pub(crate) fn make_image(
     Ok(())
 }
 
-/// What [`remove_unused_builds`] removed.
+/// A count of cached ext4 images: what [`remove_unused_builds`] removed,
+/// or what [`cached_builds`] found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
-pub struct RemovedBuilds {
+pub struct BuildFiles {
     /// How many ext4 images (whole or per layer).
     pub images: usize,
     /// Their total size in bytes.
@@ -465,16 +466,16 @@ pub struct RemovedBuilds {
 /// (run after [`ocistore::Store::gc`]), and says how many and how many
 /// bytes. Images without a readable `.manifest` file beside them are
 /// removed too. Blocking.
-pub fn remove_unused_builds(store: &Store) -> Result<RemovedBuilds> {
+pub fn remove_unused_builds(store: &Store) -> Result<BuildFiles> {
     let dir = store.root().join(".cachectl/ext4");
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(RemovedBuilds::default());
+            return Ok(BuildFiles::default());
         }
         Err(err) => return Err(io("reading", &dir)(err)),
     };
-    let mut removed = RemovedBuilds::default();
+    let mut removed = BuildFiles::default();
     for entry in entries {
         let path = entry.map_err(io("reading", &dir))?.path();
         let in_progress = path
@@ -498,6 +499,33 @@ pub fn remove_unused_builds(store: &Store) -> Result<RemovedBuilds> {
         removed.bytes += size;
     }
     Ok(removed)
+}
+
+/// Counts the cached ext4 images (whole and per layer) and their bytes.
+/// Blocking.
+pub fn cached_builds(store: &Store) -> Result<BuildFiles> {
+    let dir = store.root().join(".cachectl/ext4");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(BuildFiles::default());
+        }
+        Err(err) => return Err(io("reading", &dir)(err)),
+    };
+    let mut found = BuildFiles::default();
+    for entry in entries {
+        let entry = entry.map_err(io("reading", &dir))?;
+        let path = entry.path();
+        let in_progress = path
+            .file_name()
+            .is_some_and(|n| n.as_bytes().starts_with(b"partial-"));
+        if in_progress || path.extension().is_none_or(|e| e != "ext4") {
+            continue;
+        }
+        found.images += 1;
+        found.bytes += entry.metadata().map_or(0, |m| m.len());
+    }
+    Ok(found)
 }
 
 /// Copies the init into the tree (mode 0755) and records it as 0:0.

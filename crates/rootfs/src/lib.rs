@@ -53,7 +53,8 @@ mod unpack;
 pub use error::{Error, Result};
 pub use export::export_tar;
 pub use ext4::{
-    BuildOptions, BuiltImage, BuiltLayer, RemovedBuilds, build, build_layers, remove_unused_builds,
+    BuildFiles, BuildOptions, BuiltImage, BuiltLayer, build, build_layers, cached_builds,
+    remove_unused_builds,
 };
 pub use layers::{LayerTar, layer_tars};
 pub use unpack::{NotApplied, UnpackOptions, UnpackReport, unpack};

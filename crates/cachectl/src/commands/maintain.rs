@@ -22,7 +22,7 @@ pub(super) fn prune(context: &Context, args: &PruneArgs, out: Output) -> Result<
         dry_run: args.dry_run,
     })?;
     let builds = if args.dry_run {
-        rootfs::RemovedBuilds::default()
+        rootfs::BuildFiles::default()
     } else {
         rootfs::remove_unused_builds(&context.store)?
     };
@@ -74,6 +74,14 @@ struct Pruned {
     images: ocistore::PruneReport,
     removed_builds: usize,
     build_bytes_freed: u64,
+}
+
+/// `du --json`: the store's usage, plus the cached ext4 builds.
+#[derive(Serialize)]
+struct Usage {
+    #[serde(flatten)]
+    blobs: ocistore::DiskUsage,
+    builds: rootfs::BuildFiles,
 }
 
 /// `gc --json`: the store's report, plus the ext4 builds of images that
@@ -233,8 +241,12 @@ pub(super) fn verify(
 }
 
 pub(super) fn du(context: &Context, out: Output) -> Result<(), CliError> {
-    let usage = context.store.disk_usage()?;
+    let usage = Usage {
+        blobs: context.store.disk_usage()?,
+        builds: rootfs::cached_builds(&context.store)?,
+    };
     out.result(&usage, || {
+        let (builds, usage) = (&usage.builds, &usage.blobs);
         let rows: Vec<Vec<String>> = usage
             .images
             .iter()
@@ -248,12 +260,15 @@ pub(super) fn du(context: &Context, out: Output) -> Result<(), CliError> {
             })
             .collect();
         format!(
-            "{}\n\nblobs {}  (unreferenced {}), partial downloads {}, quarantined {}",
+            "{}\n\nblobs {}  (unreferenced {}), partial downloads {}, quarantined {}\n\
+             ext4 builds {} ({} image(s))",
             table(&["REFERENCE", "TOTAL", "SHARED", "UNIQUE"], &rows),
             human_bytes(usage.blobs_bytes),
             human_bytes(usage.unreferenced_bytes),
             human_bytes(usage.ingest_bytes),
-            human_bytes(usage.quarantine_bytes)
+            human_bytes(usage.quarantine_bytes),
+            human_bytes(builds.bytes),
+            builds.images
         )
     });
     Ok(())
