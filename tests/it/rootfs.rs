@@ -1591,3 +1591,53 @@ fn layer_images_hold_overlayfs_whiteouts_and_copies_of_lower_hardlinks() {
         layers.iter().map(|l| &l.path).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn hardlinks_to_a_symlink_unpack_and_build_as_one_inode() {
+    // tar2ext4 once refused hardlinks to symlinks, which real images have
+    // (PEERS row 21); `mke2fs -d` once split hardlinks into separate inodes.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lower = raw_tar(&[
+        Raw::Dir("bin"),
+        Raw::File("bin/busybox", b"#!/bin/sh\necho busybox\n"),
+        Raw::Symlink("bin/sh", "busybox"),
+    ]);
+    let upper = raw_tar(&[
+        Raw::Dir("usr"),
+        Raw::Dir("usr/bin"),
+        // Hardlinks to a symlink: of a lower layer and of this layer.
+        Raw::Hardlink("usr/bin/sh", "bin/sh"),
+        Raw::Symlink("usr/bin/env", "../../bin/busybox"),
+        Raw::Hardlink("usr/bin/env2", "usr/bin/env"),
+    ]);
+    let (store, reference) = hand_built_store(
+        &dir.path().join("store"),
+        &[(gzip(&lower), GZIP_LAYER), (gzip(&upper), GZIP_LAYER)],
+    );
+    assert_same_as_umoci(&store, &reference, &store, &reference, dir.path());
+
+    let built = rootfs::build(&store, &reference, None, &rootless_build_options()).expect("build");
+    e2fsck_passes(&built.path);
+    for (a, b, target) in [
+        ("/bin/sh", "/usr/bin/sh", "busybox"),
+        ("/usr/bin/env", "/usr/bin/env2", "../../bin/busybox"),
+    ] {
+        let (first, second) = (
+            debugfs(&built.path, &format!("stat {a}")),
+            debugfs(&built.path, &format!("stat {b}")),
+        );
+        let inode = |text: &str| {
+            text.split_whitespace()
+                .nth(1)
+                .map(str::to_owned)
+                .expect("an inode number")
+        };
+        assert_eq!(inode(&first), inode(&second), "{a} and {b} share an inode");
+        assert!(first.contains("Type: symlink"), "{first}");
+        assert!(first.contains("Links: 2"), "{first}");
+        assert!(
+            first.contains(&format!("Fast link dest: \"{target}\"")),
+            "{first}"
+        );
+    }
+}

@@ -202,7 +202,7 @@ pub fn build_layers(
     let debugfs = find_tool("debugfs", options)?;
     let version = run(Command::new(&mke2fs).arg("-V"), "mke2fs")?;
     let cache_dir = store.root().join(".cachectl/ext4");
-    let mut chain = String::from("rootfs-ext4-layer 1\n");
+    let mut chain = String::from("rootfs-ext4-layer 2\n");
     let _ = writeln!(
         chain,
         "headroom {}\nlabel {}",
@@ -660,8 +660,9 @@ fn journal_blocks(blocks: u64) -> u64 {
     }
 }
 
-/// `debugfs` commands: fixed ctime/atime on every inode, and, when
-/// rootless, the owners and device nodes the layers give.
+/// `debugfs` commands: fixed ctime/atime on every inode, hardlinked
+/// symlinks joined into one inode, and, when rootless, the owners and
+/// device nodes the layers give.
 fn debugfs_commands(
     tree: &Path,
     records: &BTreeMap<PathBuf, Recorded>,
@@ -670,18 +671,30 @@ fn debugfs_commands(
     let mut out = String::new();
     let mut paths = vec![PathBuf::new()];
     let mut stack = vec![PathBuf::new()];
+    // Symlinks with more than one name, by (device, inode).
+    let mut linked_symlinks: BTreeMap<(u64, u64), Vec<PathBuf>> = BTreeMap::new();
     while let Some(rel) = stack.pop() {
         let dir = tree.join(&rel);
         for entry in std::fs::read_dir(&dir).map_err(io("reading", &dir))? {
             let entry = entry.map_err(io("reading", &dir))?;
             let child = rel.join(entry.file_name());
-            if entry.file_type().map_err(io("reading", &dir))?.is_dir() {
+            let file_type = entry.file_type().map_err(io("reading", &dir))?;
+            if file_type.is_dir() {
                 stack.push(child.clone());
+            } else if file_type.is_symlink() {
+                let meta = entry.metadata().map_err(io("reading", &dir))?;
+                if meta.nlink() > 1 {
+                    linked_symlinks
+                        .entry((meta.dev(), meta.ino()))
+                        .or_default()
+                        .push(child.clone());
+                }
             }
             paths.push(child);
         }
     }
     paths.sort();
+    out.push_str(&join_linked_symlinks(linked_symlinks.into_values())?);
     if rootless {
         for (rel, recorded) in records {
             if let Some((tag, major, minor)) = recorded.device {
@@ -709,6 +722,30 @@ fn debugfs_commands(
             let _ = writeln!(out, "sif {name} uid {}", recorded.uid);
             let _ = writeln!(out, "sif {name} gid {}", recorded.gid);
         }
+    }
+    Ok(out)
+}
+
+/// `mke2fs -d` gives every name of a hardlinked symlink its own inode
+/// (it tracks hardlinks of other files only): for each group, the other
+/// names' inodes are freed and the names linked to the first one, whose
+/// link count is then set.
+fn join_linked_symlinks(groups: impl Iterator<Item = Vec<PathBuf>>) -> Result<String> {
+    let mut out = String::new();
+    for mut names in groups {
+        names.sort();
+        let Some((first, others)) = names.split_first() else {
+            continue;
+        };
+        let first = quoted(first)?;
+        for other in others {
+            let other = quoted(other)?;
+            let _ = writeln!(out, "sif {other} links_count 0");
+            let _ = writeln!(out, "kill_file {other}");
+            let _ = writeln!(out, "unlink {other}");
+            let _ = writeln!(out, "link {first} {other}");
+        }
+        let _ = writeln!(out, "sif {first} links_count {}", names.len());
     }
     Ok(out)
 }
@@ -761,7 +798,7 @@ fn uuid_from(digest: &Digest) -> String {
 fn cache_key(manifest: &Digest, options: &BuildOptions, version: &str) -> Result<String> {
     let mut hasher = Sha256::new();
     let mut text = format!(
-        "rootfs-ext4 1\nmanifest {manifest}\nsize {:?}\nheadroom {}\nlabel {}\n",
+        "rootfs-ext4 2\nmanifest {manifest}\nsize {:?}\nheadroom {}\nlabel {}\n",
         options.size, options.headroom, options.label
     );
     if let Some((source, target)) = &options.init {
