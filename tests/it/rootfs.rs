@@ -1641,3 +1641,33 @@ fn hardlinks_to_a_symlink_unpack_and_build_as_one_inode() {
         );
     }
 }
+
+#[test]
+fn many_small_files_fit_a_computed_size_with_no_headroom() {
+    // `mke2fs -d` fails with "Could not allocate block" when a size is
+    // computed from file bytes alone and the image holds many small files
+    // (PEERS row 22). The computed size must hold them with no headroom.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let names: Vec<(String, Vec<u8>)> = (0..4000u32)
+        .map(|i| {
+            let size = (i * 37 % 9000) as usize;
+            (
+                format!("d{}/f{i}", i % 40),
+                vec![b'a' + (i % 26) as u8; size],
+            )
+        })
+        .collect();
+    let dirs: Vec<String> = (0..40).map(|d| format!("d{d}")).collect();
+    let mut entries: Vec<Raw<'_>> = dirs.iter().map(|d| Raw::Dir(d)).collect();
+    entries.extend(names.iter().map(|(name, data)| Raw::File(name, data)));
+    let (store, reference) = hand_built_store(
+        &dir.path().join("store"),
+        &[(gzip(&raw_tar(&entries)), GZIP_LAYER)],
+    );
+    let mut options = rootless_build_options();
+    options.headroom = 0;
+    let built = rootfs::build(&store, &reference, None, &options).expect("fits");
+    e2fsck_passes(&built.path);
+    let listing = debugfs(&built.path, "ls -l /d39");
+    assert_eq!(listing.matches(" f").count(), 100, "{listing}");
+}
