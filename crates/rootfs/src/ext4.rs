@@ -467,23 +467,8 @@ pub struct BuildFiles {
 /// bytes. Images without a readable `.manifest` file beside them are
 /// removed too. Blocking.
 pub fn remove_unused_builds(store: &Store) -> Result<BuildFiles> {
-    let dir = store.root().join(".cachectl/ext4");
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(BuildFiles::default());
-        }
-        Err(err) => return Err(io("reading", &dir)(err)),
-    };
     let mut removed = BuildFiles::default();
-    for entry in entries {
-        let path = entry.map_err(io("reading", &dir))?.path();
-        let in_progress = path
-            .file_name()
-            .is_some_and(|n| n.as_bytes().starts_with(b"partial-"));
-        if in_progress || path.extension().is_none_or(|e| e != "ext4") {
-            continue;
-        }
+    for (path, size) in finished_builds(store)? {
         let manifest_file = path.with_extension("manifest");
         let still_stored = std::fs::read_to_string(&manifest_file)
             .ok()
@@ -492,7 +477,6 @@ pub fn remove_unused_builds(store: &Store) -> Result<BuildFiles> {
         if still_stored {
             continue;
         }
-        let size = std::fs::metadata(&path).map_or(0, |m| m.len());
         std::fs::remove_file(&path).map_err(io("removing", &path))?;
         let _ = std::fs::remove_file(&manifest_file);
         removed.images += 1;
@@ -504,15 +488,23 @@ pub fn remove_unused_builds(store: &Store) -> Result<BuildFiles> {
 /// Counts the cached ext4 images (whole and per layer) and their bytes.
 /// Blocking.
 pub fn cached_builds(store: &Store) -> Result<BuildFiles> {
+    let builds = finished_builds(store)?;
+    Ok(BuildFiles {
+        images: builds.len(),
+        bytes: builds.iter().map(|(_, size)| size).sum(),
+    })
+}
+
+/// The finished images in `.cachectl/ext4/` (not the `partial-` files of
+/// builds in progress), with their sizes.
+fn finished_builds(store: &Store) -> Result<Vec<(PathBuf, u64)>> {
     let dir = store.root().join(".cachectl/ext4");
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(BuildFiles::default());
-        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(err) => return Err(io("reading", &dir)(err)),
     };
-    let mut found = BuildFiles::default();
+    let mut builds = Vec::new();
     for entry in entries {
         let entry = entry.map_err(io("reading", &dir))?;
         let path = entry.path();
@@ -522,10 +514,10 @@ pub fn cached_builds(store: &Store) -> Result<BuildFiles> {
         if in_progress || path.extension().is_none_or(|e| e != "ext4") {
             continue;
         }
-        found.images += 1;
-        found.bytes += entry.metadata().map_or(0, |m| m.len());
+        let size = entry.metadata().map_or(0, |m| m.len());
+        builds.push((path, size));
     }
-    Ok(found)
+    Ok(builds)
 }
 
 /// Copies the init into the tree (mode 0755) and records it as 0:0.
