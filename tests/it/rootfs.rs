@@ -1442,7 +1442,12 @@ fn builds_of_a_removed_and_collected_image_are_removed() {
     store.gc().expect("gc");
     assert_eq!(rootfs::remove_unused_builds(&store).expect("removal"), 1);
     assert!(!small.path.exists());
+    assert!(
+        !small.path.with_extension("manifest").exists(),
+        "the removed build's .manifest is left"
+    );
     assert!(kept.path.exists());
+    assert!(kept.path.with_extension("manifest").exists());
 }
 
 #[test]
