@@ -9,6 +9,8 @@ mod fixtures;
 mod harness;
 mod memory;
 mod rootfs;
+mod rootfs_debian;
+mod rootfs_overlay;
 mod secrets;
 mod store;
 mod store_manage;

@@ -28,7 +28,7 @@ fn fixture_layout() -> &'static Path {
 
 /// A store at `root` holding fixture `name` as `example.com/fixtures/<name>:v1`,
 /// copied from the fixture layout with skopeo (no registry).
-fn store_with_fixture(root: &Path, name: &str) -> (Store, Reference) {
+pub(crate) fn store_with_fixture(root: &Path, name: &str) -> (Store, Reference) {
     let reference = format!("example.com/fixtures/{name}:v1");
     let output = Command::new("skopeo")
         .args(["copy", "--quiet"])
@@ -61,27 +61,29 @@ fn umoci_unpack(root: &Path, reference: &Reference, target: &Path) {
 
 /// What the comparator sees of one path.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Node {
-    kind: &'static str,
+pub(crate) struct Node {
+    pub(crate) kind: &'static str,
     /// Permission bits with setuid/setgid/sticky.
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    size: u64,
-    sha256: Option<String>,
-    link: Option<PathBuf>,
-    mtime: i64,
+    pub(crate) mode: u32,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) size: u64,
+    pub(crate) sha256: Option<String>,
+    pub(crate) link: Option<PathBuf>,
+    pub(crate) mtime: i64,
     /// Other paths sharing the inode, sorted (hardlink group).
-    hardlinks: Vec<String>,
-    xattrs: BTreeMap<String, Vec<u8>>,
-    device: Option<u64>,
+    pub(crate) hardlinks: Vec<String>,
+    pub(crate) xattrs: BTreeMap<String, Vec<u8>>,
+    pub(crate) device: Option<u64>,
 }
 
 /// Every path below `root` (the root itself excluded: its metadata is the
 /// target's, not the image's), as the comparator sees it.
-fn tree(root: &Path) -> BTreeMap<String, Node> {
+pub(crate) fn tree(root: &Path) -> BTreeMap<String, Node> {
     let mut nodes = BTreeMap::new();
-    let mut inodes: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    // Keyed by device and inode: an overlay mount shows files of different
+    // layers with their layer's device, and inode numbers repeat across them.
+    let mut inodes: BTreeMap<(u64, u64), Vec<String>> = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).expect("readable") {
@@ -110,7 +112,10 @@ fn tree(root: &Path) -> BTreeMap<String, Node> {
                 "other"
             };
             if !file_type.is_dir() {
-                inodes.entry(meta.ino()).or_default().push(rel.clone());
+                inodes
+                    .entry((meta.dev(), meta.ino()))
+                    .or_default()
+                    .push(rel.clone());
             }
             let xattrs = if file_type.is_symlink() {
                 BTreeMap::new()
@@ -160,7 +165,10 @@ fn tree(root: &Path) -> BTreeMap<String, Node> {
 }
 
 /// The differences between two trees, one line per path.
-fn differences(ours: &BTreeMap<String, Node>, theirs: &BTreeMap<String, Node>) -> Vec<String> {
+pub(crate) fn differences(
+    ours: &BTreeMap<String, Node>,
+    theirs: &BTreeMap<String, Node>,
+) -> Vec<String> {
     let mut out = Vec::new();
     for (path, node) in ours {
         match theirs.get(path) {
@@ -473,14 +481,14 @@ fn unpack_as_root_applies_owners_devices_and_capabilities() {
     );
 }
 
-fn running_as_root() -> bool {
+pub(crate) fn running_as_root() -> bool {
     std::fs::metadata("/proc/self")
         .map(|m| m.uid())
         .unwrap_or(1)
         == 0
 }
 
-fn makedev(major: u64, minor: u64) -> u64 {
+pub(crate) fn makedev(major: u64, minor: u64) -> u64 {
     ((major & 0xfffff000) << 32)
         | ((major & 0xfff) << 8)
         | ((minor & 0xffffff00) << 12)
@@ -527,13 +535,13 @@ fn raw_tar(entries: &[Raw<'_>]) -> Vec<u8> {
     builder.into_inner().expect("tar")
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     encoder.write_all(bytes).expect("gzip");
     encoder.finish().expect("gzip")
 }
 
-fn put_blob(root: &Path, bytes: &[u8]) -> Digest {
+pub(crate) fn put_blob(root: &Path, bytes: &[u8]) -> Digest {
     let digest = Digest::sha256_of(bytes);
     let dir = root.join("blobs/sha256");
     std::fs::create_dir_all(&dir).expect("blobs dir");
@@ -600,7 +608,7 @@ fn hand_built_store_with_diff_ids(
     (store, reference.parse().expect("reference"))
 }
 
-const GZIP_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub(crate) const GZIP_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
 /// Unpacks hand-built gzip layers into `<dir>/box/target`; returns the
 /// result and the `box` directory, which must hold nothing but `target`.
@@ -905,7 +913,7 @@ fn caps_on_entries_and_bytes_stop_an_unpack() {
 
 // ---- ext4 ----------------------------------------------------------------
 
-fn debugfs(image: &Path, request: &str) -> String {
+pub(crate) fn debugfs(image: &Path, request: &str) -> String {
     let output = Command::new("debugfs")
         .arg("-R")
         .arg(request)
@@ -930,7 +938,7 @@ fn debugfs_name(bytes: &[u8]) -> String {
         .collect()
 }
 
-fn e2fsck_passes(image: &Path) {
+pub(crate) fn e2fsck_passes(image: &Path) {
     let output = Command::new("e2fsck")
         .args(["-fn"])
         .arg(image)
@@ -945,7 +953,7 @@ fn e2fsck_passes(image: &Path) {
     );
 }
 
-fn rootless_build_options() -> BuildOptions {
+pub(crate) fn rootless_build_options() -> BuildOptions {
     let mut options = BuildOptions::default();
     options.unpack = UnpackOptions::rootless();
     options
@@ -1438,7 +1446,12 @@ fn builds_of_a_removed_and_collected_image_are_removed() {
     assert_eq!(removed.images, 1);
     assert_eq!(removed.bytes, small.size);
     assert!(!small.path.exists());
+    assert!(
+        !small.path.with_extension("manifest").exists(),
+        "the removed build's .manifest is left"
+    );
     assert!(kept.path.exists());
+    assert!(kept.path.with_extension("manifest").exists());
 }
 
 #[test]

@@ -18,6 +18,9 @@ const REQUIRED: &[(&str, &str)] = &[
     ("zstd", "zstd"),
     ("gzip", "gzip"),
     ("tar", "tar"),
+    // The Debian rootfs equivalence test (tests/it/rootfs_debian.rs) builds
+    // its base layer with `debootstrap --variant=minbase` when it can.
+    ("debootstrap", "debootstrap"),
 ];
 
 /// Directories searched besides `$PATH`: e2fsprogs lives in /usr/sbin, which
@@ -50,7 +53,9 @@ pub(crate) fn ensure_installed() -> Result<(), Error> {
         .collect();
     packages.dedup();
     if packages.is_empty() {
-        eprintln!("xtask: tools present: docker-registry, skopeo, umoci, e2fsprogs, zstd");
+        eprintln!(
+            "xtask: tools present: docker-registry, skopeo, umoci, e2fsprogs, zstd, debootstrap"
+        );
         return Ok(());
     }
     let install = format!(

@@ -1,0 +1,317 @@
+//! Per-layer ext4 images (`rootfs::build_layers`) stacked with overlayfs:
+//! every whiteout and opaque marker of every layer is checked inside the
+//! layer images with `debugfs`; then, as root and where loop devices and
+//! overlayfs work, the images are mounted read-only, stacked with
+//! `mount -t overlay -o lowerdir=top:…:base`, and the merged tree is
+//! compared with `rootfs::unpack` of the same image.
+
+use crate::rootfs::{
+    Node, debugfs, differences, e2fsck_passes, rootless_build_options, running_as_root,
+    store_with_fixture, tree,
+};
+use ociref::Reference;
+use ocistore::Store;
+use rootfs::{BuildOptions, UnpackOptions};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// Set to `1` to make a failed loop or overlay mount fail the test instead
+/// of skipping the mounted comparison (for CI machines known to allow it).
+const ENV_REQUIRE_OVERLAY: &str = "CACHECTL_TEST_REQUIRE_OVERLAY";
+
+/// What the layer tars say the layer images must hold.
+#[derive(Default)]
+struct Markers {
+    /// `(layer index, path)` of each `.wh.<name>`, as the path it hides.
+    whiteouts: Vec<(usize, String)>,
+    /// `(layer index, directory)` of each `.wh..wh..opq`.
+    opaque: Vec<(usize, String)>,
+    /// Hardlinks whose target is not written by the same layer: the link's
+    /// path and its target.
+    cross_layer_links: Vec<(String, String)>,
+}
+
+fn entry_path(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim_start_matches("./").trim_start_matches('/');
+    text.trim_end_matches('/').to_owned()
+}
+
+/// Reads each uncompressed layer tar of `reference` for its whiteouts,
+/// opaque markers and hardlinks to lower layers.
+fn markers(store: &Store, reference: &Reference) -> Markers {
+    let tars = rootfs::layer_tars(store, reference, None).expect("layer tars");
+    let mut markers = Markers::default();
+    for (index, layer) in tars.iter().enumerate() {
+        let file = std::fs::File::open(&layer.path).expect("layer tar");
+        let mut archive = tar::Archive::new(std::io::BufReader::new(file));
+        let mut written = BTreeSet::new();
+        let mut links = Vec::new();
+        for entry in archive.entries().expect("entries") {
+            let entry = entry.expect("entry");
+            let path = entry_path(&entry.path_bytes());
+            let (parent, name) = path.rsplit_once('/').unwrap_or(("", &path));
+            if name == ".wh..wh..opq" {
+                markers.opaque.push((index, parent.to_owned()));
+            } else if let Some(hidden) = name.strip_prefix(".wh.") {
+                let hidden = if parent.is_empty() {
+                    hidden.to_owned()
+                } else {
+                    format!("{parent}/{hidden}")
+                };
+                markers.whiteouts.push((index, hidden));
+            } else if entry.header().entry_type() == tar::EntryType::Link {
+                let target = entry_path(&entry.link_name_bytes().expect("link target"));
+                links.push((path.clone(), target));
+            }
+            written.insert(path);
+        }
+        markers.cross_layer_links.extend(
+            links
+                .into_iter()
+                .filter(|(_, target)| !written.contains(target)),
+        );
+    }
+    markers
+}
+
+/// Read-only loop mounts and the overlay over them, unmounted (top first)
+/// when dropped, also when an assertion fails.
+struct Mounts(Vec<PathBuf>);
+
+impl Drop for Mounts {
+    fn drop(&mut self) {
+        for point in self.0.iter().rev() {
+            let unmounted = Command::new("umount")
+                .arg(point)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !unmounted {
+                eprintln!("umount {} failed; detaching lazily", point.display());
+                let _ = Command::new("umount").arg("-l").arg(point).status();
+            }
+        }
+    }
+}
+
+impl Mounts {
+    /// Runs `mount ARGS SOURCE POINT`, recording `point` on success; the
+    /// error is mount's stderr.
+    fn mount(&mut self, args: &[&str], source: &Path, point: &Path) -> Result<(), String> {
+        std::fs::create_dir_all(point).expect("mount point");
+        let output = Command::new("mount")
+            .args(args)
+            .arg(source)
+            .arg(point)
+            .output()
+            .map_err(|err| format!("mount cannot run: {err}"))?;
+        if output.status.success() {
+            self.0.push(point.to_path_buf());
+            Ok(())
+        } else {
+            Err(format!(
+                "mount {} {} failed: {}",
+                args.join(" "),
+                source.display(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            ))
+        }
+    }
+}
+
+/// What the per-layer check found, for the caller's own assertions.
+pub(crate) struct LayerCheck {
+    pub(crate) layers: usize,
+    pub(crate) whiteouts: usize,
+    pub(crate) opaque: usize,
+    /// Paths whose hardlink group the overlay splits (a hardlink to a lower
+    /// layer is a copy in the upper image); `None` when not mounted.
+    pub(crate) split_links: Option<Vec<String>>,
+}
+
+/// Builds the per-layer images of `reference`, checks each whiteout and
+/// opaque directory the layer tars declare inside them, and — as root,
+/// where a loop mount and overlayfs work — compares the overlay of the
+/// images with `rootfs::unpack` of the image using the comparator.
+pub(crate) fn assert_layer_images_stack_to_the_unpack(
+    store: &Store,
+    reference: &Reference,
+    dir: &Path,
+) -> LayerCheck {
+    let as_root = running_as_root();
+    let options = if as_root {
+        BuildOptions::default()
+    } else {
+        rootless_build_options()
+    };
+    let started = Instant::now();
+    let layers = rootfs::build_layers(store, reference, None, &options).expect("layer images");
+    eprintln!(
+        "{reference}: {} layer images in {:?}",
+        layers.len(),
+        started.elapsed()
+    );
+    let markers = markers(store, reference);
+    for layer in &layers {
+        e2fsck_passes(&layer.path);
+    }
+    for (index, path) in &markers.whiteouts {
+        let stat = debugfs(&layers[*index].path, &format!("stat \"/{path}\""));
+        assert!(
+            stat.contains("Type: character special")
+                && stat.contains("Device major/minor number: 00:00"),
+            "whiteout of /{path} in layer {index} is not a 0:0 character device:\n{stat}"
+        );
+    }
+    for (index, path) in &markers.opaque {
+        let xattrs = debugfs(&layers[*index].path, &format!("ea_list \"/{path}\""));
+        assert!(
+            xattrs.contains("trusted.overlay.opaque (1) = \"y\""),
+            "/{path} of layer {index} is not opaque:\n{xattrs}"
+        );
+        let listing = debugfs(&layers[*index].path, &format!("ls \"/{path}\""));
+        assert!(
+            !listing.contains(".wh."),
+            "/{path} of layer {index} lists a marker:\n{listing}"
+        );
+    }
+    let mut check = LayerCheck {
+        layers: layers.len(),
+        whiteouts: markers.whiteouts.len(),
+        opaque: markers.opaque.len(),
+        split_links: None,
+    };
+    if !as_root {
+        eprintln!("{reference}: OVERLAY MOUNT SKIPPED: not root (only debugfs checks ran)");
+        return check;
+    }
+    let target = dir.join("unpacked");
+    rootfs::unpack(store, reference, None, &target, &UnpackOptions::default()).expect("unpack");
+    let mut mounts = Mounts(Vec::new());
+    let mut lower = Vec::new();
+    let mut failure = None;
+    for (index, layer) in layers.iter().enumerate() {
+        let point = dir.join(format!("layer-{index}"));
+        if let Err(err) = mounts.mount(&["-o", "loop,ro"], &layer.path, &point) {
+            failure = Some(err);
+            break;
+        }
+        lower.push(point);
+    }
+    let merged = dir.join("merged");
+    if failure.is_none() {
+        // overlayfs wants at least two lower directories without an upper.
+        let result = if lower.len() == 1 {
+            Ok(())
+        } else {
+            let lowerdir: Vec<String> = lower
+                .iter()
+                .rev()
+                .map(|p| p.to_str().expect("utf-8 mount point").to_owned())
+                .collect();
+            let option = format!("ro,lowerdir={}", lowerdir.join(":"));
+            mounts.mount(
+                &["-t", "overlay", "-o", &option],
+                Path::new("overlay"),
+                &merged,
+            )
+        };
+        if let Err(err) = result {
+            failure = Some(err);
+        }
+    }
+    if let Some(reason) = failure {
+        assert!(
+            std::env::var(ENV_REQUIRE_OVERLAY).as_deref() != Ok("1"),
+            "{ENV_REQUIRE_OVERLAY}=1 but {reason}"
+        );
+        eprintln!(
+            "{reference}: OVERLAY MOUNT SKIPPED ({reason}); only the debugfs checks of \
+             whiteouts and opaque directories ran"
+        );
+        return check;
+    }
+    let merged = if lower.len() == 1 { &lower[0] } else { &merged };
+    let mut theirs = tree(merged);
+    let lost = theirs
+        .remove("lost+found")
+        .expect("the ext4 root's lost+found shows through the overlay");
+    assert_eq!(lost.kind, "dir");
+    let mut ours = tree(&target);
+    assert!(
+        !ours.contains_key("lost+found"),
+        "the image itself has a lost+found"
+    );
+    // A hardlink to a lower layer's file is a copy in the upper image: the
+    // overlay shows two inodes where the unpack has one. Each overlay group
+    // must lie within the unpack's, and every split must come from such a
+    // link; the rest of each node is compared as it is.
+    let allowed: BTreeSet<String> = markers
+        .cross_layer_links
+        .iter()
+        .flat_map(|(link, _)| {
+            let group = ours.get(link).map(|n| n.hardlinks.clone());
+            std::iter::once(link.clone()).chain(group.unwrap_or_default())
+        })
+        .collect();
+    let mut split = Vec::new();
+    for (path, node) in &theirs {
+        let Some(our) = ours.get(path) else { continue };
+        if node.hardlinks == our.hardlinks {
+            continue;
+        }
+        let within = node.hardlinks.iter().all(|p| our.hardlinks.contains(p));
+        assert!(
+            within && allowed.contains(path),
+            "{path}: hardlink group {:?} in the overlay, {:?} in the unpack",
+            node.hardlinks,
+            our.hardlinks
+        );
+        split.push(path.clone());
+    }
+    let forget_links = |nodes: &mut BTreeMap<String, Node>| {
+        for path in &split {
+            if let Some(node) = nodes.get_mut(path) {
+                node.hardlinks.clear();
+            }
+        }
+    };
+    forget_links(&mut ours);
+    forget_links(&mut theirs);
+    let diff = differences(&ours, &theirs);
+    assert!(
+        diff.is_empty(),
+        "{reference}: the overlay of the layer images differs from the unpack \
+         (ours = unpack, theirs = overlay):\n{}",
+        diff.join("\n")
+    );
+    eprintln!(
+        "{reference}: overlay of {} layer images equals the unpack ({} paths, {} split hardlink paths)",
+        layers.len(),
+        ours.len(),
+        split.len()
+    );
+    check.split_links = Some(split);
+    check
+}
+
+#[test]
+fn layered_layer_images_stacked_with_overlayfs_equal_the_unpack() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "layered");
+    let check = assert_layer_images_stack_to_the_unpack(&store, &reference, dir.path());
+    assert_eq!(check.layers, 5);
+    // `layered` whites out a file and a directory and has an opaque
+    // directory: the checks above must have had something to check.
+    assert!(check.whiteouts >= 2, "{} whiteouts", check.whiteouts);
+    assert!(check.opaque >= 1, "{} opaque directories", check.opaque);
+    if let Some(split) = check.split_links {
+        // `bin/tool-hardlink` links to a file of the layer below.
+        assert!(
+            split.iter().any(|p| p == "bin/tool-hardlink"),
+            "cross-layer hardlink not seen as a copy: {split:?}"
+        );
+    }
+}
