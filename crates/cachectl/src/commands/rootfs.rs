@@ -119,7 +119,12 @@ pub(super) fn build(
         }
         options.init = Some((file.into(), path.to_owned()));
     }
-    let built = rootfs::build(&context.store, &reference, context.platform.as_ref(), &options)?;
+    let built = rootfs::build(
+        &context.store,
+        &reference,
+        context.platform.as_ref(),
+        &options,
+    )?;
     let json = serde_json::json!({
         "ref": reference.to_string(),
         "path": built.path.display().to_string(),
