@@ -48,6 +48,8 @@ mod export;
 mod ext4;
 mod layer;
 mod layers;
+mod scratch;
+mod sparse;
 mod unpack;
 
 pub use error::{Error, Result};
