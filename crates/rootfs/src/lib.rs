@@ -48,6 +48,7 @@ mod export;
 mod ext4;
 mod layer;
 mod layers;
+mod read_ahead;
 mod scratch;
 mod sparse;
 mod unpack;
