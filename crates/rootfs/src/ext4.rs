@@ -111,10 +111,11 @@ pub struct BuiltImage {
 /// Builds (or finds in the cache) an ext4 image of the stored image
 /// `reference` for `platform`.
 ///
-/// The layers are unpacked into `.cachectl/rootfs-tmp/` under the store,
-/// then `mke2fs -t ext4 -d` makes the image, with UUID and hash seed
-/// derived from the manifest digest, a fixed `E2FSPROGS_FAKE_TIME` and a
-/// private `mke2fs.conf`; `debugfs` then sets every inode's ctime and atime
+/// The layers are unpacked into a private directory on `/dev/shm` when it
+/// has room (see [`BuildOptions::memory_scratch`]), else into
+/// `.cachectl/rootfs-tmp/` under the store, then `mke2fs -t ext4 -d` makes
+/// the image, with UUID and hash seed derived from the manifest digest, a
+/// fixed `E2FSPROGS_FAKE_TIME` and a private `mke2fs.conf`; `debugfs` then sets every inode's ctime and atime
 /// to that fixed time and, when the unpack was rootless, the owners and
 /// device nodes the layers give. The result is kept at
 /// `.cachectl/ext4/<key>.ext4`, key = SHA-256 of the manifest digest, the
