@@ -328,7 +328,7 @@ fn build_store_pull() -> Result<PathBuf, Error> {
 }
 
 /// `$CARGO_TARGET_DIR`, else `target/` of the workspace.
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => cmd::workspace_root().join(dir),
         None => cmd::workspace_root().join("target"),

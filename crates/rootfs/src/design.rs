@@ -61,6 +61,25 @@
 //!   Entry types other than file, directory, symlink, hardlink, device and
 //!   fifo are skipped.
 //!
+//! # Speed
+//! - gzip and zstd layers are decompressed on a thread of their own, a few
+//!   256 KiB chunks ahead of the tar reader (`read_ahead`): decompression
+//!   and the file-system calls overlap, while every write into the target
+//!   stays in stream order on one thread, so the safety checks above keep
+//!   their simple sequential reasoning. File creation itself is not spread
+//!   over threads: on the bench image (100 files of 1 MiB) the unpack went
+//!   from 300 to 168 ms with the read-ahead alone; many-small-file images,
+//!   where inode creation dominates, were not re-measured.
+//! - [`build`](crate::build) unpacks its intermediate tree on `/dev/shm`
+//!   when the tmpfs has room for five times the compressed layers (plus
+//!   64 MiB) and `MemAvailable` is at least twice that; a tree that is
+//!   larger after all fills the tmpfs, and on `ENOSPC`/`EDQUOT` the build
+//!   starts again under the store. Turned off with
+//!   [`BuildOptions::memory_scratch`](crate::BuildOptions::memory_scratch).
+//! - `build`'s `output` copy writes the data extents only
+//!   (`SEEK_DATA`/`SEEK_HOLE` + `copy_file_range`): `std::fs::copy` wrote
+//!   the image's holes as zeros (190 MB instead of ~100 MB).
+//!
 //! # ext4
 //! - See [`build`](crate::build): `mke2fs -d` from an unpacked tree, with
 //!   UUID and hash seed derived from the manifest digest and a fixed

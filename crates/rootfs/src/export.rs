@@ -3,7 +3,8 @@
 
 use crate::error::{Error, Result, io};
 use crate::layer::select_image;
-use crate::unpack::{Recorded, UnpackOptions, UnpackReport, WorkDir, apply_image};
+use crate::scratch::WorkDir;
+use crate::unpack::{Recorded, UnpackOptions, UnpackReport, apply_image};
 use ociref::{Platform, Reference};
 use ocistore::Store;
 use std::collections::HashMap;

@@ -4,9 +4,9 @@
 use crate::error::{Error, Result, io};
 use crate::layer::open_layer;
 use crate::layer::select_image;
-use crate::unpack::{
-    Applier, Recorded, UnpackOptions, UnpackReport, WorkDir, apply_image, clean_path,
-};
+use crate::scratch::{WorkDir, is_out_of_space, tree_estimate};
+use crate::sparse::copy_sparse;
+use crate::unpack::{Applier, Recorded, UnpackOptions, UnpackReport, apply_image, clean_path};
 use ociref::{Digest, Platform, Reference};
 use ocistore::{ConfigSummary, Store};
 use sha2::{Digest as _, Sha256};
@@ -65,6 +65,13 @@ pub struct BuildOptions {
     /// Where to look for `mke2fs` and `debugfs`; `PATH` followed by
     /// `/usr/sbin` and `/sbin` when `None`.
     pub search_path: Option<OsString>,
+    /// Unpack the intermediate tree of [`build`] on `/dev/shm` when it
+    /// has room for five times the compressed layers and the host has
+    /// twice that in available memory (the tree is read once by `mke2fs`
+    /// and removed: it need not reach a disk). A tree that turns out
+    /// larger fills the tmpfs and the build starts again under the store.
+    /// On by default; off, the tree is always under the store.
+    pub memory_scratch: bool,
 }
 
 impl Default for BuildOptions {
@@ -77,6 +84,7 @@ impl Default for BuildOptions {
             output: None,
             unpack: UnpackOptions::default(),
             search_path: None,
+            memory_scratch: true,
         }
     }
 }
@@ -103,10 +111,11 @@ pub struct BuiltImage {
 /// Builds (or finds in the cache) an ext4 image of the stored image
 /// `reference` for `platform`.
 ///
-/// The layers are unpacked into `.cachectl/rootfs-tmp/` under the store,
-/// then `mke2fs -t ext4 -d` makes the image, with UUID and hash seed
-/// derived from the manifest digest, a fixed `E2FSPROGS_FAKE_TIME` and a
-/// private `mke2fs.conf`; `debugfs` then sets every inode's ctime and atime
+/// The layers are unpacked into a private directory on `/dev/shm` when it
+/// has room (see [`BuildOptions::memory_scratch`]), else into
+/// `.cachectl/rootfs-tmp/` under the store, then `mke2fs -t ext4 -d` makes
+/// the image, with UUID and hash seed derived from the manifest digest, a
+/// fixed `E2FSPROGS_FAKE_TIME` and a private `mke2fs.conf`; `debugfs` then sets every inode's ctime and atime
 /// to that fixed time and, when the unpack was rootless, the owners and
 /// device nodes the layers give. The result is kept at
 /// `.cachectl/ext4/<key>.ext4`, key = SHA-256 of the manifest digest, the
@@ -152,7 +161,7 @@ pub fn build(
         .len();
     let path = match &options.output {
         Some(output) => {
-            std::fs::copy(&cached_path, output).map_err(io("copying image to", output))?;
+            copy_sparse(&cached_path, output)?;
             output.clone()
         }
         None => cached_path,
@@ -282,19 +291,31 @@ fn build_into(
     cached_path: &Path,
 ) -> Result<()> {
     std::fs::create_dir_all(cache_dir).map_err(io("creating", cache_dir))?;
-    let work = WorkDir::new(store, "build-")?;
-    let tree = work.path().join("tree");
-    build_in(
-        store,
-        image,
-        options,
-        mke2fs,
-        debugfs,
-        work.path(),
-        &tree,
-        cache_dir,
-        cached_path,
-    )
+    let build = |work: &WorkDir| {
+        let tree = work.path().join("tree");
+        build_in(
+            store,
+            image,
+            options,
+            mke2fs,
+            debugfs,
+            work.path(),
+            &tree,
+            cache_dir,
+            cached_path,
+        )
+    };
+    if options.memory_scratch {
+        let estimate = tree_estimate(image.layers.iter().map(|l| l.descriptor.size));
+        if let Some(work) = WorkDir::in_memory("build-", estimate) {
+            match build(&work) {
+                // The tree was larger than estimated: again, on disk.
+                Err(err) if is_out_of_space(&err) => {}
+                done => return done,
+            }
+        }
+    }
+    build(&WorkDir::new(store, "build-")?)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -2,6 +2,7 @@
 //! from the media type, checked against the magic bytes.
 
 use crate::error::{Error, Result, io};
+use crate::read_ahead::ReadAhead;
 use ociref::{Digest, Platform, Reference};
 use ocistore::{ImageDetails, Store};
 use std::fs::File;
@@ -130,15 +131,21 @@ pub(crate) fn open_layer(
             detected: detected.name(),
         });
     }
+    let read_error = |source| Error::LayerRead {
+        layer: digest.clone(),
+        source,
+    };
+    // Decompression runs on its own thread, ahead of the tar reader
+    // (see `read_ahead`); an uncompressed blob is read directly.
     Ok(match declared {
         Compression::None => Box::new(reader),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader).map_err(
-            |source| Error::LayerRead {
-                layer: digest.clone(),
-                source,
-            },
-        )?),
+        Compression::Gzip => Box::new(
+            ReadAhead::new(flate2::bufread::MultiGzDecoder::new(reader)).map_err(read_error)?,
+        ),
+        Compression::Zstd => Box::new(
+            ReadAhead::new(zstd::stream::read::Decoder::with_buffer(reader).map_err(read_error)?)
+                .map_err(read_error)?,
+        ),
     })
 }
 

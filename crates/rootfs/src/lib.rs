@@ -48,6 +48,9 @@ mod export;
 mod ext4;
 mod layer;
 mod layers;
+mod read_ahead;
+mod scratch;
+mod sparse;
 mod unpack;
 
 pub use error::{Error, Result};

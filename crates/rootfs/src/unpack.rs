@@ -128,50 +128,6 @@ pub(crate) fn apply_image(
     Ok(applier.report)
 }
 
-/// A private directory under the store (`.cachectl/rootfs-tmp/`) holding
-/// an unpacked tree, removed (even rootless, even with read-only
-/// directories) when dropped.
-pub(crate) struct WorkDir {
-    dir: tempfile::TempDir,
-}
-
-impl WorkDir {
-    /// A new, empty work directory under `store`, named `<prefix>…`.
-    pub(crate) fn new(store: &Store, prefix: &str) -> Result<WorkDir> {
-        let root = store.root().join(".cachectl/rootfs-tmp");
-        std::fs::create_dir_all(&root).map_err(io("creating", &root))?;
-        let dir = tempfile::Builder::new()
-            .prefix(prefix)
-            .tempdir_in(&root)
-            .map_err(io("creating a directory in", &root))?;
-        Ok(WorkDir { dir })
-    }
-
-    /// Its path.
-    pub(crate) fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        // Directories may be read-only (mode 0555 from a layer): a rootless
-        // process must make them writable before deleting what they hold.
-        let mut stack = vec![self.dir.path().to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            let _ = std::fs::set_permissions(&dir, Permissions::from_mode(0o700));
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    stack.push(entry.path());
-                }
-            }
-        }
-    }
-}
-
 /// Creates `target` or checks that it is an empty directory.
 fn prepare_target(target: &Path) -> Result<()> {
     match std::fs::read_dir(target) {

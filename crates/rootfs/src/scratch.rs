@@ -1,0 +1,150 @@
+//! Private directories for intermediate trees (`build`, `build_layers`,
+//! `export_tar`), on the store's disk or, for `build`, in memory.
+//!
+//! A tree that only lives until `mke2fs -d` has read it need not reach a
+//! disk: unpacked on a tmpfs (`/dev/shm`), it costs no journal, no
+//! write-back and no block allocation, and `mke2fs` reads it from memory.
+//! [`WorkDir::in_memory`] offers one when the tmpfs and the memory have
+//! room for a generous estimate of the tree; when the estimate was wrong
+//! the tmpfs fills up, the build sees `ENOSPC` ([`is_out_of_space`]) and
+//! starts again on the store.
+
+use crate::error::{Error, Result, io};
+use ocistore::Store;
+use std::fs::Permissions;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+/// The tmpfs tried for in-memory trees.
+const MEMORY_DIR: &str = "/dev/shm";
+/// Layers are assumed to expand by at most this factor (gzip of typical
+/// image content: 2–4x); a layer that expands more fills the tmpfs and
+/// the build falls back to the store.
+const EXPANSION: u64 = 5;
+/// Room added to the estimate of a tree (directories, small files rounded
+/// up to pages, mke2fs's own files).
+const MARGIN: u64 = 64 << 20;
+
+/// A private directory holding an unpacked tree, removed (even rootless,
+/// even with read-only directories) when dropped.
+pub(crate) struct WorkDir {
+    dir: tempfile::TempDir,
+}
+
+impl WorkDir {
+    /// A new, empty work directory under `store`
+    /// (`.cachectl/rootfs-tmp/<prefix>…`).
+    pub(crate) fn new(store: &Store, prefix: &str) -> Result<WorkDir> {
+        let root = store.root().join(".cachectl/rootfs-tmp");
+        std::fs::create_dir_all(&root).map_err(io("creating", &root))?;
+        WorkDir::new_in(&root, prefix)
+    }
+
+    /// A new, empty work directory on `/dev/shm` (`cachectl-<prefix>…`,
+    /// mode 0700), when it is a directory whose free space is at least
+    /// `estimate` plus a margin and the host's available memory at least
+    /// twice that; `None` otherwise.
+    pub(crate) fn in_memory(prefix: &str, estimate: u64) -> Option<WorkDir> {
+        let needed = estimate.saturating_add(MARGIN);
+        let stat = rustix::fs::statvfs(MEMORY_DIR).ok()?;
+        let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+        if free < needed || available_memory()? < needed.saturating_mul(2) {
+            return None;
+        }
+        WorkDir::new_in(Path::new(MEMORY_DIR), &format!("cachectl-{prefix}")).ok()
+    }
+
+    fn new_in(parent: &Path, prefix: &str) -> Result<WorkDir> {
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(parent)
+            .map_err(io("creating a directory in", parent))?;
+        Ok(WorkDir { dir })
+    }
+
+    /// Its path.
+    pub(crate) fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        // Directories may be read-only (mode 0555 from a layer): a rootless
+        // process must make them writable before deleting what they hold.
+        let mut stack = vec![self.dir.path().to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let _ = std::fs::set_permissions(&dir, Permissions::from_mode(0o700));
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(entry.path());
+                }
+            }
+        }
+    }
+}
+
+/// An upper estimate of the tree the layers of sizes `layer_sizes`
+/// (compressed, as stored) unpack to.
+pub(crate) fn tree_estimate(layer_sizes: impl IntoIterator<Item = u64>) -> u64 {
+    layer_sizes
+        .into_iter()
+        .fold(0u64, |sum, size| sum.saturating_add(size))
+        .saturating_mul(EXPANSION)
+}
+
+/// `MemAvailable` of `/proc/meminfo`, in bytes.
+fn available_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib.saturating_mul(1024))
+}
+
+/// Whether `err` comes from a full file system (`ENOSPC`, `EDQUOT`).
+pub(crate) fn is_out_of_space(err: &Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = source {
+        if let Some(io) = current.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.raw_os_error(),
+                Some(code) if code == rustix::io::Errno::NOSPC.raw_os_error()
+                    || code == rustix::io::Errno::DQUOT.raw_os_error()
+            )
+        {
+            return true;
+        }
+        source = current.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_file_systems_are_recognised_through_the_error_chain() {
+        let full = Error::Io {
+            what: "writing",
+            path: "/x".into(),
+            source: std::io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error()),
+        };
+        assert!(is_out_of_space(&full));
+        let denied = Error::Io {
+            what: "writing",
+            path: "/x".into(),
+            source: std::io::Error::from_raw_os_error(rustix::io::Errno::ACCESS.raw_os_error()),
+        };
+        assert!(!is_out_of_space(&denied));
+    }
+
+    #[test]
+    fn the_estimate_expands_the_compressed_sizes() {
+        assert_eq!(tree_estimate([10, 20]), 30 * EXPANSION);
+        assert_eq!(tree_estimate([u64::MAX, 1]), u64::MAX);
+    }
+}
