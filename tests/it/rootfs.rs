@@ -1684,3 +1684,96 @@ fn many_small_files_fit_a_computed_size_with_no_headroom() {
     let listing = debugfs(&built.path, "ls -l /d39");
     assert_eq!(listing.matches(" f").count(), 100, "{listing}");
 }
+
+/// A tar entry with the given metadata (for tests where headers say
+/// something other than [`raw_tar`]'s defaults).
+fn entry_with(
+    builder: &mut tar::Builder<Vec<u8>>,
+    kind: tar::EntryType,
+    (name, link): (&str, &str),
+    (mode, uid, mtime): (u32, u64, u64),
+    data: &[u8],
+) {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(kind);
+    header.set_path(name).expect("path");
+    if !link.is_empty() {
+        header.set_link_name(link).expect("link name");
+    }
+    header.set_mode(mode);
+    header.set_uid(uid);
+    header.set_gid(uid);
+    header.set_mtime(mtime);
+    header.set_size(data.len() as u64);
+    header.set_cksum();
+    builder.append(&header, data).expect("append");
+}
+
+#[test]
+fn a_layer_image_copy_of_a_lower_hardlink_keeps_the_files_metadata() {
+    // The copy a per-layer image holds for a hardlink to a lower file is
+    // that file: its mode, owner and mtime, not the link header's.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut lower = tar::Builder::new(Vec::new());
+    entry_with(
+        &mut lower,
+        tar::EntryType::Directory,
+        ("usr/bin", ""),
+        (0o755, 0, 1_600_000_000),
+        b"",
+    );
+    entry_with(
+        &mut lower,
+        tar::EntryType::Regular,
+        ("usr/bin/chfn", ""),
+        (0o4755, 0, 1_600_000_000),
+        b"#!/bin/sh\necho chfn\n",
+    );
+    let mut upper = tar::Builder::new(Vec::new());
+    entry_with(
+        &mut upper,
+        tar::EntryType::Link,
+        ("usr/bin/chfn-again", "usr/bin/chfn"),
+        (0o777, 1000, 1_700_000_000),
+        b"",
+    );
+    let (store, reference) = hand_built_store(
+        &dir.path().join("store"),
+        &[
+            (gzip(&lower.into_inner().expect("tar")), GZIP_LAYER),
+            (gzip(&upper.into_inner().expect("tar")), GZIP_LAYER),
+        ],
+    );
+    let layers = rootfs::build_layers(&store, &reference, None, &rootless_build_options())
+        .expect("layer images");
+    let copy = debugfs(&layers[1].path, "stat /usr/bin/chfn-again");
+    assert!(copy.contains("Mode:  04755"), "{copy}");
+    assert!(copy.contains("User:     0   Group:     0"), "{copy}");
+    let unpacked = dir.path().join("unpacked");
+    rootfs::unpack(
+        &store,
+        &reference,
+        None,
+        &unpacked,
+        &UnpackOptions::rootless(),
+    )
+    .expect("unpack");
+    let mtime = std::fs::metadata(unpacked.join("usr/bin/chfn-again"))
+        .expect("unpacked")
+        .modified()
+        .expect("mtime");
+    assert_eq!(
+        mtime,
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000),
+        "the flattened tree keeps the file's mtime too"
+    );
+    let mtime_line = debugfs(&layers[1].path, "stat /usr/bin/chfn-again");
+    let expected = debugfs(&layers[0].path, "stat /usr/bin/chfn");
+    let line = |text: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with("mtime:"))
+            .map(str::to_owned)
+            .expect("an mtime line")
+    };
+    assert_eq!(line(&mtime_line), line(&expected));
+}

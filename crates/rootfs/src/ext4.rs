@@ -247,7 +247,8 @@ pub fn build_layers(
             if !cached {
                 let tree = work.path().join(format!("layer-{index}"));
                 std::fs::create_dir(&tree).map_err(io("creating", &tree))?;
-                let mut applier = Applier::new(&tree, &options.unpack, rootless).overlay(&merged);
+                let mut applier = Applier::new(&tree, &options.unpack, rootless)
+                    .overlay(&merged, &below.report.records);
                 applier.apply_layer(digest, open_layer(store, digest, media_type)?)?;
                 applier.finish()?;
                 let input = ImageInput {

@@ -10,7 +10,7 @@ use std::ffi::OsStr;
 use std::fs::{File, FileTimes, Permissions};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -174,6 +174,9 @@ pub(crate) struct Applier<'o> {
     /// below, where hardlink targets of lower layers are copied from.
     /// Whiteouts become overlayfs whiteouts instead of removals.
     lower: Option<PathBuf>,
+    /// Overlay mode: what the layers below say about each path of `lower`
+    /// (owners, modes and times of files a hardlink copies).
+    lower_records: BTreeMap<PathBuf, Recorded>,
 }
 
 /// The entry being applied, for error messages.
@@ -230,15 +233,22 @@ impl<'o> Applier<'o> {
             created: HashSet::new(),
             touched: HashSet::new(),
             lower: None,
+            lower_records: BTreeMap::new(),
         }
     }
 
     /// Overlay mode: whiteouts are written as overlayfs whiteouts (a
     /// character device 0:0, `trusted.overlay.opaque=y` on an opaque
     /// directory), and a hardlink to a file of a lower layer becomes a copy
-    /// of it, taken from `lower` (the merged tree of the layers below).
-    pub(crate) fn overlay(mut self, lower: &Path) -> Applier<'o> {
+    /// of it, taken from `lower` (the merged tree of the layers below),
+    /// with the owner, mode and mtime `lower_records` give that file.
+    pub(crate) fn overlay(
+        mut self,
+        lower: &Path,
+        lower_records: &BTreeMap<PathBuf, Recorded>,
+    ) -> Applier<'o> {
         self.lower = Some(lower.to_path_buf());
+        self.lower_records = lower_records.clone();
         self
     }
 
@@ -450,14 +460,9 @@ impl<'o> Applier<'o> {
                 if here.is_none()
                     && let Some(lower) = self.lower.clone()
                 {
-                    let meta = Recorded {
-                        uid,
-                        gid,
-                        mode,
-                        device: None,
-                        mtime,
-                    };
-                    return self.copy_from_lower(&ctx, &lower, &target_rel, &rel, &abs, meta);
+                    // A hardlink shares its target's inode: the header's
+                    // owner, mode and mtime are not the file's.
+                    return self.copy_from_lower(&ctx, &lower, &target_rel, &rel, &abs);
                 }
                 let target_abs = here.ok_or_else(|| {
                     ctx.unsafe_entry(format!("hardlink target {} is missing", target.display()))
@@ -797,7 +802,7 @@ impl<'o> Applier<'o> {
 
     /// Overlay mode: a hardlink to a file of a lower layer becomes a copy
     /// of that file, read from the merged tree `lower` (its parents checked
-    /// like ours: never a symlink).
+    /// like ours: never a symlink), with that file's owner, mode and mtime.
     fn copy_from_lower(
         &mut self,
         ctx: &Ctx<'_>,
@@ -805,7 +810,6 @@ impl<'o> Applier<'o> {
         target_rel: &Path,
         rel: &Path,
         abs: &Path,
-        meta: Recorded,
     ) -> Result<()> {
         let missing = || {
             ctx.unsafe_entry(format!(
@@ -822,10 +826,23 @@ impl<'o> Applier<'o> {
             }
         }
         let source = lower.join(target_rel);
-        match std::fs::symlink_metadata(&source) {
-            Ok(found) if found.is_file() => {}
+        let found = match std::fs::symlink_metadata(&source) {
+            Ok(found) if found.is_file() => found,
             _ => return Err(missing()),
-        }
+        };
+        // The layers' word on the file (owners are only recorded when
+        // rootless), else what the merged tree holds.
+        let meta = self
+            .lower_records
+            .get(target_rel)
+            .copied()
+            .unwrap_or(Recorded {
+                uid: u64::from(found.uid()),
+                gid: u64::from(found.gid()),
+                mode: found.mode() & 0o7777,
+                device: None,
+                mtime: found.mtime(),
+            });
         self.clear(ctx, rel, abs, false)?;
         let mut input = File::open(&source).map_err(ctx.io("reading", &source))?;
         let mut file = File::options()
