@@ -1777,3 +1777,54 @@ fn a_layer_image_copy_of_a_lower_hardlink_keeps_the_files_metadata() {
     };
     assert_eq!(line(&mtime_line), line(&expected));
 }
+
+#[test]
+fn pax_owner_and_time_records_override_the_header() {
+    // Go's archive/tar and GNU tar write ids above 2,097,151 and times the
+    // octal fields cannot hold as PAX records; the header holds 0.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut layer = tar::Builder::new(Vec::new());
+    entry_with(
+        &mut layer,
+        tar::EntryType::Directory,
+        ("srv", ""),
+        (0o755, 0, 1_600_000_000),
+        b"",
+    );
+    layer
+        .append_pax_extensions([
+            ("uid", b"3000000".as_slice()),
+            ("gid", b"3000001".as_slice()),
+            ("mtime", b"1800000000.25".as_slice()),
+        ])
+        .expect("PAX records");
+    entry_with(
+        &mut layer,
+        tar::EntryType::Regular,
+        ("srv/data", ""),
+        (0o640, 0, 0),
+        b"owned by a large id\n",
+    );
+    let (store, reference) = hand_built_store(
+        &dir.path().join("store"),
+        &[(gzip(&layer.into_inner().expect("tar")), GZIP_LAYER)],
+    );
+    assert_same_as_umoci(&store, &reference, &store, &reference, dir.path());
+    let unpacked = dir.path().join("pax");
+    rootfs::unpack(
+        &store,
+        &reference,
+        None,
+        &unpacked,
+        &UnpackOptions::rootless(),
+    )
+    .expect("unpack");
+    let data = std::fs::metadata(unpacked.join("srv/data")).expect("unpacked");
+    assert_eq!(
+        data.modified().expect("mtime"),
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000)
+    );
+    let built = rootfs::build(&store, &reference, None, &rootless_build_options()).expect("build");
+    let stat = debugfs(&built.path, "stat /srv/data");
+    assert!(stat.contains("User: 3000000   Group: 3000001"), "{stat}");
+}

@@ -334,10 +334,15 @@ impl<'o> Applier<'o> {
             .mode()
             .map_err(|e| ctx.unsafe_entry(format!("bad mode: {e}")))?
             & 0o7777;
-        let uid = header.uid().unwrap_or(0);
-        let gid = header.gid().unwrap_or(0);
-        let mtime = header.mtime().unwrap_or(0) as i64;
-        let xattrs = xattrs_of(&mut entry, &ctx)?;
+        let (header_uid, header_gid) = (header.uid().unwrap_or(0), header.gid().unwrap_or(0));
+        let header_mtime = header.mtime().unwrap_or(0) as i64;
+        // PAX records override the header (large ids, times before 1970
+        // or past 2242, as Go's archive/tar and GNU tar write them).
+        let pax = pax_of(&mut entry, &ctx)?;
+        let uid = pax.uid.unwrap_or(header_uid);
+        let gid = pax.gid.unwrap_or(header_gid);
+        let mtime = pax.mtime.unwrap_or(header_mtime);
+        let xattrs = pax.xattrs;
 
         if rel.as_os_str().is_empty() {
             // The root directory itself (`./`): its metadata only.
@@ -963,27 +968,65 @@ fn link_name<R: Read>(entry: &tar::Entry<'_, R>, ctx: &Ctx<'_>) -> Result<PathBu
     Ok(PathBuf::from(OsStr::from_bytes(&name)))
 }
 
-/// The `SCHILY.xattr.*` PAX records of an entry.
-fn xattrs_of<R: Read>(
-    entry: &mut tar::Entry<'_, R>,
-    ctx: &Ctx<'_>,
-) -> Result<Vec<(String, Vec<u8>)>> {
-    let mut xattrs = Vec::new();
-    let Some(extensions) = entry
-        .pax_extensions()
-        .map_err(|e| ctx.unsafe_entry(format!("bad PAX header: {e}")))?
-    else {
-        return Ok(xattrs);
+/// What an entry's PAX records say beyond its header.
+#[derive(Default)]
+struct Pax {
+    /// `SCHILY.xattr.*`: extended attributes.
+    xattrs: Vec<(String, Vec<u8>)>,
+    /// `uid`, `gid`.
+    uid: Option<u64>,
+    gid: Option<u64>,
+    /// `mtime` (decimal seconds; the fraction is dropped).
+    mtime: Option<i64>,
+}
+
+/// The PAX records of an entry that rootfs applies.
+fn pax_of<R: Read>(entry: &mut tar::Entry<'_, R>, ctx: &Ctx<'_>) -> Result<Pax> {
+    let mut pax = Pax::default();
+    let bad = |what: &str| ctx.unsafe_entry(format!("bad PAX header: {what}"));
+    let Some(extensions) = entry.pax_extensions().map_err(|e| bad(&e.to_string()))? else {
+        return Ok(pax);
     };
     for extension in extensions {
-        let extension = extension.map_err(|e| ctx.unsafe_entry(format!("bad PAX header: {e}")))?;
-        if let Ok(key) = extension.key()
-            && let Some(name) = key.strip_prefix("SCHILY.xattr.")
-        {
-            xattrs.push((name.to_owned(), extension.value_bytes().to_vec()));
+        let extension = extension.map_err(|e| bad(&e.to_string()))?;
+        let Ok(key) = extension.key() else {
+            continue;
+        };
+        let value = || {
+            extension
+                .value()
+                .map_err(|_| bad(&format!("{key} is not UTF-8")))
+        };
+        match key {
+            "uid" | "gid" => {
+                let id = value()?
+                    .parse::<u32>()
+                    .map_err(|_| bad(&format!("{key} is not a 32-bit number")))?;
+                let id = u64::from(id);
+                if key == "uid" {
+                    pax.uid = Some(id);
+                } else {
+                    pax.gid = Some(id);
+                }
+            }
+            "mtime" => {
+                let text = value()?;
+                let seconds = text.split('.').next().unwrap_or_default();
+                pax.mtime = Some(
+                    seconds
+                        .parse::<i64>()
+                        .map_err(|_| bad(&format!("mtime {text:?} is not a time")))?,
+                );
+            }
+            _ => {
+                if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
+                    pax.xattrs
+                        .push((name.to_owned(), extension.value_bytes().to_vec()));
+                }
+            }
         }
     }
-    Ok(xattrs)
+    Ok(pax)
 }
 
 /// The path of an entry relative to the target: `./` and empty components
