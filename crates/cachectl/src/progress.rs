@@ -6,6 +6,7 @@ use crate::output::{human_bytes, short_digest};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ocidist::{ProgressFn, ProgressKind};
 use ociref::Digest;
+use rootfs::LayerProgress;
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
@@ -81,6 +82,34 @@ impl Progress {
         }
     }
 
+    /// The callback to give `rootfs` (unpack, build), if progress is
+    /// shown: a bar per layer read, or a line per layer applied.
+    pub(crate) fn layer_callback(&self) -> Option<rootfs::ProgressFn> {
+        match self {
+            Progress::Off => None,
+            Progress::Lines => Some(rootfs::ProgressFn::new(|event: &LayerProgress| {
+                if event.done == event.total {
+                    eprintln!(
+                        "applied layer {} ({})",
+                        short_digest(&event.layer),
+                        human_bytes(event.total)
+                    );
+                }
+            })),
+            Progress::Bars(bars) => {
+                let bars = Arc::clone(bars);
+                Some(rootfs::ProgressFn::new(move |event: &LayerProgress| {
+                    bars.show(
+                        &event.layer,
+                        event.done,
+                        event.total,
+                        event.done == event.total,
+                    );
+                }))
+            }
+        }
+    }
+
     /// Shows a step without a byte count (unpacking, building): a spinner
     /// with the elapsed time on a terminal, a line otherwise. The spinner
     /// goes when the returned [`Step`] is dropped.
@@ -126,12 +155,19 @@ impl Drop for Step {
 
 impl Bars {
     fn update(&self, event: &ocidist::Progress) {
+        let finished = matches!(event.kind, ProgressKind::Finished | ProgressKind::Skipped);
+        self.show(&event.digest, event.done, event.total, finished);
+    }
+
+    /// Moves the bar of blob `digest` (made on its first event) to `done`
+    /// of `total`, and clears it once `finished`.
+    fn show(&self, digest: &Digest, done: u64, total: u64, finished: bool) {
         let mut blobs = self
             .blobs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (bar, counted) = blobs.entry(event.digest.clone()).or_insert_with(|| {
-            let bar = self.multi.add(ProgressBar::new(event.total));
+        let (bar, counted) = blobs.entry(digest.clone()).or_insert_with(|| {
+            let bar = self.multi.add(ProgressBar::new(total));
             bar.set_style(
                 ProgressStyle::with_template(
                     "{msg:>12} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
@@ -139,17 +175,17 @@ impl Bars {
                 .expect("because the template is valid")
                 .progress_chars("=> "),
             );
-            bar.set_message(short_digest(&event.digest));
-            self.overall.inc_length(event.total);
+            bar.set_message(short_digest(digest));
+            self.overall.inc_length(total);
             (bar, 0)
         });
-        let done = event.done.min(event.total);
+        let done = done.min(total);
         if done > *counted {
             self.overall.inc(done - *counted);
             *counted = done;
         }
         bar.set_position(done);
-        if matches!(event.kind, ProgressKind::Finished | ProgressKind::Skipped) {
+        if finished {
             bar.finish_and_clear();
         }
     }

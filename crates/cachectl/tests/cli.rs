@@ -528,6 +528,12 @@ fn the_readme_path_build_unpack_rm_gc() {
         "{}",
         stderr(&built)
     );
+    // Not a terminal: a line per step and per layer applied.
+    assert!(
+        stderr(&built).contains("applied layer sha256:"),
+        "{}",
+        stderr(&built)
+    );
     let path = std::path::PathBuf::from(stdout(&built).trim());
     assert!(
         path.starts_with(home.path().join("cache")),
@@ -584,6 +590,7 @@ fn the_readme_path_build_unpack_rm_gc() {
     assert!(unpacked.status.success(), "{}", stderr(&unpacked));
     let report: serde_json::Value = serde_json::from_slice(&unpacked.stdout).expect("JSON");
     assert_eq!(report["digest"], digest);
+    assert!(unpacked.stderr.is_empty(), "--json: nothing on stderr");
     assert_eq!(report["entries"], 8, "{report}");
     assert_eq!(
         std::fs::read_to_string(rootfs.join("var/lib/hello/greeting.txt")).expect("unpacked"),

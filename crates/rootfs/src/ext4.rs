@@ -4,6 +4,7 @@
 use crate::error::{Error, Result, io};
 use crate::layer::open_layer;
 use crate::layer::select_image;
+use crate::progress;
 use crate::scratch::{WorkDir, is_out_of_space, tree_estimate};
 use crate::sparse::copy_sparse;
 use crate::unpack::{Applier, Recorded, UnpackOptions, UnpackReport, apply_image, clean_path};
@@ -249,7 +250,9 @@ pub fn build_layers(
                 std::fs::create_dir(&tree).map_err(io("creating", &tree))?;
                 let mut applier = Applier::new(&tree, &options.unpack, rootless)
                     .overlay(&merged, &below.report.records);
-                applier.apply_layer(digest, open_layer(store, digest, media_type)?)?;
+                let progress = options.unpack.progress.as_ref();
+                applier.apply_layer(digest, open_layer(store, digest, media_type, progress)?)?;
+                progress::finished(progress, digest, layer.descriptor.size);
                 applier.finish()?;
                 let input = ImageInput {
                     tree: &tree,
@@ -262,7 +265,7 @@ pub fn build_layers(
                 make_image(&tools, &input, options, &layer_work, &cache_dir, path)?;
             }
             if index < last_to_build {
-                below.apply_layer(digest, open_layer(store, digest, media_type)?)?;
+                below.apply_layer(digest, open_layer(store, digest, media_type, None)?)?;
             }
         }
     }

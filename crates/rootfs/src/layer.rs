@@ -2,6 +2,7 @@
 //! from the media type, checked against the magic bytes.
 
 use crate::error::{Error, Result, io};
+use crate::progress::{Counting, ProgressFn};
 use crate::read_ahead::ReadAhead;
 use ociref::{Digest, Platform, Reference};
 use ocistore::{ImageDetails, Store};
@@ -114,6 +115,7 @@ pub(crate) fn open_layer(
     store: &Store,
     digest: &Digest,
     media_type: &str,
+    progress: Option<&ProgressFn>,
 ) -> Result<Box<dyn Read + Send>> {
     let declared =
         Compression::from_media_type(media_type).ok_or_else(|| Error::UnsupportedMediaType {
@@ -122,6 +124,13 @@ pub(crate) fn open_layer(
         })?;
     let path = store.blob_path(digest);
     let file = File::open(&path).map_err(io("opening layer", &path))?;
+    let file: Box<dyn Read + Send> = match progress {
+        Some(callback) => {
+            let total = file.metadata().map_err(io("reading layer", &path))?.len();
+            Box::new(Counting::new(file, callback.clone(), digest, total))
+        }
+        None => Box::new(file),
+    };
     let mut reader = BufReader::with_capacity(256 * 1024, file);
     let detected = Compression::detect(reader.fill_buf().map_err(io("reading layer", &path))?);
     if detected != declared {

@@ -99,7 +99,7 @@ fn extract(
         });
     }
     let dir = path.parent().unwrap_or(store.root());
-    let mut reader = open_layer(store, layer, media_type)?;
+    let mut reader = open_layer(store, layer, media_type, None)?;
     let mut file = tempfile::Builder::new()
         .prefix("partial-")
         .tempfile_in(dir)

@@ -48,6 +48,7 @@ mod export;
 mod ext4;
 mod layer;
 mod layers;
+mod progress;
 mod read_ahead;
 mod scratch;
 mod sparse;
@@ -60,4 +61,5 @@ pub use ext4::{
     remove_unused_builds,
 };
 pub use layers::{LayerTar, layer_tars};
+pub use progress::{LayerProgress, ProgressFn};
 pub use unpack::{NotApplied, UnpackOptions, UnpackReport, unpack};

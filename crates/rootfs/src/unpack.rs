@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result, io};
 use crate::layer::{open_layer, select_image};
+use crate::progress::{self, ProgressFn};
 use ociref::{Digest, Platform, Reference};
 use ocistore::{ImageDetails, Store};
 use std::collections::{BTreeMap, HashSet};
@@ -28,6 +29,8 @@ pub struct UnpackOptions {
     /// Stop with [`Error::LimitExceeded`] once the layers hold more than
     /// this many entries.
     pub max_entries: Option<u64>,
+    /// Called as each layer blob is read, and once when it is applied.
+    pub progress: Option<ProgressFn>,
 }
 
 impl UnpackOptions {
@@ -120,8 +123,10 @@ pub(crate) fn apply_image(
     applier.report.manifest_digest = Some(image.manifest.digest.clone());
     for layer in &image.layers {
         let digest = &layer.descriptor.digest;
-        let stream = open_layer(store, digest, &layer.descriptor.media_type)?;
+        let progress = options.progress.as_ref();
+        let stream = open_layer(store, digest, &layer.descriptor.media_type, progress)?;
         applier.apply_layer(digest, stream)?;
+        progress::finished(progress, digest, layer.descriptor.size);
         applier.report.layers.push(digest.clone());
     }
     applier.finish()?;

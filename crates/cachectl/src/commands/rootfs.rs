@@ -46,6 +46,7 @@ pub(super) fn unpack(
     ensure_cached(context, &reference, args.offline, progress, out)?;
     let mut options = rootfs::UnpackOptions::default();
     options.rootless = args.rootless;
+    options.progress = progress.layer_callback();
     let step = progress.step(format!(
         "unpacking {reference} into {}",
         args.directory.display()
@@ -58,6 +59,7 @@ pub(super) fn unpack(
         &options,
     );
     drop(step);
+    progress.finish();
     let report = report?;
     let json = serde_json::json!({
         "ref": reference.to_string(),
@@ -113,6 +115,7 @@ pub(super) fn build(
     }
     options.output = args.output.clone();
     options.unpack.rootless = args.rootless;
+    options.unpack.progress = progress.layer_callback();
     if let Some(init) = &args.init {
         let (file, path) = match init.split_once(':') {
             Some((file, path)) => (file, path),
@@ -130,6 +133,7 @@ pub(super) fn build(
     if args.per_layer {
         let layers = rootfs::build_layers(&context.store, &reference, platform, &options);
         drop(step);
+        progress.finish();
         let layers = layers?;
         let json: Vec<_> = layers
             .iter()
@@ -157,6 +161,7 @@ pub(super) fn build(
     }
     let built = rootfs::build(&context.store, &reference, platform, &options);
     drop(step);
+    progress.finish();
     let built = built?;
     let json = serde_json::json!({
         "ref": reference.to_string(),
