@@ -5,7 +5,6 @@
 use crate::output::{human_bytes, short_digest};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ocidist::{ProgressFn, ProgressKind};
-use ociref::Digest;
 use rootfs::LayerProgress;
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -27,7 +26,9 @@ pub(crate) enum Progress {
 pub(crate) struct Bars {
     multi: MultiProgress,
     overall: ProgressBar,
-    blobs: Mutex<HashMap<Digest, (ProgressBar, u64)>>,
+    /// A bar per blob, layer or file, by its label, with the bytes it
+    /// has added to `overall`.
+    blobs: Mutex<HashMap<String, (ProgressBar, u64)>>,
 }
 
 impl Progress {
@@ -100,7 +101,7 @@ impl Progress {
                 let bars = Arc::clone(bars);
                 Some(rootfs::ProgressFn::new(move |event: &LayerProgress| {
                     bars.show(
-                        &event.layer,
+                        short_digest(&event.layer),
                         event.done,
                         event.total,
                         event.done == event.total,
@@ -108,6 +109,22 @@ impl Progress {
                 }))
             }
         }
+    }
+
+    /// The callback to give an import of `file`, if progress is shown: a
+    /// bar of the archive read (nothing more than the step line otherwise).
+    pub(crate) fn file_callback(&self, file: &std::path::Path) -> Option<ocistore::ReadProgressFn> {
+        let Progress::Bars(bars) = self else {
+            return None;
+        };
+        let bars = Arc::clone(bars);
+        let label = file.file_name().map_or_else(
+            || file.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        Some(ocistore::ReadProgressFn::new(move |done, total| {
+            bars.show(label.clone(), done, total, done >= total);
+        }))
     }
 
     /// Shows a step without a byte count (unpacking, building): a spinner
@@ -156,17 +173,22 @@ impl Drop for Step {
 impl Bars {
     fn update(&self, event: &ocidist::Progress) {
         let finished = matches!(event.kind, ProgressKind::Finished | ProgressKind::Skipped);
-        self.show(&event.digest, event.done, event.total, finished);
+        self.show(
+            short_digest(&event.digest),
+            event.done,
+            event.total,
+            finished,
+        );
     }
 
-    /// Moves the bar of blob `digest` (made on its first event) to `done`
+    /// Moves the bar labelled `label` (made on its first event) to `done`
     /// of `total`, and clears it once `finished`.
-    fn show(&self, digest: &Digest, done: u64, total: u64, finished: bool) {
+    fn show(&self, label: String, done: u64, total: u64, finished: bool) {
         let mut blobs = self
             .blobs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (bar, counted) = blobs.entry(digest.clone()).or_insert_with(|| {
+        let (bar, counted) = blobs.entry(label.clone()).or_insert_with(|| {
             let bar = self.multi.add(ProgressBar::new(total));
             bar.set_style(
                 ProgressStyle::with_template(
@@ -175,7 +197,7 @@ impl Bars {
                 .expect("because the template is valid")
                 .progress_chars("=> "),
             );
-            bar.set_message(short_digest(digest));
+            bar.set_message(label);
             self.overall.inc_length(total);
             (bar, 0)
         });

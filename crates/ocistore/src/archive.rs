@@ -7,6 +7,7 @@ use crate::layout::sync_dir;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Media type of an uncompressed OCI layer.
 pub(crate) const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
@@ -68,10 +69,63 @@ pub(crate) fn decompressed<'r, R: BufRead + 'r>(
     })
 }
 
-/// Opens the file at `path` for reading through [`decompressed`].
-pub(crate) fn open_decompressed(path: &Path) -> Result<Box<dyn Read>> {
+/// Opens the file at `path` for reading through [`decompressed`],
+/// reporting the bytes of the file read to `progress`, if set.
+pub(crate) fn open_decompressed(
+    path: &Path,
+    progress: Option<&ReadProgressFn>,
+) -> Result<Box<dyn Read>> {
     let file = File::open(path).map_err(io("opening", path))?;
+    let file: Box<dyn Read> = match progress {
+        Some(progress) => {
+            let total = file.metadata().map_err(io("reading", path))?.len();
+            Box::new(Counting {
+                inner: file,
+                progress: progress.clone(),
+                done: 0,
+                total,
+            })
+        }
+        None => Box::new(file),
+    };
     decompressed(BufReader::with_capacity(COPY_BUFFER, file)).map_err(io("reading", path))
+}
+
+/// A callback told how many bytes of a file were read so far, and the
+/// file's size: `(done, total)`. Set in [`crate::ImportOptions`].
+#[derive(Clone)]
+pub struct ReadProgressFn(Arc<dyn Fn(u64, u64) + Send + Sync>);
+
+impl ReadProgressFn {
+    /// Wraps `callback`, called with `(done, total)`.
+    pub fn new(callback: impl Fn(u64, u64) + Send + Sync + 'static) -> ReadProgressFn {
+        ReadProgressFn(Arc::new(callback))
+    }
+}
+
+impl std::fmt::Debug for ReadProgressFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadProgressFn")
+    }
+}
+
+/// A reader that reports its progress through the file it reads.
+struct Counting<R> {
+    inner: R,
+    progress: ReadProgressFn,
+    done: u64,
+    total: u64,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        if read > 0 {
+            self.done += read as u64;
+            (self.progress.0)(self.done, self.total);
+        }
+        Ok(read)
+    }
 }
 
 /// The normalized name of a tar entry: `./` and empty components dropped,

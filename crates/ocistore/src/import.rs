@@ -18,7 +18,9 @@
 //! names are only compared with the names the archive's JSON files use, and
 //! entries named with `..` or an absolute path never match.
 
-use crate::archive::{COPY_BUFFER, Compression, OCI_CONFIG, TempFile, entry_name, link_target};
+use crate::archive::{
+    COPY_BUFFER, Compression, OCI_CONFIG, ReadProgressFn, TempFile, entry_name, link_target,
+};
 use crate::error::{Error, Result, io};
 use crate::layout::{IndexEntry, IndexFile, LAYOUT_VERSION, REF_NAME_ANNOTATION, Store};
 use crate::layout::{now_unix_ms, sync_dir, temp_path};
@@ -50,9 +52,18 @@ pub struct ImportOptions {
     pub name: Option<Reference>,
     /// The platform to pick from an index; `None` means the host's.
     pub platform: Option<Platform>,
+    /// Told how far the archive has been read (one pass, `(done, total)`
+    /// bytes of the file).
+    pub progress: Option<ReadProgressFn>,
 }
 
 impl ImportOptions {
+    /// These options reporting the archive's read progress to `progress`.
+    pub fn with_progress(mut self, progress: ReadProgressFn) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
     /// These options with `name` for an image the archive does not name.
     pub fn with_name(mut self, name: Reference) -> Self {
         self.name = Some(name);
@@ -146,7 +157,7 @@ impl Store {
         // update.
         let _lease = self.lock_shared("gc.lock")?;
         let mut report = ImportReport::default();
-        let scan = self.scan_archive(path, &mut report)?;
+        let scan = self.scan_archive(path, options.progress.as_ref(), &mut report)?;
         let ready = if scan.json.contains_key("manifest.json") {
             self.docker_images(path, scan, options, &mut report)?
         } else {
@@ -188,8 +199,13 @@ impl Store {
     }
 
     /// The one pass over the archive.
-    fn scan_archive(&self, path: &Path, report: &mut ImportReport) -> Result<Scan> {
-        let reader = crate::archive::open_decompressed(path)?;
+    fn scan_archive(
+        &self,
+        path: &Path,
+        progress: Option<&ReadProgressFn>,
+        report: &mut ImportReport,
+    ) -> Result<Scan> {
+        let reader = crate::archive::open_decompressed(path, progress)?;
         let mut archive = tar::Archive::new(reader);
         let mut scan = Scan::default();
         let read_err = io("reading archive", path);

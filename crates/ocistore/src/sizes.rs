@@ -66,7 +66,7 @@ impl Store {
 /// Decompresses the file at `path` (compression from its first bytes) and
 /// counts the bytes.
 fn count_decompressed(path: &Path) -> Result<u64> {
-    let mut reader = open_decompressed(path)?;
+    let mut reader = open_decompressed(path, None)?;
     std::io::copy(&mut reader, &mut std::io::sink()).map_err(|source| Error::Io {
         what: "decompressing",
         path: path.to_path_buf(),

@@ -25,6 +25,8 @@ pub(super) fn import(
     let mut results = Vec::new();
     for file in files {
         let step = progress.step(format!("importing {}", file.display()));
+        let mut options = options.clone();
+        options.progress = progress.file_callback(file);
         let report = context.store.import(file, &options);
         drop(step);
         let report = report?;
@@ -47,6 +49,7 @@ pub(super) fn import(
             "bytes_written": report.bytes_written,
         }));
     }
+    progress.finish();
     out.result(&results, || {
         results
             .iter()
