@@ -297,9 +297,22 @@ fn oci_archive_imports_plain_gzip_and_zstd() {
         }
         let verified = store.verify().expect("verify runs");
         assert!(verified.is_ok(), "{kind}: {verified:?}");
+        // Progress follows the one pass over the file, to its end.
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&seen);
+        let progress = ocistore::ReadProgressFn::new(move |done, total| {
+            sink.lock().expect("lock").push((done, total));
+        });
         let again = store
-            .import(&archive, &ImportOptions::default())
+            .import(&archive, &ImportOptions::default().with_progress(progress))
             .expect("imports again");
+        let seen = seen.lock().expect("lock");
+        let size = bytes.len() as u64;
+        assert!(
+            seen.windows(2).all(|w| w[0].0 < w[1].0),
+            "{kind}: increasing"
+        );
+        assert_eq!(seen.last(), Some(&(size, size)), "{kind}: read to the end");
         assert_eq!(again.blobs_written, 0, "{kind}: {again:?}");
         assert_eq!(again.bytes_written, 0, "{kind}");
         assert!(again.blobs_reused > 0, "{kind}");
