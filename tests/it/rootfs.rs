@@ -654,12 +654,14 @@ fn assert_refused(result: rootfs::Result<rootfs::UnpackReport>, entry: &str) {
     }
 }
 
+/// A refused unpack wrote nothing: not beside the target, not in it (the
+/// layers go to a staging directory renamed into place on success).
 fn only_target_in(sandbox: &Path) {
     let names: Vec<_> = std::fs::read_dir(sandbox)
         .expect("box")
         .map(|e| e.expect("entry").file_name())
         .collect();
-    assert_eq!(names, ["target"], "something was written beside the target");
+    assert!(names.is_empty(), "something was left: {names:?}");
 }
 
 #[test]
@@ -1827,4 +1829,46 @@ fn pax_owner_and_time_records_override_the_header() {
     let built = rootfs::build(&store, &reference, None, &rootless_build_options()).expect("build");
     let stat = debugfs(&built.path, "stat /srv/data");
     assert!(stat.contains("User: 3000000   Group: 3000001"), "{stat}");
+}
+
+#[test]
+fn a_failed_unpack_leaves_an_empty_target_empty_and_a_good_one_fills_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "layered");
+    let sandbox = dir.path().join("box");
+    let target = sandbox.join("rootfs");
+    std::fs::create_dir_all(&target).expect("empty target");
+    let mut capped = UnpackOptions::rootless();
+    capped.max_entries = Some(20);
+    let failed = rootfs::unpack(&store, &reference, None, &target, &capped);
+    assert!(
+        matches!(failed, Err(Error::LimitExceeded { .. })),
+        "{failed:?}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&sandbox)
+        .expect("box")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(left, ["rootfs"], "no staging directory is left");
+    assert_eq!(
+        std::fs::read_dir(&target).expect("target").count(),
+        0,
+        "the target is still empty"
+    );
+    let report = rootfs::unpack(
+        &store,
+        &reference,
+        None,
+        &target,
+        &UnpackOptions::rootless(),
+    )
+    .expect("unpack into the empty target");
+    assert!(report.entries > 20);
+    assert!(target.join("etc").is_dir());
+    let mode =
+        std::os::unix::fs::MetadataExt::mode(&std::fs::metadata(&target).expect("target")) & 0o777;
+    assert_eq!(
+        mode, 0o755,
+        "the root of the tree is 0755 unless a layer says otherwise"
+    );
 }

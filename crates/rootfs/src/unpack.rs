@@ -98,7 +98,10 @@ pub(crate) struct Recorded {
 /// Applies the layers of the stored image `reference` (for `platform`, or
 /// the only or host-matching one) into `target`, base layer first.
 ///
-/// `target` must be absent or an empty directory. Blocking.
+/// `target` must be absent or an empty directory. The layers are applied
+/// in a new directory beside it, renamed to `target` once all are in: a
+/// failed or interrupted unpack leaves `target` as it was (error messages
+/// name paths in that directory, `.<target>.unpack-*`). Blocking.
 pub fn unpack(
     store: &Store,
     reference: &Reference,
@@ -107,8 +110,24 @@ pub fn unpack(
     options: &UnpackOptions,
 ) -> Result<UnpackReport> {
     let image = select_image(store, reference, platform)?;
-    prepare_target(target)?;
-    apply_image(store, &image, target, options)
+    check_target(target)?;
+    let parent = match target.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
+    let name = target.file_name().unwrap_or_default().to_string_lossy();
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{name}.unpack-"))
+        .tempdir_in(parent)
+        .map_err(io("creating a directory in", parent))?;
+    std::fs::set_permissions(staging.path(), Permissions::from_mode(0o755))
+        .map_err(io("setting mode of", staging.path()))?;
+    let report = apply_image(store, &image, staging.path(), options)?;
+    // Replaces an empty `target` (rename(2) allows that for directories).
+    std::fs::rename(staging.path(), target).map_err(io("renaming into place", target))?;
+    let _ = staging.keep();
+    Ok(report)
 }
 
 /// Applies the layers of `image` into the existing, empty `target`.
@@ -133,8 +152,8 @@ pub(crate) fn apply_image(
     Ok(applier.report)
 }
 
-/// Creates `target` or checks that it is an empty directory.
-fn prepare_target(target: &Path) -> Result<()> {
+/// Checks that `target` is absent or an empty directory.
+fn check_target(target: &Path) -> Result<()> {
     match std::fs::read_dir(target) {
         Ok(mut entries) => {
             if entries.next().is_some() {
@@ -144,9 +163,7 @@ fn prepare_target(target: &Path) -> Result<()> {
             }
             Ok(())
         }
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(target).map_err(io("creating", target))
-        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(err) if err.kind() == std::io::ErrorKind::NotADirectory => Err(Error::TargetNotEmpty {
             path: target.to_path_buf(),
         }),
