@@ -34,6 +34,7 @@ pub fn export_tar(
     let mut exporter = Exporter {
         tree: &tree,
         records: &report.records,
+        pending_xattrs: &report.pending_xattrs,
         links: HashMap::new(),
         builder: &mut builder,
     };
@@ -48,6 +49,8 @@ pub fn export_tar(
 struct Exporter<'a, W: Write> {
     tree: &'a Path,
     records: &'a std::collections::BTreeMap<PathBuf, Recorded>,
+    /// Extended attributes the host refused, still owed to the tar.
+    pending_xattrs: &'a std::collections::BTreeMap<PathBuf, Vec<(String, Vec<u8>)>>,
     /// First path of every inode seen with more than one link.
     links: HashMap<u64, PathBuf>,
     builder: &'a mut tar::Builder<W>,
@@ -91,6 +94,9 @@ impl<W: Write> Exporter<'_, W> {
             };
             let mut header = self.header(&child, &meta);
             let file_type = meta.file_type();
+            if file_type.is_dir() || file_type.is_file() {
+                self.xattrs(&child, &child_abs)?;
+            }
             let result = if file_type.is_dir() {
                 header.set_entry_type(tar::EntryType::Directory);
                 header.set_size(0);
@@ -144,6 +150,35 @@ impl<W: Write> Exporter<'_, W> {
 
     /// A header with the owner and mode the layers gave `rel`, the mtime
     /// of the tree.
+    /// Writes the extended attributes of `rel` (those on the host file and
+    /// those the host refused) as `SCHILY.xattr.*` PAX records for the
+    /// entry that follows, as GNU tar `--xattrs` and Docker write them.
+    fn xattrs(&mut self, rel: &Path, abs: &Path) -> Result<()> {
+        let mut found: std::collections::BTreeMap<String, Vec<u8>> = Default::default();
+        // A file system without extended attributes has none to give.
+        if let Ok(names) = xattr::list(abs) {
+            for name in names {
+                let name = name.to_string_lossy().into_owned();
+                if let Ok(Some(value)) = xattr::get(abs, &name) {
+                    found.insert(name, value);
+                }
+            }
+        }
+        for (name, value) in self.pending_xattrs.get(rel).into_iter().flatten() {
+            found.insert(name.clone(), value.clone());
+        }
+        if found.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<(String, Vec<u8>)> = found
+            .into_iter()
+            .map(|(name, value)| (format!("SCHILY.xattr.{name}"), value))
+            .collect();
+        self.builder
+            .append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+            .map_err(|source| write_error(abs, source))
+    }
+
     fn header(&self, rel: &Path, meta: &std::fs::Metadata) -> tar::Header {
         let mut header = tar::Header::new_gnu();
         let (uid, gid, mode) = match self.records.get(rel) {
