@@ -151,6 +151,31 @@ fn exit_codes_say_what_kind_of_failure_it_was() {
         .output()
         .expect("runs");
     assert_eq!(inspect.status.code(), Some(3));
+    for args in [
+        vec!["build", "--offline", reference.as_str()],
+        vec!["unpack", "--offline", reference.as_str(), "rootfs"],
+    ] {
+        let output = cachectl(home.path())
+            .current_dir(home.path())
+            .args(&args)
+            .output()
+            .expect("runs");
+        assert_eq!(
+            output.status.code(),
+            Some(3),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert_eq!(
+            stderr(&output).trim(),
+            format!("error: image {reference} is not cached"),
+            "{args:?}"
+        );
+    }
+    assert!(
+        !home.path().join("rootfs").exists(),
+        "a failed unpack creates nothing"
+    );
 
     for args in [
         vec!["frobnicate"],
@@ -159,6 +184,20 @@ fn exit_codes_say_what_kind_of_failure_it_was() {
         vec!["prune"],
         vec!["prune", "--max-size", "12 parsecs"],
         vec!["--platform", "linux", "images"],
+        vec!["build"],
+        vec!["unpack", "alpine:3.20"],
+        vec!["build", "--size", "huge", "alpine:3.20"],
+        vec!["build", "--per-layer", "--init", "init", "alpine:3.20"],
+        vec!["unpack", "--offline", "UPPER:x", "dir"],
+        vec![
+            "build",
+            "--offline",
+            "--label",
+            "x",
+            "--headroom",
+            "-5",
+            "a:1",
+        ],
     ] {
         let output = cachectl(home.path()).args(&args).output().expect("runs");
         assert_eq!(
