@@ -27,7 +27,7 @@
 use crate::cmd::{self, Error};
 use crate::registry::AnonymousRegistry;
 use crate::tools;
-use cachectl_fixtures::bench_image::{self, BenchImage, BenchLayer};
+use cachectl_fixtures::bench_image::{self, BenchImage, BenchLayer, BenchShape};
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -39,7 +39,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: cargo xtask bench pull [--rounds N] [--size-mib M] [--rss-gib G]
-       cargo xtask bench unpack|build [--rounds N] [--size-mib M]";
+       cargo xtask bench unpack|build [--rounds N] [--size-mib M] [--shape large-files|small-files]";
 
 /// Repository prefix of the bench images: `ADDR/bench/<name>:v1`.
 const REPO_PREFIX: &str = "bench";
@@ -220,6 +220,7 @@ fn run_pull(options: &Options) -> Result<(), Error> {
         name: PULL_IMAGE.to_owned(),
         content_size: options.size_mib << 20,
         layer: BenchLayer::MixedGzip,
+        shape: BenchShape::LargeFiles,
     })?;
     let content = options.size_mib << 20;
     eprintln!(
@@ -283,6 +284,7 @@ fn run_pull(options: &Options) -> Result<(), Error> {
             name: RSS_IMAGE.to_owned(),
             content_size: options.rss_gib << 30,
             layer: BenchLayer::RandomUncompressed,
+            shape: BenchShape::LargeFiles,
         })?;
         let store = bench.join("rss-store");
         let reference = format!(

@@ -4,6 +4,11 @@
 //! by `mke2fs -d`), on the same ~100 MiB gzip image, alternating, with no
 //! registry involved (the image is imported from an OCI layout).
 //!
+//! `--shape large-files` (the default) cuts the content into 1 MiB files;
+//! `--shape small-files` into ~12,300 files of a few bytes to 1 MiB with
+//! symlinks and hardlinks, like a real root file system
+//! ([`BenchShape::SmallFiles`]).
+//!
 //! Both tools run rootless (`--rootless`), so neither changes owners on the
 //! host and the comparison is the same whoever runs it. Each round starts
 //! from an empty target; for `build` the cached ext4 images are deleted
@@ -14,7 +19,7 @@
 use crate::bench::Summary;
 use crate::cmd::{self, Error};
 use crate::tools;
-use cachectl_fixtures::bench_image::{self, BenchImage, BenchLayer};
+use cachectl_fixtures::bench_image::{self, BenchImage, BenchLayer, BenchShape};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -35,10 +40,26 @@ const REFERENCE: &str = "bench.local/bench/unpack:v1";
 /// The zstd variant's reference.
 const ZSTD_REFERENCE: &str = "bench.local/bench/unpack-zstd:v1";
 
+/// The options of `bench unpack|build`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Options {
+    rounds: u32,
+    size_mib: u64,
+    shape: BenchShape,
+}
+
+/// The usage line of `bench unpack|build`.
+const USAGE: &str = "usage: cargo xtask bench unpack|build [--rounds N] [--size-mib M] \
+[--shape large-files|small-files]";
+
 /// Runs `bench unpack` or `bench build` with `args` (`--rounds N`,
-/// `--size-mib M`).
+/// `--size-mib M`, `--shape large-files|small-files`).
 pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
-    let (rounds, size_mib) = parse(args)?;
+    let Options {
+        rounds,
+        size_mib,
+        shape,
+    } = parse(args)?;
     tools::ensure_installed()?;
     let umoci = tools::find("umoci").ok_or("umoci is not installed")?;
     let mke2fs = tools::find("mke2fs").ok_or("mke2fs is not installed")?;
@@ -62,6 +83,7 @@ pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
                 name: "unpack".to_owned(),
                 content_size: size_mib << 20,
                 layer,
+                shape,
             },
         )
         .map_err(|e| format!("building the bench image: {e}"))?;
@@ -90,21 +112,27 @@ pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
     for round in 1..=rounds {
         let work = dir.join(format!("round-{round}"));
         std::fs::create_dir_all(&work).map_err(|e| format!("creating {}: {e}", work.display()))?;
+        // Small files: the disk's write-back of earlier rounds would
+        // otherwise land on later ones (seconds here); `sync` first.
         let (a, b) = match kind {
             Kind::Unpack => (
-                time(
-                    Command::new(&cachectl)
-                        .arg("--root")
-                        .arg(&root)
-                        .args(["-q", "unpack", "--offline", "--rootless", REFERENCE])
-                        .arg(work.join("ours")),
-                )?,
-                time(
-                    Command::new(&umoci)
-                        .args(["unpack", "--rootless", "--image"])
-                        .arg(format!("{}:unpack", gzip.display()))
-                        .arg(work.join("bundle")),
-                )?,
+                settle(shape).and_then(|()| {
+                    time(
+                        Command::new(&cachectl)
+                            .arg("--root")
+                            .arg(&root)
+                            .args(["-q", "unpack", "--offline", "--rootless", REFERENCE])
+                            .arg(work.join("ours")),
+                    )
+                })?,
+                settle(shape).and_then(|()| {
+                    time(
+                        Command::new(&umoci)
+                            .args(["unpack", "--rootless", "--image"])
+                            .arg(format!("{}:unpack", gzip.display()))
+                            .arg(work.join("bundle")),
+                    )
+                })?,
             ),
             Kind::Build => {
                 // No cached image may answer: every round builds.
@@ -114,6 +142,7 @@ pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
                         .map_err(|e| format!("clearing {}: {e}", cached.display()))?;
                 }
                 let output = work.join("ours.ext4");
+                settle(shape)?;
                 let ours_time = time(
                     Command::new(&cachectl)
                         .arg("--root")
@@ -124,6 +153,7 @@ pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
                 let size = std::fs::metadata(&output)
                     .map_err(|e| format!("reading {}: {e}", output.display()))?
                     .len();
+                settle(shape)?;
                 let started = Instant::now();
                 cmd::output(
                     Command::new(&umoci)
@@ -142,6 +172,7 @@ pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
             }
         };
         if kind == Kind::Unpack {
+            settle(shape)?;
             ours_zstd.push(time(
                 Command::new(&cachectl)
                     .arg("--root")
@@ -181,7 +212,13 @@ pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
         Kind::Unpack => ("unpack", "umoci unpack --rootless"),
         Kind::Build => ("build", "umoci unpack --rootless + mke2fs -d"),
     };
-    println!("\nbench {name}: {rounds} rounds, {size_mib} MiB of content, one gzip layer\n");
+    let files = match shape {
+        BenchShape::SmallFiles => "small files",
+        _ => "1 MiB files",
+    };
+    println!(
+        "\nbench {name}: {rounds} rounds, {size_mib} MiB of content in {files}, one gzip layer\n"
+    );
     println!("| {name} | median ms | min ms | max ms |\n|---|---:|---:|---:|");
     println!(
         "| cachectl {name} --rootless | {:.1} | {:.1} | {:.1} |",
@@ -213,22 +250,46 @@ pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
     Ok(())
 }
 
-fn parse(args: &[String]) -> Result<(u32, u64), Error> {
-    let usage = "usage: cargo xtask bench unpack|build [--rounds N] [--size-mib M]";
-    let (mut rounds, mut size_mib) = (5u32, 100u64);
+/// Parses `args`; defaults: 5 rounds, 100 MiB, large files.
+fn parse(args: &[String]) -> Result<Options, Error> {
+    let mut options = Options {
+        rounds: 5,
+        size_mib: 100,
+        shape: BenchShape::LargeFiles,
+    };
     let mut args = args.iter();
     while let Some(flag) = args.next() {
-        let value = args.next().ok_or(usage)?;
+        let value = args.next().ok_or(USAGE)?;
         match flag.as_str() {
-            "--rounds" => rounds = value.parse().map_err(|_| usage)?,
-            "--size-mib" => size_mib = value.parse().map_err(|_| usage)?,
-            _ => return Err(usage.into()),
+            "--rounds" => options.rounds = value.parse().map_err(|_| USAGE)?,
+            "--size-mib" => options.size_mib = value.parse().map_err(|_| USAGE)?,
+            "--shape" => options.shape = parse_shape(value).ok_or(USAGE)?,
+            _ => return Err(USAGE.into()),
         }
     }
-    if rounds == 0 || size_mib == 0 {
-        return Err(usage.into());
+    if options.rounds == 0 || options.size_mib == 0 {
+        return Err(USAGE.into());
     }
-    Ok((rounds, size_mib))
+    Ok(options)
+}
+
+/// The shape named `value` on the command line.
+fn parse_shape(value: &str) -> Option<BenchShape> {
+    match value {
+        "large-files" => Some(BenchShape::LargeFiles),
+        "small-files" => Some(BenchShape::SmallFiles),
+        _ => None,
+    }
+}
+
+/// Before a timed run on [`BenchShape::SmallFiles`]: `sync`, so that the
+/// run does not pay for the write-back of the ones before it. (The large
+/// files bench keeps its figures comparable with earlier runs: no sync.)
+fn settle(shape: BenchShape) -> Result<(), Error> {
+    if shape == BenchShape::SmallFiles {
+        cmd::run(&mut Command::new("sync"))?;
+    }
+    Ok(())
 }
 
 /// Runs `command` to success and returns how long it took.
@@ -259,11 +320,24 @@ mod tests {
     #[test]
     fn options_parse_and_refuse_nonsense() {
         let args = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-        assert_eq!(parse(&args(&[])), Ok((5, 100)));
+        let options = |rounds, size_mib, shape| Options {
+            rounds,
+            size_mib,
+            shape,
+        };
+        assert_eq!(
+            parse(&args(&[])),
+            Ok(options(5, 100, BenchShape::LargeFiles))
+        );
         assert_eq!(
             parse(&args(&["--rounds", "3", "--size-mib", "10"])),
-            Ok((3, 10))
+            Ok(options(3, 10, BenchShape::LargeFiles))
         );
+        assert_eq!(
+            parse(&args(&["--shape", "small-files"])),
+            Ok(options(5, 100, BenchShape::SmallFiles))
+        );
+        assert!(parse(&args(&["--shape", "tiny"])).is_err());
         assert!(parse(&args(&["--rounds"])).is_err());
         assert!(parse(&args(&["--rounds", "0"])).is_err());
         assert!(parse(&args(&["--fast", "1"])).is_err());

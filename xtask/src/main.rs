@@ -51,9 +51,11 @@ commands:
                  measure peak RSS of a G GiB layer pull (not part of `test`)
   demo           offline demo: start a loopback registry, push the fixtures,
                  then pull, list, unpack, build with cachectl, timing each step
-  bench unpack|build [--rounds N] [--size-mib M]
+  bench unpack|build [--rounds N] [--size-mib M] [--shape large-files|small-files]
                  time `cachectl unpack` against `umoci unpack`, or
-                 `cachectl build` against `umoci unpack` + `mke2fs -d`
+                 `cachectl build` against `umoci unpack` + `mke2fs -d`;
+                 --shape small-files cuts the content into ~12,300 small
+                 files with symlinks and hardlinks (default: 1 MiB files)
   release        build the stripped release binary with completions and man
                  page into a tarball with SHA-256 sums (target/dist), then
                  `cargo package` the library crates (--no-package skips it)";

@@ -408,7 +408,6 @@ impl<'o> Applier<'o> {
                 );
             }
             Kind::File => {
-                self.clear(&ctx, &rel, &abs, false)?;
                 let size = entry.size();
                 if let Some(limit) = self.options.max_bytes
                     && self.report.bytes.saturating_add(size) > limit
@@ -420,12 +419,7 @@ impl<'o> Applier<'o> {
                         limit,
                     });
                 }
-                let mut file = File::options()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&abs)
-                    .map_err(ctx.io("creating", &abs))?;
+                let mut file = self.create_file(&ctx, &rel, &abs)?;
                 let written =
                     std::io::copy(&mut (&mut entry).take(size), &mut file).map_err(|source| {
                         Error::LayerRead {
@@ -667,6 +661,29 @@ impl<'o> Applier<'o> {
             }
         }
         Ok(Some(self.root.join(rel)))
+    }
+
+    /// Creates the regular file `abs` (mode 0600 until its own is set),
+    /// making room first only when something is there: `O_CREAT|O_EXCL`
+    /// never follows a symlink at `abs` and fails on anything present, so
+    /// the common case (nothing there) skips the `lstat` of
+    /// [`Applier::clear`] and the result is the same.
+    fn create_file(&mut self, ctx: &Ctx<'_>, rel: &Path, abs: &Path) -> Result<File> {
+        let create = || {
+            File::options()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(abs)
+        };
+        match create() {
+            Ok(file) => Ok(file),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                self.clear(ctx, rel, abs, false)?;
+                create().map_err(ctx.io("creating", abs))
+            }
+            Err(err) => Err(ctx.io("creating", abs)(err)),
+        }
     }
 
     /// Makes room at `abs` for a new entry: removes what is there, except
