@@ -1901,3 +1901,66 @@ fn a_failed_unpack_leaves_an_empty_target_empty_and_a_good_one_fills_it() {
         "the root of the tree is 0755 unless a layer says otherwise"
     );
 }
+
+#[test]
+fn work_directories_of_killed_processes_are_swept_and_live_ones_kept() {
+    // A build killed with SIGKILL leaves its tree under the store, or in
+    // /dev/shm (memory, until reboot): gc must reclaim them, never one a
+    // live process holds.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, _) = store_with_fixture(&dir.path().join("store"), "small");
+    let work = store.root().join(".cachectl/rootfs-tmp");
+    let old = |path: &Path| {
+        let touched = Command::new("touch")
+            .args(["-d", "2 hours ago"])
+            .arg(path)
+            .status()
+            .expect("touch runs");
+        assert!(touched.success());
+    };
+    let killed = work.join("build-killed");
+    std::fs::create_dir_all(killed.join("tree/ro")).expect("killed tree");
+    std::fs::write(killed.join("tree/ro/file"), b"left behind").expect("file");
+    std::fs::set_permissions(
+        killed.join("tree/ro"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o555),
+    )
+    .expect("read-only dir");
+    old(&killed);
+    let young = work.join("build-young");
+    std::fs::create_dir_all(&young).expect("young");
+    let live = work.join("build-live");
+    std::fs::create_dir_all(&live).expect("live");
+    old(&live);
+    let in_memory = Path::new("/dev/shm").join(format!("cachectl-test-{}", std::process::id()));
+    let shm = std::fs::create_dir(&in_memory).is_ok();
+    if shm {
+        old(&in_memory);
+    }
+    // Another process holds the lock a live WorkDir holds.
+    let mut holder = Command::new("flock")
+        .arg("-n")
+        .arg(&live)
+        .args(["-c", "echo locked; sleep 30"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("flock runs");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().expect("stdout")),
+        &mut line,
+    )
+    .expect("flock says it holds the lock");
+    assert_eq!(line.trim(), "locked");
+
+    let removed = rootfs::remove_stale_work(&store).expect("sweep");
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(!killed.exists(), "the killed build's tree is gone");
+    assert!(young.exists(), "a directory younger than a minute is kept");
+    assert!(live.exists(), "a locked directory is kept");
+    if shm {
+        assert!(!in_memory.exists(), "the in-memory tree is gone");
+    }
+    assert!(removed > usize::from(shm), "{removed}");
+}

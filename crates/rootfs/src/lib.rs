@@ -62,4 +62,5 @@ pub use ext4::{
 };
 pub use layers::{LayerTar, layer_tars};
 pub use progress::{LayerProgress, ProgressFn};
+pub use scratch::remove_stale_work;
 pub use unpack::{NotApplied, UnpackOptions, UnpackReport, unpack};

@@ -26,10 +26,18 @@ const EXPANSION: u64 = 5;
 const MARGIN: u64 = 64 << 20;
 
 /// A private directory holding an unpacked tree, removed (even rootless,
-/// even with read-only directories) when dropped.
+/// even with read-only directories) when dropped. While it lives, the
+/// directory is locked (`flock`), so [`remove_stale_work`] can tell it
+/// from one a killed process left.
 pub(crate) struct WorkDir {
     dir: tempfile::TempDir,
+    /// The directory, opened and locked (the lock goes with the process).
+    _lock: std::fs::File,
 }
+
+/// A work directory is only taken for stale when it is older than this,
+/// so one being created (not yet locked) is never swept.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl WorkDir {
     /// A new, empty work directory under `store`
@@ -59,7 +67,10 @@ impl WorkDir {
             .prefix(prefix)
             .tempdir_in(parent)
             .map_err(io("creating a directory in", parent))?;
-        Ok(WorkDir { dir })
+        let lock = std::fs::File::open(dir.path()).map_err(io("opening", dir.path()))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(|e| io("locking", dir.path())(e.into()))?;
+        Ok(WorkDir { dir, _lock: lock })
     }
 
     /// Its path.
@@ -70,18 +81,63 @@ impl WorkDir {
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
-        // Directories may be read-only (mode 0555 from a layer): a rootless
-        // process must make them writable before deleting what they hold.
-        let mut stack = vec![self.dir.path().to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            let _ = std::fs::set_permissions(&dir, Permissions::from_mode(0o700));
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    stack.push(entry.path());
-                }
+        make_removable(self.dir.path());
+    }
+}
+
+/// Removes the work directories killed processes left: under the store's
+/// `.cachectl/rootfs-tmp/` and, for in-memory trees, `/dev/shm/cachectl-*`
+/// (memory a killed build would hold until reboot). A directory still
+/// locked by a live process, or younger than a minute, is kept. Returns
+/// how many were removed. Blocking.
+pub fn remove_stale_work(store: &Store) -> Result<usize> {
+    let mut removed = 0;
+    let under_store = store.root().join(".cachectl/rootfs-tmp");
+    for (parent, prefix) in [
+        (under_store.as_path(), ""),
+        (Path::new(MEMORY_DIR), "cachectl-"),
+    ] {
+        let Ok(entries) = std::fs::read_dir(parent) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let named = entry.file_name().to_string_lossy().starts_with(prefix);
+            if named && entry.file_type().is_ok_and(|t| t.is_dir()) && is_stale(&path) {
+                make_removable(&path);
+                std::fs::remove_dir_all(&path).map_err(io("removing", &path))?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Whether the work directory `path` is old enough and locked by no one.
+fn is_stale(path: &Path) -> bool {
+    let old = std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age >= STALE_AFTER);
+    old && std::fs::File::open(path).is_ok_and(|dir| {
+        rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
+    })
+}
+
+/// Makes every directory under `root` writable by its owner, so a rootless
+/// process can delete what read-only directories (mode 0555 from a layer)
+/// hold.
+fn make_removable(root: &Path) {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let _ = std::fs::set_permissions(&dir, Permissions::from_mode(0o700));
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(entry.path());
             }
         }
     }

@@ -92,15 +92,18 @@ struct Collected {
     blobs: ocistore::GcReport,
     removed_builds: usize,
     build_bytes_freed: u64,
+    removed_work_dirs: usize,
 }
 
 pub(super) fn gc(context: &Context, out: Output) -> Result<(), CliError> {
     let blobs = context.store.gc()?;
     let builds = rootfs::remove_unused_builds(&context.store)?;
+    let work_dirs = rootfs::remove_stale_work(&context.store)?;
     let report = Collected {
         blobs,
         removed_builds: builds.images,
         build_bytes_freed: builds.bytes,
+        removed_work_dirs: work_dirs,
     };
     out.result(&report, || {
         let blobs = &report.blobs;
@@ -116,6 +119,11 @@ pub(super) fn gc(context: &Context, out: Output) -> Result<(), CliError> {
                 "\nremoved {} ext4 build(s) of removed images, freed {}",
                 builds.images,
                 human_bytes(builds.bytes)
+            ));
+        }
+        if work_dirs > 0 {
+            text.push_str(&format!(
+                "\nremoved {work_dirs} work directory(ies) left by killed unpacks or builds"
             ));
         }
         text
