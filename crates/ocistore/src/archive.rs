@@ -21,9 +21,10 @@ pub(crate) const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 /// Bytes copied at a time when streaming entries and blobs.
 pub(crate) const COPY_BUFFER: usize = 256 * 1024;
 
-/// How a stream is compressed, told by its first bytes (never by a name).
+/// How a stream (a layer, an archive) is compressed: told by its first
+/// bytes, or named by a layer media type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Compression {
+pub enum Compression {
     /// No known magic: read as it is.
     None,
     /// `1f 8b`.
@@ -34,7 +35,7 @@ pub(crate) enum Compression {
 
 impl Compression {
     /// The compression whose magic `head` starts with.
-    pub(crate) fn detect(head: &[u8]) -> Compression {
+    pub fn detect(head: &[u8]) -> Compression {
         if head.starts_with(&[0x1f, 0x8b]) {
             Compression::Gzip
         } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
@@ -46,8 +47,38 @@ impl Compression {
         }
     }
 
+    /// The compression a layer media type names (OCI and Docker names,
+    /// distributable or not); `None` for a media type that is no tar layer.
+    pub fn from_media_type(media_type: &str) -> Option<Compression> {
+        match media_type {
+            OCI_LAYER_TAR
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar"
+            | "application/vnd.docker.image.rootfs.diff.tar"
+            | "application/vnd.docker.image.rootfs.foreign.diff.tar" => Some(Compression::None),
+            OCI_LAYER_GZIP
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+            | "application/vnd.docker.image.rootfs.diff.tar.gzip"
+            | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
+                Some(Compression::Gzip)
+            }
+            OCI_LAYER_ZSTD
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
+            | "application/vnd.docker.image.rootfs.diff.tar.zstd" => Some(Compression::Zstd),
+            _ => None,
+        }
+    }
+
+    /// Its name in messages: `uncompressed`, `gzip` or `zstd`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "uncompressed",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+
     /// The OCI layer media type of a tar compressed this way.
-    pub(crate) fn layer_media_type(self) -> &'static str {
+    pub fn layer_media_type(self) -> &'static str {
         match self {
             Compression::None => OCI_LAYER_TAR,
             Compression::Gzip => OCI_LAYER_GZIP,

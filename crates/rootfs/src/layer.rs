@@ -5,61 +5,9 @@ use crate::error::{Error, Result, io};
 use crate::progress::{Counting, ProgressFn};
 use crate::read_ahead::ReadAhead;
 use ociref::{Digest, Platform, Reference};
-use ocistore::{ImageDetails, Store};
+use ocistore::{Compression, ImageDetails, Store};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
-
-/// How a layer is compressed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Compression {
-    /// A plain tar.
-    None,
-    /// gzip, possibly several members.
-    Gzip,
-    /// zstd, possibly several frames.
-    Zstd,
-}
-
-impl Compression {
-    /// The compression a layer media type names (OCI and Docker names,
-    /// distributable or not); `None` for a media type that is no tar layer.
-    pub(crate) fn from_media_type(media_type: &str) -> Option<Compression> {
-        match media_type {
-            "application/vnd.oci.image.layer.v1.tar"
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar"
-            | "application/vnd.docker.image.rootfs.diff.tar"
-            | "application/vnd.docker.image.rootfs.foreign.diff.tar" => Some(Compression::None),
-            "application/vnd.oci.image.layer.v1.tar+gzip"
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
-            | "application/vnd.docker.image.rootfs.diff.tar.gzip"
-            | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
-                Some(Compression::Gzip)
-            }
-            "application/vnd.oci.image.layer.v1.tar+zstd"
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
-            | "application/vnd.docker.image.rootfs.diff.tar.zstd" => Some(Compression::Zstd),
-            _ => None,
-        }
-    }
-
-    /// The compression the first bytes of a blob show.
-    pub(crate) fn detect(head: &[u8]) -> Compression {
-        match head {
-            [0x1f, 0x8b, ..] => Compression::Gzip,
-            [0x28, 0xb5, 0x2f, 0xfd, ..] => Compression::Zstd,
-            [b, 0x2a, 0x4d, 0x18, ..] if b & 0xf0 == 0x50 => Compression::Zstd,
-            _ => Compression::None,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Compression::None => "uncompressed",
-            Compression::Gzip => "gzip",
-            Compression::Zstd => "zstd",
-        }
-    }
-}
 
 /// The stored image of `reference` for `platform` (the only one, or the
 /// best match when the reference holds several).
