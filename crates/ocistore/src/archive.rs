@@ -110,12 +110,7 @@ pub(crate) fn open_decompressed(
     let file: Box<dyn Read> = match progress {
         Some(progress) => {
             let total = file.metadata().map_err(io("reading", path))?.len();
-            Box::new(Counting {
-                inner: file,
-                progress: progress.clone(),
-                done: 0,
-                total,
-            })
+            Box::new(ProgressReader::new(file, progress.clone(), total))
         }
         None => Box::new(file),
     };
@@ -140,15 +135,28 @@ impl std::fmt::Debug for ReadProgressFn {
     }
 }
 
-/// A reader that reports its progress through the file it reads.
-struct Counting<R> {
+/// A reader that tells a [`ReadProgressFn`] how many of `total` bytes it
+/// has read so far, after every read that returns data.
+pub struct ProgressReader<R> {
     inner: R,
     progress: ReadProgressFn,
     done: u64,
     total: u64,
 }
 
-impl<R: Read> Read for Counting<R> {
+impl<R> ProgressReader<R> {
+    /// Wraps `inner`, which holds `total` bytes.
+    pub fn new(inner: R, progress: ReadProgressFn, total: u64) -> ProgressReader<R> {
+        ProgressReader {
+            inner,
+            progress,
+            done: 0,
+            total,
+        }
+    }
+}
+
+impl<R: Read> Read for ProgressReader<R> {
     fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
         let read = self.inner.read(buffer)?;
         if read > 0 {

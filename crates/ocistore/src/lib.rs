@@ -98,7 +98,7 @@ mod sizes;
 mod usage;
 mod walk;
 
-pub use archive::{Compression, ReadProgressFn};
+pub use archive::{Compression, ProgressReader, ReadProgressFn};
 pub use blobs::Ingested;
 pub use error::{Error, Result};
 pub use export::{ExportFormat, ExportReport};

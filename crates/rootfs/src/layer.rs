@@ -2,7 +2,7 @@
 //! from the media type, checked against the magic bytes.
 
 use crate::error::{Error, Result, io};
-use crate::progress::{Counting, ProgressFn};
+use crate::progress::ProgressFn;
 use crate::read_ahead::ReadAhead;
 use ociref::{Digest, Platform, Reference};
 use ocistore::{Compression, ImageDetails, Store};
@@ -75,7 +75,11 @@ pub(crate) fn open_layer(
     let file: Box<dyn Read + Send> = match progress {
         Some(callback) => {
             let total = file.metadata().map_err(io("reading layer", &path))?.len();
-            Box::new(Counting::new(file, callback.clone(), digest, total))
+            Box::new(ocistore::ProgressReader::new(
+                file,
+                callback.reads_of(digest),
+                total,
+            ))
         }
         None => Box::new(file),
     };

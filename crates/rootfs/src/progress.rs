@@ -1,7 +1,7 @@
-//! Progress of layer reads, for callers that draw it.
+//! Progress of layer reads, for callers that draw it (counted by
+//! [`ocistore::ProgressReader`] on the blob).
 
 use ociref::Digest;
-use std::io::Read;
 use std::sync::Arc;
 
 /// How far one layer blob has been read (compressed bytes).
@@ -33,46 +33,28 @@ impl ProgressFn {
     pub(crate) fn send(&self, event: &LayerProgress) {
         (self.0)(event);
     }
+
+    /// This callback told the bytes of `layer` read so far, as
+    /// [`ocistore::ProgressReader`] counts them; never `done == total`:
+    /// [`finished`] sends that once the layer is applied.
+    pub(crate) fn reads_of(&self, layer: &Digest) -> ocistore::ReadProgressFn {
+        let callback = self.clone();
+        let layer = layer.clone();
+        ocistore::ReadProgressFn::new(move |done, total| {
+            if done < total {
+                callback.send(&LayerProgress {
+                    layer: layer.clone(),
+                    done,
+                    total,
+                });
+            }
+        })
+    }
 }
 
 impl std::fmt::Debug for ProgressFn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ProgressFn")
-    }
-}
-
-/// A reader of a layer blob that reports the bytes read so far (never
-/// `done == total`: [`finished`] sends that).
-pub(crate) struct Counting<R> {
-    inner: R,
-    callback: ProgressFn,
-    event: LayerProgress,
-}
-
-impl<R> Counting<R> {
-    pub(crate) fn new(inner: R, callback: ProgressFn, layer: &Digest, total: u64) -> Counting<R> {
-        Counting {
-            inner,
-            callback,
-            event: LayerProgress {
-                layer: layer.clone(),
-                done: 0,
-                total,
-            },
-        }
-    }
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-        let read = self.inner.read(buffer)?;
-        if read > 0 {
-            self.event.done += read as u64;
-            if self.event.done < self.event.total {
-                self.callback.send(&self.event);
-            }
-        }
-        Ok(read)
     }
 }
 
@@ -90,6 +72,7 @@ pub(crate) fn finished(callback: Option<&ProgressFn>, layer: &Digest, total: u64
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
     use std::sync::Mutex;
 
     #[test]
@@ -100,7 +83,8 @@ mod tests {
             sink.lock().expect("lock").push((e.done, e.total));
         });
         let layer = Digest::sha256_of(b"layer");
-        let mut reader = Counting::new(&[7u8; 10][..], callback.clone(), &layer, 10);
+        let mut reader =
+            ocistore::ProgressReader::new(&[7u8; 10][..], callback.reads_of(&layer), 10);
         let mut buffer = [0u8; 4];
         while reader.read(&mut buffer).expect("read") > 0 {}
         finished(Some(&callback), &layer, 10);
