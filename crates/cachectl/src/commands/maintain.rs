@@ -28,10 +28,10 @@ pub(super) fn prune(context: &Context, args: &PruneArgs, out: Output) -> Result<
     };
     let report = Pruned {
         images: report,
-        removed_builds: builds.images,
-        build_bytes_freed: builds.bytes,
+        builds: RemovedBuilds::from(builds),
     };
     out.result(&report, || {
+        let builds = report.builds.line();
         let report = &report.images;
         let verb = if args.dry_run {
             "would remove"
@@ -54,13 +54,7 @@ pub(super) fn prune(context: &Context, args: &PruneArgs, out: Output) -> Result<
                 "freed"
             }
         ));
-        if builds.images > 0 {
-            text.push(format!(
-                "removed {} ext4 build(s) of removed images, freed {}",
-                builds.images,
-                human_bytes(builds.bytes)
-            ));
-        }
+        text.extend(builds);
         text.join("\n")
     });
     Ok(())
@@ -72,8 +66,37 @@ pub(super) fn prune(context: &Context, args: &PruneArgs, out: Output) -> Result<
 struct Pruned {
     #[serde(flatten)]
     images: ocistore::PruneReport,
+    #[serde(flatten)]
+    builds: RemovedBuilds,
+}
+
+/// The ext4 builds `gc` and `prune` removed, in their `--json` names.
+#[derive(Serialize)]
+struct RemovedBuilds {
     removed_builds: usize,
     build_bytes_freed: u64,
+}
+
+impl From<rootfs::BuildFiles> for RemovedBuilds {
+    fn from(builds: rootfs::BuildFiles) -> RemovedBuilds {
+        RemovedBuilds {
+            removed_builds: builds.images,
+            build_bytes_freed: builds.bytes,
+        }
+    }
+}
+
+impl RemovedBuilds {
+    /// The line people read, when something was removed.
+    fn line(&self) -> Option<String> {
+        (self.removed_builds > 0).then(|| {
+            format!(
+                "removed {} ext4 build(s) of removed images, freed {}",
+                self.removed_builds,
+                human_bytes(self.build_bytes_freed)
+            )
+        })
+    }
 }
 
 /// `du --json`: the store's usage, plus the cached ext4 builds.
@@ -90,8 +113,8 @@ struct Usage {
 struct Collected {
     #[serde(flatten)]
     blobs: ocistore::GcReport,
-    removed_builds: usize,
-    build_bytes_freed: u64,
+    #[serde(flatten)]
+    builds: RemovedBuilds,
     removed_work_dirs: usize,
 }
 
@@ -101,8 +124,7 @@ pub(super) fn gc(context: &Context, out: Output) -> Result<(), CliError> {
     let work_dirs = rootfs::remove_stale_work(&context.store)?;
     let report = Collected {
         blobs,
-        removed_builds: builds.images,
-        build_bytes_freed: builds.bytes,
+        builds: RemovedBuilds::from(builds),
         removed_work_dirs: work_dirs,
     };
     out.result(&report, || {
@@ -114,12 +136,9 @@ pub(super) fn gc(context: &Context, out: Output) -> Result<(), CliError> {
             human_bytes(blobs.bytes_freed),
             blobs.kept_blobs
         );
-        if builds.images > 0 {
-            text.push_str(&format!(
-                "\nremoved {} ext4 build(s) of removed images, freed {}",
-                builds.images,
-                human_bytes(builds.bytes)
-            ));
+        if let Some(line) = report.builds.line() {
+            text.push('\n');
+            text.push_str(&line);
         }
         if work_dirs > 0 {
             text.push_str(&format!(
