@@ -106,17 +106,24 @@ pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
         std::fs::remove_file(&archive).map_err(|e| format!("removing the archive: {e}"))?;
     }
 
+    // Small files: see [`Settle`]; the start above may have deleted a
+    // whole earlier bench.
+    let mut settle = Settle::new(shape);
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
     let mut ours_zstd = Vec::new();
+    let mut last_build_size = None;
     for round in 1..=rounds {
         let work = dir.join(format!("round-{round}"));
         std::fs::create_dir_all(&work).map_err(|e| format!("creating {}: {e}", work.display()))?;
-        // Small files: the disk's write-back of earlier rounds would
-        // otherwise land on later ones (seconds here); `sync` first.
+        // Alternating: cachectl goes first in odd rounds, the peer in even
+        // ones, so neither always meets the page cache or the disk the
+        // other left behind.
+        let peer_first = round % 2 == 0;
         let (a, b) = match kind {
-            Kind::Unpack => (
-                settle(shape).and_then(|()| {
+            Kind::Unpack => {
+                let ours_run = |settle: &mut Settle| {
+                    settle.wait()?;
                     time(
                         Command::new(&cachectl)
                             .arg("--root")
@@ -124,16 +131,24 @@ pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
                             .args(["-q", "unpack", "--offline", "--rootless", REFERENCE])
                             .arg(work.join("ours")),
                     )
-                })?,
-                settle(shape).and_then(|()| {
+                };
+                let peer_run = |settle: &mut Settle| {
+                    settle.wait()?;
                     time(
                         Command::new(&umoci)
                             .args(["unpack", "--rootless", "--image"])
                             .arg(format!("{}:unpack", gzip.display()))
                             .arg(work.join("bundle")),
                     )
-                })?,
-            ),
+                };
+                if peer_first {
+                    let b = peer_run(&mut settle)?;
+                    (ours_run(&mut settle)?, b)
+                } else {
+                    let a = ours_run(&mut settle)?;
+                    (a, peer_run(&mut settle)?)
+                }
+            }
             Kind::Build => {
                 // No cached image may answer: every round builds.
                 let cached = root.join(".cachectl").join("ext4");
@@ -142,37 +157,54 @@ pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
                         .map_err(|e| format!("clearing {}: {e}", cached.display()))?;
                 }
                 let output = work.join("ours.ext4");
-                settle(shape)?;
-                let ours_time = time(
-                    Command::new(&cachectl)
-                        .arg("--root")
-                        .arg(&root)
-                        .args(["-q", "build", "--offline", "--rootless", REFERENCE, "-o"])
-                        .arg(&output),
-                )?;
-                let size = std::fs::metadata(&output)
-                    .map_err(|e| format!("reading {}: {e}", output.display()))?
-                    .len();
-                settle(shape)?;
-                let started = Instant::now();
-                cmd::output(
-                    Command::new(&umoci)
-                        .args(["unpack", "--rootless", "--image"])
-                        .arg(format!("{}:unpack", gzip.display()))
-                        .arg(work.join("bundle")),
-                )?;
-                cmd::output(
-                    Command::new(&mke2fs)
-                        .args(["-q", "-F", "-t", "ext4", "-d"])
-                        .arg(work.join("bundle/rootfs"))
-                        .arg(work.join("theirs.ext4"))
-                        .arg(format!("{}k", size / 1024)),
-                )?;
-                (ours_time, started.elapsed())
+                let ours_run = |settle: &mut Settle| {
+                    settle.wait()?;
+                    time(
+                        Command::new(&cachectl)
+                            .arg("--root")
+                            .arg(&root)
+                            .args(["-q", "build", "--offline", "--rootless", REFERENCE, "-o"])
+                            .arg(&output),
+                    )
+                };
+                // The peer's image gets the size of ours, so cachectl runs
+                // first when no earlier round told the size.
+                let peer_run = |settle: &mut Settle, size: u64| {
+                    settle.wait()?;
+                    let started = Instant::now();
+                    cmd::output(
+                        Command::new(&umoci)
+                            .args(["unpack", "--rootless", "--image"])
+                            .arg(format!("{}:unpack", gzip.display()))
+                            .arg(work.join("bundle")),
+                    )?;
+                    cmd::output(
+                        Command::new(&mke2fs)
+                            .args(["-q", "-F", "-t", "ext4", "-d"])
+                            .arg(work.join("bundle/rootfs"))
+                            .arg(work.join("theirs.ext4"))
+                            .arg(format!("{}k", size / 1024)),
+                    )?;
+                    Ok::<_, Error>(started.elapsed())
+                };
+                let size_of = |path: &Path| {
+                    std::fs::metadata(path)
+                        .map(|m| m.len())
+                        .map_err(|e| format!("reading {}: {e}", path.display()))
+                };
+                if peer_first && let Some(size) = last_build_size {
+                    let b = peer_run(&mut settle, size)?;
+                    (ours_run(&mut settle)?, b)
+                } else {
+                    let a = ours_run(&mut settle)?;
+                    let built = size_of(&output)?;
+                    last_build_size = Some(built);
+                    (a, peer_run(&mut settle, built)?)
+                }
             }
         };
         if kind == Kind::Unpack {
-            settle(shape)?;
+            settle.wait()?;
             ours_zstd.push(time(
                 Command::new(&cachectl)
                     .arg("--root")
@@ -182,13 +214,18 @@ pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
             )?);
         }
         eprintln!(
-            "xtask: round {round}/{rounds}: cachectl {:.0} ms, peer {:.0} ms",
+            "xtask: round {round}/{rounds}: cachectl {:.0} ms, peer {:.0} ms{}",
             a.as_secs_f64() * 1e3,
-            b.as_secs_f64() * 1e3
+            b.as_secs_f64() * 1e3,
+            if peer_first { " (peer first)" } else { "" }
         );
         ours.push(a);
         theirs.push(b);
-        remove_tree(&work)?;
+        // Small-file trees stay until the end: deleting them would slow
+        // the next round's inode creation (see [`Settle`]).
+        if shape != BenchShape::SmallFiles {
+            remove_tree(&work)?;
+        }
     }
     let umoci_zstd = Command::new(&umoci)
         .args(["unpack", "--rootless", "--image"])
@@ -282,14 +319,51 @@ fn parse_shape(value: &str) -> Option<BenchShape> {
     }
 }
 
-/// Before a timed run on [`BenchShape::SmallFiles`]: `sync`, so that the
-/// run does not pay for the write-back of the ones before it. (The large
-/// files bench keeps its figures comparable with earlier runs: no sync.)
-fn settle(shape: BenchShape) -> Result<(), Error> {
-    if shape == BenchShape::SmallFiles {
-        cmd::run(&mut Command::new("sync"))?;
+/// How long ext4 keeps a deleted inode from being reused, plus margin. On
+/// an ext4 without a journal (this VM's root file system is one), the inode
+/// allocator reads and skips every inode deleted in the last 30 s
+/// (`recently_deleted()` in `fs/ext4/ialloc.c`, 35 s while its block is
+/// dirty), so right after a tree of 13,000 files is deleted each new inode
+/// costs hundreds of microseconds of kernel time, whichever tool creates it.
+const RECENTLY_DELETED: Duration = Duration::from_secs(36);
+
+/// What runs before each timed run: for [`BenchShape::SmallFiles`], `sync`
+/// (so that no run pays for the write-back of the ones before it) and a wait
+/// until [`RECENTLY_DELETED`] has passed since the bench last deleted files.
+/// (The large files bench keeps its figures comparable with earlier runs:
+/// neither.)
+struct Settle {
+    shape: BenchShape,
+    deleted_at: Option<Instant>,
+}
+
+impl Settle {
+    /// The bench deleted files just now (its work directory at start).
+    fn new(shape: BenchShape) -> Self {
+        Settle {
+            shape,
+            deleted_at: Some(Instant::now()),
+        }
     }
-    Ok(())
+
+    /// Syncs and waits out the window, once per deletion.
+    fn wait(&mut self) -> Result<(), Error> {
+        if self.shape != BenchShape::SmallFiles {
+            return Ok(());
+        }
+        cmd::run(&mut Command::new("sync"))?;
+        if let Some(deleted_at) = self.deleted_at.take() {
+            let left = RECENTLY_DELETED.saturating_sub(deleted_at.elapsed());
+            if !left.is_zero() {
+                eprintln!(
+                    "xtask: waiting {:.0} s for ext4 to stop skipping recently deleted inodes",
+                    left.as_secs_f64()
+                );
+                std::thread::sleep(left);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Runs `command` to success and returns how long it took.
