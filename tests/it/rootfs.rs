@@ -1478,11 +1478,82 @@ fn builds_of_a_removed_and_collected_image_are_removed() {
     assert_eq!(removed.bytes, small.size);
     assert!(!small.path.exists());
     assert!(
-        !small.path.with_extension("manifest").exists(),
-        "the removed build's .manifest is left"
+        !owner_file(&small.path).exists(),
+        "the removed build's owner file is left"
     );
     assert!(kept.path.exists());
-    assert!(kept.path.with_extension("manifest").exists());
+    assert!(owner_file(&kept.path).exists());
+}
+
+/// The file naming what keeps a cached build or layer tar.
+fn owner_file(kept: &Path) -> PathBuf {
+    let mut name = kept.as_os_str().to_owned();
+    name.push(".owner");
+    PathBuf::from(name)
+}
+
+#[test]
+fn layer_tars_and_layer_images_stay_while_an_image_has_their_layer() {
+    // `layered` (gzip) and `layered-zstd` share their diff IDs, so their
+    // layer tars are the same files; the tars go only when both are gone.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    let (store, zstd) = store_with_fixture(&root, "layered-zstd");
+    let (_, gzip) = store_with_fixture(&root, "layered");
+    let tars = rootfs::layer_tars(&store, &zstd, None).expect("zstd tars");
+    assert!(
+        rootfs::layer_tars(&store, &gzip, None)
+            .expect("gzip tars")
+            .iter()
+            .all(|t| t.cached)
+    );
+    let layer_images =
+        rootfs::build_layers(&store, &gzip, None, &rootless_build_options()).expect("per layer");
+    let found = rootfs::cached_builds(&store).expect("counted");
+    assert_eq!(
+        (found.images, found.layer_tars),
+        (layer_images.len(), tars.len())
+    );
+    let tar_bytes: u64 = tars
+        .iter()
+        .map(|t| std::fs::metadata(&t.path).expect("tar").len())
+        .sum();
+    let image_bytes: u64 = layer_images.iter().map(|l| l.size).sum();
+    assert_eq!(found.bytes, tar_bytes + image_bytes);
+
+    assert!(store.remove(&zstd).expect("removed"));
+    store.gc().expect("gc");
+    let removed = rootfs::remove_unused_builds(&store).expect("removal");
+    assert_eq!(
+        removed,
+        rootfs::BuildFiles::default(),
+        "the gzip image still has the layers"
+    );
+    assert!(tars.iter().all(|t| t.path.is_file()));
+
+    assert!(store.remove(&gzip).expect("removed"));
+    store.gc().expect("gc");
+    let removed = rootfs::remove_unused_builds(&store).expect("removal");
+    assert_eq!(
+        (removed.images, removed.layer_tars, removed.bytes),
+        (layer_images.len(), tars.len(), tar_bytes + image_bytes)
+    );
+    for path in tars
+        .iter()
+        .map(|t| &t.path)
+        .chain(layer_images.iter().map(|l| &l.path))
+    {
+        assert!(!path.exists(), "{} is left", path.display());
+        assert!(
+            !owner_file(path).exists(),
+            "the owner of {} is left",
+            path.display()
+        );
+    }
+    assert_eq!(
+        rootfs::cached_builds(&store).expect("counted"),
+        rootfs::BuildFiles::default()
+    );
 }
 
 #[test]
@@ -1963,4 +2034,107 @@ fn work_directories_of_killed_processes_are_swept_and_live_ones_kept() {
         assert!(!in_memory.exists(), "the in-memory tree is gone");
     }
     assert!(removed > usize::from(shm), "{removed}");
+}
+
+/// Sets the mtime of `path` two hours back.
+fn make_old(path: &Path) {
+    let touched = Command::new("touch")
+        .args(["-d", "2 hours ago"])
+        .arg(path)
+        .status()
+        .expect("touch runs");
+    assert!(touched.success());
+}
+
+#[test]
+fn a_killed_unpacks_staging_directory_is_swept_by_the_next_unpack_into_that_target() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "small");
+    let sandbox = dir.path().join("box");
+    let killed = sandbox.join(".rootfs.unpack-killed");
+    std::fs::create_dir_all(killed.join("usr/ro")).expect("killed tree");
+    std::fs::write(killed.join("usr/ro/file"), b"left behind").expect("file");
+    std::fs::set_permissions(
+        killed.join("usr/ro"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o555),
+    )
+    .expect("read-only dir");
+    make_old(&killed);
+    // Another unpack into the same target, still running (locked), and
+    // one into another target: neither is touched.
+    let live = sandbox.join(".rootfs.unpack-live");
+    std::fs::create_dir_all(&live).expect("live");
+    make_old(&live);
+    let other = sandbox.join(".other.unpack-killed");
+    std::fs::create_dir_all(&other).expect("other");
+    make_old(&other);
+    let mut holder = Command::new("flock")
+        .arg("-n")
+        .arg(&live)
+        .args(["-c", "echo locked; sleep 30"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("flock runs");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().expect("stdout")),
+        &mut line,
+    )
+    .expect("flock says it holds the lock");
+    assert_eq!(line.trim(), "locked");
+
+    let unpacked = rootfs::unpack(
+        &store,
+        &reference,
+        None,
+        &sandbox.join("rootfs"),
+        &UnpackOptions::rootless(),
+    );
+    let _ = holder.kill();
+    let _ = holder.wait();
+    unpacked.expect("unpack");
+    assert!(!killed.exists(), "the killed unpack's staging dir is left");
+    assert!(live.exists(), "a live unpack's staging dir was removed");
+    assert!(other.exists(), "another target's staging dir was removed");
+    assert!(sandbox.join("rootfs").is_dir());
+}
+
+#[test]
+fn a_failed_unpack_names_paths_under_its_target_and_leaves_nothing() {
+    // A name longer than NAME_MAX (255): the kernel refuses to create it,
+    // in the staging directory; the error names it under the target.
+    let long = "n".repeat(300);
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mode(0o644);
+    header.set_size(1);
+    builder
+        .append_data(&mut header, &long, &b"x"[..])
+        .expect("long name");
+    let layer = gzip(&builder.into_inner().expect("tar"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = hand_built_store(&dir.path().join("store"), &[(layer, GZIP_LAYER)]);
+    let sandbox = dir.path().join("box");
+    std::fs::create_dir_all(&sandbox).expect("box");
+    let target = sandbox.join("target");
+    match rootfs::unpack(
+        &store,
+        &reference,
+        None,
+        &target,
+        &UnpackOptions::rootless(),
+    ) {
+        Err(err @ Error::Entry { .. }) => {
+            let message = err.to_string();
+            let Error::Entry { path, entry, .. } = err else {
+                unreachable!()
+            };
+            assert_eq!(path, target.join(&long), "{message}");
+            assert_eq!(entry, long);
+            assert!(!message.contains(".unpack-"), "{message}");
+        }
+        other => panic!("the long name was not refused: {other:?}"),
+    }
+    only_target_in(&sandbox);
 }

@@ -654,6 +654,7 @@ fn the_readme_path_build_unpack_rm_gc() {
         .expect("runs");
     let usage: serde_json::Value = serde_json::from_slice(&du.stdout).expect("JSON");
     assert_eq!(usage["builds"]["images"], 2, "{usage}");
+    assert_eq!(usage["builds"]["layer_tars"], 0, "{usage}");
     assert!(usage["builds"]["bytes"].as_u64().is_some_and(|b| b > 0));
 
     // Removing the image and collecting garbage removes its build too.
@@ -670,6 +671,9 @@ fn the_readme_path_build_unpack_rm_gc() {
     let collected: serde_json::Value = serde_json::from_slice(&gc.stdout).expect("JSON");
     // Two builds were cached: without and with the init.
     assert_eq!(collected["removed_builds"], 2, "{collected}");
+    assert_eq!(collected["removed_layer_tars"], 0, "{collected}");
+    let build_bytes = usage["builds"]["bytes"].as_u64();
+    assert_eq!(collected["build_bytes_freed"].as_u64(), build_bytes);
     assert!(!path.exists(), "the build of a removed image is gone");
     assert!(copy.exists(), "a copy outside the cache is the user's");
 

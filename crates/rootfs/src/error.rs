@@ -174,6 +174,39 @@ pub enum Error {
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// The same error with a path under `from` named under `to` instead
+    /// (an unpack's staging directory becomes its target in messages).
+    pub(crate) fn relocated(self, from: &std::path::Path, to: &std::path::Path) -> Error {
+        let moved = |path: PathBuf| match path.strip_prefix(from) {
+            Ok(rest) if rest.as_os_str().is_empty() => to.to_path_buf(),
+            Ok(rest) => to.join(rest),
+            Err(_) => path,
+        };
+        match self {
+            Error::Entry {
+                layer,
+                entry,
+                what,
+                path,
+                source,
+            } => Error::Entry {
+                layer,
+                entry,
+                what,
+                path: moved(path),
+                source,
+            },
+            Error::Io { what, path, source } => Error::Io {
+                what,
+                path: moved(path),
+                source,
+            },
+            other => other,
+        }
+    }
+}
+
 /// A closure turning an I/O error into [`Error::Io`] for `path`.
 pub(crate) fn io(
     what: &'static str,

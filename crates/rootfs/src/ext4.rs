@@ -1,6 +1,7 @@
 //! ext4 images built with `mke2fs -d` from an unpacked tree, reproducible
 //! and cached under the store.
 
+use crate::cache_files;
 use crate::error::{Error, Result, io};
 use crate::layer::open_layer;
 use crate::layer::select_image;
@@ -258,7 +259,10 @@ pub fn build_layers(
                     tree: &tree,
                     report: &applier.report,
                     uuid_digest: digest,
-                    owner: &image.manifest.digest,
+                    // The layer blob keeps it: any image with this layer
+                    // (and these below it) may ask for it.
+                    owner: digest,
+                    store,
                 };
                 let layer_work = work.path().join(format!("work-{index}"));
                 std::fs::create_dir(&layer_work).map_err(io("creating", &layer_work))?;
@@ -272,6 +276,11 @@ pub fn build_layers(
     planned
         .into_iter()
         .map(|(layer, path, cached)| {
+            // A layer image built for an image since removed is this
+            // one's now.
+            if cached {
+                cache_files::claim(store, &path, &layer.descriptor.digest)?;
+            }
             let size = std::fs::metadata(&path)
                 .map_err(io("reading", &path))?
                 .len();
@@ -345,6 +354,7 @@ fn build_in(
         report: &report,
         uuid_digest: &image.manifest.digest,
         owner: &image.manifest.digest,
+        store,
     };
     make_image(&tools, &input, options, work, cache_dir, cached_path)
 }
@@ -363,9 +373,11 @@ pub(crate) struct ImageInput<'a> {
     pub(crate) report: &'a UnpackReport,
     /// The digest the UUID and hash seed are derived from.
     pub(crate) uuid_digest: &'a Digest,
-    /// The manifest the image belongs to (kept beside it for
-    /// [`remove_unused_builds`]).
+    /// The blob whose presence in the store keeps the image (see
+    /// `cache_files`): the manifest, or the layer of a per-layer image.
     pub(crate) owner: &'a Digest,
+    /// The store it is cached in.
+    pub(crate) store: &'a Store,
 }
 
 /// Runs `mke2fs -d` and the `debugfs` fix-ups on `input`, and renames the
@@ -466,83 +478,14 @@ pub(crate) fn make_image(
             stderr: line.to_owned(),
         });
     }
-    // The manifest the build came from, next to it, for
-    // [`remove_unused_builds`]; written first so no image lacks one.
-    let manifest_file = cached_path.with_extension("manifest");
-    ocistore::atomic_write(&manifest_file, input.owner.to_string().as_bytes())?;
-    partial
-        .persist(cached_path)
-        .map_err(|e| io("renaming into place", cached_path)(e.error))?;
+    // What keeps it (see `cache_files`); written first so no image lacks
+    // an owner.
+    cache_files::claim(input.store, cached_path, input.owner)?;
+    partial.persist(cached_path).map_err(|e| {
+        cache_files::unclaim_missing(cached_path);
+        io("renaming into place", cached_path)(e.error)
+    })?;
     Ok(())
-}
-
-/// A count of cached ext4 images: what [`remove_unused_builds`] removed,
-/// or what [`cached_builds`] found.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-#[non_exhaustive]
-pub struct BuildFiles {
-    /// How many ext4 images (whole or per layer).
-    pub images: usize,
-    /// Their total size in bytes.
-    pub bytes: u64,
-}
-
-/// Removes the cached ext4 images whose manifest is no longer in the store
-/// (run after [`ocistore::Store::gc`]), and says how many and how many
-/// bytes. Images without a readable `.manifest` file beside them are
-/// removed too. Blocking.
-pub fn remove_unused_builds(store: &Store) -> Result<BuildFiles> {
-    let mut removed = BuildFiles::default();
-    for (path, size) in finished_builds(store)? {
-        let manifest_file = path.with_extension("manifest");
-        let still_stored = std::fs::read_to_string(&manifest_file)
-            .ok()
-            .and_then(|text| text.trim().parse::<Digest>().ok())
-            .is_some_and(|digest| store.blob_path(&digest).is_file());
-        if still_stored {
-            continue;
-        }
-        std::fs::remove_file(&path).map_err(io("removing", &path))?;
-        let _ = std::fs::remove_file(&manifest_file);
-        removed.images += 1;
-        removed.bytes += size;
-    }
-    Ok(removed)
-}
-
-/// Counts the cached ext4 images (whole and per layer) and their bytes.
-/// Blocking.
-pub fn cached_builds(store: &Store) -> Result<BuildFiles> {
-    let builds = finished_builds(store)?;
-    Ok(BuildFiles {
-        images: builds.len(),
-        bytes: builds.iter().map(|(_, size)| size).sum(),
-    })
-}
-
-/// The finished images in `.cachectl/ext4/` (not the `partial-` files of
-/// builds in progress), with their sizes.
-fn finished_builds(store: &Store) -> Result<Vec<(PathBuf, u64)>> {
-    let dir = store.root().join(".cachectl/ext4");
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => return Err(io("reading", &dir)(err)),
-    };
-    let mut builds = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(io("reading", &dir))?;
-        let path = entry.path();
-        let in_progress = path
-            .file_name()
-            .is_some_and(|n| n.as_bytes().starts_with(b"partial-"));
-        if in_progress || path.extension().is_none_or(|e| e != "ext4") {
-            continue;
-        }
-        let size = entry.metadata().map_or(0, |m| m.len());
-        builds.push((path, size));
-    }
-    Ok(builds)
 }
 
 /// Copies the init into the tree (mode 0755) and records it as 0:0.

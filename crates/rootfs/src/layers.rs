@@ -1,5 +1,6 @@
 //! Per-layer uncompressed tars under the store, keyed by diff ID.
 
+use crate::cache_files;
 use crate::error::{Error, Result, io};
 use crate::layer::{open_layer, select_image};
 use ociref::{Digest, Platform, Reference};
@@ -63,8 +64,15 @@ pub fn layer_tars(
                     let path =
                         dir.join(format!("{}-{}.tar", diff_id.algorithm(), diff_id.encoded()));
                     let cached = path.is_file();
-                    if !cached {
-                        extract(store, digest, &layer.descriptor.media_type, &diff_id, &path)?;
+                    // The layer blob keeps the tar (see `cache_files`): a
+                    // tar made for a blob since removed is this one's now.
+                    cache_files::claim(store, &path, digest)?;
+                    if !cached
+                        && let Err(err) =
+                            extract(store, digest, &layer.descriptor.media_type, &diff_id, &path)
+                    {
+                        cache_files::unclaim_missing(&path);
+                        return Err(err);
                     }
                     Ok(LayerTar {
                         layer: digest.clone(),

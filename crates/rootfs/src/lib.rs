@@ -12,7 +12,8 @@
 //! - [`build`] turns the same tree into a reproducible ext4 image with
 //!   `mke2fs -d` (owners and device nodes fixed inside the image with
 //!   `debugfs` when the unpack was rootless), cached under the store
-//!   ([`remove_unused_builds`] drops those of images `gc` removed);
+//!   ([`remove_unused_builds`] drops those of images `gc` removed, and
+//!   the layer tars no stored layer needs);
 //!   [`build_layers`] makes one ext4 image per layer, whiteouts in
 //!   overlayfs form;
 //! - [`export_tar`] writes the final file system as one tar stream
@@ -42,6 +43,7 @@
 #![deny(missing_docs)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+mod cache_files;
 pub mod design;
 mod error;
 mod export;
@@ -54,12 +56,10 @@ mod scratch;
 mod sparse;
 mod unpack;
 
+pub use cache_files::{BuildFiles, cached_builds, remove_unused_builds};
 pub use error::{Error, Result};
 pub use export::export_tar;
-pub use ext4::{
-    BuildFiles, BuildOptions, BuiltImage, BuiltLayer, build, build_layers, cached_builds,
-    remove_unused_builds,
-};
+pub use ext4::{BuildOptions, BuiltImage, BuiltLayer, build, build_layers};
 pub use layers::{LayerTar, layer_tars};
 pub use progress::{LayerProgress, ProgressFn};
 pub use scratch::remove_stale_work;

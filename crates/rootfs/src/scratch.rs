@@ -104,13 +104,52 @@ pub fn remove_stale_work(store: &Store) -> Result<usize> {
             let path = entry.path();
             let named = entry.file_name().to_string_lossy().starts_with(prefix);
             if named && entry.file_type().is_ok_and(|t| t.is_dir()) && is_stale(&path) {
-                make_removable(&path);
-                std::fs::remove_dir_all(&path).map_err(io("removing", &path))?;
+                remove_tree(&path)?;
                 removed += 1;
             }
         }
     }
     Ok(removed)
+}
+
+/// A staging directory beside `target` for an unpack
+/// (`.<name>.unpack-…`, mode 0755), locked while it lives. Staging
+/// directories of earlier unpacks into the same target that a killed
+/// process left (unlocked, older than a minute) are removed first. The
+/// caller renames it into place or removes it ([`remove_tree`]).
+pub(crate) fn staging_dir(target: &Path) -> Result<(tempfile::TempDir, std::fs::File)> {
+    let parent = match target.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
+    let name = target.file_name().unwrap_or_default().to_string_lossy();
+    let prefix = format!(".{name}.unpack-");
+    if let Ok(entries) = std::fs::read_dir(parent) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let named = entry.file_name().to_string_lossy().starts_with(&prefix);
+            if named && entry.file_type().is_ok_and(|t| t.is_dir()) && is_stale(&path) {
+                remove_tree(&path)?;
+            }
+        }
+    }
+    let staging = tempfile::Builder::new()
+        .prefix(&prefix)
+        .tempdir_in(parent)
+        .map_err(io("creating a directory in", parent))?;
+    std::fs::set_permissions(staging.path(), Permissions::from_mode(0o755))
+        .map_err(io("setting mode of", staging.path()))?;
+    let lock = std::fs::File::open(staging.path()).map_err(io("opening", staging.path()))?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        .map_err(|e| io("locking", staging.path())(e.into()))?;
+    Ok((staging, lock))
+}
+
+/// Removes the tree at `path`, read-only directories included.
+pub(crate) fn remove_tree(path: &Path) -> Result<()> {
+    make_removable(path);
+    std::fs::remove_dir_all(path).map_err(io("removing", path))
 }
 
 /// Whether the work directory `path` is old enough and locked by no one.

@@ -4,6 +4,7 @@
 use crate::error::{Error, Result, io};
 use crate::layer::{open_layer, select_image};
 use crate::progress::{self, ProgressFn};
+use crate::scratch::{remove_tree, staging_dir};
 use ociref::{Digest, Platform, Reference};
 use ocistore::{ImageDetails, Store};
 use std::collections::{BTreeMap, HashSet};
@@ -99,9 +100,12 @@ pub(crate) struct Recorded {
 /// the only or host-matching one) into `target`, base layer first.
 ///
 /// `target` must be absent or an empty directory. The layers are applied
-/// in a new directory beside it, renamed to `target` once all are in: a
-/// failed or interrupted unpack leaves `target` as it was (error messages
-/// name paths in that directory, `.<target>.unpack-*`). Blocking.
+/// in a new directory beside it (`.<name>.unpack-*`, locked while in use),
+/// renamed to `target` once all are in: a failed or interrupted unpack
+/// leaves `target` as it was. A failed one removes its directory and names
+/// paths in its errors as they would be under `target`; one a killed
+/// process left is removed by the next unpack into the same target.
+/// Blocking.
 pub fn unpack(
     store: &Store,
     reference: &Reference,
@@ -111,19 +115,14 @@ pub fn unpack(
 ) -> Result<UnpackReport> {
     let image = select_image(store, reference, platform)?;
     check_target(target)?;
-    let parent = match target.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
+    let (staging, _lock) = staging_dir(target)?;
+    let report = match apply_image(store, &image, staging.path(), options) {
+        Ok(report) => report,
+        Err(err) => {
+            let _ = remove_tree(staging.path());
+            return Err(err.relocated(staging.path(), target));
+        }
     };
-    std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
-    let name = target.file_name().unwrap_or_default().to_string_lossy();
-    let staging = tempfile::Builder::new()
-        .prefix(&format!(".{name}.unpack-"))
-        .tempdir_in(parent)
-        .map_err(io("creating a directory in", parent))?;
-    std::fs::set_permissions(staging.path(), Permissions::from_mode(0o755))
-        .map_err(io("setting mode of", staging.path()))?;
-    let report = apply_image(store, &image, staging.path(), options)?;
     // Replaces an empty `target` (rename(2) allows that for directories).
     std::fs::rename(staging.path(), target).map_err(io("renaming into place", target))?;
     let _ = staging.keep();

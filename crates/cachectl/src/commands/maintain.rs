@@ -70,10 +70,12 @@ struct Pruned {
     builds: RemovedBuilds,
 }
 
-/// The ext4 builds `gc` and `prune` removed, in their `--json` names.
+/// The ext4 builds and layer tars `gc` and `prune` removed, in their
+/// `--json` names (`build_bytes_freed` counts both).
 #[derive(Serialize)]
 struct RemovedBuilds {
     removed_builds: usize,
+    removed_layer_tars: usize,
     build_bytes_freed: u64,
 }
 
@@ -81,6 +83,7 @@ impl From<rootfs::BuildFiles> for RemovedBuilds {
     fn from(builds: rootfs::BuildFiles) -> RemovedBuilds {
         RemovedBuilds {
             removed_builds: builds.images,
+            removed_layer_tars: builds.layer_tars,
             build_bytes_freed: builds.bytes,
         }
     }
@@ -89,17 +92,19 @@ impl From<rootfs::BuildFiles> for RemovedBuilds {
 impl RemovedBuilds {
     /// The line people read, when something was removed.
     fn line(&self) -> Option<String> {
-        (self.removed_builds > 0).then(|| {
+        (self.removed_builds > 0 || self.removed_layer_tars > 0).then(|| {
             format!(
-                "removed {} ext4 build(s) of removed images, freed {}",
+                "removed {} ext4 build(s) and {} layer tar(s) of removed images, freed {}",
                 self.removed_builds,
+                self.removed_layer_tars,
                 human_bytes(self.build_bytes_freed)
             )
         })
     }
 }
 
-/// `du --json`: the store's usage, plus the cached ext4 builds.
+/// `du --json`: the store's usage, plus the cached ext4 builds and layer
+/// tars.
 #[derive(Serialize)]
 struct Usage {
     #[serde(flatten)]
@@ -288,14 +293,15 @@ pub(super) fn du(context: &Context, out: Output) -> Result<(), CliError> {
             .collect();
         format!(
             "{}\n\nblobs {}  (unreferenced {}), partial downloads {}, quarantined {}\n\
-             ext4 builds {} ({} image(s))",
+             ext4 builds and layer tars {} ({} image(s), {} tar(s))",
             table(&["REFERENCE", "TOTAL", "SHARED", "UNIQUE"], &rows),
             human_bytes(usage.blobs_bytes),
             human_bytes(usage.unreferenced_bytes),
             human_bytes(usage.ingest_bytes),
             human_bytes(usage.quarantine_bytes),
             human_bytes(builds.bytes),
-            builds.images
+            builds.images,
+            builds.layer_tars
         )
     });
     Ok(())

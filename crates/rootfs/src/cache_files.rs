@@ -1,0 +1,163 @@
+//! What rootfs keeps under the store, and when it goes: the ext4 images in
+//! `.cachectl/ext4/` and the layer tars in `.cachectl/layers/`.
+//!
+//! Each kept file has an owner file beside it (`<file>.owner`) naming, a
+//! line each, the blobs whose presence in the store keeps it: the image
+//! manifest for a whole-image build, the layer blobs for a per-layer image
+//! or a layer tar (a gzip and a zstd blob of one layer share its tar). A
+//! use adds its blob ([`claim`]); [`remove_unused_builds`] (run after
+//! [`ocistore::Store::gc`]) removes the files none of whose owners is
+//! stored any more. Two processes claiming one file at the same instant
+//! may lose one line: the file is then made again when asked for after
+//! the other owner goes, never wrong.
+
+use crate::error::{Result, io};
+use ociref::Digest;
+use ocistore::Store;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// A count of rootfs's cached files: what [`remove_unused_builds`]
+/// removed, or what [`cached_builds`] found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct BuildFiles {
+    /// How many ext4 images (whole or per layer).
+    pub images: usize,
+    /// How many uncompressed layer tars ([`crate::layer_tars`]).
+    pub layer_tars: usize,
+    /// The total size of both, in bytes.
+    pub bytes: u64,
+}
+
+/// The owner file of `kept` (`<kept>.owner`).
+fn owner_file(kept: &Path) -> PathBuf {
+    let mut name = kept.as_os_str().to_owned();
+    name.push(".owner");
+    PathBuf::from(name)
+}
+
+/// Before owner files: builds named their manifest in `<key>.manifest`.
+fn legacy_owner_file(kept: &Path) -> PathBuf {
+    kept.with_extension("manifest")
+}
+
+/// The owners `kept` names (lines that do not parse are skipped).
+fn owners_of(kept: &Path) -> Vec<Digest> {
+    [owner_file(kept), legacy_owner_file(kept)]
+        .iter()
+        .find_map(|file| std::fs::read_to_string(file).ok())
+        .map(|text| text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Whether `digest` is a blob of the store.
+fn is_stored(store: &Store, digest: &Digest) -> bool {
+    store.blob_path(digest).is_file()
+}
+
+/// Whether one of the owners of `kept` is still in the store.
+fn is_owned(store: &Store, kept: &Path) -> bool {
+    owners_of(kept)
+        .iter()
+        .any(|digest| is_stored(store, digest))
+}
+
+/// Adds `owner` to the owners of `kept`, dropping those no longer stored
+/// (written atomically; call it before `kept` is renamed into place, and
+/// again whenever a cached `kept` is used).
+pub(crate) fn claim(store: &Store, kept: &Path, owner: &Digest) -> Result<()> {
+    let mut owners = owners_of(kept);
+    if owners.contains(owner) {
+        return Ok(());
+    }
+    owners.retain(|digest| is_stored(store, digest));
+    owners.push(owner.clone());
+    let text: String = owners.iter().map(|digest| format!("{digest}\n")).collect();
+    ocistore::atomic_write(&owner_file(kept), text.as_bytes())?;
+    Ok(())
+}
+
+/// Removes the owner file of `kept` when `kept` was not made after all
+/// (a failed extraction leaves nothing behind).
+pub(crate) fn unclaim_missing(kept: &Path) {
+    if !kept.exists() {
+        let _ = std::fs::remove_file(owner_file(kept));
+    }
+}
+
+/// Removes the cached ext4 images and layer tars whose owner is no longer
+/// in the store (run after [`ocistore::Store::gc`]), and says how many and
+/// how many bytes. Files without a readable owner file are removed too.
+/// Blocking.
+pub fn remove_unused_builds(store: &Store) -> Result<BuildFiles> {
+    let mut removed = BuildFiles::default();
+    for (kind, path, size) in cached_files(store)? {
+        if is_owned(store, &path) {
+            continue;
+        }
+        std::fs::remove_file(&path).map_err(io("removing", &path))?;
+        let _ = std::fs::remove_file(owner_file(&path));
+        let _ = std::fs::remove_file(legacy_owner_file(&path));
+        removed.count(kind, size);
+    }
+    Ok(removed)
+}
+
+/// Counts the cached ext4 images (whole and per layer) and layer tars, and
+/// their bytes. Blocking.
+pub fn cached_builds(store: &Store) -> Result<BuildFiles> {
+    let mut found = BuildFiles::default();
+    for (kind, _, size) in cached_files(store)? {
+        found.count(kind, size);
+    }
+    Ok(found)
+}
+
+impl BuildFiles {
+    fn count(&mut self, kind: Kind, size: u64) {
+        match kind {
+            Kind::Image => self.images += 1,
+            Kind::LayerTar => self.layer_tars += 1,
+        }
+        self.bytes += size;
+    }
+}
+
+/// Which kind of cached file.
+#[derive(Clone, Copy)]
+enum Kind {
+    Image,
+    LayerTar,
+}
+
+/// The finished files in `.cachectl/ext4/` (`*.ext4`) and
+/// `.cachectl/layers/` (`*.tar`), not the `partial-` files of work in
+/// progress, with their sizes.
+fn cached_files(store: &Store) -> Result<Vec<(Kind, PathBuf, u64)>> {
+    let mut files = Vec::new();
+    for (kind, dir, extension) in [
+        (Kind::Image, ".cachectl/ext4", "ext4"),
+        (Kind::LayerTar, ".cachectl/layers", "tar"),
+    ] {
+        let dir = store.root().join(dir);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(io("reading", &dir)(err)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io("reading", &dir))?;
+            let path = entry.path();
+            let in_progress = path
+                .file_name()
+                .is_some_and(|n| n.as_bytes().starts_with(b"partial-"));
+            if in_progress || path.extension().is_none_or(|e| e != extension) {
+                continue;
+            }
+            let size = entry.metadata().map_or(0, |m| m.len());
+            files.push((kind, path, size));
+        }
+    }
+    Ok(files)
+}
