@@ -1814,7 +1814,8 @@ fn entry_with(
 #[test]
 fn a_layer_image_copy_of_a_lower_hardlink_keeps_the_files_metadata() {
     // The copy a per-layer image holds for a hardlink to a lower file is
-    // that file: its mode, owner and mtime, not the link header's.
+    // that file: its mode, owner, mtime and extended attributes, not the
+    // link header's.
     let dir = tempfile::tempdir().expect("tempdir");
     let mut lower = tar::Builder::new(Vec::new());
     entry_with(
@@ -1824,6 +1825,9 @@ fn a_layer_image_copy_of_a_lower_hardlink_keeps_the_files_metadata() {
         (0o755, 0, 1_600_000_000),
         b"",
     );
+    lower
+        .append_pax_extensions([("SCHILY.xattr.user.cachectl", &b"the lower file"[..])])
+        .expect("pax");
     entry_with(
         &mut lower,
         tar::EntryType::Regular,
@@ -1851,6 +1855,11 @@ fn a_layer_image_copy_of_a_lower_hardlink_keeps_the_files_metadata() {
     let copy = debugfs(&layers[1].path, "stat /usr/bin/chfn-again");
     assert!(copy.contains("Mode:  04755"), "{copy}");
     assert!(copy.contains("User:     0   Group:     0"), "{copy}");
+    let attributes = debugfs(&layers[1].path, "ea_list /usr/bin/chfn-again");
+    assert!(
+        attributes.contains("user.cachectl (14) = \"the lower file\""),
+        "the copy lost the file's extended attribute: {attributes}"
+    );
     let unpacked = dir.path().join("unpacked");
     rootfs::unpack(
         &store,

@@ -198,6 +198,9 @@ pub(crate) struct Applier<'o> {
     /// Overlay mode: what the layers below say about each path of `lower`
     /// (owners, modes and times of files a hardlink copies).
     lower_records: BTreeMap<PathBuf, Recorded>,
+    /// Overlay mode: extended attributes of `lower`'s files the host
+    /// refused (rootless), which a copy must carry all the same.
+    lower_xattrs: BTreeMap<PathBuf, Vec<(String, Vec<u8>)>>,
 }
 
 /// The entry being applied, for error messages.
@@ -255,6 +258,7 @@ impl<'o> Applier<'o> {
             touched: HashSet::new(),
             lower: None,
             lower_records: BTreeMap::new(),
+            lower_xattrs: BTreeMap::new(),
         }
     }
 
@@ -262,14 +266,12 @@ impl<'o> Applier<'o> {
     /// character device 0:0, `trusted.overlay.opaque=y` on an opaque
     /// directory), and a hardlink to a file of a lower layer becomes a copy
     /// of it, taken from `lower` (the merged tree of the layers below),
-    /// with the owner, mode and mtime `lower_records` give that file.
-    pub(crate) fn overlay(
-        mut self,
-        lower: &Path,
-        lower_records: &BTreeMap<PathBuf, Recorded>,
-    ) -> Applier<'o> {
+    /// with the owner, mode, mtime and extended attributes `below` (the
+    /// report of the unpack into `lower`) gives that file.
+    pub(crate) fn overlay(mut self, lower: &Path, below: &UnpackReport) -> Applier<'o> {
         self.lower = Some(lower.to_path_buf());
-        self.lower_records = lower_records.clone();
+        self.lower_records = below.records.clone();
+        self.lower_xattrs = below.pending_xattrs.clone();
         self
     }
 
@@ -904,6 +906,15 @@ impl<'o> Applier<'o> {
         }
         file.set_permissions(Permissions::from_mode(meta.mode))
             .map_err(ctx.io("setting mode of", abs))?;
+        // The file's attributes: those the lower tree holds, and those the
+        // host refused it (recorded).
+        let mut xattrs = xattrs_of(&source).map_err(ctx.io("reading attributes of", &source))?;
+        for (name, value) in self.lower_xattrs.get(target_rel).into_iter().flatten() {
+            if !xattrs.iter().any(|(known, _)| known == name) {
+                xattrs.push((name.clone(), value.clone()));
+            }
+        }
+        self.set_xattrs(ctx, abs, &xattrs)?;
         file.set_times(times(meta.mtime))
             .map_err(ctx.io("setting times of", abs))?;
         self.record(rel, meta);
@@ -985,6 +996,23 @@ impl<'o> Applier<'o> {
         }
         Ok(())
     }
+}
+
+/// The extended attributes of the file `path` (none where the file system
+/// has none).
+fn xattrs_of(path: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let names = match xattr::list(path) {
+        Ok(names) => names,
+        Err(err) if err.raw_os_error() == Some(EOPNOTSUPP) => return Ok(Vec::new()),
+        Err(err) => return Err(err),
+    };
+    let mut xattrs = Vec::new();
+    for name in names {
+        if let Some(value) = xattr::get(path, &name)? {
+            xattrs.push((name.to_string_lossy().into_owned(), value));
+        }
+    }
+    Ok(xattrs)
 }
 
 /// `EOPNOTSUPP` on Linux: the file system has no extended attributes.
