@@ -1787,6 +1787,45 @@ fn many_small_files_fit_a_computed_size_with_no_headroom() {
     assert_eq!(listing.matches(" f").count(), 100, "{listing}");
 }
 
+#[test]
+fn files_with_large_extended_attributes_fit_a_computed_size_with_no_headroom() {
+    // An attribute too large for the inode takes a block of its own (one
+    // per file when the values differ): a size computed from file data
+    // alone is too small for them (PEERS row 22).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut layer = tar::Builder::new(Vec::new());
+    entry_with(
+        &mut layer,
+        tar::EntryType::Directory,
+        ("etc", ""),
+        (0o755, 0, 1_700_000_000),
+        b"",
+    );
+    for i in 0..3000u32 {
+        let value = format!("{i:0>1000}");
+        layer
+            .append_pax_extensions([("SCHILY.xattr.user.label", value.as_bytes())])
+            .expect("pax");
+        entry_with(
+            &mut layer,
+            tar::EntryType::Regular,
+            (&format!("etc/f{i}"), ""),
+            (0o644, 0, 1_700_000_000),
+            b"x",
+        );
+    }
+    let (store, reference) = hand_built_store(
+        &dir.path().join("store"),
+        &[(gzip(&layer.into_inner().expect("tar")), GZIP_LAYER)],
+    );
+    let mut options = rootless_build_options();
+    options.headroom = 0;
+    let built = rootfs::build(&store, &reference, None, &options).expect("fits");
+    e2fsck_passes(&built.path);
+    let attributes = debugfs(&built.path, "ea_list /etc/f2999");
+    assert!(attributes.contains("user.label (1000)"), "{attributes}");
+}
+
 /// A tar entry with the given metadata (for tests where headers say
 /// something other than [`raw_tar`]'s defaults).
 fn entry_with(

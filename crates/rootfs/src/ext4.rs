@@ -39,6 +39,10 @@ const MKE2FS_CONF: &str = "[defaults]
 \tinode_ratio = 16384
 
 [fs_types]
+\tsmall = {
+\t}
+\tfloppy = {
+\t}
 \text4 = {
 \t\tfeatures = has_journal,extent,huge_file,flex_bg,metadata_csum,64bit,dir_nlink,extra_isize
 \t}
@@ -393,9 +397,9 @@ pub(crate) fn make_image(
     let (mke2fs, debugfs, tree) = (tools.mke2fs, tools.debugfs, input.tree);
     let records = &input.report.records;
     let rootless = input.report.rootless;
-    let (blocks, inodes) = measure(tree)?;
+    let (blocks, inodes) = measure(tree, &input.report.pending_xattrs)?;
     let inode_count = inodes + inodes / 4 + 256;
-    let size = match options.size {
+    let mut size = match options.size {
         Some(size) => size.div_ceil(BLOCK) * BLOCK,
         None => computed_size(blocks, inode_count, options.headroom),
     };
@@ -407,27 +411,44 @@ pub(crate) fn make_image(
         .suffix(".ext4")
         .tempfile_in(cache_dir)
         .map_err(io("creating a file in", cache_dir))?;
-    run(
-        Command::new(mke2fs)
-            .env("MKE2FS_CONFIG", &conf)
-            .env("E2FSPROGS_FAKE_TIME", FAKE_TIME)
-            .args([
-                "-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256", "-m", "0",
-            ])
-            .arg("-L")
-            .arg(&options.label)
-            .arg("-U")
-            .arg(&uuid)
-            .arg("-E")
-            .arg(format!("hash_seed={uuid},root_owner=0:0"))
-            .arg("-N")
-            .arg(inode_count.to_string())
-            .arg("-d")
-            .arg(tree)
-            .arg(partial.path())
-            .arg(format!("{}k", size / 1024)),
-        "mke2fs",
-    )?;
+    let mut attempts = 0;
+    loop {
+        let made = run(
+            Command::new(mke2fs)
+                .env("MKE2FS_CONFIG", &conf)
+                .env("E2FSPROGS_FAKE_TIME", FAKE_TIME)
+                .args([
+                    "-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256", "-m", "0",
+                ])
+                .arg("-L")
+                .arg(&options.label)
+                .arg("-U")
+                .arg(&uuid)
+                .arg("-E")
+                .arg(format!("hash_seed={uuid},root_owner=0:0"))
+                .arg("-N")
+                .arg(inode_count.to_string())
+                .arg("-d")
+                .arg(tree)
+                .arg(partial.path())
+                .arg(format!("{}k", size / 1024)),
+            "mke2fs",
+        );
+        match made {
+            // A computed size that was too small after all (the estimate
+            // misses some layout of mke2fs's): larger, a few times. The
+            // same tree always takes the same steps, so the result stays
+            // reproducible. A size the caller gave is theirs: no retry.
+            Err(err) if options.size.is_none() && attempts < 3 && is_out_of_blocks(&err) => {
+                attempts += 1;
+                size = grown(size);
+            }
+            made => {
+                made?;
+                break;
+            }
+        }
+    }
     let mut commands = debugfs_commands(tree, records, rootless)?;
     // Extended attributes the host refused: each value in a file for
     // `ea_set -f` (values are binary).
@@ -559,7 +580,10 @@ fn place_init(
 }
 
 /// Blocks (4 KiB) and inodes the tree needs.
-fn measure(tree: &Path) -> Result<(u64, u64)> {
+fn measure(
+    tree: &Path,
+    pending_xattrs: &BTreeMap<PathBuf, Vec<(String, Vec<u8>)>>,
+) -> Result<(u64, u64)> {
     let mut blocks = 0;
     let mut inodes = 0;
     let mut seen = HashSet::new();
@@ -575,6 +599,16 @@ fn measure(tree: &Path) -> Result<(u64, u64)> {
                 continue;
             }
             inodes += 1;
+            // Attributes on the tree, and those debugfs adds (refused by
+            // the host when rootless).
+            let mut xattrs = xattr_sizes(&path).map_err(io("reading attributes of", &path))?;
+            if !pending_xattrs.is_empty()
+                && let Ok(rel) = path.strip_prefix(tree)
+            {
+                let pending = pending_xattrs.get(rel).into_iter().flatten();
+                xattrs.extend(pending.map(|(name, value)| (name.len(), value.len())));
+            }
+            blocks += xattr_blocks(&xattrs);
             if meta.is_dir() {
                 stack.push(path);
             } else if meta.is_file() {
@@ -588,6 +622,62 @@ fn measure(tree: &Path) -> Result<(u64, u64)> {
         inodes += 1;
     }
     Ok((blocks, inodes))
+}
+
+/// The name and value lengths of the extended attributes of `path` (not
+/// following a symlink; none where the file system has none).
+fn xattr_sizes(path: &Path) -> std::io::Result<Vec<(usize, usize)>> {
+    let names = match xattr::list(path) {
+        Ok(names) => names,
+        Err(err) if err.raw_os_error() == Some(rustix::io::Errno::OPNOTSUPP.raw_os_error()) => {
+            return Ok(Vec::new());
+        }
+        Err(err) => return Err(err),
+    };
+    let mut sizes = Vec::new();
+    for name in names {
+        if let Some(value) = xattr::get(path, &name)? {
+            sizes.push((name.len(), value.len()));
+        }
+    }
+    Ok(sizes)
+}
+
+/// Room for extended attributes inside a 256-byte inode: 256 less the
+/// 128-byte base inode, 32 bytes of extra fields, the 4-byte header and a
+/// 4-byte end marker.
+const IN_INODE_XATTR_ROOM: u64 = 88;
+
+/// Blocks that extended attributes of `(name, value)` lengths take outside
+/// their inode: none when they fit in it, else a block (32-byte header)
+/// per 4 KiB. Each entry is a 16-byte header and the name, then the value,
+/// each padded to 4 bytes (names are counted with their prefix: a little
+/// more than ext4 stores).
+fn xattr_blocks(xattrs: &[(usize, usize)]) -> u64 {
+    let size: u64 = xattrs
+        .iter()
+        .map(|&(name, value)| {
+            (16 + name as u64).next_multiple_of(4) + (value as u64).next_multiple_of(4)
+        })
+        .sum();
+    if size <= IN_INODE_XATTR_ROOM {
+        0
+    } else {
+        (size + 32).div_ceil(BLOCK)
+    }
+}
+
+/// Whether `err` is `mke2fs` running out of blocks or inodes while it
+/// copies the tree in.
+fn is_out_of_blocks(err: &Error) -> bool {
+    matches!(err, Error::ToolFailed { tool: "mke2fs", stderr, .. }
+        if stderr.contains("Could not allocate") || stderr.contains("No space left"))
+}
+
+/// The next size to try after [`is_out_of_blocks`]: a quarter more, at
+/// least 16 MiB more, in whole blocks.
+fn grown(size: u64) -> u64 {
+    (size + (size / 4).max(16 << 20)).div_ceil(BLOCK) * BLOCK
 }
 
 /// An image size holding `blocks` of data and `inodes` inodes, plus the
@@ -824,6 +914,43 @@ fn run(command: &mut Command, tool: &'static str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attributes_that_fit_the_inode_take_no_block_and_large_ones_do() {
+        assert_eq!(xattr_blocks(&[]), 0);
+        // security.capability (20 bytes): in the inode.
+        assert_eq!(xattr_blocks(&[("security.capability".len(), 20)]), 0);
+        assert_eq!(xattr_blocks(&[("user.label".len(), 1000)]), 1);
+        assert_eq!(
+            xattr_blocks(&[("user.a".len(), 3000), ("user.b".len(), 3000)]),
+            2
+        );
+    }
+
+    #[test]
+    fn only_mke2fs_running_out_of_room_is_retried_larger() {
+        let failed = |tool, stderr: &str| Error::ToolFailed {
+            tool,
+            status: "exit status: 1".to_owned(),
+            stderr: stderr.to_owned(),
+        };
+        // What mke2fs 1.47 says (seen with a too small computed size).
+        let full = "__populate_fs: Could not allocate block in ext2 filesystem while \
+                    writing file \"f2460\"\nmke2fs: Could not allocate block in ext2 \
+                    filesystem while populating file system\n";
+        assert!(is_out_of_blocks(&failed("mke2fs", full)));
+        assert!(is_out_of_blocks(&failed(
+            "mke2fs",
+            "No space left on device"
+        )));
+        assert!(!is_out_of_blocks(&failed("debugfs", full)));
+        assert!(!is_out_of_blocks(&failed("mke2fs", "invalid block size")));
+        let size = 40 << 20;
+        assert_eq!(grown(size), size + (16 << 20));
+        let large = 1 << 30;
+        assert_eq!(grown(large), large + large / 4);
+        assert_eq!(grown(4097) % BLOCK, 0);
+    }
 
     #[test]
     fn uuid_is_derived_from_the_digest() {
