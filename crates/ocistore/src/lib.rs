@@ -86,6 +86,7 @@ mod archive;
 mod blobs;
 mod error;
 mod export;
+mod file_system;
 mod import;
 mod inspect;
 mod layout;

@@ -28,6 +28,14 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         _ => {}
     }
     let context = Context::new(&cli.global)?;
+    if let Some(kind) = context.store.remote_file_system() {
+        out.note(&format!(
+            "warning: the cache {} is on {kind}: every blob, fsync and lock is a round trip \
+             there and locks may not hold between hosts; a local disk is faster (--root, \
+             CACHECTL_ROOT)",
+            context.store.root().display()
+        ));
+    }
     match cli.command {
         Command::Pull(args) => images::pull(&context, &args, &progress, out),
         Command::Images => images::list(&context, out),
