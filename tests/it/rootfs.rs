@@ -2029,48 +2029,20 @@ fn work_directories_of_killed_processes_are_swept_and_live_ones_kept() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, _) = store_with_fixture(&dir.path().join("store"), "small");
     let work = store.root().join(".cachectl/rootfs-tmp");
-    let old = |path: &Path| {
-        let touched = Command::new("touch")
-            .args(["-d", "2 hours ago"])
-            .arg(path)
-            .status()
-            .expect("touch runs");
-        assert!(touched.success());
-    };
     let killed = work.join("build-killed");
-    std::fs::create_dir_all(killed.join("tree/ro")).expect("killed tree");
-    std::fs::write(killed.join("tree/ro/file"), b"left behind").expect("file");
-    std::fs::set_permissions(
-        killed.join("tree/ro"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o555),
-    )
-    .expect("read-only dir");
-    old(&killed);
+    left_by_a_killed_process(&killed);
     let young = work.join("build-young");
     std::fs::create_dir_all(&young).expect("young");
     let live = work.join("build-live");
     std::fs::create_dir_all(&live).expect("live");
-    old(&live);
+    make_old(&live);
     let in_memory = Path::new("/dev/shm").join(format!("cachectl-test-{}", std::process::id()));
     let shm = std::fs::create_dir(&in_memory).is_ok();
     if shm {
-        old(&in_memory);
+        make_old(&in_memory);
     }
     // Another process holds the lock a live WorkDir holds.
-    let mut holder = Command::new("flock")
-        .arg("-n")
-        .arg(&live)
-        .args(["-c", "echo locked; sleep 30"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("flock runs");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(holder.stdout.as_mut().expect("stdout")),
-        &mut line,
-    )
-    .expect("flock says it holds the lock");
-    assert_eq!(line.trim(), "locked");
+    let mut holder = hold_lock(&live);
 
     let removed = rootfs::remove_stale_work(&store).expect("sweep");
     let _ = holder.kill();
@@ -2082,6 +2054,39 @@ fn work_directories_of_killed_processes_are_swept_and_live_ones_kept() {
         assert!(!in_memory.exists(), "the in-memory tree is gone");
     }
     assert!(removed > usize::from(shm), "{removed}");
+}
+
+/// A work tree at `dir` as a killed process leaves it: a read-only
+/// directory holding a file, two hours old, locked by no one.
+fn left_by_a_killed_process(dir: &Path) {
+    std::fs::create_dir_all(dir.join("tree/ro")).expect("killed tree");
+    std::fs::write(dir.join("tree/ro/file"), b"left behind").expect("file");
+    std::fs::set_permissions(
+        dir.join("tree/ro"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o555),
+    )
+    .expect("read-only dir");
+    make_old(dir);
+}
+
+/// Another process holding `flock` on the directory `dir` (as a live
+/// unpack or build does) until killed.
+fn hold_lock(dir: &Path) -> std::process::Child {
+    let mut holder = Command::new("flock")
+        .arg("-n")
+        .arg(dir)
+        .args(["-c", "echo locked; sleep 30"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("flock runs");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().expect("stdout")),
+        &mut line,
+    )
+    .expect("flock says it holds the lock");
+    assert_eq!(line.trim(), "locked");
+    holder
 }
 
 /// Sets the mtime of `path` two hours back.
@@ -2100,14 +2105,7 @@ fn a_killed_unpacks_staging_directory_is_swept_by_the_next_unpack_into_that_targ
     let (store, reference) = store_with_fixture(&dir.path().join("store"), "small");
     let sandbox = dir.path().join("box");
     let killed = sandbox.join(".rootfs.unpack-killed");
-    std::fs::create_dir_all(killed.join("usr/ro")).expect("killed tree");
-    std::fs::write(killed.join("usr/ro/file"), b"left behind").expect("file");
-    std::fs::set_permissions(
-        killed.join("usr/ro"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o555),
-    )
-    .expect("read-only dir");
-    make_old(&killed);
+    left_by_a_killed_process(&killed);
     // Another unpack into the same target, still running (locked), and
     // one into another target: neither is touched.
     let live = sandbox.join(".rootfs.unpack-live");
@@ -2116,20 +2114,7 @@ fn a_killed_unpacks_staging_directory_is_swept_by_the_next_unpack_into_that_targ
     let other = sandbox.join(".other.unpack-killed");
     std::fs::create_dir_all(&other).expect("other");
     make_old(&other);
-    let mut holder = Command::new("flock")
-        .arg("-n")
-        .arg(&live)
-        .args(["-c", "echo locked; sleep 30"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("flock runs");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(holder.stdout.as_mut().expect("stdout")),
-        &mut line,
-    )
-    .expect("flock says it holds the lock");
-    assert_eq!(line.trim(), "locked");
+    let mut holder = hold_lock(&live);
 
     let unpacked = rootfs::unpack(
         &store,

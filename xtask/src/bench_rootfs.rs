@@ -124,13 +124,7 @@ pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
             Kind::Unpack => {
                 let ours_run = |settle: &mut Settle| {
                     settle.wait()?;
-                    time(
-                        Command::new(&cachectl)
-                            .arg("--root")
-                            .arg(&root)
-                            .args(["-q", "unpack", "--offline", "--rootless", REFERENCE])
-                            .arg(work.join("ours")),
-                    )
+                    time(offline(&cachectl, &root, "unpack", REFERENCE).arg(work.join("ours")))
                 };
                 let peer_run = |settle: &mut Settle| {
                     settle.wait()?;
@@ -160,10 +154,8 @@ pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
                 let ours_run = |settle: &mut Settle| {
                     settle.wait()?;
                     time(
-                        Command::new(&cachectl)
-                            .arg("--root")
-                            .arg(&root)
-                            .args(["-q", "build", "--offline", "--rootless", REFERENCE, "-o"])
+                        offline(&cachectl, &root, "build", REFERENCE)
+                            .arg("-o")
                             .arg(&output),
                     )
                 };
@@ -206,11 +198,7 @@ pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
         if kind == Kind::Unpack {
             settle.wait()?;
             ours_zstd.push(time(
-                Command::new(&cachectl)
-                    .arg("--root")
-                    .arg(&root)
-                    .args(["-q", "unpack", "--offline", "--rootless", ZSTD_REFERENCE])
-                    .arg(work.join("ours-zstd")),
+                offline(&cachectl, &root, "unpack", ZSTD_REFERENCE).arg(work.join("ours-zstd")),
             )?);
         }
         eprintln!(
@@ -364,6 +352,16 @@ impl Settle {
         }
         Ok(())
     }
+}
+
+/// `cachectl --root ROOT -q COMMAND --offline --rootless REFERENCE`, for
+/// the caller to add the target.
+fn offline(cachectl: &Path, root: &Path, command: &str, reference: &str) -> Command {
+    let mut run = Command::new(cachectl);
+    run.arg("--root")
+        .arg(root)
+        .args(["-q", command, "--offline", "--rootless", reference]);
+    run
 }
 
 /// Runs `command` to success and returns how long it took.
