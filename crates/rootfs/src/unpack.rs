@@ -522,12 +522,7 @@ impl<'o> Applier<'o> {
                         mode,
                         rustix::fs::makedev(major, minor),
                     )?;
-                    self.own(&ctx, &abs, uid, gid, false)?;
-                    std::fs::set_permissions(&abs, Permissions::from_mode(mode))
-                        .map_err(ctx.io("setting mode of", &abs))?;
-                    let time = filetime::FileTime::from_unix_time(mtime, 0);
-                    filetime::set_symlink_file_times(&abs, time, time)
-                        .map_err(ctx.io("setting times of", &abs))?;
+                    self.set_node_metadata(&ctx, &abs, (uid, gid), mode, mtime)?;
                 }
                 self.record(
                     &rel,
@@ -543,12 +538,7 @@ impl<'o> Applier<'o> {
             Kind::Fifo => {
                 self.clear(&ctx, &rel, &abs, false)?;
                 self.mknod(&ctx, &abs, rustix::fs::FileType::Fifo, mode, 0)?;
-                self.own(&ctx, &abs, uid, gid, false)?;
-                std::fs::set_permissions(&abs, Permissions::from_mode(mode))
-                    .map_err(ctx.io("setting mode of", &abs))?;
-                let time = filetime::FileTime::from_unix_time(mtime, 0);
-                filetime::set_symlink_file_times(&abs, time, time)
-                    .map_err(ctx.io("setting times of", &abs))?;
+                self.set_node_metadata(&ctx, &abs, (uid, gid), mode, mtime)?;
                 self.record(
                     &rel,
                     Recorded {
@@ -950,6 +940,22 @@ impl<'o> Applier<'o> {
             std::os::unix::fs::chown(abs, uid, gid)
         }
         .map_err(ctx.io("changing owner of", abs))
+    }
+
+    /// Owner, mode and times of a device node or fifo just made.
+    fn set_node_metadata(
+        &mut self,
+        ctx: &Ctx<'_>,
+        abs: &Path,
+        (uid, gid): (u64, u64),
+        mode: u32,
+        mtime: i64,
+    ) -> Result<()> {
+        self.own(ctx, abs, uid, gid, false)?;
+        std::fs::set_permissions(abs, Permissions::from_mode(mode))
+            .map_err(ctx.io("setting mode of", abs))?;
+        let time = filetime::FileTime::from_unix_time(mtime, 0);
+        filetime::set_symlink_file_times(abs, time, time).map_err(ctx.io("setting times of", abs))
     }
 
     fn mknod(
