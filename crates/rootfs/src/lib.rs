@@ -54,6 +54,7 @@ mod progress;
 mod read_ahead;
 mod scratch;
 mod sparse;
+mod sparse_tar;
 mod unpack;
 
 pub use cache_files::{BuildFiles, cached_builds, remove_unused_builds};

@@ -5,6 +5,7 @@ use crate::error::{Error, Result, io};
 use crate::layer::{open_layer, select_image};
 use crate::progress::{self, ProgressFn};
 use crate::scratch::{remove_tree, staging_dir};
+use crate::sparse_tar::{SparseError, SparseRecords, write_sparse};
 use ociref::{Digest, Platform, Reference};
 use ocistore::{ImageDetails, Store};
 use std::collections::{BTreeMap, HashSet};
@@ -312,7 +313,10 @@ impl<'o> Applier<'o> {
         let header = entry.header();
         let entry_type = header.entry_type();
         let kind = match entry_type {
-            tar::EntryType::Regular | tar::EntryType::Continuous => Kind::File,
+            // GNU sparse: `tar` reads it with its holes as zeros.
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                Kind::File
+            }
             tar::EntryType::Directory => Kind::Dir,
             tar::EntryType::Symlink => Kind::Symlink(link_name(&entry, &ctx)?),
             tar::EntryType::Link => Kind::Hardlink(link_name(&entry, &ctx)?),
@@ -328,8 +332,25 @@ impl<'o> Applier<'o> {
             }
             tar::EntryType::Fifo => Kind::Fifo,
             // PAX and GNU long-name headers are consumed by `tar`; anything
-            // else (global headers, sparse or unknown types) adds nothing.
+            // else (global headers, unknown types) adds nothing.
             _ => return Ok(()),
+        };
+        let mode = header
+            .mode()
+            .map_err(|e| ctx.unsafe_entry(format!("bad mode: {e}")))?
+            & 0o7777;
+        let (header_uid, header_gid) = (header.uid().unwrap_or(0), header.gid().unwrap_or(0));
+        let header_mtime = header.mtime().unwrap_or(0) as i64;
+        // PAX records override the header (large ids, times before 1970
+        // or past 2242, as Go's archive/tar and GNU tar write them).
+        let pax = pax_of(&mut entry, &ctx)?;
+        // A sparse file in PAX form is named by its records, not by its
+        // header (`GNUSparseFile.<pid>/<name>`).
+        let raw_path = pax.sparse_name.clone().unwrap_or(raw_path);
+        let shown = String::from_utf8_lossy(&raw_path).into_owned();
+        let ctx = Ctx {
+            layer,
+            entry: &shown,
         };
         let rel = clean_path(&raw_path).map_err(|reason| ctx.unsafe_entry(reason))?;
         let name = rel.file_name().map(OsStr::as_bytes).unwrap_or_default();
@@ -339,7 +360,7 @@ impl<'o> Applier<'o> {
             if whiteout.is_empty() || whiteout == b"." || whiteout == b".." {
                 return Err(ctx.unsafe_entry("whiteout of `.`, `..` or nothing"));
             }
-            let mtime = i64::try_from(entry.header().mtime().unwrap_or(0)).unwrap_or(0);
+            let mtime = pax.mtime.unwrap_or(header_mtime);
             if self.lower.is_some() {
                 return if whiteout == b".wh..opq" {
                     self.overlay_opaque(&ctx, &parent)
@@ -353,15 +374,6 @@ impl<'o> Applier<'o> {
                 self.whiteout(&ctx, &parent.join(OsStr::from_bytes(whiteout)))
             };
         }
-        let mode = header
-            .mode()
-            .map_err(|e| ctx.unsafe_entry(format!("bad mode: {e}")))?
-            & 0o7777;
-        let (header_uid, header_gid) = (header.uid().unwrap_or(0), header.gid().unwrap_or(0));
-        let header_mtime = header.mtime().unwrap_or(0) as i64;
-        // PAX records override the header (large ids, times before 1970
-        // or past 2242, as Go's archive/tar and GNU tar write them).
-        let pax = pax_of(&mut entry, &ctx)?;
         let uid = pax.uid.unwrap_or(header_uid);
         let gid = pax.gid.unwrap_or(header_gid);
         let mtime = pax.mtime.unwrap_or(header_mtime);
@@ -409,7 +421,16 @@ impl<'o> Applier<'o> {
                 );
             }
             Kind::File => {
-                let size = entry.size();
+                let sparse = if pax.sparse.is_sparse() {
+                    Some(
+                        pax.sparse
+                            .layout()
+                            .map_err(|reason| ctx.unsafe_entry(reason))?,
+                    )
+                } else {
+                    None
+                };
+                let size = sparse.as_ref().map_or(entry.size(), |s| s.real_size);
                 if let Some(limit) = self.options.max_bytes
                     && self.report.bytes.saturating_add(size) > limit
                 {
@@ -421,13 +442,20 @@ impl<'o> Applier<'o> {
                     });
                 }
                 let mut file = self.create_file(&ctx, &rel, &abs)?;
-                let written =
-                    std::io::copy(&mut (&mut entry).take(size), &mut file).map_err(|source| {
-                        Error::LayerRead {
-                            layer: layer.clone(),
-                            source,
-                        }
-                    })?;
+                let read_error = |source| Error::LayerRead {
+                    layer: layer.clone(),
+                    source,
+                };
+                let written = match &sparse {
+                    Some(layout) => {
+                        write_sparse(layout, &mut entry, &mut file).map_err(|err| match err {
+                            SparseError::Map(reason) => ctx.unsafe_entry(reason),
+                            SparseError::Io(source) => read_error(source),
+                        })?
+                    }
+                    None => std::io::copy(&mut (&mut entry).take(size), &mut file)
+                        .map_err(read_error)?,
+                };
                 self.report.bytes += written;
                 if !self.rootless {
                     std::os::unix::fs::fchown(&file, Some(uid as u32), Some(gid as u32))
@@ -1050,12 +1078,17 @@ struct Pax {
     gid: Option<u64>,
     /// `mtime` (decimal seconds; the fraction is dropped).
     mtime: Option<i64>,
+    /// `GNU.sparse.name`: the real name of a sparse file in PAX form.
+    sparse_name: Option<Vec<u8>>,
+    /// The other `GNU.sparse.*` records.
+    sparse: SparseRecords,
 }
 
 /// The PAX records of an entry that rootfs applies.
 fn pax_of<R: Read>(entry: &mut tar::Entry<'_, R>, ctx: &Ctx<'_>) -> Result<Pax> {
     let mut pax = Pax::default();
     let bad = |what: &str| ctx.unsafe_entry(format!("bad PAX header: {what}"));
+    let (mut sparse_major, mut sparse_minor) = (None, None);
     let Some(extensions) = entry.pax_extensions().map_err(|e| bad(&e.to_string()))? else {
         return Ok(pax);
     };
@@ -1069,7 +1102,26 @@ fn pax_of<R: Read>(entry: &mut tar::Entry<'_, R>, ctx: &Ctx<'_>) -> Result<Pax> 
                 .value()
                 .map_err(|_| bad(&format!("{key} is not UTF-8")))
         };
+        let number = |text: &str| {
+            text.trim()
+                .parse::<u64>()
+                .map_err(|_| bad(&format!("{key} {text:?} is not a number")))
+        };
         match key {
+            "GNU.sparse.name" => pax.sparse_name = Some(extension.value_bytes().to_vec()),
+            "GNU.sparse.major" => sparse_major = Some(value()?.to_owned()),
+            "GNU.sparse.minor" => sparse_minor = Some(value()?.to_owned()),
+            "GNU.sparse.realsize" | "GNU.sparse.size" => {
+                pax.sparse.real_size = Some(number(value()?)?);
+            }
+            "GNU.sparse.map" => {
+                for part in value()?.split(',').filter(|p| !p.is_empty()) {
+                    pax.sparse.map.push(number(part)?);
+                }
+            }
+            "GNU.sparse.offset" | "GNU.sparse.numbytes" => {
+                pax.sparse.map.push(number(value()?)?);
+            }
             "uid" | "gid" => {
                 let id = value()?
                     .parse::<u32>()
@@ -1097,6 +1149,13 @@ fn pax_of<R: Read>(entry: &mut tar::Entry<'_, R>, ctx: &Ctx<'_>) -> Result<Pax> 
                 }
             }
         }
+    }
+    if sparse_major.is_some() || sparse_minor.is_some() {
+        let unknown = || "?".to_owned();
+        pax.sparse.version = Some((
+            sparse_major.unwrap_or_else(unknown),
+            sparse_minor.unwrap_or_else(unknown),
+        ));
     }
     Ok(pax)
 }
