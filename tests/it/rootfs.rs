@@ -1631,19 +1631,15 @@ fn layer_tars_and_layer_images_stay_while_an_image_has_their_layer() {
     );
 }
 
-#[test]
-fn unprivileged_build_equals_the_rootless_build_of_root() {
-    // Run by `nobody` (through setpriv) when the tests run as root: owners,
-    // device nodes and `security.capability` must still be right inside
-    // the image, and the bytes equal a rootless build made by root.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (store, reference) = store_with_fixture(&dir.path().join("store"), "layered");
+/// Builds `reference` with the `rootfs-build` binary as `nobody` (through
+/// setpriv) when the tests run as root, else as this user; checks the
+/// image with e2fsck and returns its path. `dir` holds the store.
+fn build_unprivileged(dir: &Path, store: &Store, reference: &Reference) -> PathBuf {
     let exe = env!("CARGO_BIN_EXE_rootfs-build");
     let mut command;
     if running_as_root() {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let status = Command::new("chown")
             .args(["-R", "65534:65534"])
             .arg(store.root())
@@ -1667,6 +1663,70 @@ fn unprivileged_build_equals_the_rootless_build_of_root() {
     );
     let path = PathBuf::from(String::from_utf8(output.stdout).expect("utf-8").trim());
     e2fsck_passes(&path);
+    path
+}
+
+#[test]
+fn unprivileged_build_reads_what_its_owner_may_not_and_keeps_the_modes() {
+    // Fedora's /etc/shadow is mode 0000 and its sudo 4111: an unprivileged
+    // process cannot read them, nor list a directory of mode 0000, yet
+    // mke2fs must copy them in with those modes.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut layer = tar::Builder::new(Vec::new());
+    for (kind, name, mode, data) in [
+        (tar::EntryType::Directory, "etc", 0o755, &b""[..]),
+        (
+            tar::EntryType::Regular,
+            "etc/shadow",
+            0o000,
+            &b"root:*:19000::::::\n"[..],
+        ),
+        (tar::EntryType::Directory, "usr", 0o755, b""),
+        (tar::EntryType::Directory, "usr/bin", 0o755, b""),
+        (
+            tar::EntryType::Regular,
+            "usr/bin/sudo",
+            0o4111,
+            b"\x7fELF sudo",
+        ),
+        (tar::EntryType::Directory, "vault", 0o000, b""),
+        (tar::EntryType::Regular, "vault/key", 0o200, b"secret"),
+    ] {
+        entry_with(&mut layer, kind, (name, ""), (mode, 0, 1_700_000_000), data);
+    }
+    let layer = gzip(&layer.into_inner().expect("tar"));
+    let (store, reference) =
+        hand_built_store(&dir.path().join("store"), &[(layer.clone(), GZIP_LAYER)]);
+    let path = build_unprivileged(dir.path(), &store, &reference);
+    // The same bytes as root's rootless build, which read the tree as is.
+    let (root_store, _) = hand_built_store(&dir.path().join("root"), &[(layer, GZIP_LAYER)]);
+    let as_root =
+        rootfs::build(&root_store, &reference, None, &rootless_build_options()).expect("build");
+    let same = std::fs::read(&path).expect("a") == std::fs::read(&as_root.path).expect("b");
+    assert!(same, "unprivileged and rootless-as-root builds differ");
+    for (name, mode) in [
+        ("/etc/shadow", "Mode:  0000"),
+        ("/usr/bin/sudo", "Mode:  04111"),
+        ("/vault", "Mode:  0000"),
+        ("/vault/key", "Mode:  0200"),
+    ] {
+        let stat = debugfs(&path, &format!("stat {name}"));
+        assert!(stat.contains(mode), "{name}: {stat}");
+    }
+    let shadow = debugfs(&path, "cat /etc/shadow");
+    assert!(shadow.contains("root:*:19000"), "{shadow}");
+    let key = debugfs(&path, "cat /vault/key");
+    assert!(key.contains("secret"), "{key}");
+}
+
+#[test]
+fn unprivileged_build_equals_the_rootless_build_of_root() {
+    // Run by `nobody` (through setpriv) when the tests run as root: owners,
+    // device nodes and `security.capability` must still be right inside
+    // the image, and the bytes equal a rootless build made by root.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "layered");
+    let path = build_unprivileged(dir.path(), &store, &reference);
     let notes = debugfs(&path, "stat /home/user/notes.txt");
     assert!(notes.contains("User:  1000   Group:  1000"), "{notes}");
     let null = debugfs(&path, "stat /dev/null");

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result, io};
 use crate::layer::select_image;
-use crate::scratch::WorkDir;
+use crate::scratch::{WorkDir, make_readable};
 use crate::unpack::{Recorded, UnpackOptions, UnpackReport, apply_image};
 use ociref::{Platform, Reference};
 use ocistore::Store;
@@ -30,6 +30,7 @@ pub fn export_tar(
     let tree = work.path().join("tree");
     std::fs::create_dir(&tree).map_err(io("creating", &tree))?;
     let report = apply_image(store, &image, &tree, &UnpackOptions::rootless())?;
+    make_readable(&tree)?;
     let mut builder = tar::Builder::new(writer);
     let mut exporter = Exporter {
         tree: &tree,

@@ -6,7 +6,7 @@ use crate::error::{Error, Result, io};
 use crate::layer::open_layer;
 use crate::layer::select_image;
 use crate::progress;
-use crate::scratch::{WorkDir, is_out_of_space, tree_estimate};
+use crate::scratch::{WorkDir, is_out_of_space, make_readable, tree_estimate};
 use crate::sparse::copy_sparse;
 use crate::unpack::{Applier, Recorded, UnpackOptions, UnpackReport, apply_image, clean_path};
 use ociref::{Digest, Platform, Reference};
@@ -397,6 +397,7 @@ pub(crate) fn make_image(
     let (mke2fs, debugfs, tree) = (tools.mke2fs, tools.debugfs, input.tree);
     let records = &input.report.records;
     let rootless = input.report.rootless;
+    make_readable(tree)?;
     let (blocks, inodes) = measure(tree, &input.report.pending_xattrs)?;
     let inode_count = inodes + inodes / 4 + 256;
     let mut size = match options.size {
@@ -771,6 +772,15 @@ fn debugfs_commands(
         if rootless && let Some(recorded) = records.get(rel) {
             let _ = writeln!(out, "sif {name} uid {}", recorded.uid);
             let _ = writeln!(out, "sif {name} gid {}", recorded.gid);
+            // A mode `make_readable` widened (or the host's umask
+            // changed): the layers' mode, with the tree's file type.
+            if let Ok(meta) = std::fs::symlink_metadata(tree.join(rel))
+                && meta.mode() & 0o7777 != recorded.mode
+                && recorded.device.is_none()
+            {
+                let type_bits = meta.mode() & 0o170000;
+                let _ = writeln!(out, "sif {name} mode 0{:o}", type_bits | recorded.mode);
+            }
         }
     }
     Ok(out)

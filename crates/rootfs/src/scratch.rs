@@ -164,6 +164,43 @@ fn is_stale(path: &Path) -> bool {
     })
 }
 
+/// Gives the owner read permission on every file and read and search
+/// permission on every directory of `tree` that lacks them (an image's
+/// `/etc/shadow` of mode 0000, a sudo of 4111, a directory of 0000), so
+/// that this process can read the whole tree when it is not root (root
+/// reads it anyway: nothing changes then). Whoever reads the tree takes
+/// modes from the unpack's records, not from the disk.
+pub(crate) fn make_readable(tree: &Path) -> Result<()> {
+    if rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
+    let add = |path: &Path, mode: u32, wanted: u32| -> Result<()> {
+        if mode & wanted != wanted {
+            std::fs::set_permissions(path, Permissions::from_mode((mode | wanted) & 0o7777))
+                .map_err(io("setting mode of", path))?;
+        }
+        Ok(())
+    };
+    let root = std::fs::symlink_metadata(tree).map_err(io("reading", tree))?;
+    add(tree, root.permissions().mode(), 0o500)?;
+    let mut stack = vec![tree.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(io("reading", &dir))? {
+            let entry = entry.map_err(io("reading", &dir))?;
+            let path = entry.path();
+            let meta = std::fs::symlink_metadata(&path).map_err(io("reading", &path))?;
+            let mode = meta.permissions().mode();
+            if meta.is_dir() {
+                add(&path, mode, 0o500)?;
+                stack.push(path);
+            } else if meta.is_file() {
+                add(&path, mode, 0o400)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Makes every directory under `root` writable by its owner, so a rootless
 /// process can delete what read-only directories (mode 0555 from a layer)
 /// hold.
