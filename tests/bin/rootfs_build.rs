@@ -4,6 +4,9 @@
 //!
 //! `rootfs-build ROOT REFERENCE --unpack DIR`: unpacks the image into DIR
 //! instead and prints the time it took (for measuring by hand).
+//!
+//! `rootfs-build ROOT REFERENCE --per-layer`: builds one image per layer
+//! with `rootfs::build_layers` and prints their paths, a line each.
 
 use std::process::ExitCode;
 
@@ -12,8 +15,9 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         [root, reference] => build(root, reference),
         [root, reference, flag, dir] if flag == "--unpack" => unpack(root, reference, dir),
+        [root, reference, flag] if flag == "--per-layer" => build_layers(root, reference),
         _ => {
-            eprintln!("usage: rootfs-build ROOT REFERENCE [--unpack DIR]");
+            eprintln!("usage: rootfs-build ROOT REFERENCE [--unpack DIR | --per-layer]");
             return ExitCode::from(2);
         }
     };
@@ -39,6 +43,17 @@ fn build(root: &str, reference: &str) -> Result<String, Box<dyn std::error::Erro
     let store = ocistore::Store::open(root)?;
     let built = rootfs::build(&store, &reference, None, &rootfs::BuildOptions::default())?;
     Ok(built.path.display().to_string())
+}
+
+fn build_layers(root: &str, reference: &str) -> Result<String, Box<dyn std::error::Error>> {
+    let reference: ociref::Reference = reference.parse()?;
+    let store = ocistore::Store::open(root)?;
+    let layers = rootfs::build_layers(&store, &reference, None, &rootfs::BuildOptions::default())?;
+    let paths: Vec<String> = layers
+        .iter()
+        .map(|l| l.path.display().to_string())
+        .collect();
+    Ok(paths.join("\n"))
 }
 
 fn unpack(root: &str, reference: &str, dir: &str) -> Result<String, Box<dyn std::error::Error>> {

@@ -1631,10 +1631,16 @@ fn layer_tars_and_layer_images_stay_while_an_image_has_their_layer() {
     );
 }
 
-/// Builds `reference` with the `rootfs-build` binary as `nobody` (through
-/// setpriv) when the tests run as root, else as this user; checks the
-/// image with e2fsck and returns its path. `dir` holds the store.
-fn build_unprivileged(dir: &Path, store: &Store, reference: &Reference) -> PathBuf {
+/// Builds `reference` with the `rootfs-build` binary (and `extra`
+/// arguments) as `nobody` (through setpriv) when the tests run as root,
+/// else as this user; checks each image with e2fsck and returns their
+/// paths. `dir` holds the store.
+fn build_unprivileged(
+    dir: &Path,
+    store: &Store,
+    reference: &Reference,
+    extra: &[&str],
+) -> Vec<PathBuf> {
     let exe = env!("CARGO_BIN_EXE_rootfs-build");
     let mut command;
     if running_as_root() {
@@ -1654,6 +1660,7 @@ fn build_unprivileged(dir: &Path, store: &Store, reference: &Reference) -> PathB
     let output = command
         .arg(store.root())
         .arg(reference.to_string())
+        .args(extra)
         .output()
         .expect("rootfs-build runs");
     assert!(
@@ -1661,9 +1668,15 @@ fn build_unprivileged(dir: &Path, store: &Store, reference: &Reference) -> PathB
         "unprivileged build failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let path = PathBuf::from(String::from_utf8(output.stdout).expect("utf-8").trim());
-    e2fsck_passes(&path);
-    path
+    let paths: Vec<PathBuf> = String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(PathBuf::from)
+        .collect();
+    for path in &paths {
+        e2fsck_passes(path);
+    }
+    paths
 }
 
 #[test]
@@ -1694,12 +1707,23 @@ fn unprivileged_build_reads_what_its_owner_may_not_and_keeps_the_modes() {
     ] {
         entry_with(&mut layer, kind, (name, ""), (mode, 0, 1_700_000_000), data);
     }
-    let layer = gzip(&layer.into_inner().expect("tar"));
-    let (store, reference) =
-        hand_built_store(&dir.path().join("store"), &[(layer.clone(), GZIP_LAYER)]);
-    let path = build_unprivileged(dir.path(), &store, &reference);
+    // A hardlink to the unreadable file: a per-layer image copies it.
+    let mut upper = tar::Builder::new(Vec::new());
+    entry_with(
+        &mut upper,
+        tar::EntryType::Link,
+        ("etc/shadow-", "etc/shadow"),
+        (0o000, 0, 1_700_000_000),
+        b"",
+    );
+    let layers = [
+        (gzip(&layer.into_inner().expect("tar")), GZIP_LAYER),
+        (gzip(&upper.into_inner().expect("tar")), GZIP_LAYER),
+    ];
+    let (store, reference) = hand_built_store(&dir.path().join("store"), &layers);
+    let path = build_unprivileged(dir.path(), &store, &reference, &[]).remove(0);
     // The same bytes as root's rootless build, which read the tree as is.
-    let (root_store, _) = hand_built_store(&dir.path().join("root"), &[(layer, GZIP_LAYER)]);
+    let (root_store, _) = hand_built_store(&dir.path().join("root"), &layers);
     let as_root =
         rootfs::build(&root_store, &reference, None, &rootless_build_options()).expect("build");
     let same = std::fs::read(&path).expect("a") == std::fs::read(&as_root.path).expect("b");
@@ -1717,6 +1741,12 @@ fn unprivileged_build_reads_what_its_owner_may_not_and_keeps_the_modes() {
     assert!(shadow.contains("root:*:19000"), "{shadow}");
     let key = debugfs(&path, "cat /vault/key");
     assert!(key.contains("secret"), "{key}");
+    let per_layer = build_unprivileged(dir.path(), &store, &reference, &["--per-layer"]);
+    assert_eq!(per_layer.len(), 2);
+    let copy = debugfs(&per_layer[1], "stat /etc/shadow-");
+    assert!(copy.contains("Mode:  0000"), "{copy}");
+    let copied = debugfs(&per_layer[1], "cat /etc/shadow-");
+    assert!(copied.contains("root:*:19000"), "{copied}");
 }
 
 #[test]
@@ -1726,7 +1756,7 @@ fn unprivileged_build_equals_the_rootless_build_of_root() {
     // the image, and the bytes equal a rootless build made by root.
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, reference) = store_with_fixture(&dir.path().join("store"), "layered");
-    let path = build_unprivileged(dir.path(), &store, &reference);
+    let path = build_unprivileged(dir.path(), &store, &reference, &[]).remove(0);
     let notes = debugfs(&path, "stat /home/user/notes.txt");
     assert!(notes.contains("User:  1000   Group:  1000"), "{notes}");
     let null = debugfs(&path, "stat /dev/null");

@@ -907,7 +907,18 @@ impl<'o> Applier<'o> {
                 mtime: found.mtime(),
             });
         self.clear(ctx, rel, abs, false)?;
-        let mut input = File::open(&source).map_err(ctx.io("reading", &source))?;
+        // The merged tree is ours: a file its owner may not read (mode
+        // 0000, when not root) is given owner read there to be copied.
+        let mut input = match File::open(&source) {
+            Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+                let widened = Permissions::from_mode((found.mode() | 0o400) & 0o7777);
+                std::fs::set_permissions(&source, widened)
+                    .map_err(ctx.io("setting mode of", &source))?;
+                File::open(&source)
+            }
+            opened => opened,
+        }
+        .map_err(ctx.io("reading", &source))?;
         let mut file = File::options()
             .write(true)
             .create_new(true)
