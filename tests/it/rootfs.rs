@@ -1533,6 +1533,107 @@ fn sparse_files_in_every_gnu_tar_form_equal_the_original_and_umoci() {
 }
 
 #[test]
+fn odd_tars_unpack_as_gnu_tar_extracts_them() {
+    // A corpus of what real layers carry (PEERS row 25): names and link
+    // targets past 100 bytes (GNU long names, ustar prefixes, PAX paths),
+    // ids past the octal fields (base-256 or PAX), times before 1970 and
+    // past 2242, a name that is not UTF-8. Written by GNU tar in each
+    // format; GNU tar's own extraction is the oracle.
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("source");
+    let deep = source.join(format!("{}/{}", "d".repeat(90), "e".repeat(90)));
+    std::fs::create_dir_all(&deep).expect("deep dirs");
+    let long_file = deep.join("f".repeat(150));
+    std::fs::write(&long_file, b"long name\n").expect("long file");
+    std::os::unix::fs::symlink("t".repeat(200), source.join("long-target")).expect("symlink");
+    std::fs::hard_link(&long_file, source.join("hardlink-to-long")).expect("hardlink");
+    let odd_name = source.join(std::ffi::OsStr::from_bytes(b"latin1-\xe9t\xe9"));
+    std::fs::write(&odd_name, b"not utf-8\n").expect("odd name");
+    let big_ids = source.join("big-ids");
+    std::fs::write(&big_ids, b"ids\n").expect("big ids");
+    let old = source.join("before-1970");
+    std::fs::write(&old, b"old\n").expect("old");
+    let future = source.join("after-2242");
+    std::fs::write(&future, b"future\n").expect("future");
+    let touch = |date: &str, path: &Path| {
+        let status = Command::new("touch")
+            .args(["-h", "-d", date])
+            .arg(path)
+            .status()
+            .expect("touch runs");
+        assert!(status.success(), "touch {date}");
+    };
+    touch("1901-06-01 00:00:00 UTC", &old);
+    touch("2300-01-01 00:00:00 UTC", &future);
+    let as_root = running_as_root();
+    if as_root {
+        std::os::unix::fs::lchown(&big_ids, Some(3_000_000), Some(3_000_001)).expect("chown");
+    }
+    for format in ["gnu", "pax"] {
+        let case = dir.path().join(format);
+        let output = Command::new("tar")
+            .args(["--numeric-owner", "--format", format, "-C"])
+            .arg(&source)
+            .args(["-cf", "-", "."])
+            .output()
+            .expect("tar runs");
+        assert!(
+            output.status.success(),
+            "{format}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let (store, reference) =
+            hand_built_store(&case.join("store"), &[(gzip(&output.stdout), GZIP_LAYER)]);
+        let ours_dir = case.join("ours");
+        let options = if as_root {
+            UnpackOptions::default()
+        } else {
+            UnpackOptions::rootless()
+        };
+        rootfs::unpack(&store, &reference, None, &ours_dir, &options).expect("unpack");
+        let theirs_dir = case.join("theirs");
+        std::fs::create_dir_all(&theirs_dir).expect("theirs");
+        let extracted = Command::new("tar")
+            .args(["--numeric-owner", "-xpf", "-", "-C"])
+            .arg(&theirs_dir)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                child
+                    .stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(&output.stdout)?;
+                child.wait()
+            })
+            .expect("tar extracts");
+        assert!(extracted.success(), "{format}: GNU tar could not extract");
+        let (ours, theirs) = (tree(&ours_dir), tree(&theirs_dir));
+        let diff = differences(&ours, &theirs);
+        assert!(
+            diff.is_empty(),
+            "{format} differs from GNU tar:\n{}",
+            diff.join("\n")
+        );
+        let times = |name: &str| ours[name].mtime;
+        assert!(
+            times("before-1970") < 0,
+            "{format}: {}",
+            times("before-1970")
+        );
+        assert!(times("after-2242") > 8_589_934_591, "{format}");
+        if as_root {
+            assert_eq!(
+                (ours["big-ids"].uid, ours["big-ids"].gid),
+                (3_000_000, 3_000_001)
+            );
+        }
+        assert!(ours.len() >= 9, "{format}: {ours:?}");
+    }
+}
+
+#[test]
 fn builds_of_a_removed_and_collected_image_are_removed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, reference) = store_with_fixture(&dir.path().join("store"), "small");
