@@ -770,15 +770,26 @@ fn debugfs_commands(
         let _ = writeln!(out, "sif {name} ctime @{FAKE_TIME}");
         let _ = writeln!(out, "sif {name} atime @{FAKE_TIME}");
         if rootless && let Some(recorded) = records.get(rel) {
-            let _ = writeln!(out, "sif {name} uid {}", recorded.uid);
-            let _ = writeln!(out, "sif {name} gid {}", recorded.gid);
+            // mke2fs copied the tree's owner, mode and type: only what
+            // differs from the layers is set (a root process's rootless
+            // tree is mostly 0:0 already; each command costs a lookup).
+            let on_disk = std::fs::symlink_metadata(tree.join(rel)).ok();
+            let (uid, gid, mode) = on_disk.as_ref().map_or((None, None, None), |m| {
+                (Some(m.uid()), Some(m.gid()), Some(m.mode()))
+            });
+            if uid.map(u64::from) != Some(recorded.uid) {
+                let _ = writeln!(out, "sif {name} uid {}", recorded.uid);
+            }
+            if gid.map(u64::from) != Some(recorded.gid) {
+                let _ = writeln!(out, "sif {name} gid {}", recorded.gid);
+            }
             // A mode `make_readable` widened (or the host's umask
             // changed): the layers' mode, with the tree's file type.
-            if let Ok(meta) = std::fs::symlink_metadata(tree.join(rel))
-                && meta.mode() & 0o7777 != recorded.mode
+            if let Some(mode) = mode
+                && mode & 0o7777 != recorded.mode
                 && recorded.device.is_none()
             {
-                let type_bits = meta.mode() & 0o170000;
+                let type_bits = mode & 0o170000;
                 let _ = writeln!(out, "sif {name} mode 0{:o}", type_bits | recorded.mode);
             }
         }
