@@ -1634,6 +1634,66 @@ fn odd_tars_unpack_as_gnu_tar_extracts_them() {
 }
 
 #[test]
+fn unknown_entry_types_are_regular_files_and_multi_volume_parts_are_refused() {
+    // POSIX (and GNU tar): an unknown type is extracted as a regular file;
+    // a GNU dumpdir is a directory and a volume label names nothing. A
+    // multi-volume continuation cannot be made into a file: refused.
+    let typed = |entries: &[(u8, &str, &[u8])]| {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (kind, name, data) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::new(*kind));
+            header.set_path(name).expect("path");
+            header.set_mode(0o644);
+            header.set_size(data.len() as u64);
+            header.set_mtime(1_700_000_000);
+            header.set_cksum();
+            builder.append(&header, *data).expect("append");
+        }
+        gzip(&builder.into_inner().expect("tar"))
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layer = typed(&[
+        (b'V', "volume label", b""),
+        (b'D', "dumped/", b"Yfile\0\0"),
+        (b'Z', "dumped/vendor-type", b"kept as a file\n"),
+    ]);
+    let (store, reference) = hand_built_store(&dir.path().join("store"), &[(layer, GZIP_LAYER)]);
+    let target = dir.path().join("rootfs");
+    rootfs::unpack(
+        &store,
+        &reference,
+        None,
+        &target,
+        &UnpackOptions::rootless(),
+    )
+    .expect("unpack");
+    assert!(target.join("dumped").is_dir());
+    assert_eq!(
+        std::fs::read(target.join("dumped/vendor-type")).expect("file"),
+        b"kept as a file\n"
+    );
+    assert!(!target.join("volume label").exists());
+
+    let layer = typed(&[(b'M', "split-file", b"second half")]);
+    let (store, reference) = hand_built_store(&dir.path().join("store-m"), &[(layer, GZIP_LAYER)]);
+    match rootfs::unpack(
+        &store,
+        &reference,
+        None,
+        &dir.path().join("refused"),
+        &UnpackOptions::rootless(),
+    ) {
+        Err(Error::UnsafeEntry { entry, reason, .. }) => {
+            assert_eq!(entry, "split-file");
+            assert!(reason.contains("multi-volume"), "{reason}");
+        }
+        other => panic!("a multi-volume part was applied: {other:?}"),
+    }
+    assert!(!dir.path().join("refused").exists());
+}
+
+#[test]
 fn builds_of_a_removed_and_collected_image_are_removed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, reference) = store_with_fixture(&dir.path().join("store"), "small");

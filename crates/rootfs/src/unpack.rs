@@ -331,9 +331,29 @@ impl<'o> Applier<'o> {
                 Kind::Device(tag, major, minor)
             }
             tar::EntryType::Fifo => Kind::Fifo,
-            // PAX and GNU long-name headers are consumed by `tar`; anything
-            // else (global headers, unknown types) adds nothing.
-            _ => return Ok(()),
+            // PAX and GNU long-name headers are consumed by `tar`; a global
+            // header and a volume label name no file.
+            tar::EntryType::XGlobalHeader
+            | tar::EntryType::XHeader
+            | tar::EntryType::GNULongName
+            | tar::EntryType::GNULongLink => return Ok(()),
+            other => match other.as_byte() {
+                b'V' => return Ok(()),
+                // A GNU dumpdir: a directory (its data lists names, for
+                // incremental restores only).
+                b'D' => Kind::Dir,
+                // Part of a file continued from another volume, or an
+                // obsolete GNU rename list: no file can be made of it.
+                b'M' | b'N' => {
+                    return Err(ctx.unsafe_entry(format!(
+                        "GNU `{}` entry (multi-volume or rename list) cannot be applied",
+                        char::from(other.as_byte())
+                    )));
+                }
+                // POSIX: an unknown type is extracted as a regular file (as
+                // GNU tar does; umoci refuses the layer).
+                _ => Kind::File,
+            },
         };
         let mode = header
             .mode()
