@@ -27,7 +27,10 @@ fn fixture(name: &str) -> (String, String) {
 /// `cachectl` with its cache, config and credentials under `home`.
 fn cachectl(home: &Path) -> Command {
     let mut command = Command::cargo_bin("cachectl").expect("the binary is built");
+    // Relative paths in generated arguments (`--root du`) land in `home`,
+    // never in the source tree.
     command
+        .current_dir(home)
         .env("CACHECTL_ROOT", home.join("cache"))
         .env("HOME", home)
         .env("DOCKER_CONFIG", home.join("docker"))
