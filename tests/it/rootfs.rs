@@ -2456,6 +2456,49 @@ fn a_killed_unpacks_staging_directory_is_swept_by_the_next_unpack_into_that_targ
     assert!(live.exists(), "a live unpack's staging dir was removed");
     assert!(other.exists(), "another target's staging dir was removed");
     assert!(sandbox.join("rootfs").is_dir());
+    let notes = store.root().join(".cachectl/unpacking");
+    let left = std::fs::read_dir(&notes).map_or(0, Iterator::count);
+    assert_eq!(left, 0, "a finished unpack left its note in the store");
+}
+
+#[test]
+fn gc_sweeps_the_staging_directories_of_killed_unpacks_wherever_they_are() {
+    // A killed unpack leaves its staging dir beside a target the next
+    // unpack may never name again: its note in the store lets gc find it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, _) = store_with_fixture(&dir.path().join("store"), "small");
+    let elsewhere = dir.path().join("vm-images");
+    let killed = elsewhere.join(".guest.unpack-killed");
+    left_by_a_killed_process(&killed);
+    let live = elsewhere.join(".other.unpack-live");
+    std::fs::create_dir_all(&live).expect("live");
+    make_old(&live);
+    // A note naming a directory that is no staging directory: never removed.
+    let precious = elsewhere.join("precious");
+    std::fs::create_dir_all(&precious).expect("precious");
+    make_old(&precious);
+    let notes = store.root().join(".cachectl/unpacking");
+    std::fs::create_dir_all(&notes).expect("notes");
+    for (name, path) in [("a", &killed), ("b", &live), ("c", &precious)] {
+        std::fs::write(notes.join(name), path.as_os_str().as_encoded_bytes()).expect("note");
+        make_old(&notes.join(name));
+    }
+    let mut holder = hold_lock(&live);
+    let removed = rootfs::remove_stale_work(&store).expect("sweep");
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(!killed.exists(), "the killed unpack's staging dir is left");
+    assert!(!notes.join("a").exists(), "its note is left");
+    assert!(
+        live.exists() && notes.join("b").exists(),
+        "a live unpack was swept"
+    );
+    assert!(
+        precious.exists(),
+        "a directory that is no staging dir was removed"
+    );
+    assert!(!notes.join("c").exists(), "the stray note is left");
+    assert!(removed >= 1, "{removed}");
 }
 
 #[test]

@@ -12,8 +12,9 @@
 use crate::error::{Error, Result, io};
 use ocistore::Store;
 use std::fs::Permissions;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The tmpfs tried for in-memory trees.
 const MEMORY_DIR: &str = "/dev/shm";
@@ -86,8 +87,10 @@ impl Drop for WorkDir {
 }
 
 /// Removes the work directories killed processes left: under the store's
-/// `.cachectl/rootfs-tmp/` and, for in-memory trees, `/dev/shm/cachectl-*`
-/// (memory a killed build would hold until reboot). A directory still
+/// `.cachectl/rootfs-tmp/`, for in-memory trees `/dev/shm/cachectl-*`
+/// (memory a killed build would hold until reboot), and the staging
+/// directories of killed unpacks (beside their targets, found through
+/// the notes in `.cachectl/unpacking/`). A directory still
 /// locked by a live process, or younger than a minute, is kept. Returns
 /// how many were removed. Blocking.
 pub fn remove_stale_work(store: &Store) -> Result<usize> {
@@ -109,41 +112,131 @@ pub fn remove_stale_work(store: &Store) -> Result<usize> {
             }
         }
     }
-    Ok(removed)
+    Ok(removed + remove_stale_staging(store)?)
 }
 
-/// A staging directory beside `target` for an unpack
-/// (`.<name>.unpack-…`, mode 0755), locked while it lives. Staging
-/// directories of earlier unpacks into the same target that a killed
-/// process left (unlocked, older than a minute) are removed first. The
-/// caller renames it into place or removes it ([`remove_tree`]).
-pub(crate) fn staging_dir(target: &Path) -> Result<(tempfile::TempDir, std::fs::File)> {
-    let parent = match target.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
-    let name = target.file_name().unwrap_or_default().to_string_lossy();
-    let prefix = format!(".{name}.unpack-");
-    if let Ok(entries) = std::fs::read_dir(parent) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let named = entry.file_name().to_string_lossy().starts_with(&prefix);
-            if named && entry.file_type().is_ok_and(|t| t.is_dir()) && is_stale(&path) {
-                remove_tree(&path)?;
+/// Where unpacks note their staging directories (which lie beside their
+/// targets, outside the store), so that [`remove_stale_work`] finds those a
+/// killed process left: `.cachectl/unpacking/<id>`, holding the path.
+const UNPACKING: &str = ".cachectl/unpacking";
+
+/// An unpack's staging directory beside its target (`.<name>.unpack-…`,
+/// mode 0755), locked while it lives and noted in the store. Dropped
+/// without [`Staging::rename_to`], it is removed.
+pub(crate) struct Staging {
+    dir: Option<tempfile::TempDir>,
+    _lock: std::fs::File,
+    /// The note in the store, removed (as a temp path) with the guard.
+    _marker: tempfile::TempPath,
+}
+
+impl Staging {
+    /// A new staging directory for `target`. Those of earlier unpacks into
+    /// the same target that a killed process left (unlocked, older than a
+    /// minute) are removed first.
+    pub(crate) fn new(store: &Store, target: &Path) -> Result<Staging> {
+        let parent = match target.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
+        let parent = std::fs::canonicalize(parent).map_err(io("resolving", parent))?;
+        let name = target.file_name().unwrap_or_default().to_string_lossy();
+        let prefix = format!(".{name}.unpack-");
+        if let Ok(entries) = std::fs::read_dir(&parent) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let named = entry.file_name().to_string_lossy().starts_with(&prefix);
+                if named && entry.file_type().is_ok_and(|t| t.is_dir()) && is_stale(&path) {
+                    remove_tree(&path)?;
+                }
             }
         }
+        let dir = tempfile::Builder::new()
+            .prefix(&prefix)
+            .tempdir_in(&parent)
+            .map_err(io("creating a directory in", &parent))?;
+        std::fs::set_permissions(dir.path(), Permissions::from_mode(0o755))
+            .map_err(io("setting mode of", dir.path()))?;
+        let lock = std::fs::File::open(dir.path()).map_err(io("opening", dir.path()))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(|e| io("locking", dir.path())(e.into()))?;
+        // Noted after it is locked: gc never sees a noted, unlocked one
+        // that is alive.
+        let notes = store.root().join(UNPACKING);
+        std::fs::create_dir_all(&notes).map_err(io("creating", &notes))?;
+        let mut marker =
+            tempfile::NamedTempFile::new_in(&notes).map_err(io("creating a file in", &notes))?;
+        std::io::Write::write_all(&mut marker, dir.path().as_os_str().as_encoded_bytes())
+            .map_err(io("writing", marker.path()))?;
+        Ok(Staging {
+            dir: Some(dir),
+            _lock: lock,
+            _marker: marker.into_temp_path(),
+        })
     }
-    let staging = tempfile::Builder::new()
-        .prefix(&prefix)
-        .tempdir_in(parent)
-        .map_err(io("creating a directory in", parent))?;
-    std::fs::set_permissions(staging.path(), Permissions::from_mode(0o755))
-        .map_err(io("setting mode of", staging.path()))?;
-    let lock = std::fs::File::open(staging.path()).map_err(io("opening", staging.path()))?;
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
-        .map_err(|e| io("locking", staging.path())(e.into()))?;
-    Ok((staging, lock))
+
+    /// Its path.
+    pub(crate) fn path(&self) -> &Path {
+        self.dir.as_ref().expect("until renamed").path()
+    }
+
+    /// Renames it to `target` (an absent or empty directory).
+    pub(crate) fn rename_to(mut self, target: &Path) -> Result<()> {
+        let dir = self.dir.take().expect("renamed once");
+        // Replaces an empty `target` (rename(2) allows that for directories).
+        if let Err(err) = std::fs::rename(dir.path(), target) {
+            self.dir = Some(dir);
+            return Err(io("renaming into place", target)(err));
+        }
+        let _ = dir.keep();
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            let _ = remove_tree(dir.path());
+        }
+        // The marker (a temp path) removes itself after this.
+    }
+}
+
+/// Removes the staging directories named in `.cachectl/unpacking/` that a
+/// killed unpack left (unlocked, older than a minute), and the notes of
+/// those gone. Only directories named `.<name>.unpack-…` are touched,
+/// whatever a note says. Returns how many directories were removed.
+fn remove_stale_staging(store: &Store) -> Result<usize> {
+    let mut removed = 0;
+    let notes = store.root().join(UNPACKING);
+    let Ok(entries) = std::fs::read_dir(&notes) else {
+        return Ok(0);
+    };
+    for entry in entries.flatten() {
+        let note = entry.path();
+        let Ok(text) = std::fs::read(&note) else {
+            continue;
+        };
+        let staging = PathBuf::from(std::ffi::OsStr::from_bytes(&text));
+        let staging_name = staging.file_name().is_some_and(|n| {
+            n.as_bytes().starts_with(b".") && n.as_bytes().windows(8).any(|w| w == b".unpack-")
+        });
+        let is_staging =
+            staging_name && std::fs::symlink_metadata(&staging).is_ok_and(|m| m.is_dir());
+        if is_staging {
+            if is_stale(&staging) && is_stale(&note) {
+                remove_tree(&staging)?;
+                let _ = std::fs::remove_file(&note);
+                removed += 1;
+            }
+        } else if is_stale(&note) {
+            // Renamed into place, removed, or not a staging directory: the
+            // note is all that is left (once it is old enough to be sure).
+            let _ = std::fs::remove_file(&note);
+        }
+    }
+    Ok(removed)
 }
 
 /// Removes the tree at `path`, read-only directories included.

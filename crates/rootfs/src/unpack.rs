@@ -4,7 +4,7 @@
 use crate::error::{Error, Result, io};
 use crate::layer::{open_layer, select_image};
 use crate::progress::{self, ProgressFn};
-use crate::scratch::{remove_tree, staging_dir};
+use crate::scratch::Staging;
 use crate::sparse_tar::{SparseError, SparseRecords, write_sparse};
 use ociref::{Digest, Platform, Reference};
 use ocistore::{ImageDetails, Store};
@@ -105,7 +105,9 @@ pub(crate) struct Recorded {
 /// renamed to `target` once all are in: a failed or interrupted unpack
 /// leaves `target` as it was. A failed one removes its directory and names
 /// paths in its errors as they would be under `target`; one a killed
-/// process left is removed by the next unpack into the same target.
+/// process left is removed by the next unpack into the same target, or by
+/// [`crate::remove_stale_work`] (noted in the store's
+/// `.cachectl/unpacking/`).
 /// Blocking.
 pub fn unpack(
     store: &Store,
@@ -116,17 +118,11 @@ pub fn unpack(
 ) -> Result<UnpackReport> {
     let image = select_image(store, reference, platform)?;
     check_target(target)?;
-    let (staging, _lock) = staging_dir(target)?;
-    let report = match apply_image(store, &image, staging.path(), options) {
-        Ok(report) => report,
-        Err(err) => {
-            let _ = remove_tree(staging.path());
-            return Err(err.relocated(staging.path(), target));
-        }
-    };
-    // Replaces an empty `target` (rename(2) allows that for directories).
-    std::fs::rename(staging.path(), target).map_err(io("renaming into place", target))?;
-    let _ = staging.keep();
+    let staging = Staging::new(store, target)?;
+    // A failure drops (removes) the staging directory.
+    let report = apply_image(store, &image, staging.path(), options)
+        .map_err(|err| err.relocated(staging.path(), target))?;
+    staging.rename_to(target)?;
     Ok(report)
 }
 
