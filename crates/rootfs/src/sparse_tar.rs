@@ -2,7 +2,8 @@
 //! the entry's data holds only the written chunks; where they go comes from
 //! PAX records (formats 0.0 and 0.1) or from a map at the start of the data
 //! (format 1.0). The old GNU header form (type `S`) is expanded by `tar`
-//! itself. Go's archive/tar, and so umoci, reads all of them.
+//! itself, holes as zeros: [`write_with_holes`] leaves its zero blocks
+//! unwritten. Go's archive/tar, and so umoci, reads the PAX forms.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -117,6 +118,43 @@ pub(crate) fn write_sparse(
     Ok(written)
 }
 
+/// Writes `size` bytes of `data` into the new, empty `file`, leaving each
+/// aligned 4 KiB block of zeros unwritten (a hole), and returns the bytes
+/// read. For a GNU sparse entry, whose holes `tar` gives as zeros.
+pub(crate) fn write_with_holes(
+    data: &mut impl Read,
+    file: &mut File,
+    size: u64,
+) -> std::io::Result<u64> {
+    const BLOCK: usize = 4096;
+    let mut buffer = vec![0u8; 64 * BLOCK];
+    let mut done = 0u64;
+    let mut data = data.take(size);
+    loop {
+        // Whole buffers, so blocks stay aligned to the file.
+        let mut filled = 0;
+        while filled < buffer.len() {
+            match data.read(&mut buffer[filled..])? {
+                0 => break,
+                read => filled += read,
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        for block in buffer[..filled].chunks(BLOCK) {
+            if block.iter().all(|&b| b == 0) {
+                file.seek(SeekFrom::Current(block.len() as i64))?;
+            } else {
+                std::io::Write::write_all(file, block)?;
+            }
+        }
+        done += filled as u64;
+    }
+    file.set_len(done)?;
+    Ok(done)
+}
+
 /// Format 1.0: decimal lines (the count of chunks, then offset and length
 /// of each) padded with zeros to 512 bytes, before the chunks.
 fn read_map(data: &mut impl Read) -> Result<Vec<(u64, u64)>, SparseError> {
@@ -198,6 +236,23 @@ mod tests {
             std::fs::read(&path).expect("read"),
             b"\0\0\0\0\0xy\0z\0\0\0"
         );
+    }
+
+    #[test]
+    fn zero_blocks_become_holes_and_the_content_stays() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        let mut file = File::create(&path).expect("file");
+        let mut content = vec![0u8; 4 << 20];
+        content[5000] = 1;
+        content.extend_from_slice(b"tail");
+        let read =
+            write_with_holes(&mut &content[..], &mut file, content.len() as u64).expect("written");
+        assert_eq!(read, content.len() as u64);
+        assert_eq!(std::fs::read(&path).expect("read"), content);
+        let meta = std::fs::metadata(&path).expect("meta");
+        assert!(meta.blocks() * 512 < 1 << 20, "{} blocks", meta.blocks());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use crate::error::{Error, Result, io};
 use crate::layer::{open_layer, select_image};
 use crate::progress::{self, ProgressFn};
 use crate::scratch::Staging;
-use crate::sparse_tar::{SparseError, SparseRecords, write_sparse};
+use crate::sparse_tar::{SparseError, SparseRecords, write_sparse, write_with_holes};
 use ociref::{Digest, Platform, Reference};
 use ocistore::{ImageDetails, Store};
 use std::collections::{BTreeMap, HashSet};
@@ -468,6 +468,9 @@ impl<'o> Applier<'o> {
                             SparseError::Map(reason) => ctx.unsafe_entry(reason),
                             SparseError::Io(source) => read_error(source),
                         })?
+                    }
+                    None if entry_type == tar::EntryType::GNUSparse => {
+                        write_with_holes(&mut entry, &mut file, size).map_err(read_error)?
                     }
                     None => std::io::copy(&mut (&mut entry).take(size), &mut file)
                         .map_err(read_error)?,
