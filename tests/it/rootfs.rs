@@ -2359,8 +2359,7 @@ fn work_directories_of_killed_processes_are_swept_and_live_ones_kept() {
     let young = work.join("build-young");
     std::fs::create_dir_all(&young).expect("young");
     let live = work.join("build-live");
-    std::fs::create_dir_all(&live).expect("live");
-    make_old(&live);
+    old_dir(&live);
     let in_memory = Path::new("/dev/shm").join(format!("cachectl-test-{}", std::process::id()));
     let shm = std::fs::create_dir(&in_memory).is_ok();
     if shm {
@@ -2414,6 +2413,12 @@ fn hold_lock(dir: &Path) -> std::process::Child {
     holder
 }
 
+/// An empty directory at `path`, two hours old.
+fn old_dir(path: &Path) {
+    std::fs::create_dir_all(path).expect("directory");
+    make_old(path);
+}
+
 /// Sets the mtime of `path` two hours back.
 fn make_old(path: &Path) {
     let touched = Command::new("touch")
@@ -2434,11 +2439,9 @@ fn a_killed_unpacks_staging_directory_is_swept_by_the_next_unpack_into_that_targ
     // Another unpack into the same target, still running (locked), and
     // one into another target: neither is touched.
     let live = sandbox.join(".rootfs.unpack-live");
-    std::fs::create_dir_all(&live).expect("live");
-    make_old(&live);
+    old_dir(&live);
     let other = sandbox.join(".other.unpack-killed");
-    std::fs::create_dir_all(&other).expect("other");
-    make_old(&other);
+    old_dir(&other);
     let mut holder = hold_lock(&live);
 
     let unpacked = rootfs::unpack(
@@ -2470,12 +2473,10 @@ fn gc_sweeps_the_staging_directories_of_killed_unpacks_wherever_they_are() {
     let killed = elsewhere.join(".guest.unpack-killed");
     left_by_a_killed_process(&killed);
     let live = elsewhere.join(".other.unpack-live");
-    std::fs::create_dir_all(&live).expect("live");
-    make_old(&live);
+    old_dir(&live);
     // A note naming a directory that is no staging directory: never removed.
     let precious = elsewhere.join("precious");
-    std::fs::create_dir_all(&precious).expect("precious");
-    make_old(&precious);
+    old_dir(&precious);
     let notes = store.root().join(".cachectl/unpacking");
     std::fs::create_dir_all(&notes).expect("notes");
     for (name, path) in [("a", &killed), ("b", &live), ("c", &precious)] {
