@@ -1640,14 +1640,13 @@ fn unknown_entry_types_are_regular_files_and_multi_volume_parts_are_refused() {
     let typed = |entries: &[(u8, &str, &[u8])]| {
         let mut builder = tar::Builder::new(Vec::new());
         for (kind, name, data) in entries {
-            let mut header = tar::Header::new_gnu();
-            header.set_entry_type(tar::EntryType::new(*kind));
-            header.set_path(name).expect("path");
-            header.set_mode(0o644);
-            header.set_size(data.len() as u64);
-            header.set_mtime(1_700_000_000);
-            header.set_cksum();
-            builder.append(&header, *data).expect("append");
+            entry_with(
+                &mut builder,
+                tar::EntryType::new(*kind),
+                (name, ""),
+                (0o644, 0, 1_700_000_000),
+                data,
+            );
         }
         gzip(&builder.into_inner().expect("tar"))
     };

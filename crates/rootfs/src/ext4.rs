@@ -8,7 +8,9 @@ use crate::layer::select_image;
 use crate::progress;
 use crate::scratch::{WorkDir, is_out_of_space, make_readable, tree_estimate};
 use crate::sparse::copy_sparse;
-use crate::unpack::{Applier, Recorded, UnpackOptions, UnpackReport, apply_image, clean_path};
+use crate::unpack::{
+    Applier, Recorded, UnpackOptions, UnpackReport, apply_image, clean_path, xattrs_of,
+};
 use ociref::{Digest, Platform, Reference};
 use ocistore::{ConfigSummary, Store};
 use sha2::{Digest as _, Sha256};
@@ -602,7 +604,11 @@ fn measure(
             inodes += 1;
             // Attributes on the tree, and those debugfs adds (refused by
             // the host when rootless).
-            let mut xattrs = xattr_sizes(&path).map_err(io("reading attributes of", &path))?;
+            let mut xattrs: Vec<(usize, usize)> = xattrs_of(&path)
+                .map_err(io("reading attributes of", &path))?
+                .iter()
+                .map(|(name, value)| (name.len(), value.len()))
+                .collect();
             if !pending_xattrs.is_empty()
                 && let Ok(rel) = path.strip_prefix(tree)
             {
@@ -623,25 +629,6 @@ fn measure(
         inodes += 1;
     }
     Ok((blocks, inodes))
-}
-
-/// The name and value lengths of the extended attributes of `path` (not
-/// following a symlink; none where the file system has none).
-fn xattr_sizes(path: &Path) -> std::io::Result<Vec<(usize, usize)>> {
-    let names = match xattr::list(path) {
-        Ok(names) => names,
-        Err(err) if err.raw_os_error() == Some(rustix::io::Errno::OPNOTSUPP.raw_os_error()) => {
-            return Ok(Vec::new());
-        }
-        Err(err) => return Err(err),
-    };
-    let mut sizes = Vec::new();
-    for name in names {
-        if let Some(value) = xattr::get(path, &name)? {
-            sizes.push((name.len(), value.len()));
-        }
-    }
-    Ok(sizes)
 }
 
 /// Room for extended attributes inside a 256-byte inode: 256 less the

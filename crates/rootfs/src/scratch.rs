@@ -94,25 +94,28 @@ impl Drop for WorkDir {
 /// locked by a live process, or younger than a minute, is kept. Returns
 /// how many were removed. Blocking.
 pub fn remove_stale_work(store: &Store) -> Result<usize> {
-    let mut removed = 0;
     let under_store = store.root().join(".cachectl/rootfs-tmp");
-    for (parent, prefix) in [
-        (under_store.as_path(), ""),
-        (Path::new(MEMORY_DIR), "cachectl-"),
-    ] {
-        let Ok(entries) = std::fs::read_dir(parent) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let named = entry.file_name().to_string_lossy().starts_with(prefix);
-            if named && entry.file_type().is_ok_and(|t| t.is_dir()) && is_stale(&path) {
-                remove_tree(&path)?;
-                removed += 1;
-            }
+    Ok(remove_stale_dirs(&under_store, "")?
+        + remove_stale_dirs(Path::new(MEMORY_DIR), "cachectl-")?
+        + remove_stale_staging(store)?)
+}
+
+/// Removes the directories in `parent` named `prefix…` that are stale
+/// ([`is_stale`]); how many. A missing `parent` has none.
+fn remove_stale_dirs(parent: &Path, prefix: &str) -> Result<usize> {
+    let mut removed = 0;
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Ok(0);
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let named = entry.file_name().to_string_lossy().starts_with(prefix);
+        if named && entry.file_type().is_ok_and(|t| t.is_dir()) && is_stale(&path) {
+            remove_tree(&path)?;
+            removed += 1;
         }
     }
-    Ok(removed + remove_stale_staging(store)?)
+    Ok(removed)
 }
 
 /// Where unpacks note their staging directories (which lie beside their
@@ -143,15 +146,7 @@ impl Staging {
         let parent = std::fs::canonicalize(parent).map_err(io("resolving", parent))?;
         let name = target.file_name().unwrap_or_default().to_string_lossy();
         let prefix = format!(".{name}.unpack-");
-        if let Ok(entries) = std::fs::read_dir(&parent) {
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let named = entry.file_name().to_string_lossy().starts_with(&prefix);
-                if named && entry.file_type().is_ok_and(|t| t.is_dir()) && is_stale(&path) {
-                    remove_tree(&path)?;
-                }
-            }
-        }
+        remove_stale_dirs(&parent, &prefix)?;
         let dir = tempfile::Builder::new()
             .prefix(&prefix)
             .tempdir_in(&parent)

@@ -1062,9 +1062,9 @@ impl<'o> Applier<'o> {
     }
 }
 
-/// The extended attributes of the file `path` (none where the file system
-/// has none).
-fn xattrs_of(path: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+/// The extended attributes of `path` (not following a symlink; none where
+/// the file system has none).
+pub(crate) fn xattrs_of(path: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
     let names = match xattr::list(path) {
         Ok(names) => names,
         Err(err) if err.raw_os_error() == Some(EOPNOTSUPP) => return Ok(Vec::new()),
