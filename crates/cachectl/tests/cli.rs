@@ -2,51 +2,11 @@
 //! `cargo xtask test` starts (`CACHECTL_TEST_REGISTRY`, fixtures pushed
 //! and summarized at `CACHECTL_TEST_FIXTURES`).
 
-use assert_cmd::Command;
+mod support;
+
 use proptest::prelude::*;
 use std::path::Path;
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the tests with `cargo xtask test` (README)")
-    })
-}
-
-fn fixture(name: &str) -> (String, String) {
-    let text = std::fs::read_to_string(env("CACHECTL_TEST_FIXTURES")).expect("fixtures summary");
-    let summary: serde_json::Value = serde_json::from_str(&text).expect("JSON");
-    (
-        summary[name]["reference"]
-            .as_str()
-            .expect("reference")
-            .to_owned(),
-        summary[name]["digest"].as_str().expect("digest").to_owned(),
-    )
-}
-
-/// `cachectl` with its cache, config and credentials under `home`.
-fn cachectl(home: &Path) -> Command {
-    let mut command = Command::cargo_bin("cachectl").expect("the binary is built");
-    // Relative paths in generated arguments (`--root du`) land in `home`,
-    // never in the source tree.
-    command
-        .current_dir(home)
-        .env("CACHECTL_ROOT", home.join("cache"))
-        .env("HOME", home)
-        .env("DOCKER_CONFIG", home.join("docker"))
-        .env_remove("XDG_CACHE_HOME")
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("CACHECTL_CONFIG");
-    command
-}
-
-fn stdout(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use support::{cachectl, env, fixture, stderr, stdout};
 
 #[test]
 fn the_readme_path_pull_images_inspect_rm_gc() {
