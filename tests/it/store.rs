@@ -532,6 +532,53 @@ async fn partial_ingest_file_is_resumed_with_range() {
 }
 
 #[tokio::test]
+async fn a_partial_download_survives_gc_within_its_grace_period_and_the_pull_resumes() {
+    let registries = registries();
+    let client = client();
+    let layer = noise(43, 1_000_000);
+    let target: Reference = format!("{}/{}:v1", registries.plain, unique("store/grace"))
+        .parse()
+        .expect("valid");
+    push_image(&client, &target, "grace", std::slice::from_ref(&layer)).await;
+    let proxy = FaultProxy::start(&registries.plain, vec![]);
+    let reference = via(&proxy.addr(), &target);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store opens");
+    let layer_digest = Digest::sha256_of(&layer);
+    // What a pull killed at 90 % leaves.
+    let done = layer.len() / 10 * 9;
+    std::fs::write(store.ingest_path(&layer_digest), &layer[..done]).expect("partial written");
+
+    let report = store.gc().expect("gc runs");
+    assert_eq!(report.kept_partials, 1, "{report:?}");
+    assert_eq!(report.kept_partial_bytes, done as u64);
+    assert_eq!(report.removed_ingest_files, 0);
+    assert_eq!(
+        store.disk_usage().expect("measures").ingest_bytes,
+        done as u64
+    );
+    let outcome = store
+        .pull(&client, &reference, &PullOptions::default())
+        .await
+        .expect("pull succeeds");
+    assert_eq!(outcome.resumed_bytes, done as u64, "resumed, not refetched");
+    let ranges: Vec<_> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path_and_query.contains(layer_digest.encoded()))
+        .map(|r| r.range)
+        .collect();
+    assert_eq!(ranges, [Some(format!("bytes={done}-"))]);
+
+    std::fs::write(store.ingest_path(&layer_digest), &layer[..done]).expect("partial written");
+    let report = store
+        .gc_keeping_partials(std::time::Duration::ZERO)
+        .expect("gc runs");
+    assert_eq!((report.kept_partials, report.removed_ingest_files), (0, 1));
+    assert!(!store.ingest_path(&layer_digest).exists());
+}
+
+#[tokio::test]
 async fn oversized_partial_is_discarded() {
     let registries = registries();
     let client = client();
@@ -609,11 +656,14 @@ async fn gc_sweeps_what_no_reference_needs() {
             .await
             .expect("pulled");
     }
-    std::fs::write(
-        dir.path().join(".cachectl/ingest/sha256-0000.partial"),
-        b"stale",
-    )
-    .expect("written");
+    let stale = dir.path().join(".cachectl/ingest/sha256-0000.partial");
+    std::fs::write(&stale, b"stale").expect("written");
+    let day_and_more = std::time::Duration::from_secs(25 * 3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .and_then(|file| file.set_modified(std::time::SystemTime::now() - day_and_more))
+        .expect("aged");
     assert!(store.remove(&drop).expect("removes"));
     assert!(!store.remove(&drop).expect("second remove is a no-op"));
     let report = store.gc().expect("gc runs");

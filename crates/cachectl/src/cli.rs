@@ -73,8 +73,8 @@ pub(crate) enum Command {
     },
     /// Remove least recently used images, then collect garbage
     Prune(PruneArgs),
-    /// Delete blobs no image needs and stale partial downloads
-    Gc,
+    /// Delete blobs no image needs, and partial downloads past their grace period
+    Gc(GcArgs),
     /// Re-hash every blob, move corrupt ones aside, report what is broken
     Verify {
         /// Report only problems that break these images
@@ -168,6 +168,17 @@ pub(crate) struct PruneArgs {
     /// Show what would be removed; remove nothing
     #[arg(long)]
     pub(crate) dry_run: bool,
+    #[command(flatten)]
+    pub(crate) partials: GcArgs,
+}
+
+/// `gc`, and the collection `prune` runs.
+#[derive(Debug, Args)]
+pub(crate) struct GcArgs {
+    /// Keep partial downloads written to within this time, e.g. 24h, 30m, 0s,
+    /// so that an interrupted pull resumes from them
+    #[arg(long, value_name = "AGE", value_parser = parse_age, default_value = "24h")]
+    pub(crate) keep_partials: std::time::Duration,
 }
 
 /// `unpack`.

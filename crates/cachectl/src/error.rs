@@ -1,6 +1,7 @@
 //! The one error type of the command line, its exit codes, and how it is
 //! printed: one sentence, then its causes.
 
+use ociref::ErrorKind;
 use std::path::PathBuf;
 
 /// Exit codes, as documented in docs/cli.md.
@@ -19,6 +20,19 @@ pub(crate) mod code {
     pub(crate) const NETWORK: u8 = 5;
     /// Content did not match its digest, or `verify` found problems.
     pub(crate) const INTEGRITY: u8 = 6;
+
+    /// The one place kinds of failure become exit codes.
+    pub(crate) fn of(kind: ociref::ErrorKind) -> u8 {
+        use ociref::ErrorKind as K;
+        match kind {
+            K::Usage => USAGE,
+            K::NotCached => NOT_CACHED,
+            K::Auth => AUTH,
+            K::Network => NETWORK,
+            K::Integrity => INTEGRITY,
+            K::Other => ERROR,
+        }
+    }
 }
 
 /// Everything a command can fail with.
@@ -79,17 +93,23 @@ pub(crate) enum CliError {
 }
 
 impl CliError {
+    /// What kind of failure this is; each library error says its own.
+    pub(crate) fn kind(&self) -> ErrorKind {
+        match self {
+            CliError::Usage(_) | CliError::Settings { .. } => ErrorKind::Usage,
+            CliError::Parse { source, .. } => source.kind(),
+            CliError::Store(err) => err.kind(),
+            CliError::Dist(err) => err.kind(),
+            CliError::Rootfs(err) => err.kind(),
+            CliError::Io { .. } => ErrorKind::Other,
+            CliError::Broken { .. } => ErrorKind::Integrity,
+            CliError::NotCached { .. } => ErrorKind::NotCached,
+        }
+    }
+
     /// The exit code for this error.
     pub(crate) fn exit_code(&self) -> u8 {
-        match self {
-            CliError::Usage(_) | CliError::Parse { .. } | CliError::Settings { .. } => code::USAGE,
-            CliError::Store(err) => store_code(err),
-            CliError::Dist(err) => dist_code(err),
-            CliError::Rootfs(err) => rootfs_code(err),
-            CliError::Io { .. } => code::ERROR,
-            CliError::Broken { .. } => code::INTEGRITY,
-            CliError::NotCached { .. } => code::NOT_CACHED,
-        }
+        code::of(self.kind())
     }
 
     /// The message and its causes, one per line: `error: …` then
@@ -113,42 +133,6 @@ impl CliError {
     }
 }
 
-fn store_code(err: &ocistore::Error) -> u8 {
-    use ocistore::Error as E;
-    match err {
-        E::ImageNotCached { .. } => code::NOT_CACHED,
-        E::Corrupt { .. } | E::BlobMissing { .. } | E::ImageIncomplete { .. } => code::INTEGRITY,
-        E::Dist(err) => dist_code(err),
-        E::Reference(_) => code::USAGE,
-        _ => code::ERROR,
-    }
-}
-
-fn rootfs_code(err: &rootfs::Error) -> u8 {
-    use rootfs::Error as E;
-    match err {
-        E::Store(err) => store_code(err),
-        E::NoImageForPlatform { .. } => code::NOT_CACHED,
-        E::LayerMissing { .. } | E::DiffIdMismatch { .. } => code::INTEGRITY,
-        E::InvalidOption { .. } | E::TargetNotEmpty { .. } => code::USAGE,
-        _ => code::ERROR,
-    }
-}
-
-fn dist_code(err: &ocidist::Error) -> u8 {
-    use ocidist::Error as E;
-    match err {
-        E::Unauthorized { .. } => code::AUTH,
-        E::Network { .. } | E::Stalled { .. } | E::RateLimited { .. } | E::Tls { .. } => {
-            code::NETWORK
-        }
-        E::Status { status, .. } if *status >= 500 => code::NETWORK,
-        E::DigestMismatch { .. } | E::SizeMismatch { .. } => code::INTEGRITY,
-        E::Reference(_) => code::USAGE,
-        _ => code::ERROR,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,18 +142,103 @@ mod tests {
         let not_cached = CliError::Store(ocistore::Error::ImageNotCached {
             reference: "docker.io/library/alpine:3.20".into(),
         });
-        assert_eq!(not_cached.exit_code(), 3);
-        let auth = CliError::Dist(ocidist::Error::Unauthorized {
-            registry: "ghcr.io".into(),
-            reason: "no credentials".into(),
-        });
-        assert_eq!(auth.exit_code(), 4);
-        assert_eq!(CliError::Broken { problems: 2 }.exit_code(), 6);
-        assert_eq!(CliError::Usage("x".into()).exit_code(), 2);
         assert_eq!(
             not_cached.render(),
             "error: image docker.io/library/alpine:3.20 is not cached"
         );
+        let parse = "A:b".parse::<ociref::Reference>().unwrap_err();
+        let cases = [
+            (CliError::Usage("x".into()), 2),
+            (
+                CliError::Parse {
+                    what: "reference",
+                    input: "A:b".into(),
+                    source: parse,
+                },
+                2,
+            ),
+            (
+                CliError::Settings {
+                    path: "/s.toml".into(),
+                    reason: "x".into(),
+                },
+                2,
+            ),
+            (not_cached, 3),
+            (
+                CliError::Rootfs(rootfs::Error::NoImageForPlatform {
+                    reference: "a:1".into(),
+                    platform: "linux/arm64".into(),
+                }),
+                3,
+            ),
+            (
+                CliError::Dist(ocidist::Error::Unauthorized {
+                    registry: "ghcr.io".into(),
+                    reason: "no credentials".into(),
+                }),
+                4,
+            ),
+            (
+                CliError::Rootfs(rootfs::Error::Store(ocistore::Error::Dist(
+                    ocidist::Error::Stalled {
+                        registry: "r".into(),
+                        what: "blob".into(),
+                        seconds: 30,
+                    },
+                ))),
+                5,
+            ),
+            (
+                CliError::Store(ocistore::Error::ArchiveDigestMismatch {
+                    archive: "/a.tar".into(),
+                    entry: "blobs/sha256/00".into(),
+                    expected: ociref::Digest::sha256_of(b"a"),
+                    actual: ociref::Digest::sha256_of(b"b"),
+                }),
+                6,
+            ),
+            (CliError::Broken { problems: 2 }, 6),
+            (
+                CliError::NotCached {
+                    references: vec!["a:1".into()],
+                },
+                3,
+            ),
+            (
+                CliError::Io {
+                    what: "reading standard input".into(),
+                    source: std::io::Error::other("x"),
+                },
+                1,
+            ),
+        ];
+        for (err, expected) in cases {
+            assert_eq!(err.exit_code(), expected, "{}", err.render());
+        }
+    }
+
+    #[test]
+    fn every_kind_has_the_code_docs_cli_md_gives_it() {
+        let docs = include_str!("../../../docs/cli.md");
+        let documented = |code: u8, words: &str| {
+            let row = docs
+                .lines()
+                .find(|line| line.starts_with(&format!("| {code} |")))
+                .unwrap_or_else(|| panic!("docs/cli.md has no row for exit code {code}"));
+            assert!(row.contains(words), "exit code {code}: {row}");
+        };
+        let kinds = [
+            (ErrorKind::Other, "any other error"),
+            (ErrorKind::Usage, "usage"),
+            (ErrorKind::NotCached, "not in the cache"),
+            (ErrorKind::Auth, "authentication"),
+            (ErrorKind::Network, "network"),
+            (ErrorKind::Integrity, "integrity"),
+        ];
+        for (kind, words) in kinds {
+            documented(code::of(kind), words);
+        }
     }
 
     #[test]

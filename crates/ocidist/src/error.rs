@@ -1,6 +1,6 @@
 //! The one error type of `ocidist`.
 
-use ociref::Digest;
+use ociref::{Digest, ErrorKind};
 use std::path::PathBuf;
 
 /// Everything that can go wrong talking to a registry.
@@ -203,3 +203,197 @@ pub enum Error {
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// What kind of failure this is. A registry that has no such image is
+    /// [`ErrorKind::Other`]: only the local cache answers "not cached".
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Reference(err) => err.kind(),
+            Error::Unauthorized { .. } | Error::CredentialHelper { .. } => ErrorKind::Auth,
+            Error::RateLimited { .. }
+            | Error::Network { .. }
+            | Error::Stalled { .. }
+            | Error::Tls { .. } => ErrorKind::Network,
+            Error::Status { status, .. } if *status >= 500 => ErrorKind::Network,
+            Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => ErrorKind::Integrity,
+            Error::CredentialFile { .. } => ErrorKind::Usage,
+            Error::NotFound { .. }
+            | Error::Status { .. }
+            | Error::ManifestTooLarge { .. }
+            | Error::UnsupportedMediaType { .. }
+            | Error::UnsupportedSchemaVersion { .. }
+            | Error::MediaTypeMismatch { .. }
+            | Error::InvalidManifest { .. }
+            | Error::Protocol { .. }
+            | Error::Io { .. } => ErrorKind::Other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real `reqwest::Error`: a connection to a port nothing listens on.
+    async fn refused() -> reqwest::Error {
+        let transport = crate::transport::Transport::new(&crate::ClientConfig::default())
+            .expect("the default client builds");
+        transport
+            .http("127.0.0.1:9")
+            .get("http://127.0.0.1:9/v2/")
+            .send()
+            .await
+            .expect_err("nothing listens on port 9")
+    }
+
+    #[tokio::test]
+    async fn every_variant_has_its_kind() {
+        let digest = Digest::sha256_of(b"");
+        let text = || "x".to_owned();
+        let status = |status| Error::Status {
+            method: "GET".into(),
+            url: "http://r/v2/".into(),
+            status,
+            detail: None,
+        };
+        let cases = [
+            (
+                Error::Reference("A:b".parse::<ociref::Reference>().unwrap_err()),
+                ErrorKind::Usage,
+            ),
+            (
+                Error::NotFound {
+                    registry: text(),
+                    what: text(),
+                },
+                ErrorKind::Other,
+            ),
+            (
+                Error::Unauthorized {
+                    registry: text(),
+                    reason: text(),
+                },
+                ErrorKind::Auth,
+            ),
+            (
+                Error::RateLimited {
+                    registry: text(),
+                    attempts: 3,
+                    quota: None,
+                },
+                ErrorKind::Network,
+            ),
+            (status(503), ErrorKind::Network),
+            (status(400), ErrorKind::Other),
+            (
+                Error::Network {
+                    registry: text(),
+                    attempts: 3,
+                    source: refused().await,
+                },
+                ErrorKind::Network,
+            ),
+            (
+                Error::Stalled {
+                    registry: text(),
+                    what: text(),
+                    seconds: 30,
+                },
+                ErrorKind::Network,
+            ),
+            (
+                Error::DigestMismatch {
+                    what: text(),
+                    expected: digest.clone(),
+                    actual: digest,
+                },
+                ErrorKind::Integrity,
+            ),
+            (
+                Error::SizeMismatch {
+                    what: text(),
+                    expected: 1,
+                    actual: 2,
+                },
+                ErrorKind::Integrity,
+            ),
+            (
+                Error::ManifestTooLarge {
+                    what: text(),
+                    size: 9,
+                    limit: 1,
+                },
+                ErrorKind::Other,
+            ),
+            (
+                Error::UnsupportedMediaType {
+                    what: text(),
+                    media_type: text(),
+                },
+                ErrorKind::Other,
+            ),
+            (
+                Error::UnsupportedSchemaVersion {
+                    what: text(),
+                    version: None,
+                },
+                ErrorKind::Other,
+            ),
+            (
+                Error::MediaTypeMismatch {
+                    what: text(),
+                    header: text(),
+                    body: text(),
+                },
+                ErrorKind::Other,
+            ),
+            (
+                Error::InvalidManifest {
+                    what: text(),
+                    reason: text(),
+                },
+                ErrorKind::Other,
+            ),
+            (
+                Error::Protocol {
+                    registry: text(),
+                    reason: text(),
+                },
+                ErrorKind::Other,
+            ),
+            (
+                Error::CredentialFile {
+                    path: "/c.json".into(),
+                    reason: text(),
+                },
+                ErrorKind::Usage,
+            ),
+            (
+                Error::CredentialHelper {
+                    helper: text(),
+                    registry: text(),
+                    reason: text(),
+                },
+                ErrorKind::Auth,
+            ),
+            (
+                Error::Tls {
+                    registry: text(),
+                    reason: text(),
+                },
+                ErrorKind::Network,
+            ),
+            (
+                Error::Io {
+                    what: text(),
+                    source: std::io::Error::other("boom"),
+                },
+                ErrorKind::Other,
+            ),
+        ];
+        for (err, kind) in cases {
+            assert_eq!(err.kind(), kind, "{err}");
+        }
+    }
+}

@@ -57,6 +57,7 @@ pub use manifest::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_SCHEMA1, Descriptor, Manifest, ManifestKind,
     OCI_INDEX, OCI_MANIFEST, is_manifest_media_type, parse_manifest,
 };
+pub use ociref::ErrorKind;
 pub use progress::{Progress, ProgressFn, ProgressKind};
 pub use push::BlobSource;
 pub use retry::RetryPolicy;

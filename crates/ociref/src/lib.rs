@@ -49,12 +49,14 @@ mod digest;
 mod error;
 mod hash;
 mod hex;
+mod kind;
 mod platform;
 mod reference;
 
 pub use digest::{Algorithm, Digest};
 pub use error::{DigestReason, Error, PlatformReason, ReferenceReason};
 pub use hash::{DigestVerifier, Hasher, HashingReader, HashingWriter};
+pub use kind::ErrorKind;
 pub use platform::{Platform, PlatformParts};
 pub use reference::{
     DEFAULT_TAG, DOCKER_HUB, DOCKER_HUB_API_HOST, NAME_TOTAL_LENGTH_MAX, Reference, TAG_LENGTH_MAX,

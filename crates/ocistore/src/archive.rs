@@ -3,7 +3,7 @@
 //! deletes itself unless persisted.
 
 use crate::error::{Result, io};
-use crate::layout::sync_dir;
+use crate::layout::{parent_dir, sync_dir};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -233,7 +233,7 @@ impl TempFile {
     pub(crate) fn persist(mut self, target: &Path) -> Result<()> {
         std::fs::rename(&self.path, target).map_err(io("renaming into place", target))?;
         self.armed = false;
-        sync_dir(target.parent().unwrap_or(Path::new(".")))
+        sync_dir(parent_dir(target))
     }
 }
 

@@ -9,7 +9,7 @@
 //! download resumes from its length (HTTP `Range`).
 
 use crate::error::{Error, Result, io};
-use crate::layout::{Store, atomic_write_via, sync_dir};
+use crate::layout::{Store, atomic_write_via, parent_dir, sync_dir};
 use ocidist::{Client, Descriptor};
 use ociref::{Digest, DigestVerifier, Reference};
 use std::fs::{File, OpenOptions};
@@ -193,7 +193,7 @@ impl Store {
             drop(file);
             std::fs::rename(&partial, &final_path)
                 .map_err(io("renaming into place", &final_path))?;
-            sync_dir(final_path.parent().unwrap_or(Path::new(".")))
+            sync_dir(parent_dir(&final_path))
         })
         .await??;
         Ok(())

@@ -1,6 +1,6 @@
 //! The one error type of `ocistore`.
 
-use ociref::Digest;
+use ociref::{Digest, ErrorKind};
 use std::path::PathBuf;
 
 /// Everything that can go wrong with a store.
@@ -178,6 +178,34 @@ pub enum Error {
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// What kind of failure this is: a damaged store or archive is
+    /// [`ErrorKind::Integrity`], an image the store lacks
+    /// [`ErrorKind::NotCached`], registry errors keep their own kind.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::ImageNotCached { .. } => ErrorKind::NotCached,
+            Error::InvalidJson { .. }
+            | Error::Corrupt { .. }
+            | Error::BlobMissing { .. }
+            | Error::ImageIncomplete { .. }
+            | Error::ArchiveDigestMismatch { .. }
+            | Error::ArchiveMissingBlob { .. }
+            | Error::DiffIdMismatch { .. } => ErrorKind::Integrity,
+            Error::ArchiveUnnamed { .. } => ErrorKind::Usage,
+            Error::Io { .. }
+            | Error::NotALayout { .. }
+            | Error::NoMatchingPlatform { .. }
+            | Error::InvalidManifest { .. }
+            | Error::ArchiveFormat { .. }
+            | Error::ArchiveEntry { .. }
+            | Error::Task(_) => ErrorKind::Other,
+            Error::Dist(err) => err.kind(),
+            Error::Reference(err) => err.kind(),
+        }
+    }
+}
+
 /// Builds the closure `map_err` needs to wrap an I/O error with its path.
 pub(crate) fn io(
     what: &'static str,
@@ -191,10 +219,10 @@ pub(crate) fn io(
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_message_names_what_failed() {
+    /// One error of each variant that carries its own message.
+    fn one_of_each() -> Vec<Error> {
         let digest = Digest::sha256_of(b"");
-        let errors = [
+        vec![
             Error::Io {
                 what: "reading",
                 path: "/r/index.json".into(),
@@ -259,8 +287,40 @@ mod tests {
                 expected: digest.clone(),
                 actual: digest,
             },
-        ];
-        let rendered: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        ]
+    }
+
+    #[test]
+    fn every_variant_has_its_kind() {
+        use ErrorKind::{Integrity, NotCached, Other, Usage};
+        let kinds: Vec<ErrorKind> = one_of_each().iter().map(Error::kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                Other, Other, Integrity, NotCached, Integrity, Integrity, Integrity, Other, Other,
+                Other, Other, Integrity, Integrity, Usage, Integrity,
+            ]
+        );
+        let dist = Error::Dist(ocidist::Error::Unauthorized {
+            registry: "r".into(),
+            reason: "no credentials".into(),
+        });
+        assert_eq!(dist.kind(), ErrorKind::Auth);
+        let reference = Error::Reference("A:b".parse::<ociref::Reference>().unwrap_err());
+        assert_eq!(reference.kind(), Usage);
+    }
+
+    #[tokio::test]
+    async fn a_failed_task_is_other() {
+        let task = tokio::spawn(std::future::pending::<()>());
+        task.abort();
+        let join = task.await.unwrap_err();
+        assert_eq!(Error::Task(join).kind(), ErrorKind::Other);
+    }
+
+    #[test]
+    fn every_message_names_what_failed() {
+        let rendered: Vec<String> = one_of_each().iter().map(ToString::to_string).collect();
         assert_eq!(
             rendered,
             [

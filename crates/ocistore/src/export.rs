@@ -10,7 +10,7 @@
 
 use crate::archive::{COPY_BUFFER, Compression, TempFile, decompressed};
 use crate::error::{Error, Result, io};
-use crate::layout::{IndexEntry, IndexFile, LAYOUT_VERSION, Store, temp_path};
+use crate::layout::{IndexEntry, IndexFile, LAYOUT_VERSION, Store, parent_dir, temp_path};
 use crate::walk::{children, is_manifest};
 use ocidist::Descriptor;
 use ociref::{Algorithm, Digest, HashingReader, HashingWriter, Reference};
@@ -73,11 +73,7 @@ impl Store {
             };
             images.push((reference, entry.descriptor()));
         }
-        let dir = match out.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
-        let temp = TempFile::new(temp_path(dir, out));
+        let temp = TempFile::new(temp_path(parent_dir(out), out));
         let file = File::create(temp.path()).map_err(io("creating", temp.path()))?;
         let mut builder = tar::Builder::new(BufWriter::with_capacity(COPY_BUFFER, file));
         let mut writer = Writer {

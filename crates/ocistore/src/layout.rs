@@ -337,8 +337,16 @@ impl IndexEntry {
 /// written, fsynced, renamed over `path`, then the directory fsynced. A
 /// reader sees the old content or the new, never a mix.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    atomic_write_via(dir, path, bytes)
+    atomic_write_via(parent_dir(path), path, bytes)
+}
+
+/// The directory `path` is in: `.` for a bare file name (whose parent,
+/// to `Path::parent`, is the empty path) and for `/`.
+pub(crate) fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
 }
 
 /// [`atomic_write`] with the temp file in `tmp_dir` (same filesystem).
@@ -350,7 +358,7 @@ pub(crate) fn atomic_write_via(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> Res
         file.sync_all().map_err(io("syncing", &tmp))?;
         drop(file);
         std::fs::rename(&tmp, path).map_err(io("renaming into place", path))?;
-        sync_dir(path.parent().unwrap_or(Path::new(".")))
+        sync_dir(parent_dir(path))
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -491,6 +499,14 @@ mod tests {
             value["manifests"][1]["annotations"][REF_NAME_ANNOTATION],
             "example.com/a:1"
         );
+    }
+
+    #[test]
+    fn the_directory_of_a_bare_file_name_is_the_working_directory() {
+        assert_eq!(parent_dir(Path::new("archive.tar")), Path::new("."));
+        assert_eq!(parent_dir(Path::new("/")), Path::new("."));
+        assert_eq!(parent_dir(Path::new("out/a.tar")), Path::new("out"));
+        assert_eq!(parent_dir(Path::new("/a.tar")), Path::new("/"));
     }
 
     #[test]

@@ -108,7 +108,8 @@ pub use inspect::{
     ConfigSummary, HistoryEntry, ImageDetails, Inspection, LayerDetails, PlatformEntry,
 };
 pub use layout::{LAYOUT_VERSION, REF_NAME_ANNOTATION, Store, atomic_write, default_root};
-pub use manage::{GcReport, ImageEntry, VerifyProblem, VerifyReport};
+pub use manage::{DEFAULT_PARTIAL_GRACE, GcReport, ImageEntry, VerifyProblem, VerifyReport};
+pub use ociref::ErrorKind;
 pub use pull::{PullOptions, PullOutcome};
 pub use push::PushOutcome;
 pub use records::Record;

@@ -9,6 +9,7 @@ use crate::walk::{children, is_manifest};
 use ociref::{Algorithm, Digest, Hasher, Reference};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// For each blob, the references that reach it.
 type Users = BTreeMap<Digest, BTreeSet<String>>;
@@ -74,11 +75,22 @@ pub struct GcReport {
     pub kept_blobs: usize,
     /// Blobs removed.
     pub removed_blobs: usize,
-    /// Stale ingest files removed.
+    /// Stale ingest files removed: partial downloads past their grace
+    /// period, temp files of dead processes.
     pub removed_ingest_files: usize,
+    /// Partial downloads kept because they are younger than the grace
+    /// period: a pull of their blob resumes from them.
+    pub kept_partials: usize,
+    /// Their bytes.
+    pub kept_partial_bytes: u64,
     /// Bytes freed, blobs and ingest files together.
     pub bytes_freed: u64,
 }
+
+/// How long [`Store::gc`] keeps a partial download that no pull is
+/// writing, counted from its last write: a pull killed at 90 % resumes
+/// from it within this time.
+pub const DEFAULT_PARTIAL_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl Store {
     /// Every named reference, most recently used first (entries without a
@@ -204,9 +216,17 @@ impl Store {
     /// Removes every blob not reachable from `index.json` (through indexes,
     /// manifests, configs, layers, and manifests whose `subject` is
     /// reachable) or from the index a record names, and stale ingest files.
+    /// Partial downloads are kept for [`DEFAULT_PARTIAL_GRACE`].
     /// Waits for pulls in progress to finish first, and blocks new ones
     /// while it runs.
     pub fn gc(&self) -> Result<GcReport> {
+        self.gc_keeping_partials(DEFAULT_PARTIAL_GRACE)
+    }
+
+    /// [`Store::gc`], keeping partial downloads last written less than
+    /// `grace` ago; `Duration::ZERO` removes every partial no pull is
+    /// writing.
+    pub fn gc_keeping_partials(&self, grace: Duration) -> Result<GcReport> {
         let _exclusive = self.lock("gc.lock")?;
         let mut report = GcReport::default();
         let (users, _) = self.reachability()?;
@@ -251,24 +271,46 @@ impl Store {
             report.removed_blobs += 1;
             report.bytes_freed += size;
         }
+        self.sweep_ingest(grace, &mut report)?;
+        Ok(report)
+    }
+
+    /// Removes temp files of dead processes and partial downloads that no
+    /// pull holds and that were last written `grace` or more ago; counts
+    /// the partials it keeps.
+    fn sweep_ingest(&self, grace: Duration, report: &mut GcReport) -> Result<()> {
         let ingest = self.ingest_dir();
         for entry in std::fs::read_dir(&ingest).map_err(io("reading", &ingest))? {
             let entry = entry.map_err(io("reading", &ingest))?;
             let name = entry.file_name().to_string_lossy().into_owned();
+            let meta = entry.metadata().map_err(io("reading", &entry.path()))?;
             let stale = match name.strip_suffix(".partial") {
-                Some(stem) => self.lock_is_free(&format!("blob-{stem}.lock"))?,
+                Some(stem) => {
+                    let held = !self.lock_is_free(&format!("blob-{stem}.lock"))?;
+                    let age = meta
+                        .modified()
+                        .ok()
+                        .and_then(|written| written.elapsed().ok())
+                        .unwrap_or_default();
+                    if !held && age >= grace {
+                        true
+                    } else {
+                        report.kept_partials += 1;
+                        report.kept_partial_bytes += meta.len();
+                        false
+                    }
+                }
                 // Temp files of atomic writes: no pull runs while we hold
                 // the GC lock, so any left are from dead processes.
                 None => name.starts_with(".tmp-"),
             };
             if stale {
-                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
                 std::fs::remove_file(entry.path()).map_err(io("removing", &entry.path()))?;
                 report.removed_ingest_files += 1;
-                report.bytes_freed += size;
+                report.bytes_freed += meta.len();
             }
         }
-        Ok(report)
+        Ok(())
     }
 
     /// For each blob reachable from `index.json`, the references that

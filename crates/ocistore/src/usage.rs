@@ -18,7 +18,8 @@ pub struct DiskUsage {
     /// Blobs no reference reaches (what `gc` would free, with
     /// `ingest_bytes`).
     pub unreferenced_bytes: u64,
-    /// Partial downloads and temp files under `.cachectl/ingest/`.
+    /// Partial downloads (which `gc` keeps for a grace period so that pulls
+    /// resume from them) and temp files under `.cachectl/ingest/`.
     pub ingest_bytes: u64,
     /// Blobs moved aside by `verify` under `.cachectl/quarantine/`.
     pub quarantine_bytes: u64,
@@ -57,6 +58,9 @@ pub struct PrunePolicy {
     pub older_than: Option<Duration>,
     /// Report what would go, remove nothing.
     pub dry_run: bool,
+    /// How long the garbage collection that follows keeps partial
+    /// downloads (`None`: [`crate::DEFAULT_PARTIAL_GRACE`]).
+    pub partial_grace: Option<Duration>,
 }
 
 /// What [`Store::prune`] removed (or would remove, on a dry run).
@@ -196,7 +200,8 @@ impl Store {
         for name in &report.removed {
             self.remove_name(name)?;
         }
-        let gc = self.gc()?;
+        let gc =
+            self.gc_keeping_partials(policy.partial_grace.unwrap_or(crate::DEFAULT_PARTIAL_GRACE))?;
         report.bytes_freed = gc.bytes_freed;
         report.gc = Some(gc);
         Ok(report)

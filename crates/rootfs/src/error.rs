@@ -1,6 +1,6 @@
 //! The one error type of `rootfs`.
 
-use ociref::Digest;
+use ociref::{Digest, ErrorKind};
 use std::path::PathBuf;
 
 /// Everything that can go wrong while unpacking or building an image.
@@ -175,6 +175,28 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// What kind of failure this is: a layer that is absent or does not
+    /// match its image config is [`ErrorKind::Integrity`], a platform the
+    /// store lacks [`ErrorKind::NotCached`]; store errors keep their kind.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Store(err) => err.kind(),
+            Error::NoImageForPlatform { .. } => ErrorKind::NotCached,
+            Error::LayerMissing { .. } | Error::DiffIdMismatch { .. } => ErrorKind::Integrity,
+            Error::TargetNotEmpty { .. } | Error::InvalidOption { .. } => ErrorKind::Usage,
+            Error::UnsupportedMediaType { .. }
+            | Error::MislabelledLayer { .. }
+            | Error::LayerRead { .. }
+            | Error::UnsafeEntry { .. }
+            | Error::Entry { .. }
+            | Error::InvalidImage { .. }
+            | Error::LimitExceeded { .. }
+            | Error::Io { .. }
+            | Error::ToolNotFound { .. }
+            | Error::ToolFailed { .. } => ErrorKind::Other,
+        }
+    }
+
     /// The same error with a path under `from` named under `to` instead
     /// (an unpack's staging directory becomes its target in messages).
     pub(crate) fn relocated(self, from: &std::path::Path, to: &std::path::Path) -> Error {
@@ -214,4 +236,131 @@ pub(crate) fn io(
 ) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.to_path_buf();
     move |source| Error::Io { what, path, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_has_its_kind() {
+        let layer = Digest::sha256_of(b"");
+        let io = || std::io::Error::other("boom");
+        let text = || "x".to_owned();
+        let cases = [
+            (
+                Error::Store(ocistore::Error::ImageNotCached { reference: text() }),
+                ErrorKind::NotCached,
+            ),
+            (
+                Error::NoImageForPlatform {
+                    reference: text(),
+                    platform: text(),
+                },
+                ErrorKind::NotCached,
+            ),
+            (
+                Error::LayerMissing {
+                    reference: text(),
+                    layer: layer.clone(),
+                },
+                ErrorKind::Integrity,
+            ),
+            (
+                Error::UnsupportedMediaType {
+                    layer: layer.clone(),
+                    media_type: text(),
+                },
+                ErrorKind::Other,
+            ),
+            (
+                Error::MislabelledLayer {
+                    layer: layer.clone(),
+                    media_type: text(),
+                    detected: "zstd",
+                },
+                ErrorKind::Other,
+            ),
+            (
+                Error::LayerRead {
+                    layer: layer.clone(),
+                    source: io(),
+                },
+                ErrorKind::Other,
+            ),
+            (
+                Error::UnsafeEntry {
+                    layer: layer.clone(),
+                    entry: text(),
+                    reason: text(),
+                },
+                ErrorKind::Other,
+            ),
+            (
+                Error::Entry {
+                    layer: layer.clone(),
+                    entry: text(),
+                    what: "creating",
+                    path: "/t/x".into(),
+                    source: io(),
+                },
+                ErrorKind::Other,
+            ),
+            (
+                Error::InvalidImage {
+                    manifest: layer.clone(),
+                    reason: text(),
+                },
+                ErrorKind::Other,
+            ),
+            (
+                Error::DiffIdMismatch {
+                    layer: layer.clone(),
+                    expected: text(),
+                    actual: text(),
+                },
+                ErrorKind::Integrity,
+            ),
+            (
+                Error::LimitExceeded {
+                    layer,
+                    entry: text(),
+                    what: "entries",
+                    limit: 1,
+                },
+                ErrorKind::Other,
+            ),
+            (
+                Error::TargetNotEmpty { path: "/t".into() },
+                ErrorKind::Usage,
+            ),
+            (
+                Error::Io {
+                    what: "creating",
+                    path: "/t".into(),
+                    source: io(),
+                },
+                ErrorKind::Other,
+            ),
+            (
+                Error::ToolNotFound {
+                    tool: "mke2fs",
+                    package: "e2fsprogs",
+                },
+                ErrorKind::Other,
+            ),
+            (
+                Error::ToolFailed {
+                    tool: "mke2fs",
+                    status: text(),
+                    stderr: text(),
+                },
+                ErrorKind::Other,
+            ),
+            (Error::InvalidOption { reason: text() }, ErrorKind::Usage),
+        ];
+        for (err, kind) in cases {
+            assert_eq!(err.kind(), kind, "{err}");
+        }
+    }
 }

@@ -62,6 +62,7 @@ pub use error::{Error, Result};
 pub use export::export_tar;
 pub use ext4::{BuildOptions, BuiltImage, BuiltLayer, build, build_layers};
 pub use layers::{LayerTar, layer_tars};
+pub use ociref::ErrorKind;
 pub use progress::{LayerProgress, ProgressFn};
 pub use scratch::remove_stale_work;
 pub use unpack::{NotApplied, UnpackOptions, UnpackReport, unpack};

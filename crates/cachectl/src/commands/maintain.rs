@@ -1,7 +1,7 @@
 //! `prune`, `gc`, `verify`, `du`.
 
 use super::runtime;
-use crate::cli::PruneArgs;
+use crate::cli::{GcArgs, PruneArgs};
 use crate::error::CliError;
 use crate::output::{Output, human_bytes, table};
 use crate::progress::Progress;
@@ -20,6 +20,7 @@ pub(super) fn prune(context: &Context, args: &PruneArgs, out: Output) -> Result<
         max_bytes: args.max_size,
         older_than: args.older_than,
         dry_run: args.dry_run,
+        partial_grace: Some(args.partials.keep_partials),
     })?;
     let builds = if args.dry_run {
         rootfs::BuildFiles::default()
@@ -123,8 +124,8 @@ struct Collected {
     removed_work_dirs: usize,
 }
 
-pub(super) fn gc(context: &Context, out: Output) -> Result<(), CliError> {
-    let blobs = context.store.gc()?;
+pub(super) fn gc(context: &Context, args: &GcArgs, out: Output) -> Result<(), CliError> {
+    let blobs = context.store.gc_keeping_partials(args.keep_partials)?;
     let builds = rootfs::remove_unused_builds(&context.store)?;
     let work_dirs = rootfs::remove_stale_work(&context.store)?;
     let report = Collected {
@@ -141,6 +142,13 @@ pub(super) fn gc(context: &Context, out: Output) -> Result<(), CliError> {
             human_bytes(blobs.bytes_freed),
             blobs.kept_blobs
         );
+        if blobs.kept_partials > 0 {
+            text.push_str(&format!(
+                "\nkept {} partial download(s) ({}) that a pull can resume (--keep-partials)",
+                blobs.kept_partials,
+                human_bytes(blobs.kept_partial_bytes)
+            ));
+        }
         if let Some(line) = report.builds.line() {
             text.push('\n');
             text.push_str(&line);

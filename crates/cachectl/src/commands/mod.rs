@@ -47,7 +47,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
             destination,
         } => images::push(&context, &source, &destination, &progress, out),
         Command::Prune(args) => maintain::prune(&context, &args, out),
-        Command::Gc => maintain::gc(&context, out),
+        Command::Gc(args) => maintain::gc(&context, &args, out),
         Command::Verify { references, repair } => {
             maintain::verify(&context, &references, repair, &progress, out)
         }
