@@ -38,12 +38,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs on stderr: warnings by default, `-v` info, `-vv` debug.
+/// Logs on stderr: none by default (what people need is in the results,
+/// notes and errors; `-q` and `--json` promise a quiet stderr), `-v`
+/// warnings and info, `-vv` debug.
 fn init_logging(verbose: u8) {
+    use tracing::level_filters::LevelFilter;
     let level = match verbose {
-        0 => tracing::Level::WARN,
-        1 => tracing::Level::INFO,
-        _ => tracing::Level::DEBUG,
+        0 => LevelFilter::OFF,
+        1 => LevelFilter::INFO,
+        _ => LevelFilter::DEBUG,
     };
     use std::io::IsTerminal;
     tracing_subscriber::fmt()

@@ -101,6 +101,12 @@ pub(crate) fn rfc3339(ms: u64) -> String {
     )
 }
 
+/// [`rfc3339`], or `None` for 0 (what the store records when it does not
+/// know): `--json` says `null`, never 1970.
+pub(crate) fn known_time(ms: u64) -> Option<String> {
+    (ms != 0).then(|| rfc3339(ms))
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -151,6 +157,8 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_700_000_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(known_time(0), None);
+        assert_eq!(known_time(1_000).as_deref(), Some("1970-01-01T00:00:01Z"));
         assert_eq!(
             table(&["A", "BB"], &[vec!["long".into(), "x".into()]]),
             "A     BB\nlong  x"

@@ -3,7 +3,7 @@
 use super::runtime;
 use crate::cli::PullArgs;
 use crate::error::CliError;
-use crate::output::{Output, ago, human_bytes, now_ms, rfc3339, short_digest, table};
+use crate::output::{Output, ago, human_bytes, known_time, now_ms, short_digest, table};
 use crate::progress::Progress;
 use crate::settings::{Context, parse_reference, parse_references};
 use ocistore::PullOptions;
@@ -144,8 +144,8 @@ pub(super) fn list(context: &Context, out: Output) -> Result<(), CliError> {
                 }),
                 size: record.map(|r| r.compressed_size),
                 uncompressed_size: record.and_then(|r| r.uncompressed_size),
-                last_used: record.map(|r| rfc3339(r.last_used_at)),
-                stored_at: record.map(|r| rfc3339(r.stored_at)),
+                last_used: record.and_then(|r| known_time(r.last_used_at)),
+                stored_at: record.and_then(|r| known_time(r.stored_at)),
                 source: record.map(|r| r.source.clone()),
             }
         })
@@ -177,10 +177,48 @@ pub(super) fn list(context: &Context, out: Output) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `inspect --json`'s `record`: the store's record with RFC 3339 times
+/// (`null` when unknown) instead of milliseconds.
+#[derive(Serialize)]
+struct Recorded {
+    reference: String,
+    source: String,
+    manifest_digest: String,
+    index_digest: Option<String>,
+    platform: Option<String>,
+    platforms: Vec<String>,
+    compressed_size: u64,
+    uncompressed_size: Option<u64>,
+    referrers: Vec<String>,
+    stored_at: Option<String>,
+    last_used_at: Option<String>,
+}
+
+impl From<&ocistore::Record> for Recorded {
+    fn from(record: &ocistore::Record) -> Recorded {
+        Recorded {
+            reference: record.reference.clone(),
+            source: record.source.clone(),
+            manifest_digest: record.manifest_digest.to_string(),
+            index_digest: record.index_digest.as_ref().map(ToString::to_string),
+            platform: record.platform.as_ref().map(ToString::to_string),
+            platforms: record.platforms.iter().map(ToString::to_string).collect(),
+            compressed_size: record.compressed_size,
+            uncompressed_size: record.uncompressed_size,
+            referrers: record.referrers.iter().map(ToString::to_string).collect(),
+            stored_at: known_time(record.stored_at),
+            last_used_at: known_time(record.last_used_at),
+        }
+    }
+}
+
 pub(super) fn inspect(context: &Context, reference: &str, out: Output) -> Result<(), CliError> {
     let reference = parse_reference(reference)?;
     let inspection = context.store.inspect(&reference)?;
-    out.result(&inspection, || {
+    let mut json = serde_json::to_value(&inspection).expect("because inspections serialize");
+    json["record"] = serde_json::to_value(inspection.record.as_ref().map(Recorded::from))
+        .expect("because records serialize");
+    out.result(&json, || {
         let mut text = format!(
             "reference: {}\ndigest:    {} ({})\n",
             inspection.reference, inspection.top.digest, inspection.top.media_type

@@ -3,7 +3,7 @@
 use super::runtime;
 use crate::cli::{GcArgs, PruneArgs};
 use crate::error::CliError;
-use crate::output::{Output, human_bytes, table};
+use crate::output::{Output, human_bytes, known_time, table};
 use crate::progress::Progress;
 use crate::settings::{Context, parse_references};
 use ocistore::PrunePolicy;
@@ -22,18 +22,28 @@ pub(super) fn prune(context: &Context, args: &PruneArgs, out: Output) -> Result<
         dry_run: args.dry_run,
         partial_grace: Some(args.partials.keep_partials),
     })?;
-    let builds = if args.dry_run {
-        rootfs::BuildFiles::default()
+    let (builds, work_dirs) = if args.dry_run {
+        (rootfs::BuildFiles::default(), 0)
     } else {
-        rootfs::remove_unused_builds(&context.store)?
+        (
+            rootfs::remove_unused_builds(&context.store)?,
+            rootfs::remove_stale_work(&context.store)?,
+        )
     };
+    let builds = RemovedBuilds::from(builds);
     let report = Pruned {
-        images: report,
-        builds: RemovedBuilds::from(builds),
+        removed: report.removed,
+        kept: report.kept,
+        bytes_freed: report.bytes_freed,
+        gc: report.gc.map(|blobs| Collected {
+            blobs,
+            builds,
+            removed_work_dirs: work_dirs,
+        }),
+        builds,
     };
     out.result(&report, || {
         let builds = report.builds.line();
-        let report = &report.images;
         let verb = if args.dry_run {
             "would remove"
         } else {
@@ -61,19 +71,21 @@ pub(super) fn prune(context: &Context, args: &PruneArgs, out: Output) -> Result<
     Ok(())
 }
 
-/// `prune --json`: the store's report, plus the ext4 builds of the removed
-/// images.
+/// `prune --json`: the store's report, its collection in the `gc` shape,
+/// and the build counts of that collection again at the top.
 #[derive(Serialize)]
 struct Pruned {
-    #[serde(flatten)]
-    images: ocistore::PruneReport,
+    removed: Vec<String>,
+    kept: Vec<String>,
+    bytes_freed: u64,
+    gc: Option<Collected>,
     #[serde(flatten)]
     builds: RemovedBuilds,
 }
 
 /// The ext4 builds and layer tars `gc` and `prune` removed, in their
 /// `--json` names (`build_bytes_freed` counts both).
-#[derive(Serialize)]
+#[derive(Clone, Copy, Serialize)]
 struct RemovedBuilds {
     removed_builds: usize,
     removed_layer_tars: usize,
@@ -192,6 +204,7 @@ pub(super) fn verify(
         .iter()
         .map(ToString::to_string)
         .collect();
+    require_cached(context, &only)?;
     let concerns = |refs: &[String]| only.is_empty() || refs.iter().any(|r| only.contains(r));
     let report = context.store.verify()?;
     let problem = |p: &ocistore::VerifyProblem| Problem {
@@ -208,16 +221,26 @@ pub(super) fn verify(
             .filter(|p| concerns(&p.references))
             .map(problem)
             .collect(),
+        // The store lists a blob it just quarantined as missing too: it is
+        // reported once, as corrupt.
         missing: report
             .missing
             .iter()
             .filter(|p| concerns(&p.references))
+            .filter(|p| !report.corrupt.iter().any(|c| c.digest == p.digest))
             .map(problem)
             .collect(),
         repaired: Vec::new(),
         unrepaired: Vec::new(),
     };
-    if repair && !verified.missing.is_empty() {
+    // A corrupt blob no image needs is quarantined and harms nothing.
+    let broken = verified.missing.len()
+        + verified
+            .corrupt
+            .iter()
+            .filter(|p| !p.references.is_empty())
+            .count();
+    if repair && broken > 0 {
         let client = context.client(progress)?;
         let repaired = runtime()?.block_on(context.store.repair(&client));
         progress.finish();
@@ -238,7 +261,7 @@ pub(super) fn verify(
     let remaining = if repair {
         verified.unrepaired.len()
     } else {
-        verified.missing.len()
+        broken
     };
     out.result(&verified, || {
         let mut lines = vec![format!("checked {} blob(s)", verified.blobs_checked)];
@@ -280,12 +303,41 @@ pub(super) fn verify(
     Ok(())
 }
 
+/// [`CliError::NotCached`] naming each of `references` the cache lacks.
+fn require_cached(context: &Context, references: &[String]) -> Result<(), CliError> {
+    let cached: Vec<String> = context
+        .store
+        .list()?
+        .into_iter()
+        .map(|entry| entry.reference)
+        .collect();
+    let absent: Vec<String> = references
+        .iter()
+        .filter(|r| !cached.contains(r))
+        .cloned()
+        .collect();
+    if absent.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::NotCached { references: absent })
+    }
+}
+
 pub(super) fn du(context: &Context, out: Output) -> Result<(), CliError> {
     let usage = Usage {
         blobs: context.store.disk_usage()?,
         builds: rootfs::cached_builds(&context.store)?,
     };
-    out.result(&usage, || {
+    let mut json = serde_json::to_value(&usage).expect("because usage serializes");
+    for (image, measured) in json["images"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+        .zip(&usage.blobs.images)
+    {
+        image["last_used_at"] = known_time(measured.last_used_at).into();
+    }
+    out.result(&json, || {
         let (builds, usage) = (&usage.builds, &usage.blobs);
         let rows: Vec<Vec<String>> = usage
             .images

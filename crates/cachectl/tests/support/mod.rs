@@ -2,6 +2,8 @@
 //! environment, the fixtures summary, and `cachectl` run in a private home.
 #![allow(dead_code)]
 
+pub(crate) mod shapes;
+
 use assert_cmd::Command;
 use std::path::Path;
 
