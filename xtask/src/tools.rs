@@ -21,6 +21,9 @@ const REQUIRED: &[(&str, &str)] = &[
     // The Debian rootfs equivalence test (tests/it/rootfs_debian.rs) builds
     // its base layer with `debootstrap --variant=minbase` when it can.
     ("debootstrap", "debootstrap"),
+    // The terminal tests (crates/cachectl/tests/terminal.rs) run the binary
+    // in a real terminal and read the screen back.
+    ("tmux", "tmux"),
 ];
 
 /// Directories searched besides `$PATH`: e2fsprogs lives in /usr/sbin, which
@@ -54,7 +57,7 @@ pub(crate) fn ensure_installed() -> Result<(), Error> {
     packages.dedup();
     if packages.is_empty() {
         eprintln!(
-            "xtask: tools present: docker-registry, skopeo, umoci, e2fsprogs, zstd, debootstrap"
+            "xtask: tools present: docker-registry, skopeo, umoci, e2fsprogs, zstd, debootstrap, tmux"
         );
         return Ok(());
     }

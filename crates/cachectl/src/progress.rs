@@ -22,13 +22,21 @@ pub(crate) enum Progress {
     Bars(Arc<Bars>),
 }
 
-/// The live bars.
+/// The live bars. Nothing is drawn until the first transfer or step:
+/// a command that moves no bytes leaves the terminal as it was.
 pub(crate) struct Bars {
     multi: MultiProgress,
-    overall: ProgressBar,
+    shown: Mutex<Shown>,
+}
+
+/// The bars on screen now.
+#[derive(Default)]
+struct Shown {
+    /// The total line, made with the first blob, layer or file bar.
+    overall: Option<ProgressBar>,
     /// A bar per blob, layer or file, by its label, with the bytes it
     /// has added to `overall`.
-    blobs: Mutex<HashMap<String, (ProgressBar, u64)>>,
+    blobs: HashMap<String, (ProgressBar, u64)>,
 }
 
 impl Progress {
@@ -41,19 +49,9 @@ impl Progress {
         if !std::io::stderr().is_terminal() {
             return Progress::Lines;
         }
-        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-        let overall = multi.add(ProgressBar::new(0));
-        overall.set_style(
-            ProgressStyle::with_template(
-                "{msg:>12} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
-            )
-            .expect("because the template is valid"),
-        );
-        overall.set_message("total");
         Progress::Bars(Arc::new(Bars {
-            multi,
-            overall,
-            blobs: Mutex::new(HashMap::new()),
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            shown: Mutex::new(Shown::default()),
         }))
     }
 
@@ -150,10 +148,17 @@ impl Progress {
         }
     }
 
-    /// Clears the bars (before printing results).
+    /// Clears the bars (before printing results); a later transfer starts
+    /// a new total line.
     pub(crate) fn finish(&self) {
         if let Progress::Bars(bars) = self {
-            bars.overall.finish_and_clear();
+            let mut shown = bars.lock();
+            if let Some(overall) = shown.overall.take() {
+                overall.finish_and_clear();
+            }
+            for (_, (bar, _)) in shown.blobs.drain() {
+                bar.finish_and_clear();
+            }
             let _ = bars.multi.clear();
         }
     }
@@ -181,13 +186,29 @@ impl Bars {
         );
     }
 
-    /// Moves the bar labelled `label` (made on its first event) to `done`
-    /// of `total`, and clears it once `finished`.
-    fn show(&self, label: String, done: u64, total: u64, finished: bool) {
-        let mut blobs = self
-            .blobs
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shown> {
+        self.shown
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Moves the bar labelled `label` (made on its first event, with the
+    /// total line when there is none) to `done` of `total`, and clears it
+    /// once `finished`.
+    fn show(&self, label: String, done: u64, total: u64, finished: bool) {
+        let mut shown = self.lock();
+        let Shown { overall, blobs } = &mut *shown;
+        let overall = overall.get_or_insert_with(|| {
+            let overall = self.multi.insert(0, ProgressBar::new(0));
+            overall.set_style(
+                ProgressStyle::with_template(
+                    "{msg:>12} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+                )
+                .expect("because the template is valid"),
+            );
+            overall.set_message("total");
+            overall
+        });
         let (bar, counted) = blobs.entry(label.clone()).or_insert_with(|| {
             let bar = self.multi.add(ProgressBar::new(total));
             bar.set_style(
@@ -198,12 +219,12 @@ impl Bars {
                 .progress_chars("=> "),
             );
             bar.set_message(label);
-            self.overall.inc_length(total);
+            overall.inc_length(total);
             (bar, 0)
         });
         let done = done.min(total);
         if done > *counted {
-            self.overall.inc(done - *counted);
+            overall.inc(done - *counted);
             *counted = done;
         }
         bar.set_position(done);
