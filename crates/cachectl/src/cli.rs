@@ -219,6 +219,7 @@ pub(crate) struct BuildArgs {
     #[arg(long, value_name = "FILE[:PATH]", conflicts_with = "per_layer")]
     pub(crate) init: Option<String>,
     /// One ext4 image per layer, overlayfs whiteouts, printed base first
+    /// (each a cached file sized to its layer: not with -o, --size or --init)
     #[arg(long)]
     pub(crate) per_layer: bool,
     /// Unpack without changing owners on the host (owners, modes and device
