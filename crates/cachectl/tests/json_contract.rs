@@ -172,6 +172,17 @@ fn every_command_prints_the_json_docs_cli_md_documents() {
     let pulled = contract.run(home, "pull", &["pull", "--json", &small, &layered]);
     assert_eq!(pulled[1]["digest"], layered_digest.as_str());
     contract.run(home, "pull", &["pull", "--json", "--referrers", &sbom]);
+    let (multiarch, _) = fixture("multiarch");
+    let all = contract.run(
+        home,
+        "pull",
+        &["pull", "--json", "--all-platforms", &multiarch],
+    );
+    assert!(
+        all[0]["platform"].is_null(),
+        "an index entry has no one platform: {all}"
+    );
+    contract.run(home, "inspect", &["inspect", "--json", &multiarch]);
     let copy = "example.com/copy:1";
     contract.run(home, "tag", &["tag", "--json", &small, copy]);
     let images = contract.run(home, "images", &["images", "--json"]);
