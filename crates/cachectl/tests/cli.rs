@@ -285,47 +285,6 @@ fn login_stores_credentials_0600_and_logout_removes_them() {
 }
 
 #[test]
-fn export_and_import_round_trip_between_two_caches() {
-    let first = tempfile::tempdir().expect("tempdir");
-    let second = tempfile::tempdir().expect("tempdir");
-    let (reference, digest) = fixture("layered-zstd");
-    let pulled = cachectl(first.path())
-        .args(["pull", "-q", &reference])
-        .output()
-        .expect("runs");
-    assert!(pulled.status.success(), "{}", stderr(&pulled));
-    let archive = first.path().join("image.tar");
-    for format in ["oci", "docker"] {
-        let exported = cachectl(first.path())
-            .args(["export", &reference, "-o"])
-            .arg(&archive)
-            .args(["--format", format])
-            .output()
-            .expect("runs");
-        assert!(exported.status.success(), "{format}: {}", stderr(&exported));
-        let imported = cachectl(second.path())
-            .args(["import", "--json"])
-            .arg(&archive)
-            .output()
-            .expect("runs");
-        assert!(imported.status.success(), "{format}: {}", stderr(&imported));
-        let report: serde_json::Value = serde_json::from_slice(&imported.stdout).expect("JSON");
-        assert_eq!(
-            report[0]["images"][0]["ref"], reference,
-            "{format}: {report}"
-        );
-        if format == "oci" {
-            assert_eq!(report[0]["images"][0]["digest"], digest);
-        }
-    }
-    let verify = cachectl(second.path())
-        .arg("verify")
-        .output()
-        .expect("runs");
-    assert!(verify.status.success(), "{}", stdout(&verify));
-}
-
-#[test]
 fn settings_file_and_flags_choose_the_root() {
     let home = tempfile::tempdir().expect("tempdir");
     let settings = home.path().join("settings.toml");
