@@ -8,6 +8,7 @@ mod fault_proxy;
 mod fixtures;
 mod harness;
 mod memory;
+mod platforms;
 mod rootfs;
 mod rootfs_debian;
 mod rootfs_overlay;

@@ -68,7 +68,7 @@ impl Store {
         let mut images = Vec::new();
         for reference in references {
             let name = reference.to_string();
-            let Some(entry) = index.find(&name) else {
+            let Some(entry) = self.select_entry(&index, &name, None)? else {
                 return Err(Error::ImageNotCached { reference: name });
             };
             images.push((reference, entry.descriptor()));

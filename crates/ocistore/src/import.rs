@@ -181,20 +181,28 @@ impl Store {
                 stored_at: now,
                 last_used_at: now,
             };
-            // The record first: a reader that finds the index entry finds
-            // its record too.
-            self.write_record(&record)?;
             report.images.push(ImportedImage {
                 reference: image.name.clone(),
                 manifest_digest: image.manifest.digest.clone(),
             });
-            entries.push((image.name, IndexEntry::new(&image.manifest)));
+            let mut entry = IndexEntry::new(&image.manifest);
+            if let Some(platform) = &record.platform {
+                entry.set_platform(platform);
+            }
+            entries.push((record, entry));
         }
         self.update_index(|index| {
-            for (name, entry) in entries {
-                index.put(&name, entry);
+            for (mut record, entry) in entries {
+                // One entry per reference and platform (see `entries`); the
+                // record first: a reader that finds the entry finds its
+                // record too.
+                record.reference =
+                    self.name_for(index, &record.source, record.platform.as_ref())?;
+                self.write_record(&record)?;
+                index.put(&record.reference, entry);
             }
-        })?;
+            Ok::<(), Error>(())
+        })??;
         Ok(report)
     }
 

@@ -129,15 +129,30 @@ impl Store {
     /// [`Error::ImageNotCached`] when the store has no such reference.
     /// Blocking.
     pub fn inspect(&self, reference: &Reference) -> Result<Inspection> {
+        self.inspect_platform(reference, None)
+    }
+
+    /// [`Store::inspect`] of the entry of `reference` for `platform` (the
+    /// best match among the platforms stored; `None`: the only one, else
+    /// the host's, else the plain-named one). [`Error::ImageNotCached`]
+    /// when no stored platform matches. Blocking.
+    pub fn inspect_platform(
+        &self,
+        reference: &Reference,
+        platform: Option<&Platform>,
+    ) -> Result<Inspection> {
         let name = reference.to_string();
         let index = self.read_index()?;
-        let entry = index
-            .find(&name)
-            .ok_or_else(|| Error::ImageNotCached {
-                reference: name.clone(),
-            })?
-            .descriptor();
-        let record = self.record(&name)?;
+        let found =
+            self.select_entry(&index, &name, platform)?
+                .ok_or_else(|| Error::ImageNotCached {
+                    reference: match platform {
+                        Some(platform) => format!("{name} ({platform})"),
+                        None => name.clone(),
+                    },
+                })?;
+        let entry = found.descriptor();
+        let record = self.record(found.ref_name().unwrap_or(&name))?;
         let index_digest = record
             .as_ref()
             .and_then(|r| r.index_digest.clone())

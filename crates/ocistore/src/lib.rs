@@ -7,9 +7,10 @@
 //! ```text
 //! ROOT/
 //!   oci-layout          {"imageLayoutVersion":"1.0.0"}
-//!   index.json          one descriptor per reference, annotated
-//!                       org.opencontainers.image.ref.name = the full
-//!                       normalized reference (`127.0.0.1:5000/app:v1`)
+//!   index.json          one descriptor per reference and platform,
+//!                       annotated org.opencontainers.image.ref.name = the
+//!                       full normalized reference (`127.0.0.1:5000/app:v1`;
+//!                       `…/app:v1@linux/arm64/v8` for a further platform)
 //!   blobs/sha256/<hex>  immutable; created only by rename after verification
 //!   .cachectl/          private: locks/, ingest/ (partial downloads),
 //!                       records/ (source, platform, times), quarantine/
@@ -19,8 +20,8 @@
 //! - [`Store::open`] creates or opens a layout (and refuses a directory
 //!   that is something else); [`default_root`] says where the default one is;
 //! - [`Store::pull`] resolves a reference with one request and, when the
-//!   store already holds that digest, stops there (offline: no request at
-//!   all); otherwise it stores the manifest (and the index it was picked
+//!   store already holds that digest for the wanted platform, stops there
+//!   (offline, or a stored pinned digest: no request at all); otherwise it stores the manifest (and the index it was picked
 //!   from, by [`ociref::Platform::best_match`]), then the missing config and
 //!   layers, concurrently, each streamed into `.cachectl/ingest/` while
 //!   hashed, fsynced, verified and renamed into `blobs/`;
@@ -84,6 +85,7 @@
 
 mod archive;
 mod blobs;
+mod entries;
 mod error;
 mod export;
 mod file_system;
@@ -101,6 +103,7 @@ mod walk;
 
 pub use archive::{Compression, ProgressReader, ReadProgressFn};
 pub use blobs::Ingested;
+pub use entries::split_entry_name;
 pub use error::{Error, Result};
 pub use export::{ExportFormat, ExportReport};
 pub use import::{ImportOptions, ImportReport, ImportedImage};

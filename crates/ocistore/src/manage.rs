@@ -2,11 +2,12 @@
 //! These are blocking (file work only); call them from `spawn_blocking` in
 //! async code.
 
+use crate::entries::split_entry_name;
 use crate::error::{Error, Result, io};
 use crate::layout::{IndexEntry, Store, sync_dir};
 use crate::records::Record;
 use crate::walk::{children, is_manifest};
-use ociref::{Algorithm, Digest, Hasher, Reference};
+use ociref::{Algorithm, Digest, Hasher, Platform, Reference};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,9 +22,16 @@ const MAX_REFERRER_BYTES: u64 = 4 * 1024 * 1024;
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ImageEntry {
-    /// The reference name (the `org.opencontainers.image.ref.name`
-    /// annotation).
+    /// The entry's name (the `org.opencontainers.image.ref.name`
+    /// annotation): the reference, or `REF@os/arch[/variant]` for a
+    /// further platform of it.
     pub reference: String,
+    /// The reference the entry belongs to (its name without the platform
+    /// suffix).
+    pub image_reference: String,
+    /// The platform of the image, when known (`None` for an index holding
+    /// every platform and for entries other tools wrote without one).
+    pub platform: Option<ociref::Platform>,
     /// Media type of what it points at.
     pub media_type: String,
     /// Digest of what it points at.
@@ -103,8 +111,17 @@ impl Store {
                 continue;
             };
             let record = self.record(name)?;
+            let platform = match entry.declared_platform() {
+                Some(platform) => Some(platform),
+                None => record
+                    .as_ref()
+                    .and_then(|r| r.platform.clone())
+                    .or_else(|| split_entry_name(name).1),
+            };
             entries.push(ImageEntry {
                 reference: name.to_owned(),
+                image_reference: split_entry_name(name).0.to_owned(),
+                platform,
                 media_type: entry.media_type.clone(),
                 digest: entry.digest.clone(),
                 size: entry.size,
@@ -120,30 +137,86 @@ impl Store {
         Ok(entries)
     }
 
-    /// Names the image stored as `source` also `target` (replacing what
-    /// `target` named before). No blob is copied.
+    /// Names the image stored as `source` also `target`, every platform
+    /// of it (replacing what `target` named before). No blob is copied.
     pub fn tag(&self, source: &Reference, target: &Reference) -> Result<()> {
+        if source == target {
+            return self.inspect(source).map(|_| ());
+        }
         let (source, target) = (source.to_string(), target.to_string());
-        let record = self.record(&source)?;
-        let found = self.update_index(|index| {
-            let entry = index.find(&source).cloned()?;
-            index.put(&target, entry);
-            Some(())
-        })?;
-        if found.is_none() {
-            return Err(Error::ImageNotCached { reference: source });
-        }
-        if let Some(mut record) = record {
-            record.reference = target;
-            self.write_record(&record)?;
-        }
-        Ok(())
+        self.update_index(|index| {
+            let entries: Vec<IndexEntry> = index.entries_of(&source).into_iter().cloned().collect();
+            if entries.is_empty() {
+                return Err(Error::ImageNotCached {
+                    reference: source.clone(),
+                });
+            }
+            let old: Vec<String> = index
+                .entries_of(&target)
+                .iter()
+                .filter_map(|e| e.ref_name().map(str::to_owned))
+                .collect();
+            for name in old {
+                index.remove(&name);
+                self.remove_record(&name)?;
+            }
+            for entry in entries {
+                let name = entry.ref_name().unwrap_or(&source).to_owned();
+                let renamed = format!("{target}{}", &name[source.len()..]);
+                if let Some(mut record) = self.record(&name)? {
+                    record.reference = renamed.clone();
+                    self.write_record(&record)?;
+                }
+                index.put(&renamed, entry);
+            }
+            Ok(())
+        })?
     }
 
-    /// Untags `reference`; its blobs stay until [`Store::gc`]. Whether it
-    /// was there.
+    /// Untags `reference`, every platform of it; its blobs stay until
+    /// [`Store::gc`]. Whether it was there.
     pub fn remove(&self, reference: &Reference) -> Result<bool> {
-        self.remove_name(&reference.to_string())
+        let mut removed = false;
+        for name in self.entry_names(&reference.to_string())? {
+            removed |= self.remove_name(&name)?;
+        }
+        Ok(removed)
+    }
+
+    /// Untags the image of `reference` for `platform` only (the entry
+    /// whose platform equals it, as `linux/arm64` equals `linux/arm64/v8`).
+    /// When that was the plain-named entry and other platforms remain, the
+    /// first of them takes the plain name, so that `oci:ROOT:REF` still
+    /// names an image. Whether it was there.
+    pub fn remove_platform(&self, reference: &Reference, platform: &Platform) -> Result<bool> {
+        let reference = reference.to_string();
+        self.update_index(|index| {
+            let mut found = None;
+            for entry in index.entries_of(&reference) {
+                if self.entry_platform(entry)?.as_ref() == Some(platform) {
+                    found = entry.ref_name().map(str::to_owned);
+                    break;
+                }
+            }
+            let Some(name) = found else {
+                return Ok(false);
+            };
+            index.remove(&name);
+            self.remove_record(&name)?;
+            if name == reference
+                && let Some(next) = index.entries_of(&reference).first().copied().cloned()
+                && let Some(next_name) = next.ref_name().map(str::to_owned)
+            {
+                if let Some(mut record) = self.record(&next_name)? {
+                    record.reference = reference.clone();
+                    self.write_record(&record)?;
+                }
+                index.remove(&next_name);
+                index.put(&reference, next);
+                self.remove_record(&next_name)?;
+            }
+            Ok(true)
+        })?
     }
 
     /// Re-hashes every blob, moves corrupt ones to `.cachectl/quarantine/`,

@@ -115,7 +115,9 @@ struct Sizes {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct PullOutcome {
-    /// The reference name stored in `index.json` (full, normalized).
+    /// The reference pulled (full, normalized). Its `index.json` entry is
+    /// named so, or `REF@os/arch[/variant]` when the plain name holds
+    /// another platform (see the crate docs).
     pub reference: String,
     /// The image manifest now stored for the reference.
     pub manifest_digest: Digest,
@@ -170,13 +172,33 @@ impl Store {
             platform: (!options.all_platforms).then(|| platform.clone()),
         };
         if options.offline {
+            // Only a platform asked for explicitly must match: without one,
+            // whatever the reference holds will do.
+            let offline = Wanted {
+                platform: options.platform.clone(),
+            };
             let store = self.clone();
             let cached = {
                 let name = name.clone();
-                tokio::task::spawn_blocking(move || store.cached(&name, None, &Wanted::default()))
-                    .await??
+                tokio::task::spawn_blocking(move || store.cached(&name, None, &offline)).await??
             };
-            return cached.ok_or(Error::ImageNotCached { reference: name });
+            return cached.ok_or_else(|| Error::ImageNotCached {
+                reference: match &options.platform {
+                    Some(platform) => format!("{name} ({platform})"),
+                    None => name,
+                },
+            });
+        }
+        // A digest cannot go stale: when its content is stored, no request.
+        if let Some(pinned) = reference.digest().filter(|_| !options.always) {
+            let (store, name, pinned) = (self.clone(), name.clone(), pinned.clone());
+            let wanted = wanted.clone();
+            if let Some(outcome) =
+                tokio::task::spawn_blocking(move || store.cached(&name, Some(&pinned), &wanted))
+                    .await??
+            {
+                return Ok(outcome);
+            }
         }
         // A shared lease on the GC lock for the whole pull: `gc` (which
         // takes it exclusively) never sweeps blobs a running pull wrote
@@ -302,7 +324,7 @@ impl Store {
         stored.extend(required);
         stored.push(top);
         let sizes = self.image_sizes(&stored);
-        let record = Record {
+        let mut record = Record {
             reference: name.clone(),
             source: name.clone(),
             manifest_digest: entry.digest.clone(),
@@ -316,12 +338,20 @@ impl Store {
             last_used_at: now_unix_ms(),
         };
         let store = self.clone();
-        let entry = IndexEntry::new(&entry);
+        let mut entry = IndexEntry::new(&entry);
+        if let Some(platform) = &record.platform {
+            entry.set_platform(platform);
+        }
         tokio::task::spawn_blocking(move || -> Result<()> {
-            // The record first: a reader that finds the index entry finds
-            // its record too.
-            store.write_record(&record)?;
-            store.update_index(|index| index.put(&record.reference, entry))
+            store.update_index(|index| {
+                // Named under the index lock, so that two pulls of two
+                // platforms of one tag never take the same name. The record
+                // first: a reader that finds the entry finds its record too.
+                record.reference = store.name_for(index, &name, record.platform.as_ref())?;
+                store.write_record(&record)?;
+                index.put(&record.reference, entry);
+                Ok(())
+            })?
         })
         .await??;
         Ok(outcome)
@@ -458,11 +488,16 @@ impl Store {
         wanted: &Wanted,
     ) -> Result<Option<PullOutcome>> {
         let index = self.read_index()?;
-        let Some(entry) = index.find(name) else {
+        let entry = match &wanted.platform {
+            Some(platform) => self.select_entry(&index, name, Some(platform))?,
+            None => index.find(name).cloned(),
+        };
+        let Some(entry) = entry else {
             return Ok(None);
         };
+        let entry_name = entry.ref_name().unwrap_or(name).to_owned();
         let record = self
-            .record(name)?
+            .record(&entry_name)?
             .filter(|r| r.manifest_digest == entry.digest);
         if let Some(remote) = remote {
             let same_top = *remote == entry.digest;
@@ -481,8 +516,8 @@ impl Store {
         let Some(present) = self.complete(&entry.descriptor())? else {
             return Ok(None);
         };
-        self.mark_used(name)?;
-        let record = record.unwrap_or_else(|| Record::unknown(name, &entry.digest));
+        self.mark_used(&entry_name)?;
+        let record = record.unwrap_or_else(|| Record::unknown(&entry_name, &entry.digest));
         Ok(Some(PullOutcome {
             reference: name.to_owned(),
             manifest_digest: entry.digest.clone(),

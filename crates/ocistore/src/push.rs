@@ -153,13 +153,13 @@ impl Store {
     /// manifests, and the manifest to tag. Blocking.
     fn push_plan(&self, name: &str) -> Result<PushPlan> {
         let index = self.read_index()?;
-        let entry = index
-            .find(name)
-            .ok_or_else(|| Error::ImageNotCached {
-                reference: name.to_owned(),
-            })?
-            .descriptor();
-        let record = self.record(name)?;
+        let found =
+            self.select_entry(&index, name, None)?
+                .ok_or_else(|| Error::ImageNotCached {
+                    reference: name.to_owned(),
+                })?;
+        let entry = found.descriptor();
+        let record = self.record(found.ref_name().unwrap_or(name))?;
         let source = record
             .as_ref()
             .and_then(|r| r.source.parse::<Reference>().ok());

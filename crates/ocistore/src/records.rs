@@ -1,7 +1,8 @@
-//! Records: what the store knows about each reference beyond `index.json`
-//! (where it came from, which platform, when it was stored and last used).
-//! One small JSON file per reference, `.cachectl/records/<sha256 of the
-//! reference name>.json`, replaced atomically; marking an image used
+//! Records: what the store knows about each `index.json` entry beyond the
+//! entry itself (where it came from, which platform, when it was stored and
+//! last used). One small JSON file per entry, `.cachectl/records/<sha256 of
+//! the entry name>.json` (the reference, or `REF@platform` for a further
+//! platform of it), replaced atomically; marking an image used
 //! rewrites only its record, never `index.json`.
 
 use crate::error::{Error, Result};
@@ -14,7 +15,8 @@ use std::path::PathBuf;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Record {
-    /// The reference name as in `index.json` (full, normalized).
+    /// The entry name as in `index.json`: the full, normalized reference,
+    /// or `REF@os/arch[/variant]` for a further platform of it.
     pub reference: String,
     /// The reference it was pulled from (differs from `reference` after a
     /// `tag`).

@@ -16,7 +16,7 @@ pub(crate) fn select_image(
     reference: &Reference,
     platform: Option<&Platform>,
 ) -> Result<ImageDetails> {
-    let inspection = store.inspect(reference)?;
+    let inspection = store.inspect_platform(reference, platform)?;
     let not_found = || Error::NoImageForPlatform {
         reference: reference.to_string(),
         platform: platform.map_or_else(|| "any".to_owned(), ToString::to_string),

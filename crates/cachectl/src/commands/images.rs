@@ -107,10 +107,14 @@ pub(super) fn pull(
     }
 }
 
-/// `images --json`: one object per reference, most recently used first.
+/// `images --json`: one object per `index.json` entry (reference and
+/// platform), most recently used first.
 #[derive(Serialize)]
 struct Listed {
     r#ref: String,
+    /// The `index.json` entry name (`ref`, or `ref@platform` for a
+    /// further platform of it): what skopeo and umoci take.
+    name: String,
     digest: String,
     media_type: String,
     platform: Option<String>,
@@ -128,20 +132,26 @@ pub(super) fn list(context: &Context, out: Output) -> Result<(), CliError> {
         .map(|entry| {
             let record = entry.record.as_ref();
             Listed {
-                r#ref: entry.reference.clone(),
+                r#ref: entry.image_reference.clone(),
+                name: entry.reference.clone(),
                 digest: entry.digest.to_string(),
                 media_type: entry.media_type.clone(),
-                platform: record.and_then(|r| {
-                    r.platform.as_ref().map(ToString::to_string).or_else(|| {
-                        (!r.platforms.is_empty()).then(|| {
-                            r.platforms
-                                .iter()
-                                .map(ToString::to_string)
-                                .collect::<Vec<_>>()
-                                .join(",")
+                platform: entry
+                    .platform
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .or_else(|| {
+                        let r = record?;
+                        r.platform.as_ref().map(ToString::to_string).or_else(|| {
+                            (!r.platforms.is_empty()).then(|| {
+                                r.platforms
+                                    .iter()
+                                    .map(ToString::to_string)
+                                    .collect::<Vec<_>>()
+                                    .join(",")
+                            })
                         })
-                    })
-                }),
+                    }),
                 size: record.map(|r| r.compressed_size),
                 uncompressed_size: record.and_then(|r| r.uncompressed_size),
                 last_used: record.and_then(|r| known_time(r.last_used_at)),
@@ -214,7 +224,9 @@ impl From<&ocistore::Record> for Recorded {
 
 pub(super) fn inspect(context: &Context, reference: &str, out: Output) -> Result<(), CliError> {
     let reference = parse_reference(reference)?;
-    let inspection = context.store.inspect(&reference)?;
+    let inspection = context
+        .store
+        .inspect_platform(&reference, context.platform.as_ref())?;
     let mut json = serde_json::to_value(&inspection).expect("because inspections serialize");
     json["record"] = serde_json::to_value(inspection.record.as_ref().map(Recorded::from))
         .expect("because records serialize");
@@ -297,23 +309,44 @@ pub(super) fn tag(
 pub(super) fn remove(
     context: &Context,
     references: &[String],
+    platform: Option<&ociref::Platform>,
     out: Output,
 ) -> Result<(), CliError> {
     let references = parse_references(references)?;
     let (mut removed, mut absent) = (Vec::new(), Vec::new());
     for reference in &references {
-        if context.store.remove(reference)? {
+        let done = match platform {
+            Some(platform) => context.store.remove_platform(reference, platform)?,
+            None => context.store.remove(reference)?,
+        };
+        if done {
             removed.push(reference.to_string());
         } else {
             absent.push(reference.to_string());
         }
     }
+    // In text, each line says which platform went.
+    let shown = |names: &[String]| -> Vec<String> {
+        names
+            .iter()
+            .map(|name| match platform {
+                Some(platform) => format!("{name} ({platform})"),
+                None => name.clone(),
+            })
+            .collect()
+    };
     out.result(
-        &serde_json::json!({"removed": removed, "not_cached": absent}),
-        || removed.join("\n"),
+        &serde_json::json!({
+            "removed": removed,
+            "not_cached": absent,
+            "platform": platform.map(ToString::to_string),
+        }),
+        || shown(&removed).join("\n"),
     );
     if !absent.is_empty() {
-        return Err(CliError::NotCached { references: absent });
+        return Err(CliError::NotCached {
+            references: shown(&absent),
+        });
     }
     out.note("run `cachectl gc` to free the space");
     Ok(())

@@ -205,7 +205,14 @@ pub(super) fn verify(
         .map(ToString::to_string)
         .collect();
     require_cached(context, &only)?;
-    let concerns = |refs: &[String]| only.is_empty() || refs.iter().any(|r| only.contains(r));
+    // A problem names `index.json` entries: `REF`, or `REF@platform` for a
+    // further platform of REF; both concern REF.
+    let concerns = |refs: &[String]| {
+        only.is_empty()
+            || refs
+                .iter()
+                .any(|r| only.iter().any(|o| o == ocistore::split_entry_name(r).0))
+    };
     let report = context.store.verify()?;
     let problem = |p: &ocistore::VerifyProblem| Problem {
         digest: p.digest.to_string(),
@@ -309,7 +316,7 @@ fn require_cached(context: &Context, references: &[String]) -> Result<(), CliErr
         .store
         .list()?
         .into_iter()
-        .map(|entry| entry.reference)
+        .map(|entry| entry.image_reference)
         .collect();
     let absent: Vec<String> = references
         .iter()

@@ -41,7 +41,11 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Images => images::list(&context, out),
         Command::Inspect { reference } => images::inspect(&context, &reference, out),
         Command::Tag { source, target } => images::tag(&context, &source, &target, out),
-        Command::Rm { references } => images::remove(&context, &references, out),
+        Command::Rm { references } => {
+            // Only the flag narrows `rm`, never a settings file's platform.
+            let platform = cli.global.platform.as_ref().and(context.platform.as_ref());
+            images::remove(&context, &references, platform, out)
+        }
         Command::Push {
             source,
             destination,

@@ -10,8 +10,9 @@ use crate::settings::{Context, parse_reference};
 use ociref::Reference;
 use ocistore::PullOptions;
 
-/// Makes sure `reference` is cached: an offline lookup first (no request),
-/// then a pull unless `offline`.
+/// Makes sure `reference` is cached (for the platform asked for, when one
+/// is): an offline lookup first (no request, also for a pinned digest),
+/// then a pull of what is missing unless `offline`.
 fn ensure_cached(
     context: &Context,
     reference: &Reference,
@@ -28,7 +29,12 @@ fn ensure_cached(
         Err(ocistore::Error::ImageNotCached { .. }) if !offline => {}
         Err(err) => return Err(err.into()),
     }
-    out.note(&format!("{reference} is not cached: pulling it"));
+    match &context.platform {
+        Some(platform) => out.note(&format!(
+            "{reference} ({platform}) is not cached: pulling it"
+        )),
+        None => out.note(&format!("{reference} is not cached: pulling it")),
+    }
     options.offline = false;
     let pulled = runtime.block_on(context.store.pull(&client, reference, &options));
     progress.finish();
