@@ -189,7 +189,7 @@ async fn two_platforms_of_a_tag_stay_side_by_side_and_skopeo_and_umoci_read_both
 }
 
 #[tokio::test]
-async fn a_stored_pinned_digest_is_pulled_and_unpacked_without_a_request() {
+async fn a_stored_pinned_digest_is_pulled_again_without_a_request() {
     let proxy = FaultProxy::start(&registries().plain, vec![]);
     let summary = fixtures();
     let digest = summary["multiarch"]["digest"].as_str().expect("digest");

@@ -177,11 +177,7 @@ impl Store {
             let offline = Wanted {
                 platform: options.platform.clone(),
             };
-            let store = self.clone();
-            let cached = {
-                let name = name.clone();
-                tokio::task::spawn_blocking(move || store.cached(&name, None, &offline)).await??
-            };
+            let cached = self.cached_async(&name, None, &offline).await?;
             return cached.ok_or_else(|| Error::ImageNotCached {
                 reference: match &options.platform {
                     Some(platform) => format!("{name} ({platform})"),
@@ -190,15 +186,10 @@ impl Store {
             });
         }
         // A digest cannot go stale: when its content is stored, no request.
-        if let Some(pinned) = reference.digest().filter(|_| !options.always) {
-            let (store, name, pinned) = (self.clone(), name.clone(), pinned.clone());
-            let wanted = wanted.clone();
-            if let Some(outcome) =
-                tokio::task::spawn_blocking(move || store.cached(&name, Some(&pinned), &wanted))
-                    .await??
-            {
-                return Ok(outcome);
-            }
+        if let Some(pinned) = reference.digest().filter(|_| !options.always)
+            && let Some(outcome) = self.cached_async(&name, Some(pinned), &wanted).await?
+        {
+            return Ok(outcome);
         }
         // A shared lease on the GC lock for the whole pull: `gc` (which
         // takes it exclusively) never sweeps blobs a running pull wrote
@@ -208,17 +199,10 @@ impl Store {
             tokio::task::spawn_blocking(move || store.lock_shared("gc.lock")).await??
         };
         let top = client.resolve(reference).await?;
-        if !options.always {
-            let store = self.clone();
-            let name = name.clone();
-            let digest = top.digest.clone();
-            let wanted = wanted.clone();
-            if let Some(outcome) =
-                tokio::task::spawn_blocking(move || store.cached(&name, Some(&digest), &wanted))
-                    .await??
-            {
-                return Ok(outcome);
-            }
+        if !options.always
+            && let Some(outcome) = self.cached_async(&name, Some(&top.digest), &wanted).await?
+        {
+            return Ok(outcome);
         }
         let manifest = client
             .manifest(&reference.with_digest(top.digest.clone()))
@@ -324,7 +308,7 @@ impl Store {
         stored.extend(required);
         stored.push(top);
         let sizes = self.image_sizes(&stored);
-        let mut record = Record {
+        let record = Record {
             reference: name.clone(),
             source: name.clone(),
             manifest_digest: entry.digest.clone(),
@@ -338,23 +322,38 @@ impl Store {
             last_used_at: now_unix_ms(),
         };
         let store = self.clone();
-        let mut entry = IndexEntry::new(&entry);
+        tokio::task::spawn_blocking(move || store.commit(record, &entry)).await??;
+        Ok(outcome)
+    }
+
+    /// Writes the record and the `index.json` entry of a pulled image,
+    /// pointing at `top`. The entry is named under the index lock, so that
+    /// two pulls of two platforms of one tag never take the same name. The
+    /// record first: a reader that finds the entry finds its record too.
+    /// Blocking.
+    fn commit(&self, mut record: Record, top: &Descriptor) -> Result<()> {
+        let mut entry = IndexEntry::new(top);
         if let Some(platform) = &record.platform {
             entry.set_platform(platform);
         }
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            store.update_index(|index| {
-                // Named under the index lock, so that two pulls of two
-                // platforms of one tag never take the same name. The record
-                // first: a reader that finds the entry finds its record too.
-                record.reference = store.name_for(index, &name, record.platform.as_ref())?;
-                store.write_record(&record)?;
-                index.put(&record.reference, entry);
-                Ok(())
-            })?
-        })
-        .await??;
-        Ok(outcome)
+        self.update_index(|index| {
+            record.reference = self.name_for(index, &record.source, record.platform.as_ref())?;
+            self.write_record(&record)?;
+            index.put(&record.reference, entry);
+            Ok(())
+        })?
+    }
+
+    /// [`Store::cached`] on the blocking pool.
+    async fn cached_async(
+        &self,
+        name: &str,
+        remote: Option<&Digest>,
+        wanted: &Wanted,
+    ) -> Result<Option<PullOutcome>> {
+        let (store, name) = (self.clone(), name.to_owned());
+        let (remote, wanted) = (remote.cloned(), wanted.clone());
+        tokio::task::spawn_blocking(move || store.cached(&name, remote.as_ref(), &wanted)).await?
     }
 
     /// The platform a stored config declares.
