@@ -487,9 +487,20 @@ impl Store {
         wanted: &Wanted,
     ) -> Result<Option<PullOutcome>> {
         let index = self.read_index()?;
-        let entry = match &wanted.platform {
-            Some(platform) => self.select_entry(&index, name, Some(platform))?,
-            None => index.find(name).cloned(),
+        // The entry pointing at `remote` itself, whatever its platform (a
+        // single-platform image, or an all-platform index); else the one
+        // for the wanted platform.
+        let same = remote.and_then(|remote| {
+            index
+                .entries_of(name)
+                .into_iter()
+                .find(|e| e.digest == *remote)
+                .cloned()
+        });
+        let entry = match (same, &wanted.platform) {
+            (Some(entry), _) => Some(entry),
+            (None, Some(platform)) => self.select_entry(&index, name, Some(platform))?,
+            (None, None) => index.find(name).cloned(),
         };
         let Some(entry) = entry else {
             return Ok(None);
