@@ -238,3 +238,75 @@ async fn a_stored_pinned_digest_is_pulled_again_without_a_request() {
     assert!(!amd.up_to_date);
     assert!(proxy.requests().len() > before);
 }
+
+#[tokio::test]
+async fn a_store_with_one_entry_per_reference_keeps_working() {
+    // As written before platforms could coexist: one entry per reference,
+    // no `platform` field in it, the platform only in the record.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    let store = Store::open(&root).expect("store opens");
+    let reference = fixture("multiarch");
+    let amd = platform("linux/amd64");
+    store
+        .pull(
+            &client(),
+            &reference,
+            &PullOptions::for_platform(amd.clone()),
+        )
+        .await
+        .expect("pull succeeds");
+    let mut index = read_index(&root);
+    let entry = index["manifests"][0].as_object_mut().expect("an entry");
+    assert!(entry.remove("platform").is_some());
+    ocistore::atomic_write(
+        &root.join("index.json"),
+        &serde_json::to_vec(&index).expect("serializes"),
+    )
+    .expect("written");
+    // Warm for its platform, and another platform is added beside it.
+    let warm = store
+        .pull(
+            &client(),
+            &reference,
+            &PullOptions::for_platform(amd.clone()),
+        )
+        .await
+        .expect("warm pull");
+    assert!(warm.up_to_date);
+    store
+        .pull(
+            &client(),
+            &reference,
+            &PullOptions::for_platform(platform("linux/arm64")),
+        )
+        .await
+        .expect("pull of another platform");
+    let listed = store.list().expect("lists");
+    let mut platforms: Vec<(String, String)> = listed
+        .iter()
+        .map(|e| {
+            let p = e.platform.as_ref().expect("platform known");
+            (e.reference.clone(), p.to_string())
+        })
+        .collect();
+    platforms.sort();
+    let name = reference.to_string();
+    assert_eq!(
+        platforms,
+        vec![
+            (name.clone(), "linux/amd64".to_owned()),
+            (
+                format!("{name}@linux/arm64/v8"),
+                "linux/arm64/v8".to_owned()
+            ),
+        ]
+    );
+    let amd_image = store
+        .inspect_platform(&reference, Some(&amd))
+        .expect("inspects");
+    assert_eq!(
+        amd_image.images[0].config.architecture.as_deref(),
+        Some("amd64")
+    );
+}
