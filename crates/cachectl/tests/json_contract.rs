@@ -226,6 +226,12 @@ fn every_command_prints_the_json_docs_cli_md_documents() {
     assert_eq!(repaired["repaired"][0], layer.as_str(), "{repaired}");
 
     contract.run(home, "rm", &["rm", "--json", copy]);
+    let one = contract.run(
+        home,
+        "rm",
+        &["--platform", "linux/amd64", "rm", "--json", &small],
+    );
+    assert_eq!(one["platform"], "linux/amd64", "{one}");
     let pruned = contract.run(home, "prune", &["prune", "--json", "--keep", "1"]);
     assert!(pruned["gc"].is_object(), "prune ran a collection: {pruned}");
     contract.run(home, "gc", &["gc", "--json"]);
