@@ -24,6 +24,9 @@ const REQUIRED: &[(&str, &str)] = &[
     // The terminal tests (crates/cachectl/tests/terminal.rs) run the binary
     // in a real terminal and read the screen back.
     ("tmux", "tmux"),
+    // The proxy tests (tests/it/proxy.rs, crates/cachectl/tests/proxy.rs)
+    // pull through a real forwarding proxy.
+    ("squid", "squid"),
 ];
 
 /// Directories searched besides `$PATH`: e2fsprogs lives in /usr/sbin, which
@@ -57,7 +60,7 @@ pub(crate) fn ensure_installed() -> Result<(), Error> {
     packages.dedup();
     if packages.is_empty() {
         eprintln!(
-            "xtask: tools present: docker-registry, skopeo, umoci, e2fsprogs, zstd, debootstrap, tmux"
+            "xtask: tools present: docker-registry, skopeo, umoci, e2fsprogs, zstd, debootstrap, tmux, squid"
         );
         return Ok(());
     }

@@ -109,6 +109,8 @@ impl Context {
         let mut config = ocidist::ClientConfig::default();
         config.insecure_registries = self.insecure_registries.clone();
         config.user_agent = concat!("cachectl/", env!("CARGO_PKG_VERSION")).to_owned();
+        // https_proxy, http_proxy, all_proxy and no_proxy, as curl reads them.
+        config.proxy = ocidist::ProxyConfig::from_env()?;
         let credentials =
             ocidist::credentials::default_source(ocidist::credentials::StaticCredentials::new())?;
         let client = ocidist::Client::new(config, Arc::new(credentials))?;

@@ -87,6 +87,7 @@ impl Client {
     /// ```
     pub fn new(config: ClientConfig, credentials: Arc<dyn CredentialSource>) -> Result<Self> {
         let transport = Transport::new(&config)?;
+        let proxy = config.proxy.clone();
         Ok(Client {
             inner: Arc::new(Inner {
                 config,
@@ -94,6 +95,7 @@ impl Client {
                 auth: Authorizer {
                     cache: Mutex::new(AuthCache::default()),
                     credentials,
+                    proxy,
                 },
             }),
             progress: None,
@@ -138,26 +140,35 @@ impl Client {
         loop {
             attempt += 1;
             let authorization = self.inner.auth.cached(request.registry, &request.scope);
+            if authorization.is_some() {
+                self.refuse_cleartext_proxy(request.registry)?;
+            }
             let outcome = self
                 .send_following_redirects(http, request, authorization.as_ref().map(|s| s.expose()))
                 .await;
             let response = match outcome {
                 Ok(response) => response,
                 Err(source) => {
-                    if attempt < policy.max_attempts && is_transient(&source) {
+                    let proxy_refused = crate::proxy::is_tunnel_auth_failure(&source);
+                    if attempt < policy.max_attempts && is_transient(&source) && !proxy_refused {
                         let delay = policy.backoff(attempt);
                         tracing::warn!(registry = request.registry, attempt, ?delay, error = %source, "request failed; retrying");
                         tokio::time::sleep(delay).await;
                         continue;
                     }
-                    return Err(Error::Network {
-                        registry: request.registry.to_owned(),
-                        attempts: attempt,
+                    return Err(self.inner.transport.proxy().network_error(
+                        request.registry,
+                        attempt,
                         source,
-                    });
+                    ));
                 }
             };
             let status = response.status().as_u16();
+            if status == 407
+                && let Some(proxy) = self.inner.transport.proxy().proxy_for(response.url())
+            {
+                return Err(proxy.auth_error(request.registry));
+            }
             if needs_auth(&response) {
                 if answered_challenge {
                     return Err(Error::Unauthorized {
@@ -235,6 +246,23 @@ impl Client {
                 return Err(status_error(request, response).await);
             }
             return Ok(response);
+        }
+    }
+
+    /// Fails when the registry is plain HTTP and reached through a proxy:
+    /// an `Authorization` header would be forwarded in clear.
+    fn refuse_cleartext_proxy(&self, registry: &str) -> Result<()> {
+        let base = Url::parse(&self.inner.transport.base_url(registry)).ok();
+        let proxy = base
+            .as_ref()
+            .filter(|url| url.scheme() == "http")
+            .and_then(|url| self.inner.transport.proxy().proxy_for(url));
+        match proxy {
+            Some(proxy) => Err(Error::CleartextProxy {
+                registry: registry.to_owned(),
+                proxy: proxy.to_string(),
+            }),
+            None => Ok(()),
         }
     }
 

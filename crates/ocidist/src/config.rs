@@ -1,5 +1,6 @@
 //! How a [`crate::Client`] behaves: timeouts, retries, TLS, limits.
 
+use crate::proxy::ProxyConfig;
 use crate::retry::RetryPolicy;
 use std::time::Duration;
 
@@ -28,6 +29,11 @@ pub struct ClientConfig {
     /// Fixed addresses for host names, as `curl --resolve` gives them: for
     /// registries that DNS does not know (tests, split-horizon setups).
     pub resolve: Vec<(String, std::net::SocketAddr)>,
+    /// Forwarding proxies per URL scheme and the hosts that bypass them
+    /// (see [`crate::proxy`]). The default is no proxy; use
+    /// [`ProxyConfig::from_env`] to honour `https_proxy`, `no_proxy` and the
+    /// rest as curl does.
+    pub proxy: ProxyConfig,
     /// `User-Agent` header.
     pub user_agent: String,
     /// Manifests larger than this are refused without being read whole.
@@ -54,6 +60,7 @@ impl Default for ClientConfig {
             insecure_registries: Vec::new(),
             extra_ca_pem: Vec::new(),
             resolve: Vec::new(),
+            proxy: ProxyConfig::none(),
             user_agent: concat!("cachectl-ocidist/", env!("CARGO_PKG_VERSION")).to_owned(),
             max_manifest_bytes: DEFAULT_MAX_MANIFEST_BYTES,
             monolithic_push_limit: 16 * 1024 * 1024,

@@ -69,6 +69,52 @@ pub enum Error {
         source: reqwest::Error,
     },
 
+    /// The connection through a proxy failed (the proxy is down, refused
+    /// the tunnel, or could not reach the registry), after all retries.
+    #[error("network error talking to {registry} through proxy {proxy} after {attempts} attempt(s)")]
+    ProxyNetwork {
+        /// Registry host.
+        registry: String,
+        /// The proxy, as `host:port` (never its credentials).
+        proxy: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last transport error.
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// The proxy answered 407: it wants credentials, or refused ours.
+    #[error("proxy {proxy} refused to forward the request to {registry} (407 proxy authentication required): {reason}")]
+    ProxyAuth {
+        /// The proxy, as `host:port`.
+        proxy: String,
+        /// Registry host the request was for.
+        registry: String,
+        /// What happened, never the password.
+        reason: String,
+    },
+
+    /// A proxy setting is malformed or uses a scheme we do not support.
+    #[error("proxy setting {setting}: {reason}")]
+    ProxySetting {
+        /// The environment variable (or `the https proxy` when given
+        /// explicitly).
+        setting: String,
+        /// What is wrong; the value itself is never repeated.
+        reason: String,
+    },
+
+    /// Credentials or a token for a plain-HTTP registry (or token service)
+    /// would be forwarded in clear through a proxy: refused, nothing sent.
+    #[error("refusing to send credentials for {registry} through proxy {proxy}: {registry} is plain HTTP, so the proxy would read them; list it in no_proxy or use HTTPS")]
+    CleartextProxy {
+        /// The plain-HTTP registry or token service host.
+        registry: String,
+        /// The proxy, as `host:port`.
+        proxy: String,
+    },
+
     /// A body stopped arriving for longer than the stall timeout.
     #[error("{what} from {registry} stalled: no data for {seconds} s")]
     Stalled {
@@ -210,14 +256,19 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Reference(err) => err.kind(),
-            Error::Unauthorized { .. } | Error::CredentialHelper { .. } => ErrorKind::Auth,
+            Error::Unauthorized { .. }
+            | Error::CredentialHelper { .. }
+            | Error::ProxyAuth { .. } => ErrorKind::Auth,
             Error::RateLimited { .. }
             | Error::Network { .. }
+            | Error::ProxyNetwork { .. }
             | Error::Stalled { .. }
             | Error::Tls { .. } => ErrorKind::Network,
             Error::Status { status, .. } if *status >= 500 => ErrorKind::Network,
             Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => ErrorKind::Integrity,
-            Error::CredentialFile { .. } => ErrorKind::Usage,
+            Error::CredentialFile { .. }
+            | Error::ProxySetting { .. }
+            | Error::CleartextProxy { .. } => ErrorKind::Usage,
             Error::NotFound { .. }
             | Error::Status { .. }
             | Error::ManifestTooLarge { .. }
@@ -293,6 +344,37 @@ mod tests {
                     source: refused().await,
                 },
                 ErrorKind::Network,
+            ),
+            (
+                Error::ProxyNetwork {
+                    registry: text(),
+                    proxy: text(),
+                    attempts: 3,
+                    source: refused().await,
+                },
+                ErrorKind::Network,
+            ),
+            (
+                Error::ProxyAuth {
+                    proxy: text(),
+                    registry: text(),
+                    reason: text(),
+                },
+                ErrorKind::Auth,
+            ),
+            (
+                Error::ProxySetting {
+                    setting: text(),
+                    reason: text(),
+                },
+                ErrorKind::Usage,
+            ),
+            (
+                Error::CleartextProxy {
+                    registry: text(),
+                    proxy: text(),
+                },
+                ErrorKind::Usage,
             ),
             (
                 Error::Stalled {

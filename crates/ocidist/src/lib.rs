@@ -13,7 +13,10 @@
 //! - **authenticate** from the registry's challenge (Bearer tokens, Basic),
 //!   with credentials from docker and containers config files
 //!   ([`credentials`]); secrets never reach logs, errors or `Debug`;
-//! - **retry** transient failures with backoff, honouring `Retry-After`.
+//! - **retry** transient failures with backoff, honouring `Retry-After`;
+//! - go through **forwarding proxies** chosen per URL as curl chooses them
+//!   ([`proxy`], `https_proxy`/`no_proxy`), never showing a registry's
+//!   credentials to the proxy.
 //!
 //! TLS is rustls with the system's roots (plus per-registry extra CAs);
 //! loopback registries use plain HTTP, as docker does. Redirects are followed
@@ -45,6 +48,7 @@ mod error;
 mod listing;
 mod manifest;
 mod progress;
+pub mod proxy;
 mod push;
 pub mod retry;
 mod transport;
@@ -59,5 +63,6 @@ pub use manifest::{
 };
 pub use ociref::ErrorKind;
 pub use progress::{Progress, ProgressFn, ProgressKind};
+pub use proxy::ProxyConfig;
 pub use push::BlobSource;
 pub use retry::RetryPolicy;

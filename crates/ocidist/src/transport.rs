@@ -2,6 +2,7 @@
 
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
+use crate::proxy::ProxyConfig;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use std::collections::HashMap;
@@ -14,6 +15,7 @@ pub(crate) struct Transport {
     default: reqwest::Client,
     per_registry: HashMap<String, reqwest::Client>,
     insecure: Vec<String>,
+    proxy: ProxyConfig,
 }
 
 impl Transport {
@@ -49,12 +51,18 @@ impl Transport {
             default,
             per_registry,
             insecure: config.insecure_registries.clone(),
+            proxy: config.proxy.clone(),
         })
     }
 
     /// The client to use for `registry`.
     pub(crate) fn http(&self, registry: &str) -> &reqwest::Client {
         self.per_registry.get(registry).unwrap_or(&self.default)
+    }
+
+    /// The proxies requests go through.
+    pub(crate) fn proxy(&self) -> &ProxyConfig {
+        &self.proxy
     }
 
     /// `scheme://host[:port]` of the registry's API endpoint.
@@ -224,6 +232,12 @@ fn build(
     for (host, addr) in &config.resolve {
         builder = builder.resolve(host, *addr);
     }
+    // Only the configured proxies: reqwest would otherwise read the
+    // environment itself, with rules other than curl's.
+    builder = builder.no_proxy();
+    for proxy in config.proxy.to_reqwest() {
+        builder = builder.proxy(proxy);
+    }
     builder
         .tls_backend_preconfigured(tls)
         .user_agent(config.user_agent.clone())
@@ -232,7 +246,6 @@ fn build(
         // Redirects are followed by hand, so that Authorization never
         // reaches another host.
         .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
         .build()
         .map_err(|err| Error::Tls {
             registry: registry.to_owned(),

@@ -40,8 +40,25 @@ pub(crate) fn cachectl(home: &Path) -> Command {
         .env_remove("XDG_CACHE_HOME")
         .env_remove("XDG_CONFIG_HOME")
         .env_remove("CACHECTL_CONFIG");
+    for name in PROXY_VARIABLES {
+        command.env_remove(name);
+    }
     command
 }
+
+/// The proxy variables `cachectl` reads: removed for every test run, so a
+/// proxy set in the developer's environment never sits between the tests
+/// and their loopback registries (proxy tests set their own).
+pub(crate) const PROXY_VARIABLES: &[&str] = &[
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+];
 
 /// Standard output, as text.
 pub(crate) fn stdout(output: &std::process::Output) -> String {

@@ -43,6 +43,9 @@ struct CachedToken {
 pub(crate) struct Authorizer {
     pub(crate) cache: Mutex<AuthCache>,
     pub(crate) credentials: Arc<dyn CredentialSource>,
+    /// The client's proxies: credentials never go to a plain-HTTP token
+    /// service through one.
+    pub(crate) proxy: crate::proxy::ProxyConfig,
 }
 
 impl Authorizer {
@@ -199,6 +202,15 @@ impl Authorizer {
                 .host_str()
                 .is_some_and(crate::transport::is_loopback);
         let credential = credential.filter(|_| may_send_secrets);
+        if credential.is_some()
+            && realm_url.scheme() == "http"
+            && let Some(proxy) = self.proxy.proxy_for(&realm_url)
+        {
+            return Err(Error::CleartextProxy {
+                registry: realm_url.host_str().unwrap_or(registry).to_owned(),
+                proxy: proxy.to_string(),
+            });
+        }
         let first = self
             .token_request(http, registry, &realm_url, service, scopes, credential)
             .await;
@@ -270,12 +282,16 @@ impl Authorizer {
             _ => http.get(url),
         };
         let realm_host = realm.host_str().unwrap_or(registry).to_owned();
-        let response = request.send().await.map_err(|source| Error::Network {
-            registry: realm_host.clone(),
-            attempts: 1,
-            source,
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|source| self.proxy.network_error(&realm_host, 1, source))?;
         let status = response.status().as_u16();
+        if status == 407
+            && let Some(proxy) = self.proxy.proxy_for(realm)
+        {
+            return Err(proxy.auth_error(&realm_host));
+        }
         match status {
             200..=299 => {
                 let bytes = crate::body::read_capped(response, MAX_TOKEN_RESPONSE)
