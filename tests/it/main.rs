@@ -9,6 +9,7 @@ mod fixtures;
 mod harness;
 mod memory;
 mod platforms;
+mod proxy;
 mod rootfs;
 mod rootfs_debian;
 mod rootfs_overlay;

@@ -11,10 +11,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const HOST: &str = "registry.cachectl.test";
+pub(crate) const HOST: &str = "registry.cachectl.test";
 
 /// A CNCF registry serving HTTPS on a free loopback port, killed on drop.
-struct TlsRegistry {
+pub(crate) struct TlsRegistry {
     child: Child,
     addr: SocketAddr,
     ca_pem: String,
@@ -22,7 +22,7 @@ struct TlsRegistry {
 }
 
 impl TlsRegistry {
-    fn start() -> TlsRegistry {
+    pub(crate) fn start() -> TlsRegistry {
         let dir = tempfile::tempdir().expect("temp dir");
         let ca_key = rcgen::KeyPair::generate().expect("CA key");
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
@@ -71,12 +71,16 @@ impl TlsRegistry {
 
     /// The registry's name: a host name that resolves, through the client's
     /// `resolve` setting, to the loopback port.
-    fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         format!("{HOST}:{}", self.addr.port())
     }
 
     fn client(&self, trust_ca: bool) -> Client {
-        let mut config = ClientConfig::default();
+        self.client_with(trust_ca, ClientConfig::default())
+    }
+
+    /// A client of this registry built from `config` (proxies, retries).
+    pub(crate) fn client_with(&self, trust_ca: bool, mut config: ClientConfig) -> Client {
         config.resolve.push((HOST.to_owned(), self.addr));
         if trust_ca {
             config

@@ -6,6 +6,7 @@
 //! fails, and says how to run it, when they are missing: it never skips.
 
 pub mod fault_proxy;
+pub mod squid;
 
 /// Address (`127.0.0.1:PORT`) of the anonymous test registry.
 pub const ENV_PLAIN: &str = "CACHECTL_TEST_REGISTRY";

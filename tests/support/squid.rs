@@ -161,10 +161,14 @@ impl Squid {
         self.dir.path().join("access.log")
     }
 
-    /// The access log so far, parsed.
+    /// The access log so far, parsed; without the line of the readiness
+    /// probe (a connection closed before any request).
     pub fn log(&self) -> Vec<Logged> {
         let text = std::fs::read_to_string(self.access_log_path()).unwrap_or_default();
-        text.lines().filter_map(parse_line).collect()
+        text.lines()
+            .filter_map(parse_line)
+            .filter(|line| line.url != "error:transaction-end-before-headers")
+            .collect()
     }
 
     /// The raw access log text.

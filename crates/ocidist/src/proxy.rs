@@ -253,12 +253,16 @@ impl ProxyConfig {
     }
 }
 
-/// Whether a transport error is the proxy answering 407 to `CONNECT`
-/// (hyper-util reports it as "proxy authorization required").
+/// Whether a transport error is the proxy answering 407 to `CONNECT`.
+/// hyper-util's tunnel reports it as its private `TunnelError` variant
+/// `ProxyAuthRequired`, displayed "tunnel error: proxy authorization
+/// required"; the squid tests in `tests/it/proxy.rs` pin this.
 pub(crate) fn is_tunnel_auth_failure(err: &reqwest::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(err) = source {
-        if err.to_string() == "proxy authorization required" {
+        if err.to_string().ends_with("proxy authorization required")
+            || format!("{err:?}") == "ProxyAuthRequired"
+        {
             return true;
         }
         source = err.source();

@@ -1,0 +1,283 @@
+//! Proxies: `ocidist` through a real forwarding proxy (Debian's squid,
+//! started per test with its own configuration and access log), checking
+//! from squid's log what the proxy saw: which requests, which headers.
+
+use crate::tls::{HOST, TlsRegistry};
+use cachectl_tests::squid::{Logged, Squid};
+use cachectl_tests::{registries, unique};
+use ocidist::credentials::{Credential, Secret, StaticCredentials};
+use ocidist::{BlobSource, Client, ClientConfig, Descriptor, Error, ErrorKind, ProxyConfig};
+use ociref::{Digest, Reference};
+use std::sync::Arc;
+
+/// A made-up name squid resolves (through its hosts file) to 127.0.0.1.
+const PLAIN_NAME: &str = "reg.cachectl.test";
+
+fn client(proxy: ProxyConfig, credentials: StaticCredentials) -> Client {
+    let mut config = ClientConfig::default();
+    config.proxy = proxy;
+    config.retry = ocidist::RetryPolicy::none();
+    Client::new(config, Arc::new(credentials)).expect("client builds")
+}
+
+fn http_proxy(squid: &Squid) -> ProxyConfig {
+    ProxyConfig::none()
+        .with_http_proxy(&format!("http://{}", squid.addr()))
+        .expect("valid proxy")
+}
+
+/// Pushes a unique blob to the anonymous registry (directly) and returns
+/// a reference to its repository and its descriptor.
+async fn pushed_blob(registry: &str, name: &str) -> (Reference, Descriptor, bytes::Bytes) {
+    let reference: Reference = format!("{registry}/{}:v1", unique(name))
+        .parse()
+        .expect("valid reference");
+    let blob = bytes::Bytes::from(format!("proxied blob {}", unique(name)));
+    let descriptor = Descriptor {
+        media_type: "application/octet-stream".into(),
+        digest: Digest::sha256_of(&blob),
+        size: blob.len() as u64,
+    };
+    client(ProxyConfig::none(), StaticCredentials::new())
+        .push_blob(&reference, &descriptor, BlobSource::Bytes(blob.clone()))
+        .await
+        .expect("direct push");
+    (reference, descriptor, blob)
+}
+
+/// The error and its causes, one string.
+fn chain(err: &Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(&format!(" / {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
+#[tokio::test]
+async fn a_plain_http_pull_goes_through_squid() {
+    let squid = Squid::start(&[]);
+    let plain = registries().plain;
+    let (reference, descriptor, blob) = pushed_blob(&plain, "proxy/through").await;
+
+    let proxied = client(http_proxy(&squid), StaticCredentials::new());
+    let back = proxied
+        .blob_bytes(&reference, &descriptor, 1024)
+        .await
+        .expect("pull through squid");
+    assert_eq!(back, blob);
+    let url = format!("http://{plain}/v2/{}/blobs/{}", reference.repository(), descriptor.digest);
+    let log = squid.wait_for(|line| line.url == url);
+    let line = log.iter().find(|line| line.url == url).expect("logged");
+    assert_eq!((line.method.as_str(), line.status), ("GET", 200), "{log:?}");
+}
+
+#[tokio::test]
+async fn no_proxy_entries_bypass_squid() {
+    let squid = Squid::start(&[(PLAIN_NAME, "127.0.0.1")]);
+    let plain = registries().plain;
+    let port = plain.rsplit(':').next().expect("host:port").to_owned();
+    let (reference, descriptor, blob) = pushed_blob(&plain, "proxy/bypass").await;
+    let named: Reference = format!("{PLAIN_NAME}:{port}/{}:v1", reference.repository())
+        .parse()
+        .expect("valid reference");
+    // Each entry form, and the reference it must let through directly.
+    let cases = [
+        ("127.0.0.1".to_owned(), &reference),
+        ("127.0.0.0/8".to_owned(), &reference),
+        (format!("127.0.0.1:{port}"), &reference),
+        ("cachectl.test".to_owned(), &named),
+        (format!(".CACHECTL.test:{port}"), &named),
+        ("*".to_owned(), &reference),
+    ];
+    for (entry, target) in cases {
+        let mut config = ClientConfig::default();
+        config.proxy = http_proxy(&squid).with_no_proxy(&format!("other.example, {entry}"));
+        config.insecure_registries.push(target.registry().to_owned());
+        config.resolve.push((
+            PLAIN_NAME.to_owned(),
+            plain.parse().expect("socket address"),
+        ));
+        let direct = Client::new(config, Arc::new(StaticCredentials::new())).expect("client");
+        let back = direct
+            .blob_bytes(target, &descriptor, 1024)
+            .await
+            .unwrap_or_else(|err| panic!("{entry}: {}", chain(&err)));
+        assert_eq!(back, blob, "{entry}");
+    }
+    // An entry for another port does not bypass: this request is the
+    // marker that squid's log is up to date, and the only line in it.
+    let marker = client(
+        http_proxy(&squid).with_no_proxy("127.0.0.1:1, [::1]"),
+        StaticCredentials::new(),
+    );
+    marker
+        .blob_bytes(&reference, &descriptor, 1024)
+        .await
+        .expect("pull through squid");
+    let log = squid.wait_for(|line| line.status == 200);
+    assert_eq!(log.len(), 1, "only the marker reached squid: {log:?}");
+}
+
+#[tokio::test]
+async fn registry_credentials_are_never_forwarded_in_clear_through_the_proxy() {
+    let squid = Squid::start(&[]);
+    let registries = registries();
+    let secret_words = [
+        registries.basic_password.clone(),
+        registries.token_password.clone(),
+    ];
+    for (registry, user, password) in [
+        (&registries.basic, &registries.basic_user, &registries.basic_password),
+        (&registries.token, &registries.token_user, &registries.token_password),
+    ] {
+        let credentials = StaticCredentials::default().with(
+            registry,
+            Credential::Basic {
+                username: user.clone(),
+                password: Secret::new(password.clone()),
+            },
+        );
+        let proxied = client(http_proxy(&squid), credentials);
+        let reference: Reference = format!("{registry}/{}:v1", unique("proxy/secret"))
+            .parse()
+            .expect("valid reference");
+        let err = proxied
+            .resolve(&reference)
+            .await
+            .expect_err("credentials are not sent in clear through a proxy");
+        assert!(matches!(err, Error::CleartextProxy { .. }), "{err:?}");
+        assert_eq!(err.kind(), ErrorKind::Usage);
+        let text = chain(&err);
+        assert!(text.contains(&squid.addr().to_string()), "{text}");
+        assert!(!text.contains(password.as_str()), "{text}");
+    }
+    // Squid saw the anonymous first requests (answered 401), nothing else.
+    let log = squid.wait_for(|line| line.url.contains(&registries.token));
+    assert!(log.iter().any(|l| l.url.contains(&registries.basic)), "{log:?}");
+    for line in &log {
+        assert_eq!(line.authorization, "-", "{log:?}");
+        assert_eq!(line.status, 401, "{log:?}");
+    }
+    let text = squid.log_text();
+    for word in &secret_words {
+        assert!(!text.contains(word.as_str()), "{text}");
+    }
+}
+
+/// The HTTPS registry's blob, pushed directly.
+async fn pushed_tls_blob(registry: &TlsRegistry) -> (Reference, Descriptor) {
+    let reference: Reference = format!("{}/{}:v1", registry.name(), unique("proxy/tls"))
+        .parse()
+        .expect("valid");
+    let blob = bytes::Bytes::from(format!("tunnelled {}", unique("blob")));
+    let descriptor = Descriptor {
+        media_type: "application/octet-stream".into(),
+        digest: Digest::sha256_of(&blob),
+        size: blob.len() as u64,
+    };
+    registry
+        .client_with(true, ClientConfig::default())
+        .push_blob(&reference, &descriptor, BlobSource::Bytes(blob))
+        .await
+        .expect("direct push over TLS");
+    (reference, descriptor)
+}
+
+fn https_client(registry: &TlsRegistry, proxy_url: &str) -> Client {
+    let mut config = ClientConfig::default();
+    config.proxy = ProxyConfig::none()
+        .with_https_proxy(proxy_url)
+        .expect("valid proxy");
+    config.retry = ocidist::RetryPolicy::none();
+    registry.client_with(true, config)
+}
+
+// Multi-threaded: `wait_for` blocks its thread while the closed client's
+// connection tasks run on another, so squid sees the tunnel close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_pull_tunnels_through_squid_with_the_proxy_credentials() {
+    let registry = TlsRegistry::start();
+    let squid = Squid::start_with_auth(&[(HOST, "127.0.0.1")], "proxyuser", "pr0xy:p@ss");
+    let (reference, descriptor) = pushed_tls_blob(&registry).await;
+    let addr = squid.addr();
+
+    // Percent-encoded in the URL, decoded before it is sent.
+    let tunnelled = https_client(&registry, &format!("http://proxyuser:pr0xy%3Ap%40ss@{addr}"));
+    tunnelled
+        .blob_bytes(&reference, &descriptor, 1024)
+        .await
+        .unwrap_or_else(|err| panic!("pull through the tunnel: {}", chain(&err)));
+    drop(tunnelled); // squid logs a tunnel when it closes
+    let log = squid.wait_for(|line| line.status == 200);
+    let expected = format!("Basic {}", base64_of("proxyuser:pr0xy:p@ss"));
+    for line in &log {
+        // The proxy sees CONNECT host:port and its own credentials only.
+        assert_eq!(line.method, "CONNECT", "{log:?}");
+        assert_eq!(line.url, registry.name(), "{log:?}");
+        assert_eq!(line.authorization, "-", "{log:?}");
+        assert_eq!(line.proxy_authorization, expected, "{log:?}");
+        assert_eq!(line.user, "proxyuser", "{log:?}");
+    }
+
+    for (url, says) in [
+        (format!("http://proxyuser:wrong-secret@{addr}"), "refused the credentials"),
+        (format!("http://{addr}"), "requires credentials"),
+    ] {
+        let err = https_client(&registry, &url)
+            .blob_bytes(&reference, &descriptor, 1024)
+            .await
+            .expect_err("the proxy refuses");
+        assert!(matches!(err, Error::ProxyAuth { .. }), "{err:?}");
+        assert_eq!(err.kind(), ErrorKind::Auth);
+        let text = chain(&err);
+        assert!(text.contains(&addr.to_string()) && text.contains(says), "{text}");
+        assert!(!text.contains("wrong-secret"), "{text}");
+        assert!(!format!("{err:?}").contains("wrong-secret"), "{err:?}");
+    }
+    let log = squid.wait_for(|line| line.status == 407);
+    assert!(log.iter().any(|l: &Logged| l.status == 407), "{log:?}");
+}
+
+#[tokio::test]
+async fn a_proxy_that_is_down_is_a_network_error_naming_it() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    let plain = registries().plain;
+    let (reference, descriptor, _) = pushed_blob(&plain, "proxy/down").await;
+    let proxied = client(
+        ProxyConfig::none()
+            .with_http_proxy(&format!("http://user:hunter2@{dead}"))
+            .expect("valid"),
+        StaticCredentials::new(),
+    );
+    let err = proxied
+        .blob_bytes(&reference, &descriptor, 1024)
+        .await
+        .expect_err("nothing listens there");
+    assert!(matches!(err, Error::ProxyNetwork { .. }), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Network);
+    let text = chain(&err);
+    assert!(text.contains(&dead.to_string()) && text.contains(&plain), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+}
+
+fn base64_of(text: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in text.as_bytes().chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
