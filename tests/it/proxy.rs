@@ -68,7 +68,11 @@ async fn a_plain_http_pull_goes_through_squid() {
         .await
         .expect("pull through squid");
     assert_eq!(back, blob);
-    let url = format!("http://{plain}/v2/{}/blobs/{}", reference.repository(), descriptor.digest);
+    let url = format!(
+        "http://{plain}/v2/{}/blobs/{}",
+        reference.repository(),
+        descriptor.digest
+    );
     let log = squid.wait_for(|line| line.url == url);
     let line = log.iter().find(|line| line.url == url).expect("logged");
     assert_eq!((line.method.as_str(), line.status), ("GET", 200), "{log:?}");
@@ -95,7 +99,9 @@ async fn no_proxy_entries_bypass_squid() {
     for (entry, target) in cases {
         let mut config = ClientConfig::default();
         config.proxy = http_proxy(&squid).with_no_proxy(&format!("other.example, {entry}"));
-        config.insecure_registries.push(target.registry().to_owned());
+        config
+            .insecure_registries
+            .push(target.registry().to_owned());
         config.resolve.push((
             PLAIN_NAME.to_owned(),
             plain.parse().expect("socket address"),
@@ -130,8 +136,16 @@ async fn registry_credentials_are_never_forwarded_in_clear_through_the_proxy() {
         registries.token_password.clone(),
     ];
     for (registry, user, password) in [
-        (&registries.basic, &registries.basic_user, &registries.basic_password),
-        (&registries.token, &registries.token_user, &registries.token_password),
+        (
+            &registries.basic,
+            &registries.basic_user,
+            &registries.basic_password,
+        ),
+        (
+            &registries.token,
+            &registries.token_user,
+            &registries.token_password,
+        ),
     ] {
         let credentials = StaticCredentials::default().with(
             registry,
@@ -156,7 +170,10 @@ async fn registry_credentials_are_never_forwarded_in_clear_through_the_proxy() {
     }
     // Squid saw the anonymous first requests (answered 401), nothing else.
     let log = squid.wait_for(|line| line.url.contains(&registries.token));
-    assert!(log.iter().any(|l| l.url.contains(&registries.basic)), "{log:?}");
+    assert!(
+        log.iter().any(|l| l.url.contains(&registries.basic)),
+        "{log:?}"
+    );
     for line in &log {
         assert_eq!(line.authorization, "-", "{log:?}");
         assert_eq!(line.status, 401, "{log:?}");
@@ -205,7 +222,10 @@ async fn an_https_pull_tunnels_through_squid_with_the_proxy_credentials() {
     let addr = squid.addr();
 
     // Percent-encoded in the URL, decoded before it is sent.
-    let tunnelled = https_client(&registry, &format!("http://proxyuser:pr0xy%3Ap%40ss@{addr}"));
+    let tunnelled = https_client(
+        &registry,
+        &format!("http://proxyuser:pr0xy%3Ap%40ss@{addr}"),
+    );
     tunnelled
         .blob_bytes(&reference, &descriptor, 1024)
         .await
@@ -223,7 +243,10 @@ async fn an_https_pull_tunnels_through_squid_with_the_proxy_credentials() {
     }
 
     for (url, says) in [
-        (format!("http://proxyuser:wrong-secret@{addr}"), "refused the credentials"),
+        (
+            format!("http://proxyuser:wrong-secret@{addr}"),
+            "refused the credentials",
+        ),
         (format!("http://{addr}"), "requires credentials"),
     ] {
         let err = https_client(&registry, &url)
@@ -233,7 +256,10 @@ async fn an_https_pull_tunnels_through_squid_with_the_proxy_credentials() {
         assert!(matches!(err, Error::ProxyAuth { .. }), "{err:?}");
         assert_eq!(err.kind(), ErrorKind::Auth);
         let text = chain(&err);
-        assert!(text.contains(&addr.to_string()) && text.contains(says), "{text}");
+        assert!(
+            text.contains(&addr.to_string()) && text.contains(says),
+            "{text}"
+        );
         assert!(!text.contains("wrong-secret"), "{text}");
         assert!(!format!("{err:?}").contains("wrong-secret"), "{err:?}");
     }
@@ -261,7 +287,10 @@ async fn a_proxy_that_is_down_is_a_network_error_naming_it() {
     assert!(matches!(err, Error::ProxyNetwork { .. }), "{err:?}");
     assert_eq!(err.kind(), ErrorKind::Network);
     let text = chain(&err);
-    assert!(text.contains(&dead.to_string()) && text.contains(&plain), "{text}");
+    assert!(
+        text.contains(&dead.to_string()) && text.contains(&plain),
+        "{text}"
+    );
     assert!(!text.contains("hunter2"), "{text}");
 }
 
@@ -269,7 +298,11 @@ fn base64_of(text: &str) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in text.as_bytes().chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {

@@ -105,7 +105,11 @@ impl Squid {
             dir = path.display(),
             // Squid refuses to run as root: started as root it switches to
             // Debian's `proxy` user, which must be able to write the logs.
-            user = if running_as_root() { "cache_effective_user proxy\n" } else { "" },
+            user = if running_as_root() {
+                "cache_effective_user proxy\n"
+            } else {
+                ""
+            },
         );
         std::fs::write(path.join("squid.conf"), config).expect("config written");
         if running_as_root() {

@@ -2,10 +2,10 @@
 //! honoured as curl honours them, checked through a real squid whose access
 //! log says which requests it forwarded.
 
-mod support;
 #[path = "../../../tests/support/squid.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unreachable_pub)]
 mod squid;
+mod support;
 
 use squid::Squid;
 use support::{cachectl, fixture, stderr, stdout};
@@ -82,7 +82,12 @@ fn a_407_from_the_proxy_exits_with_the_auth_code() {
         )
         .output()
         .expect("runs");
-    assert_eq!(refused.status.code(), Some(EXIT_AUTH), "{}", stderr(&refused));
+    assert_eq!(
+        refused.status.code(),
+        Some(EXIT_AUTH),
+        "{}",
+        stderr(&refused)
+    );
     let text = stderr(&refused);
     assert!(text.contains(&squid.addr().to_string()), "{text}");
     assert!(text.contains("407"), "{text}");
@@ -100,8 +105,16 @@ fn an_unsupported_proxy_setting_is_a_usage_error_naming_the_variable() {
         .env("http_proxy", "socks5://user:hunter2@127.0.0.1:1080")
         .output()
         .expect("runs");
-    assert_eq!(refused.status.code(), Some(EXIT_USAGE), "{}", stderr(&refused));
+    assert_eq!(
+        refused.status.code(),
+        Some(EXIT_USAGE),
+        "{}",
+        stderr(&refused)
+    );
     let text = stderr(&refused);
-    assert!(text.contains("http_proxy") && text.contains("socks5://"), "{text}");
+    assert!(
+        text.contains("http_proxy") && text.contains("socks5://"),
+        "{text}"
+    );
     assert!(!text.contains("hunter2"), "{text}");
 }

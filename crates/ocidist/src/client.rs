@@ -164,11 +164,10 @@ impl Client {
                 }
             };
             let status = response.status().as_u16();
-            if status == 407
-                && let Some(proxy) = self.inner.transport.proxy().proxy_for(response.url())
-            {
-                return Err(proxy.auth_error(request.registry));
-            }
+            self.inner
+                .transport
+                .proxy()
+                .check_407(status, response.url(), request.registry)?;
             if needs_auth(&response) {
                 if answered_challenge {
                     return Err(Error::Unauthorized {

@@ -71,7 +71,9 @@ pub enum Error {
 
     /// The connection through a proxy failed (the proxy is down, refused
     /// the tunnel, or could not reach the registry), after all retries.
-    #[error("network error talking to {registry} through proxy {proxy} after {attempts} attempt(s)")]
+    #[error(
+        "network error talking to {registry} through proxy {proxy} after {attempts} attempt(s)"
+    )]
     ProxyNetwork {
         /// Registry host.
         registry: String,
@@ -85,7 +87,9 @@ pub enum Error {
     },
 
     /// The proxy answered 407: it wants credentials, or refused ours.
-    #[error("proxy {proxy} refused to forward the request to {registry} (407 proxy authentication required): {reason}")]
+    #[error(
+        "proxy {proxy} refused to forward the request to {registry} (407 proxy authentication required): {reason}"
+    )]
     ProxyAuth {
         /// The proxy, as `host:port`.
         proxy: String,
@@ -107,7 +111,9 @@ pub enum Error {
 
     /// Credentials or a token for a plain-HTTP registry (or token service)
     /// would be forwarded in clear through a proxy: refused, nothing sent.
-    #[error("refusing to send credentials for {registry} through proxy {proxy}: {registry} is plain HTTP, so the proxy would read them; list it in no_proxy or use HTTPS")]
+    #[error(
+        "refusing to send credentials for {registry} through proxy {proxy}: {registry} is plain HTTP, so the proxy would read them; list it in no_proxy or use HTTPS"
+    )]
     CleartextProxy {
         /// The plain-HTTP registry or token service host.
         registry: String,

@@ -287,11 +287,7 @@ impl Authorizer {
             .await
             .map_err(|source| self.proxy.network_error(&realm_host, 1, source))?;
         let status = response.status().as_u16();
-        if status == 407
-            && let Some(proxy) = self.proxy.proxy_for(realm)
-        {
-            return Err(proxy.auth_error(&realm_host));
-        }
+        self.proxy.check_407(status, realm, &realm_host)?;
         match status {
             200..=299 => {
                 let bytes = crate::body::read_capped(response, MAX_TOKEN_RESPONSE)
