@@ -314,3 +314,98 @@ fn base64_of(text: &str) -> String {
     }
     out
 }
+
+/// A `tracing` writer that appends to a shared buffer.
+#[derive(Clone, Default)]
+struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("capture lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn proxy_credentials_never_reach_logs_errors_or_debug() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer({
+            let capture = capture.clone();
+            move || capture.clone()
+        })
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let registry = TlsRegistry::start();
+    let password = "proxy-secret-91c2";
+    let squid = Squid::start_with_auth(&[(HOST, "127.0.0.1")], "proxyuser", password);
+    let addr = squid.addr();
+    let plain = registries().plain;
+    let (reference, descriptor, _) = pushed_blob(&plain, "proxy/secrets").await;
+    let (tls_reference, tls_descriptor) = pushed_tls_blob(&registry).await;
+
+    // Forwarded (plain HTTP) and tunnelled (HTTPS), with the right password.
+    let url = format!("http://proxyuser:{password}@{addr}");
+    let forwarded = client(
+        ProxyConfig::none().with_http_proxy(&url).expect("valid"),
+        StaticCredentials::new(),
+    );
+    forwarded
+        .blob_bytes(&reference, &descriptor, 1024)
+        .await
+        .expect("forwarded through squid");
+    let tunnelled = https_client(&registry, &url);
+    tunnelled
+        .blob_bytes(&tls_reference, &tls_descriptor, 1024)
+        .await
+        .expect("tunnelled through squid");
+    // And refused, with a wrong one.
+    let wrong = "wrong-proxy-secret-5d7e";
+    let wrong_url = format!("http://proxyuser:{wrong}@{addr}");
+    let refused = client(
+        ProxyConfig::none()
+            .with_http_proxy(&wrong_url)
+            .expect("valid"),
+        StaticCredentials::new(),
+    );
+    let forward_err = refused
+        .blob_bytes(&reference, &descriptor, 1024)
+        .await
+        .expect_err("wrong password");
+    assert!(
+        matches!(forward_err, Error::ProxyAuth { .. }),
+        "{forward_err:?}"
+    );
+    let tunnel_err = https_client(&registry, &wrong_url)
+        .blob_bytes(&tls_reference, &tls_descriptor, 1024)
+        .await
+        .expect_err("wrong password");
+    assert!(
+        matches!(tunnel_err, Error::ProxyAuth { .. }),
+        "{tunnel_err:?}"
+    );
+
+    let logs = String::from_utf8_lossy(&capture.0.lock().expect("capture lock")).into_owned();
+    assert!(logs.contains("TRACE"), "trace-level events were captured");
+    let rendered = format!(
+        "{logs}\n{}\n{forward_err:?}\n{}\n{tunnel_err:?}\n{forwarded:?}\n{tunnelled:?}\n{refused:?}",
+        chain(&forward_err),
+        chain(&tunnel_err),
+    );
+    for secret in [
+        password.to_owned(),
+        wrong.to_owned(),
+        base64_of(&format!("proxyuser:{password}")),
+        base64_of(&format!("proxyuser:{wrong}")),
+    ] {
+        assert!(
+            !rendered.contains(&secret),
+            "a proxy secret leaked: {secret}"
+        );
+    }
+}
