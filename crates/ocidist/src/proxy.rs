@@ -39,7 +39,7 @@
 //!
 //! Entries are separated by commas and/or spaces and compared without
 //! regard to case:
-//! - `*` alone bypasses the proxy for every host;
+//! - `*` bypasses the proxy for every host;
 //! - a host name matches itself and its subdomains: `example.com` and
 //!   `.example.com` both match `example.com` and `reg.example.com`, not
 //!   `badexample.com`;
@@ -66,6 +66,7 @@ mod no_proxy;
 
 pub use no_proxy::NoProxy;
 
+use crate::credentials::Secret;
 use crate::error::{Error, Result};
 use reqwest::Url;
 use std::fmt;
@@ -99,7 +100,7 @@ pub struct ProxyConfig {
 pub struct ProxyServer {
     host: String,
     port: u16,
-    credentials: Option<(String, String)>,
+    credentials: Option<(String, Secret)>,
     setting: String,
 }
 
@@ -200,7 +201,7 @@ impl ProxyConfig {
                         .then(|| target.clone())
                 });
                 Some(match &server.credentials {
-                    Some((user, password)) => proxy.basic_auth(user, password),
+                    Some((user, password)) => proxy.basic_auth(user, password.expose()),
                     None => proxy,
                 })
             })
@@ -305,8 +306,8 @@ impl ProxyServer {
             })?),
             None => None,
         };
-        let credentials =
-            (!user.is_empty() || password.is_some()).then(|| (user, password.unwrap_or_default()));
+        let credentials = (!user.is_empty() || password.is_some())
+            .then(|| (user, Secret::new(password.unwrap_or_default())));
         Ok(ProxyServer {
             host: host.to_owned(),
             port: url.port().unwrap_or(DEFAULT_PROXY_PORT),
@@ -468,7 +469,7 @@ mod tests {
         assert_eq!(server.address(), "proxy.corp:3128");
         assert_eq!(
             server.credentials,
-            Some(("us@er".to_owned(), "p:ss w".to_owned()))
+            Some(("us@er".to_owned(), Secret::new("p:ss w".to_owned())))
         );
         let debug = format!("{config:?}");
         assert!(
