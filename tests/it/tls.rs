@@ -18,11 +18,18 @@ pub(crate) struct TlsRegistry {
     child: Child,
     addr: SocketAddr,
     ca_pem: String,
+    basic: Option<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
 impl TlsRegistry {
     pub(crate) fn start() -> TlsRegistry {
+        TlsRegistry::start_with(None)
+    }
+
+    /// With `Some((user, password))`, the registry requires them (htpasswd
+    /// Basic auth) and [`TlsRegistry::client_with`] clients carry them.
+    pub(crate) fn start_with(basic: Option<(&str, &str)>) -> TlsRegistry {
         let dir = tempfile::tempdir().expect("temp dir");
         let ca_key = rcgen::KeyPair::generate().expect("CA key");
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
@@ -45,7 +52,19 @@ impl TlsRegistry {
             data = dir.path().join("data").display(),
             dir = dir.path().display(),
         );
-        std::fs::write(dir.path().join("config.yml"), config).expect("config written");
+        let auth = match basic {
+            None => String::new(),
+            Some((user, password)) => {
+                let hash = bcrypt::hash(password, 4).expect("bcrypt");
+                let htpasswd = dir.path().join("htpasswd");
+                std::fs::write(&htpasswd, format!("{user}:{hash}\n")).expect("htpasswd written");
+                format!(
+                    "auth:\n  htpasswd:\n    realm: cachectl-tls\n    path: {}\n",
+                    htpasswd.display()
+                )
+            }
+        };
+        std::fs::write(dir.path().join("config.yml"), config + &auth).expect("config written");
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(dir.path().join("config.yml"))
@@ -65,12 +84,18 @@ impl TlsRegistry {
             child,
             addr,
             ca_pem: ca.pem(),
+            basic: basic.map(|(user, password)| (user.to_owned(), password.to_owned())),
             _dir: dir,
         }
     }
 
     /// The registry's name: a host name that resolves, through the client's
     /// `resolve` setting, to the loopback port.
+    /// Where it listens on 127.0.0.1.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     pub(crate) fn name(&self) -> String {
         format!("{HOST}:{}", self.addr.port())
     }
@@ -87,7 +112,14 @@ impl TlsRegistry {
                 .extra_ca_pem
                 .push((self.name(), self.ca_pem.clone().into_bytes()));
         }
-        Client::new(config, Arc::new(StaticCredentials::new())).expect("client")
+        let mut credentials = StaticCredentials::new();
+        if let Some((user, password)) = &self.basic {
+            credentials = credentials.with(
+                &self.name(),
+                ocidist::credentials::Credential::basic(user, password.as_str()),
+            );
+        }
+        Client::new(config, Arc::new(credentials)).expect("client")
     }
 }
 
