@@ -59,8 +59,9 @@
 //! proxy sees the host and port, never the requests or their
 //! `Authorization`. A request to a plain-HTTP registry through a proxy is
 //! sent to the proxy in clear, so the client refuses to attach registry
-//! credentials or tokens to it ([`crate::Error::CleartextProxy`]); anonymous
-//! pulls through the proxy still work.
+//! credentials or tokens (even anonymous ones) to it
+//! ([`crate::Error::CleartextProxy`]); requests to plain-HTTP registries
+//! without auth go through the proxy.
 
 mod no_proxy;
 
