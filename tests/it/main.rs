@@ -11,6 +11,7 @@ mod memory;
 mod platforms;
 mod rootfs;
 mod rootfs_debian;
+mod rootfs_init;
 mod rootfs_overlay;
 mod secrets;
 mod store;
