@@ -12,6 +12,7 @@ mod platforms;
 mod proxy;
 mod rootfs;
 mod rootfs_debian;
+mod rootfs_init;
 mod rootfs_overlay;
 mod secrets;
 mod store;

@@ -193,7 +193,7 @@ struct Rounds {
 fn run_pull(options: &Options) -> Result<(), Error> {
     let skopeo =
         tools::find("skopeo").ok_or("skopeo is not installed (Debian package `skopeo`)")?;
-    let bench = target_dir().join("bench");
+    let bench = cmd::target_dir()?.join("bench");
     if bench.exists() {
         fs::remove_dir_all(&bench).map_err(|e| format!("removing {}: {e}", bench.display()))?;
     }
@@ -322,19 +322,7 @@ fn build_store_pull() -> Result<PathBuf, Error> {
         "--bin",
         "store-pull",
     ]))?;
-    let path = target_dir().join("release").join("store-pull");
-    if !path.is_file() {
-        return Err(format!("{} is missing after the build", path.display()));
-    }
-    Ok(path)
-}
-
-/// `$CARGO_TARGET_DIR`, else `target/` of the workspace.
-pub(crate) fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => cmd::workspace_root().join(dir),
-        None => cmd::workspace_root().join("target"),
-    }
+    cmd::built_binary("release", "store-pull")
 }
 
 /// Builds `image` into the layout `dir`, pushes it as

@@ -64,9 +64,8 @@ pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
     let umoci = tools::find("umoci").ok_or("umoci is not installed")?;
     let mke2fs = tools::find("mke2fs").ok_or("mke2fs is not installed")?;
     cmd::run(cmd::cargo().args(["build", "--release", "--locked", "-p", "cachectl"]))?;
-    // Where cargo put the binary: `$CARGO_TARGET_DIR` when set.
-    let cachectl = crate::bench::target_dir().join("release/cachectl");
-    let dir = crate::bench::target_dir().join("bench-rootfs");
+    let cachectl = crate::cmd::built_binary("release", "cachectl")?;
+    let dir = crate::cmd::target_dir()?.join("bench-rootfs");
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| format!("clearing {}: {e}", dir.display()))?;
     }

@@ -4,7 +4,7 @@
 //! pull and a cached build), printing each command, what it printed and
 //! how long it took.
 
-use crate::cmd::{Error, cargo, run, workspace_root};
+use crate::cmd::{Error, built_binary, cargo, run, target_dir};
 use crate::registry::AnonymousRegistry;
 use std::path::Path;
 use std::process::Command;
@@ -16,13 +16,13 @@ pub(crate) fn run_demo(args: &[String]) -> Result<(), Error> {
         return Err("usage: cargo xtask demo".into());
     }
     crate::tools::ensure_installed()?;
-    let dir = workspace_root().join("target").join("demo");
+    let dir = target_dir()?.join("demo");
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| format!("clearing {}: {e}", dir.display()))?;
     }
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     run(cargo().args(["build", "--locked", "-p", "cachectl"]))?;
-    let binary = workspace_root().join("target/debug/cachectl");
+    let binary = built_binary("debug", "cachectl")?;
 
     let registry = AnonymousRegistry::start(&dir.join("registry"))?;
     let addr = registry.addr().to_string();

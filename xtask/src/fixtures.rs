@@ -19,7 +19,7 @@ const USAGE: &str = "usage: cargo xtask fixtures [--registry HOST:PORT] [--out D
 /// Entry point of `cargo xtask fixtures`.
 pub(crate) fn run(args: &[String]) -> Result<(), Error> {
     let mut registry = std::env::var("CACHECTL_TEST_REGISTRY").ok();
-    let mut out = cmd::workspace_root().join("target/fixtures");
+    let mut out = cmd::target_dir()?.join("fixtures");
     let mut include_big = true;
     let mut args = args.iter();
     while let Some(arg) = args.next() {

@@ -43,7 +43,7 @@ commands:
                  environment variables, and keep them running until Enter is
                  pressed
   check-layers   fail when a crate depends on a crate above it or on a sibling
-  fixtures       build the deterministic test images into target/fixtures and,
+  fixtures       build the deterministic test images into TARGET/fixtures and,
                  with --registry (default $CACHECTL_TEST_REGISTRY), push them
   bench pull [--rounds N] [--size-mib M] [--rss-gib G]
                  time cold and warm pulls of store-pull against skopeo copy
@@ -57,8 +57,12 @@ commands:
                  --shape small-files cuts the content into ~12,300 small
                  files with symlinks and hardlinks (default: 1 MiB files)
   release        build the stripped release binary with completions and man
-                 page into a tarball with SHA-256 sums (target/dist), then
-                 `cargo package` the library crates (--no-package skips it)";
+                 page into a tarball with SHA-256 sums (TARGET/dist), then
+                 `cargo package` the library crates (--no-package skips it)
+
+TARGET is cargo's target directory (`cargo metadata`): target/ unless
+CARGO_TARGET_DIR, CARGO_BUILD_TARGET_DIR or build.target-dir moves it; the
+binaries xtask runs are taken from there too.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -290,7 +290,7 @@ pub(crate) fn run_interactive() -> Result<(), Error> {
         println!("export {name}={value}");
     }
     let plain = registries.plain_addr();
-    let out = crate::cmd::workspace_root().join("target/fixtures");
+    let out = crate::cmd::target_dir()?.join("fixtures");
     if let Some(summary) = crate::fixtures::build_and_push(&out, Some(&plain), true)? {
         println!(
             "export {}={}",

@@ -14,7 +14,7 @@
 //! SHA256SUMS                   `sha256sum -c` format, for the tarball and the binary
 //! ```
 
-use crate::cmd::{Error, cargo, output, run, workspace_root};
+use crate::cmd::{Error, built_binary, cargo, output, run, target_dir, workspace_root};
 use std::path::Path;
 use std::process::Command;
 
@@ -33,7 +33,7 @@ pub(crate) fn run_release(args: &[String]) -> Result<(), Error> {
     run(cargo().args(["build", "--release", "--locked", "-p", "cachectl"]))?;
     let version = env!("CARGO_PKG_VERSION");
     let name = format!("cachectl-{version}-{}-linux", std::env::consts::ARCH);
-    let dist = root.join("target").join("dist");
+    let dist = target_dir()?.join("dist");
     let stage = dist.join(&name);
     if dist.exists() {
         std::fs::remove_dir_all(&dist).map_err(|e| format!("clearing {}: {e}", dist.display()))?;
@@ -41,7 +41,7 @@ pub(crate) fn run_release(args: &[String]) -> Result<(), Error> {
     std::fs::create_dir_all(stage.join("completions"))
         .map_err(|e| format!("creating {}: {e}", stage.display()))?;
     let binary = stage.join("cachectl");
-    copy(&root.join("target/release/cachectl"), &binary)?;
+    copy(&built_binary("release", "cachectl")?, &binary)?;
     run(Command::new("strip").arg(&binary))?;
     for (what, file) in [
         ("bash", "completions/cachectl.bash"),

@@ -53,7 +53,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
     step("test", &mut || {
         let registries = TestRegistries::start()?;
         let plain = registries.plain_addr();
-        let out = cmd::workspace_root().join("target/fixtures");
+        let out = cmd::target_dir()?.join("fixtures");
         let summary = fixtures::build_and_push(&out, Some(&plain), true)?
             .ok_or("fixtures were built but not pushed")?;
         let mut command = cmd::cargo();

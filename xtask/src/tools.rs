@@ -7,26 +7,73 @@ use crate::cmd::{self, Error};
 use std::path::PathBuf;
 use std::process::Command;
 
-/// `(program, Debian package that provides it)`.
-const REQUIRED: &[(&str, &str)] = &[
-    ("docker-registry", "docker-registry"),
-    ("skopeo", "skopeo"),
-    ("umoci", "umoci"),
-    ("mke2fs", "e2fsprogs"),
-    ("e2fsck", "e2fsprogs"),
-    ("debugfs", "e2fsprogs"),
-    ("zstd", "zstd"),
-    ("gzip", "gzip"),
-    ("tar", "tar"),
-    // The Debian rootfs equivalence test (tests/it/rootfs_debian.rs) builds
-    // its base layer with `debootstrap --variant=minbase` when it can.
-    ("debootstrap", "debootstrap"),
+/// What shows that a package is installed.
+#[derive(Clone, Copy)]
+enum Probe {
+    /// A program on `$PATH` or in the sbin directories.
+    Program(&'static str),
+    /// A file in `dir` whose name starts with `prefix` (a kernel image,
+    /// which is no program).
+    File {
+        dir: &'static str,
+        prefix: &'static str,
+    },
+}
+
+impl Probe {
+    fn present(self) -> bool {
+        match self {
+            Probe::Program(program) => find(program).is_some(),
+            Probe::File { dir, prefix } => std::fs::read_dir(dir)
+                .map(|entries| {
+                    entries.flatten().any(|entry| {
+                        entry.file_name().to_string_lossy().starts_with(prefix)
+                            && entry.path().is_file()
+                    })
+                })
+                .unwrap_or(false),
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Probe::Program(program) => program.to_owned(),
+            Probe::File { dir, prefix } => format!("{dir}/{prefix}*"),
+        }
+    }
+}
+
+/// `(what must be present, Debian package that provides it)`.
+const REQUIRED: &[(Probe, &str)] = &[
+    (Probe::Program("docker-registry"), "docker-registry"),
+    (Probe::Program("skopeo"), "skopeo"),
+    (Probe::Program("umoci"), "umoci"),
+    (Probe::Program("mke2fs"), "e2fsprogs"),
+    (Probe::Program("e2fsck"), "e2fsprogs"),
+    (Probe::Program("debugfs"), "e2fsprogs"),
+    (Probe::Program("zstd"), "zstd"),
+    (Probe::Program("gzip"), "gzip"),
+    (Probe::Program("tar"), "tar"),
+    // The Debian rootfs equivalence test (tests/it/rootfs_debian.rs) and
+    // the boot test (crates/cachectl/tests/boot.rs) build a Debian tree
+    // with `debootstrap --variant=minbase`.
+    (Probe::Program("debootstrap"), "debootstrap"),
     // The terminal tests (crates/cachectl/tests/terminal.rs) run the binary
     // in a real terminal and read the screen back.
-    ("tmux", "tmux"),
+    (Probe::Program("tmux"), "tmux"),
+    // The boot test boots built images under QEMU (TCG) with Debian's
+    // kernel and initramfs.
+    (Probe::Program("qemu-system-x86_64"), "qemu-system-x86"),
+    (
+        Probe::File {
+            dir: "/boot",
+            prefix: "vmlinuz-",
+        },
+        "linux-image-amd64",
+    ),
     // The proxy tests (tests/it/proxy.rs, crates/cachectl/tests/proxy.rs)
     // pull through a real forwarding proxy.
-    ("squid", "squid"),
+    (Probe::Program("squid"), "squid"),
 ];
 
 /// Directories searched besides `$PATH`: e2fsprogs lives in /usr/sbin, which
@@ -54,13 +101,14 @@ pub(crate) fn ensure_installed() -> Result<(), Error> {
     ensure_rust_components()?;
     let mut packages: Vec<&str> = REQUIRED
         .iter()
-        .filter(|(program, _)| find(program).is_none())
+        .filter(|(probe, _)| !probe.present())
         .map(|(_, package)| *package)
         .collect();
     packages.dedup();
     if packages.is_empty() {
         eprintln!(
-            "xtask: tools present: docker-registry, skopeo, umoci, e2fsprogs, zstd, debootstrap, tmux, squid"
+            "xtask: tools present: docker-registry, skopeo, umoci, e2fsprogs, zstd, debootstrap, \
+             tmux, qemu-system-x86, linux-image-amd64, squid"
         );
         return Ok(());
     }
@@ -82,10 +130,10 @@ pub(crate) fn ensure_installed() -> Result<(), Error> {
             .args(&packages)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )?;
-    let still_missing: Vec<&str> = REQUIRED
+    let still_missing: Vec<String> = REQUIRED
         .iter()
-        .filter(|(program, _)| find(program).is_none())
-        .map(|(program, _)| *program)
+        .filter(|(probe, _)| !probe.present())
+        .map(|(probe, _)| probe.describe())
         .collect();
     if still_missing.is_empty() {
         Ok(())
@@ -129,4 +177,33 @@ fn is_root() -> bool {
             line.split_whitespace().nth(2).map(|euid| euid == "0")
         })
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_probe_wants_a_file_with_the_prefix() {
+        let dir = std::env::temp_dir().join(format!("xtask-probe-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("vmlinuz-dir")).expect("dir");
+        let leaked: &'static str = Box::leak(dir.to_string_lossy().into_owned().into_boxed_str());
+        let probe = Probe::File {
+            dir: leaked,
+            prefix: "vmlinuz-",
+        };
+        // A directory with the prefix is no kernel.
+        assert!(!probe.present());
+        std::fs::write(dir.join("vmlinuz-6.1.0-test"), b"kernel").expect("file");
+        assert!(probe.present());
+        assert_eq!(probe.describe(), format!("{leaked}/vmlinuz-*"));
+        assert!(
+            !Probe::File {
+                dir: "/nonexistent-dir",
+                prefix: "x"
+            }
+            .present()
+        );
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
 }

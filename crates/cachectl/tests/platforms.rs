@@ -1,7 +1,7 @@
 //! Platforms end to end against the real test registry: `--platform` on
 //! `unpack` and `build` pulls what is missing, several platforms of a tag
-//! are listed and removed one by one, and a stored pinned digest costs no
-//! request.
+//! are listed, verified and removed one by one, and a stored pinned digest
+//! costs no request.
 
 mod support;
 
@@ -153,6 +153,85 @@ fn images_lists_each_platform_and_rm_platform_removes_one() {
     assert_eq!(absent.status.code(), Some(3), "{}", stderr(&absent));
     ok(home.path(), &["rm", &reference]);
     assert_eq!(listed(home.path()), vec![]);
+}
+
+/// The digest of the first layer of `index.json` entry `name` in the store
+/// under `home`.
+fn first_layer_of(home: &Path, name: &str) -> String {
+    let root = home.join("cache");
+    let read_json = |path: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(path).expect("reads")).expect("JSON")
+    };
+    let index = read_json(&root.join("index.json"));
+    let entry = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == name)
+        .unwrap_or_else(|| panic!("no entry {name} in {index}"));
+    let blob = |digest: &str| root.join("blobs/sha256").join(&digest["sha256:".len()..]);
+    let manifest = read_json(&blob(entry["digest"].as_str().expect("digest")));
+    manifest["layers"][0]["digest"]
+        .as_str()
+        .expect("layer digest")
+        .to_owned()
+}
+
+#[test]
+fn verify_of_a_reference_covers_every_cached_platform_of_it() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let (reference, _) = fixture("multiarch");
+    let (other, _) = fixture("layered");
+    for platform in ["linux/amd64", "linux/arm64"] {
+        ok(
+            home.path(),
+            &["--platform", platform, "pull", "-q", &reference],
+        );
+    }
+    ok(home.path(), &["pull", "-q", &other]);
+    // Damage a layer only the second platform (entry REF@linux/arm64/v8) has.
+    let arm_name = format!("{reference}@linux/arm64/v8");
+    let layer = first_layer_of(home.path(), &arm_name);
+    assert_ne!(layer, first_layer_of(home.path(), &reference));
+    let path = home
+        .path()
+        .join("cache/blobs/sha256")
+        .join(&layer["sha256:".len()..]);
+    std::fs::write(&path, b"not the layer").expect("damages the layer");
+
+    // The reference is concerned through its second platform: the blob is
+    // found corrupt (and moved aside)...
+    let verify = |args: &[&str]| {
+        let out = cachectl(home.path())
+            .args(["verify", "--json"])
+            .args(args)
+            .output()
+            .expect("runs");
+        let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+        (out.status.code(), json)
+    };
+    let (code, json) = verify(&[&reference]);
+    assert_eq!(code, Some(6), "{json}");
+    let corrupt = json["corrupt"].as_array().expect("corrupt");
+    assert_eq!(corrupt.len(), 1, "{json}");
+    assert_eq!(corrupt[0]["digest"], layer.as_str(), "{json}");
+    assert_eq!(
+        corrupt[0]["references"],
+        serde_json::json!([arm_name]),
+        "{json}"
+    );
+    // ...another image is not concerned...
+    let (code, json) = verify(&[&other]);
+    assert_eq!(code, Some(0), "{json}");
+    // ...and the reference now lacks the blob.
+    let (code, json) = verify(&[&reference]);
+    assert_eq!(code, Some(6), "{json}");
+    assert_eq!(json["missing"][0]["digest"], layer.as_str(), "{json}");
+    assert_eq!(
+        json["missing"][0]["references"],
+        serde_json::json!([arm_name]),
+        "{json}"
+    );
 }
 
 /// A loopback TCP forwarder to `upstream` that counts the connections it

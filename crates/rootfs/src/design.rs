@@ -21,6 +21,17 @@
 //!   must exist, and must not be a directory; `link(2)` does not follow a
 //!   target that is a symlink.
 //!
+//! # Placed files
+//! - The init of [`build`](crate::build) is placed where the guest will
+//!   look for it, not where the path's text says: parent symlinks are
+//!   followed inside the image (absolute targets from the image root, `..`
+//!   stopping at it, at most 40 links), unlike layer entries, whose
+//!   symlinked parents are refused. A layer is untrusted input; the init
+//!   path is the caller's, and on merged-`/usr` images `/sbin/init` only
+//!   works through the `/sbin -> usr/sbin` link. The last component is
+//!   replaced, never followed, and a directory there is refused rather
+//!   than removed with its content.
+//!
 //! # Whiteouts
 //! - `.wh.<name>` removes `<name>` as lower layers left it (a directory
 //!   with everything below it); a path written earlier by the same layer is

@@ -163,6 +163,17 @@ pub enum Error {
         stderr: String,
     },
 
+    /// A file cannot be placed at a path of the image (an init): the path
+    /// is not absolute, a parent is a file or a symlink loop, or a directory
+    /// is at the path itself.
+    #[error("cannot place {path:?} in the image: {reason}")]
+    PlacePath {
+        /// The path inside the image, as given.
+        path: String,
+        /// Why not.
+        reason: String,
+    },
+
     /// The options cannot be honoured.
     #[error("invalid option: {reason}")]
     InvalidOption {
@@ -183,7 +194,9 @@ impl Error {
             Error::Store(err) => err.kind(),
             Error::NoImageForPlatform { .. } => ErrorKind::NotCached,
             Error::LayerMissing { .. } | Error::DiffIdMismatch { .. } => ErrorKind::Integrity,
-            Error::TargetNotEmpty { .. } | Error::InvalidOption { .. } => ErrorKind::Usage,
+            Error::TargetNotEmpty { .. }
+            | Error::InvalidOption { .. }
+            | Error::PlacePath { .. } => ErrorKind::Usage,
             Error::UnsupportedMediaType { .. }
             | Error::MislabelledLayer { .. }
             | Error::LayerRead { .. }
@@ -356,6 +369,13 @@ mod tests {
                     stderr: text(),
                 },
                 ErrorKind::Other,
+            ),
+            (
+                Error::PlacePath {
+                    path: "/sbin/init".to_owned(),
+                    reason: text(),
+                },
+                ErrorKind::Usage,
             ),
             (Error::InvalidOption { reason: text() }, ErrorKind::Usage),
         ];

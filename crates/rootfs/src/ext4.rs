@@ -5,12 +5,11 @@ use crate::cache_files;
 use crate::error::{Error, Result, io};
 use crate::layer::open_layer;
 use crate::layer::select_image;
+use crate::place::place_file;
 use crate::progress;
 use crate::scratch::{WorkDir, is_out_of_space, make_readable, tree_estimate};
 use crate::sparse::copy_sparse;
-use crate::unpack::{
-    Applier, Recorded, UnpackOptions, UnpackReport, apply_image, clean_path, xattrs_of,
-};
+use crate::unpack::{Applier, Recorded, UnpackOptions, UnpackReport, apply_image, xattrs_of};
 use ociref::{Digest, Platform, Reference};
 use ocistore::{ConfigSummary, Store};
 use sha2::{Digest as _, Sha256};
@@ -18,7 +17,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -62,7 +61,12 @@ pub struct BuildOptions {
     /// File system label (at most 16 bytes).
     pub label: String,
     /// A host file copied into the image at the given absolute path, mode
-    /// 0755, owner 0:0 (an init for a VM).
+    /// 0755, owner 0:0 (an init for a VM). The path is resolved as the
+    /// guest resolves it: symlinked parents are followed inside the image
+    /// (`/sbin/init` lands in `/usr/sbin/init` when `/sbin -> usr/sbin`),
+    /// missing ones created, and whatever is at the path itself (a file, a
+    /// symlink) replaced; a directory there is refused with
+    /// [`Error::PlacePath`].
     pub init: Option<(PathBuf, String)>,
     /// Where to copy the built image; the cached file when `None` (callers
     /// that write to the image must ask for a copy).
@@ -352,7 +356,7 @@ fn build_in(
     std::fs::create_dir(tree).map_err(io("creating", tree))?;
     let mut report = apply_image(store, image, tree, &options.unpack)?;
     if let Some((source, target)) = &options.init {
-        place_init(tree, source, target, &mut report.records)?;
+        place_file(tree, source, target, &mut report.records)?;
     }
     let tools = Tools { mke2fs, debugfs };
     let input = ImageInput {
@@ -509,76 +513,6 @@ pub(crate) fn make_image(
         cache_files::unclaim_missing(cached_path);
         io("renaming into place", cached_path)(e.error)
     })?;
-    Ok(())
-}
-
-/// Copies the init into the tree (mode 0755) and records it as 0:0.
-fn place_init(
-    tree: &Path,
-    source: &Path,
-    target: &str,
-    records: &mut BTreeMap<PathBuf, Recorded>,
-) -> Result<()> {
-    let rel = clean_path(target.trim_start_matches('/').as_bytes()).map_err(|reason| {
-        Error::InvalidOption {
-            reason: format!("init path {target:?}: {reason}"),
-        }
-    })?;
-    if rel.as_os_str().is_empty() {
-        return Err(Error::InvalidOption {
-            reason: format!("init path {target:?} is the root"),
-        });
-    }
-    let mut prefix = PathBuf::new();
-    for component in rel.parent().unwrap_or(Path::new("")).components() {
-        prefix.push(component);
-        let abs = tree.join(&prefix);
-        match std::fs::symlink_metadata(&abs) {
-            Ok(meta) if meta.is_dir() => {}
-            Ok(_) => {
-                return Err(Error::InvalidOption {
-                    reason: format!(
-                        "init path {target:?}: {} is not a directory in the image",
-                        prefix.display()
-                    ),
-                });
-            }
-            Err(_) => {
-                std::fs::create_dir(&abs).map_err(io("creating", &abs))?;
-                records.insert(
-                    prefix.clone(),
-                    Recorded {
-                        uid: 0,
-                        gid: 0,
-                        mode: 0o755,
-                        device: None,
-                        mtime: 0,
-                    },
-                );
-            }
-        }
-    }
-    let abs = tree.join(&rel);
-    if let Ok(meta) = std::fs::symlink_metadata(&abs) {
-        if meta.is_dir() {
-            std::fs::remove_dir_all(&abs).map_err(io("removing", &abs))?;
-        } else {
-            std::fs::remove_file(&abs).map_err(io("removing", &abs))?;
-        }
-    }
-    std::fs::copy(source, &abs).map_err(io("copying init from", source))?;
-    std::fs::set_permissions(&abs, std::fs::Permissions::from_mode(0o755))
-        .map_err(io("setting mode of", &abs))?;
-    records.insert(
-        rel,
-        Recorded {
-            uid: 0,
-            gid: 0,
-            mode: 0o755,
-            device: None,
-            mtime: 0,
-        },
-    );
     Ok(())
 }
 

@@ -50,6 +50,7 @@ mod export;
 mod ext4;
 mod layer;
 mod layers;
+mod place;
 mod progress;
 mod read_ahead;
 mod scratch;

@@ -1,0 +1,97 @@
+//! `rootfs::build` with an init on a merged-`/usr` image (the `merged-usr`
+//! fixture, pulled from the test registry): `/sbin` is a symlink to
+//! `usr/sbin` and `/sbin/init` a symlink to `/lib/systemd/systemd`, as on
+//! Debian 12. The init must land in `/usr/sbin/init`, replacing the
+//! symlink, with `/sbin` and systemd left as they were; checked in the
+//! image with `debugfs` and `e2fsck`, as root and rootless.
+
+use crate::rootfs::{debugfs, e2fsck_passes, rootless_build_options, running_as_root};
+use crate::store::{client, fixture};
+use ocistore::{PullOptions, Store};
+use rootfs::{BuildOptions, Error};
+use std::path::Path;
+
+const INIT: &str = "#!/bin/sh\necho init from the host\n";
+
+/// A store under `root` holding `merged-usr`, pulled from the registry.
+fn pulled_merged_usr(root: &Path) -> (Store, ociref::Reference) {
+    let reference = fixture("merged-usr");
+    let store = Store::open(root).expect("store opens");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime
+        .block_on(store.pull(&client(), &reference, &PullOptions::default()))
+        .expect("pull succeeds");
+    (store, reference)
+}
+
+/// Builds `merged-usr` with the init at `/sbin/init` and checks the image.
+fn assert_init_lands_under_usr(mut options: BuildOptions) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = pulled_merged_usr(&dir.path().join("store"));
+    let init = dir.path().join("init");
+    std::fs::write(&init, INIT).expect("init");
+    options.init = Some((init, "/sbin/init".to_owned()));
+    options.output = Some(dir.path().join("out.ext4"));
+    let built = rootfs::build(&store, &reference, None, &options).expect("build");
+    let image = &built.path;
+    e2fsck_passes(image);
+
+    let placed = debugfs(image, "stat /usr/sbin/init");
+    assert!(placed.contains("Type: regular"), "{placed}");
+    assert!(placed.contains("Mode:  0755"), "{placed}");
+    assert!(placed.contains("User:     0   Group:     0"), "{placed}");
+    assert_eq!(debugfs(image, "cat /usr/sbin/init"), INIT);
+    // The guest's path reaches it through the /sbin symlink.
+    assert_eq!(debugfs(image, "cat /sbin/init"), INIT);
+
+    let sbin = debugfs(image, "stat /sbin");
+    assert!(sbin.contains("Type: symlink"), "/sbin replaced: {sbin}");
+    assert!(sbin.contains("Fast link dest: \"usr/sbin\""), "{sbin}");
+    let systemd = debugfs(image, "cat /usr/lib/systemd/systemd");
+    assert!(
+        systemd.starts_with("#!/bin/sh\n# systemd: a cachectl fixture\n"),
+        "systemd was written through: {systemd:?}"
+    );
+    let systemd = debugfs(image, "stat /usr/lib/systemd/systemd");
+    assert!(systemd.contains("Mode:  0755"), "{systemd}");
+}
+
+#[test]
+fn init_at_sbin_init_of_a_merged_usr_image_lands_in_usr_sbin_rootless() {
+    assert_init_lands_under_usr(rootless_build_options());
+}
+
+#[test]
+fn init_at_sbin_init_of_a_merged_usr_image_lands_in_usr_sbin_as_root() {
+    if !running_as_root() {
+        eprintln!("not root: the rootless test covers the placement");
+        return;
+    }
+    let options = BuildOptions::default();
+    assert!(!options.unpack.rootless);
+    assert_init_lands_under_usr(options);
+}
+
+#[test]
+fn init_at_a_directory_or_below_a_file_is_refused_naming_the_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = pulled_merged_usr(&dir.path().join("store"));
+    let init = dir.path().join("init");
+    std::fs::write(&init, INIT).expect("init");
+    for (target, reason) in [
+        ("/lib/systemd", "usr/lib/systemd is a directory"),
+        ("/bin/hello/init", "usr/bin/hello is not a directory"),
+    ] {
+        let mut options = rootless_build_options();
+        options.init = Some((init.clone(), target.to_owned()));
+        match rootfs::build(&store, &reference, None, &options) {
+            Err(err @ Error::PlacePath { .. }) => {
+                let text = err.to_string();
+                assert!(text.contains(target), "{text}");
+                assert!(text.contains(reason), "{text}");
+                assert_eq!(err.kind(), rootfs::ErrorKind::Usage);
+            }
+            other => panic!("{target}: expected PlacePath, got {other:?}"),
+        }
+    }
+}
