@@ -17,5 +17,6 @@ mod rootfs_overlay;
 mod secrets;
 mod store;
 mod store_manage;
+mod store_plants;
 mod tls;
 mod token_auth;

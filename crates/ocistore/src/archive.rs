@@ -218,9 +218,12 @@ pub(crate) struct TempFile {
 }
 
 impl TempFile {
-    /// Guards `path` (which may not exist yet).
-    pub(crate) fn new(path: PathBuf) -> TempFile {
-        TempFile { path, armed: true }
+    /// Creates a new temp file in `dir` for a file that will become
+    /// `target` (`O_EXCL`: never through a link planted at its name) and
+    /// guards it.
+    pub(crate) fn create(dir: &Path, target: &Path) -> Result<(TempFile, File)> {
+        let (path, file) = crate::safe::create_temp(dir, target)?;
+        Ok((TempFile { path, armed: true }, file))
     }
 
     /// Where it is.

@@ -10,6 +10,9 @@
 
 use crate::error::{Error, Result, io};
 use crate::layout::{Store, atomic_write_via, parent_dir, sync_dir};
+use crate::safe::{
+    create_new, discard_foreign, is_not_found, open_write, read_file, remove_if_present,
+};
 use ocidist::{Client, Descriptor};
 use ociref::{Digest, DigestVerifier, Reference};
 use std::fs::{File, OpenOptions};
@@ -35,9 +38,11 @@ pub enum Ingested {
 }
 
 impl Store {
-    /// The size of blob `digest` if it is present (one `stat`, no hashing).
+    /// The size of blob `digest` if it is present (one `lstat`, no
+    /// hashing): a regular file, never a link, FIFO or directory planted
+    /// at its name (those count as absent and are replaced by the pull).
     pub fn has_blob(&self, digest: &Digest) -> Option<u64> {
-        std::fs::metadata(self.blob_path(digest))
+        std::fs::symlink_metadata(self.blob_path(digest))
             .ok()
             .filter(|m| m.is_file())
             .map(|m| m.len())
@@ -48,7 +53,7 @@ impl Store {
     /// (run [`Store::verify`] to move it aside). Blocking.
     pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
         let path = self.blob_path(digest);
-        let bytes = std::fs::read(&path).map_err(io("reading", &path))?;
+        let bytes = read_file(&path)?;
         if digest.verify(&bytes).is_err() {
             return Err(Error::Corrupt {
                 digest: digest.clone(),
@@ -105,7 +110,9 @@ impl Store {
             return Ok(());
         }
         digest.verify(bytes)?;
-        atomic_write_via(&self.ingest_dir(), &self.blob_path(digest), bytes)
+        let ingest = self.checked_dir(&self.ingest_dir())?;
+        self.checked_blob_dir(digest)?;
+        atomic_write_via(&ingest, &self.blob_path(digest), bytes)
     }
 
     async fn download_locked(
@@ -114,6 +121,7 @@ impl Store {
         reference: &Reference,
         descriptor: &Descriptor,
     ) -> Result<Ingested> {
+        self.checked_dir(&self.ingest_dir())?;
         let partial = self.ingest_path(&descriptor.digest);
         // One attempt resuming from the partial file; when that yields a
         // digest mismatch, its bytes were bad: one more from zero.
@@ -134,7 +142,7 @@ impl Store {
                 Err(Error::Dist(ocidist::Error::DigestMismatch { .. })) if resumed_from > 0 => {
                     tracing::warn!(digest = %descriptor.digest, resumed_from,
                         "resumed download did not verify; starting again from zero");
-                    let _ = std::fs::remove_file(&partial);
+                    remove_if_present(&partial)?;
                     resume = false;
                 }
                 Err(err) => {
@@ -188,8 +196,13 @@ impl Store {
         let file = writer.expect("because the writer is put back after every write");
         let final_path = self.blob_path(&descriptor.digest);
         let partial = partial.to_path_buf();
+        let store = self.clone();
+        let digest = descriptor.digest.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
             file.sync_all().map_err(io("syncing", &partial))?;
+            // `rename` replaces whatever name is at `final_path` (a planted
+            // link or FIFO included) without following it.
+            store.checked_blob_dir(&digest)?;
             drop(file);
             std::fs::rename(&partial, &final_path)
                 .map_err(io("renaming into place", &final_path))?;
@@ -202,26 +215,34 @@ impl Store {
 
 /// Opens (or creates) the partial file of `descriptor` for appending, and a
 /// verifier that has seen the bytes it already holds. A partial larger than
-/// the blob, or unreadable, is thrown away.
+/// the blob, or unreadable, is thrown away; so is anything but a regular
+/// file with one name (a planted link, FIFO or hard link: the name is
+/// removed, never followed, and the download starts from zero).
 fn open_partial(
     path: &Path,
     descriptor: &Descriptor,
     resume: bool,
 ) -> Result<(File, DigestVerifier)> {
     let mut verifier = DigestVerifier::new(descriptor.digest.clone())?;
-    if resume && let Ok(mut existing) = File::open(path) {
-        let len = existing.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
-        if len <= descriptor.size && hash_into(&mut existing, &mut verifier).is_ok() {
-            let file = OpenOptions::new()
-                .append(true)
-                .open(path)
-                .map_err(io("opening", path))?;
-            return Ok((file, verifier));
+    discard_foreign(path)?;
+    if resume {
+        // One descriptor both hashes what is there (reading from the
+        // start) and appends (writes always go to the end).
+        match open_write(path, OpenOptions::new().read(true).append(true)) {
+            Ok(mut existing) => {
+                let len = existing.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+                if len <= descriptor.size && hash_into(&mut existing, &mut verifier).is_ok() {
+                    return Ok((existing, verifier));
+                }
+                tracing::debug!(path = %path.display(), len, "discarding inconsistent partial download");
+                verifier = DigestVerifier::new(descriptor.digest.clone())?;
+            }
+            Err(err) if is_not_found(&err) => {}
+            Err(err) => return Err(err),
         }
-        tracing::debug!(path = %path.display(), len, "discarding inconsistent partial download");
-        verifier = DigestVerifier::new(descriptor.digest.clone())?;
     }
-    let file = File::create(path).map_err(io("creating", path))?;
+    remove_if_present(path)?;
+    let file = create_new(path)?;
     Ok((file, verifier))
 }
 

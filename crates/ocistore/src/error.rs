@@ -162,6 +162,19 @@ pub enum Error {
         actual: Digest,
     },
 
+    /// Where the store keeps one of its own files or directories there is
+    /// something it did not create and will not write through: a symbolic
+    /// link, a FIFO, a device, a hard link (a file with more than one
+    /// name), or a file instead of a directory. Someone who can write to
+    /// the store put it there; remove it (or the store) to go on.
+    #[error("refusing {}: it is {found}, which the store did not create", path.display())]
+    Planted {
+        /// The path inside the store.
+        path: PathBuf,
+        /// What is there, e.g. `a symbolic link`.
+        found: &'static str,
+    },
+
     /// A blocking task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -181,7 +194,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// What kind of failure this is: a damaged store or archive is
     /// [`ErrorKind::Integrity`], an image the store lacks
-    /// [`ErrorKind::NotCached`], registry errors keep their own kind.
+    /// [`ErrorKind::NotCached`], registry errors keep their own kind. A file
+    /// planted in the store ([`Error::Planted`]) is `Integrity`: the store
+    /// holds content nobody can vouch for.
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::ImageNotCached { .. } => ErrorKind::NotCached,
@@ -191,7 +206,8 @@ impl Error {
             | Error::ImageIncomplete { .. }
             | Error::ArchiveDigestMismatch { .. }
             | Error::ArchiveMissingBlob { .. }
-            | Error::DiffIdMismatch { .. } => ErrorKind::Integrity,
+            | Error::DiffIdMismatch { .. }
+            | Error::Planted { .. } => ErrorKind::Integrity,
             Error::ArchiveUnnamed { .. } => ErrorKind::Usage,
             Error::Io { .. }
             | Error::NotALayout { .. }
@@ -287,6 +303,10 @@ mod tests {
                 expected: digest.clone(),
                 actual: digest,
             },
+            Error::Planted {
+                path: "/r/.cachectl/ingest/sha256-00.partial".into(),
+                found: "a symbolic link",
+            },
         ]
     }
 
@@ -298,7 +318,7 @@ mod tests {
             kinds,
             [
                 Other, Other, Integrity, NotCached, Integrity, Integrity, Integrity, Other, Other,
-                Other, Other, Integrity, Integrity, Usage, Integrity,
+                Other, Other, Integrity, Integrity, Usage, Integrity, Integrity,
             ]
         );
         let dist = Error::Dist(ocidist::Error::Unauthorized {
@@ -339,6 +359,7 @@ mod tests {
                 "blob sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 needed by example.com/a:1 is neither in /a.tar nor in the store",
                 "index.json entry 0 (ref.name \"v1\") of /a.tar has no full reference name; give one to import it",
                 "layer sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 decompresses to sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855, but the config lists diff_id sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                "refusing /r/.cachectl/ingest/sha256-00.partial: it is a symbolic link, which the store did not create",
             ]
         );
     }

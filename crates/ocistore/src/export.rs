@@ -10,7 +10,8 @@
 
 use crate::archive::{COPY_BUFFER, Compression, TempFile, decompressed};
 use crate::error::{Error, Result, io};
-use crate::layout::{IndexEntry, IndexFile, LAYOUT_VERSION, Store, parent_dir, temp_path};
+use crate::layout::{IndexEntry, IndexFile, LAYOUT_VERSION, Store, parent_dir};
+use crate::safe::open_read;
 use crate::walk::{children, is_manifest};
 use ocidist::Descriptor;
 use ociref::{Algorithm, Digest, HashingReader, HashingWriter, Reference};
@@ -73,8 +74,7 @@ impl Store {
             };
             images.push((reference, entry.descriptor()));
         }
-        let temp = TempFile::new(temp_path(parent_dir(out), out));
-        let file = File::create(temp.path()).map_err(io("creating", temp.path()))?;
+        let (temp, file) = TempFile::create(parent_dir(out), out)?;
         let mut builder = tar::Builder::new(BufWriter::with_capacity(COPY_BUFFER, file));
         let mut writer = Writer {
             store: self,
@@ -228,8 +228,8 @@ impl Writer<'_> {
     fn layer(&mut self, name: &str, digest: &Digest, diff_id: &Digest) -> Result<()> {
         let path = self.store.blob_path(digest);
         let mut head = [0u8; 4];
-        let read = File::open(&path)
-            .and_then(|mut f| f.read(&mut head))
+        let read = open_read(&path)?
+            .read(&mut head)
             .map_err(io("reading", &path))?;
         if Compression::detect(&head[..read]) == Compression::None {
             if digest != diff_id {
@@ -242,11 +242,11 @@ impl Writer<'_> {
             return self.blob(name, digest);
         }
         let store = self.store;
-        let temp = TempFile::new(temp_path(&store.ingest_dir(), Path::new("layer.tar")));
-        let file = File::open(&path).map_err(io("opening", &path))?;
+        let ingest = store.checked_dir(&store.ingest_dir())?;
+        let (temp, out) = TempFile::create(&ingest, Path::new("layer.tar"))?;
+        let file = open_read(&path)?;
         let hashing = HashingReader::new(file, digest.supported_algorithm()?);
         let mut source = BufReader::with_capacity(COPY_BUFFER, hashing);
-        let out = File::create(temp.path()).map_err(io("creating", temp.path()))?;
         let mut sink = HashingWriter::new(
             BufWriter::with_capacity(COPY_BUFFER, out),
             Algorithm::Sha256,
@@ -279,7 +279,7 @@ impl Writer<'_> {
                 actual,
             });
         }
-        let mut file = File::open(temp.path()).map_err(io("opening", temp.path()))?;
+        let mut file = open_read(temp.path())?;
         let size = file.metadata().map_err(io("reading", temp.path()))?.len();
         let mut header = header(size, tar::EntryType::Regular);
         self.builder
@@ -291,7 +291,7 @@ impl Writer<'_> {
     /// The stored blob `digest` as `name`, hashed while copied.
     fn blob(&mut self, name: &str, digest: &Digest) -> Result<()> {
         let path = self.store.blob_path(digest);
-        let file = File::open(&path).map_err(io("opening", &path))?;
+        let file = open_read(&path)?;
         let size = file.metadata().map_err(io("reading", &path))?.len();
         let mut reader = HashingReader::new(file.take(size), digest.supported_algorithm()?);
         let mut header = header(size, tar::EntryType::Regular);

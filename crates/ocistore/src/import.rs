@@ -23,8 +23,9 @@ use crate::archive::{
 };
 use crate::error::{Error, Result, io};
 use crate::layout::{IndexEntry, IndexFile, LAYOUT_VERSION, REF_NAME_ANNOTATION, Store};
-use crate::layout::{now_unix_ms, sync_dir, temp_path};
+use crate::layout::{now_unix_ms, sync_dir};
 use crate::records::Record;
+use crate::safe::open_read;
 use crate::walk::{children, parse_config_platform};
 use ocidist::{DOCKER_MANIFEST_LIST, Descriptor, OCI_INDEX, OCI_MANIFEST};
 use ociref::{Digest, Hasher, Platform, Reference};
@@ -284,9 +285,10 @@ impl Store {
             return Ok(());
         }
         let target = self.blob_path(digest);
-        let temp = TempFile::new(temp_path(&self.ingest_dir(), &target));
+        let ingest = self.checked_dir(&self.ingest_dir())?;
+        let (temp, file) = TempFile::create(&ingest, &target)?;
         let (actual, written, _) =
-            copy_hashed(archive, entry, temp.path(), Hasher::new(algorithm))?;
+            copy_hashed(archive, entry, (temp.path(), file), Hasher::new(algorithm))?;
         if actual != *digest {
             return Err(Error::ArchiveDigestMismatch {
                 archive: archive.to_path_buf(),
@@ -295,6 +297,7 @@ impl Store {
                 actual,
             });
         }
+        self.checked_blob_dir(digest)?;
         temp.persist(&target)?;
         report.blobs_written += 1;
         report.bytes_written += written;
@@ -303,11 +306,12 @@ impl Store {
 
     /// Streams `entry` into a temp file, hashed with sha256.
     fn stage(&self, archive: &Path, entry: &mut impl Read) -> Result<Staged> {
-        let temp = TempFile::new(temp_path(&self.ingest_dir(), Path::new("staged")));
+        let ingest = self.checked_dir(&self.ingest_dir())?;
+        let (temp, file) = TempFile::create(&ingest, Path::new("staged"))?;
         let (digest, size, compression) = copy_hashed(
             archive,
             entry,
-            temp.path(),
+            (temp.path(), file),
             Hasher::new(ociref::Algorithm::Sha256),
         )?;
         Ok(Staged {
@@ -596,8 +600,8 @@ impl Store {
             };
             let path = self.blob_path(&digest);
             let mut head = [0u8; 4];
-            let read = File::open(&path)
-                .and_then(|mut f| f.read(&mut head))
+            let read = open_read(&path)?
+                .read(&mut head)
                 .map_err(io("reading", &path))?;
             return Ok(JsonDescriptor {
                 media_type: Compression::detect(&head[..read]).layer_media_type().into(),
@@ -617,8 +621,9 @@ impl Store {
                 report.blobs_reused += 1;
             } else {
                 let target = self.blob_path(&staged.digest);
-                let file = File::open(temp.path()).map_err(io("opening", temp.path()))?;
+                let file = open_read(temp.path())?;
                 file.sync_all().map_err(io("syncing", temp.path()))?;
+                self.checked_blob_dir(&staged.digest)?;
                 temp.persist(&target)?;
                 report.blobs_written += 1;
                 report.bytes_written += staged.size;
@@ -637,10 +642,9 @@ impl Store {
 fn copy_hashed(
     archive: &Path,
     reader: &mut impl Read,
-    path: &Path,
+    (path, file): (&Path, File),
     mut hasher: Hasher,
 ) -> Result<(Digest, u64, Compression)> {
-    let file = File::create(path).map_err(io("creating", path))?;
     let mut writer = BufWriter::with_capacity(COPY_BUFFER, file);
     let mut buffer = vec![0u8; COPY_BUFFER];
     let mut head = Vec::new();

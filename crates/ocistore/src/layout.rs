@@ -2,11 +2,13 @@
 //! the private `.cachectl/` directory; atomic writes and file locks.
 
 use crate::error::{Error, Result, io};
+use crate::safe::{DIR_MODE, create_temp, open_write, read_file};
 use ociref::Digest;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -57,11 +59,20 @@ impl Store {
         if !store.layout_file().exists() {
             store.refuse_foreign_dir()?;
         }
-        for dir in [store.locks_dir(), store.ingest_dir(), store.records_dir()] {
-            std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
-        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(&store.root)
+            .map_err(io("creating", &store.root))?;
         let blobs = store.root.join("blobs").join("sha256");
-        std::fs::create_dir_all(&blobs).map_err(io("creating", &blobs))?;
+        for dir in [
+            store.locks_dir(),
+            store.ingest_dir(),
+            store.records_dir(),
+            blobs,
+        ] {
+            store.checked_dir(&dir)?;
+        }
         if store.layout_file().exists() && store.index_path().exists() {
             store.check_layout_version()?;
             return Ok(store);
@@ -165,7 +176,7 @@ impl Store {
             version: String,
         }
         let path = self.layout_file();
-        let bytes = std::fs::read(&path).map_err(io("reading", &path))?;
+        let bytes = read_file(&path)?;
         let layout: LayoutFile =
             serde_json::from_slice(&bytes).map_err(|err| Error::NotALayout {
                 path: path.clone(),
@@ -199,16 +210,14 @@ impl Store {
         Ok(file)
     }
 
-    /// Opens (creating) the lock file `.cachectl/locks/<name>`, unlocked.
+    /// Opens (creating) the lock file `.cachectl/locks/<name>`, unlocked;
+    /// never through a link, never a FIFO or a hard link.
     pub(crate) fn lock_file(&self, name: &str) -> Result<File> {
-        let path = self.locks_dir().join(name);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io("opening lock", &path))?;
-        Ok(file)
+        let path = self.checked_dir(&self.locks_dir())?.join(name);
+        open_write(
+            &path,
+            OpenOptions::new().create(true).truncate(false).write(true),
+        )
     }
 
     fn lock_index(&self) -> Result<File> {
@@ -218,7 +227,7 @@ impl Store {
     /// Reads `index.json`. Never needs a lock: writers replace it by rename.
     pub(crate) fn read_index(&self) -> Result<IndexFile> {
         let path = self.index_path();
-        let bytes = std::fs::read(&path).map_err(io("reading", &path))?;
+        let bytes = read_file(&path)?;
         serde_json::from_slice(&bytes).map_err(|source| Error::InvalidJson { path, source })
     }
 
@@ -335,7 +344,9 @@ impl IndexEntry {
 
 /// Writes `bytes` to `path` atomically: a temp file in the same directory,
 /// written, fsynced, renamed over `path`, then the directory fsynced. A
-/// reader sees the old content or the new, never a mix.
+/// reader sees the old content or the new, never a mix. The temp file is
+/// created new (`O_EXCL`, so never through a link planted at its name) and
+/// the rename replaces whatever name is at `path` without following it.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     atomic_write_via(parent_dir(path), path, bytes)
 }
@@ -351,9 +362,8 @@ pub(crate) fn parent_dir(path: &Path) -> &Path {
 
 /// [`atomic_write`] with the temp file in `tmp_dir` (same filesystem).
 pub(crate) fn atomic_write_via(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = temp_path(tmp_dir, path);
+    let (tmp, mut file) = create_temp(tmp_dir, path)?;
     let result = (|| {
-        let mut file = File::create(&tmp).map_err(io("creating", &tmp))?;
         file.write_all(bytes).map_err(io("writing", &tmp))?;
         file.sync_all().map_err(io("syncing", &tmp))?;
         drop(file);

@@ -97,6 +97,7 @@ mod pull;
 mod push;
 mod records;
 mod repair;
+mod safe;
 mod sizes;
 mod usage;
 mod walk;

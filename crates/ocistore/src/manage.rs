@@ -273,8 +273,8 @@ impl Store {
         if hash_file(path, algorithm)? == *digest {
             return Ok(None);
         }
-        let quarantine = self.quarantine_dir();
-        std::fs::create_dir_all(&quarantine).map_err(io("creating", &quarantine))?;
+        let quarantine = self.checked_dir(&self.quarantine_dir())?;
+        self.checked_blob_dir(digest)?;
         let aside = quarantine.join(format!(
             "{}-{}-{}",
             digest.algorithm(),
@@ -339,7 +339,10 @@ impl Store {
                 report.kept_blobs += 1;
                 continue;
             }
-            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            // `unlink` removes a planted link itself, never its target.
+            let size = std::fs::symlink_metadata(&path)
+                .map(|m| m.len())
+                .unwrap_or(0);
             std::fs::remove_file(&path).map_err(io("removing", &path))?;
             report.removed_blobs += 1;
             report.bytes_freed += size;
@@ -352,7 +355,7 @@ impl Store {
     /// pull holds and that were last written `grace` or more ago; counts
     /// the partials it keeps.
     fn sweep_ingest(&self, grace: Duration, report: &mut GcReport) -> Result<()> {
-        let ingest = self.ingest_dir();
+        let ingest = self.checked_dir(&self.ingest_dir())?;
         for entry in std::fs::read_dir(&ingest).map_err(io("reading", &ingest))? {
             let entry = entry.map_err(io("reading", &ingest))?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -408,12 +411,12 @@ impl Store {
                     .or_default()
                     .insert(name.clone());
                 let path = self.blob_path(&descriptor.digest);
-                if !path.is_file() {
+                if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
                     missing.insert(descriptor.digest.clone());
                     continue;
                 }
                 if is_manifest(&descriptor.media_type) {
-                    let bytes = std::fs::read(&path).map_err(io("reading", &path))?;
+                    let bytes = crate::safe::read_file(&path)?;
                     if let Ok(kids) = children(&descriptor.digest, &bytes) {
                         stack.extend(kids.required);
                     }
@@ -425,7 +428,7 @@ impl Store {
 
     /// Every file under `blobs/<alg>/` whose name parses as a digest.
     pub(crate) fn all_blobs(&self) -> Result<Vec<(Digest, PathBuf)>> {
-        let blobs = self.root().join("blobs");
+        let blobs = self.checked_dir(&self.root().join("blobs"))?;
         let mut out = Vec::new();
         for alg in std::fs::read_dir(&blobs).map_err(io("reading", &blobs))? {
             let alg = alg.map_err(io("reading", &blobs))?;
@@ -434,6 +437,8 @@ impl Store {
                 continue;
             }
             let dir = alg.path();
+            // A link here would make gc remove files elsewhere.
+            crate::safe::check_dir(&dir)?;
             for blob in std::fs::read_dir(&dir).map_err(io("reading", &dir))? {
                 let blob = blob.map_err(io("reading", &dir))?;
                 let name = blob.file_name().to_string_lossy().into_owned();
@@ -452,7 +457,7 @@ impl Store {
 
 /// Re-hashes a file.
 fn hash_file(path: &std::path::Path, algorithm: Algorithm) -> Result<Digest> {
-    let mut file = std::fs::File::open(path).map_err(io("opening", path))?;
+    let mut file = crate::safe::open_read(path)?;
     let mut hasher = Hasher::new(algorithm);
     crate::blobs::hash_into(&mut file, &mut hasher).map_err(io("reading", path))?;
     Ok(hasher.finish())
@@ -460,10 +465,10 @@ fn hash_file(path: &std::path::Path, algorithm: Algorithm) -> Result<Digest> {
 
 /// The bytes of a small file that starts like a JSON object.
 fn small_json(path: &std::path::Path) -> Option<Vec<u8>> {
-    let len = std::fs::metadata(path).ok()?.len();
+    let len = std::fs::symlink_metadata(path).ok()?.len();
     if len > MAX_REFERRER_BYTES {
         return None;
     }
-    let bytes = std::fs::read(path).ok()?;
+    let bytes = crate::safe::read_file(path).ok()?;
     bytes.first().is_some_and(|b| *b == b'{').then_some(bytes)
 }

@@ -360,7 +360,7 @@ impl Store {
     async fn config_platform(&self, config: &Digest) -> Result<Option<Platform>> {
         let path = self.blob_path(config);
         Ok(tokio::task::spawn_blocking(move || {
-            std::fs::read(path)
+            crate::safe::read_file(&path)
                 .ok()
                 .and_then(|bytes| parse_config_platform(&bytes))
         })
@@ -554,7 +554,7 @@ impl Store {
             count += 1;
             if crate::walk::is_manifest(&descriptor.media_type) {
                 let path = self.blob_path(&descriptor.digest);
-                let bytes = std::fs::read(&path).map_err(crate::error::io("reading", &path))?;
+                let bytes = crate::safe::read_file(&path)?;
                 stack.extend(children(&descriptor.digest, &bytes)?.required);
             }
         }

@@ -11,7 +11,7 @@
 //! layer's is already known, and `inspect` fills in the rest.
 
 use crate::archive::open_decompressed;
-use crate::error::{Error, Result, io};
+use crate::error::{Error, Result};
 use crate::layout::{Store, atomic_write};
 use ociref::Digest;
 use std::path::{Path, PathBuf};
@@ -34,7 +34,7 @@ impl Store {
     /// The uncompressed size of the stored layer `digest`, when it was
     /// computed before (no decompression). Blocking.
     pub(crate) fn known_uncompressed_size(&self, digest: &Digest) -> Option<u64> {
-        std::fs::read_to_string(self.size_path(digest))
+        String::from_utf8(crate::safe::read_file(&self.size_path(digest)).ok()?)
             .ok()?
             .trim()
             .parse()
@@ -57,8 +57,7 @@ impl Store {
     /// (for callers that decompressed it anyway, such as an unpack), so that
     /// nobody decompresses it again to count. Blocking.
     pub fn remember_uncompressed_size(&self, digest: &Digest, size: u64) -> Result<()> {
-        let dir = self.private_dir().join("sizes");
-        std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+        self.checked_dir(&self.private_dir().join("sizes"))?;
         atomic_write(&self.size_path(digest), size.to_string().as_bytes())
     }
 }

@@ -85,7 +85,9 @@ impl Store {
             .all_blobs()?
             .into_iter()
             .map(|(digest, path)| {
-                let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+                let size = std::fs::symlink_metadata(path)
+                    .map(|m| m.len())
+                    .unwrap_or(0);
                 (digest, size)
             })
             .collect();
@@ -246,7 +248,7 @@ impl Store {
     /// The digests a stored referrer manifest needs (not for indexes: a
     /// single-platform pull keeps the index, not its other platforms).
     fn stored_children(&self, digest: &Digest) -> Option<Vec<Digest>> {
-        let bytes = std::fs::read(self.blob_path(digest)).ok()?;
+        let bytes = crate::safe::read_file(&self.blob_path(digest)).ok()?;
         let kids = crate::walk::children(digest, &bytes).ok()?;
         kids.subject.as_ref()?;
         Some(kids.required.into_iter().map(|d| d.digest).collect())
