@@ -354,6 +354,72 @@ async fn planted_store_directories_are_refused_naming_them() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn verify_and_remembered_sizes_never_follow_plants() {
+    let image = image("plants/verify").await;
+    tokio::task::spawn_blocking(move || {
+        let layer = image.layer.clone();
+        let corrupted = {
+            let reference = image.reference.clone();
+            let layer = layer.clone();
+            move |root: &Path| {
+                pulled(&reference)(root);
+                let path = root.join(blob_of(&layer));
+                let mut bytes = std::fs::read(&path).expect("layer");
+                bytes[0] ^= 0xff;
+                std::fs::write(&path, bytes).expect("corrupted");
+            }
+        };
+        // verify moves the corrupt layer aside, the pull fetches it again.
+        let verify_then_pull = |reference: &Reference| -> Op {
+            let reference = reference.clone();
+            Box::new(move |root| {
+                Store::open(root)?.verify()?;
+                pull(&reference)(root)
+            })
+        };
+        for kind in DIR_PLANTS {
+            check(
+                &corrupted,
+                ".cachectl/quarantine",
+                kind,
+                verify_then_pull(&image.reference),
+            );
+        }
+        for kind in FILE_PLANTS {
+            check(
+                &pulled(&image.reference),
+                &blob_of(&layer),
+                kind,
+                verify_then_pull(&image.reference),
+            );
+        }
+        let remember = |layer: &Digest| -> Op {
+            let layer = layer.clone();
+            Box::new(move |root| Store::open(root)?.remember_uncompressed_size(&layer, 300_000))
+        };
+        for kind in DIR_PLANTS {
+            check(
+                &pulled(&image.reference),
+                ".cachectl/sizes",
+                kind,
+                remember(&layer),
+            );
+        }
+        let size_file = format!(".cachectl/sizes/sha256-{}", layer.encoded());
+        for kind in FILE_PLANTS {
+            check(
+                &pulled(&image.reference),
+                &size_file,
+                kind,
+                remember(&layer),
+            );
+        }
+    })
+    .await
+    .expect("no panic");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn import_never_follows_plants() {
     let image = image("plants/import").await;
     tokio::task::spawn_blocking(move || {
