@@ -55,6 +55,10 @@
 //!   blobs a running pull has written but not yet named.
 //! - Lock files are never deleted (deleting one while another process
 //!   waits on it would let two processes hold "the" lock).
+//! - The store never writes through a file it did not create: a symbolic
+//!   link, FIFO or hard link planted at one of its paths is removed (a
+//!   partial download) or refused with [`Error::Planted`], and its
+//!   directories are checked to be real directories before use.
 //! - Progress per blob comes from the [`ocidist::Client`]'s progress
 //!   callback ([`ocidist::Client::with_progress`]).
 //!
