@@ -100,8 +100,11 @@ fn open_checked(path: &Path, options: &mut OpenOptions, writing: bool) -> Result
         Ok(file) => file,
         Err(source) => {
             // ELOOP (a link), ENXIO (a FIFO nobody reads), EISDIR, …: say
-            // what is there when it is not a regular file.
-            if source.kind() != std::io::ErrorKind::NotFound
+            // what is there when it is not a regular file. A name taken
+            // (`O_EXCL`) stays an I/O error: the caller may try another.
+            let kind = source.kind();
+            if kind != std::io::ErrorKind::NotFound
+                && kind != std::io::ErrorKind::AlreadyExists
                 && let Ok(meta) = std::fs::symlink_metadata(path)
                 && !meta.is_file()
             {
@@ -259,5 +262,38 @@ mod tests {
         assert!(discard_foreign(&hard).expect("removed"));
         assert_eq!(std::fs::read(&outside).expect("still there"), b"keep");
         assert!(matches!(check_dir(&outside), Err(Error::Planted { .. })));
+    }
+
+    #[test]
+    fn links_planted_at_the_next_temp_names_are_skipped_not_followed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let canary = dir.path().join("canary");
+        std::fs::write(&canary, b"keep").expect("written");
+        let store = dir.path().join("store");
+        std::fs::create_dir(&store).expect("store dir");
+        let target = store.join("index.json");
+        // The temp names are predictable: the process id and a counter.
+        let now = crate::layout::temp_path(&store, &target);
+        let name = now
+            .file_name()
+            .expect("a name")
+            .to_string_lossy()
+            .into_owned();
+        let mut parts = name.splitn(4, '-');
+        let (_, pid, n) = (parts.next(), parts.next().expect("pid"), parts.next());
+        let n: u64 = n.expect("counter").parse().expect("a number");
+        let planted: Vec<PathBuf> = (n + 1..n + 6)
+            .map(|next| store.join(format!(".tmp-{pid}-{next}-index.json")))
+            .collect();
+        for path in &planted {
+            std::os::unix::fs::symlink(&canary, path).expect("planted");
+        }
+        crate::layout::atomic_write(&target, b"{}").expect("written beside the plants");
+        assert_eq!(std::fs::read(&target).expect("target"), b"{}");
+        assert_eq!(std::fs::read(&canary).expect("canary"), b"keep");
+        for path in &planted {
+            let meta = std::fs::symlink_metadata(path).expect("still there");
+            assert!(meta.file_type().is_symlink(), "{}", path.display());
+        }
     }
 }

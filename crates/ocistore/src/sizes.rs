@@ -48,6 +48,8 @@ impl Store {
             return Ok(size);
         }
         let path = self.blob_path(digest);
+        // A regular file, not a link or a FIFO planted at the blob's name.
+        drop(crate::safe::open_read(&path)?);
         let size = count_decompressed(&path)?;
         self.remember_uncompressed_size(digest, size)?;
         Ok(size)
