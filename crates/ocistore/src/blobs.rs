@@ -8,16 +8,16 @@
 //! partial file left by a crash or a dropped connection is re-hashed and the
 //! download resumes from its length (HTTP `Range`).
 
+use crate::dir_handle::{Access, DirHandle};
 use crate::error::{Error, Result, io};
-use crate::layout::{Store, atomic_write_via, parent_dir, sync_dir};
-use crate::safe::{
-    create_new, discard_foreign, is_not_found, open_write, read_file, remove_if_present,
-};
+use crate::layout::{Store, atomic_write_via};
+use crate::safe::{is_not_found, read_file};
 use ocidist::{Client, Descriptor};
 use ociref::{Digest, DigestVerifier, Reference};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Bytes buffered before a write to the partial file.
 const WRITE_BUFFER: usize = 256 * 1024;
@@ -121,8 +121,11 @@ impl Store {
         reference: &Reference,
         descriptor: &Descriptor,
     ) -> Result<Ingested> {
-        self.checked_dir(&self.ingest_dir())?;
-        let partial = self.ingest_path(&descriptor.digest);
+        let partial = {
+            let store = self.clone();
+            let digest = descriptor.digest.clone();
+            tokio::task::spawn_blocking(move || Partial::open(&store, &digest)).await??
+        };
         // One attempt resuming from the partial file; when that yields a
         // digest mismatch, its bytes were bad: one more from zero.
         let mut resume = true;
@@ -142,12 +145,12 @@ impl Store {
                 Err(Error::Dist(ocidist::Error::DigestMismatch { .. })) if resumed_from > 0 => {
                     tracing::warn!(digest = %descriptor.digest, resumed_from,
                         "resumed download did not verify; starting again from zero");
-                    remove_if_present(&partial)?;
+                    partial.dir.remove(&partial.name)?;
                     resume = false;
                 }
                 Err(err) => {
                     if matches!(err, Error::Dist(ocidist::Error::DigestMismatch { .. })) {
-                        let _ = std::fs::remove_file(&partial);
+                        let _ = partial.dir.remove(&partial.name);
                     }
                     return Err(err);
                 }
@@ -162,7 +165,7 @@ impl Store {
         descriptor: &Descriptor,
         file: File,
         verifier: DigestVerifier,
-        partial: &Path,
+        partial: &Partial,
     ) -> Result<()> {
         let mut stream = client.blob_from(reference, descriptor, verifier).await?;
         let mut writer = Some(file);
@@ -177,7 +180,7 @@ impl Store {
                 let mut file = writer
                     .take()
                     .expect("because the writer is put back after every write");
-                let path = partial.to_path_buf();
+                let path = partial.path();
                 let bytes = std::mem::take(&mut buffer);
                 let (file, bytes) = tokio::task::spawn_blocking(move || {
                     file.write_all(&bytes)
@@ -194,22 +197,44 @@ impl Store {
             }
         }
         let file = writer.expect("because the writer is put back after every write");
-        let final_path = self.blob_path(&descriptor.digest);
-        let partial = partial.to_path_buf();
+        let partial = partial.clone();
         let store = self.clone();
         let digest = descriptor.digest.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
-            file.sync_all().map_err(io("syncing", &partial))?;
-            // `rename` replaces whatever name is at `final_path` (a planted
-            // link or FIFO included) without following it.
-            store.checked_blob_dir(&digest)?;
+            file.sync_all().map_err(io("syncing", &partial.path()))?;
             drop(file);
-            std::fs::rename(&partial, &final_path)
-                .map_err(io("renaming into place", &final_path))?;
-            sync_dir(parent_dir(&final_path))
+            // `renameat` replaces whatever name is in `blobs/<alg>` (a
+            // planted link or FIFO included) without following it.
+            let blobs = store.open_dir(&store.root().join("blobs").join(digest.algorithm()))?;
+            partial
+                .dir
+                .rename(&partial.name, &blobs, digest.encoded())?;
+            blobs.sync()
         })
         .await??;
         Ok(())
+    }
+}
+
+/// A partial download: its name in `.cachectl/ingest/`, held open.
+#[derive(Clone, Debug)]
+struct Partial {
+    dir: Arc<DirHandle>,
+    name: String,
+}
+
+impl Partial {
+    fn open(store: &Store, digest: &Digest) -> Result<Partial> {
+        let dir = store.open_dir(&store.ingest_dir())?;
+        let name = format!("{}-{}.partial", digest.algorithm(), digest.encoded());
+        Ok(Partial {
+            dir: Arc::new(dir),
+            name,
+        })
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.child(&self.name)
     }
 }
 
@@ -219,30 +244,32 @@ impl Store {
 /// file with one name (a planted link, FIFO or hard link: the name is
 /// removed, never followed, and the download starts from zero).
 fn open_partial(
-    path: &Path,
+    partial: &Partial,
     descriptor: &Descriptor,
     resume: bool,
 ) -> Result<(File, DigestVerifier)> {
     let mut verifier = DigestVerifier::new(descriptor.digest.clone())?;
-    discard_foreign(path)?;
+    let (dir, name) = (&partial.dir, partial.name.as_str());
+    dir.discard_foreign(name)?;
     if resume {
         // One descriptor both hashes what is there (reading from the
         // start) and appends (writes always go to the end).
-        match open_write(path, OpenOptions::new().read(true).append(true)) {
+        match dir.open_file(name, Access::ReadAppend) {
             Ok(mut existing) => {
                 let len = existing.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
                 if len <= descriptor.size && hash_into(&mut existing, &mut verifier).is_ok() {
                     return Ok((existing, verifier));
                 }
-                tracing::debug!(path = %path.display(), len, "discarding inconsistent partial download");
+                tracing::debug!(path = %partial.path().display(), len,
+                    "discarding inconsistent partial download");
                 verifier = DigestVerifier::new(descriptor.digest.clone())?;
             }
             Err(err) if is_not_found(&err) => {}
             Err(err) => return Err(err),
         }
     }
-    remove_if_present(path)?;
-    let file = create_new(path)?;
+    dir.remove(name)?;
+    let file = dir.open_file(name, Access::CreateNew)?;
     Ok((file, verifier))
 }
 

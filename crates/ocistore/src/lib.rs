@@ -89,6 +89,7 @@
 
 mod archive;
 mod blobs;
+mod dir_handle;
 mod entries;
 mod error;
 mod export;

@@ -18,7 +18,8 @@
 //!
 //! What is left: a directory is checked (`lstat`) and then used by path,
 //! so someone who can write to the store's root could swap a checked
-//! directory for a link between the check and the use. See
+//! directory for a link between the check and the use. Partial downloads
+//! avoid that through directory handles ([`crate::dir_handle`]). See
 //! `docs/store.md`, "Files the store did not create".
 
 use crate::error::{Error, Result, io};
@@ -60,6 +61,17 @@ fn planted(path: &Path, meta: &Metadata) -> Error {
     Error::Planted {
         path: path.to_path_buf(),
         found: describe(meta),
+    }
+}
+
+/// [`Error::Planted`] for `path`, saying what is there now.
+pub(crate) fn planted_at(path: &Path) -> Error {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => planted(path, &meta),
+        Err(_) => Error::Planted {
+            path: path.to_path_buf(),
+            found: "something other than what the store made",
+        },
     }
 }
 
@@ -168,46 +180,6 @@ pub(crate) fn create_temp(dir: &Path, target: &Path) -> Result<(PathBuf, File)> 
     }
 }
 
-/// Removes whatever is at `path` when it is not a regular file with one
-/// name (a planted link, FIFO or hard link: the name goes, never what it
-/// points to); a directory there is refused. Returns whether something was
-/// removed.
-pub(crate) fn discard_foreign(path: &Path) -> Result<bool> {
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(source) => {
-            return Err(Error::Io {
-                what: "checking",
-                path: path.to_path_buf(),
-                source,
-            });
-        }
-    };
-    if meta.is_file() && meta.nlink() == 1 {
-        return Ok(false);
-    }
-    if meta.is_dir() {
-        return Err(planted(path, &meta));
-    }
-    tracing::warn!(path = %path.display(), found = describe(&meta),
-        "removing a file the store did not create");
-    std::fs::remove_file(path).map_err(io("removing", path))?;
-    Ok(true)
-}
-
-/// Removes the file at `path` if there is one.
-pub(crate) fn remove_if_present(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(Error::Io {
-            what: "removing",
-            path: path.to_path_buf(),
-            source: err,
-        }),
-        _ => Ok(()),
-    }
-}
-
 impl Store {
     /// `dir`, a directory of the store under its root, after checking that
     /// it and every directory between the root and it are real directories
@@ -258,8 +230,6 @@ mod tests {
         }
         assert!(matches!(read_file(&link), Err(Error::Planted { .. })));
         assert_eq!(read_file(&hard).expect("reading is fine"), b"keep");
-        assert!(discard_foreign(&link).expect("removed"));
-        assert!(discard_foreign(&hard).expect("removed"));
         assert_eq!(std::fs::read(&outside).expect("still there"), b"keep");
         assert!(matches!(check_dir(&outside), Err(Error::Planted { .. })));
     }
