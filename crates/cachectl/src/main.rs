@@ -11,12 +11,11 @@ mod output;
 mod progress;
 mod settings;
 
-use clap::Parser;
 use error::code;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    let cli = match parse() {
         Ok(cli) => cli,
         Err(err) => {
             // Help and version go to stdout with 0; usage errors to stderr.
@@ -28,7 +27,12 @@ fn main() -> ExitCode {
             });
         }
     };
-    init_logging(cli.global.verbose);
+    // `-q` is results and errors only: no log line either, whatever `-v`.
+    init_logging(if cli.global.quiet {
+        0
+    } else {
+        cli.global.verbose
+    });
     match commands::run(cli) {
         Ok(()) => ExitCode::from(code::OK),
         Err(err) => {
@@ -38,9 +42,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// The command line, noting where `--root` came from.
+fn parse() -> Result<cli::Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = cli::Cli::command().try_get_matches()?;
+    let mut cli = cli::Cli::from_arg_matches(&matches)?;
+    cli.global.root_from_env =
+        matches.value_source("root") == Some(clap::parser::ValueSource::EnvVariable);
+    Ok(cli)
+}
+
 /// Logs on stderr: none by default (what people need is in the results,
 /// notes and errors; `-q` and `--json` promise a quiet stderr), `-v`
-/// warnings and info, `-vv` debug.
+/// warnings and info, `-vv` debug. The caller passes 0 under `-q`.
 fn init_logging(verbose: u8) {
     use tracing::level_filters::LevelFilter;
     let level = match verbose {
