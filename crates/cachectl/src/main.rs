@@ -11,11 +11,12 @@ mod output;
 mod progress;
 mod settings;
 
+use clap::Parser;
 use error::code;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = match parse() {
+    let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
             // Help and version go to stdout with 0; usage errors to stderr.
@@ -40,16 +41,6 @@ fn main() -> ExitCode {
             ExitCode::from(err.exit_code())
         }
     }
-}
-
-/// The command line, noting where `--root` came from.
-fn parse() -> Result<cli::Cli, clap::Error> {
-    use clap::{CommandFactory, FromArgMatches};
-    let matches = cli::Cli::command().try_get_matches()?;
-    let mut cli = cli::Cli::from_arg_matches(&matches)?;
-    cli.global.root_from_env =
-        matches.value_source("root") == Some(clap::parser::ValueSource::EnvVariable);
-    Ok(cli)
 }
 
 /// Logs on stderr: none by default (what people need is in the results,

@@ -134,12 +134,9 @@ fn cache_root(
     config_path: Option<&Path>,
 ) -> Result<PathBuf, CliError> {
     let (root, setting) = if let Some(root) = global.root.clone() {
-        let setting = if global.root_from_env {
-            "CACHECTL_ROOT".to_owned()
-        } else {
-            "--root".to_owned()
-        };
-        (root, setting)
+        (root, "--root".to_owned())
+    } else if let Some(root) = std::env::var_os("CACHECTL_ROOT") {
+        (PathBuf::from(root), "CACHECTL_ROOT".to_owned())
     } else if let Some(root) = from_file {
         let file = config_path.map_or_else(String::new, |p| format!(" in {}", p.display()));
         (root, format!("root{file}"))

@@ -98,6 +98,15 @@ fn a_cache_directory_setting_that_is_empty_or_a_file_is_a_usage_error() {
         "{err}"
     );
 
+    let (code, err) = images(home.path(), |c| {
+        c.env("CACHECTL_ROOT", "");
+    });
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("CACHECTL_ROOT") && err.contains("empty"),
+        "{err}"
+    );
+
     std::fs::write(&settings, format!("root = {file_text:?}\n")).expect("written");
     let (code, err) = images(home.path(), with_settings);
     assert_eq!(code, Some(2), "{err}");
