@@ -16,6 +16,7 @@ mod rootfs_debian;
 mod rootfs_init;
 mod rootfs_overlay;
 mod secrets;
+mod soak;
 mod store;
 mod store_manage;
 mod tls;
