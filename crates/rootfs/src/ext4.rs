@@ -5,10 +5,12 @@ use crate::cache_files;
 use crate::error::{Error, Result, io};
 use crate::layer::open_layer;
 use crate::layer::select_image;
+use crate::leftovers;
+use crate::output::copy_to_output;
 use crate::place::place_file;
 use crate::progress;
-use crate::scratch::{WorkDir, is_out_of_space, make_readable, tree_estimate};
-use crate::sparse::copy_sparse;
+use crate::scratch::{WorkDir, is_out_of_space, make_readable, remove_stale_work, tree_estimate};
+use crate::tools::{find_tool, run};
 use crate::unpack::{Applier, Recorded, UnpackOptions, UnpackReport, apply_image, xattrs_of};
 use ociref::{Digest, Platform, Reference};
 use ocistore::{ConfigSummary, Store};
@@ -139,6 +141,8 @@ pub fn build(
     options: &BuildOptions,
 ) -> Result<BuiltImage> {
     let image = select_image(store, reference, platform)?;
+    // What killed builds left; a sweep that fails does not stop this one.
+    let _ = remove_stale_work(store);
     let manifest_digest = image.manifest.digest.clone();
     let layers: Vec<Digest> = image
         .layers
@@ -173,7 +177,7 @@ pub fn build(
         .len();
     let path = match &options.output {
         Some(output) => {
-            copy_sparse(&cached_path, output)?;
+            copy_to_output(&cached_path, output)?;
             output.clone()
         }
         None => cached_path,
@@ -219,6 +223,7 @@ pub fn build_layers(
     options: &BuildOptions,
 ) -> Result<Vec<BuiltLayer>> {
     let image = select_image(store, reference, platform)?;
+    let _ = remove_stale_work(store);
     let mke2fs = find_tool("mke2fs", options)?;
     let debugfs = find_tool("debugfs", options)?;
     let version = run(Command::new(&mke2fs).arg("-V"), "mke2fs")?;
@@ -413,11 +418,14 @@ pub(crate) fn make_image(
     let uuid = uuid_from(input.uuid_digest);
     let conf = work.join("mke2fs.conf");
     std::fs::write(&conf, MKE2FS_CONF).map_err(io("writing", &conf))?;
+    // Locked while this build lives, so the next build or `gc` can tell a
+    // killed build's partial image (see `leftovers`).
     let partial = tempfile::Builder::new()
-        .prefix("partial-")
+        .prefix(&format!("partial-{}", leftovers::pid_tag()))
         .suffix(".ext4")
         .tempfile_in(cache_dir)
         .map_err(io("creating a file in", cache_dir))?;
+    leftovers::lock(partial.as_file(), partial.path())?;
     let mut attempts = 0;
     loop {
         let made = run(
@@ -804,53 +812,6 @@ fn cache_key(manifest: &Digest, options: &BuildOptions, version: &str) -> Result
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The program `name`, from the search path of `options`.
-fn find_tool(name: &'static str, options: &BuildOptions) -> Result<PathBuf> {
-    let search = match &options.search_path {
-        Some(path) => path.clone(),
-        None => {
-            let mut path = std::env::var_os("PATH").unwrap_or_default();
-            path.push(":/usr/sbin:/sbin");
-            path
-        }
-    };
-    std::env::split_paths(&search)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-        .ok_or(Error::ToolNotFound {
-            tool: name,
-            package: "e2fsprogs",
-        })
-}
-
-/// Runs a program; its stdout and stderr together when it succeeds, its
-/// stderr in [`Error::ToolFailed`] when not.
-fn run(command: &mut Command, tool: &'static str) -> Result<String> {
-    let output = command.output().map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => Error::ToolNotFound {
-            tool,
-            package: "e2fsprogs",
-        },
-        _ => Error::ToolFailed {
-            tool,
-            status: "not started".to_owned(),
-            stderr: source.to_string(),
-        },
-    })?;
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    if !output.status.success() {
-        return Err(Error::ToolFailed {
-            tool,
-            status: output.status.to_string(),
-            stderr,
-        });
-    }
-    Ok(format!(
-        "{}{stderr}",
-        String::from_utf8_lossy(&output.stdout)
-    ))
 }
 
 #[cfg(test)]

@@ -50,12 +50,15 @@ mod export;
 mod ext4;
 mod layer;
 mod layers;
+mod leftovers;
+mod output;
 mod place;
 mod progress;
 mod read_ahead;
 mod scratch;
 mod sparse;
 mod sparse_tar;
+mod tools;
 mod unpack;
 
 pub use cache_files::{BuildFiles, cached_builds, remove_unused_builds};
