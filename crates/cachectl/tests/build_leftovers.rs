@@ -170,7 +170,10 @@ fn a_build_killed_while_it_writes_the_output_leaves_the_old_image_whole() {
     assert!(!same_bytes(&output, &old), "the new image replaced the old");
     assert_fsck_clean(&output);
     let temps = names_starting(home.path(), ".vm.ext4");
-    assert!(temps.is_empty(), "temp files of killed builds stay: {temps:?}");
+    assert!(
+        temps.is_empty(),
+        "temp files of killed builds stay: {temps:?}"
+    );
 }
 
 /// A tmpfs of `size` mounted on a new directory, unmounted when dropped.
@@ -182,7 +185,13 @@ impl SmallFs {
     fn mount(size: &str) -> SmallFs {
         let dir = tempfile::tempdir().expect("tempdir");
         let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "cachectl-test"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "cachectl-test",
+            ])
             .arg(dir.path())
             .output()
             .expect("mount runs");
@@ -239,4 +248,149 @@ fn a_build_onto_a_full_disk_fails_naming_the_output_and_keeps_the_old_image() {
     assert_fsck_clean(&output);
     let names = names_starting(disk.path(), "");
     assert_eq!(names, vec!["vm.ext4".to_owned()], "no temp file stays");
+}
+
+/// `(pid, parent pid, state)` of every process, from `/proc/*/stat`,
+/// whose command is `comm`.
+fn processes_named(comm: &str) -> Vec<(u32, u32, char)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid …`; comm may hold spaces.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if &stat[open + 1..close] != comm {
+            continue;
+        }
+        let mut rest = stat[close + 1..].split_whitespace();
+        let state = rest.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid = rest.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        if let Ok(pid) = stat[..open].trim().parse() {
+            found.push((pid, ppid, state));
+        }
+    }
+    found
+}
+
+/// Whether process `pid` runs (exists and is not a zombie).
+fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let close = stat.rfind(')')?;
+            stat[close + 1..]
+                .split_whitespace()
+                .next()
+                .map(str::to_owned)
+        })
+        .is_some_and(|state| state != "Z" && state != "X")
+}
+
+/// What a build killed while its `mke2fs` ran left of its unpacked tree:
+/// the `/dev/shm` entries that appeared, or its work directory under the
+/// cache.
+fn kill_a_build_during_mke2fs(home: &Path, reference: &str, label: &str) -> Vec<PathBuf> {
+    let shm = Path::new("/dev/shm");
+    let shm_before = names_starting(shm, "cachectl-");
+    let mut child = spawn(home, &["build", "-q", reference, "--label", label]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mke2fs = loop {
+        let id = child.id();
+        // The one that writes the image (not `mke2fs -V`).
+        let writing = |pid: u32| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|line| line.windows(8).any(|w| w == b"partial-"))
+        };
+        if let Some(&(pid, _, _)) = processes_named("mke2fs")
+            .iter()
+            .find(|(pid, ppid, _)| *ppid == id && writing(*pid))
+        {
+            break pid;
+        }
+        assert!(
+            child.try_wait().expect("waits").is_none(),
+            "the build ended before mke2fs was seen"
+        );
+        assert!(Instant::now() < deadline, "no mke2fs within two minutes");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    let killed_at = Instant::now();
+    // mke2fs needs most of a second for this image: one that outlives
+    // its parent by half a second was left running.
+    while is_running(mke2fs) && killed_at.elapsed() < Duration::from_millis(500) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        !is_running(mke2fs),
+        "mke2fs (pid {mke2fs}) outlived the killed build by {:?}",
+        killed_at.elapsed()
+    );
+    let work = home.join("cache/.cachectl/rootfs-tmp");
+    let trees: Vec<PathBuf> = names_starting(shm, "cachectl-")
+        .into_iter()
+        .filter(|name| !shm_before.contains(name))
+        .map(|name| shm.join(name))
+        .chain(names_starting(&work, "").iter().map(|name| work.join(name)))
+        .collect();
+    assert!(!trees.is_empty(), "the killed build left its tree");
+    trees
+}
+
+#[test]
+fn a_killed_build_takes_mke2fs_along_and_its_leftovers_are_counted_then_swept() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let (reference, _) = fixture("big");
+    pull(home.path(), &reference);
+    let ext4 = home.path().join("cache/.cachectl/ext4");
+
+    // Swept by gc, at once (the owner is gone: no minute to wait).
+    let trees = kill_a_build_during_mke2fs(home.path(), &reference, "one");
+    let partials = names_starting(&ext4, "partial-");
+    assert_eq!(partials.len(), 1, "the killed build left its partial image");
+    let usage = cachectl(home.path())
+        .args(["du", "--json"])
+        .output()
+        .expect("runs");
+    let usage: serde_json::Value = serde_json::from_slice(&usage.stdout).expect("JSON");
+    assert_eq!(usage["builds"]["partial_images"], 1, "{usage}");
+    let size = std::fs::metadata(ext4.join(&partials[0]))
+        .expect("partial")
+        .len();
+    assert_eq!(
+        usage["builds"]["partial_bytes"], size,
+        "du counts its bytes: {usage}"
+    );
+    let collected = cachectl(home.path())
+        .args(["gc", "--json"])
+        .output()
+        .expect("runs");
+    assert!(collected.status.success(), "{}", stderr(&collected));
+    assert!(
+        names_starting(&ext4, "partial-").is_empty(),
+        "gc removed the partial image"
+    );
+    for tree in &trees {
+        assert!(!tree.exists(), "gc removed {}", tree.display());
+    }
+
+    // Swept by the next build.
+    let trees = kill_a_build_during_mke2fs(home.path(), &reference, "two");
+    assert_eq!(names_starting(&ext4, "partial-").len(), 1);
+    let built = cachectl(home.path())
+        .args(["build", "-q", &reference])
+        .output()
+        .expect("runs");
+    assert!(built.status.success(), "{}", stderr(&built));
+    assert!(
+        names_starting(&ext4, "partial-").is_empty(),
+        "the next build removed the partial image"
+    );
+    for tree in &trees {
+        assert!(!tree.exists(), "the build removed {}", tree.display());
+    }
 }
