@@ -10,7 +10,7 @@
 //! process ID and exits at once.
 
 use crate::error::{Error, Result};
-use crate::ext4::BuildOptions;
+use crate::options::BuildOptions;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
