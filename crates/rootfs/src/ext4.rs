@@ -352,69 +352,7 @@ pub(crate) fn make_image(
     let (mke2fs, debugfs, tree) = (tools.mke2fs, tools.debugfs, input.tree);
     let records = &input.report.records;
     let rootless = input.report.rootless;
-    make_readable(tree)?;
-    let (blocks, inodes) = measure(tree, &input.report.pending_xattrs)?;
-    let inode_count = inodes + inodes / 4 + 256;
-    let mut size = match options.size {
-        Some(size) => size.div_ceil(BLOCK) * BLOCK,
-        None => computed_size(blocks, inode_count, options.headroom),
-    };
-    if options.size.is_some() {
-        check_given_size(size, blocks, inode_count)?;
-    }
-    let uuid = uuid_from(input.uuid_digest);
-    let conf = work.join("mke2fs.conf");
-    std::fs::write(&conf, MKE2FS_CONF).map_err(io("writing", &conf))?;
-    // Locked while this build lives, so the next build or `gc` can tell a
-    // killed build's partial image (see `leftovers`).
-    let partial = tempfile::Builder::new()
-        .prefix(&format!("partial-{}", leftovers::pid_tag()))
-        .suffix(".ext4")
-        .tempfile_in(cache_dir)
-        .map_err(io("creating a file in", cache_dir))?;
-    leftovers::lock(partial.as_file(), partial.path())?;
-    let mut attempts = 0;
-    loop {
-        let made = run(
-            Command::new(mke2fs)
-                .env("MKE2FS_CONFIG", &conf)
-                .env("E2FSPROGS_FAKE_TIME", FAKE_TIME)
-                .args([
-                    "-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256", "-m", "0",
-                ])
-                .arg("-L")
-                .arg(&options.label)
-                .arg("-U")
-                .arg(&uuid)
-                .arg("-E")
-                .arg(format!("hash_seed={uuid},root_owner=0:0"))
-                .arg("-N")
-                .arg(inode_count.to_string())
-                .arg("-d")
-                .arg(tree)
-                .arg(partial.path())
-                .arg(format!("{}k", size / 1024)),
-            "mke2fs",
-        );
-        match made {
-            // A computed size that was too small after all (the estimate
-            // misses some layout of mke2fs's): larger, a few times. The
-            // same tree always takes the same steps, so the result stays
-            // reproducible.
-            Err(err) if options.size.is_none() && attempts < 3 && is_out_of_blocks(&err) => {
-                attempts += 1;
-                size = grown(size);
-            }
-            // A size the caller gave is theirs: said in words, no retry.
-            Err(err) if options.size.is_some() && is_out_of_blocks(&err) => {
-                return Err(too_small(size, computed_size(blocks, inode_count, 0)));
-            }
-            made => {
-                made?;
-                break;
-            }
-        }
-    }
+    let partial = run_mke2fs(mke2fs, input, options, work, cache_dir)?;
     let mut commands = debugfs_commands(tree, records, rootless)?;
     // Extended attributes the host refused: each value in a file for
     // `ea_set -f` (values are binary).
@@ -473,6 +411,82 @@ pub(crate) fn make_image(
         io("renaming into place", cached_path)(e.error)
     })?;
     Ok(())
+}
+
+/// Runs `mke2fs -d` on the tree of `input` into a new partial image in
+/// `cache_dir` (locked while this build lives, so the next build or `gc`
+/// can tell one a killed build left; see `leftovers`), sized as asked or
+/// computed.
+fn run_mke2fs(
+    mke2fs: &Path,
+    input: &ImageInput<'_>,
+    options: &BuildOptions,
+    work: &Path,
+    cache_dir: &Path,
+) -> Result<tempfile::NamedTempFile> {
+    let tree = input.tree;
+    make_readable(tree)?;
+    let (blocks, inodes) = measure(tree, &input.report.pending_xattrs)?;
+    let inode_count = inodes + inodes / 4 + 256;
+    let mut size = match options.size {
+        Some(size) => size.div_ceil(BLOCK) * BLOCK,
+        None => computed_size(blocks, inode_count, options.headroom),
+    };
+    if options.size.is_some() {
+        check_given_size(size, blocks, inode_count)?;
+    }
+    let uuid = uuid_from(input.uuid_digest);
+    let conf = work.join("mke2fs.conf");
+    std::fs::write(&conf, MKE2FS_CONF).map_err(io("writing", &conf))?;
+    let partial = tempfile::Builder::new()
+        .prefix(&format!("partial-{}", leftovers::pid_tag()))
+        .suffix(".ext4")
+        .tempfile_in(cache_dir)
+        .map_err(io("creating a file in", cache_dir))?;
+    leftovers::lock(partial.as_file(), partial.path())?;
+    let mut attempts = 0;
+    loop {
+        let made = run(
+            Command::new(mke2fs)
+                .env("MKE2FS_CONFIG", &conf)
+                .env("E2FSPROGS_FAKE_TIME", FAKE_TIME)
+                .args([
+                    "-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256", "-m", "0",
+                ])
+                .arg("-L")
+                .arg(&options.label)
+                .arg("-U")
+                .arg(&uuid)
+                .arg("-E")
+                .arg(format!("hash_seed={uuid},root_owner=0:0"))
+                .arg("-N")
+                .arg(inode_count.to_string())
+                .arg("-d")
+                .arg(tree)
+                .arg(partial.path())
+                .arg(format!("{}k", size / 1024)),
+            "mke2fs",
+        );
+        match made {
+            // A computed size that was too small after all (the estimate
+            // misses some layout of mke2fs's): larger, a few times. The
+            // same tree always takes the same steps, so the result stays
+            // reproducible.
+            Err(err) if options.size.is_none() && attempts < 3 && is_out_of_blocks(&err) => {
+                attempts += 1;
+                size = grown(size);
+            }
+            // A size the caller gave is theirs: said in words, no retry.
+            Err(err) if options.size.is_some() && is_out_of_blocks(&err) => {
+                return Err(too_small(size, computed_size(blocks, inode_count, 0)));
+            }
+            made => {
+                made?;
+                break;
+            }
+        }
+    }
+    Ok(partial)
 }
 
 /// `debugfs` commands: fixed ctime/atime on every inode, hardlinked
