@@ -143,7 +143,7 @@ fn a_build_killed_while_it_writes_the_output_leaves_the_old_image_whole() {
     assert!(cached.status.success(), "{}", stderr(&cached));
 
     let output_arg = output.to_str().expect("UTF-8 path");
-    for delay_ms in [0, 20, 60, 120] {
+    for delay_ms in [0, 15, 40, 80] {
         let mut child = spawn(home.path(), &["build", "-q", &reference, "-o", output_arg]);
         let writing = wait_for_output_write(&mut child, &output);
         std::thread::sleep(Duration::from_millis(delay_ms));
@@ -290,12 +290,13 @@ fn is_running(pid: u32) -> bool {
 }
 
 /// What a build killed while its `mke2fs` ran left of its unpacked tree:
-/// the `/dev/shm` entries that appeared, or its work directory under the
-/// cache.
+/// its `/dev/shm/cachectl-build-p<pid>-*` directory, or its work
+/// directory under the cache.
 fn kill_a_build_during_mke2fs(home: &Path, reference: &str, label: &str) -> Vec<PathBuf> {
     let shm = Path::new("/dev/shm");
-    let shm_before = names_starting(shm, "cachectl-");
     let mut child = spawn(home, &["build", "-q", reference, "--label", label]);
+    // Its own tree only: other builds may run beside it.
+    let own = format!("cachectl-build-p{}-", child.id());
     let deadline = Instant::now() + Duration::from_secs(120);
     let mke2fs = loop {
         let id = child.id();
@@ -331,9 +332,8 @@ fn kill_a_build_during_mke2fs(home: &Path, reference: &str, label: &str) -> Vec<
         killed_at.elapsed()
     );
     let work = home.join("cache/.cachectl/rootfs-tmp");
-    let trees: Vec<PathBuf> = names_starting(shm, "cachectl-")
+    let trees: Vec<PathBuf> = names_starting(shm, &own)
         .into_iter()
-        .filter(|name| !shm_before.contains(name))
         .map(|name| shm.join(name))
         .chain(names_starting(&work, "").iter().map(|name| work.join(name)))
         .collect();
