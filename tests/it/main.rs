@@ -3,6 +3,7 @@
 
 mod archives;
 mod distribution;
+mod distribution_errors;
 mod distribution_faults;
 mod fault_proxy;
 mod fixtures;
