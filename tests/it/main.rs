@@ -3,6 +3,7 @@
 
 mod archives;
 mod distribution;
+mod distribution_errors;
 mod distribution_faults;
 mod fault_proxy;
 mod fixtures;
@@ -15,6 +16,7 @@ mod rootfs_debian;
 mod rootfs_init;
 mod rootfs_overlay;
 mod secrets;
+mod soak;
 mod store;
 mod store_manage;
 mod store_plants;

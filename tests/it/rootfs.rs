@@ -1231,19 +1231,25 @@ fn every_error_renders_with_what_a_person_needs() {
 }
 
 #[test]
-fn mke2fs_errors_carry_its_stderr() {
+fn a_size_too_small_is_refused_in_words_not_with_mke2fs_output() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, reference) = store_with_fixture(&dir.path().join("store"), "small");
     let mut options = rootless_build_options();
-    // Far too small for the journal and the content.
+    // Far too small for the journal and the content: refused before any
+    // layer is read (nothing under the store's work directory).
     options.size = Some(64 * 1024);
     match rootfs::build(&store, &reference, None, &options) {
-        Err(Error::ToolFailed { tool, stderr, .. }) => {
-            assert_eq!(tool, "mke2fs");
-            assert!(!stderr.is_empty());
+        Err(err @ Error::InvalidOption { .. }) => {
+            assert_eq!(err.kind(), rootfs::ErrorKind::Usage);
+            assert!(
+                err.to_string()
+                    .contains("size 0.1 MiB is below 8.0 MiB, the least"),
+                "{err}"
+            );
         }
         other => panic!("{other:?}"),
     }
+    assert!(!store.root().join(".cachectl/rootfs-tmp").exists());
 }
 
 // ---- the tar parser against GNU tar ----------------------------------------

@@ -17,8 +17,10 @@ pub(crate) struct Cli {
 /// Flags every command takes.
 #[derive(Debug, Args)]
 pub(crate) struct Global {
-    /// The cache directory (an OCI image layout) [default: $XDG_CACHE_HOME/cachectl]
-    #[arg(long, global = true, env = "CACHECTL_ROOT", value_name = "DIR")]
+    /// The cache directory (an OCI image layout) [env: CACHECTL_ROOT]
+    /// [default: $XDG_CACHE_HOME/cachectl]
+    // CACHECTL_ROOT is read by the settings, so that an error names it.
+    #[arg(long, global = true, value_name = "DIR")]
     pub(crate) root: Option<PathBuf>,
     /// Print machine-readable JSON on stdout (shapes in docs/cli.md)
     #[arg(long, global = true)]

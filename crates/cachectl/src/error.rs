@@ -60,6 +60,18 @@ pub(crate) enum CliError {
         /// What is wrong.
         reason: String,
     },
+    /// The cache directory setting is empty or names something other
+    /// than a directory.
+    #[error("cache directory {value:?} (set by {setting}) {reason}", value = value.display().to_string())]
+    Root {
+        /// Where it was set: `--root`, `CACHECTL_ROOT`, `root in FILE`
+        /// (the settings file's key).
+        setting: String,
+        /// The value.
+        value: PathBuf,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// The cache failed.
     #[error(transparent)]
     Store(#[from] ocistore::Error),
@@ -96,7 +108,9 @@ impl CliError {
     /// What kind of failure this is; each library error says its own.
     pub(crate) fn kind(&self) -> ErrorKind {
         match self {
-            CliError::Usage(_) | CliError::Settings { .. } => ErrorKind::Usage,
+            CliError::Usage(_) | CliError::Settings { .. } | CliError::Root { .. } => {
+                ErrorKind::Usage
+            }
             CliError::Parse { source, .. } => source.kind(),
             CliError::Store(err) => err.kind(),
             CliError::Dist(err) => err.kind(),
@@ -161,6 +175,14 @@ mod tests {
                 CliError::Settings {
                     path: "/s.toml".into(),
                     reason: "x".into(),
+                },
+                2,
+            ),
+            (
+                CliError::Root {
+                    setting: "--root".into(),
+                    value: "/etc/passwd".into(),
+                    reason: "is not a directory",
                 },
                 2,
             ),

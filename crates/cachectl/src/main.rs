@@ -28,7 +28,12 @@ fn main() -> ExitCode {
             });
         }
     };
-    init_logging(cli.global.verbose);
+    // `-q` is results and errors only: no log line either, whatever `-v`.
+    init_logging(if cli.global.quiet {
+        0
+    } else {
+        cli.global.verbose
+    });
     match commands::run(cli) {
         Ok(()) => ExitCode::from(code::OK),
         Err(err) => {
@@ -40,7 +45,7 @@ fn main() -> ExitCode {
 
 /// Logs on stderr: none by default (what people need is in the results,
 /// notes and errors; `-q` and `--json` promise a quiet stderr), `-v`
-/// warnings and info, `-vv` debug.
+/// warnings and info, `-vv` debug. The caller passes 0 under `-q`.
 fn init_logging(verbose: u8) {
     use tracing::level_filters::LevelFilter;
     let level = match verbose {

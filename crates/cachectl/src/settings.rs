@@ -3,6 +3,7 @@
 
 use crate::cli::Global;
 use crate::error::CliError;
+use crate::output::Output;
 use crate::progress::Progress;
 use ociref::Platform;
 use ocistore::Store;
@@ -58,29 +59,19 @@ pub(crate) struct Context {
     /// Blobs transferred at once.
     pub(crate) concurrency: usize,
     insecure_registries: Vec<String>,
+    /// Where notes go (not with `-q` or `--json`).
+    out: Output,
 }
 
 impl Context {
     /// Resolves the settings and opens the store.
     pub(crate) fn new(global: &Global) -> Result<Context, CliError> {
-        let file = match &global.config {
-            Some(path) => SettingsFile::load(path, true)?,
-            None => match default_settings_path() {
-                Some(path) => SettingsFile::load(&path, false)?,
-                None => SettingsFile::default(),
-            },
+        let config_path = global.config.clone().or_else(default_settings_path);
+        let file = match &config_path {
+            Some(path) => SettingsFile::load(path, global.config.is_some())?,
+            None => SettingsFile::default(),
         };
-        let root = global
-            .root
-            .clone()
-            .or(file.root)
-            .or_else(|| ocistore::default_root(|name| std::env::var(name).ok()))
-            .ok_or_else(|| {
-                CliError::Usage(
-                    "no cache directory: pass --root, or set CACHECTL_ROOT, XDG_CACHE_HOME or HOME"
-                        .into(),
-                )
-            })?;
+        let root = cache_root(global, file.root, config_path.as_deref())?;
         let platform = match global.platform.clone().or(file.platform) {
             Some(text) => Some(text.parse::<Platform>().map_err(|source| CliError::Parse {
                 what: "platform",
@@ -100,6 +91,10 @@ impl Context {
             platform,
             concurrency,
             insecure_registries,
+            out: Output {
+                json: global.json,
+                quiet: global.quiet,
+            },
         })
     }
 
@@ -111,13 +106,60 @@ impl Context {
         config.user_agent = concat!("cachectl/", env!("CARGO_PKG_VERSION")).to_owned();
         // https_proxy, http_proxy, all_proxy and no_proxy, as curl reads them.
         config.proxy = ocidist::ProxyConfig::from_env()?;
-        let credentials =
-            ocidist::credentials::default_source(ocidist::credentials::StaticCredentials::new())?;
+        // A credentials file that does not parse is skipped with a
+        // warning, as the docker CLI does: anonymous pulls and cached
+        // images do not need it.
+        let (credentials, broken) = ocidist::credentials::default_source_skipping_broken(
+            ocidist::credentials::StaticCredentials::new(),
+        );
+        for err in broken {
+            self.out.note(&format!(
+                "warning: {err}; carrying on without the credentials it holds"
+            ));
+        }
         let client = ocidist::Client::new(config, Arc::new(credentials))?;
         Ok(match progress.callback() {
             Some(callback) => client.with_progress(callback),
             None => client,
         })
+    }
+}
+
+/// The cache directory: `--root` (or `CACHECTL_ROOT`), else the settings
+/// file's `root`, else the default. An empty value, or one naming
+/// something other than a directory, is a usage error naming the setting.
+fn cache_root(
+    global: &Global,
+    from_file: Option<PathBuf>,
+    config_path: Option<&Path>,
+) -> Result<PathBuf, CliError> {
+    let (root, setting) = if let Some(root) = global.root.clone() {
+        (root, "--root".to_owned())
+    } else if let Some(root) = std::env::var_os("CACHECTL_ROOT") {
+        (PathBuf::from(root), "CACHECTL_ROOT".to_owned())
+    } else if let Some(root) = from_file {
+        let file = config_path.map_or_else(String::new, |p| format!(" in {}", p.display()));
+        (root, format!("root{file}"))
+    } else {
+        let root = ocistore::default_root(|name| std::env::var(name).ok()).ok_or_else(|| {
+            CliError::Usage(
+                "no cache directory: pass --root, or set CACHECTL_ROOT, XDG_CACHE_HOME or HOME"
+                    .into(),
+            )
+        })?;
+        (root, "the default cache directory".to_owned())
+    };
+    let refuse = |reason: &'static str| CliError::Root {
+        setting: setting.clone(),
+        value: root.clone(),
+        reason,
+    };
+    if root.as_os_str().is_empty() {
+        return Err(refuse("is empty: name the cache directory there"));
+    }
+    match std::fs::metadata(&root) {
+        Ok(meta) if !meta.is_dir() => Err(refuse("is not a directory")),
+        _ => Ok(root),
     }
 }
 

@@ -5,12 +5,9 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use support::{cachectl, env, fixture, stderr, stdout};
+use std::sync::atomic::Ordering;
+use support::{cachectl, counting_forwarder, env, fixture, stderr, stdout};
 
 /// Runs `cachectl` with `args` in `home`; panics with its stderr when it fails.
 fn ok(home: &Path, args: &[&str]) -> String {
@@ -232,41 +229,6 @@ fn verify_of_a_reference_covers_every_cached_platform_of_it() {
         serde_json::json!([arm_name]),
         "{json}"
     );
-}
-
-/// A loopback TCP forwarder to `upstream` that counts the connections it
-/// accepts: zero connections means zero requests.
-fn counting_forwarder(upstream: String) -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
-    let addr = listener.local_addr().expect("address").to_string();
-    let count = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&count);
-    std::thread::spawn(move || {
-        for client in listener.incoming().flatten() {
-            counted.fetch_add(1, Ordering::SeqCst);
-            let Ok(server) = TcpStream::connect(&upstream) else {
-                continue;
-            };
-            for (mut from, mut to) in [
-                (
-                    client.try_clone().expect("clone"),
-                    server.try_clone().expect("clone"),
-                ),
-                (server, client),
-            ] {
-                std::thread::spawn(move || {
-                    let mut buffer = [0u8; 16 * 1024];
-                    while let Ok(n) = from.read(&mut buffer) {
-                        if n == 0 || to.write_all(&buffer[..n]).is_err() {
-                            break;
-                        }
-                    }
-                    let _ = to.shutdown(Shutdown::Write);
-                });
-            }
-        }
-    });
-    (addr, count)
 }
 
 #[test]

@@ -147,7 +147,7 @@ impl Client {
                 .send_following_redirects(http, request, authorization.as_ref().map(|s| s.expose()))
                 .await;
             let response = match outcome {
-                Ok(response) => response,
+                Ok(response) => not_redirected(request, response)?,
                 Err(source) => {
                     let proxy_refused = crate::proxy::is_tunnel_auth_failure(&source);
                     if attempt < policy.max_attempts && is_transient(&source) && !proxy_refused {
@@ -275,7 +275,8 @@ impl Client {
         let mut url = request.url.clone();
         let mut method = request.method.clone();
         let mut body = request.body.clone();
-        for _ in 0..MAX_REDIRECTS {
+        let mut followed = 0;
+        loop {
             let mut builder = http
                 .request(method.clone(), url.clone())
                 .headers(request.headers.clone());
@@ -292,6 +293,12 @@ impl Client {
             let Some(next) = redirect_target(&response, &url) else {
                 return Ok(response);
             };
+            if followed == MAX_REDIRECTS {
+                // Still redirected after the limit: `send` sees a 3xx with
+                // a `Location` and reports too many redirects.
+                return Ok(response);
+            }
+            followed += 1;
             if response.status() == reqwest::StatusCode::SEE_OTHER {
                 method = Method::GET;
                 body = None;
@@ -299,9 +306,6 @@ impl Client {
             tracing::debug!(from = %url.host_str().unwrap_or(""), to = %next.host_str().unwrap_or(""), "following redirect");
             url = next;
         }
-        // Too many redirects: hand back the last answer; callers report its
-        // status.
-        http.request(method, url).send().await
     }
 }
 
@@ -350,6 +354,22 @@ impl Body {
             }
         }
     }
+}
+
+/// `response`, unless it is still a redirect after [`MAX_REDIRECTS`]
+/// (a loop): then [`Error::TooManyRedirects`], naming the URL first asked
+/// for.
+fn not_redirected(request: &Request<'_>, response: Response) -> Result<Response> {
+    if redirect_target(&response, response.url()).is_none() {
+        return Ok(response);
+    }
+    let mut url = request.url.clone();
+    url.set_query(None);
+    Err(Error::TooManyRedirects {
+        method: request.method.to_string(),
+        url: url.to_string(),
+        limit: MAX_REDIRECTS,
+    })
 }
 
 fn redirect_target(response: &Response, current: &Url) -> Option<Url> {

@@ -288,6 +288,39 @@ pub fn source_for(explicit: StaticCredentials, locations: &Locations) -> Result<
         .with(ContainersAuth::load(&locations.containers_auth)?))
 }
 
+/// The chain of [`default_source`], carrying on without the files that
+/// cannot be read or parsed, as the docker CLI does with a malformed
+/// `config.json`: their errors ([`Error::CredentialFile`](crate::Error::CredentialFile),
+/// naming the file and the line, never its content) come back beside the
+/// chain, for the caller to warn about.
+pub fn default_source_skipping_broken(explicit: StaticCredentials) -> (Chain, Vec<crate::Error>) {
+    source_skipping_broken(explicit, &Locations::from_env())
+}
+
+/// The chain of [`default_source_skipping_broken`], with files and helpers
+/// found at `locations`.
+pub fn source_skipping_broken(
+    explicit: StaticCredentials,
+    locations: &Locations,
+) -> (Chain, Vec<crate::Error>) {
+    let mut broken = Vec::new();
+    let docker = match &locations.docker_config {
+        Some(path) => DockerConfig::load(path).unwrap_or_else(|err| {
+            broken.push(err);
+            DockerConfig::default()
+        }),
+        None => DockerConfig::default(),
+    };
+    let (containers, broken_auth) =
+        ContainersAuth::load_skipping_broken(&locations.containers_auth);
+    broken.extend(broken_auth);
+    let chain = Chain::new()
+        .with(explicit)
+        .with(docker.with_helper_path(locations.helper_path.clone()))
+        .with(containers);
+    (chain, broken)
+}
+
 /// The registry a name or config key designates, as `ociref` prints it.
 ///
 /// Strips an `http://` or `https://` scheme and any path, lowercases, and

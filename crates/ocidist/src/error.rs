@@ -57,6 +57,31 @@ pub enum Error {
         detail: Option<String>,
     },
 
+    /// A reference pinned by a digest whose algorithm we cannot compute
+    /// (`md5:…`, or a well-formed but unregistered `foo:bar`): its content
+    /// could not be verified, so nothing is asked of the registry.
+    #[error(
+        "cannot fetch {reference}: digest algorithm {algorithm:?} is not supported (supported: {})",
+        supported_algorithms()
+    )]
+    UnsupportedDigest {
+        /// The reference, as given.
+        reference: String,
+        /// The algorithm it names.
+        algorithm: String,
+    },
+
+    /// A redirect chain longer than the limit (a loop, most likely).
+    #[error("{method} {url}: too many redirects (more than {limit})")]
+    TooManyRedirects {
+        /// HTTP method.
+        method: String,
+        /// The URL first asked for, without its query.
+        url: String,
+        /// Redirects followed before giving up.
+        limit: u32,
+    },
+
     /// The connection failed, reset or timed out, after all retries.
     #[error("network error talking to {registry} after {attempts} attempt(s)")]
     Network {
@@ -274,9 +299,11 @@ impl Error {
             Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => ErrorKind::Integrity,
             Error::CredentialFile { .. }
             | Error::ProxySetting { .. }
-            | Error::CleartextProxy { .. } => ErrorKind::Usage,
+            | Error::CleartextProxy { .. }
+            | Error::UnsupportedDigest { .. } => ErrorKind::Usage,
             Error::NotFound { .. }
             | Error::Status { .. }
+            | Error::TooManyRedirects { .. }
             | Error::ManifestTooLarge { .. }
             | Error::UnsupportedMediaType { .. }
             | Error::UnsupportedSchemaVersion { .. }
@@ -286,6 +313,16 @@ impl Error {
             | Error::Io { .. } => ErrorKind::Other,
         }
     }
+}
+
+/// The digest algorithms we can verify, as a list for messages:
+/// `sha256, sha512`.
+fn supported_algorithms() -> String {
+    ociref::Algorithm::ALL
+        .iter()
+        .map(|algorithm| algorithm.name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -342,6 +379,21 @@ mod tests {
                 ErrorKind::Network,
             ),
             (status(503), ErrorKind::Network),
+            (
+                Error::UnsupportedDigest {
+                    reference: text(),
+                    algorithm: "md5".into(),
+                },
+                ErrorKind::Usage,
+            ),
+            (
+                Error::TooManyRedirects {
+                    method: "GET".into(),
+                    url: text(),
+                    limit: 10,
+                },
+                ErrorKind::Other,
+            ),
             (status(400), ErrorKind::Other),
             (
                 Error::Network {

@@ -281,6 +281,14 @@ impl Client {
         reference: &'r Reference,
         method: Method,
     ) -> Result<Request<'r>> {
+        if let Some(digest) = reference.digest()
+            && !digest.is_supported()
+        {
+            return Err(Error::UnsupportedDigest {
+                reference: reference.to_string(),
+                algorithm: digest.algorithm().to_owned(),
+            });
+        }
         let target = match (reference.digest(), reference.tag()) {
             (Some(digest), _) => digest.to_string(),
             (None, Some(tag)) => tag.to_owned(),

@@ -6,7 +6,7 @@
 use ocidist::Error;
 use ocidist::credentials::{
     Chain, ContainersAuth, Credential, CredentialSource, DockerConfig, Locations, Secret,
-    StaticCredentials, normalize_registry, remove, source_for, store_basic,
+    StaticCredentials, normalize_registry, remove, source_for, source_skipping_broken, store_basic,
 };
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -460,6 +460,54 @@ fn default_chain_reports_malformed_files() {
     let locations = fake_env(dir.path(), &[("XDG_RUNTIME_DIR", "run")]);
     let err = source_for(StaticCredentials::new(), &locations).expect_err("malformed");
     assert!(err.to_string().contains("auth.json"), "{err}");
+}
+
+#[test]
+fn the_lenient_chain_skips_malformed_files_and_says_which() {
+    let dir = tempdir();
+    let root = dir.path();
+    let secret = r#"{"username": "docker", "password": "hunter2"}"#;
+    write(
+        &root.join("home/.docker/config.json"),
+        &format!("{{\n  \"auths\": {{\"a.example\": {secret}\n  oops\n}}\n"),
+    );
+    write(&root.join("run/containers/auth.json"), "{\"auths\": [");
+    write(
+        &root.join("config/containers/auth.json"),
+        r#"{"auths": {"b.example": {"username": "containers", "password": "p"}}}"#,
+    );
+    let locations = fake_env(
+        root,
+        &[
+            ("HOME", "home"),
+            ("XDG_RUNTIME_DIR", "run"),
+            ("XDG_CONFIG_HOME", "config"),
+        ],
+    );
+    let (chain, broken) = source_skipping_broken(StaticCredentials::new(), &locations);
+    assert_eq!(found(&chain, "b.example"), basic("containers", "p"));
+    assert_eq!(found(&chain, "a.example"), None);
+    let texts: Vec<String> = broken.iter().map(ToString::to_string).collect();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(
+        texts[0].contains("config.json") && texts[0].contains("line 3"),
+        "{texts:?}"
+    );
+    assert!(
+        texts[1].contains("run/containers/auth.json") && texts[1].contains("line 1"),
+        "{texts:?}"
+    );
+    for text in &texts {
+        assert!(
+            !text.contains("hunter2") && !text.contains("oops"),
+            "{text}"
+        );
+    }
+    assert!(
+        broken
+            .iter()
+            .all(|err| matches!(err, Error::CredentialFile { .. }))
+    );
 }
 
 #[test]

@@ -39,6 +39,10 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
+    /// Every algorithm that can be computed, in the order messages list
+    /// them.
+    pub const ALL: &'static [Algorithm] = &[Algorithm::Sha256, Algorithm::Sha512];
+
     /// The name used in digests.
     pub fn name(self) -> &'static str {
         match self {

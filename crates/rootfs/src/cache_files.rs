@@ -28,6 +28,13 @@ pub struct BuildFiles {
     pub layer_tars: usize,
     /// The total size of both, in bytes.
     pub bytes: u64,
+    /// How many partial ext4 images (`.cachectl/ext4/partial-*.ext4`):
+    /// builds in progress, or left by killed builds until the next build
+    /// or [`crate::remove_stale_work`] removes them. Counted by
+    /// [`cached_builds`] only.
+    pub partial_images: usize,
+    /// Their total size, in bytes (not in [`BuildFiles::bytes`]).
+    pub partial_bytes: u64,
 }
 
 /// The owner file of `kept` (`<kept>.owner`).
@@ -105,11 +112,22 @@ pub fn remove_unused_builds(store: &Store) -> Result<BuildFiles> {
 }
 
 /// Counts the cached ext4 images (whole and per layer) and layer tars, and
-/// their bytes. Blocking.
+/// their bytes, and the partial images apart. Blocking.
 pub fn cached_builds(store: &Store) -> Result<BuildFiles> {
     let mut found = BuildFiles::default();
     for (kind, _, size) in cached_files(store)? {
         found.count(kind, size);
+    }
+    let ext4 = store.root().join(".cachectl/ext4");
+    if let Ok(entries) = std::fs::read_dir(&ext4) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.as_bytes();
+            if name.starts_with(b"partial-") && name.ends_with(b".ext4") {
+                found.partial_images += 1;
+                found.partial_bytes += entry.metadata().map_or(0, |m| m.len());
+            }
+        }
     }
     Ok(found)
 }

@@ -5,26 +5,27 @@ use crate::cache_files;
 use crate::error::{Error, Result, io};
 use crate::layer::open_layer;
 use crate::layer::select_image;
+use crate::leftovers;
+use crate::options::BuildOptions;
+use crate::output::copy_to_output;
 use crate::place::place_file;
 use crate::progress;
-use crate::scratch::{WorkDir, is_out_of_space, make_readable, tree_estimate};
-use crate::sparse::copy_sparse;
-use crate::unpack::{Applier, Recorded, UnpackOptions, UnpackReport, apply_image, xattrs_of};
+use crate::scratch::{WorkDir, is_out_of_space, make_readable, remove_stale_work, tree_estimate};
+use crate::sizing::{
+    BLOCK, check_given_size, computed_size, grown, is_out_of_blocks, measure, too_small,
+};
+use crate::tools::{find_tool, run};
+use crate::unpack::{Applier, Recorded, UnpackReport, apply_image};
 use ociref::{Digest, Platform, Reference};
 use ocistore::{ConfigSummary, Store};
 use sha2::{Digest as _, Sha256};
-use std::collections::{BTreeMap, HashSet};
-use std::ffi::OsString;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Block size of every image.
-const BLOCK: u64 = 4096;
-/// Inode size of every image.
-const INODE_SIZE: u64 = 256;
 /// The time `mke2fs` and `debugfs` see, and every inode's ctime/atime
 /// otherwise copied from the host: 2023-11-14T22:13:20Z.
 const FAKE_TIME: &str = "1700000000";
@@ -48,58 +49,6 @@ const MKE2FS_CONF: &str = "[defaults]
 \t\tfeatures = has_journal,extent,huge_file,flex_bg,metadata_csum,64bit,dir_nlink,extra_isize
 \t}
 ";
-
-/// How [`build`] makes an image.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct BuildOptions {
-    /// Size of the image in bytes (rounded up to 4 KiB); computed from the
-    /// content plus [`BuildOptions::headroom`] when `None`.
-    pub size: Option<u64>,
-    /// Free space added to a computed size, in bytes.
-    pub headroom: u64,
-    /// File system label (at most 16 bytes).
-    pub label: String,
-    /// A host file copied into the image at the given absolute path, mode
-    /// 0755, owner 0:0 (an init for a VM). The path is resolved as the
-    /// guest resolves it: symlinked parents are followed inside the image
-    /// (`/sbin/init` lands in `/usr/sbin/init` when `/sbin -> usr/sbin`),
-    /// missing ones created, and whatever is at the path itself (a file, a
-    /// symlink) replaced; a directory there is refused with
-    /// [`Error::PlacePath`].
-    pub init: Option<(PathBuf, String)>,
-    /// Where to copy the built image; the cached file when `None` (callers
-    /// that write to the image must ask for a copy).
-    pub output: Option<PathBuf>,
-    /// How the tree is unpacked before `mke2fs` reads it (rootless or not:
-    /// the image gets the owners and devices of the layers either way).
-    pub unpack: UnpackOptions,
-    /// Where to look for `mke2fs` and `debugfs`; `PATH` followed by
-    /// `/usr/sbin` and `/sbin` when `None`.
-    pub search_path: Option<OsString>,
-    /// Unpack the intermediate tree of [`build`] on `/dev/shm` when it
-    /// has room for five times the compressed layers and the host has
-    /// twice that in available memory (the tree is read once by `mke2fs`
-    /// and removed: it need not reach a disk). A tree that turns out
-    /// larger fills the tmpfs and the build starts again under the store.
-    /// On by default; off, the tree is always under the store.
-    pub memory_scratch: bool,
-}
-
-impl Default for BuildOptions {
-    fn default() -> BuildOptions {
-        BuildOptions {
-            size: None,
-            headroom: 64 << 20,
-            label: "rootfs".to_owned(),
-            init: None,
-            output: None,
-            unpack: UnpackOptions::default(),
-            search_path: None,
-            memory_scratch: true,
-        }
-    }
-}
 
 /// An ext4 image [`build`] made or found.
 #[derive(Clone, Debug)]
@@ -138,18 +87,16 @@ pub fn build(
     platform: Option<&Platform>,
     options: &BuildOptions,
 ) -> Result<BuiltImage> {
+    options.check()?;
     let image = select_image(store, reference, platform)?;
+    // What killed builds left; a sweep that fails does not stop this one.
+    let _ = remove_stale_work(store);
     let manifest_digest = image.manifest.digest.clone();
     let layers: Vec<Digest> = image
         .layers
         .iter()
         .map(|l| l.descriptor.digest.clone())
         .collect();
-    if options.label.len() > 16 {
-        return Err(Error::InvalidOption {
-            reason: format!("label {:?} is longer than 16 bytes", options.label),
-        });
-    }
     let mke2fs = find_tool("mke2fs", options)?;
     let debugfs = find_tool("debugfs", options)?;
     let version = run(Command::new(&mke2fs).arg("-V"), "mke2fs")?;
@@ -173,7 +120,7 @@ pub fn build(
         .len();
     let path = match &options.output {
         Some(output) => {
-            copy_sparse(&cached_path, output)?;
+            copy_to_output(&cached_path, output)?;
             output.clone()
         }
         None => cached_path,
@@ -218,7 +165,9 @@ pub fn build_layers(
     platform: Option<&Platform>,
     options: &BuildOptions,
 ) -> Result<Vec<BuiltLayer>> {
+    options.check()?;
     let image = select_image(store, reference, platform)?;
+    let _ = remove_stale_work(store);
     let mke2fs = find_tool("mke2fs", options)?;
     let debugfs = find_tool("debugfs", options)?;
     let version = run(Command::new(&mke2fs).arg("-V"), "mke2fs")?;
@@ -403,59 +352,7 @@ pub(crate) fn make_image(
     let (mke2fs, debugfs, tree) = (tools.mke2fs, tools.debugfs, input.tree);
     let records = &input.report.records;
     let rootless = input.report.rootless;
-    make_readable(tree)?;
-    let (blocks, inodes) = measure(tree, &input.report.pending_xattrs)?;
-    let inode_count = inodes + inodes / 4 + 256;
-    let mut size = match options.size {
-        Some(size) => size.div_ceil(BLOCK) * BLOCK,
-        None => computed_size(blocks, inode_count, options.headroom),
-    };
-    let uuid = uuid_from(input.uuid_digest);
-    let conf = work.join("mke2fs.conf");
-    std::fs::write(&conf, MKE2FS_CONF).map_err(io("writing", &conf))?;
-    let partial = tempfile::Builder::new()
-        .prefix("partial-")
-        .suffix(".ext4")
-        .tempfile_in(cache_dir)
-        .map_err(io("creating a file in", cache_dir))?;
-    let mut attempts = 0;
-    loop {
-        let made = run(
-            Command::new(mke2fs)
-                .env("MKE2FS_CONFIG", &conf)
-                .env("E2FSPROGS_FAKE_TIME", FAKE_TIME)
-                .args([
-                    "-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256", "-m", "0",
-                ])
-                .arg("-L")
-                .arg(&options.label)
-                .arg("-U")
-                .arg(&uuid)
-                .arg("-E")
-                .arg(format!("hash_seed={uuid},root_owner=0:0"))
-                .arg("-N")
-                .arg(inode_count.to_string())
-                .arg("-d")
-                .arg(tree)
-                .arg(partial.path())
-                .arg(format!("{}k", size / 1024)),
-            "mke2fs",
-        );
-        match made {
-            // A computed size that was too small after all (the estimate
-            // misses some layout of mke2fs's): larger, a few times. The
-            // same tree always takes the same steps, so the result stays
-            // reproducible. A size the caller gave is theirs: no retry.
-            Err(err) if options.size.is_none() && attempts < 3 && is_out_of_blocks(&err) => {
-                attempts += 1;
-                size = grown(size);
-            }
-            made => {
-                made?;
-                break;
-            }
-        }
-    }
+    let partial = run_mke2fs(mke2fs, input, options, work, cache_dir)?;
     let mut commands = debugfs_commands(tree, records, rootless)?;
     // Extended attributes the host refused: each value in a file for
     // `ea_set -f` (values are binary).
@@ -516,120 +413,80 @@ pub(crate) fn make_image(
     Ok(())
 }
 
-/// Blocks (4 KiB) and inodes the tree needs.
-fn measure(
-    tree: &Path,
-    pending_xattrs: &BTreeMap<PathBuf, Vec<(String, Vec<u8>)>>,
-) -> Result<(u64, u64)> {
-    let mut blocks = 0;
-    let mut inodes = 0;
-    let mut seen = HashSet::new();
-    let mut stack = vec![tree.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let mut names = 0u64;
-        for entry in std::fs::read_dir(&dir).map_err(io("reading", &dir))? {
-            let entry = entry.map_err(io("reading", &dir))?;
-            let path = entry.path();
-            let meta = std::fs::symlink_metadata(&path).map_err(io("reading", &path))?;
-            names += 12 + entry.file_name().len() as u64;
-            if !seen.insert(meta.ino()) {
-                continue;
+/// Runs `mke2fs -d` on the tree of `input` into a new partial image in
+/// `cache_dir` (locked while this build lives, so the next build or `gc`
+/// can tell one a killed build left; see `leftovers`), sized as asked or
+/// computed.
+fn run_mke2fs(
+    mke2fs: &Path,
+    input: &ImageInput<'_>,
+    options: &BuildOptions,
+    work: &Path,
+    cache_dir: &Path,
+) -> Result<tempfile::NamedTempFile> {
+    let tree = input.tree;
+    make_readable(tree)?;
+    let (blocks, inodes) = measure(tree, &input.report.pending_xattrs)?;
+    let inode_count = inodes + inodes / 4 + 256;
+    let mut size = match options.size {
+        Some(size) => size.div_ceil(BLOCK) * BLOCK,
+        None => computed_size(blocks, inode_count, options.headroom),
+    };
+    if options.size.is_some() {
+        check_given_size(size, blocks, inode_count)?;
+    }
+    let uuid = uuid_from(input.uuid_digest);
+    let conf = work.join("mke2fs.conf");
+    std::fs::write(&conf, MKE2FS_CONF).map_err(io("writing", &conf))?;
+    let partial = tempfile::Builder::new()
+        .prefix(&format!("partial-{}", leftovers::pid_tag()))
+        .suffix(".ext4")
+        .tempfile_in(cache_dir)
+        .map_err(io("creating a file in", cache_dir))?;
+    leftovers::lock(partial.as_file(), partial.path())?;
+    let mut attempts = 0;
+    loop {
+        let made = run(
+            Command::new(mke2fs)
+                .env("MKE2FS_CONFIG", &conf)
+                .env("E2FSPROGS_FAKE_TIME", FAKE_TIME)
+                .args([
+                    "-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256", "-m", "0",
+                ])
+                .arg("-L")
+                .arg(&options.label)
+                .arg("-U")
+                .arg(&uuid)
+                .arg("-E")
+                .arg(format!("hash_seed={uuid},root_owner=0:0"))
+                .arg("-N")
+                .arg(inode_count.to_string())
+                .arg("-d")
+                .arg(tree)
+                .arg(partial.path())
+                .arg(format!("{}k", size / 1024)),
+            "mke2fs",
+        );
+        match made {
+            // A computed size that was too small after all (the estimate
+            // misses some layout of mke2fs's): larger, a few times. The
+            // same tree always takes the same steps, so the result stays
+            // reproducible.
+            Err(err) if options.size.is_none() && attempts < 3 && is_out_of_blocks(&err) => {
+                attempts += 1;
+                size = grown(size);
             }
-            inodes += 1;
-            // Attributes on the tree, and those debugfs adds (refused by
-            // the host when rootless).
-            let mut xattrs: Vec<(usize, usize)> = xattrs_of(&path)
-                .map_err(io("reading attributes of", &path))?
-                .iter()
-                .map(|(name, value)| (name.len(), value.len()))
-                .collect();
-            if !pending_xattrs.is_empty()
-                && let Ok(rel) = path.strip_prefix(tree)
-            {
-                let pending = pending_xattrs.get(rel).into_iter().flatten();
-                xattrs.extend(pending.map(|(name, value)| (name.len(), value.len())));
+            // A size the caller gave is theirs: said in words, no retry.
+            Err(err) if options.size.is_some() && is_out_of_blocks(&err) => {
+                return Err(too_small(size, computed_size(blocks, inode_count, 0)));
             }
-            blocks += xattr_blocks(&xattrs);
-            if meta.is_dir() {
-                stack.push(path);
-            } else if meta.is_file() {
-                // Data plus one extent block for every 128 MiB.
-                blocks += meta.len().div_ceil(BLOCK) + meta.len() / (128 << 20);
-            } else if meta.file_type().is_symlink() && meta.len() >= 60 {
-                blocks += 1;
+            made => {
+                made?;
+                break;
             }
         }
-        blocks += names.div_ceil(BLOCK).max(1);
-        inodes += 1;
     }
-    Ok((blocks, inodes))
-}
-
-/// Room for extended attributes inside a 256-byte inode: 256 less the
-/// 128-byte base inode, 32 bytes of extra fields, the 4-byte header and a
-/// 4-byte end marker.
-const IN_INODE_XATTR_ROOM: u64 = 88;
-
-/// Blocks that extended attributes of `(name, value)` lengths take outside
-/// their inode: none when they fit in it, else a block (32-byte header)
-/// per 4 KiB. Each entry is a 16-byte header and the name, then the value,
-/// each padded to 4 bytes (names are counted with their prefix: a little
-/// more than ext4 stores).
-fn xattr_blocks(xattrs: &[(usize, usize)]) -> u64 {
-    let size: u64 = xattrs
-        .iter()
-        .map(|&(name, value)| {
-            (16 + name as u64).next_multiple_of(4) + (value as u64).next_multiple_of(4)
-        })
-        .sum();
-    if size <= IN_INODE_XATTR_ROOM {
-        0
-    } else {
-        (size + 32).div_ceil(BLOCK)
-    }
-}
-
-/// Whether `err` is `mke2fs` running out of blocks or inodes while it
-/// copies the tree in.
-fn is_out_of_blocks(err: &Error) -> bool {
-    matches!(err, Error::ToolFailed { tool: "mke2fs", stderr, .. }
-        if stderr.contains("Could not allocate") || stderr.contains("No space left"))
-}
-
-/// The next size to try after [`is_out_of_blocks`]: a quarter more, at
-/// least 16 MiB more, in whole blocks.
-fn grown(size: u64) -> u64 {
-    (size + (size / 4).max(16 << 20)).div_ceil(BLOCK) * BLOCK
-}
-
-/// An image size holding `blocks` of data and `inodes` inodes, plus the
-/// journal, group metadata and `headroom`.
-fn computed_size(blocks: u64, inodes: u64, headroom: u64) -> u64 {
-    let inode_table = (inodes * INODE_SIZE).div_ceil(BLOCK);
-    let base = blocks + inode_table + headroom.div_ceil(BLOCK);
-    // Group descriptors, bitmaps, reserved GDT and lost+found: about 2%,
-    // at least 1 MiB.
-    let metadata = (base / 50).max(256);
-    // At least 12 MiB before the journal, so there is one (mke2fs makes
-    // none below 8 MiB).
-    let without_journal = (base + metadata).max(3072);
-    let total = without_journal + journal_blocks(without_journal);
-    total * BLOCK
-}
-
-/// The journal size `mke2fs` picks for a file system of `blocks`
-/// (`ext2fs_default_journal_size`).
-fn journal_blocks(blocks: u64) -> u64 {
-    match blocks {
-        0..2048 => 0,
-        2048..32768 => 1024,
-        32768..262144 => 4096,
-        262144..524288 => 8192,
-        524288..4194304 => 16384,
-        4194304..8388608 => 32768,
-        8388608..16777216 => 65536,
-        _ => 262144,
-    }
+    Ok(partial)
 }
 
 /// `debugfs` commands: fixed ctime/atime on every inode, hardlinked
@@ -806,93 +663,9 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The program `name`, from the search path of `options`.
-fn find_tool(name: &'static str, options: &BuildOptions) -> Result<PathBuf> {
-    let search = match &options.search_path {
-        Some(path) => path.clone(),
-        None => {
-            let mut path = std::env::var_os("PATH").unwrap_or_default();
-            path.push(":/usr/sbin:/sbin");
-            path
-        }
-    };
-    std::env::split_paths(&search)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-        .ok_or(Error::ToolNotFound {
-            tool: name,
-            package: "e2fsprogs",
-        })
-}
-
-/// Runs a program; its stdout and stderr together when it succeeds, its
-/// stderr in [`Error::ToolFailed`] when not.
-fn run(command: &mut Command, tool: &'static str) -> Result<String> {
-    let output = command.output().map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => Error::ToolNotFound {
-            tool,
-            package: "e2fsprogs",
-        },
-        _ => Error::ToolFailed {
-            tool,
-            status: "not started".to_owned(),
-            stderr: source.to_string(),
-        },
-    })?;
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    if !output.status.success() {
-        return Err(Error::ToolFailed {
-            tool,
-            status: output.status.to_string(),
-            stderr,
-        });
-    }
-    Ok(format!(
-        "{}{stderr}",
-        String::from_utf8_lossy(&output.stdout)
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn attributes_that_fit_the_inode_take_no_block_and_large_ones_do() {
-        assert_eq!(xattr_blocks(&[]), 0);
-        // security.capability (20 bytes): in the inode.
-        assert_eq!(xattr_blocks(&[("security.capability".len(), 20)]), 0);
-        assert_eq!(xattr_blocks(&[("user.label".len(), 1000)]), 1);
-        assert_eq!(
-            xattr_blocks(&[("user.a".len(), 3000), ("user.b".len(), 3000)]),
-            2
-        );
-    }
-
-    #[test]
-    fn only_mke2fs_running_out_of_room_is_retried_larger() {
-        let failed = |tool, stderr: &str| Error::ToolFailed {
-            tool,
-            status: "exit status: 1".to_owned(),
-            stderr: stderr.to_owned(),
-        };
-        // What mke2fs 1.47 says (seen with a too small computed size).
-        let full = "__populate_fs: Could not allocate block in ext2 filesystem while \
-                    writing file \"f2460\"\nmke2fs: Could not allocate block in ext2 \
-                    filesystem while populating file system\n";
-        assert!(is_out_of_blocks(&failed("mke2fs", full)));
-        assert!(is_out_of_blocks(&failed(
-            "mke2fs",
-            "No space left on device"
-        )));
-        assert!(!is_out_of_blocks(&failed("debugfs", full)));
-        assert!(!is_out_of_blocks(&failed("mke2fs", "invalid block size")));
-        let size = 40 << 20;
-        assert_eq!(grown(size), size + (16 << 20));
-        let large = 1 << 30;
-        assert_eq!(grown(large), large + large / 4);
-        assert_eq!(grown(4097) % BLOCK, 0);
-    }
 
     #[test]
     fn uuid_is_derived_from_the_digest() {
@@ -901,12 +674,5 @@ mod tests {
                 .parse()
                 .expect("digest");
         assert_eq!(uuid_from(&digest), "2422821a-ed02-400d-93a3-9dba17551184");
-    }
-
-    #[test]
-    fn journal_grows_with_the_file_system() {
-        assert_eq!(journal_blocks(1000), 0);
-        assert_eq!(journal_blocks(20_000), 1024);
-        assert!(computed_size(100, 1000, 0) >= (100 + 1024) * BLOCK);
     }
 }

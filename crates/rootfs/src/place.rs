@@ -68,6 +68,19 @@ pub(crate) fn place_file(
     Ok(rel)
 }
 
+/// Checks the syntax of the guest path `target` (absolute, not `/`, no
+/// `..` component) and returns it relative to the image root, cleaned.
+pub(crate) fn check_image_path(target: &str) -> Result<PathBuf> {
+    let Some(given) = target.strip_prefix('/') else {
+        return Err(refused(target, "the path is not absolute".to_owned()));
+    };
+    let given = clean_path(given.as_bytes()).map_err(|reason| refused(target, reason))?;
+    if given.file_name().is_none() {
+        return Err(refused(target, "the path is the root".to_owned()));
+    }
+    Ok(given)
+}
+
 /// The path, relative to `root`, that the guest path `target` names: its
 /// parents resolved (symlinks followed inside `root`, missing directories
 /// created with mode 0755 and recorded as 0:0 in `records`), its last
@@ -77,13 +90,11 @@ pub(crate) fn resolve(
     target: &str,
     records: &mut BTreeMap<PathBuf, Recorded>,
 ) -> Result<PathBuf> {
-    let Some(given) = target.strip_prefix('/') else {
-        return Err(refused(target, "the path is not absolute".to_owned()));
-    };
-    let given = clean_path(given.as_bytes()).map_err(|reason| refused(target, reason))?;
-    let Some(name) = given.file_name().map(ToOwned::to_owned) else {
-        return Err(refused(target, "the path is the root".to_owned()));
-    };
+    let given = check_image_path(target)?;
+    let name = given
+        .file_name()
+        .map(ToOwned::to_owned)
+        .expect("checked: not the root");
     let mut pending: VecDeque<OsString> = given
         .parent()
         .into_iter()

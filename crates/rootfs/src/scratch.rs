@@ -10,6 +10,7 @@
 //! starts again on the store.
 
 use crate::error::{Error, Result, io};
+use crate::leftovers::{self, is_stale};
 use ocistore::Store;
 use std::fs::Permissions;
 use std::os::unix::ffi::OsStrExt;
@@ -36,10 +37,6 @@ pub(crate) struct WorkDir {
     _lock: std::fs::File,
 }
 
-/// A work directory is only taken for stale when it is older than this,
-/// so one being created (not yet locked) is never swept.
-const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
-
 impl WorkDir {
     /// A new, empty work directory under `store`
     /// (`.cachectl/rootfs-tmp/<prefix>…`).
@@ -64,13 +61,13 @@ impl WorkDir {
     }
 
     fn new_in(parent: &Path, prefix: &str) -> Result<WorkDir> {
+        // `<prefix>p<pid>-…`: the next build can tell when its owner is gone.
         let dir = tempfile::Builder::new()
-            .prefix(prefix)
+            .prefix(&format!("{prefix}{}", leftovers::pid_tag()))
             .tempdir_in(parent)
             .map_err(io("creating a directory in", parent))?;
         let lock = std::fs::File::open(dir.path()).map_err(io("opening", dir.path()))?;
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
-            .map_err(|e| io("locking", dir.path())(e.into()))?;
+        leftovers::lock(&lock, dir.path())?;
         Ok(WorkDir { dir, _lock: lock })
     }
 
@@ -86,18 +83,24 @@ impl Drop for WorkDir {
     }
 }
 
-/// Removes the work directories killed processes left: under the store's
-/// `.cachectl/rootfs-tmp/`, for in-memory trees `/dev/shm/cachectl-*`
-/// (memory a killed build would hold until reboot), and the staging
-/// directories of killed unpacks (beside their targets, found through
-/// the notes in `.cachectl/unpacking/`). A directory still
-/// locked by a live process, or younger than a minute, is kept. Returns
-/// how many were removed. Blocking.
+/// Removes what killed processes left: the work directories under the
+/// store's `.cachectl/rootfs-tmp/`, for in-memory trees
+/// `/dev/shm/cachectl-*` (memory a killed build would hold until reboot),
+/// the partial images of killed builds (`.cachectl/ext4/partial-*.ext4`),
+/// and the staging directories of killed unpacks (beside their targets,
+/// found through the notes in `.cachectl/unpacking/`). What a live process
+/// holds is kept: a leftover goes when no one holds its lock and its
+/// owner's process is gone or it is older than a minute. Returns how many
+/// directories and partial images were removed. Blocking; [`crate::build`]
+/// and [`crate::build_layers`] run it too.
 pub fn remove_stale_work(store: &Store) -> Result<usize> {
     let under_store = store.root().join(".cachectl/rootfs-tmp");
+    let ext4 = store.root().join(".cachectl/ext4");
+    let (partials, _) = leftovers::remove_stale_files(&ext4, b"partial-", b".ext4")?;
     Ok(remove_stale_dirs(&under_store, "")?
         + remove_stale_dirs(Path::new(MEMORY_DIR), "cachectl-")?
-        + remove_stale_staging(store)?)
+        + remove_stale_staging(store)?
+        + partials)
 }
 
 /// Removes the directories in `parent` named `prefix…` that are stale
@@ -238,18 +241,6 @@ fn remove_stale_staging(store: &Store) -> Result<usize> {
 pub(crate) fn remove_tree(path: &Path) -> Result<()> {
     make_removable(path);
     std::fs::remove_dir_all(path).map_err(io("removing", path))
-}
-
-/// Whether the work directory `path` is old enough and locked by no one.
-fn is_stale(path: &Path) -> bool {
-    let old = std::fs::symlink_metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.elapsed().ok())
-        .is_some_and(|age| age >= STALE_AFTER);
-    old && std::fs::File::open(path).is_ok_and(|dir| {
-        rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
-    })
 }
 
 /// Gives the owner read permission on every file and read and search

@@ -14,14 +14,13 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-/// Copies `from` to `to` (created or truncated, with the permissions of
-/// `from`), writing only the data extents of `from`: holes stay holes.
-/// Falls back to copying every byte where the file system cannot report
-/// extents.
-pub(crate) fn copy_sparse(from: &Path, to: &Path) -> Result<()> {
+/// Copies `from` into `output` (an empty file at `to`, given the
+/// permissions of `from`), writing only the data extents of `from`: holes
+/// stay holes. Falls back to copying every byte where the file system
+/// cannot report extents.
+pub(crate) fn copy_sparse(from: &Path, output: &File, to: &Path) -> Result<()> {
     let input = File::open(from).map_err(io("reading", from))?;
     let meta = input.metadata().map_err(io("reading", from))?;
-    let output = File::create(to).map_err(io("creating", to))?;
     output
         .set_permissions(meta.permissions())
         .map_err(io("setting mode of", to))?;
@@ -39,7 +38,7 @@ pub(crate) fn copy_sparse(from: &Path, to: &Path) -> Result<()> {
             Ok(hole) => hole.min(len),
             Err(_) => len,
         };
-        copy_range(&input, &output, data, hole - data).map_err(io("copying into", to))?;
+        copy_range(&input, output, data, hole - data).map_err(io("copying into", to))?;
         pos = hole;
     }
     // The trailing hole, if any, is made by the length.
@@ -113,7 +112,8 @@ mod tests {
         file.write_all_at(b"end", (64 << 20) - 3).expect("write");
         drop(file);
         let to = dir.path().join("to");
-        copy_sparse(&from, &to).expect("copy");
+        let output = File::create(&to).expect("create");
+        copy_sparse(&from, &output, &to).expect("copy");
         assert_eq!(
             std::fs::read(&from).expect("read"),
             std::fs::read(&to).expect("read")

@@ -167,7 +167,8 @@ pub(super) fn gc(context: &Context, args: &GcArgs, out: Output) -> Result<(), Cl
         }
         if work_dirs > 0 {
             text.push_str(&format!(
-                "\nremoved {work_dirs} work directory(ies) left by killed unpacks or builds"
+                "\nremoved {work_dirs} work directory(ies) and partial image(s) left by killed unpacks \
+                 or builds"
             ));
         }
         text
@@ -358,7 +359,7 @@ pub(super) fn du(context: &Context, out: Output) -> Result<(), CliError> {
                 ]
             })
             .collect();
-        format!(
+        let mut text = format!(
             "{}\n\nblobs {}  (unreferenced {}), partial downloads {}, quarantined {}\n\
              ext4 builds and layer tars {} ({} image(s), {} tar(s))",
             table(&["REFERENCE", "TOTAL", "SHARED", "UNIQUE"], &rows),
@@ -369,7 +370,16 @@ pub(super) fn du(context: &Context, out: Output) -> Result<(), CliError> {
             human_bytes(builds.bytes),
             builds.images,
             builds.layer_tars
-        )
+        );
+        if builds.partial_images > 0 {
+            text.push_str(&format!(
+                "\npartial ext4 images {} ({} of running or killed builds; the next build or gc \
+                 removes those of killed ones)",
+                human_bytes(builds.partial_bytes),
+                builds.partial_images
+            ));
+        }
+        text
     });
     Ok(())
 }

@@ -110,30 +110,15 @@ pub(super) fn build(
     out: Output,
 ) -> Result<(), CliError> {
     let reference = parse_reference(&args.reference)?;
-    ensure_cached(context, &reference, args.offline, progress, out)?;
-    let mut options = rootfs::BuildOptions::default();
-    options.size = args.size;
-    if let Some(headroom) = args.headroom {
-        options.headroom = headroom;
-    }
-    if let Some(label) = &args.label {
-        options.label = label.clone();
-    }
-    options.output = args.output.clone();
-    options.unpack.rootless = args.rootless;
-    options.unpack.progress = progress.layer_callback();
-    if let Some(init) = &args.init {
-        let (file, path) = match init.split_once(':') {
-            Some((file, path)) => (file, path),
-            None => (init.as_str(), "/sbin/init"),
-        };
-        if !path.starts_with('/') {
-            return Err(CliError::Usage(format!(
-                "--init {init}: the path inside the image must be absolute"
-            )));
+    let options = build_options(args, progress);
+    // Options wrong in themselves fail before any pull or unpack.
+    options.check().map_err(|err| match (&err, &args.init) {
+        (rootfs::Error::PlacePath { .. }, Some(init)) => {
+            CliError::Usage(format!("--init {init}: {err}"))
         }
-        options.init = Some((file.into(), path.to_owned()));
-    }
+        _ => err.into(),
+    })?;
+    ensure_cached(context, &reference, args.offline, progress, out)?;
     let platform = context.platform.as_ref();
     let step = progress.step(format!("building an ext4 image of {reference}"));
     if args.per_layer {
@@ -185,4 +170,28 @@ pub(super) fn build(
     ));
     out.result(&json, || built.path.display().to_string());
     Ok(())
+}
+
+/// The [`rootfs::BuildOptions`] of `build`'s arguments (`--init FILE` puts
+/// FILE at `/sbin/init`).
+fn build_options(args: &BuildArgs, progress: &Progress) -> rootfs::BuildOptions {
+    let mut options = rootfs::BuildOptions::default();
+    options.size = args.size;
+    if let Some(headroom) = args.headroom {
+        options.headroom = headroom;
+    }
+    if let Some(label) = &args.label {
+        options.label = label.clone();
+    }
+    options.output = args.output.clone();
+    options.unpack.rootless = args.rootless;
+    options.unpack.progress = progress.layer_callback();
+    if let Some(init) = &args.init {
+        let (file, path) = match init.split_once(':') {
+            Some((file, path)) => (file, path),
+            None => (init.as_str(), "/sbin/init"),
+        };
+        options.init = Some((file.into(), path.to_owned()));
+    }
+    options
 }

@@ -5,7 +5,11 @@
 pub(crate) mod shapes;
 
 use assert_cmd::Command;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The value of an environment variable `cargo xtask test` sets.
 pub(crate) fn env(name: &str) -> String {
@@ -68,4 +72,62 @@ pub(crate) fn stdout(output: &std::process::Output) -> String {
 /// Standard error, as text.
 pub(crate) fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A loopback TCP forwarder to `upstream` that counts the connections it
+/// accepts: zero connections means zero requests.
+pub(crate) fn counting_forwarder(upstream: String) -> (String, Arc<AtomicUsize>) {
+    failing_forwarder(upstream, 0)
+}
+
+/// [`counting_forwarder`] whose first `failures` connections are answered
+/// `503 Service Unavailable` (and closed) instead of being forwarded, like
+/// a registry busy for a moment.
+pub(crate) fn failing_forwarder(upstream: String, failures: usize) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
+    let addr = listener.local_addr().expect("address").to_string();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&count);
+    std::thread::spawn(move || {
+        for mut client in listener.incoming().flatten() {
+            if counted.fetch_add(1, Ordering::SeqCst) < failures {
+                answer_503(&mut client);
+                continue;
+            }
+            let Ok(server) = TcpStream::connect(&upstream) else {
+                continue;
+            };
+            for (mut from, mut to) in [
+                (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                ),
+                (server, client),
+            ] {
+                std::thread::spawn(move || {
+                    let mut buffer = [0u8; 16 * 1024];
+                    while let Ok(n) = from.read(&mut buffer) {
+                        if n == 0 || to.write_all(&buffer[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to.shutdown(Shutdown::Write);
+                });
+            }
+        }
+    });
+    (addr, count)
+}
+
+/// Reads one request head from `client` and answers 503, closing.
+fn answer_503(client: &mut TcpStream) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && matches!(client.read(&mut byte), Ok(1)) {
+        head.push(byte[0]);
+    }
+    let _ = client.write_all(
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    let _ = client.shutdown(Shutdown::Both);
 }

@@ -106,6 +106,21 @@ impl ContainersAuth {
         Ok(Self { files })
     }
 
+    /// Reads the files at `paths` as [`ContainersAuth::load`] does, but
+    /// skips those that cannot be read or parsed: their errors come back
+    /// beside the credentials of the others, for the caller to report.
+    pub fn load_skipping_broken(paths: &[PathBuf]) -> (Self, Vec<Error>) {
+        let mut files = Vec::new();
+        let mut broken = Vec::new();
+        for path in paths {
+            match read_config(path).and_then(|config| Auths::from_entries(path, config.auths)) {
+                Ok(auths) => files.push(auths),
+                Err(err) => broken.push(err),
+            }
+        }
+        (Self { files }, broken)
+    }
+
     /// Reads the files the environment points to (see
     /// [`Locations::from_vars`](super::Locations::from_vars)).
     pub fn from_env() -> Result<Self> {

@@ -1,0 +1,147 @@
+//! What a killed process leaves, and how its owner is known to be gone.
+//!
+//! Every file or directory a build or an unpack works in is locked
+//! (`flock`) by its owner for as long as it is in use; the lock goes with
+//! the owner's last file descriptor, so a process killed with `SIGKILL`
+//! releases it. Children (`mke2fs`, `debugfs`) never inherit it: files are
+//! opened close-on-exec. Most of these names also carry the owner's
+//! process ID (`…-p<pid>-<suffix>`). A leftover is *stale*, and may be
+//! removed, when nobody holds its lock and either the process its name
+//! names is gone or it is older than a minute (a name without a process
+//! ID, or a process ID reused since). The minute covers the instant
+//! between creating a file and locking it: a live owner whose process
+//! exists is never swept in that instant.
+
+use crate::error::{Result, io};
+use std::path::Path;
+
+/// A leftover whose name gives no live owner is only taken for stale when
+/// it is older than this.
+pub(crate) const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The `-p<pid>-` tag that names put before their last `-` field.
+pub(crate) fn pid_tag() -> String {
+    format!("p{}-", std::process::id())
+}
+
+/// Locks `file` (exclusively, without waiting) for as long as it stays
+/// open; `path` names it in the error.
+pub(crate) fn lock(file: &std::fs::File, path: &Path) -> Result<()> {
+    rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        .map_err(|e| io("locking", path)(e.into()))
+}
+
+/// The process ID a name carries: the field before its last `-` field,
+/// when it is `p<digits>`.
+pub(crate) fn pid_in_name(name: &[u8]) -> Option<u32> {
+    let mut fields = name.rsplit(|&b| b == b'-');
+    fields.next()?;
+    let tag = fields.next()?.strip_prefix(b"p")?;
+    if tag.is_empty() || !tag.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(tag).ok()?.parse().ok()
+}
+
+/// Whether the process `pid` exists (in this PID namespace).
+fn is_running(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// Whether the leftover `path` (file or directory) is stale: locked by no
+/// one, and its named owner gone or older than [`STALE_AFTER`].
+pub(crate) fn is_stale(path: &Path) -> bool {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    let owner_gone = path
+        .file_name()
+        .and_then(|n| pid_in_name(n.as_encoded_bytes()))
+        .is_some_and(|pid| pid != std::process::id() && !is_running(pid));
+    let old = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age >= STALE_AFTER);
+    (owner_gone || old)
+        && std::fs::File::open(path).is_ok_and(|f| {
+            rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
+        })
+}
+
+/// The stale files in `dir` whose names start with `prefix` and end with
+/// `suffix`, with their sizes. A missing `dir` has none.
+pub(crate) fn stale_files(
+    dir: &Path,
+    prefix: &[u8],
+    suffix: &[u8],
+) -> Vec<(std::path::PathBuf, u64)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name();
+            let name = name.as_encoded_bytes();
+            name.starts_with(prefix)
+                && name.ends_with(suffix)
+                && entry.file_type().is_ok_and(|t| t.is_file())
+        })
+        .map(|entry| (entry.path(), entry.metadata().map_or(0, |m| m.len())))
+        .filter(|(path, _)| is_stale(path))
+        .collect()
+}
+
+/// Removes the stale files of [`stale_files`]; how many and how many
+/// bytes.
+pub(crate) fn remove_stale_files(dir: &Path, prefix: &[u8], suffix: &[u8]) -> Result<(usize, u64)> {
+    let mut removed = (0, 0);
+    for (path, size) in stale_files(dir, prefix, suffix) {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                removed.0 += 1;
+                removed.1 += size;
+            }
+            // Another sweeper was first.
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(io("removing", &path)(err)),
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_owner_is_read_from_the_field_before_the_last() {
+        assert_eq!(pid_in_name(b"partial-p1234-abXY12.ext4"), Some(1234));
+        assert_eq!(pid_in_name(b".vm.ext4.tmp-p77-3"), Some(77));
+        assert_eq!(pid_in_name(b".a-p9-b.tmp-p77-3"), Some(77));
+        assert_eq!(pid_in_name(b"cachectl-build-abc123"), None);
+        assert_eq!(pid_in_name(b"partial-abc.ext4"), None);
+        assert_eq!(pid_in_name(b"x-p-1"), None);
+        assert_eq!(pid_in_name(b"x-p1a-1"), None);
+    }
+
+    #[test]
+    fn a_locked_leftover_is_kept_and_one_of_a_dead_process_swept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // PID 2^22 + 1 is above the kernel's maximum: never running.
+        let dead = dir.path().join("partial-p4194305-x.ext4");
+        std::fs::write(&dead, b"left").expect("write");
+        let live = dir.path().join("partial-p4194306-y.ext4");
+        let held = std::fs::File::create(&live).expect("create");
+        lock(&held, &live).expect("locked");
+        let ours = dir.path().join(format!("partial-{}z.ext4", pid_tag()));
+        std::fs::write(&ours, b"new").expect("write");
+        assert!(is_stale(&dead));
+        assert!(!is_stale(&live), "locked");
+        assert!(!is_stale(&ours), "its owner runs and it is young");
+        let removed = remove_stale_files(dir.path(), b"partial-", b".ext4").expect("swept");
+        assert_eq!(removed, (1, 4));
+        assert!(!dead.exists() && live.exists() && ours.exists());
+    }
+}

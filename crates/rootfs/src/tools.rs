@@ -1,0 +1,84 @@
+//! Running the e2fsprogs programs (`mke2fs`, `debugfs`) a build needs.
+//!
+//! A child dies with the build: it is started with the parent-death
+//! signal `SIGKILL` (`prctl(PR_SET_PDEATHSIG)`), so a build killed with
+//! `SIGKILL` leaves no `mke2fs` writing on as an orphan. That signal
+//! fires when the *thread* that started the child ends, not only the
+//! process: [`run`] waits for the child on the thread that started it
+//! (`Command::output`), so that thread always outlives the child. A child
+//! whose parent died between `fork` and the `prctl` sees a new parent
+//! process ID and exits at once.
+
+use crate::error::{Error, Result};
+use crate::options::BuildOptions;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The program `name`, from the search path of `options`.
+pub(crate) fn find_tool(name: &'static str, options: &BuildOptions) -> Result<PathBuf> {
+    let search = match &options.search_path {
+        Some(path) => path.clone(),
+        None => {
+            let mut path = std::env::var_os("PATH").unwrap_or_default();
+            path.push(":/usr/sbin:/sbin");
+            path
+        }
+    };
+    std::env::split_paths(&search)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .ok_or(Error::ToolNotFound {
+            tool: name,
+            package: "e2fsprogs",
+        })
+}
+
+/// Runs a program; its stdout and stderr together when it succeeds, its
+/// stderr in [`Error::ToolFailed`] when not.
+pub(crate) fn run(command: &mut Command, tool: &'static str) -> Result<String> {
+    die_with_parent(command);
+    let output = command.output().map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => Error::ToolNotFound {
+            tool,
+            package: "e2fsprogs",
+        },
+        _ => Error::ToolFailed {
+            tool,
+            status: "not started".to_owned(),
+            stderr: source.to_string(),
+        },
+    })?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success() {
+        return Err(Error::ToolFailed {
+            tool,
+            status: output.status.to_string(),
+            stderr,
+        });
+    }
+    Ok(format!(
+        "{}{stderr}",
+        String::from_utf8_lossy(&output.stdout)
+    ))
+}
+
+/// Makes the child of `command` die with this thread (see the module
+/// docs).
+fn die_with_parent(command: &mut Command) {
+    let parent = rustix::process::getpid();
+    #[allow(unsafe_code)]
+    // SAFETY: the closure runs in the child between `fork` and `exec`,
+    // where only async-signal-safe calls are allowed: it makes two system
+    // calls (`prctl`, `getppid`), allocates nothing and takes no lock.
+    unsafe {
+        command.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+            if rustix::process::getppid() != Some(parent) {
+                // The parent is already gone: the signal will never come.
+                return Err(rustix::io::Errno::SRCH.into());
+            }
+            Ok(())
+        });
+    }
+}
