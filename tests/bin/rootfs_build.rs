@@ -7,17 +7,28 @@
 //!
 //! `rootfs-build ROOT REFERENCE --per-layer`: builds one image per layer
 //! with `rootfs::build_layers` and prints their paths, a line each.
+//!
+//! `rootfs-build ROOT REFERENCE --label LABEL`: builds with that file system
+//! label (a build of its own in the cache: the kill soak uses a new label
+//! for each build it kills).
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.as_slice() {
-        [root, reference] => build(root, reference),
+        [root, reference] => build(root, reference, &rootfs::BuildOptions::default()),
         [root, reference, flag, dir] if flag == "--unpack" => unpack(root, reference, dir),
         [root, reference, flag] if flag == "--per-layer" => build_layers(root, reference),
+        [root, reference, flag, label] if flag == "--label" => {
+            let mut options = rootfs::BuildOptions::default();
+            options.label = label.clone();
+            build(root, reference, &options)
+        }
         _ => {
-            eprintln!("usage: rootfs-build ROOT REFERENCE [--unpack DIR | --per-layer]");
+            eprintln!(
+                "usage: rootfs-build ROOT REFERENCE [--unpack DIR | --per-layer | --label LABEL]"
+            );
             return ExitCode::from(2);
         }
     };
@@ -38,10 +49,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn build(root: &str, reference: &str) -> Result<String, Box<dyn std::error::Error>> {
+fn build(
+    root: &str,
+    reference: &str,
+    options: &rootfs::BuildOptions,
+) -> Result<String, Box<dyn std::error::Error>> {
     let reference: ociref::Reference = reference.parse()?;
     let store = ocistore::Store::open(root)?;
-    let built = rootfs::build(&store, &reference, None, &rootfs::BuildOptions::default())?;
+    let built = rootfs::build(&store, &reference, None, options)?;
     Ok(built.path.display().to_string())
 }
 

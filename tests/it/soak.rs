@@ -1,12 +1,19 @@
-//! The kill soak: pulls SIGKILLed at seeded random moments, all into one
-//! store, as a fleet host that keeps being killed sees it. After every kill
-//! the store passes `verify`, the next pull completes, every blob re-hashes,
-//! and each partial download the kill left is resumed with a `Range`
-//! request from where it stopped, never fetched again from byte 0.
+//! The kill soak: pulls and builds SIGKILLed at seeded random moments, all
+//! into one store, as a fleet host that keeps being killed sees it.
 //!
-//! CI runs the short form below; `cargo xtask soak` runs the long one
-//! (`CACHECTL_SOAK_PULL_KILLS`, `CACHECTL_SOAK_SEED`) and prints the
-//! figures the test writes to `CACHECTL_SOAK_REPORT`.
+//! - Pulls: after every kill the store passes `verify`, the next pull
+//!   completes, every blob re-hashes, and each partial download the kill
+//!   left is resumed with a `Range` request from where it stopped, never
+//!   fetched again from byte 0.
+//! - Builds: no child (`mke2fs`, `debugfs`) outlives a killed build, the
+//!   store passes `verify`, and the next build succeeds (an image `e2fsck`
+//!   passes) and leaves no partial image, unpacked tree or `/dev/shm` tree
+//!   of any killed build behind.
+//!
+//! CI runs the short forms below; `cargo xtask soak` runs the long ones
+//! (`CACHECTL_SOAK_PULL_KILLS`, `CACHECTL_SOAK_BUILD_KILLS`,
+//! `CACHECTL_SOAK_SEED`) and prints the figures each test writes to
+//! `CACHECTL_SOAK_REPORT.pulls.json` and `….builds.json`.
 
 use crate::store::{assert_blobs_rehash, client, noise, push_image, ref_names, via};
 use cachectl_tests::fault_proxy::{Fault, FaultProxy, Rule};
@@ -16,18 +23,22 @@ use ocistore::{PullOptions, Store};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Bytes in each layer of the soak image.
 const LAYER_LEN: usize = 700_000;
 
-/// Kills in the short form CI runs.
+/// Pull kills in the short form CI runs.
 const SHORT_PULL_KILLS: u64 = 12;
+
+/// Build kills in the short form CI runs.
+const SHORT_BUILD_KILLS: u64 = 4;
 
 /// The soak's settings, from the environment.
 struct Settings {
     seed: u64,
     pull_kills: u64,
+    build_kills: u64,
 }
 
 impl Settings {
@@ -41,6 +52,7 @@ impl Settings {
         Settings {
             seed: number("CACHECTL_SOAK_SEED", 1),
             pull_kills: number("CACHECTL_SOAK_PULL_KILLS", SHORT_PULL_KILLS),
+            build_kills: number("CACHECTL_SOAK_BUILD_KILLS", SHORT_BUILD_KILLS),
         }
     }
 }
@@ -70,6 +82,27 @@ fn partials(root: &Path) -> BTreeMap<String, u64> {
             let hex = name.strip_prefix("sha256-")?.strip_suffix(".partial")?;
             let size = entry.metadata().ok()?.len();
             Some((hex.to_owned(), size))
+        })
+        .collect()
+}
+
+/// `(digest hex, size)` of the config and layers of the one image in the
+/// store at `root`.
+fn blob_sizes(root: &Path) -> BTreeMap<String, u64> {
+    let index = crate::store::read_index(root);
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .expect("one stored image");
+    let blob = |digest: &str| root.join("blobs/sha256").join(&digest["sha256:".len()..]);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(digest)).expect("manifest")).expect("JSON");
+    let layers = manifest["layers"].as_array().expect("layers");
+    std::iter::once(&manifest["config"])
+        .chain(layers)
+        .map(|d| {
+            let digest = d["digest"].as_str().expect("digest");
+            let size = d["size"].as_u64().expect("size");
+            (digest["sha256:".len()..].to_owned(), size)
         })
         .collect()
 }
@@ -146,13 +179,14 @@ fn pulls_killed_at_seeded_moments_leave_a_verifiable_store_that_resumes() {
         // Each partial with bytes in it was resumed from its end; one that
         // holds the whole layer is committed with no request at all.
         let requests = proxy.requests();
+        let sizes = blob_sizes(&root);
         for (hex, size) in left.iter().filter(|(_, size)| **size > 0) {
             figures.partials_left += 1;
             let gets: Vec<_> = requests[requests_before..]
                 .iter()
                 .filter(|r| r.method == "GET" && r.path_and_query.ends_with(hex.as_str()))
                 .collect();
-            let resumed = if *size == LAYER_LEN as u64 {
+            let resumed = if Some(size) == sizes.get(hex) {
                 gets.is_empty()
             } else {
                 let from_end = format!("bytes={size}-");
@@ -170,7 +204,18 @@ fn pulls_killed_at_seeded_moments_leave_a_verifiable_store_that_resumes() {
         assert!(store.remove(&reference).expect("removes"), "{context}");
         store.gc().expect("gc");
     }
-    report(&settings, &figures);
+    report(
+        "pulls",
+        serde_json::json!({
+            "seed": settings.seed,
+            "pull_kills": figures.kills,
+            "killed_mid_pull": figures.killed_mid_pull,
+            "verify_failures": 0,
+            "partials_left": figures.partials_left,
+            "partials_resumed": figures.partials_resumed,
+            "bytes_kept_by_resuming": figures.bytes_kept,
+        }),
+    );
     let half = settings.pull_kills / 2;
     assert!(
         figures.killed_mid_pull >= half,
@@ -184,19 +229,164 @@ fn pulls_killed_at_seeded_moments_leave_a_verifiable_store_that_resumes() {
     );
 }
 
-/// Prints the figures and writes them as JSON to `CACHECTL_SOAK_REPORT`.
-fn report(settings: &Settings, figures: &PullFigures) {
-    let json = serde_json::json!({
-        "seed": settings.seed,
-        "pull_kills": figures.kills,
-        "killed_mid_pull": figures.killed_mid_pull,
-        "verify_failures": 0,
-        "partials_left": figures.partials_left,
-        "partials_resumed": figures.partials_resumed,
-        "bytes_kept_by_resuming": figures.bytes_kept,
-    });
-    eprintln!("soak: pulls: {json}");
+/// Prints `figures` and writes them as JSON to
+/// `$CACHECTL_SOAK_REPORT.<what>.json` when that variable is set.
+fn report(what: &str, figures: serde_json::Value) {
+    eprintln!("soak: {what}: {figures}");
     if let Ok(path) = std::env::var("CACHECTL_SOAK_REPORT") {
-        std::fs::write(&path, json.to_string()).expect("writes the soak report");
+        let path = format!("{path}.{what}.json");
+        std::fs::write(&path, figures.to_string()).expect("writes the soak report");
     }
+}
+
+/// Pids of the running children of `parent`, from `/proc/*/stat`.
+fn children_of(parent: u32) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid …`; comm may hold spaces.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let mut rest = stat[close + 1..].split_whitespace();
+        let state = rest.next().unwrap_or("?");
+        let ppid: u32 = rest.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        if ppid == parent && state != "Z" && state != "X" {
+            if let Ok(pid) = stat[..open].trim().parse() {
+                found.push((pid, stat[open + 1..close].to_owned()));
+            }
+        }
+    }
+    found
+}
+
+/// Whether process `pid` runs (exists and is not a zombie).
+fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let close = stat.rfind(')')?;
+            stat[close + 1..]
+                .split_whitespace()
+                .next()
+                .map(str::to_owned)
+        })
+        .is_some_and(|state| state != "Z" && state != "X")
+}
+
+/// Names in `dir` starting with `prefix` (none when `dir` is absent).
+fn names_starting(dir: &Path, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Runs `rootfs-build ROOT REFERENCE --label LABEL` to the end.
+fn build(root: &Path, reference: &str, label: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_rootfs-build"))
+        .arg(root)
+        .arg(reference)
+        .args(["--label", label])
+        .output()
+        .expect("the builder runs")
+}
+
+#[test]
+fn builds_killed_at_seeded_moments_leave_no_process_or_file_behind() {
+    let settings = Settings::from_env();
+    let reference = crate::store::fixture("big");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    let store = Store::open(&root).expect("store");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime
+        .block_on(store.pull(&client(), &reference, &PullOptions::default()))
+        .expect("pulls the image");
+    let reference = reference.to_string();
+    // One build to the end sets the window the kills are drawn from.
+    let started = Instant::now();
+    let first = build(&root, &reference, "soak-first");
+    assert!(first.status.success(), "{first:?}");
+    let window = started.elapsed().as_millis() as u64 + 1;
+    let mut moments = Moments(settings.seed ^ 0xB01D);
+    let mut killed_pids = Vec::new();
+    let mut children_killed = 0;
+    for round in 0..settings.build_kills {
+        let delay = Duration::from_millis(moments.next_below(window));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rootfs-build"))
+            .arg(&root)
+            .arg(&reference)
+            .args(["--label", &format!("soak-{round}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the builder starts");
+        std::thread::sleep(delay);
+        let children = children_of(child.id());
+        child.kill().expect("SIGKILL sent");
+        child.wait().expect("the builder is reaped");
+        killed_pids.push(child.id());
+        let context = format!("build {round}, killed after {delay:?}");
+        let killed_at = Instant::now();
+        for (pid, name) in &children {
+            while is_running(*pid) && killed_at.elapsed() < Duration::from_secs(1) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert!(
+                !is_running(*pid),
+                "{context}: its child {name} (pid {pid}) outlived it by a second"
+            );
+            children_killed += 1;
+        }
+        let report = store.verify().expect("verify runs");
+        assert!(report.is_ok(), "{context}: {report:?}");
+    }
+    // The next build sweeps what the killed ones left.
+    let last = build(&root, &reference, "soak-last");
+    assert!(last.status.success(), "{last:?}");
+    let image = String::from_utf8_lossy(&last.stdout).trim().to_owned();
+    let fsck = Command::new("e2fsck")
+        .args(["-fn", &image])
+        .output()
+        .expect("e2fsck runs");
+    assert!(fsck.status.success(), "{fsck:?}");
+    let ext4 = root.join(".cachectl/ext4");
+    assert_eq!(
+        names_starting(&ext4, "partial-"),
+        Vec::<String>::new(),
+        "partial images stay"
+    );
+    assert_eq!(
+        names_starting(&root.join(".cachectl/rootfs-tmp"), ""),
+        Vec::<String>::new(),
+        "unpacked trees stay"
+    );
+    for pid in &killed_pids {
+        let own = format!("cachectl-build-p{pid}-");
+        assert_eq!(
+            names_starting(Path::new("/dev/shm"), &own),
+            Vec::<String>::new(),
+            "the /dev/shm tree of killed build {pid} stays"
+        );
+    }
+    report(
+        "builds",
+        serde_json::json!({
+            "seed": settings.seed,
+            "build_kills": settings.build_kills,
+            "window_ms": window,
+            "children_seen_at_kill": children_killed,
+            "children_outliving_a_kill": 0,
+            "verify_failures": 0,
+            "leftovers_after_next_build": 0,
+        }),
+    );
 }

@@ -25,6 +25,7 @@ mod layers;
 mod mini_http;
 mod registry;
 mod release;
+mod soak;
 mod test_command;
 mod token_issuer;
 mod token_policy;
@@ -56,6 +57,9 @@ commands:
                  `cachectl build` against `umoci unpack` + `mke2fs -d`;
                  --shape small-files cuts the content into ~12,300 small
                  files with symlinks and hardlinks (default: 1 MiB files)
+  soak [--pull-kills N] [--build-kills M] [--seed S]
+                 the kill soak's long form (default 100 pulls and 50 builds
+                 SIGKILLed at seeded moments; CI runs 12 and 4) and its figures
   release        build the stripped release binary with completions and man
                  page into a tarball with SHA-256 sums (TARGET/dist), then
                  `cargo package` the library crates (--no-package skips it)
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
         Some("release") => release::run_release(&args[1..]),
         Some("demo") => demo::run_demo(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("soak") => soak::run(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
