@@ -121,7 +121,11 @@ struct PullFigures {
 fn pulls_killed_at_seeded_moments_leave_a_verifiable_store_that_resumes() {
     let settings = Settings::from_env();
     let registries = registries();
-    let layers = [noise(31, 700_000), noise(32, 700_000), noise(33, 700_000)];
+    let layers = [
+        noise(31, LAYER_LEN),
+        noise(32, LAYER_LEN),
+        noise(33, LAYER_LEN),
+    ];
     let target: Reference = format!("{}/{}:v1", registries.plain, unique("soak/pull"))
         .parse()
         .expect("valid");

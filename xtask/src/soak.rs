@@ -32,12 +32,14 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
     }
     crate::tools::ensure_installed()?;
     let registries = TestRegistries::start()?;
-    let out = cmd::target_dir()?.join("fixtures");
-    let summary = fixtures::build_and_push(&out, Some(&registries.plain_addr()), true)?
-        .ok_or("fixtures were built but not pushed")?;
-    let report = cmd::target_dir()?.join("soak").join("report");
-    let dir = report.parent().expect("because the report has a directory");
-    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    // Its own fixtures directory: a `cargo xtask registry` running beside
+    // it keeps serving the summary it wrote.
+    let dir = cmd::target_dir()?.join("soak");
+    let summary =
+        fixtures::build_and_push(&dir.join("fixtures"), Some(&registries.plain_addr()), true)?
+            .ok_or("fixtures were built but not pushed")?;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let report = dir.join("report");
     let mut command = cmd::cargo();
     command
         .args(["test", "--locked", "-p", "cachectl-tests", "--test", "it"])
