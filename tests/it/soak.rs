@@ -257,10 +257,12 @@ fn children_of(parent: u32) -> Vec<(u32, String)> {
         let mut rest = stat[close + 1..].split_whitespace();
         let state = rest.next().unwrap_or("?");
         let ppid: u32 = rest.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        if ppid == parent && state != "Z" && state != "X" {
-            if let Ok(pid) = stat[..open].trim().parse() {
-                found.push((pid, stat[open + 1..close].to_owned()));
-            }
+        if ppid == parent
+            && state != "Z"
+            && state != "X"
+            && let Ok(pid) = stat[..open].trim().parse()
+        {
+            found.push((pid, stat[open + 1..close].to_owned()));
         }
     }
     found
