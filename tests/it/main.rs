@@ -7,6 +7,7 @@ mod distribution_errors;
 mod distribution_faults;
 mod fault_proxy;
 mod fixtures;
+mod full_disk;
 mod harness;
 mod memory;
 mod platforms;

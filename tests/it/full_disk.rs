@@ -1,0 +1,109 @@
+//! A pull onto a full file system: the store lives on a small tmpfs (the
+//! test needs root, as the rootfs tests do). The pull fails with an error
+//! that says the disk is full and names a path in the store; the store still
+//! passes `verify` and lists no half-pulled image; and once there is room the
+//! same pull completes.
+
+use crate::store::{assert_blobs_rehash, client, noise, push_image, ref_names};
+use cachectl_tests::{registries, unique};
+use ociref::Reference;
+use ocistore::{PullOptions, Store};
+use std::path::Path;
+use std::process::Command;
+
+/// A tmpfs of `size` mounted on a new directory, unmounted when dropped.
+struct SmallFs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFs {
+    fn mount(size: &str) -> SmallFs {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mounted = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "cachectl-test",
+            ])
+            .arg(dir.path())
+            .output()
+            .expect("mount runs");
+        assert!(
+            mounted.status.success(),
+            "mounting a tmpfs (the test needs root): {}",
+            String::from_utf8_lossy(&mounted.stderr)
+        );
+        SmallFs { dir }
+    }
+
+    fn grow(&self, size: &str) {
+        let grown = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.dir.path())
+            .output()
+            .expect("mount runs");
+        assert!(grown.status.success(), "{grown:?}");
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn a_pull_onto_a_full_disk_fails_in_words_keeps_the_store_and_completes_later() {
+    let registries = registries();
+    // 6 MB of layers onto a 4 MiB file system.
+    let layers = [
+        noise(41, 2_000_000),
+        noise(42, 2_000_000),
+        noise(43, 2_000_000),
+    ];
+    let target: Reference = format!("{}/{}:v1", registries.plain, unique("full/pull"))
+        .parse()
+        .expect("valid");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(push_image(&client(), &target, "full", &layers));
+    let disk = SmallFs::mount("4m");
+    let root = disk.path().join("store");
+    let store = Store::open(&root).expect("the store opens");
+
+    let err = runtime
+        .block_on(store.pull(&client(), &target, &PullOptions::default()))
+        .expect_err("6 MB do not fit in 4 MiB");
+    // The message and its causes, as the CLI prints them.
+    let mut message = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        message.push_str(&format!("\n  caused by: {cause}"));
+        source = cause.source();
+    }
+    assert!(
+        message.contains("No space left on device"),
+        "the error does not say the disk is full: {message}"
+    );
+    assert!(
+        message.contains(&root.display().to_string()),
+        "the error names no path in the store: {message}"
+    );
+    assert!(ref_names(&root).is_empty(), "a half-pulled image is listed");
+    let report = store.verify().expect("verify runs");
+    assert!(report.is_ok(), "{report:?}");
+
+    disk.grow("16m");
+    let pulled = runtime
+        .block_on(store.pull(&client(), &target, &PullOptions::default()))
+        .expect("the pull completes once there is room");
+    assert!(pulled.fetched_blobs >= 1, "{pulled:?}");
+    assert_eq!(ref_names(&root), vec![target.to_string()]);
+    assert!(store.verify().expect("verify runs").is_ok());
+    assert_eq!(assert_blobs_rehash(&root), 5);
+}
