@@ -9,6 +9,7 @@ mod fault_proxy;
 mod fixtures;
 mod full_disk;
 mod harness;
+mod hostile_layers;
 mod memory;
 mod platforms;
 mod proxy;

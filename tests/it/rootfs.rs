@@ -499,14 +499,14 @@ pub(crate) fn makedev(major: u64, minor: u64) -> u64 {
 
 /// One tar entry of a hand-built layer: raw name bytes (no validation, so
 /// `..` and absolute paths can be written).
-enum Raw<'a> {
+pub(crate) enum Raw<'a> {
     File(&'a str, &'a [u8]),
     Dir(&'a str),
     Symlink(&'a str, &'a str),
     Hardlink(&'a str, &'a str),
 }
 
-fn raw_tar(entries: &[Raw<'_>]) -> Vec<u8> {
+pub(crate) fn raw_tar(entries: &[Raw<'_>]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     for entry in entries {
         let mut header = tar::Header::new_ustar();
@@ -612,7 +612,7 @@ pub(crate) const GZIP_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip
 
 /// Unpacks hand-built gzip layers into `<dir>/box/target`; returns the
 /// result and the `box` directory, which must hold nothing but `target`.
-fn unpack_layers(
+pub(crate) fn unpack_layers(
     dir: &Path,
     layers: &[Vec<Raw<'_>>],
 ) -> (rootfs::Result<rootfs::UnpackReport>, PathBuf) {
