@@ -10,6 +10,7 @@ mod fixtures;
 mod full_disk;
 mod harness;
 mod hostile_layers;
+mod hostile_registry;
 mod memory;
 mod platforms;
 mod proxy;

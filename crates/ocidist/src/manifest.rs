@@ -123,8 +123,15 @@ pub fn parse_manifest(
         what: what.to_owned(),
         reason,
     };
-    let probe: Probe =
-        serde_json::from_slice(bytes).map_err(|err| invalid(format!("not valid JSON: {err}")))?;
+    let probe: Probe = serde_json::from_slice(bytes).map_err(|err| {
+        // A proxy's error or login page says what it is by its type.
+        match content_type.map(str::trim).filter(|ct| !ct.is_empty()) {
+            Some(served) if !served.contains("json") => {
+                invalid(format!("served as {served}, not JSON: {err}"))
+            }
+            _ => invalid(format!("not valid JSON: {err}")),
+        }
+    })?;
     let header = content_type
         .map(|ct| {
             ct.split(';')
@@ -348,6 +355,15 @@ fn not_found(reference: &Reference) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_that_is_not_json_is_named_by_its_type() {
+        let page = b"<!DOCTYPE html><html></html>";
+        let err = parse_manifest("r", page, Some("text/html; charset=utf-8")).unwrap_err();
+        assert!(err.to_string().contains("served as text/html"), "{err}");
+        let err = parse_manifest("r", b"{not json", Some(OCI_MANIFEST)).unwrap_err();
+        assert!(err.to_string().contains("not valid JSON"), "{err}");
+    }
 
     const IMAGE: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
         "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},
