@@ -129,9 +129,15 @@ fn run(op: Op, root: &Path) -> rootfs::Result<()> {
     std::thread::spawn(move || {
         let _ = send.send(op(&root));
     });
-    receive
-        .recv_timeout(HANG)
-        .unwrap_or_else(|_| panic!("the operation hung for {HANG:?} (stuck on a FIFO?)"))
+    match receive.recv_timeout(HANG) {
+        Ok(result) => result,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("the operation hung for {HANG:?} (stuck on a FIFO?)")
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            panic!("the operation's checks failed (see the panic above)")
+        }
+    }
 }
 
 /// Every message of `err`'s chain, joined.
