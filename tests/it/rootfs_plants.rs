@@ -266,10 +266,10 @@ fn fixture_reference() -> ociref::Reference {
 }
 
 /// Where a build of the fixture is cached, relative to the store's root,
-/// and the relative path of its first layer tar (the same in every store:
-/// the key depends on the manifest, the options and mke2fs only).
-fn cache_paths() -> &'static (String, String) {
-    static PATHS: OnceLock<(String, String)> = OnceLock::new();
+/// and the relative paths of its first layer tar and of its first layer's
+/// image (the same in every store: the key depends on the manifest, the options and mke2fs only).
+fn cache_paths() -> &'static (String, String, String) {
+    static PATHS: OnceLock<(String, String, String)> = OnceLock::new();
     PATHS.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("store");
@@ -278,13 +278,18 @@ fn cache_paths() -> &'static (String, String) {
         options.memory_scratch = false;
         let built = rootfs::build(&store, &reference, None, &options).expect("build");
         let tars = rootfs::layer_tars(&store, &reference, None).expect("tars");
+        let layers = rootfs::build_layers(&store, &reference, None, &options).expect("layers");
         let relative = |path: &Path| {
             path.strip_prefix(&root)
                 .expect("under the root")
                 .to_string_lossy()
                 .into_owned()
         };
-        (relative(&built.path), relative(&tars[0].path))
+        (
+            relative(&built.path),
+            relative(&tars[0].path),
+            relative(&layers[0].path),
+        )
     })
 }
 
@@ -294,6 +299,22 @@ fn cached_image() -> String {
 
 fn layer_tar() -> String {
     cache_paths().1.clone()
+}
+
+fn layer_image() -> String {
+    cache_paths().2.clone()
+}
+
+/// The per-layer images of the fixture, each good.
+fn build_layers() -> Op {
+    Box::new(|root| {
+        let store = Store::open(root)?;
+        let options = rootless_build_options();
+        for layer in rootfs::build_layers(&store, &fixture_reference(), None, &options)? {
+            good_image(&layer.path);
+        }
+        Ok(())
+    })
 }
 
 fn owner_of(kept: &str) -> String {
@@ -309,6 +330,8 @@ fn a_planted_cached_image_is_rebuilt_never_followed() {
         let outputs = tempfile::tempdir().expect("tempdir");
         let output = outputs.path().join("vm.ext4");
         check(&built, &image, kind, build(Some(output)));
+        check(&fresh, &layer_image(), kind, build_layers());
+        check(&built_layers, &layer_image(), kind, build_layers());
     }
 }
 
@@ -328,6 +351,11 @@ fn planted_owner_files_and_layer_tars_are_never_followed() {
         let partial = ".cachectl/ext4/partial-p4194305-planted.ext4";
         check(&built, partial, kind, sweep());
     }
+}
+
+fn built_layers(root: &Path) {
+    fresh(root);
+    run(build_layers(), root).expect("first layer build");
 }
 
 fn built_with_tars(root: &Path) {
