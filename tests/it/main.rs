@@ -18,6 +18,7 @@ mod rootfs;
 mod rootfs_debian;
 mod rootfs_init;
 mod rootfs_overlay;
+mod rootfs_plants;
 mod secrets;
 mod soak;
 mod store;

@@ -12,6 +12,7 @@
 //! the other owner goes, never wrong.
 
 use crate::error::{Result, io};
+use crate::safe;
 use ociref::Digest;
 use ocistore::Store;
 use std::os::unix::ffi::OsStrExt;
@@ -49,18 +50,26 @@ fn legacy_owner_file(kept: &Path) -> PathBuf {
     kept.with_extension("manifest")
 }
 
-/// The owners `kept` names (lines that do not parse are skipped).
+/// The owners `kept` names (lines that do not parse are skipped). An
+/// owner file that is a link, a FIFO or anything but a regular file names
+/// none (it is never followed nor waited on; [`claim`] replaces it).
 fn owners_of(kept: &Path) -> Vec<Digest> {
     [owner_file(kept), legacy_owner_file(kept)]
         .iter()
-        .find_map(|file| std::fs::read_to_string(file).ok())
+        .find_map(|file| {
+            let mut text = String::new();
+            let mut opened = safe::open_read(file).ok()?;
+            std::io::Read::read_to_string(&mut opened, &mut text).ok()?;
+            Some(text)
+        })
         .map(|text| text.lines().filter_map(|l| l.trim().parse().ok()).collect())
         .unwrap_or_default()
 }
 
-/// Whether `digest` is a blob of the store.
+/// Whether `digest` is a blob of the store (a regular file; a link there
+/// is not followed).
 fn is_stored(store: &Store, digest: &Digest) -> bool {
-    store.blob_path(digest).is_file()
+    std::fs::symlink_metadata(store.blob_path(digest)).is_ok_and(|meta| meta.is_file())
 }
 
 /// Whether one of the owners of `kept` is still in the store.
@@ -81,6 +90,12 @@ pub(crate) fn claim(store: &Store, kept: &Path, owner: &Digest) -> Result<()> {
     owners.retain(|digest| is_stored(store, digest));
     owners.push(owner.clone());
     let text: String = owners.iter().map(|digest| format!("{digest}\n")).collect();
+    // A temp file created `O_EXCL`, renamed over the name: whatever was
+    // planted there is replaced, never written through.
+    safe::check_dir(
+        kept.parent()
+            .expect("because kept files are in a directory"),
+    )?;
     ocistore::atomic_write(&owner_file(kept), text.as_bytes())?;
     Ok(())
 }
@@ -88,7 +103,7 @@ pub(crate) fn claim(store: &Store, kept: &Path, owner: &Digest) -> Result<()> {
 /// Removes the owner file of `kept` when `kept` was not made after all
 /// (a failed extraction leaves nothing behind).
 pub(crate) fn unclaim_missing(kept: &Path) {
-    if !kept.exists() {
+    if std::fs::symlink_metadata(kept).is_err() {
         let _ = std::fs::remove_file(owner_file(kept));
     }
 }
@@ -119,7 +134,9 @@ pub fn cached_builds(store: &Store) -> Result<BuildFiles> {
         found.count(kind, size);
     }
     let ext4 = store.root().join(".cachectl/ext4");
-    if let Ok(entries) = std::fs::read_dir(&ext4) {
+    if safe::existing_dir(store, &ext4)?
+        && let Ok(entries) = std::fs::read_dir(&ext4)
+    {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let name = name.as_bytes();
@@ -159,6 +176,10 @@ fn cached_files(store: &Store) -> Result<Vec<(Kind, PathBuf, u64)>> {
         (Kind::LayerTar, ".cachectl/layers", "tar"),
     ] {
         let dir = store.root().join(dir);
+        // Never a directory outside the store through a planted link.
+        if !safe::existing_dir(store, &dir)? {
+            continue;
+        }
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,

@@ -174,6 +174,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// A file or directory rootfs keeps under the store is not what rootfs
+    /// made: a symbolic link, a FIFO, a hard link or a directory planted
+    /// at its name by someone who can write to the store. Remove it to go
+    /// on.
+    #[error("refusing {}: it is {found}, which rootfs did not create", path.display())]
+    Planted {
+        /// The planted path.
+        path: PathBuf,
+        /// What is there, e.g. `a symbolic link`.
+        found: &'static str,
+    },
+
     /// The options cannot be honoured.
     #[error("invalid option: {reason}")]
     InvalidOption {
@@ -187,13 +199,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// What kind of failure this is: a layer that is absent or does not
-    /// match its image config is [`ErrorKind::Integrity`], a platform the
+    /// match its image config, and a file planted under the store
+    /// ([`Error::Planted`]), are [`ErrorKind::Integrity`], a platform the
     /// store lacks [`ErrorKind::NotCached`]; store errors keep their kind.
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Store(err) => err.kind(),
             Error::NoImageForPlatform { .. } => ErrorKind::NotCached,
-            Error::LayerMissing { .. } | Error::DiffIdMismatch { .. } => ErrorKind::Integrity,
+            Error::LayerMissing { .. } | Error::DiffIdMismatch { .. } | Error::Planted { .. } => {
+                ErrorKind::Integrity
+            }
             Error::TargetNotEmpty { .. }
             | Error::InvalidOption { .. }
             | Error::PlacePath { .. } => ErrorKind::Usage,
@@ -376,6 +391,13 @@ mod tests {
                     reason: text(),
                 },
                 ErrorKind::Usage,
+            ),
+            (
+                Error::Planted {
+                    path: "/s/.cachectl/ext4/k.ext4".into(),
+                    found: "a symbolic link",
+                },
+                ErrorKind::Integrity,
             ),
             (Error::InvalidOption { reason: text() }, ErrorKind::Usage),
         ];

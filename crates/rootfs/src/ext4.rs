@@ -10,6 +10,7 @@ use crate::options::BuildOptions;
 use crate::output::copy_to_output;
 use crate::place::place_file;
 use crate::progress;
+use crate::safe;
 use crate::scratch::{WorkDir, is_out_of_space, make_readable, remove_stale_work, tree_estimate};
 use crate::sizing::{
     BLOCK, check_given_size, computed_size, grown, is_out_of_blocks, measure, too_small,
@@ -103,7 +104,8 @@ pub fn build(
     let key = cache_key(&manifest_digest, options, &version)?;
     let cache_dir = store.root().join(".cachectl/ext4");
     let cached_path = cache_dir.join(format!("{key}.ext4"));
-    let cached = cached_path.is_file();
+    // A link, FIFO or hard link planted at the name is removed: built again.
+    let cached = safe::cached_file(store, &cached_path)?;
     if !cached {
         build_into(
             store,
@@ -115,7 +117,7 @@ pub fn build(
             &cached_path,
         )?;
     }
-    let size = std::fs::metadata(&cached_path)
+    let size = std::fs::symlink_metadata(&cached_path)
         .map_err(io("reading", &cached_path))?
         .len();
     let path = match &options.output {
@@ -184,11 +186,11 @@ pub fn build_layers(
         let _ = writeln!(chain, "layer {}", layer.descriptor.digest);
         let key = hex(&Sha256::digest(chain.as_bytes()));
         let path = cache_dir.join(format!("layer-{key}.ext4"));
-        let cached = path.is_file();
+        let cached = safe::cached_file(store, &path)?;
         planned.push((layer, path, cached));
     }
     if planned.iter().any(|(_, _, cached)| !cached) {
-        std::fs::create_dir_all(&cache_dir).map_err(io("creating", &cache_dir))?;
+        safe::store_dir(store, &cache_dir)?;
         let work = WorkDir::new(store, "layers-")?;
         let merged = work.path().join("merged");
         std::fs::create_dir(&merged).map_err(io("creating", &merged))?;
@@ -240,7 +242,7 @@ pub fn build_layers(
             if cached {
                 cache_files::claim(store, &path, &layer.descriptor.digest)?;
             }
-            let size = std::fs::metadata(&path)
+            let size = std::fs::symlink_metadata(&path)
                 .map_err(io("reading", &path))?
                 .len();
             Ok(BuiltLayer {
@@ -262,7 +264,7 @@ fn build_into(
     cache_dir: &Path,
     cached_path: &Path,
 ) -> Result<()> {
-    std::fs::create_dir_all(cache_dir).map_err(io("creating", cache_dir))?;
+    safe::store_dir(store, cache_dir)?;
     let build = |work: &WorkDir| {
         let tree = work.path().join("tree");
         build_in(

@@ -6,7 +6,6 @@ use crate::progress::ProgressFn;
 use crate::read_ahead::ReadAhead;
 use ociref::{Digest, Platform, Reference};
 use ocistore::{Compression, ImageDetails, Store};
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 
 /// The stored image of `reference` for `platform` (the only one, or the
@@ -71,7 +70,8 @@ pub(crate) fn open_layer(
             media_type: media_type.to_owned(),
         })?;
     let path = store.blob_path(digest);
-    let file = File::open(&path).map_err(io("opening layer", &path))?;
+    // Never through a link or a FIFO planted in the store.
+    let file = crate::safe::open_read(&path)?;
     let file: Box<dyn Read + Send> = match progress {
         Some(callback) => {
             let total = file.metadata().map_err(io("reading layer", &path))?.len();

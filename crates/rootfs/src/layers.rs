@@ -3,6 +3,7 @@
 use crate::cache_files;
 use crate::error::{Error, Result, io};
 use crate::layer::{open_layer, select_image};
+use crate::safe;
 use ociref::{Digest, Platform, Reference};
 use ocistore::Store;
 use sha2::{Digest as _, Sha256};
@@ -45,8 +46,7 @@ pub fn layer_tars(
             ),
         });
     }
-    let dir = store.root().join(".cachectl/layers");
-    std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+    let dir = safe::store_dir(store, &store.root().join(".cachectl/layers"))?;
     std::thread::scope(|scope| {
         let handles: Vec<_> = image
             .layers
@@ -63,7 +63,9 @@ pub fn layer_tars(
                     })?;
                     let path =
                         dir.join(format!("{}-{}.tar", diff_id.algorithm(), diff_id.encoded()));
-                    let cached = path.is_file();
+                    // A link, FIFO or hard link at the name is removed:
+                    // the tar is made again.
+                    let cached = safe::cached_file(store, &path)?;
                     // The layer blob keeps the tar (see `cache_files`): a
                     // tar made for a blob since removed is this one's now.
                     cache_files::claim(store, &path, digest)?;

@@ -63,8 +63,13 @@ pub(crate) fn is_stale(path: &Path) -> bool {
         .ok()
         .and_then(|t| t.elapsed().ok())
         .is_some_and(|age| age >= STALE_AFTER);
+    // Opened without following a link or waiting on a FIFO.
+    let flags = rustix::fs::OFlags::RDONLY
+        | rustix::fs::OFlags::NOFOLLOW
+        | rustix::fs::OFlags::NONBLOCK
+        | rustix::fs::OFlags::CLOEXEC;
     (owner_gone || old)
-        && std::fs::File::open(path).is_ok_and(|f| {
+        && rustix::fs::open(path, flags, rustix::fs::Mode::empty()).is_ok_and(|f| {
             rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
         })
 }

@@ -56,6 +56,7 @@ mod output;
 mod place;
 mod progress;
 mod read_ahead;
+mod safe;
 mod scratch;
 mod sizing;
 mod sparse;

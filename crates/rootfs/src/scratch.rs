@@ -11,10 +11,13 @@
 
 use crate::error::{Error, Result, io};
 use crate::leftovers::{self, is_stale};
+use crate::safe;
 use ocistore::Store;
+use rustix::fs::{FileType, Mode, OFlags};
 use std::fs::Permissions;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The tmpfs tried for in-memory trees.
@@ -41,8 +44,7 @@ impl WorkDir {
     /// A new, empty work directory under `store`
     /// (`.cachectl/rootfs-tmp/<prefix>…`).
     pub(crate) fn new(store: &Store, prefix: &str) -> Result<WorkDir> {
-        let root = store.root().join(".cachectl/rootfs-tmp");
-        std::fs::create_dir_all(&root).map_err(io("creating", &root))?;
+        let root = safe::store_dir(store, &store.root().join(WORK_ROOT))?;
         WorkDir::new_in(&root, prefix)
     }
 
@@ -62,11 +64,16 @@ impl WorkDir {
 
     fn new_in(parent: &Path, prefix: &str) -> Result<WorkDir> {
         // `<prefix>p<pid>-…`: the next build can tell when its owner is gone.
+        // A new directory (`mkdir` fails on any name already there, which
+        // makes tempfile try another random suffix), mode 0700: nobody
+        // else reads the tree or plants anything in it.
         let dir = tempfile::Builder::new()
             .prefix(&format!("{prefix}{}", leftovers::pid_tag()))
+            .rand_bytes(16)
+            .permissions(Permissions::from_mode(0o700))
             .tempdir_in(parent)
             .map_err(io("creating a directory in", parent))?;
-        let lock = std::fs::File::open(dir.path()).map_err(io("opening", dir.path()))?;
+        let lock = safe::open_dir(dir.path())?;
         leftovers::lock(&lock, dir.path())?;
         Ok(WorkDir { dir, _lock: lock })
     }
@@ -94,18 +101,33 @@ impl Drop for WorkDir {
 /// directories and partial images were removed. Blocking; [`crate::build`]
 /// and [`crate::build_layers`] run it too.
 pub fn remove_stale_work(store: &Store) -> Result<usize> {
-    let under_store = store.root().join(".cachectl/rootfs-tmp");
+    let under_store = store.root().join(WORK_ROOT);
     let ext4 = store.root().join(".cachectl/ext4");
-    let (partials, _) = leftovers::remove_stale_files(&ext4, b"partial-", b".ext4")?;
-    Ok(remove_stale_dirs(&under_store, "")?
-        + remove_stale_dirs(Path::new(MEMORY_DIR), "cachectl-")?
+    let partials = if safe::existing_dir(store, &ext4)? {
+        leftovers::remove_stale_files(&ext4, b"partial-", b".ext4")?.0
+    } else {
+        0
+    };
+    let in_store = if safe::existing_dir(store, &under_store)? {
+        remove_stale_dirs(&under_store, "", None)?
+    } else {
+        0
+    };
+    // Only this user's: another user's names on the shared tmpfs are theirs.
+    let uid = rustix::process::geteuid().as_raw();
+    Ok(in_store
+        + remove_stale_dirs(Path::new(MEMORY_DIR), "cachectl-", Some(uid))?
         + remove_stale_staging(store)?
         + partials)
 }
 
-/// Removes the directories in `parent` named `prefix…` that are stale
-/// ([`is_stale`]); how many. A missing `parent` has none.
-fn remove_stale_dirs(parent: &Path, prefix: &str) -> Result<usize> {
+/// Where work directories on the store's disk are made.
+const WORK_ROOT: &str = ".cachectl/rootfs-tmp";
+
+/// Removes the directories in `parent` named `prefix…` (and owned by
+/// `owner`, when given) that are stale ([`is_stale`]); how many. A missing
+/// `parent` has none. Links are never followed.
+fn remove_stale_dirs(parent: &Path, prefix: &str, owner: Option<u32>) -> Result<usize> {
     let mut removed = 0;
     let Ok(entries) = std::fs::read_dir(parent) else {
         return Ok(0);
@@ -113,7 +135,11 @@ fn remove_stale_dirs(parent: &Path, prefix: &str) -> Result<usize> {
     for entry in entries.flatten() {
         let path = entry.path();
         let named = entry.file_name().to_string_lossy().starts_with(prefix);
-        if named && entry.file_type().is_ok_and(|t| t.is_dir()) && is_stale(&path) {
+        // `DirEntry::metadata` does not follow a link.
+        let ours = entry
+            .metadata()
+            .is_ok_and(|m| m.is_dir() && owner.is_none_or(|uid| m.uid() == uid));
+        if named && ours && is_stale(&path) {
             remove_tree(&path)?;
             removed += 1;
         }
@@ -149,7 +175,7 @@ impl Staging {
         let parent = std::fs::canonicalize(parent).map_err(io("resolving", parent))?;
         let name = target.file_name().unwrap_or_default().to_string_lossy();
         let prefix = format!(".{name}.unpack-");
-        remove_stale_dirs(&parent, &prefix)?;
+        remove_stale_dirs(&parent, &prefix, None)?;
         let dir = tempfile::Builder::new()
             .prefix(&prefix)
             .tempdir_in(&parent)
@@ -161,8 +187,7 @@ impl Staging {
             .map_err(|e| io("locking", dir.path())(e.into()))?;
         // Noted after it is locked: gc never sees a noted, unlocked one
         // that is alive.
-        let notes = store.root().join(UNPACKING);
-        std::fs::create_dir_all(&notes).map_err(io("creating", &notes))?;
+        let notes = safe::store_dir(store, &store.root().join(UNPACKING))?;
         let mut marker =
             tempfile::NamedTempFile::new_in(&notes).map_err(io("creating a file in", &notes))?;
         std::io::Write::write_all(&mut marker, dir.path().as_os_str().as_encoded_bytes())
@@ -208,20 +233,27 @@ impl Drop for Staging {
 fn remove_stale_staging(store: &Store) -> Result<usize> {
     let mut removed = 0;
     let notes = store.root().join(UNPACKING);
+    if !safe::existing_dir(store, &notes)? {
+        return Ok(0);
+    }
     let Ok(entries) = std::fs::read_dir(&notes) else {
         return Ok(0);
     };
     for entry in entries.flatten() {
         let note = entry.path();
-        let Ok(text) = std::fs::read(&note) else {
+        // A regular file, never a link or a FIFO; its owner must own the
+        // staging directory it names (a note planted by someone else
+        // cannot point the sweep at another user's directory).
+        let Some((text, note_owner)) = read_note(&note) else {
             continue;
         };
         let staging = PathBuf::from(std::ffi::OsStr::from_bytes(&text));
         let staging_name = staging.file_name().is_some_and(|n| {
             n.as_bytes().starts_with(b".") && n.as_bytes().windows(8).any(|w| w == b".unpack-")
         });
-        let is_staging =
-            staging_name && std::fs::symlink_metadata(&staging).is_ok_and(|m| m.is_dir());
+        let is_staging = staging_name
+            && std::fs::symlink_metadata(&staging)
+                .is_ok_and(|m| m.is_dir() && m.uid() == note_owner);
         if is_staging {
             if is_stale(&staging) && is_stale(&note) {
                 remove_tree(&staging)?;
@@ -235,6 +267,16 @@ fn remove_stale_staging(store: &Store) -> Result<usize> {
         }
     }
     Ok(removed)
+}
+
+/// The text of the note `note` and its owner, when it is a regular file
+/// (opened without following a link or waiting on a FIFO).
+fn read_note(note: &Path) -> Option<(Vec<u8>, u32)> {
+    let mut file = safe::open_read(note).ok()?;
+    let owner = file.metadata().ok()?.uid();
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut text).ok()?;
+    Some((text, owner))
 }
 
 /// Removes the tree at `path`, read-only directories included.
@@ -282,18 +324,37 @@ pub(crate) fn make_readable(tree: &Path) -> Result<()> {
 
 /// Makes every directory under `root` writable by its owner, so a rootless
 /// process can delete what read-only directories (mode 0555 from a layer)
-/// hold.
+/// hold. Each directory is opened from its parent's handle with
+/// `O_NOFOLLOW` and changed through its own (`fchmod`): a directory
+/// swapped for a link meanwhile is skipped, never followed.
 fn make_removable(root: &Path) {
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let _ = std::fs::set_permissions(&dir, Permissions::from_mode(0o700));
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(entry.path());
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    if let Ok(fd) = rustix::fs::open(root, flags, Mode::empty()) {
+        make_removable_at(&fd);
+    }
+}
+
+/// [`make_removable`] of the open directory `dir`.
+fn make_removable_at(dir: &OwnedFd) {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let _ = rustix::fs::fchmod(dir, Mode::from_raw_mode(0o700));
+    let Ok(entries) = rustix::fs::Dir::read_from(dir) else {
+        return;
+    };
+    let children: Vec<std::ffi::CString> = entries
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name().to_bytes();
+            name != b"." && name != b".." && {
+                let kind = entry.file_type();
+                kind == FileType::Directory || kind == FileType::Unknown
             }
+        })
+        .map(|entry| entry.file_name().to_owned())
+        .collect();
+    for name in children {
+        if let Ok(child) = rustix::fs::openat(dir, name.as_c_str(), flags, Mode::empty()) {
+            make_removable_at(&child);
         }
     }
 }
@@ -351,6 +412,27 @@ mod tests {
             source: std::io::Error::from_raw_os_error(rustix::io::Errno::ACCESS.raw_os_error()),
         };
         assert!(!is_out_of_space(&denied));
+    }
+
+    #[test]
+    fn work_directories_are_private_and_removed_without_following_links() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).expect("outside");
+        std::fs::set_permissions(&outside, Permissions::from_mode(0o755)).expect("mode");
+        let parent = dir.path().join("parent");
+        std::fs::create_dir(&parent).expect("parent");
+        let work = WorkDir::new_in(&parent, "build-").expect("made");
+        let meta = std::fs::symlink_metadata(work.path()).expect("there");
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o700);
+        std::os::unix::fs::symlink(&outside, work.path().join("link")).expect("link");
+        std::fs::create_dir(work.path().join("ro")).expect("ro");
+        std::fs::set_permissions(work.path().join("ro"), Permissions::from_mode(0o555))
+            .expect("mode");
+        drop(work);
+        assert_eq!(std::fs::read_dir(&parent).expect("parent").count(), 0);
+        let meta = std::fs::symlink_metadata(&outside).expect("outside");
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o755);
     }
 
     #[test]

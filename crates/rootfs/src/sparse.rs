@@ -11,18 +11,22 @@
 use crate::error::{Result, io};
 use rustix::fs::SeekFrom;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::Path;
 
 /// Copies `from` into `output` (an empty file at `to`, given the
-/// permissions of `from`), writing only the data extents of `from`: holes
-/// stay holes. Falls back to copying every byte where the file system
-/// cannot report extents.
+/// permission bits of `from`, never its setuid, setgid or sticky bits),
+/// writing only the data extents of `from`: holes stay holes. Falls back
+/// to copying every byte where the file system cannot report extents.
+/// `from` must be a regular file with one name, opened without following
+/// a link (see `safe`).
 pub(crate) fn copy_sparse(from: &Path, output: &File, to: &Path) -> Result<()> {
-    let input = File::open(from).map_err(io("reading", from))?;
+    let input = crate::safe::open_cached(from)?;
     let meta = input.metadata().map_err(io("reading", from))?;
     output
-        .set_permissions(meta.permissions())
+        .set_permissions(std::fs::Permissions::from_mode(
+            meta.permissions().mode() & 0o777,
+        ))
         .map_err(io("setting mode of", to))?;
     let len = meta.len();
     let mut pos = 0;

@@ -1,0 +1,469 @@
+//! Files rootfs did not create, planted at every path it keeps under the
+//! store: symbolic links (to a canary file and to a directory outside the
+//! store), hard links to the canary, and FIFOs, at the cached ext4 image
+//! (before the first build and over a good one), its owner file, a layer
+//! tar and its owner file, a partial image of a dead build, the work and
+//! note directories, and names on `/dev/shm`. For each plant the rootfs
+//! operation that writes there runs (build, build `-o`, layer tars,
+//! unpack, the stale sweep and cache counts); afterwards nothing outside
+//! the store has changed (bytes, kind, mtime, no new entry), and the
+//! operation either succeeded with a good result (a regular image that
+//! `e2fsck -fn` passes, tars matching their diff IDs) or failed naming the
+//! planted path.
+
+use crate::rootfs::{e2fsck_passes, rootless_build_options, running_as_root, store_with_fixture};
+use ociref::Digest;
+use ocistore::Store;
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
+
+/// What is planted.
+#[derive(Clone, Copy, Debug)]
+enum Plant {
+    /// A symbolic link to the canary file outside the store.
+    LinkToFile,
+    /// A symbolic link to a directory outside the store.
+    LinkToDir,
+    /// A hard link to the canary file.
+    HardLink,
+    /// A FIFO nobody reads or writes.
+    Fifo,
+}
+
+const FILE_PLANTS: [Plant; 4] = [
+    Plant::LinkToFile,
+    Plant::LinkToDir,
+    Plant::HardLink,
+    Plant::Fifo,
+];
+const DIR_PLANTS: [Plant; 3] = [Plant::LinkToDir, Plant::LinkToFile, Plant::Fifo];
+
+/// How long one operation may take before it counts as hung (on a FIFO).
+const HANG: Duration = Duration::from_secs(60);
+
+/// The fixture every case builds.
+const FIXTURE: &str = "small";
+
+/// Entry of a tree: kind, digest of the bytes (files), mode, mtime.
+type Snapshot = BTreeMap<PathBuf, (String, Option<Digest>, u32, SystemTime)>;
+
+/// Every entry under `root` (not following links).
+fn snapshot(root: &Path) -> Snapshot {
+    let mut out = Snapshot::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("outside dir readable") {
+            let path = entry.expect("entry").path();
+            let meta = std::fs::symlink_metadata(&path).expect("lstat");
+            let bytes = meta
+                .is_file()
+                .then(|| Digest::sha256_of(&std::fs::read(&path).expect("read")));
+            if meta.is_dir() {
+                stack.push(path.clone());
+            }
+            let kind = format!("{:?}", meta.file_type());
+            let mtime = meta.modified().expect("mtime");
+            out.insert(path, (kind, bytes, meta.mode(), mtime));
+        }
+    }
+    out
+}
+
+/// A directory outside the store holding a canary file and a directory
+/// with one file in it.
+struct Outside {
+    dir: tempfile::TempDir,
+}
+
+impl Outside {
+    fn new() -> Outside {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("canary"), b"canary: must never change\n").expect("canary");
+        std::fs::create_dir(dir.path().join("target")).expect("target dir");
+        std::fs::write(dir.path().join("target/inside"), b"inside\n").expect("inside");
+        Outside { dir }
+    }
+
+    fn canary(&self) -> PathBuf {
+        self.dir.path().join("canary")
+    }
+
+    fn target(&self) -> PathBuf {
+        self.dir.path().join("target")
+    }
+}
+
+/// Puts `plant` at `at`, replacing whatever is there.
+fn plant(kind: Plant, at: &Path, outside: &Outside) {
+    match std::fs::symlink_metadata(at) {
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(at).expect("dir removed"),
+        Ok(_) => std::fs::remove_file(at).expect("file removed"),
+        Err(_) => {}
+    }
+    std::fs::create_dir_all(at.parent().expect("parent")).expect("parent exists");
+    match kind {
+        Plant::LinkToFile => std::os::unix::fs::symlink(outside.canary(), at).expect("symlink"),
+        Plant::LinkToDir => std::os::unix::fs::symlink(outside.target(), at).expect("symlink"),
+        Plant::HardLink => std::fs::hard_link(outside.canary(), at).expect("hard link"),
+        Plant::Fifo => {
+            let status = std::process::Command::new("mkfifo")
+                .arg(at)
+                .status()
+                .expect("mkfifo runs");
+            assert!(status.success(), "mkfifo {}", at.display());
+        }
+    }
+}
+
+/// An operation on the store at a root; it checks its own result.
+type Op = Box<dyn FnOnce(&Path) -> rootfs::Result<()> + Send>;
+
+/// Runs `op` in a thread of its own, so that an operation stuck on a FIFO
+/// fails the test instead of hanging it.
+fn run(op: Op, root: &Path) -> rootfs::Result<()> {
+    let (send, receive) = std::sync::mpsc::channel();
+    let root = root.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = send.send(op(&root));
+    });
+    match receive.recv_timeout(HANG) {
+        Ok(result) => result,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("the operation hung for {HANG:?} (stuck on a FIFO?)")
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            panic!("the operation's checks failed (see the panic above)")
+        }
+    }
+}
+
+/// Every message of `err`'s chain, joined.
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(next) = source {
+        text.push_str(&format!("\ncaused by: {next}"));
+        source = next.source();
+    }
+    text
+}
+
+/// Plants `kind` at `root/relative` in a store `prepare` made, runs `op`,
+/// and checks that nothing outside changed and that the operation either
+/// succeeded (its own checks passed) or failed naming the plant.
+fn check(prepare: &dyn Fn(&Path), relative: &str, kind: Plant, op: Op) {
+    let outside = Outside::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    prepare(&root);
+    let at = root.join(relative);
+    plant(kind, &at, &outside);
+    let before = snapshot(outside.dir.path());
+    let result = run(op, &root);
+    let after = snapshot(outside.dir.path());
+    let case = format!("{kind:?} at {relative}");
+    assert_eq!(after, before, "{case}: something outside the store changed");
+    if let Err(err) = result {
+        let text = chain(&err);
+        assert!(
+            text.contains(&at.display().to_string()),
+            "{case}: the error does not name the planted path: {text}"
+        );
+    }
+}
+
+fn fresh(root: &Path) {
+    store_with_fixture(root, FIXTURE);
+}
+
+fn built(root: &Path) {
+    fresh(root);
+    run(build(None), root).expect("first build");
+}
+
+/// Checks that `image` is a regular file with one name that e2fsck passes.
+fn good_image(image: &Path) {
+    let meta = std::fs::symlink_metadata(image).expect("the image is there");
+    assert!(
+        meta.is_file() && meta.nlink() == 1,
+        "{}: not a regular file with one name: {meta:?}",
+        image.display()
+    );
+    e2fsck_passes(image);
+}
+
+/// A build of the fixture (rootless, its tree under the store), copied to
+/// `output` when given; the image (and the copy) must be good.
+fn build(output: Option<PathBuf>) -> Op {
+    Box::new(move |root| {
+        let store = Store::open(root)?;
+        let reference = fixture_reference();
+        let mut options = rootless_build_options();
+        options.memory_scratch = false;
+        options.output = output.clone();
+        let built = rootfs::build(&store, &reference, None, &options)?;
+        good_image(&built.path);
+        if let Some(output) = &output {
+            assert_eq!(&built.path, output);
+            let cached = Path::new(root).join(cached_image());
+            good_image(&cached);
+            assert_eq!(
+                std::fs::read(output).expect("copy"),
+                std::fs::read(&cached).expect("cached"),
+                "the copy is the cached image"
+            );
+        }
+        Ok(())
+    })
+}
+
+/// The layer tars of the fixture, each a regular file of its diff ID.
+fn layer_tars() -> Op {
+    Box::new(|root| {
+        let store = Store::open(root)?;
+        for tar in rootfs::layer_tars(&store, &fixture_reference(), None)? {
+            let meta = std::fs::symlink_metadata(&tar.path).expect("tar there");
+            assert!(meta.is_file() && meta.nlink() == 1, "{meta:?}");
+            let bytes = std::fs::read(&tar.path).expect("tar");
+            assert_eq!(Digest::sha256_of(&bytes), tar.diff_id);
+        }
+        Ok(())
+    })
+}
+
+/// An unpack into a fresh target outside both the store and the canaries.
+fn unpack() -> Op {
+    Box::new(|root| {
+        let store = Store::open(root)?;
+        let targets = tempfile::tempdir().expect("tempdir");
+        let target = targets.path().join("rootfs");
+        let options = rootfs::UnpackOptions::rootless();
+        rootfs::unpack(&store, &fixture_reference(), None, &target, &options)?;
+        assert!(target.join("etc").is_dir(), "unpacked");
+        Ok(())
+    })
+}
+
+/// The sweep of killed work, then the cache counts and the unused-build
+/// removal (`cachectl gc` and `du`).
+fn sweep() -> Op {
+    Box::new(|root| {
+        let store = Store::open(root)?;
+        rootfs::remove_stale_work(&store)?;
+        rootfs::cached_builds(&store)?;
+        rootfs::remove_unused_builds(&store)?;
+        Ok(())
+    })
+}
+
+fn fixture_reference() -> ociref::Reference {
+    format!("example.com/fixtures/{FIXTURE}:v1")
+        .parse()
+        .expect("reference")
+}
+
+/// Where a build of the fixture is cached, relative to the store's root,
+/// and the relative paths of its first layer tar and of its first layer's
+/// image (the same in every store: the key depends on the manifest, the options and mke2fs only).
+fn cache_paths() -> &'static (String, String, String) {
+    static PATHS: OnceLock<(String, String, String)> = OnceLock::new();
+    PATHS.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("store");
+        let (store, reference) = store_with_fixture(&root, FIXTURE);
+        let mut options = rootless_build_options();
+        options.memory_scratch = false;
+        let built = rootfs::build(&store, &reference, None, &options).expect("build");
+        let tars = rootfs::layer_tars(&store, &reference, None).expect("tars");
+        let layers = rootfs::build_layers(&store, &reference, None, &options).expect("layers");
+        let relative = |path: &Path| {
+            path.strip_prefix(&root)
+                .expect("under the root")
+                .to_string_lossy()
+                .into_owned()
+        };
+        (
+            relative(&built.path),
+            relative(&tars[0].path),
+            relative(&layers[0].path),
+        )
+    })
+}
+
+fn cached_image() -> String {
+    cache_paths().0.clone()
+}
+
+fn layer_tar() -> String {
+    cache_paths().1.clone()
+}
+
+fn layer_image() -> String {
+    cache_paths().2.clone()
+}
+
+/// The per-layer images of the fixture, each good.
+fn build_layers() -> Op {
+    Box::new(|root| {
+        let store = Store::open(root)?;
+        let options = rootless_build_options();
+        for layer in rootfs::build_layers(&store, &fixture_reference(), None, &options)? {
+            good_image(&layer.path);
+        }
+        Ok(())
+    })
+}
+
+fn owner_of(kept: &str) -> String {
+    format!("{kept}.owner")
+}
+
+#[test]
+fn a_planted_cached_image_is_rebuilt_never_followed() {
+    let image = cached_image();
+    for kind in FILE_PLANTS {
+        check(&fresh, &image, kind, build(None));
+        check(&built, &image, kind, build(None));
+        let outputs = tempfile::tempdir().expect("tempdir");
+        let output = outputs.path().join("vm.ext4");
+        check(&built, &image, kind, build(Some(output)));
+        check(&fresh, &layer_image(), kind, build_layers());
+        check(&built_layers, &layer_image(), kind, build_layers());
+    }
+}
+
+#[test]
+fn planted_owner_files_and_layer_tars_are_never_followed() {
+    let image = cached_image();
+    let tar = layer_tar();
+    for kind in FILE_PLANTS {
+        check(&fresh, &owner_of(&image), kind, build(None));
+        check(&built, &owner_of(&image), kind, build(None));
+        check(&built, &owner_of(&image), kind, sweep());
+        check(&fresh, &tar, kind, layer_tars());
+        check(&fresh, &owner_of(&tar), kind, layer_tars());
+        check(&built_with_tars, &tar, kind, layer_tars());
+        check(&built_with_tars, &tar, kind, sweep());
+        // A dead build's partial image: the sweep removes the name only.
+        let partial = ".cachectl/ext4/partial-p4194305-planted.ext4";
+        check(&built, partial, kind, sweep());
+    }
+}
+
+fn built_layers(root: &Path) {
+    fresh(root);
+    run(build_layers(), root).expect("first layer build");
+}
+
+fn built_with_tars(root: &Path) {
+    built(root);
+    run(layer_tars(), root).expect("tars");
+}
+
+#[test]
+fn planted_rootfs_directories_are_refused_naming_them() {
+    let dirs = [
+        ".cachectl/ext4",
+        ".cachectl/layers",
+        ".cachectl/rootfs-tmp",
+        ".cachectl/unpacking",
+    ];
+    for relative in dirs {
+        for kind in DIR_PLANTS {
+            check(&fresh, relative, kind, build(None));
+            check(&fresh, relative, kind, layer_tars());
+            check(&fresh, relative, kind, unpack());
+            check(&built, relative, kind, sweep());
+        }
+    }
+}
+
+/// Names another user put on `/dev/shm` where builds make their trees (a
+/// dead process's name, so the sweep looks at them): a link to a
+/// directory outside and, when the test runs as root, a directory of
+/// nobody's with a directory of mode 0755 in it. A build that may use
+/// `/dev/shm` leaves both as they were (its own tree gets a new name).
+#[test]
+fn names_planted_on_dev_shm_are_left_alone() {
+    let shm = Path::new("/dev/shm");
+    assert!(
+        shm.is_dir(),
+        "/dev/shm is a tmpfs on every machine the tests run on"
+    );
+    let outside = Outside::new();
+    let tag: String = cachectl_tests::unique("plant")
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    let planted_dir = shm.join(format!("cachectl-build-p4194305-{tag}d"));
+    let planted_link = shm.join(format!("cachectl-build-p4194305-{tag}l"));
+    std::os::unix::fs::symlink(outside.target(), &planted_link).expect("link");
+    let root_user = running_as_root();
+    if root_user {
+        // Another user's (nobody's), as a hostile local user leaves it.
+        let sub = planted_dir.join("sub");
+        std::fs::create_dir_all(&sub).expect("planted dir");
+        std::fs::write(sub.join("file"), b"theirs\n").expect("file");
+        for dir in [&planted_dir, &sub] {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("mode");
+        }
+        for path in [&planted_dir, &sub, &sub.join("file")] {
+            std::os::unix::fs::lchown(path, Some(65534), Some(65534)).expect("chown");
+        }
+    }
+    let planted = || {
+        let mut all = snapshot(outside.dir.path());
+        if root_user {
+            all.extend(snapshot(&planted_dir));
+            let meta = std::fs::symlink_metadata(&planted_dir).expect("planted dir");
+            all.insert(
+                planted_dir.clone(),
+                (
+                    "dir".to_owned(),
+                    None,
+                    meta.mode(),
+                    meta.modified().expect("mtime"),
+                ),
+            );
+        }
+        let link = std::fs::symlink_metadata(&planted_link).expect("planted link");
+        all.insert(
+            planted_link.clone(),
+            (
+                format!("{:?}", link.file_type()),
+                None,
+                link.mode(),
+                link.modified().expect("mtime"),
+            ),
+        );
+        all
+    };
+    let before = planted();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    fresh(&root);
+    let in_memory: Op = Box::new(|root| {
+        let store = Store::open(root)?;
+        let built = rootfs::build(
+            &store,
+            &fixture_reference(),
+            None,
+            &rootless_build_options(),
+        )?;
+        good_image(&built.path);
+        Ok(())
+    });
+    let result = run(in_memory, &root);
+    let after = std::panic::catch_unwind(planted);
+    let _ = std::fs::remove_file(&planted_link);
+    let _ = std::fs::remove_dir_all(&planted_dir);
+    result.expect("the build succeeds");
+    assert_eq!(
+        after.expect("the planted names are still there"),
+        before,
+        "a name planted on /dev/shm changed"
+    );
+}
