@@ -37,7 +37,12 @@ fn pushed(name: &str) -> (Reference, String) {
         .expect("valid");
     let layer = noise(51, 300_000);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(push_image(&client(), &target, name, &[layer.clone()]));
+    runtime.block_on(push_image(
+        &client(),
+        &target,
+        name,
+        std::slice::from_ref(&layer),
+    ));
     (target, ociref::Digest::sha256_of(&layer).to_string())
 }
 
