@@ -158,3 +158,99 @@ fn a_blob_body_that_never_ends_is_cut_at_its_size() {
         .unwrap_or(0);
     assert!(held <= 300_000, "{held} bytes held for a 300000-byte layer");
 }
+
+/// A first non-loopback IPv4 address of this machine (`hostname -I`).
+fn own_outside_address() -> String {
+    let out = std::process::Command::new("hostname")
+        .arg("-I")
+        .output()
+        .expect("hostname runs");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find(|a| {
+            a.parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| !ip.is_loopback())
+        })
+        .expect("the test needs a non-loopback IPv4 address (hostname -I)")
+        .to_owned()
+}
+
+/// A token service on all addresses that answers every request with a
+/// token and records whether each request carried `Authorization`.
+fn recording_token_service() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<bool>>>) {
+    let listener = TcpListener::bind("0.0.0.0:0").expect("binds");
+    let port = listener.local_addr().expect("address").port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut line = String::new();
+            let mut authorized = false;
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                authorized |= line.to_ascii_lowercase().starts_with("authorization:");
+                line.clear();
+            }
+            record.lock().expect("lock").push(authorized);
+            let body = r#"{"token":"t","access_token":"t"}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn credentials_go_to_a_token_realm_on_another_host_only_over_tls() {
+    let registries = registries();
+    let (port, seen) = recording_token_service();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    // The same service, named once by a loopback address (credentials may
+    // go: the check can see them) and once by this host's outside address
+    // over plain HTTP (they must not).
+    for (realm_host, may_see_credentials) in [
+        ("127.0.0.1".to_owned(), true),
+        (own_outside_address(), false),
+    ] {
+        let challenge =
+            format!(r#"Bearer realm="http://{realm_host}:{port}/token",service="lying-registry""#);
+        let proxy = FaultProxy::start(
+            &registries.plain,
+            vec![Rule::new(Fault::status(
+                401,
+                &[("WWW-Authenticate", &challenge)],
+            ))],
+        );
+        let credentials = ocidist::credentials::StaticCredentials::new().with(
+            &proxy.addr(),
+            ocidist::credentials::Credential::basic("user", "hunter2-password"),
+        );
+        let client = ocidist::Client::new(
+            ocidist::ClientConfig::default(),
+            std::sync::Arc::new(credentials),
+        )
+        .expect("client");
+        let reference: Reference = format!("{}/hostile/realm:v1", proxy.addr())
+            .parse()
+            .expect("valid");
+        seen.lock().expect("lock").clear();
+        let err = runtime
+            .block_on(client.resolve(&reference))
+            .expect_err("the registry refuses every token");
+        assert!(!chain(&err).contains("hunter2"), "{err}");
+        let requests = seen.lock().expect("lock").clone();
+        assert!(
+            !requests.is_empty(),
+            "{realm_host}: no token request: {err}"
+        );
+        assert_eq!(
+            requests.iter().any(|authorized| *authorized),
+            may_see_credentials,
+            "{realm_host}: Authorization sent to the realm: {requests:?}"
+        );
+    }
+}
