@@ -8,6 +8,7 @@ mod distribution_faults;
 mod fault_proxy;
 mod fixtures;
 mod harness;
+mod leases;
 mod memory;
 mod platforms;
 mod proxy;
