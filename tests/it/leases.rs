@@ -243,3 +243,43 @@ async fn gc_and_open_remove_temp_files_of_dead_processes_only() {
     assert!(!names(root).contains(&dead_root[0]));
     assert!(names(root).contains(&live_root));
 }
+
+/// Unmounts the tmpfs at `dir` when dropped.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn a_store_on_a_read_only_file_system_is_leased_and_inspected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mount = Mount(dir.path().join("mnt"));
+    std::fs::create_dir(&mount.0).expect("mount point");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        .arg(&mount.0)
+        .status()
+        .expect("mount runs");
+    assert!(mounted.success(), "this test needs root (mount)");
+    let root = mount.0.join("store");
+    let store = Store::open(&root).expect("store opens");
+    let reference = fixture("small");
+    store
+        .pull(&client(), &reference, &PullOptions::default())
+        .await
+        .expect("pull");
+    let remounted = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&mount.0)
+        .status()
+        .expect("mount runs");
+    assert!(remounted.success());
+    let lease = store.lease(&reference).expect("leased read-only");
+    assert!(!lease.roots().is_empty());
+    let inspection = store.inspect(&reference).expect("inspected read-only");
+    assert_eq!(inspection.images.len(), 1);
+    assert!(names(&root.join(".cachectl/leases")).is_empty());
+}

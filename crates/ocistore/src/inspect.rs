@@ -143,7 +143,12 @@ impl Store {
         reference: &Reference,
         platform: Option<&Platform>,
     ) -> Result<Inspection> {
-        let _shared = self.lock_shared("gc.lock")?;
+        let _shared = match self.lock_shared("gc.lock") {
+            Ok(file) => Some(file),
+            // Read-only to this process: inspect without the lock.
+            Err(err) if crate::lease::unwritable(&err) => None,
+            Err(err) => return Err(err),
+        };
         let name = reference.to_string();
         let index = self.read_index()?;
         let found =

@@ -12,7 +12,10 @@
 //! everything it reaches stays. A lease file whose lock is free belongs to
 //! a process that is gone; `gc` removes it.
 //!
-//! Dropping the [`Lease`] removes its file and releases the lock.
+//! Dropping the [`Lease`] removes its file and releases the lock. In a
+//! store this process cannot write, the lease holds `gc.lock` shared
+//! instead (a `gc` waits for it), or nothing when `gc.lock` cannot be
+//! opened either (a read-only file system, where no `gc` runs).
 //!
 //! Temp files of atomic writes (`.tmp-PID-N-<name>`) left in the root and
 //! in `.cachectl/records/` by a process killed mid-write are removed by
@@ -37,11 +40,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// [`Store::lease`]; dropping it releases the hold.
 #[derive(Debug)]
 pub struct Lease {
-    path: PathBuf,
+    /// The lease file (none in a store this process cannot write).
+    path: Option<PathBuf>,
     roots: Vec<Descriptor>,
-    // Locked exclusively for the lease's life; closed after the file is
-    // removed (see `Drop`).
-    _file: File,
+    // The lease file, locked exclusively for the lease's life and closed
+    // after it is removed (see `Drop`); else `gc.lock`, locked shared
+    // (none when even that cannot be opened: a read-only file system).
+    _file: Option<File>,
 }
 
 impl Lease {
@@ -61,7 +66,9 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         // Removed while still locked: `gc` never reads a half-gone lease.
-        let _ = std::fs::remove_file(&self.path);
+        if let Some(path) = &self.path {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -88,7 +95,12 @@ impl Store {
     /// (waits while a `gc` runs).
     pub fn lease(&self, reference: &Reference) -> Result<Lease> {
         let name = reference.to_string();
-        let _shared = self.lock_shared("gc.lock")?;
+        let shared = match self.lock_shared("gc.lock") {
+            Ok(file) => Some(file),
+            // Nobody can collect a store on a read-only file system.
+            Err(err) if unwritable(&err) => None,
+            Err(err) => return Err(err),
+        };
         let index = self.read_index()?;
         let entries = index.entries_of(&name);
         if entries.is_empty() {
@@ -106,29 +118,46 @@ impl Store {
                 });
             }
         }
+        match self.write_lease(&name, &roots) {
+            Ok((path, file)) => Ok(Lease {
+                path: Some(path),
+                roots,
+                _file: Some(file),
+            }),
+            // A store this process cannot write: hold `gc.lock` shared
+            // instead, so a `gc` by someone who can waits for this reader.
+            Err(err) if unwritable(&err) => Ok(Lease {
+                path: None,
+                roots,
+                _file: shared,
+            }),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Writes and locks a new lease file holding `roots`.
+    fn write_lease(&self, reference: &str, roots: &[Descriptor]) -> Result<(PathBuf, File)> {
         let dir = self.checked_dir(&self.leases_dir())?;
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
         let path = dir.join(format!("{pid}-{n}-{}.json", now_unix_ms()));
         let mut file = create_new(&path)?;
-        file.lock().map_err(io("locking", &path))?;
         let content = LeaseFile {
-            reference: name,
+            reference: reference.to_owned(),
             pid,
-            roots,
+            roots: roots.to_vec(),
         };
         let bytes = serde_json::to_vec(&content).expect("because a lease always serializes");
-        if let Err(err) = file.write_all(&bytes) {
+        let written = file
+            .lock()
+            .and_then(|()| file.write_all(&bytes))
+            .map_err(io("writing", &path));
+        if let Err(err) = written {
             let _ = std::fs::remove_file(&path);
-            return Err(io("writing", &path)(err));
+            return Err(err);
         }
-        let lease = Lease {
-            path,
-            roots: content.roots,
-            _file: file,
-        };
-        Ok(lease)
+        Ok((path, file))
     }
 
     pub(crate) fn leases_dir(&self) -> PathBuf {
@@ -212,6 +241,15 @@ impl Store {
         }
         (count, bytes)
     }
+}
+
+/// Whether `err` says the store cannot be written by this process
+/// (permissions, a read-only file system).
+pub(crate) fn unwritable(err: &Error) -> bool {
+    matches!(err, Error::Io { source, .. } if matches!(
+        source.kind(),
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+    ))
 }
 
 /// Whether `name` is a temp file `.tmp-PID-N-…` whose process is gone.
