@@ -11,6 +11,7 @@ mod full_disk;
 mod harness;
 mod hostile_layers;
 mod hostile_registry;
+mod leases;
 mod memory;
 mod platforms;
 mod proxy;

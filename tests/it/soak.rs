@@ -9,11 +9,16 @@
 //!   store passes `verify`, and the next build succeeds (an image `e2fsck`
 //!   passes) and leaves no partial image, unpacked tree or `/dev/shm` tree
 //!   of any killed build behind.
+//! - Mixed load ([`load`]): many processes pulling, building, unpacking,
+//!   verifying, exporting and removing + collecting on one root see no
+//!   failure but "not cached" after a concurrent `rm`.
 //!
 //! CI runs the short forms below; `cargo xtask soak` runs the long ones
 //! (`CACHECTL_SOAK_PULL_KILLS`, `CACHECTL_SOAK_BUILD_KILLS`,
 //! `CACHECTL_SOAK_SEED`) and prints the figures each test writes to
 //! `CACHECTL_SOAK_REPORT.pulls.json` and `….builds.json`.
+
+mod load;
 
 use crate::store::{assert_blobs_rehash, client, noise, push_image, ref_names, via};
 use cachectl_tests::fault_proxy::{Fault, FaultProxy, Rule};

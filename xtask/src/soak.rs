@@ -1,20 +1,25 @@
-//! `cargo xtask soak [--pull-kills N] [--build-kills M] [--seed S]`: the
-//! long form of the kill soak (`tests/it/soak.rs`) that CI runs short.
-//! Starts the test registries, pushes the fixtures, runs the two soak tests
-//! with the counts given (default 100 pulls and 50 builds, seed 1) and
-//! prints the figures they report, for docs/reliability.md.
+//! `cargo xtask soak [--pull-kills N] [--build-kills M] [--seed S]
+//! [--load-procs P] [--load-secs T]`: the long form of the soak tests
+//! (`tests/it/soak.rs`) that CI runs short. Starts the test registries,
+//! pushes the fixtures, runs the kill soaks and the mixed load with the
+//! counts given (default 100 pulls and 50 builds killed, seed 1; 8
+//! processes for 60 s of mixed load) and prints the figures they report,
+//! for docs/reliability.md.
 
 use crate::cmd::{self, Error};
 use crate::fixtures;
 use crate::registry::TestRegistries;
 
-const USAGE: &str = "usage: cargo xtask soak [--pull-kills N] [--build-kills M] [--seed S]";
+const USAGE: &str = "usage: cargo xtask soak [--pull-kills N] [--build-kills M] [--seed S] \
+                     [--load-procs P] [--load-secs T]";
 
 /// Entry point of `cargo xtask soak`.
 pub(crate) fn run(args: &[String]) -> Result<(), Error> {
     let mut pull_kills = "100".to_owned();
     let mut build_kills = "50".to_owned();
     let mut seed = "1".to_owned();
+    let mut load_procs = "8".to_owned();
+    let mut load_secs = "60".to_owned();
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let value = args.next().ok_or(USAGE)?;
@@ -27,6 +32,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
             "--pull-kills" => pull_kills = value.clone(),
             "--build-kills" => build_kills = value.clone(),
             "--seed" => seed = value.clone(),
+            "--load-procs" => load_procs = value.clone(),
+            "--load-secs" => load_secs = value.clone(),
             other => return Err(format!("unexpected argument `{other}`; {USAGE}")),
         }
     }
@@ -48,6 +55,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
         .env("CACHECTL_SOAK_PULL_KILLS", &pull_kills)
         .env("CACHECTL_SOAK_BUILD_KILLS", &build_kills)
         .env("CACHECTL_SOAK_SEED", &seed)
+        .env("CACHECTL_SOAK_LOAD_PROCS", &load_procs)
+        .env("CACHECTL_SOAK_LOAD_SECS", &load_secs)
         .env("CACHECTL_SOAK_REPORT", &report);
     for (name, value) in registries.env() {
         command.env(name, value);
@@ -55,7 +64,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), Error> {
     let started = std::time::Instant::now();
     cmd::run(&mut command)?;
     eprintln!("xtask: soak took {:.0} s", started.elapsed().as_secs_f64());
-    for what in ["pulls", "builds"] {
+    for what in ["pulls", "builds", "load"] {
         let path = format!("{}.{what}.json", report.display());
         let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {path}: {e}"))?;
         println!("{what}: {text}");

@@ -135,12 +135,20 @@ impl Store {
     /// [`Store::inspect`] of the entry of `reference` for `platform` (the
     /// best match among the platforms stored; `None`: the only one, else
     /// the host's, else the plain-named one). [`Error::ImageNotCached`]
-    /// when no stored platform matches. Blocking.
+    /// when no stored platform matches. Holds `gc.lock` shared while it
+    /// reads (a `gc` waits); to read the image's blobs afterwards, take a
+    /// [`crate::Lease`] first. Blocking.
     pub fn inspect_platform(
         &self,
         reference: &Reference,
         platform: Option<&Platform>,
     ) -> Result<Inspection> {
+        let _shared = match self.lock_shared("gc.lock") {
+            Ok(file) => Some(file),
+            // Read-only to this process: inspect without the lock.
+            Err(err) if crate::lease::unwritable(&err) => None,
+            Err(err) => return Err(err),
+        };
         let name = reference.to_string();
         let index = self.read_index()?;
         let found =

@@ -50,7 +50,8 @@ pub fn default_root(env: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
 
 impl Store {
     /// Opens the layout at `root`, creating it (and its parents) when the
-    /// directory is missing or empty. Refuses a non-empty directory that is
+    /// directory is missing or empty, and removes the temp files that
+    /// processes killed mid-write left in the root. Refuses a non-empty directory that is
     /// not an OCI image layout, and an unknown `imageLayoutVersion`.
     /// Blocking (a few small file operations).
     pub fn open(root: impl AsRef<Path>) -> Result<Store> {
@@ -75,6 +76,7 @@ impl Store {
         }
         if store.layout_file().exists() && store.index_path().exists() {
             store.check_layout_version()?;
+            store.sweep_dead_temps(std::slice::from_ref(&store.root));
             return Ok(store);
         }
         // First use (or a layout without index.json): initialize under the

@@ -13,7 +13,8 @@
 //!                       `…/app:v1@linux/arm64/v8` for a further platform)
 //!   blobs/sha256/<hex>  immutable; created only by rename after verification
 //!   .cachectl/          private: locks/, ingest/ (partial downloads),
-//!                       records/ (source, platform, times), quarantine/
+//!                       records/ (source, platform, times), quarantine/,
+//!                       leases/ (what running readers hold)
 //! ```
 //!
 //! Its roles:
@@ -53,6 +54,12 @@
 //! - A pull holds a shared lock on `.cachectl/locks/gc.lock` from resolve
 //!   to index update; [`Store::gc`] takes it exclusively, so it never sweeps
 //!   blobs a running pull has written but not yet named.
+//! - A reader holds what it reads with a [`Lease`] ([`Store::lease`]): a
+//!   file in `.cachectl/leases/` naming the descriptors it resolved, locked
+//!   by its owner for as long as it reads; [`Store::gc`] keeps everything
+//!   a held lease reaches and removes the lease files of gone processes.
+//!   [`Store::verify`] and [`Store::export`] hold `gc.lock` shared while
+//!   they run instead.
 //! - Lock files are never deleted (deleting one while another process
 //!   waits on it would let two processes hold "the" lock).
 //! - The store never writes through a file it did not create: a symbolic
@@ -97,6 +104,7 @@ mod file_system;
 mod import;
 mod inspect;
 mod layout;
+mod lease;
 mod manage;
 mod pull;
 mod push;
@@ -117,6 +125,7 @@ pub use inspect::{
     ConfigSummary, HistoryEntry, ImageDetails, Inspection, LayerDetails, PlatformEntry,
 };
 pub use layout::{LAYOUT_VERSION, REF_NAME_ANNOTATION, Store, atomic_write, default_root};
+pub use lease::Lease;
 pub use manage::{DEFAULT_PARTIAL_GRACE, GcReport, ImageEntry, VerifyProblem, VerifyReport};
 pub use ociref::ErrorKind;
 pub use pull::{PullOptions, PullOutcome};

@@ -84,7 +84,8 @@ pub struct GcReport {
     /// Blobs removed.
     pub removed_blobs: usize,
     /// Stale ingest files removed: partial downloads past their grace
-    /// period, temp files of dead processes.
+    /// period, temp files of dead processes (also those of atomic writes
+    /// in the root and in `.cachectl/records/`).
     pub removed_ingest_files: usize,
     /// Partial downloads kept because they are younger than the grace
     /// period: a pull of their blob resumes from them.
@@ -222,7 +223,10 @@ impl Store {
     /// Re-hashes every blob, moves corrupt ones to `.cachectl/quarantine/`,
     /// and checks that everything reachable from `index.json` is present.
     /// Makes no request.
+    /// Holds `gc.lock` shared while it runs: a concurrent `gc` waits, so a
+    /// blob it removes is never reported missing.
     pub fn verify(&self) -> Result<VerifyReport> {
+        let _shared = self.lock_shared("gc.lock")?;
         let mut report = VerifyReport::default();
         let mut corrupt = Vec::new();
         for (digest, path) in self.all_blobs()? {
@@ -288,7 +292,9 @@ impl Store {
 
     /// Removes every blob not reachable from `index.json` (through indexes,
     /// manifests, configs, layers, and manifests whose `subject` is
-    /// reachable) or from the index a record names, and stale ingest files.
+    /// reachable) or from the index a record names, or from a held
+    /// [`crate::Lease`], and stale ingest files and temp files of dead
+    /// processes; removes the lease files of gone processes.
     /// Partial downloads are kept for [`DEFAULT_PARTIAL_GRACE`].
     /// Waits for pulls in progress to finish first, and blocks new ones
     /// while it runs.
@@ -304,6 +310,7 @@ impl Store {
         let mut report = GcReport::default();
         let (users, _) = self.reachability()?;
         let mut marked: BTreeSet<Digest> = users.into_keys().collect();
+        marked.extend(self.leased_digests()?);
         for entry in self.list()? {
             if let Some(index) = entry.record.and_then(|r| r.index_digest) {
                 marked.insert(index);
@@ -348,6 +355,10 @@ impl Store {
             report.bytes_freed += size;
         }
         self.sweep_ingest(grace, &mut report)?;
+        let dirs = [self.root().to_path_buf(), self.records_dir()];
+        let (temps, temp_bytes) = self.sweep_dead_temps(&dirs);
+        report.removed_ingest_files += temps;
+        report.bytes_freed += temp_bytes;
         Ok(report)
     }
 

@@ -45,8 +45,13 @@ impl Store {
         concurrency: usize,
     ) -> Result<PushOutcome> {
         let name = source.to_string();
-        let store = self.clone();
-        let plan = tokio::task::spawn_blocking(move || store.push_plan(&name)).await??;
+        let (store, leased) = (self.clone(), source.clone());
+        // Held until the push is done: `gc` keeps what it uploads.
+        let (_lease, plan) = tokio::task::spawn_blocking(move || {
+            let lease = store.lease(&leased)?;
+            store.push_plan(&name).map(|plan| (lease, plan))
+        })
+        .await??;
         let mut outcome = PushOutcome {
             destination: destination.to_string(),
             digest: plan.top.digest.clone(),

@@ -111,14 +111,19 @@ pub(crate) fn unclaim_missing(kept: &Path) {
 /// Removes the cached ext4 images and layer tars whose owner is no longer
 /// in the store (run after [`ocistore::Store::gc`]), and says how many and
 /// how many bytes. Files without a readable owner file are removed too.
-/// Blocking.
+/// Files a concurrent call removed first are not counted. Blocking.
 pub fn remove_unused_builds(store: &Store) -> Result<BuildFiles> {
     let mut removed = BuildFiles::default();
     for (kind, path, size) in cached_files(store)? {
         if is_owned(store, &path) {
             continue;
         }
-        std::fs::remove_file(&path).map_err(io("removing", &path))?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            // Another `gc` removed it first.
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(io("removing", &path)(err)),
+        }
         let _ = std::fs::remove_file(owner_file(&path));
         let _ = std::fs::remove_file(legacy_owner_file(&path));
         removed.count(kind, size);

@@ -25,7 +25,8 @@ pub fn export_tar(
     platform: Option<&Platform>,
     writer: impl Write,
 ) -> Result<UnpackReport> {
-    let image = select_image(store, reference, platform)?;
+    // Held until the layers are read: `gc` keeps them.
+    let (_lease, image) = select_image(store, reference, platform)?;
     let work = WorkDir::new(store, "export-")?;
     let tree = work.path().join("tree");
     std::fs::create_dir(&tree).map_err(io("creating", &tree))?;

@@ -89,7 +89,8 @@ pub fn build(
     options: &BuildOptions,
 ) -> Result<BuiltImage> {
     options.check()?;
-    let image = select_image(store, reference, platform)?;
+    // Held until the layers are read: `gc` keeps them.
+    let (_lease, image) = select_image(store, reference, platform)?;
     // What killed builds left; a sweep that fails does not stop this one.
     let _ = remove_stale_work(store);
     let manifest_digest = image.manifest.digest.clone();
@@ -168,7 +169,8 @@ pub fn build_layers(
     options: &BuildOptions,
 ) -> Result<Vec<BuiltLayer>> {
     options.check()?;
-    let image = select_image(store, reference, platform)?;
+    // Held until the layers are read: `gc` keeps them.
+    let (_lease, image) = select_image(store, reference, platform)?;
     let _ = remove_stale_work(store);
     let mke2fs = find_tool("mke2fs", options)?;
     let debugfs = find_tool("debugfs", options)?;

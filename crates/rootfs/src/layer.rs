@@ -5,17 +5,31 @@ use crate::error::{Error, Result, io};
 use crate::progress::ProgressFn;
 use crate::read_ahead::ReadAhead;
 use ociref::{Digest, Platform, Reference};
-use ocistore::{Compression, ImageDetails, Store};
+use ocistore::{Compression, ImageDetails, Lease, Store};
 use std::io::{BufRead, BufReader, Read};
 
+/// How many times [`select_image`] resolves again when the reference was
+/// re-tagged between its lease and its inspection.
+const LEASE_TRIES: usize = 3;
+
 /// The stored image of `reference` for `platform` (the only one, or the
-/// best match when the reference holds several).
+/// best match when the reference holds several), with the [`Lease`] that
+/// keeps its blobs from `gc`: hold it for as long as the blobs are read.
 pub(crate) fn select_image(
     store: &Store,
     reference: &Reference,
     platform: Option<&Platform>,
-) -> Result<ImageDetails> {
-    let inspection = store.inspect_platform(reference, platform)?;
+) -> Result<(Lease, ImageDetails)> {
+    let mut tries = 0;
+    let (lease, inspection) = loop {
+        tries += 1;
+        let lease = store.lease(reference)?;
+        let inspection = store.inspect_platform(reference, platform)?;
+        // Re-tagged since the lease: lease what the name holds now.
+        if lease.holds(&inspection.top.digest) || tries == LEASE_TRIES {
+            break (lease, inspection);
+        }
+    };
     let not_found = || Error::NoImageForPlatform {
         reference: reference.to_string(),
         platform: platform.map_or_else(|| "any".to_owned(), ToString::to_string),
@@ -37,7 +51,7 @@ pub(crate) fn select_image(
             });
         }
     }
-    Ok(image)
+    Ok((lease, image))
 }
 
 fn best(images: Vec<ImageDetails>, platform: &Platform) -> Option<ImageDetails> {

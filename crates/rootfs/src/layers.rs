@@ -34,7 +34,8 @@ pub fn layer_tars(
     reference: &Reference,
     platform: Option<&Platform>,
 ) -> Result<Vec<LayerTar>> {
-    let image = select_image(store, reference, platform)?;
+    // Held until the layers are read: `gc` keeps them.
+    let (_lease, image) = select_image(store, reference, platform)?;
     let diff_ids = &image.config.diff_ids;
     if diff_ids.len() != image.layers.len() {
         return Err(Error::InvalidImage {

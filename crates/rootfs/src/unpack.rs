@@ -116,7 +116,8 @@ pub fn unpack(
     target: &Path,
     options: &UnpackOptions,
 ) -> Result<UnpackReport> {
-    let image = select_image(store, reference, platform)?;
+    // Held until the layers are read: `gc` keeps them.
+    let (_lease, image) = select_image(store, reference, platform)?;
     check_target(target)?;
     let staging = Staging::new(store, target)?;
     // A failure drops (removes) the staging directory.
