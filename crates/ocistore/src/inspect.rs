@@ -234,7 +234,7 @@ impl Store {
             total += self.has_blob(index).unwrap_or(0);
         }
         record.uncompressed_size = Some(total);
-        self.write_record(&record)?;
+        self.unless_read_only(self.write_record(&record))?;
         Ok(record)
     }
 

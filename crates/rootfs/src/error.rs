@@ -174,6 +174,20 @@ pub enum Error {
         reason: String,
     },
 
+    /// An ext4 build that is not cached cannot be kept: the store is
+    /// read-only for this process (the source is
+    /// [`ocistore::Error::ReadOnly`], naming the directory).
+    #[error(
+        "the ext4 image of {manifest} is not cached, and a new build cannot be kept in the store"
+    )]
+    BuildNotKept {
+        /// The image manifest (or layer) whose build is missing.
+        manifest: Digest,
+        /// Why the store cannot keep it.
+        #[source]
+        source: ocistore::Error,
+    },
+
     /// The options cannot be honoured.
     #[error("invalid option: {reason}")]
     InvalidOption {
@@ -195,6 +209,7 @@ impl Error {
             Error::NoImageForPlatform { .. } => ErrorKind::NotCached,
             Error::LayerMissing { .. } | Error::DiffIdMismatch { .. } => ErrorKind::Integrity,
             Error::TargetNotEmpty { .. }
+            | Error::BuildNotKept { .. }
             | Error::InvalidOption { .. }
             | Error::PlacePath { .. } => ErrorKind::Usage,
             Error::UnsupportedMediaType { .. }
@@ -378,6 +393,16 @@ mod tests {
                 ErrorKind::Usage,
             ),
             (Error::InvalidOption { reason: text() }, ErrorKind::Usage),
+            (
+                Error::BuildNotKept {
+                    manifest: Digest::sha256_of(b"m"),
+                    source: ocistore::Error::ReadOnly {
+                        dir: "/r/.cachectl/ext4".into(),
+                        source: std::io::Error::from_raw_os_error(30),
+                    },
+                },
+                ErrorKind::Usage,
+            ),
         ];
         for (err, kind) in cases {
             assert_eq!(err.kind(), kind, "{err}");

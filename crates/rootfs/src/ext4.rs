@@ -80,7 +80,10 @@ pub struct BuiltImage {
 /// to that fixed time and, when the unpack was rootless, the owners and
 /// device nodes the layers give. The result is kept at
 /// `.cachectl/ext4/<key>.ext4`, key = SHA-256 of the manifest digest, the
-/// options and `mke2fs -V`. Blocking.
+/// options and `mke2fs -V`. On a store this process cannot write, a cached
+/// image is found (and copied to [`BuildOptions::output`]) as usual, and
+/// one not cached fails with [`ocistore::Error::ReadOnly`] before anything
+/// is unpacked. Blocking.
 pub fn build(
     store: &Store,
     reference: &Reference,
@@ -105,6 +108,13 @@ pub fn build(
     let cached_path = cache_dir.join(format!("{key}.ext4"));
     let cached = cached_path.is_file();
     if !cached {
+        // A read-only store keeps no new build: say so before unpacking.
+        store
+            .check_writable(&cache_dir)
+            .map_err(|source| Error::BuildNotKept {
+                manifest: manifest_digest.clone(),
+                source,
+            })?;
         build_into(
             store,
             &image,
@@ -187,7 +197,13 @@ pub fn build_layers(
         let cached = path.is_file();
         planned.push((layer, path, cached));
     }
-    if planned.iter().any(|(_, _, cached)| !cached) {
+    if let Some((layer, _, _)) = planned.iter().find(|(_, _, cached)| !cached) {
+        store
+            .check_writable(&cache_dir)
+            .map_err(|source| Error::BuildNotKept {
+                manifest: layer.descriptor.digest.clone(),
+                source,
+            })?;
         std::fs::create_dir_all(&cache_dir).map_err(io("creating", &cache_dir))?;
         let work = WorkDir::new(store, "layers-")?;
         let merged = work.path().join("merged");
@@ -441,6 +457,9 @@ fn run_mke2fs(
     let partial = tempfile::Builder::new()
         .prefix(&format!("partial-{}", leftovers::pid_tag()))
         .suffix(".ext4")
+        // Readable by every user of the store, as its other files are (a
+        // store seeded by one user is read by others).
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .tempfile_in(cache_dir)
         .map_err(io("creating a file in", cache_dir))?;
     leftovers::lock(partial.as_file(), partial.path())?;

@@ -103,6 +103,16 @@ pub fn remove_stale_work(store: &Store) -> Result<usize> {
         + partials)
 }
 
+/// Whether `err` says the store cannot be written here: a read-only mount
+/// (`EROFS`) or a directory this process may not write (`EACCES`, `EPERM`).
+fn is_read_only(err: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    matches!(
+        Errno::from_io_error(err),
+        Some(Errno::ROFS | Errno::ACCESS | Errno::PERM)
+    )
+}
+
 /// Removes the directories in `parent` named `prefix…` that are stale
 /// ([`is_stale`]); how many. A missing `parent` has none.
 fn remove_stale_dirs(parent: &Path, prefix: &str) -> Result<usize> {
@@ -132,8 +142,11 @@ const UNPACKING: &str = ".cachectl/unpacking";
 pub(crate) struct Staging {
     dir: Option<tempfile::TempDir>,
     _lock: std::fs::File,
-    /// The note in the store, removed (as a temp path) with the guard.
-    _marker: tempfile::TempPath,
+    /// The note in the store, removed (as a temp path) with the guard;
+    /// none in a store this process cannot write (no `gc` can run there,
+    /// and the next unpack into the same target still removes a killed
+    /// one's staging directory).
+    _marker: Option<tempfile::TempPath>,
 }
 
 impl Staging {
@@ -162,15 +175,21 @@ impl Staging {
         // Noted after it is locked: gc never sees a noted, unlocked one
         // that is alive.
         let notes = store.root().join(UNPACKING);
-        std::fs::create_dir_all(&notes).map_err(io("creating", &notes))?;
-        let mut marker =
-            tempfile::NamedTempFile::new_in(&notes).map_err(io("creating a file in", &notes))?;
-        std::io::Write::write_all(&mut marker, dir.path().as_os_str().as_encoded_bytes())
-            .map_err(io("writing", marker.path()))?;
+        let marker = match std::fs::create_dir_all(&notes)
+            .and_then(|()| tempfile::NamedTempFile::new_in(&notes))
+        {
+            Ok(mut marker) => {
+                std::io::Write::write_all(&mut marker, dir.path().as_os_str().as_encoded_bytes())
+                    .map_err(io("writing", marker.path()))?;
+                Some(marker.into_temp_path())
+            }
+            Err(err) if is_read_only(&err) => None,
+            Err(err) => return Err(io("creating a file in", &notes)(err)),
+        };
         Ok(Staging {
             dir: Some(dir),
             _lock: lock,
-            _marker: marker.into_temp_path(),
+            _marker: marker,
         })
     }
 
