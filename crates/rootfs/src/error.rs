@@ -185,7 +185,7 @@ pub enum Error {
         manifest: Digest,
         /// Why the store cannot keep it.
         #[source]
-        source: ocistore::Error,
+        source: Box<ocistore::Error>,
     },
 
     /// The options cannot be honoured.
@@ -255,6 +255,22 @@ impl Error {
             other => other,
         }
     }
+}
+
+/// Fails with [`Error::BuildNotKept`] (for the build of `manifest`) when
+/// this process cannot create files in `dir` of `store`: checked before a
+/// build unpacks anything, so a read-only store fails at once. Blocking.
+pub(crate) fn check_keepable(
+    store: &ocistore::Store,
+    dir: &std::path::Path,
+    manifest: &Digest,
+) -> Result<()> {
+    store
+        .check_writable(dir)
+        .map_err(|source| Error::BuildNotKept {
+            manifest: manifest.clone(),
+            source: Box::new(source),
+        })
 }
 
 /// A closure turning an I/O error into [`Error::Io`] for `path`.
@@ -396,10 +412,10 @@ mod tests {
             (
                 Error::BuildNotKept {
                     manifest: Digest::sha256_of(b"m"),
-                    source: ocistore::Error::ReadOnly {
+                    source: Box::new(ocistore::Error::ReadOnly {
                         dir: "/r/.cachectl/ext4".into(),
                         source: std::io::Error::from_raw_os_error(30),
-                    },
+                    }),
                 },
                 ErrorKind::Usage,
             ),

@@ -2,7 +2,7 @@
 //! and cached under the store.
 
 use crate::cache_files;
-use crate::error::{Error, Result, io};
+use crate::error::{Error, Result, check_keepable, io};
 use crate::layer::open_layer;
 use crate::layer::select_image;
 use crate::leftovers;
@@ -80,10 +80,9 @@ pub struct BuiltImage {
 /// to that fixed time and, when the unpack was rootless, the owners and
 /// device nodes the layers give. The result is kept at
 /// `.cachectl/ext4/<key>.ext4`, key = SHA-256 of the manifest digest, the
-/// options and `mke2fs -V`. On a store this process cannot write, a cached
-/// image is found (and copied to [`BuildOptions::output`]) as usual, and
-/// one not cached fails with [`ocistore::Error::ReadOnly`] before anything
-/// is unpacked. Blocking.
+/// options and `mke2fs -V`. A store this process cannot write serves a
+/// cached image; one not cached fails with [`Error::BuildNotKept`] before
+/// anything is unpacked. Blocking.
 pub fn build(
     store: &Store,
     reference: &Reference,
@@ -108,13 +107,7 @@ pub fn build(
     let cached_path = cache_dir.join(format!("{key}.ext4"));
     let cached = cached_path.is_file();
     if !cached {
-        // A read-only store keeps no new build: say so before unpacking.
-        store
-            .check_writable(&cache_dir)
-            .map_err(|source| Error::BuildNotKept {
-                manifest: manifest_digest.clone(),
-                source,
-            })?;
+        check_keepable(store, &cache_dir, &manifest_digest)?;
         build_into(
             store,
             &image,
@@ -198,12 +191,7 @@ pub fn build_layers(
         planned.push((layer, path, cached));
     }
     if let Some((layer, _, _)) = planned.iter().find(|(_, _, cached)| !cached) {
-        store
-            .check_writable(&cache_dir)
-            .map_err(|source| Error::BuildNotKept {
-                manifest: layer.descriptor.digest.clone(),
-                source,
-            })?;
+        check_keepable(store, &cache_dir, &layer.descriptor.digest)?;
         std::fs::create_dir_all(&cache_dir).map_err(io("creating", &cache_dir))?;
         let work = WorkDir::new(store, "layers-")?;
         let merged = work.path().join("merged");
@@ -457,8 +445,7 @@ fn run_mke2fs(
     let partial = tempfile::Builder::new()
         .prefix(&format!("partial-{}", leftovers::pid_tag()))
         .suffix(".ext4")
-        // Readable by every user of the store, as its other files are (a
-        // store seeded by one user is read by others).
+        // Readable by every user of the store, as its other files are.
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .tempfile_in(cache_dir)
         .map_err(io("creating a file in", cache_dir))?;
