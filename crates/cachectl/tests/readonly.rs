@@ -239,3 +239,42 @@ fn a_read_only_mount_serves_reads_and_refuses_writes_naming_the_directory() {
     drop(mount);
     assert_eq!(listing(&cache), before, "no file of the store changed");
 }
+
+#[test]
+fn verify_of_a_read_only_store_reports_a_corrupt_blob_where_it_is() {
+    let (home, out) = seed();
+    let cache = home.path().join("cache");
+    let (small, _) = fixture("small");
+    let inspected = cachectl(home.path())
+        .args(["inspect", "--json", &small])
+        .output()
+        .expect("runs");
+    let inspected: serde_json::Value = serde_json::from_slice(&inspected.stdout).expect("JSON");
+    let layer = inspected["images"][0]["layers"][0]["descriptor"]["digest"]
+        .as_str()
+        .expect("a layer")
+        .to_owned();
+    let blob = cache.join("blobs/sha256").join(&layer["sha256:".len()..]);
+    let mut bytes = std::fs::read(&blob).expect("layer blob");
+    bytes.iter_mut().for_each(|byte| *byte = !*byte);
+    std::fs::write(&blob, &bytes).expect("corrupted, same size");
+    let before = listing(&cache);
+    let mount = RoMount::new(&cache);
+    let store = ReadOnly {
+        home: home.path().to_owned(),
+        root: mount.dir.path().to_owned(),
+        out,
+        access: Access::Mount,
+    };
+    let text = store.run(&["verify"]);
+    assert_eq!(text.status.code(), Some(6), "{}", stderr(&text));
+    let line = format!("corrupt {layer} (left in place: the cache is read-only), breaks {small}");
+    assert!(stdout(&text).contains(&line), "{}", stdout(&text));
+    let json = store.run(&["verify", "--json"]);
+    assert_eq!(json.status.code(), Some(6), "{}", stderr(&json));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(report["corrupt"][0]["digest"], layer.as_str(), "{report}");
+    assert!(report["corrupt"][0]["quarantined_to"].is_null(), "{report}");
+    drop(mount);
+    assert_eq!(listing(&cache), before, "no file of the store changed");
+}

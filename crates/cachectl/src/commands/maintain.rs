@@ -274,10 +274,13 @@ pub(super) fn verify(
     out.result(&verified, || {
         let mut lines = vec![format!("checked {} blob(s)", verified.blobs_checked)];
         for p in &verified.corrupt {
+            let aside = match p.quarantined_to.as_deref() {
+                Some(aside) => format!("moved to {aside}"),
+                None => "left in place: the cache is read-only".to_owned(),
+            };
             lines.push(format!(
-                "corrupt {} (moved to {}), breaks {}",
+                "corrupt {} ({aside}), breaks {}",
                 p.digest,
-                p.quarantined_to.as_deref().unwrap_or("?"),
                 p.references.join(", ")
             ));
         }
