@@ -275,6 +275,10 @@ fn verify_of_a_read_only_store_reports_a_corrupt_blob_where_it_is() {
     let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
     assert_eq!(report["corrupt"][0]["digest"], layer.as_str(), "{report}");
     assert!(report["corrupt"][0]["quarantined_to"].is_null(), "{report}");
+    // Nothing can replace it there: still broken.
+    let repair = store.run(&["verify", "--repair"]);
+    assert_eq!(repair.status.code(), Some(6), "{}", stderr(&repair));
+    assert!(stdout(&repair).contains(&line), "{}", stdout(&repair));
     drop(mount);
     assert_eq!(listing(&cache), before, "no file of the store changed");
 }
