@@ -6,7 +6,7 @@
 //! check and the use. Partial downloads and their commit into `blobs/` go
 //! through these handles.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, write_error};
 use crate::layout::Store;
 use crate::safe::{DIR_MODE, planted_at};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
@@ -59,7 +59,10 @@ impl Store {
             path.push(name);
             match rustix::fs::mkdirat(&fd, name, Mode::from_bits_truncate(DIR_MODE)) {
                 Ok(()) | Err(Errno::EXIST) => {}
-                Err(errno) => return Err(io_error("creating", &path)(errno)),
+                Err(errno) => {
+                    let dir = crate::layout::parent_dir(&path);
+                    return Err(write_error("creating", &path, dir, errno.into()));
+                }
             }
             fd = match rustix::fs::openat(&fd, name, flags | OFlags::NOFOLLOW, Mode::empty()) {
                 Ok(next) => next,
@@ -111,7 +114,7 @@ impl DirHandle {
         let fd = match rustix::fs::openat(&self.fd, name, flags, Mode::from_bits_truncate(0o666)) {
             Ok(fd) => fd,
             Err(Errno::LOOP | Errno::NXIO | Errno::ISDIR) => return Err(planted_at(&path)),
-            Err(errno) => return Err(io_error("opening", &path)(errno)),
+            Err(errno) => return Err(write_error("opening", &path, &self.path, errno.into())),
         };
         let file = File::from(fd);
         let meta = file

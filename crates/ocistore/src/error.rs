@@ -175,6 +175,20 @@ pub enum Error {
         found: &'static str,
     },
 
+    /// This process cannot write where the store must: a read-only mount,
+    /// or a store directory owned by another user. Everything that only
+    /// reads works on such a store; an operation that must change it (a
+    /// pull of what is not cached, remove, gc, import) fails with this,
+    /// naming the directory.
+    #[error("cannot write to {}: the cache is read-only here", dir.display())]
+    ReadOnly {
+        /// The directory that could not be written.
+        dir: PathBuf,
+        /// The underlying error (`EROFS`, `EACCES` or `EPERM`).
+        #[source]
+        source: std::io::Error,
+    },
+
     /// A blocking task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -194,7 +208,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// What kind of failure this is: a damaged store or archive is
     /// [`ErrorKind::Integrity`], an image the store lacks
-    /// [`ErrorKind::NotCached`], registry errors keep their own kind. A file
+    /// [`ErrorKind::NotCached`], registry errors keep their own kind. A
+    /// store this process cannot write ([`Error::ReadOnly`]) is `Usage`:
+    /// the same command on the same store fails the same way. A file
     /// planted in the store ([`Error::Planted`]) is `Integrity`: the store
     /// holds content nobody can vouch for.
     pub fn kind(&self) -> ErrorKind {
@@ -208,7 +224,7 @@ impl Error {
             | Error::ArchiveMissingBlob { .. }
             | Error::DiffIdMismatch { .. }
             | Error::Planted { .. } => ErrorKind::Integrity,
-            Error::ArchiveUnnamed { .. } => ErrorKind::Usage,
+            Error::ArchiveUnnamed { .. } | Error::ReadOnly { .. } => ErrorKind::Usage,
             Error::Io { .. }
             | Error::NotALayout { .. }
             | Error::NoMatchingPlatform { .. }
@@ -218,6 +234,39 @@ impl Error {
             | Error::Task(_) => ErrorKind::Other,
             Error::Dist(err) => err.kind(),
             Error::Reference(err) => err.kind(),
+        }
+    }
+}
+
+/// Whether `source` says a write was refused because the file system is
+/// read-only or this process may not write there (`EROFS`, `EACCES`,
+/// `EPERM`).
+pub(crate) fn is_read_only(source: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    matches!(
+        Errno::from_io_error(source),
+        Some(Errno::ROFS | Errno::ACCESS | Errno::PERM)
+    )
+}
+
+/// [`Error::ReadOnly`] for `dir` when `source` says it cannot be written,
+/// else [`Error::Io`] for `path`.
+pub(crate) fn write_error(
+    what: &'static str,
+    path: &std::path::Path,
+    dir: &std::path::Path,
+    source: std::io::Error,
+) -> Error {
+    if is_read_only(&source) {
+        Error::ReadOnly {
+            dir: dir.to_path_buf(),
+            source,
+        }
+    } else {
+        Error::Io {
+            what,
+            path: path.to_path_buf(),
+            source,
         }
     }
 }
@@ -307,6 +356,10 @@ mod tests {
                 path: "/r/.cachectl/ingest/sha256-00.partial".into(),
                 found: "a symbolic link",
             },
+            Error::ReadOnly {
+                dir: "/r/.cachectl/locks".into(),
+                source: std::io::Error::from_raw_os_error(30),
+            },
         ]
     }
 
@@ -318,7 +371,7 @@ mod tests {
             kinds,
             [
                 Other, Other, Integrity, NotCached, Integrity, Integrity, Integrity, Other, Other,
-                Other, Other, Integrity, Integrity, Usage, Integrity, Integrity,
+                Other, Other, Integrity, Integrity, Usage, Integrity, Integrity, Usage,
             ]
         );
         let dist = Error::Dist(ocidist::Error::Unauthorized {
@@ -360,6 +413,7 @@ mod tests {
                 "index.json entry 0 (ref.name \"v1\") of /a.tar has no full reference name; give one to import it",
                 "layer sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 decompresses to sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855, but the config lists diff_id sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
                 "refusing /r/.cachectl/ingest/sha256-00.partial: it is a symbolic link, which the store did not create",
+                "cannot write to /r/.cachectl/locks: the cache is read-only here",
             ]
         );
     }

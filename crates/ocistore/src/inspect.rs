@@ -144,7 +144,7 @@ impl Store {
         platform: Option<&Platform>,
     ) -> Result<Inspection> {
         let _shared = match self.lock_shared("gc.lock") {
-            Ok(file) => Some(file),
+            Ok(file) => file,
             // Read-only to this process: inspect without the lock.
             Err(err) if crate::lease::unwritable(&err) => None,
             Err(err) => return Err(err),
@@ -242,7 +242,7 @@ impl Store {
             total += self.has_blob(index).unwrap_or(0);
         }
         record.uncompressed_size = Some(total);
-        self.write_record(&record)?;
+        self.unless_read_only(self.write_record(&record))?;
         Ok(record)
     }
 

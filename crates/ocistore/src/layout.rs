@@ -2,7 +2,7 @@
 //! the private `.cachectl/` directory; atomic writes and file locks.
 
 use crate::error::{Error, Result, io};
-use crate::safe::{DIR_MODE, create_temp, open_write, read_file};
+use crate::safe::{DIR_MODE, create_temp, open_read_single, open_write, read_file};
 use ociref::Digest;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -10,7 +10,8 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The annotation naming a reference in `index.json`.
 pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
@@ -26,6 +27,9 @@ const LAYOUT_ENTRIES: [&str; 4] = ["oci-layout", "index.json", "blobs", ".cachec
 #[derive(Clone, Debug)]
 pub struct Store {
     root: PathBuf,
+    /// Set when a last-used time or a remembered size was not written
+    /// because the store is read-only (shared by clones of the handle).
+    skipped_records: Arc<AtomicBool>,
 }
 
 /// The store root used when none is given: `$CACHECTL_ROOT`, else
@@ -51,12 +55,18 @@ pub fn default_root(env: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
 impl Store {
     /// Opens the layout at `root`, creating it (and its parents) when the
     /// directory is missing or empty, and removes the temp files that
-    /// processes killed mid-write left in the root. Refuses a non-empty directory that is
-    /// not an OCI image layout, and an unknown `imageLayoutVersion`.
-    /// Blocking (a few small file operations).
+    /// processes killed mid-write left in the root. Refuses a non-empty
+    /// directory that is not an OCI image layout, and an unknown
+    /// `imageLayoutVersion`. A layout this process cannot write opens too (a
+    /// read-only mount, or one owned by another user): what only reads
+    /// works, what must write fails with [`Error::ReadOnly`]. Blocking (a
+    /// few small file operations).
     pub fn open(root: impl AsRef<Path>) -> Result<Store> {
         let root = root.as_ref().to_path_buf();
-        let store = Store { root };
+        let store = Store {
+            root,
+            skipped_records: Arc::new(AtomicBool::new(false)),
+        };
         if !store.layout_file().exists() {
             store.refuse_foreign_dir()?;
         }
@@ -72,7 +82,13 @@ impl Store {
             store.records_dir(),
             blobs,
         ] {
-            store.checked_dir(&dir)?;
+            match store.checked_dir(&dir) {
+                // A read-only layout without it: nothing can be in it.
+                Err(Error::ReadOnly { .. }) if store.index_path().exists() => {}
+                other => {
+                    other?;
+                }
+            }
         }
         if store.layout_file().exists() && store.index_path().exists() {
             store.check_layout_version()?;
@@ -204,12 +220,67 @@ impl Store {
         Ok(file)
     }
 
-    /// Takes a shared lock on `.cachectl/locks/<name>` (blocking).
-    pub(crate) fn lock_shared(&self, name: &str) -> Result<File> {
-        let file = self.lock_file(name)?;
+    /// Takes a shared lock on `.cachectl/locks/<name>` (blocking). An
+    /// existing lock file is opened read-only (`flock` needs no more), so a
+    /// read-only store can be locked. `None` when the file is missing and
+    /// the store is read-only: nobody can be writing to it, so there is
+    /// nothing to wait for.
+    pub(crate) fn lock_shared(&self, name: &str) -> Result<Option<File>> {
+        let path = self.checked_dir(&self.locks_dir());
+        let file = match path.map(|dir| dir.join(name)) {
+            Ok(path) => match open_read_single(&path) {
+                Err(err) if crate::safe::is_not_found(&err) => self.lock_file(name),
+                opened => opened,
+            },
+            Err(err) => Err(err),
+        };
+        let file = match file {
+            Ok(file) => file,
+            Err(Error::ReadOnly { .. }) => return Ok(None),
+            Err(err) => return Err(err),
+        };
         let path = self.locks_dir().join(name);
         file.lock_shared().map_err(io("locking", &path))?;
-        Ok(file)
+        Ok(Some(file))
+    }
+
+    /// Whether an operation of this handle (or a clone) left a last-used
+    /// time or a remembered layer size unwritten because the store is
+    /// read-only ([`Error::ReadOnly`]); the operation itself succeeded.
+    pub fn skipped_records(&self) -> bool {
+        self.skipped_records.load(Ordering::Relaxed)
+    }
+
+    /// `written`, except that [`Error::ReadOnly`] counts as done (and is
+    /// remembered for [`Store::skipped_records`]): for the store's own
+    /// bookkeeping (last-used times, sizes), which a read-only store does
+    /// without.
+    pub(crate) fn unless_read_only(&self, written: Result<()>) -> Result<()> {
+        match written {
+            Err(Error::ReadOnly { .. }) => {
+                self.skipped_records.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Fails with [`Error::ReadOnly`] naming `dir` (a directory under the
+    /// root, or its nearest existing parent when it is missing) when this
+    /// process cannot create files there: a read-only mount, or a directory
+    /// it may not write. For callers about to do costly work whose result
+    /// must be kept in the store (an ext4 build). Blocking.
+    pub fn check_writable(&self, dir: &Path) -> Result<()> {
+        use rustix::fs::{Access, AtFlags, CWD, accessat};
+        let mut dir = dir;
+        while !dir.exists()
+            && dir != self.root
+            && let Some(parent) = dir.parent()
+        {
+            dir = parent;
+        }
+        accessat(CWD, dir, Access::WRITE_OK, AtFlags::EACCESS)
+            .map_err(|errno| crate::error::write_error("checking", dir, dir, errno.into()))
     }
 
     /// Opens (creating) the lock file `.cachectl/locks/<name>`, unlocked;

@@ -96,7 +96,7 @@ impl Store {
     pub fn lease(&self, reference: &Reference) -> Result<Lease> {
         let name = reference.to_string();
         let shared = match self.lock_shared("gc.lock") {
-            Ok(file) => Some(file),
+            Ok(file) => file,
             // Nobody can collect a store on a read-only file system.
             Err(err) if unwritable(&err) => None,
             Err(err) => return Err(err),

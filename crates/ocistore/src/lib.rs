@@ -62,6 +62,12 @@
 //!   they run instead.
 //! - Lock files are never deleted (deleting one while another process
 //!   waits on it would let two processes hold "the" lock).
+//! - A store this process cannot write (a read-only mount, another user's
+//!   directories) serves every read: shared locks open their file
+//!   read-only (or are skipped when it is missing, as nobody can be
+//!   writing), last-used times and remembered sizes are skipped
+//!   ([`Store::skipped_records`]), and what must write fails with
+//!   [`Error::ReadOnly`] naming the directory.
 //! - The store never writes through a file it did not create: a symbolic
 //!   link, FIFO or hard link planted at one of its paths is removed (a
 //!   partial download) or refused with [`Error::Planted`], and its

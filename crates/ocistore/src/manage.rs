@@ -50,7 +50,8 @@ pub struct VerifyProblem {
     /// The blob.
     pub digest: Digest,
     /// Where a corrupt blob was moved (`.cachectl/quarantine/…`); `None`
-    /// for a missing one.
+    /// for a missing one, and for a corrupt one a read-only store could not
+    /// move (it stays in place).
     pub quarantined_to: Option<PathBuf>,
     /// The references it breaks.
     pub references: Vec<String>,
@@ -220,9 +221,9 @@ impl Store {
         })?
     }
 
-    /// Re-hashes every blob, moves corrupt ones to `.cachectl/quarantine/`,
-    /// and checks that everything reachable from `index.json` is present.
-    /// Makes no request.
+    /// Re-hashes every blob, moves corrupt ones to `.cachectl/quarantine/`
+    /// (a read-only store reports them where they are), and checks that
+    /// everything reachable from `index.json` is present. Makes no request.
     /// Holds `gc.lock` shared while it runs: a concurrent `gc` waits, so a
     /// blob it removes is never reported missing.
     pub fn verify(&self) -> Result<VerifyReport> {
@@ -231,11 +232,14 @@ impl Store {
         let mut corrupt = Vec::new();
         for (digest, path) in self.all_blobs()? {
             report.blobs_checked += 1;
-            if let Some(aside) = self.quarantine_if_corrupt(&digest, &path)? {
-                corrupt.push((digest, aside));
+            match self.quarantine_if_corrupt(&digest, &path) {
+                Ok(None) => {}
+                Ok(Some(aside)) => corrupt.push((digest, Some(aside))),
+                Err(Error::ReadOnly { .. }) => corrupt.push((digest, None)),
+                Err(err) => return Err(err),
             }
         }
-        if !corrupt.is_empty() {
+        if corrupt.iter().any(|(_, aside)| aside.is_some()) {
             sync_dir(&self.root().join("blobs").join("sha256"))?;
         }
         let (users, missing) = self.reachability()?;
@@ -250,7 +254,7 @@ impl Store {
             .map(|(digest, aside)| VerifyProblem {
                 references: refs_of(&digest),
                 digest,
-                quarantined_to: Some(aside),
+                quarantined_to: aside,
             })
             .collect();
         report.missing = missing
@@ -285,7 +289,14 @@ impl Store {
             digest.encoded(),
             crate::layout::now_unix_ms()
         ));
-        std::fs::rename(path, &aside).map_err(io("moving aside", path))?;
+        std::fs::rename(path, &aside).map_err(|source| {
+            crate::error::write_error(
+                "moving aside",
+                path,
+                crate::layout::parent_dir(path),
+                source,
+            )
+        })?;
         tracing::warn!(%digest, to = %aside.display(), "corrupt blob moved aside");
         Ok(Some(aside))
     }

@@ -111,12 +111,13 @@ impl Store {
     }
 
     /// Sets the last-used time of `name` to now; touches only its record
-    /// (never `index.json`). Does nothing when there is no record. Blocking.
+    /// (never `index.json`). Does nothing when there is no record, nor on a
+    /// read-only store (see [`Store::skipped_records`]). Blocking.
     pub fn mark_used(&self, name: &str) -> Result<()> {
         let Some(mut record) = self.record(name)? else {
             return Ok(());
         };
         record.last_used_at = now_unix_ms();
-        self.write_record(&record)
+        self.unless_read_only(self.write_record(&record))
     }
 }

@@ -22,7 +22,7 @@
 //! avoid that through directory handles ([`crate::dir_handle`]). See
 //! `docs/store.md`, "Files the store did not create".
 
-use crate::error::{Error, Result, io};
+use crate::error::{Error, Result, io, write_error};
 use crate::layout::Store;
 use std::fs::{DirBuilder, File, Metadata, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt};
@@ -96,11 +96,12 @@ pub(crate) fn ensure_dir(dir: &Path) -> Result<()> {
     match DirBuilder::new().mode(DIR_MODE).create(dir) {
         Ok(()) => Ok(()),
         Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => check_dir(dir),
-        Err(source) => Err(Error::Io {
-            what: "creating",
-            path: dir.to_path_buf(),
+        Err(source) => Err(write_error(
+            "creating",
+            dir,
+            crate::layout::parent_dir(dir),
             source,
-        }),
+        )),
     }
 }
 
@@ -151,9 +152,22 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Opens the regular file `path` with `options` for writing; it must have
-/// one name only.
+/// one name only. A store this process cannot write fails with
+/// [`Error::ReadOnly`] naming the file's directory.
 pub(crate) fn open_write(path: &Path, options: &mut OpenOptions) -> Result<File> {
-    open_checked(path, options, true)
+    open_checked(path, options, true).map_err(|err| match err {
+        Error::Io { what, path, source } => {
+            write_error(what, &path, crate::layout::parent_dir(&path), source)
+        }
+        other => other,
+    })
+}
+
+/// Opens the existing regular file `path` for reading only; like a file
+/// opened for writing, it must have one name only (a lock file: `flock`
+/// needs no write access, so a read-only store can be locked shared).
+pub(crate) fn open_read_single(path: &Path) -> Result<File> {
+    open_checked(path, OpenOptions::new().read(true), true)
 }
 
 /// Creates the new file `path` (`O_EXCL`: never through a link, never over

@@ -57,10 +57,13 @@ impl Store {
 
     /// Records `size` as the uncompressed size of the stored layer `digest`
     /// (for callers that decompressed it anyway, such as an unpack), so that
-    /// nobody decompresses it again to count. Blocking.
+    /// nobody decompresses it again to count. A read-only store keeps
+    /// nothing (see [`Store::skipped_records`]). Blocking.
     pub fn remember_uncompressed_size(&self, digest: &Digest, size: u64) -> Result<()> {
-        self.checked_dir(&self.private_dir().join("sizes"))?;
-        atomic_write(&self.size_path(digest), size.to_string().as_bytes())
+        let written = self
+            .checked_dir(&self.private_dir().join("sizes"))
+            .and_then(|_| atomic_write(&self.size_path(digest), size.to_string().as_bytes()));
+        self.unless_read_only(written)
     }
 }
 

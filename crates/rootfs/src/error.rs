@@ -186,6 +186,20 @@ pub enum Error {
         found: &'static str,
     },
 
+    /// An ext4 build that is not cached cannot be kept: the store is
+    /// read-only for this process (the source is
+    /// [`ocistore::Error::ReadOnly`], naming the directory).
+    #[error(
+        "the ext4 image of {manifest} is not cached, and a new build cannot be kept in the store"
+    )]
+    BuildNotKept {
+        /// The image manifest (or layer) whose build is missing.
+        manifest: Digest,
+        /// Why the store cannot keep it.
+        #[source]
+        source: Box<ocistore::Error>,
+    },
+
     /// The options cannot be honoured.
     #[error("invalid option: {reason}")]
     InvalidOption {
@@ -210,6 +224,7 @@ impl Error {
                 ErrorKind::Integrity
             }
             Error::TargetNotEmpty { .. }
+            | Error::BuildNotKept { .. }
             | Error::InvalidOption { .. }
             | Error::PlacePath { .. } => ErrorKind::Usage,
             Error::UnsupportedMediaType { .. }
@@ -255,6 +270,22 @@ impl Error {
             other => other,
         }
     }
+}
+
+/// Fails with [`Error::BuildNotKept`] (for the build of `manifest`) when
+/// this process cannot create files in `dir` of `store`: checked before a
+/// build unpacks anything, so a read-only store fails at once. Blocking.
+pub(crate) fn check_keepable(
+    store: &ocistore::Store,
+    dir: &std::path::Path,
+    manifest: &Digest,
+) -> Result<()> {
+    store
+        .check_writable(dir)
+        .map_err(|source| Error::BuildNotKept {
+            manifest: manifest.clone(),
+            source: Box::new(source),
+        })
 }
 
 /// A closure turning an I/O error into [`Error::Io`] for `path`.
@@ -400,6 +431,16 @@ mod tests {
                 ErrorKind::Integrity,
             ),
             (Error::InvalidOption { reason: text() }, ErrorKind::Usage),
+            (
+                Error::BuildNotKept {
+                    manifest: Digest::sha256_of(b"m"),
+                    source: Box::new(ocistore::Error::ReadOnly {
+                        dir: "/r/.cachectl/ext4".into(),
+                        source: std::io::Error::from_raw_os_error(30),
+                    }),
+                },
+                ErrorKind::Usage,
+            ),
         ];
         for (err, kind) in cases {
             assert_eq!(err.kind(), kind, "{err}");

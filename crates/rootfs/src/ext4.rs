@@ -2,7 +2,7 @@
 //! and cached under the store.
 
 use crate::cache_files;
-use crate::error::{Error, Result, io};
+use crate::error::{Error, Result, check_keepable, io};
 use crate::layer::open_layer;
 use crate::layer::select_image;
 use crate::leftovers;
@@ -81,7 +81,9 @@ pub struct BuiltImage {
 /// to that fixed time and, when the unpack was rootless, the owners and
 /// device nodes the layers give. The result is kept at
 /// `.cachectl/ext4/<key>.ext4`, key = SHA-256 of the manifest digest, the
-/// options and `mke2fs -V`. Blocking.
+/// options and `mke2fs -V`. A store this process cannot write serves a
+/// cached image; one not cached fails with [`Error::BuildNotKept`] before
+/// anything is unpacked. Blocking.
 pub fn build(
     store: &Store,
     reference: &Reference,
@@ -108,6 +110,7 @@ pub fn build(
     // A link, FIFO or hard link planted at the name is removed: built again.
     let cached = safe::cached_file(store, &cached_path)?;
     if !cached {
+        check_keepable(store, &cache_dir, &manifest_digest)?;
         build_into(
             store,
             &image,
@@ -191,7 +194,8 @@ pub fn build_layers(
         let cached = safe::cached_file(store, &path)?;
         planned.push((layer, path, cached));
     }
-    if planned.iter().any(|(_, _, cached)| !cached) {
+    if let Some((layer, _, _)) = planned.iter().find(|(_, _, cached)| !cached) {
+        check_keepable(store, &cache_dir, &layer.descriptor.digest)?;
         safe::store_dir(store, &cache_dir)?;
         let work = WorkDir::new(store, "layers-")?;
         let merged = work.path().join("merged");
@@ -445,6 +449,8 @@ fn run_mke2fs(
     let partial = tempfile::Builder::new()
         .prefix(&format!("partial-{}", leftovers::pid_tag()))
         .suffix(".ext4")
+        // Readable by every user of the store, as its other files are.
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .tempfile_in(cache_dir)
         .map_err(io("creating a file in", cache_dir))?;
     leftovers::lock(partial.as_file(), partial.path())?;

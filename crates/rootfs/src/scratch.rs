@@ -124,6 +124,16 @@ pub fn remove_stale_work(store: &Store) -> Result<usize> {
 /// Where work directories on the store's disk are made.
 const WORK_ROOT: &str = ".cachectl/rootfs-tmp";
 
+/// Whether `err` says the store cannot be written here: a read-only mount
+/// (`EROFS`) or a directory this process may not write (`EACCES`, `EPERM`).
+fn is_read_only(err: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    matches!(
+        Errno::from_io_error(err),
+        Some(Errno::ROFS | Errno::ACCESS | Errno::PERM)
+    )
+}
+
 /// Removes the directories in `parent` named `prefix…` (and owned by
 /// `owner`, when given) that are stale ([`is_stale`]); how many. A missing
 /// `parent` has none. Links are never followed.
@@ -158,8 +168,11 @@ const UNPACKING: &str = ".cachectl/unpacking";
 pub(crate) struct Staging {
     dir: Option<tempfile::TempDir>,
     _lock: std::fs::File,
-    /// The note in the store, removed (as a temp path) with the guard.
-    _marker: tempfile::TempPath,
+    /// The note in the store, removed (as a temp path) with the guard;
+    /// none in a store this process cannot write (no `gc` can run there,
+    /// and the next unpack into the same target still removes a killed
+    /// one's staging directory).
+    _marker: Option<tempfile::TempPath>,
 }
 
 impl Staging {
@@ -187,15 +200,28 @@ impl Staging {
             .map_err(|e| io("locking", dir.path())(e.into()))?;
         // Noted after it is locked: gc never sees a noted, unlocked one
         // that is alive.
-        let notes = safe::store_dir(store, &store.root().join(UNPACKING))?;
-        let mut marker =
-            tempfile::NamedTempFile::new_in(&notes).map_err(io("creating a file in", &notes))?;
-        std::io::Write::write_all(&mut marker, dir.path().as_os_str().as_encoded_bytes())
-            .map_err(io("writing", marker.path()))?;
+        // A store this process cannot write keeps no note: gc cannot run
+        // there either.
+        let marker = match safe::store_dir(store, &store.root().join(UNPACKING)) {
+            Ok(notes) => match tempfile::NamedTempFile::new_in(&notes) {
+                Ok(mut marker) => {
+                    std::io::Write::write_all(
+                        &mut marker,
+                        dir.path().as_os_str().as_encoded_bytes(),
+                    )
+                    .map_err(io("writing", marker.path()))?;
+                    Some(marker.into_temp_path())
+                }
+                Err(err) if is_read_only(&err) => None,
+                Err(err) => return Err(io("creating a file in", &notes)(err)),
+            },
+            Err(Error::Io { source, .. }) if is_read_only(&source) => None,
+            Err(err) => return Err(err),
+        };
         Ok(Staging {
             dir: Some(dir),
             _lock: lock,
-            _marker: marker.into_temp_path(),
+            _marker: marker,
         })
     }
 

@@ -194,6 +194,20 @@ struct Problem {
     reason: Option<String>,
 }
 
+/// `corrupt DIGEST (moved to PATH), breaks REF, …`: a corrupt blob, and
+/// where it is now (left in place when the cache is read-only).
+fn corrupt_line(p: &Problem) -> String {
+    let aside = match p.quarantined_to.as_deref() {
+        Some(aside) => format!("moved to {aside}"),
+        None => "left in place: the cache is read-only".to_owned(),
+    };
+    format!(
+        "corrupt {} ({aside}), breaks {}",
+        p.digest,
+        p.references.join(", ")
+    )
+}
+
 pub(super) fn verify(
     context: &Context,
     references: &[String],
@@ -266,21 +280,17 @@ pub(super) fn verify(
             })
             .collect();
     }
+    // A corrupt blob a read-only cache left in place stays broken.
+    let in_place = (verified.corrupt.iter())
+        .filter(|p| p.quarantined_to.is_none() && !p.references.is_empty());
     let remaining = if repair {
-        verified.unrepaired.len()
+        verified.unrepaired.len() + in_place.count()
     } else {
         broken
     };
     out.result(&verified, || {
         let mut lines = vec![format!("checked {} blob(s)", verified.blobs_checked)];
-        for p in &verified.corrupt {
-            lines.push(format!(
-                "corrupt {} (moved to {}), breaks {}",
-                p.digest,
-                p.quarantined_to.as_deref().unwrap_or("?"),
-                p.references.join(", ")
-            ));
-        }
+        lines.extend(verified.corrupt.iter().map(corrupt_line));
         for p in &verified.missing {
             lines.push(format!(
                 "missing {}, breaks {}",

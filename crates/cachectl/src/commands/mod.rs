@@ -36,7 +36,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
             context.store.root().display()
         ));
     }
-    match cli.command {
+    let result = match cli.command {
         Command::Pull(args) => images::pull(&context, &args, &progress, out),
         Command::Images => images::list(&context, out),
         Command::Inspect { reference } => images::inspect(&context, &reference, out),
@@ -69,7 +69,15 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Login(_) | Command::Logout { .. } | Command::Generate { .. } => {
             unreachable!("handled above")
         }
+    };
+    if context.store.skipped_records() {
+        out.note(&format!(
+            "note: the cache {} is read-only here: last-used times (and layer sizes) were not \
+             recorded",
+            context.store.root().display()
+        ));
     }
+    result
 }
 
 /// Prints shell completions or the man page on stdout.
