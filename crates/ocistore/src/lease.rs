@@ -246,10 +246,14 @@ impl Store {
 /// Whether `err` says the store cannot be written by this process
 /// (permissions, a read-only file system).
 pub(crate) fn unwritable(err: &Error) -> bool {
-    matches!(err, Error::Io { source, .. } if matches!(
-        source.kind(),
-        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
-    ))
+    match err {
+        Error::ReadOnly { .. } => true,
+        Error::Io { source, .. } => matches!(
+            source.kind(),
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+        ),
+        _ => false,
+    }
 }
 
 /// Whether `name` is a temp file `.tmp-PID-N-…` whose process is gone.
