@@ -11,112 +11,16 @@
 //! `e2fsck -fn` passes, tars matching their diff IDs) or failed naming the
 //! planted path.
 
+use crate::plants::{DIR_PLANTS, FILE_PLANTS, HANG, Outside, Plant, plant, snapshot};
 use crate::rootfs::{e2fsck_passes, rootless_build_options, running_as_root, store_with_fixture};
 use ociref::Digest;
 use ocistore::Store;
-use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::{Duration, SystemTime};
-
-/// What is planted.
-#[derive(Clone, Copy, Debug)]
-enum Plant {
-    /// A symbolic link to the canary file outside the store.
-    LinkToFile,
-    /// A symbolic link to a directory outside the store.
-    LinkToDir,
-    /// A hard link to the canary file.
-    HardLink,
-    /// A FIFO nobody reads or writes.
-    Fifo,
-}
-
-const FILE_PLANTS: [Plant; 4] = [
-    Plant::LinkToFile,
-    Plant::LinkToDir,
-    Plant::HardLink,
-    Plant::Fifo,
-];
-const DIR_PLANTS: [Plant; 3] = [Plant::LinkToDir, Plant::LinkToFile, Plant::Fifo];
-
-/// How long one operation may take before it counts as hung (on a FIFO).
-const HANG: Duration = Duration::from_secs(60);
 
 /// The fixture every case builds.
 const FIXTURE: &str = "small";
-
-/// Entry of a tree: kind, digest of the bytes (files), mode, mtime.
-type Snapshot = BTreeMap<PathBuf, (String, Option<Digest>, u32, SystemTime)>;
-
-/// Every entry under `root` (not following links).
-fn snapshot(root: &Path) -> Snapshot {
-    let mut out = Snapshot::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).expect("outside dir readable") {
-            let path = entry.expect("entry").path();
-            let meta = std::fs::symlink_metadata(&path).expect("lstat");
-            let bytes = meta
-                .is_file()
-                .then(|| Digest::sha256_of(&std::fs::read(&path).expect("read")));
-            if meta.is_dir() {
-                stack.push(path.clone());
-            }
-            let kind = format!("{:?}", meta.file_type());
-            let mtime = meta.modified().expect("mtime");
-            out.insert(path, (kind, bytes, meta.mode(), mtime));
-        }
-    }
-    out
-}
-
-/// A directory outside the store holding a canary file and a directory
-/// with one file in it.
-struct Outside {
-    dir: tempfile::TempDir,
-}
-
-impl Outside {
-    fn new() -> Outside {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("canary"), b"canary: must never change\n").expect("canary");
-        std::fs::create_dir(dir.path().join("target")).expect("target dir");
-        std::fs::write(dir.path().join("target/inside"), b"inside\n").expect("inside");
-        Outside { dir }
-    }
-
-    fn canary(&self) -> PathBuf {
-        self.dir.path().join("canary")
-    }
-
-    fn target(&self) -> PathBuf {
-        self.dir.path().join("target")
-    }
-}
-
-/// Puts `plant` at `at`, replacing whatever is there.
-fn plant(kind: Plant, at: &Path, outside: &Outside) {
-    match std::fs::symlink_metadata(at) {
-        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(at).expect("dir removed"),
-        Ok(_) => std::fs::remove_file(at).expect("file removed"),
-        Err(_) => {}
-    }
-    std::fs::create_dir_all(at.parent().expect("parent")).expect("parent exists");
-    match kind {
-        Plant::LinkToFile => std::os::unix::fs::symlink(outside.canary(), at).expect("symlink"),
-        Plant::LinkToDir => std::os::unix::fs::symlink(outside.target(), at).expect("symlink"),
-        Plant::HardLink => std::fs::hard_link(outside.canary(), at).expect("hard link"),
-        Plant::Fifo => {
-            let status = std::process::Command::new("mkfifo")
-                .arg(at)
-                .status()
-                .expect("mkfifo runs");
-            assert!(status.success(), "mkfifo {}", at.display());
-        }
-    }
-}
 
 /// An operation on the store at a root; it checks its own result.
 type Op = Box<dyn FnOnce(&Path) -> rootfs::Result<()> + Send>;
@@ -161,9 +65,9 @@ fn check(prepare: &dyn Fn(&Path), relative: &str, kind: Plant, op: Op) {
     prepare(&root);
     let at = root.join(relative);
     plant(kind, &at, &outside);
-    let before = snapshot(outside.dir.path());
+    let before = snapshot(outside.path());
     let result = run(op, &root);
-    let after = snapshot(outside.dir.path());
+    let after = snapshot(outside.path());
     let case = format!("{kind:?} at {relative}");
     assert_eq!(after, before, "{case}: something outside the store changed");
     if let Err(err) = result {
@@ -415,7 +319,7 @@ fn names_planted_on_dev_shm_are_left_alone() {
         }
     }
     let planted = || {
-        let mut all = snapshot(outside.dir.path());
+        let mut all = snapshot(outside.path());
         if root_user {
             all.extend(snapshot(&planted_dir));
             let meta = std::fs::symlink_metadata(&planted_dir).expect("planted dir");

@@ -6,107 +6,13 @@
 //! mtimes, no new entry), and the operation either succeeded (the store
 //! then verifies) or failed naming the planted path.
 
+use crate::plants::{DIR_PLANTS, FILE_PLANTS, HANG, Outside, Plant, plant};
 use crate::store::{client, noise, push_image};
 use cachectl_tests::{registries, unique};
 use ociref::{Digest, Reference};
 use ocistore::{ExportFormat, ImportOptions, PullOptions, Store};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
-
-/// What is planted.
-#[derive(Clone, Copy, Debug)]
-enum Plant {
-    /// A symbolic link to the canary file outside the store.
-    LinkToFile,
-    /// A symbolic link to a directory outside the store.
-    LinkToDir,
-    /// A hard link to the canary file.
-    HardLink,
-    /// A FIFO nobody reads or writes.
-    Fifo,
-}
-
-const FILE_PLANTS: [Plant; 4] = [
-    Plant::LinkToFile,
-    Plant::LinkToDir,
-    Plant::HardLink,
-    Plant::Fifo,
-];
-const DIR_PLANTS: [Plant; 3] = [Plant::LinkToDir, Plant::LinkToFile, Plant::Fifo];
-
-/// How long one operation may take before it counts as hung (on a FIFO).
-const HANG: Duration = Duration::from_secs(60);
-
-/// Entry of the outside tree: kind, digest of the bytes (files), mtime.
-type Snapshot = BTreeMap<PathBuf, (String, Option<Digest>, SystemTime)>;
-
-/// A directory outside the store holding a canary file and a directory
-/// with one file in it.
-struct Outside {
-    dir: tempfile::TempDir,
-}
-
-impl Outside {
-    fn new() -> Outside {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("canary"), b"canary: must never change\n").expect("canary");
-        std::fs::create_dir(dir.path().join("target")).expect("target dir");
-        std::fs::write(dir.path().join("target/inside"), b"inside\n").expect("inside");
-        Outside { dir }
-    }
-
-    fn canary(&self) -> PathBuf {
-        self.dir.path().join("canary")
-    }
-
-    fn target(&self) -> PathBuf {
-        self.dir.path().join("target")
-    }
-
-    fn snapshot(&self) -> Snapshot {
-        let mut out = Snapshot::new();
-        let mut stack = vec![self.dir.path().to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir).expect("outside dir readable") {
-                let path = entry.expect("entry").path();
-                let meta = std::fs::symlink_metadata(&path).expect("lstat");
-                let mtime = meta.modified().expect("mtime");
-                let kind = format!("{:?}", meta.file_type());
-                let bytes = meta
-                    .is_file()
-                    .then(|| Digest::sha256_of(&std::fs::read(&path).expect("read")));
-                if meta.is_dir() {
-                    stack.push(path.clone());
-                }
-                out.insert(path, (kind, bytes, mtime));
-            }
-        }
-        out
-    }
-}
-
-/// Puts `plant` at `at`, replacing whatever is there.
-fn plant(kind: Plant, at: &Path, outside: &Outside) {
-    match std::fs::symlink_metadata(at) {
-        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(at).expect("dir removed"),
-        Ok(_) => std::fs::remove_file(at).expect("file removed"),
-        Err(_) => {}
-    }
-    std::fs::create_dir_all(at.parent().expect("parent")).expect("parent exists");
-    match kind {
-        Plant::LinkToFile => std::os::unix::fs::symlink(outside.canary(), at).expect("symlink"),
-        Plant::LinkToDir => std::os::unix::fs::symlink(outside.target(), at).expect("symlink"),
-        Plant::HardLink => std::fs::hard_link(outside.canary(), at).expect("hard link"),
-        Plant::Fifo => {
-            let status = std::process::Command::new("mkfifo")
-                .arg(at)
-                .status()
-                .expect("mkfifo runs");
-            assert!(status.success(), "mkfifo {}", at.display());
-        }
-    }
-}
+use std::path::Path;
+use std::time::Duration;
 
 /// A small image pushed once per test: its reference, its layer, its
 /// manifest digest.
