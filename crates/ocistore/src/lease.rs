@@ -174,18 +174,28 @@ impl Store {
             if path.extension().is_none_or(|e| e != "json") {
                 continue;
             }
-            let file = match open_read(&path) {
+            let mut file = match open_read(&path) {
                 Ok(file) => file,
                 Err(err) if crate::safe::is_not_found(&err) => continue,
                 Err(err) => return Err(err),
             };
             match file.try_lock() {
                 Ok(()) => {
-                    // Its owner is gone.
-                    std::fs::remove_file(&path).map_err(io("removing", &path))?;
+                    // Its owner is gone (or has just dropped it, removing
+                    // the file itself).
+                    match std::fs::remove_file(&path) {
+                        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(io("removing", &path)(err));
+                        }
+                        _ => {}
+                    }
                 }
                 Err(TryLockError::WouldBlock) => {
-                    let bytes = read_file(&path)?;
+                    // Read through the handle already open: the owner may
+                    // drop the lease (and remove its name) at any moment.
+                    let mut bytes = Vec::new();
+                    std::io::Read::read_to_end(&mut file, &mut bytes)
+                        .map_err(io("reading", &path))?;
                     let lease: LeaseFile = serde_json::from_slice(&bytes)
                         .map_err(|source| Error::InvalidJson { path, source })?;
                     roots.extend(lease.roots);
