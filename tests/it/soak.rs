@@ -4,7 +4,8 @@
 //! - Pulls: after every kill the store passes `verify`, the next pull
 //!   completes, every blob re-hashes, and each partial download the kill
 //!   left is resumed with a `Range` request from where it stopped, never
-//!   fetched again from byte 0.
+//!   fetched again from byte 0. At the end, after a `gc`, no temp file,
+//!   partial or blob is left.
 //! - Builds: no child (`mke2fs`, `debugfs`) outlives a killed build, the
 //!   store passes `verify`, and the next build succeeds (an image `e2fsck`
 //!   passes) and leaves no partial image, unpacked tree or `/dev/shm` tree
@@ -213,6 +214,32 @@ fn pulls_killed_at_seeded_moments_leave_a_verifiable_store_that_resumes() {
         assert!(store.remove(&reference).expect("removes"), "{context}");
         store.gc().expect("gc");
     }
+    // Nothing leaks: no temp file of a killed pull outlives a gc, and no
+    // blob, partial or image stays once the last image is gone.
+    let store = Store::open(&root).expect("the store opens");
+    store.gc().expect("gc");
+    let temps = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|name| name.starts_with(".tmp-"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(temps(&root), Vec::<String>::new(), "temp files stay");
+    assert_eq!(
+        temps(&root.join(".cachectl/records")),
+        Vec::<String>::new(),
+        "temp records stay"
+    );
+    assert!(partials(&root).is_empty(), "partials stay");
+    let blobs = std::fs::read_dir(root.join("blobs/sha256"))
+        .map(|entries| entries.count())
+        .unwrap_or(0);
+    assert_eq!(blobs, 0, "blobs of removed images stay");
     report(
         "pulls",
         serde_json::json!({
