@@ -138,4 +138,5 @@ pub use pull::{PullOptions, PullOutcome};
 pub use push::PushOutcome;
 pub use records::Record;
 pub use repair::{RepairFailure, RepairReport};
+pub use safe::describe_file_kind;
 pub use usage::{DiskUsage, ImageUsage, PrunePolicy, PruneReport, parse_age, parse_size};

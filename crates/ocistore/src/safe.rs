@@ -37,8 +37,12 @@ fn no_follow() -> i32 {
     i32::try_from(flags.bits()).expect("because open flags fit an int")
 }
 
-/// What a file found where the store expected its own is, in words.
-fn describe(meta: &Metadata) -> &'static str {
+/// What kind of file `meta` describes, in words for an error message:
+/// `a symbolic link`, `a directory`, `a FIFO`, `a socket`, `a device`, `a
+/// file with more than one name (a hard link)` or `a regular file`. The
+/// store names what it found where it expected a file of its own with it
+/// ([`Error::Planted`]); so does `rootfs` for the files it keeps there.
+pub fn describe_file_kind(meta: &Metadata) -> &'static str {
     let kind = meta.file_type();
     if kind.is_symlink() {
         "a symbolic link"
@@ -60,7 +64,7 @@ fn describe(meta: &Metadata) -> &'static str {
 fn planted(path: &Path, meta: &Metadata) -> Error {
     Error::Planted {
         path: path.to_path_buf(),
-        found: describe(meta),
+        found: describe_file_kind(meta),
     }
 }
 

@@ -25,36 +25,16 @@ use crate::error::{Error, Result, io};
 use ocistore::Store;
 use rustix::fs::{Mode, OFlags};
 use std::fs::{DirBuilder, File, Metadata, OpenOptions};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// The mode rootfs creates store directories with (before the umask).
 const DIR_MODE: u32 = 0o755;
 
-/// What was found where rootfs expected its own file, in words.
-fn describe(meta: &Metadata) -> &'static str {
-    let kind = meta.file_type();
-    if kind.is_symlink() {
-        "a symbolic link"
-    } else if kind.is_dir() {
-        "a directory"
-    } else if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_socket() {
-        "a socket"
-    } else if kind.is_block_device() || kind.is_char_device() {
-        "a device"
-    } else if meta.nlink() > 1 {
-        "a file with more than one name (a hard link)"
-    } else {
-        "a regular file"
-    }
-}
-
 fn planted(path: &Path, meta: &Metadata) -> Error {
     Error::Planted {
         path: path.to_path_buf(),
-        found: describe(meta),
+        found: ocistore::describe_file_kind(meta),
     }
 }
 
