@@ -79,13 +79,7 @@ fn a_pull_onto_a_full_disk_fails_in_words_keeps_the_store_and_completes_later() 
     let err = runtime
         .block_on(store.pull(&client(), &target, &PullOptions::default()))
         .expect_err("6 MB do not fit in 4 MiB");
-    // The message and its causes, as the CLI prints them.
-    let mut message = err.to_string();
-    let mut source = std::error::Error::source(&err);
-    while let Some(cause) = source {
-        message.push_str(&format!("\n  caused by: {cause}"));
-        source = cause.source();
-    }
+    let message = cachectl_tests::error_chain(&err);
     assert!(
         message.contains("No space left on device"),
         "the error does not say the disk is full: {message}"

@@ -18,17 +18,6 @@ use std::time::{Duration, Instant};
 
 const HTML: &[u8] = b"<!DOCTYPE html><html><body><h1>Welcome to our proxy</h1></body></html>";
 
-/// The message of `err` and its causes, as the CLI prints them.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(&format!("\n  caused by: {cause}"));
-        source = cause.source();
-    }
-    message
-}
-
 /// Pushes a one-layer image; returns its reference and layer digest.
 fn pushed(name: &str) -> (Reference, String) {
     let registries = registries();
@@ -60,7 +49,7 @@ fn failed_pull(dir: &Path, reference: &Reference) -> (std::path::PathBuf, String
     assert!(ref_names(&root).is_empty(), "an image was stored");
     let report = store.verify().expect("verify runs");
     assert!(report.is_ok(), "{report:?}");
-    (root, chain(&err), took)
+    (root, cachectl_tests::error_chain(&err), took)
 }
 
 fn html(path: &str) -> Rule {
@@ -241,7 +230,10 @@ fn credentials_go_to_a_token_realm_on_another_host_only_over_tls() {
         let err = runtime
             .block_on(client.resolve(&reference))
             .expect_err("the registry refuses every token");
-        assert!(!chain(&err).contains("hunter2"), "{err}");
+        assert!(
+            !cachectl_tests::error_chain(&err).contains("hunter2"),
+            "{err}"
+        );
         let requests = seen.lock().expect("lock").clone();
         assert!(
             !requests.is_empty(),

@@ -76,11 +76,6 @@ impl Outside {
         Outside { dir }
     }
 
-    /// The directory itself.
-    pub(crate) fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
     pub(crate) fn canary(&self) -> PathBuf {
         self.dir.path().join("canary")
     }

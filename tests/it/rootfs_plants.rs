@@ -44,17 +44,6 @@ fn run(op: Op, root: &Path) -> rootfs::Result<()> {
     }
 }
 
-/// Every message of `err`'s chain, joined.
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(next) = source {
-        text.push_str(&format!("\ncaused by: {next}"));
-        source = next.source();
-    }
-    text
-}
-
 /// Plants `kind` at `root/relative` in a store `prepare` made, runs `op`,
 /// and checks that nothing outside changed and that the operation either
 /// succeeded (its own checks passed) or failed naming the plant.
@@ -65,13 +54,13 @@ fn check(prepare: &dyn Fn(&Path), relative: &str, kind: Plant, op: Op) {
     prepare(&root);
     let at = root.join(relative);
     plant(kind, &at, &outside);
-    let before = snapshot(outside.path());
+    let before = outside.snapshot();
     let result = run(op, &root);
-    let after = snapshot(outside.path());
+    let after = outside.snapshot();
     let case = format!("{kind:?} at {relative}");
     assert_eq!(after, before, "{case}: something outside the store changed");
     if let Err(err) = result {
-        let text = chain(&err);
+        let text = cachectl_tests::error_chain(&err);
         assert!(
             text.contains(&at.display().to_string()),
             "{case}: the error does not name the planted path: {text}"
@@ -319,7 +308,7 @@ fn names_planted_on_dev_shm_are_left_alone() {
         }
     }
     let planted = || {
-        let mut all = snapshot(outside.path());
+        let mut all = outside.snapshot();
         if root_user {
             all.extend(snapshot(&planted_dir));
             let meta = std::fs::symlink_metadata(&planted_dir).expect("planted dir");

@@ -65,17 +65,6 @@ fn run(op: Op, root: &Path) -> Result<(), ocistore::Error> {
         .unwrap_or_else(|_| panic!("the operation hung for {HANG:?} (stuck on a FIFO?)"))
 }
 
-/// Every message of `err`'s chain, joined.
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(next) = source {
-        text.push_str(&format!("\ncaused by: {next}"));
-        source = next.source();
-    }
-    text
-}
-
 /// Plants `kind` at `root/relative` in a store `prepare` made, runs `op`,
 /// and checks that nothing outside changed and that the operation either
 /// succeeded with a store that verifies or failed naming the plant.
@@ -99,7 +88,7 @@ fn check(prepare: &dyn Fn(&Path), relative: &str, kind: Plant, op: Op) {
             assert!(report.is_ok(), "{case}: verify found {report:?}");
         }
         Err(err) => {
-            let text = chain(&err);
+            let text = cachectl_tests::error_chain(&err);
             assert!(
                 text.contains(&at.display().to_string()),
                 "{case}: the error does not name the planted path: {text}"

@@ -108,6 +108,19 @@ fn required(name: &str) -> String {
     }
 }
 
+/// The message of `err` and each of its causes, one per line, as the CLI
+/// prints them (`  caused by: …`): what tests search for a path or a reason
+/// that only a cause names.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(&format!("\n  caused by: {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
 /// `name` made unique to this test process, so that tests running in
 /// parallel, and reruns against one long-lived registry, never share a
 /// repository.
