@@ -2,6 +2,7 @@
 //! started per test with its own configuration and access log), checking
 //! from squid's log what the proxy saw: which requests, which headers.
 
+use crate::secrets::Capture;
 use crate::tls::{HOST, TlsRegistry};
 use cachectl_tests::squid::{Logged, Squid};
 use cachectl_tests::{registries, unique};
@@ -43,17 +44,6 @@ async fn pushed_blob(registry: &str, name: &str) -> (Reference, Descriptor, byte
         .await
         .expect("direct push");
     (reference, descriptor, blob)
-}
-
-/// The error and its causes, one string.
-fn chain(err: &Error) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(&format!(" / {cause}"));
-        source = cause.source();
-    }
-    text
 }
 
 #[tokio::test]
@@ -110,7 +100,7 @@ async fn no_proxy_entries_bypass_squid() {
         let back = direct
             .blob_bytes(target, &descriptor, 1024)
             .await
-            .unwrap_or_else(|err| panic!("{entry}: {}", chain(&err)));
+            .unwrap_or_else(|err| panic!("{entry}: {}", cachectl_tests::error_chain(&err)));
         assert_eq!(back, blob, "{entry}");
     }
     // An entry for another port does not bypass: this request is the
@@ -164,7 +154,7 @@ async fn registry_credentials_are_never_forwarded_in_clear_through_the_proxy() {
             .expect_err("credentials are not sent in clear through a proxy");
         assert!(matches!(err, Error::CleartextProxy { .. }), "{err:?}");
         assert_eq!(err.kind(), ErrorKind::Usage);
-        let text = chain(&err);
+        let text = cachectl_tests::error_chain(&err);
         assert!(text.contains(&squid.addr().to_string()), "{text}");
         assert!(!text.contains(password.as_str()), "{text}");
     }
@@ -250,7 +240,12 @@ async fn an_https_pull_tunnels_through_squid_with_the_proxy_credentials() {
     tunnelled
         .blob_bytes(&reference, &descriptor, 1024)
         .await
-        .unwrap_or_else(|err| panic!("pull through the tunnel: {}", chain(&err)));
+        .unwrap_or_else(|err| {
+            panic!(
+                "pull through the tunnel: {}",
+                cachectl_tests::error_chain(&err)
+            )
+        });
     drop(tunnelled); // squid logs a tunnel when it closes
     let log = squid.wait_for(|line| line.status == 200);
     let expected = format!("Basic {}", base64_of("proxyuser:pr0xy:p@ss"));
@@ -276,7 +271,7 @@ async fn an_https_pull_tunnels_through_squid_with_the_proxy_credentials() {
             .expect_err("the proxy refuses");
         assert!(matches!(err, Error::ProxyAuth { .. }), "{err:?}");
         assert_eq!(err.kind(), ErrorKind::Auth);
-        let text = chain(&err);
+        let text = cachectl_tests::error_chain(&err);
         assert!(
             text.contains(&addr.to_string()) && text.contains(says),
             "{text}"
@@ -313,7 +308,12 @@ async fn an_authenticated_https_registry_is_reached_through_the_tunnel_only() {
     tunnelled
         .blob_bytes(&reference, &descriptor, 1024)
         .await
-        .unwrap_or_else(|err| panic!("authenticated pull through the tunnel: {}", chain(&err)));
+        .unwrap_or_else(|err| {
+            panic!(
+                "authenticated pull through the tunnel: {}",
+                cachectl_tests::error_chain(&err)
+            )
+        });
     drop(tunnelled); // squid logs a tunnel when it closes
     let log = squid.wait_for(|line| line.method == "CONNECT" && line.status == 200);
     for line in &log {
@@ -354,7 +354,7 @@ async fn a_proxy_that_is_down_is_a_network_error_naming_it() {
         .expect_err("nothing listens there");
     assert!(matches!(err, Error::ProxyNetwork { .. }), "{err:?}");
     assert_eq!(err.kind(), ErrorKind::Network);
-    let text = chain(&err);
+    let text = cachectl_tests::error_chain(&err);
     assert!(
         text.contains(&dead.to_string()) && text.contains(&plain),
         "{text}"
@@ -381,20 +381,6 @@ fn base64_of(text: &str) -> String {
         }
     }
     out
-}
-
-/// A `tracing` writer that appends to a shared buffer.
-#[derive(Clone, Default)]
-struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("capture lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// Pulls through squid with the right proxy password (forwarded and
@@ -448,28 +434,19 @@ async fn pulls_with_proxy_passwords(
     );
     format!(
         "{}\n{forward_err:?}\n{}\n{tunnel_err:?}\n{forwarded:?}\n{tunnelled:?}\n{refused:?}",
-        chain(&forward_err),
-        chain(&tunnel_err),
+        cachectl_tests::error_chain(&forward_err),
+        cachectl_tests::error_chain(&tunnel_err),
     )
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn proxy_credentials_never_reach_logs_errors_or_debug() {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer({
-            let capture = capture.clone();
-            move || capture.clone()
-        })
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = Capture::trace_this_thread();
     let registry = TlsRegistry::start();
     let right = "proxy-secret-91c2";
     let wrong = "wrong-proxy-secret-5d7e";
     let squid = Squid::start_with_auth(&[(HOST, "127.0.0.1")], "proxyuser", right);
-    let logs = || String::from_utf8_lossy(&capture.0.lock().expect("capture lock")).into_owned();
+    let logs = || capture.text();
     let mut rendered = String::new();
     // The global level filter is shared with the other tests of this
     // binary, which run on other threads without a subscriber; a rebuild

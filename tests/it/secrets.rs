@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 /// A `tracing` writer that appends to a shared buffer.
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Capture(Arc<Mutex<Vec<u8>>>);
 
 impl std::io::Write for Capture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -24,7 +24,24 @@ impl std::io::Write for Capture {
 }
 
 impl Capture {
-    fn text(&self) -> String {
+    /// Captures every `tracing` event of this thread, TRACE level
+    /// included, until the guard is dropped.
+    pub(crate) fn trace_this_thread() -> (Capture, tracing::subscriber::DefaultGuard) {
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer({
+                let capture = capture.clone();
+                move || capture.clone()
+            })
+            .with_ansi(false)
+            .finish();
+        let guard = tracing::subscriber::set_default(subscriber);
+        (capture, guard)
+    }
+
+    /// Everything captured so far.
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().expect("capture lock")).into_owned()
     }
 }
@@ -70,16 +87,7 @@ async fn push_and_pull(client: &Client, target: &Reference) -> Result<(), ocidis
 #[tokio::test(flavor = "current_thread")]
 async fn no_secret_in_trace_logs_errors_or_debug() {
     let registries = registries();
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer({
-            let capture = capture.clone();
-            move || capture.clone()
-        })
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = Capture::trace_this_thread();
 
     let basic = client_for(
         &registries.basic,
