@@ -21,20 +21,8 @@ fn pull(home: &Path, reference: &str) {
 
 /// `cachectl ARGS` started in the background, with the home of `cachectl`.
 fn spawn(home: &Path, args: &[&str]) -> Child {
-    let mut command = Command::new(assert_cmd::cargo::cargo_bin("cachectl"));
-    command
+    support::cachectl_process(home)
         .args(args)
-        .current_dir(home)
-        .env("CACHECTL_ROOT", home.join("cache"))
-        .env("HOME", home)
-        .env("DOCKER_CONFIG", home.join("docker"))
-        .env_remove("XDG_CACHE_HOME")
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("CACHECTL_CONFIG");
-    for name in support::PROXY_VARIABLES {
-        command.env_remove(name);
-    }
-    command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

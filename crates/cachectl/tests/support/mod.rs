@@ -33,7 +33,13 @@ pub(crate) fn fixture(name: &str) -> (String, String) {
 
 /// `cachectl` with its cache, config and credentials under `home`.
 pub(crate) fn cachectl(home: &Path) -> Command {
-    let mut command = Command::cargo_bin("cachectl").expect("the binary is built");
+    Command::from_std(cachectl_process(home))
+}
+
+/// [`cachectl`] as a plain [`std::process::Command`], for a run in the
+/// background (`spawn`).
+pub(crate) fn cachectl_process(home: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("cachectl"));
     // Relative paths in generated arguments (`--root du`) land in `home`,
     // never in the source tree.
     command
