@@ -259,11 +259,14 @@ async fn a_store_with_one_entry_per_reference_keeps_working() {
     let mut index = read_index(&root);
     let entry = index["manifests"][0].as_object_mut().expect("an entry");
     assert!(entry.remove("platform").is_some());
-    ocistore::atomic_write(
-        &root.join("index.json"),
-        &serde_json::to_vec(&index).expect("serializes"),
-    )
-    .expect("written");
+    store
+        .open_dir(&root)
+        .expect("root")
+        .write_atomic(
+            "index.json",
+            &serde_json::to_vec(&index).expect("serializes"),
+        )
+        .expect("written");
     // Warm for its platform, and another platform is added beside it.
     let warm = store
         .pull(

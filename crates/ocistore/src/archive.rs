@@ -2,8 +2,9 @@
 //! detection by magic bytes, entry-name normalization, and a temp file that
 //! deletes itself unless persisted.
 
+use crate::dir_handle::StoreDir;
 use crate::error::{Result, io};
-use crate::layout::{parent_dir, sync_dir};
+use crate::layout::Store;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -210,40 +211,57 @@ pub(crate) fn link_target(name: &str, target: &str, symbolic: bool) -> Option<St
     (!parts.is_empty()).then(|| parts.join("/"))
 }
 
-/// A temp file that is removed when dropped, unless persisted.
+/// A temp file that is removed when dropped, unless persisted; created,
+/// renamed and removed relative to its directory's handle.
 #[derive(Debug)]
 pub(crate) struct TempFile {
+    dir: StoreDir,
+    name: String,
     path: PathBuf,
     armed: bool,
 }
 
 impl TempFile {
-    /// Creates a new temp file in `dir` for a file that will become
-    /// `target` (`O_EXCL`: never through a link planted at its name) and
-    /// guards it.
-    pub(crate) fn create(dir: &Path, target: &Path) -> Result<(TempFile, File)> {
-        let (path, file) = crate::safe::create_temp(dir, target)?;
-        Ok((TempFile { path, armed: true }, file))
+    /// Creates a new temp file in `dir` (the store's, or the directory of
+    /// an export's target) for a file that will be named `target`
+    /// (`O_EXCL`: never through a link planted at its name) and guards it.
+    pub(crate) fn create(store: &Store, dir: &Path, target: &str) -> Result<(TempFile, File)> {
+        let dir = store.open_dir(dir)?;
+        let (name, file) = dir.create_temp(target)?;
+        let path = dir.child(&name);
+        let temp = TempFile {
+            dir,
+            name,
+            path,
+            armed: true,
+        };
+        Ok((temp, file))
     }
 
-    /// Where it is.
+    /// Where it is (for messages).
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
+    /// Opens it again for reading.
+    pub(crate) fn open_read(&self) -> Result<File> {
+        self.dir.open_read(&self.name)
+    }
+
     /// Renames it to `target` (fsyncing the directory of `target`); it is
     /// no longer removed.
-    pub(crate) fn persist(mut self, target: &Path) -> Result<()> {
-        std::fs::rename(&self.path, target).map_err(io("renaming into place", target))?;
+    pub(crate) fn persist(mut self, store: &Store, target: &Path) -> Result<()> {
+        let (to, name) = store.dir_of(target)?;
+        self.dir.rename(&self.name, &to, name)?;
         self.armed = false;
-        sync_dir(parent_dir(target))
+        to.sync()
     }
 }
 
 impl Drop for TempFile {
     fn drop(&mut self) {
         if self.armed {
-            let _ = std::fs::remove_file(&self.path);
+            let _ = self.dir.remove(&self.name);
         }
     }
 }

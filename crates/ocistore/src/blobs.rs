@@ -8,10 +8,10 @@
 //! partial file left by a crash or a dropped connection is re-hashed and the
 //! download resumes from its length (HTTP `Range`).
 
-use crate::dir_handle::{Access, DirHandle};
+use crate::dir_handle::{Access, StoreDir};
 use crate::error::{Error, Result, io};
-use crate::layout::{Store, atomic_write_via};
-use crate::safe::{is_not_found, read_file};
+use crate::layout::Store;
+use crate::safe::is_not_found;
 use ocidist::{Client, Descriptor};
 use ociref::{Digest, DigestVerifier, Reference};
 use std::fs::File;
@@ -53,7 +53,7 @@ impl Store {
     /// (run [`Store::verify`] to move it aside). Blocking.
     pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
         let path = self.blob_path(digest);
-        let bytes = read_file(&path)?;
+        let bytes = self.read_file(&path)?;
         if digest.verify(&bytes).is_err() {
             return Err(Error::Corrupt {
                 digest: digest.clone(),
@@ -110,9 +110,9 @@ impl Store {
             return Ok(());
         }
         digest.verify(bytes)?;
-        let ingest = self.checked_dir(&self.ingest_dir())?;
-        self.checked_blob_dir(digest)?;
-        atomic_write_via(&ingest, &self.blob_path(digest), bytes)
+        let ingest = self.open_dir(&self.ingest_dir())?;
+        self.blob_dir(digest)?
+            .write_atomic_via(&ingest, digest.encoded(), bytes)
     }
 
     async fn download_locked(
@@ -205,7 +205,7 @@ impl Store {
             drop(file);
             // `renameat` replaces whatever name is in `blobs/<alg>` (a
             // planted link or FIFO included) without following it.
-            let blobs = store.open_dir(&store.root().join("blobs").join(digest.algorithm()))?;
+            let blobs = store.blob_dir(&digest)?;
             partial
                 .dir
                 .rename(&partial.name, &blobs, digest.encoded())?;
@@ -219,7 +219,7 @@ impl Store {
 /// A partial download: its name in `.cachectl/ingest/`, held open.
 #[derive(Clone, Debug)]
 struct Partial {
-    dir: Arc<DirHandle>,
+    dir: Arc<StoreDir>,
     name: String,
 }
 

@@ -1,35 +1,48 @@
 //! Store directories held open: a directory is opened one component at a
 //! time from the root with `O_NOFOLLOW | O_DIRECTORY`, and files in it are
-//! then opened, removed and renamed relative to that handle (`openat`,
-//! `unlinkat`, `renameat`). Swapping a directory for a link after it was
-//! opened changes nothing for the handle: there is no window between a
-//! check and the use. Partial downloads and their commit into `blobs/` go
-//! through these handles.
+//! then opened, created, renamed and removed relative to that handle
+//! (`openat`, `unlinkat`, `renameat`). Swapping a directory for a link after
+//! it was opened changes nothing for the handle: there is no window between
+//! a check and the use. Every file the store writes, renames or removes
+//! goes through a [`StoreDir`]; so do the files `rootfs` keeps in the store.
+//!
+//! Code that needs a path (a child process such as `mke2fs`, a library
+//! that takes paths) uses [`StoreDir::anchor`]: `/proc/self/fd/N`, which
+//! the kernel resolves to the directory held, wherever it was moved.
 
 use crate::error::{Error, Result, write_error};
 use crate::layout::Store;
 use crate::safe::{DIR_MODE, planted_at};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
+use std::ffi::OsStr;
 use std::fs::File;
-use std::os::fd::OwnedFd;
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-/// A store directory, open.
+/// A directory of the store, open: files in it are reached relative to the
+/// handle, never through a link swapped in for the directory after it was
+/// opened.
 #[derive(Debug)]
-pub(crate) struct DirHandle {
+pub struct StoreDir {
     fd: OwnedFd,
     path: PathBuf,
 }
 
-/// How a file in a [`DirHandle`] is opened.
+/// How a file in a [`StoreDir`] is opened for writing.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Access {
+pub enum Access {
     /// Read and append to an existing file.
     ReadAppend,
     /// Create a new file (`O_EXCL`) and write it.
     CreateNew,
+    /// Open for writing, creating it when missing, never truncating (a
+    /// lock file, a file several processes add lines to).
+    CreateOrOpen,
 }
 
 fn io_error(what: &'static str, path: &Path) -> impl FnOnce(Errno) -> Error {
@@ -41,49 +54,181 @@ fn io_error(what: &'static str, path: &Path) -> impl FnOnce(Errno) -> Error {
     }
 }
 
+fn name_of(path: &Path) -> &str {
+    path.file_name()
+        .and_then(OsStr::to_str)
+        .expect("because store file names are UTF-8")
+}
+
 impl Store {
-    /// Opens `dir` (under the root) one component at a time, never
-    /// following a link below the root and creating missing directories
-    /// (mode [`DIR_MODE`]); a component that is not a real directory is
-    /// refused with [`Error::Planted`] naming it.
-    pub(crate) fn open_dir(&self, dir: &Path) -> Result<DirHandle> {
-        let relative = dir
-            .strip_prefix(self.root())
-            .expect("because store directories are under the root");
+    /// Opens `dir` (the root or a directory under it) one component at a
+    /// time, never following a link below the root and creating missing
+    /// directories (mode 0755); a component that is not a real directory
+    /// is refused with [`Error::Planted`] naming it. The root itself is the
+    /// caller's choice and may be a link. Blocking.
+    pub fn open_dir(&self, dir: &Path) -> Result<StoreDir> {
+        Ok(self
+            .walk(dir, true)?
+            .expect("because missing directories are created"))
+    }
+
+    /// [`Store::open_dir`] without creating anything: `None` when `dir` (or
+    /// a directory above it) is missing. Blocking.
+    pub fn existing_dir(&self, dir: &Path) -> Result<Option<StoreDir>> {
+        self.walk(dir, false)
+    }
+
+    /// The directory `path` is in, open (see [`Store::open_dir`]), and the
+    /// file's name in it.
+    pub(crate) fn dir_of<'a>(&self, path: &'a Path) -> Result<(StoreDir, &'a str)> {
+        let dir = crate::layout::parent_dir(path);
+        Ok((self.open_dir(dir)?, name_of(path)))
+    }
+
+    /// [`Store::dir_of`] without creating anything: `None` when a
+    /// directory on the way is missing.
+    pub(crate) fn existing_dir_of<'a>(
+        &self,
+        path: &'a Path,
+    ) -> Result<Option<(StoreDir, &'a str)>> {
+        let dir = crate::layout::parent_dir(path);
+        Ok(self.existing_dir(dir)?.map(|dir| (dir, name_of(path))))
+    }
+
+    fn walk(&self, dir: &Path, create: bool) -> Result<Option<StoreDir>> {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let Ok(relative) = dir.strip_prefix(self.root()) else {
+            // Not the store's (an export's target directory): the caller's.
+            let fd = rustix::fs::open(dir, flags, Mode::empty())
+                .map_err(io_error("opening directory", dir))?;
+            let path = dir.to_path_buf();
+            return Ok(Some(StoreDir { fd, path }));
+        };
         let mut path = self.root().to_path_buf();
-        let mut fd = rustix::fs::open(&path, flags, Mode::empty())
-            .map_err(io_error("opening directory", &path))?;
+        let mut fd = match rustix::fs::open(&path, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) if !create => return Ok(None),
+            Err(errno) => return Err(io_error("opening directory", &path)(errno)),
+        };
         for part in relative.components() {
             let name = part.as_os_str();
             path.push(name);
-            match rustix::fs::mkdirat(&fd, name, Mode::from_bits_truncate(DIR_MODE)) {
-                Ok(()) | Err(Errno::EXIST) => {}
-                Err(errno) => {
-                    let dir = crate::layout::parent_dir(&path);
-                    return Err(write_error("creating", &path, dir, errno.into()));
+            if create {
+                match rustix::fs::mkdirat(&fd, name, Mode::from_bits_truncate(DIR_MODE)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(errno) => {
+                        let dir = crate::layout::parent_dir(&path);
+                        return Err(write_error("creating", &path, dir, errno.into()));
+                    }
                 }
             }
             fd = match rustix::fs::openat(&fd, name, flags | OFlags::NOFOLLOW, Mode::empty()) {
                 Ok(next) => next,
+                Err(Errno::NOENT) if !create => return Ok(None),
                 Err(Errno::LOOP | Errno::NOTDIR) => return Err(planted_at(&path)),
                 Err(errno) => return Err(io_error("opening directory", &path)(errno)),
             };
         }
-        Ok(DirHandle { fd, path })
+        Ok(Some(StoreDir { fd, path }))
     }
 }
 
-impl DirHandle {
+impl StoreDir {
+    /// The directory's path (for messages; see [`StoreDir::anchor`] for
+    /// a path to use).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The path of `name` in this directory (for messages).
-    pub(crate) fn child(&self, name: &str) -> PathBuf {
+    pub fn child(&self, name: &str) -> PathBuf {
         self.path.join(name)
+    }
+
+    /// A path that reaches this very directory for as long as the handle
+    /// lives, wherever the directory was moved and whatever was put at its
+    /// name: `/proc/self/fd/N`. Where `/proc` is not mounted, the path.
+    pub fn anchor(&self) -> PathBuf {
+        self.anchor_in("self")
+    }
+
+    /// [`StoreDir::anchor`] for a child process (which has its own
+    /// `/proc/self`): `/proc/PID/fd/N` with this process's id. The child
+    /// must run as this process's user (or root).
+    pub fn anchor_for_children(&self) -> PathBuf {
+        self.anchor_in(&std::process::id().to_string())
+    }
+
+    fn anchor_in(&self, process: &str) -> PathBuf {
+        let fds = Path::new("/proc").join(process).join("fd");
+        if fds.is_dir() {
+            fds.join(self.fd.as_raw_fd().to_string())
+        } else {
+            self.path.clone()
+        }
+    }
+
+    /// The directory `name` in this one, opened without following a link
+    /// (created, mode 0755, when `create`); `None` when it is missing and
+    /// not created. Anything but a directory is refused naming it.
+    pub fn subdir(&self, name: &str, create: bool) -> Result<Option<StoreDir>> {
+        let path = self.child(name);
+        if create {
+            match rustix::fs::mkdirat(&self.fd, name, Mode::from_bits_truncate(DIR_MODE)) {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(errno) => return Err(write_error("creating", &path, &self.path, errno.into())),
+            }
+        }
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+        match rustix::fs::openat(&self.fd, name, flags, Mode::empty()) {
+            Ok(fd) => Ok(Some(StoreDir { fd, path })),
+            Err(Errno::NOENT) => Ok(None),
+            Err(Errno::LOOP | Errno::NOTDIR) => Err(planted_at(&path)),
+            Err(errno) => Err(io_error("opening directory", &path)(errno)),
+        }
+    }
+
+    /// The names in this directory (`.` and `..` left out).
+    pub fn names(&self) -> Result<Vec<String>> {
+        let read = || -> std::result::Result<Vec<String>, Errno> {
+            let fd = rustix::fs::openat(
+                &self.fd,
+                ".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            let mut names = Vec::new();
+            for entry in rustix::fs::Dir::read_from(&fd)? {
+                let name = entry?.file_name().to_bytes().to_vec();
+                if name != b"." && name != b".." {
+                    names.push(OsStr::from_bytes(&name).to_string_lossy().into_owned());
+                }
+            }
+            Ok(names)
+        };
+        read().map_err(io_error("reading", &self.path))
+    }
+
+    /// What is at `name` (the name itself, not what a link there points
+    /// to); `None` when nothing is.
+    pub fn stat(&self, name: &str) -> Result<Option<std::fs::Metadata>> {
+        // `O_PATH | O_NOFOLLOW` opens the name itself (a link included)
+        // relative to the handle; std's `metadata` then `fstat`s it.
+        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        match rustix::fs::openat(&self.fd, name, flags, Mode::empty()) {
+            Ok(fd) => File::from(fd)
+                .metadata()
+                .map(Some)
+                .map_err(crate::error::io("checking", &self.child(name))),
+            Err(Errno::NOENT) => Ok(None),
+            Err(errno) => Err(io_error("checking", &self.child(name))(errno)),
+        }
     }
 
     /// Removes `name` when it is not a regular file with one name (a
     /// planted link, FIFO or hard link: the name goes, never what it points
     /// to); a directory there is refused. Returns whether it removed one.
-    pub(crate) fn discard_foreign(&self, name: &str) -> Result<bool> {
+    pub fn discard_foreign(&self, name: &str) -> Result<bool> {
         let stat = match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(stat) => stat,
             Err(Errno::NOENT) => return Ok(false),
@@ -102,48 +247,150 @@ impl DirHandle {
         Ok(true)
     }
 
-    /// Opens `name` (`O_NOFOLLOW | O_NONBLOCK`); refuses anything but a
-    /// regular file with one name.
-    pub(crate) fn open_file(&self, name: &str, access: Access) -> Result<File> {
-        let access = match access {
+    /// Opens the regular file `name` for reading (`O_NOFOLLOW |
+    /// O_NONBLOCK`: a link or FIFO there is refused, never followed or
+    /// waited on).
+    pub fn open_read(&self, name: &str) -> Result<File> {
+        self.open_checked(name, OFlags::RDONLY, false)
+    }
+
+    /// Reads the regular file `name` whole (see [`StoreDir::open_read`]).
+    pub fn read(&self, name: &str) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut self.open_read(name)?, &mut bytes)
+            .map_err(crate::error::io("reading", &self.child(name)))?;
+        Ok(bytes)
+    }
+
+    /// Opens `name` for writing as `access` says; refuses anything but a
+    /// regular file with one name (a hard link's other name may be outside
+    /// the store).
+    pub fn open_file(&self, name: &str, access: Access) -> Result<File> {
+        let flags = match access {
             Access::ReadAppend => OFlags::RDWR | OFlags::APPEND,
             Access::CreateNew => OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL,
+            Access::CreateOrOpen => OFlags::WRONLY | OFlags::CREATE,
         };
-        let flags = access | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        self.open_checked(name, flags, true)
+    }
+
+    /// Opens the existing regular file `name` for reading only, with one
+    /// name only (a lock file: `flock` needs no write access, so a
+    /// read-only store can be locked shared).
+    pub fn open_read_single(&self, name: &str) -> Result<File> {
+        self.open_checked(name, OFlags::RDONLY, true)
+    }
+
+    fn open_checked(&self, name: &str, flags: OFlags, single: bool) -> Result<File> {
+        let flags = flags | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
         let path = self.child(name);
         let fd = match rustix::fs::openat(&self.fd, name, flags, Mode::from_bits_truncate(0o666)) {
             Ok(fd) => fd,
             Err(Errno::LOOP | Errno::NXIO | Errno::ISDIR) => return Err(planted_at(&path)),
-            Err(errno) => return Err(write_error("opening", &path, &self.path, errno.into())),
+            Err(errno) if flags.contains(OFlags::WRONLY) || flags.contains(OFlags::RDWR) => {
+                return Err(write_error("opening", &path, &self.path, errno.into()));
+            }
+            Err(errno) => return Err(io_error("opening", &path)(errno)),
         };
         let file = File::from(fd);
         let meta = file
             .metadata()
             .map_err(crate::error::io("checking", &path))?;
-        if !meta.is_file() || meta.nlink() > 1 {
+        if !meta.is_file() || (single && meta.nlink() > 1) {
             return Err(planted_at(&path));
         }
         Ok(file)
     }
 
+    /// Creates a new temp file here for a file that will be named
+    /// `target` (`.tmp-PID-N-target`, so a sweep can tell a dead process's
+    /// leftovers), trying other names when one is taken (by a leftover or a
+    /// plant). Returns its name and the open file.
+    pub fn create_temp(&self, target: &str) -> Result<(String, File)> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let mut tries = 0;
+        loop {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let name = format!(".tmp-{}-{n}-{target}", std::process::id());
+            match self.open_file(&name, Access::CreateNew) {
+                Ok(file) => return Ok((name, file)),
+                Err(Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::AlreadyExists && tries < 16 =>
+                {
+                    tries += 1;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Writes `bytes` to `name` atomically: a temp file here, written,
+    /// fsynced, renamed over `name`, then the directory fsynced. A reader
+    /// sees the old content or the new, never a mix.
+    pub fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        self.write_atomic_via(self, name, bytes)
+    }
+
+    /// [`StoreDir::write_atomic`] with the temp file in `temps` (on the
+    /// same file system).
+    pub(crate) fn write_atomic_via(
+        &self,
+        temps: &StoreDir,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<()> {
+        let (temp, mut file) = temps.create_temp(name)?;
+        let result = (|| {
+            let path = temps.child(&temp);
+            file.write_all(bytes)
+                .map_err(crate::error::io("writing", &path))?;
+            file.sync_all()
+                .map_err(crate::error::io("syncing", &path))?;
+            drop(file);
+            temps.rename(&temp, self, name)?;
+            self.sync()
+        })();
+        if result.is_err() {
+            let _ = temps.remove(&temp);
+        }
+        result
+    }
+
     /// Removes `name` (the name itself, whatever it is) if it is there.
-    pub(crate) fn remove(&self, name: &str) -> Result<()> {
+    pub fn remove(&self, name: &str) -> Result<()> {
         match rustix::fs::unlinkat(&self.fd, name, AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
-            Err(errno) => Err(io_error("removing", &self.child(name))(errno)),
+            Err(errno) => Err(write_error(
+                "removing",
+                &self.child(name),
+                &self.path,
+                errno.into(),
+            )),
         }
     }
 
     /// Renames `name` to `to_name` in `to`, replacing whatever name is
     /// there without following it.
-    pub(crate) fn rename(&self, name: &str, to: &DirHandle, to_name: &str) -> Result<()> {
-        rustix::fs::renameat(&self.fd, name, &to.fd, to_name)
-            .map_err(io_error("renaming into place", &to.child(to_name)))
+    pub fn rename(&self, name: &str, to: &StoreDir, to_name: &str) -> Result<()> {
+        rustix::fs::renameat(&self.fd, name, &to.fd, to_name).map_err(|errno| {
+            write_error(
+                "renaming into place",
+                &to.child(to_name),
+                &to.path,
+                errno.into(),
+            )
+        })
     }
 
     /// fsyncs the directory, so that a rename into it survives a crash.
-    pub(crate) fn sync(&self) -> Result<()> {
+    pub fn sync(&self) -> Result<()> {
         rustix::fs::fsync(&self.fd).map_err(io_error("syncing directory", &self.path))
+    }
+}
+
+impl AsFd for StoreDir {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 
@@ -183,5 +430,33 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_handle_keeps_writing_into_its_directory_after_a_swap() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).expect("elsewhere");
+        let store = Store::open(dir.path().join("store")).expect("store");
+        let records = store.open_dir(&store.records_dir()).expect("records");
+        let moved = store.private_dir().join("moved");
+        std::fs::rename(store.records_dir(), &moved).expect("moved away");
+        std::os::unix::fs::symlink(&elsewhere, store.records_dir()).expect("swapped");
+        records.write_atomic("a.json", b"{}").expect("written");
+        std::fs::write(records.anchor().join("b.json"), b"[]").expect("through the anchor");
+        assert_eq!(std::fs::read(moved.join("a.json")).expect("a"), b"{}");
+        assert_eq!(std::fs::read(moved.join("b.json")).expect("b"), b"[]");
+        let mut names = records.names().expect("names");
+        names.sort();
+        assert_eq!(names, ["a.json", "b.json"]);
+        assert_eq!(std::fs::read_dir(&elsewhere).expect("elsewhere").count(), 0);
+        assert!(
+            records
+                .stat("a.json")
+                .expect("stat")
+                .is_some_and(|m| m.is_file())
+        );
+        records.remove("a.json").expect("removed");
+        assert!(records.stat("a.json").expect("stat").is_none());
     }
 }

@@ -11,7 +11,6 @@
 use crate::archive::{COPY_BUFFER, Compression, TempFile, decompressed};
 use crate::error::{Error, Result, io};
 use crate::layout::{IndexEntry, IndexFile, LAYOUT_VERSION, Store, parent_dir};
-use crate::safe::open_read;
 use crate::walk::{children, is_manifest};
 use ocidist::Descriptor;
 use ociref::{Algorithm, Digest, HashingReader, HashingWriter, Reference};
@@ -74,7 +73,8 @@ impl Store {
             };
             images.push((reference, entry.descriptor()));
         }
-        let (temp, file) = TempFile::create(parent_dir(out), out)?;
+        let target = out.file_name().and_then(|n| n.to_str()).unwrap_or("export");
+        let (temp, file) = TempFile::create(self, parent_dir(out), target)?;
         let mut builder = tar::Builder::new(BufWriter::with_capacity(COPY_BUFFER, file));
         let mut writer = Writer {
             store: self,
@@ -96,7 +96,7 @@ impl Store {
         file.sync_all().map_err(io("syncing", temp.path()))?;
         report.bytes_written = file.metadata().map_err(io("reading", temp.path()))?.len();
         drop(file);
-        temp.persist(out)?;
+        temp.persist(self, out)?;
         Ok(report)
     }
 }
@@ -228,7 +228,9 @@ impl Writer<'_> {
     fn layer(&mut self, name: &str, digest: &Digest, diff_id: &Digest) -> Result<()> {
         let path = self.store.blob_path(digest);
         let mut head = [0u8; 4];
-        let read = open_read(&path)?
+        let read = self
+            .store
+            .open_read(&path)?
             .read(&mut head)
             .map_err(io("reading", &path))?;
         if Compression::detect(&head[..read]) == Compression::None {
@@ -242,9 +244,8 @@ impl Writer<'_> {
             return self.blob(name, digest);
         }
         let store = self.store;
-        let ingest = store.checked_dir(&store.ingest_dir())?;
-        let (temp, out) = TempFile::create(&ingest, Path::new("layer.tar"))?;
-        let file = open_read(&path)?;
+        let (temp, out) = TempFile::create(store, &store.ingest_dir(), "layer.tar")?;
+        let file = store.open_read(&path)?;
         let hashing = HashingReader::new(file, digest.supported_algorithm()?);
         let mut source = BufReader::with_capacity(COPY_BUFFER, hashing);
         let mut sink = HashingWriter::new(
@@ -279,7 +280,7 @@ impl Writer<'_> {
                 actual,
             });
         }
-        let mut file = open_read(temp.path())?;
+        let mut file = temp.open_read()?;
         let size = file.metadata().map_err(io("reading", temp.path()))?.len();
         let mut header = header(size, tar::EntryType::Regular);
         self.builder
@@ -291,7 +292,7 @@ impl Writer<'_> {
     /// The stored blob `digest` as `name`, hashed while copied.
     fn blob(&mut self, name: &str, digest: &Digest) -> Result<()> {
         let path = self.store.blob_path(digest);
-        let file = open_read(&path)?;
+        let file = self.store.open_read(&path)?;
         let size = file.metadata().map_err(io("reading", &path))?.len();
         let mut reader = HashingReader::new(file.take(size), digest.supported_algorithm()?);
         let mut header = header(size, tar::EntryType::Regular);

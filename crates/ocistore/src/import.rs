@@ -22,10 +22,9 @@ use crate::archive::{
     COPY_BUFFER, Compression, OCI_CONFIG, ReadProgressFn, TempFile, entry_name, link_target,
 };
 use crate::error::{Error, Result, io};
+use crate::layout::now_unix_ms;
 use crate::layout::{IndexEntry, IndexFile, LAYOUT_VERSION, REF_NAME_ANNOTATION, Store};
-use crate::layout::{now_unix_ms, sync_dir};
 use crate::records::Record;
-use crate::safe::open_read;
 use crate::walk::{children, parse_config_platform};
 use ocidist::{DOCKER_MANIFEST_LIST, Descriptor, OCI_INDEX, OCI_MANIFEST};
 use ociref::{Digest, Hasher, Platform, Reference};
@@ -165,7 +164,7 @@ impl Store {
             self.oci_images(path, &scan, options)?
         };
         let blobs = self.root().join("blobs").join("sha256");
-        sync_dir(&blobs)?;
+        self.open_dir(&blobs)?.sync()?;
         let now = now_unix_ms();
         let mut entries = Vec::new();
         for image in ready {
@@ -285,8 +284,7 @@ impl Store {
             return Ok(());
         }
         let target = self.blob_path(digest);
-        let ingest = self.checked_dir(&self.ingest_dir())?;
-        let (temp, file) = TempFile::create(&ingest, &target)?;
+        let (temp, file) = TempFile::create(self, &self.ingest_dir(), digest.encoded())?;
         let (actual, written, _) =
             copy_hashed(archive, entry, (temp.path(), file), Hasher::new(algorithm))?;
         if actual != *digest {
@@ -297,8 +295,7 @@ impl Store {
                 actual,
             });
         }
-        self.checked_blob_dir(digest)?;
-        temp.persist(&target)?;
+        temp.persist(self, &target)?;
         report.blobs_written += 1;
         report.bytes_written += written;
         Ok(())
@@ -306,8 +303,7 @@ impl Store {
 
     /// Streams `entry` into a temp file, hashed with sha256.
     fn stage(&self, archive: &Path, entry: &mut impl Read) -> Result<Staged> {
-        let ingest = self.checked_dir(&self.ingest_dir())?;
-        let (temp, file) = TempFile::create(&ingest, Path::new("staged"))?;
+        let (temp, file) = TempFile::create(self, &self.ingest_dir(), "staged")?;
         let (digest, size, compression) = copy_hashed(
             archive,
             entry,
@@ -600,7 +596,8 @@ impl Store {
             };
             let path = self.blob_path(&digest);
             let mut head = [0u8; 4];
-            let read = open_read(&path)?
+            let read = self
+                .open_read(&path)?
                 .read(&mut head)
                 .map_err(io("reading", &path))?;
             return Ok(JsonDescriptor {
@@ -621,10 +618,9 @@ impl Store {
                 report.blobs_reused += 1;
             } else {
                 let target = self.blob_path(&staged.digest);
-                let file = open_read(temp.path())?;
+                let file = temp.open_read()?;
                 file.sync_all().map_err(io("syncing", temp.path()))?;
-                self.checked_blob_dir(&staged.digest)?;
-                temp.persist(&target)?;
+                temp.persist(self, &target)?;
                 report.blobs_written += 1;
                 report.bytes_written += staged.size;
             }

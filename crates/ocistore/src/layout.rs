@@ -1,17 +1,17 @@
 //! The OCI image layout on disk: `oci-layout`, `index.json`, `blobs/`, and
 //! the private `.cachectl/` directory; atomic writes and file locks.
 
+use crate::dir_handle::Access;
 use crate::error::{Error, Result, io};
-use crate::safe::{DIR_MODE, create_temp, open_read_single, open_write, read_file};
+use crate::safe::DIR_MODE;
 use ociref::Digest;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::fs::File;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The annotation naming a reference in `index.json`.
 pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
@@ -82,7 +82,7 @@ impl Store {
             store.records_dir(),
             blobs,
         ] {
-            match store.checked_dir(&dir) {
+            match store.open_dir(&dir) {
                 // A read-only layout without it: nothing can be in it.
                 Err(Error::ReadOnly { .. }) if store.index_path().exists() => {}
                 other => {
@@ -92,7 +92,7 @@ impl Store {
         }
         if store.layout_file().exists() && store.index_path().exists() {
             store.check_layout_version()?;
-            store.sweep_dead_temps(std::slice::from_ref(&store.root));
+            store.sweep_dead_temps(&[store.root()]);
             return Ok(store);
         }
         // First use (or a layout without index.json): initialize under the
@@ -106,7 +106,7 @@ impl Store {
             store.check_layout_version()?;
         } else {
             let bytes = format!(r#"{{"imageLayoutVersion":"{LAYOUT_VERSION}"}}"#);
-            atomic_write(&store.layout_file(), bytes.as_bytes())?;
+            store.write_atomic(&store.layout_file(), bytes.as_bytes())?;
         }
         Ok(store)
     }
@@ -194,7 +194,7 @@ impl Store {
             version: String,
         }
         let path = self.layout_file();
-        let bytes = read_file(&path)?;
+        let bytes = self.read_file(&path)?;
         let layout: LayoutFile =
             serde_json::from_slice(&bytes).map_err(|err| Error::NotALayout {
                 path: path.clone(),
@@ -226,9 +226,8 @@ impl Store {
     /// the store is read-only: nobody can be writing to it, so there is
     /// nothing to wait for.
     pub(crate) fn lock_shared(&self, name: &str) -> Result<Option<File>> {
-        let path = self.checked_dir(&self.locks_dir());
-        let file = match path.map(|dir| dir.join(name)) {
-            Ok(path) => match open_read_single(&path) {
+        let file = match self.open_dir(&self.locks_dir()) {
+            Ok(dir) => match dir.open_read_single(name) {
                 Err(err) if crate::safe::is_not_found(&err) => self.lock_file(name),
                 opened => opened,
             },
@@ -286,11 +285,8 @@ impl Store {
     /// Opens (creating) the lock file `.cachectl/locks/<name>`, unlocked;
     /// never through a link, never a FIFO or a hard link.
     pub(crate) fn lock_file(&self, name: &str) -> Result<File> {
-        let path = self.checked_dir(&self.locks_dir())?.join(name);
-        open_write(
-            &path,
-            OpenOptions::new().create(true).truncate(false).write(true),
-        )
+        self.open_dir(&self.locks_dir())?
+            .open_file(name, Access::CreateOrOpen)
     }
 
     fn lock_index(&self) -> Result<File> {
@@ -300,13 +296,13 @@ impl Store {
     /// Reads `index.json`. Never needs a lock: writers replace it by rename.
     pub(crate) fn read_index(&self) -> Result<IndexFile> {
         let path = self.index_path();
-        let bytes = read_file(&path)?;
+        let bytes = self.read_file(&path)?;
         serde_json::from_slice(&bytes).map_err(|source| Error::InvalidJson { path, source })
     }
 
     fn write_index(&self, index: &IndexFile) -> Result<()> {
         let bytes = serde_json::to_vec(index).expect("because an index always serializes");
-        atomic_write(&self.index_path(), &bytes)
+        self.write_atomic(&self.index_path(), &bytes)
     }
 
     /// Read-modify-write of `index.json` under the exclusive index lock,
@@ -415,15 +411,6 @@ impl IndexEntry {
     }
 }
 
-/// Writes `bytes` to `path` atomically: a temp file in the same directory,
-/// written, fsynced, renamed over `path`, then the directory fsynced. A
-/// reader sees the old content or the new, never a mix. The temp file is
-/// created new (`O_EXCL`, so never through a link planted at its name) and
-/// the rename replaces whatever name is at `path` without following it.
-pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    atomic_write_via(parent_dir(path), path, bytes)
-}
-
 /// The directory `path` is in: `.` for a bare file name (whose parent,
 /// to `Path::parent`, is the empty path) and for `/`.
 pub(crate) fn parent_dir(path: &Path) -> &Path {
@@ -431,40 +418,6 @@ pub(crate) fn parent_dir(path: &Path) -> &Path {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     }
-}
-
-/// [`atomic_write`] with the temp file in `tmp_dir` (same filesystem).
-pub(crate) fn atomic_write_via(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
-    let (tmp, mut file) = create_temp(tmp_dir, path)?;
-    let result = (|| {
-        file.write_all(bytes).map_err(io("writing", &tmp))?;
-        file.sync_all().map_err(io("syncing", &tmp))?;
-        drop(file);
-        std::fs::rename(&tmp, path).map_err(io("renaming into place", path))?;
-        sync_dir(parent_dir(path))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// A fresh temp name in `dir` for a file that will become `target`.
-pub(crate) fn temp_path(dir: &Path, target: &Path) -> PathBuf {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    dir.join(format!(".tmp-{}-{n}-{name}", std::process::id()))
-}
-
-/// fsyncs a directory, so that a rename into it survives a crash.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("syncing directory", dir))
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -563,11 +516,12 @@ mod tests {
                 "platform": {"os": "linux", "architecture": "amd64"}
             }]
         });
-        atomic_write(
-            &store.index_path(),
-            &serde_json::to_vec(&foreign).expect("serializes"),
-        )
-        .expect("written");
+        store
+            .write_atomic(
+                &store.index_path(),
+                &serde_json::to_vec(&foreign).expect("serializes"),
+            )
+            .expect("written");
         store
             .update_index(|index| {
                 let entry = index.manifests[0].clone();
@@ -590,19 +544,5 @@ mod tests {
         assert_eq!(parent_dir(Path::new("/")), Path::new("."));
         assert_eq!(parent_dir(Path::new("out/a.tar")), Path::new("out"));
         assert_eq!(parent_dir(Path::new("/a.tar")), Path::new("/"));
-    }
-
-    #[test]
-    fn atomic_write_replaces_and_leaves_no_temp_file() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("f.json");
-        atomic_write(&path, b"one").expect("written");
-        atomic_write(&path, b"two").expect("rewritten");
-        assert_eq!(std::fs::read(&path).expect("read"), b"two");
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .expect("dir")
-            .map(|e| e.expect("entry").file_name())
-            .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("f.json")]);
     }
 }

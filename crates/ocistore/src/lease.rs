@@ -21,9 +21,9 @@
 //! in `.cachectl/records/` by a process killed mid-write are removed by
 //! `gc` and by [`Store::open`] once their process is gone.
 
+use crate::dir_handle::{Access, StoreDir};
 use crate::error::{Error, Result, io};
 use crate::layout::{Store, now_unix_ms};
-use crate::safe::{create_new, open_read, read_file};
 use crate::walk::{children, is_manifest};
 use ocidist::Descriptor;
 use ociref::{Digest, Reference};
@@ -40,8 +40,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// [`Store::lease`]; dropping it releases the hold.
 #[derive(Debug)]
 pub struct Lease {
-    /// The lease file (none in a store this process cannot write).
-    path: Option<PathBuf>,
+    /// The lease file's directory and name (none in a store this process
+    /// cannot write).
+    file_name: Option<(StoreDir, String)>,
     roots: Vec<Descriptor>,
     // The lease file, locked exclusively for the lease's life and closed
     // after it is removed (see `Drop`); else `gc.lock`, locked shared
@@ -66,8 +67,8 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         // Removed while still locked: `gc` never reads a half-gone lease.
-        if let Some(path) = &self.path {
-            let _ = std::fs::remove_file(path);
+        if let Some((dir, name)) = &self.file_name {
+            let _ = dir.remove(name);
         }
     }
 }
@@ -119,15 +120,15 @@ impl Store {
             }
         }
         match self.write_lease(&name, &roots) {
-            Ok((path, file)) => Ok(Lease {
-                path: Some(path),
+            Ok((dir, name, file)) => Ok(Lease {
+                file_name: Some((dir, name)),
                 roots,
                 _file: Some(file),
             }),
             // A store this process cannot write: hold `gc.lock` shared
             // instead, so a `gc` by someone who can waits for this reader.
             Err(err) if unwritable(&err) => Ok(Lease {
-                path: None,
+                file_name: None,
                 roots,
                 _file: shared,
             }),
@@ -136,13 +137,18 @@ impl Store {
     }
 
     /// Writes and locks a new lease file holding `roots`.
-    fn write_lease(&self, reference: &str, roots: &[Descriptor]) -> Result<(PathBuf, File)> {
-        let dir = self.checked_dir(&self.leases_dir())?;
+    fn write_lease(
+        &self,
+        reference: &str,
+        roots: &[Descriptor],
+    ) -> Result<(StoreDir, String, File)> {
+        let dir = self.open_dir(&self.leases_dir())?;
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
-        let path = dir.join(format!("{pid}-{n}-{}.json", now_unix_ms()));
-        let mut file = create_new(&path)?;
+        let name = format!("{pid}-{n}-{}.json", now_unix_ms());
+        let path = dir.child(&name);
+        let mut file = dir.open_file(&name, Access::CreateNew)?;
         let content = LeaseFile {
             reference: reference.to_owned(),
             pid,
@@ -154,10 +160,10 @@ impl Store {
             .and_then(|()| file.write_all(&bytes))
             .map_err(io("writing", &path));
         if let Err(err) = written {
-            let _ = std::fs::remove_file(&path);
+            let _ = dir.remove(&name);
             return Err(err);
         }
-        Ok((path, file))
+        Ok((dir, name, file))
     }
 
     pub(crate) fn leases_dir(&self) -> PathBuf {
@@ -168,13 +174,13 @@ impl Store {
     /// exclusive); removes the lease files no process holds.
     pub(crate) fn leased_digests(&self) -> Result<BTreeSet<Digest>> {
         let mut roots = Vec::new();
-        let dir = self.checked_dir(&self.leases_dir())?;
-        for entry in std::fs::read_dir(&dir).map_err(io("reading", &dir))? {
-            let path = entry.map_err(io("reading", &dir))?.path();
-            if path.extension().is_none_or(|e| e != "json") {
+        let dir = self.open_dir(&self.leases_dir())?;
+        for name in dir.names()? {
+            if !name.ends_with(".json") {
                 continue;
             }
-            let mut file = match open_read(&path) {
+            let path = dir.child(&name);
+            let mut file = match dir.open_read(&name) {
                 Ok(file) => file,
                 Err(err) if crate::safe::is_not_found(&err) => continue,
                 Err(err) => return Err(err),
@@ -183,12 +189,7 @@ impl Store {
                 Ok(()) => {
                     // Its owner is gone (or has just dropped it, removing
                     // the file itself).
-                    match std::fs::remove_file(&path) {
-                        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                            return Err(io("removing", &path)(err));
-                        }
-                        _ => {}
-                    }
+                    dir.remove(&name)?;
                 }
                 Err(TryLockError::WouldBlock) => {
                     // Read through the handle already open: the owner may
@@ -215,11 +216,11 @@ impl Store {
                 continue;
             }
             let path = self.blob_path(&descriptor.digest);
-            if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+            if self.regular_file_len(&path).is_none() {
                 continue;
             }
             if is_manifest(&descriptor.media_type) {
-                let bytes = read_file(&path)?;
+                let bytes = self.read_file(&path)?;
                 if let Ok(kids) = children(&descriptor.digest, &bytes) {
                     stack.extend(kids.required);
                 }
@@ -231,19 +232,18 @@ impl Store {
     /// Removes the temp files of atomic writes (`.tmp-PID-…`) in `dirs`
     /// (the root, `.cachectl/records/`) whose process is gone; how many and
     /// their bytes. Errors are skipped: a temp file left is harmless.
-    pub(crate) fn sweep_dead_temps(&self, dirs: &[PathBuf]) -> (usize, u64) {
+    pub(crate) fn sweep_dead_temps(&self, dirs: &[&Path]) -> (usize, u64) {
         let (mut count, mut bytes) = (0, 0);
         for dir in dirs {
-            let Ok(entries) = std::fs::read_dir(dir) else {
+            let Ok(Some(dir)) = self.existing_dir(dir) else {
                 continue;
             };
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
+            for name in dir.names().unwrap_or_default() {
                 if !temp_of_dead_process(&name) {
                     continue;
                 }
-                let size = entry.metadata().map_or(0, |m| m.len());
-                if std::fs::remove_file(entry.path()).is_ok() {
+                let size = dir.stat(&name).ok().flatten().map_or(0, |m| m.len());
+                if dir.remove(&name).is_ok() {
                     count += 1;
                     bytes += size;
                 }

@@ -34,7 +34,7 @@
 //!   (see [`import`] and [`export`]).
 //!
 //! Sharing and crashes: every file is written to a temp file, fsynced and
-//! renamed ([`atomic_write`]), so readers need no lock and a killed process
+//! renamed ([`StoreDir::write_atomic`]), so readers need no lock and a killed process
 //! leaves either the old or the new file. `index.json` is read, changed and
 //! written under an exclusive lock on `.cachectl/locks/index.lock`, held
 //! briefly. One process at a time downloads a given blob (a lock per
@@ -123,6 +123,7 @@ mod walk;
 
 pub use archive::{Compression, ProgressReader, ReadProgressFn};
 pub use blobs::Ingested;
+pub use dir_handle::{Access, StoreDir};
 pub use entries::split_entry_name;
 pub use error::{Error, Result};
 pub use export::{ExportFormat, ExportReport};
@@ -130,7 +131,7 @@ pub use import::{ImportOptions, ImportReport, ImportedImage};
 pub use inspect::{
     ConfigSummary, HistoryEntry, ImageDetails, Inspection, LayerDetails, PlatformEntry,
 };
-pub use layout::{LAYOUT_VERSION, REF_NAME_ANNOTATION, Store, atomic_write, default_root};
+pub use layout::{LAYOUT_VERSION, REF_NAME_ANNOTATION, Store, default_root};
 pub use lease::Lease;
 pub use manage::{DEFAULT_PARTIAL_GRACE, GcReport, ImageEntry, VerifyProblem, VerifyReport};
 pub use ociref::ErrorKind;

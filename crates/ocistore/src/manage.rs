@@ -4,7 +4,7 @@
 
 use crate::entries::split_entry_name;
 use crate::error::{Error, Result, io};
-use crate::layout::{IndexEntry, Store, sync_dir};
+use crate::layout::{IndexEntry, Store};
 use crate::records::Record;
 use crate::walk::{children, is_manifest};
 use ociref::{Algorithm, Digest, Hasher, Platform, Reference};
@@ -240,7 +240,8 @@ impl Store {
             }
         }
         if corrupt.iter().any(|(_, aside)| aside.is_some()) {
-            sync_dir(&self.root().join("blobs").join("sha256"))?;
+            self.open_dir(&self.root().join("blobs").join("sha256"))?
+                .sync()?;
         }
         let (users, missing) = self.reachability()?;
         let refs_of = |digest: &Digest| -> Vec<String> {
@@ -278,25 +279,19 @@ impl Store {
         let Ok(algorithm) = digest.supported_algorithm() else {
             return Ok(None);
         };
-        if hash_file(path, algorithm)? == *digest {
+        if hash_file(self, path, algorithm)? == *digest {
             return Ok(None);
         }
-        let quarantine = self.checked_dir(&self.quarantine_dir())?;
-        self.checked_blob_dir(digest)?;
-        let aside = quarantine.join(format!(
+        let quarantine = self.open_dir(&self.quarantine_dir())?;
+        let (blobs, name) = self.dir_of(path)?;
+        let aside_name = format!(
             "{}-{}-{}",
             digest.algorithm(),
             digest.encoded(),
             crate::layout::now_unix_ms()
-        ));
-        std::fs::rename(path, &aside).map_err(|source| {
-            crate::error::write_error(
-                "moving aside",
-                path,
-                crate::layout::parent_dir(path),
-                source,
-            )
-        })?;
+        );
+        blobs.rename(name, &quarantine, &aside_name)?;
+        let aside = quarantine.child(&aside_name);
         tracing::warn!(%digest, to = %aside.display(), "corrupt blob moved aside");
         Ok(Some(aside))
     }
@@ -336,7 +331,7 @@ impl Store {
                 if marked.contains(digest) {
                     continue;
                 }
-                let Some(bytes) = small_json(path) else {
+                let Some(bytes) = small_json(self, path) else {
                     continue;
                 };
                 let Ok(kids) = children(digest, &bytes) else {
@@ -358,15 +353,15 @@ impl Store {
                 continue;
             }
             // `unlink` removes a planted link itself, never its target.
-            let size = std::fs::symlink_metadata(&path)
-                .map(|m| m.len())
-                .unwrap_or(0);
-            std::fs::remove_file(&path).map_err(io("removing", &path))?;
+            let (dir, name) = self.dir_of(&path)?;
+            let size = dir.stat(name)?.map_or(0, |m| m.len());
+            dir.remove(name)?;
             report.removed_blobs += 1;
             report.bytes_freed += size;
         }
         self.sweep_ingest(grace, &mut report)?;
-        let dirs = [self.root().to_path_buf(), self.records_dir()];
+        let sizes = self.private_dir().join("sizes");
+        let dirs = [self.root(), &self.records_dir(), &sizes];
         let (temps, temp_bytes) = self.sweep_dead_temps(&dirs);
         report.removed_ingest_files += temps;
         report.bytes_freed += temp_bytes;
@@ -377,11 +372,11 @@ impl Store {
     /// pull holds and that were last written `grace` or more ago; counts
     /// the partials it keeps.
     fn sweep_ingest(&self, grace: Duration, report: &mut GcReport) -> Result<()> {
-        let ingest = self.checked_dir(&self.ingest_dir())?;
-        for entry in std::fs::read_dir(&ingest).map_err(io("reading", &ingest))? {
-            let entry = entry.map_err(io("reading", &ingest))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let meta = entry.metadata().map_err(io("reading", &entry.path()))?;
+        let ingest = self.open_dir(&self.ingest_dir())?;
+        for name in ingest.names()? {
+            let Some(meta) = ingest.stat(&name)? else {
+                continue;
+            };
             let stale = match name.strip_suffix(".partial") {
                 Some(stem) => {
                     let held = !self.lock_is_free(&format!("blob-{stem}.lock"))?;
@@ -403,7 +398,7 @@ impl Store {
                 None => name.starts_with(".tmp-"),
             };
             if stale {
-                std::fs::remove_file(entry.path()).map_err(io("removing", &entry.path()))?;
+                ingest.remove(&name)?;
                 report.removed_ingest_files += 1;
                 report.bytes_freed += meta.len();
             }
@@ -433,12 +428,12 @@ impl Store {
                     .or_default()
                     .insert(name.clone());
                 let path = self.blob_path(&descriptor.digest);
-                if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+                if self.regular_file_len(&path).is_none() {
                     missing.insert(descriptor.digest.clone());
                     continue;
                 }
                 if is_manifest(&descriptor.media_type) {
-                    let bytes = crate::safe::read_file(&path)?;
+                    let bytes = self.read_file(&path)?;
                     if let Ok(kids) = children(&descriptor.digest, &bytes) {
                         stack.extend(kids.required);
                     }
@@ -450,22 +445,19 @@ impl Store {
 
     /// Every file under `blobs/<alg>/` whose name parses as a digest.
     pub(crate) fn all_blobs(&self) -> Result<Vec<(Digest, PathBuf)>> {
-        let blobs = self.checked_dir(&self.root().join("blobs"))?;
+        let blobs = self.open_dir(&self.root().join("blobs"))?;
         let mut out = Vec::new();
-        for alg in std::fs::read_dir(&blobs).map_err(io("reading", &blobs))? {
-            let alg = alg.map_err(io("reading", &blobs))?;
-            let alg_name = alg.file_name().to_string_lossy().into_owned();
+        for alg_name in blobs.names()? {
             if Algorithm::from_name(&alg_name).is_none() {
                 continue;
             }
-            let dir = alg.path();
-            // A link here would make gc remove files elsewhere.
-            crate::safe::check_dir(&dir)?;
-            for blob in std::fs::read_dir(&dir).map_err(io("reading", &dir))? {
-                let blob = blob.map_err(io("reading", &dir))?;
-                let name = blob.file_name().to_string_lossy().into_owned();
+            // A link here is refused: gc would remove files elsewhere.
+            let Some(dir) = blobs.subdir(&alg_name, false)? else {
+                continue;
+            };
+            for name in dir.names()? {
                 if let Ok(digest) = format!("{alg_name}:{name}").parse::<Digest>() {
-                    out.push((digest, blob.path()));
+                    out.push((digest, dir.child(&name)));
                 }
             }
         }
@@ -478,19 +470,19 @@ impl Store {
 }
 
 /// Re-hashes a file.
-fn hash_file(path: &std::path::Path, algorithm: Algorithm) -> Result<Digest> {
-    let mut file = crate::safe::open_read(path)?;
+fn hash_file(store: &Store, path: &std::path::Path, algorithm: Algorithm) -> Result<Digest> {
+    let mut file = store.open_read(path)?;
     let mut hasher = Hasher::new(algorithm);
     crate::blobs::hash_into(&mut file, &mut hasher).map_err(io("reading", path))?;
     Ok(hasher.finish())
 }
 
 /// The bytes of a small file that starts like a JSON object.
-fn small_json(path: &std::path::Path) -> Option<Vec<u8>> {
-    let len = std::fs::symlink_metadata(path).ok()?.len();
+fn small_json(store: &Store, path: &std::path::Path) -> Option<Vec<u8>> {
+    let len = store.regular_file_len(path)?;
     if len > MAX_REFERRER_BYTES {
         return None;
     }
-    let bytes = crate::safe::read_file(path).ok()?;
+    let bytes = store.read_file(path).ok()?;
     bytes.first().is_some_and(|b| *b == b'{').then_some(bytes)
 }

@@ -359,8 +359,10 @@ impl Store {
     /// The platform a stored config declares.
     async fn config_platform(&self, config: &Digest) -> Result<Option<Platform>> {
         let path = self.blob_path(config);
+        let store = self.clone();
         Ok(tokio::task::spawn_blocking(move || {
-            crate::safe::read_file(&path)
+            store
+                .read_file(&path)
                 .ok()
                 .and_then(|bytes| parse_config_platform(&bytes))
         })
@@ -554,7 +556,7 @@ impl Store {
             count += 1;
             if crate::walk::is_manifest(&descriptor.media_type) {
                 let path = self.blob_path(&descriptor.digest);
-                let bytes = crate::safe::read_file(&path)?;
+                let bytes = self.read_file(&path)?;
                 stack.extend(children(&descriptor.digest, &bytes)?.required);
             }
         }

@@ -174,7 +174,7 @@ impl Store {
             .and_then(|r| r.index_digest.clone())
             .filter(|d| *d != entry.digest)
             .and_then(|digest| {
-                let bytes = crate::safe::read_file(&self.blob_path(&digest)).ok()?;
+                let bytes = self.read_file(&self.blob_path(&digest)).ok()?;
                 let descriptor = Descriptor {
                     media_type: index_media_type(&bytes)?,
                     size: bytes.len() as u64,

@@ -6,8 +6,8 @@
 //! rewrites only its record, never `index.json`.
 
 use crate::error::{Error, Result};
-use crate::layout::{Store, atomic_write, now_unix_ms};
-use crate::safe::{is_not_found, read_file};
+use crate::layout::{Store, now_unix_ms};
+use crate::safe::is_not_found;
 use ociref::{Digest, Platform};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -79,7 +79,7 @@ impl Store {
     /// The record of the reference named `name`, if any. Blocking.
     pub fn record(&self, name: &str) -> Result<Option<Record>> {
         let path = self.record_path(name);
-        let bytes = match read_file(&path) {
+        let bytes = match self.read_file(&path) {
             Ok(bytes) => bytes,
             Err(err) if is_not_found(&err) => return Ok(None),
             Err(err) => return Err(err),
@@ -92,22 +92,12 @@ impl Store {
     /// Writes `record` atomically. Blocking.
     pub(crate) fn write_record(&self, record: &Record) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(record).expect("because a record always serializes");
-        self.checked_dir(&self.records_dir())?;
-        atomic_write(&self.record_path(&record.reference), &bytes)
+        self.write_atomic(&self.record_path(&record.reference), &bytes)
     }
 
     /// Removes the record of `name`, if any. Blocking.
     pub(crate) fn remove_record(&self, name: &str) -> Result<()> {
-        self.checked_dir(&self.records_dir())?;
-        let path = self.record_path(name);
-        match std::fs::remove_file(&path) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(Error::Io {
-                what: "removing",
-                path,
-                source: err,
-            }),
-            _ => Ok(()),
-        }
+        self.remove_file(&self.record_path(name))
     }
 
     /// Sets the last-used time of `name` to now; touches only its record

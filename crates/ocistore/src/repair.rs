@@ -160,7 +160,7 @@ impl Store {
                 }
                 if is_manifest(&descriptor.media_type) {
                     let path = self.blob_path(&descriptor.digest);
-                    let bytes = crate::safe::read_file(&path)?;
+                    let bytes = self.read_file(&path)?;
                     match children(&descriptor.digest, &bytes) {
                         Ok(kids) => stack.extend(kids.required),
                         Err(Error::InvalidManifest { .. }) => {}

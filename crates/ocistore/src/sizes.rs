@@ -12,7 +12,7 @@
 
 use crate::archive::open_decompressed;
 use crate::error::{Error, Result};
-use crate::layout::{Store, atomic_write};
+use crate::layout::Store;
 use ociref::Digest;
 use std::path::{Path, PathBuf};
 
@@ -34,7 +34,7 @@ impl Store {
     /// The uncompressed size of the stored layer `digest`, when it was
     /// computed before (no decompression). Blocking.
     pub(crate) fn known_uncompressed_size(&self, digest: &Digest) -> Option<u64> {
-        String::from_utf8(crate::safe::read_file(&self.size_path(digest)).ok()?)
+        String::from_utf8(self.read_file(&self.size_path(digest)).ok()?)
             .ok()?
             .trim()
             .parse()
@@ -49,7 +49,7 @@ impl Store {
         }
         let path = self.blob_path(digest);
         // A regular file, not a link or a FIFO planted at the blob's name.
-        drop(crate::safe::open_read(&path)?);
+        drop(self.open_read(&path)?);
         let size = count_decompressed(&path)?;
         self.remember_uncompressed_size(digest, size)?;
         Ok(size)
@@ -60,9 +60,7 @@ impl Store {
     /// nobody decompresses it again to count. A read-only store keeps
     /// nothing (see [`Store::skipped_records`]). Blocking.
     pub fn remember_uncompressed_size(&self, digest: &Digest, size: u64) -> Result<()> {
-        let written = self
-            .checked_dir(&self.private_dir().join("sizes"))
-            .and_then(|_| atomic_write(&self.size_path(digest), size.to_string().as_bytes()));
+        let written = self.write_atomic(&self.size_path(digest), size.to_string().as_bytes());
         self.unless_read_only(written)
     }
 }

@@ -248,7 +248,7 @@ impl Store {
     /// The digests a stored referrer manifest needs (not for indexes: a
     /// single-platform pull keeps the index, not its other platforms).
     fn stored_children(&self, digest: &Digest) -> Option<Vec<Digest>> {
-        let bytes = crate::safe::read_file(&self.blob_path(digest)).ok()?;
+        let bytes = self.read_file(&self.blob_path(digest)).ok()?;
         let kids = crate::walk::children(digest, &bytes).ok()?;
         kids.subject.as_ref()?;
         Some(kids.required.into_iter().map(|d| d.digest).collect())

@@ -92,11 +92,8 @@ pub(crate) fn claim(store: &Store, kept: &Path, owner: &Digest) -> Result<()> {
     let text: String = owners.iter().map(|digest| format!("{digest}\n")).collect();
     // A temp file created `O_EXCL`, renamed over the name: whatever was
     // planted there is replaced, never written through.
-    safe::check_dir(
-        kept.parent()
-            .expect("because kept files are in a directory"),
-    )?;
-    ocistore::atomic_write(&owner_file(kept), text.as_bytes())?;
+    let (dir, name) = safe::dir_of(store, &owner_file(kept))?;
+    dir.write_atomic(&name, text.as_bytes())?;
     Ok(())
 }
 

@@ -22,7 +22,7 @@
 //!   it); removals unlink the name.
 
 use crate::error::{Error, Result, io};
-use ocistore::Store;
+use ocistore::{Store, StoreDir};
 use rustix::fs::{Mode, OFlags};
 use std::fs::{DirBuilder, File, Metadata, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -87,6 +87,21 @@ pub(crate) fn existing_dir(store: &Store, dir: &Path) -> Result<bool> {
         }
     }
     Ok(true)
+}
+
+/// The store directory `path` (a file under the store's root) is in, open
+/// and created when missing (see [`ocistore::Store::open_dir`]), and the
+/// file's name in it.
+pub(crate) fn dir_of(store: &Store, path: &Path) -> Result<(StoreDir, String)> {
+    let parent = path
+        .parent()
+        .expect("because store files are in a directory");
+    let name = path
+        .file_name()
+        .expect("because store files have names")
+        .to_string_lossy()
+        .into_owned();
+    Ok((store.open_dir(parent)?, name))
 }
 
 /// Checks that `dir` is a real directory (not a link to one).
