@@ -147,24 +147,59 @@ impl StoreDir {
 
     /// A path that reaches this very directory for as long as the handle
     /// lives, wherever the directory was moved and whatever was put at its
-    /// name: `/proc/self/fd/N`. Where `/proc` is not mounted, the path.
+    /// name: `/proc/PID/fd/N`, with this process's id, so that child
+    /// processes of the same user (`mke2fs`) can use it too. Where `/proc`
+    /// is not mounted, or belongs to another PID namespace, the path.
     pub fn anchor(&self) -> PathBuf {
-        self.anchor_in("self")
+        let anchor = Path::new("/proc")
+            .join(std::process::id().to_string())
+            .join("fd")
+            .join(self.fd.as_raw_fd().to_string());
+        let same = match (rustix::fs::stat(&anchor), rustix::fs::fstat(&self.fd)) {
+            (Ok(there), Ok(held)) => (there.st_dev, there.st_ino) == (held.st_dev, held.st_ino),
+            _ => false,
+        };
+        if same { anchor } else { self.path.clone() }
     }
 
-    /// [`StoreDir::anchor`] for a child process (which has its own
-    /// `/proc/self`): `/proc/PID/fd/N` with this process's id. The child
-    /// must run as this process's user (or root).
-    pub fn anchor_for_children(&self) -> PathBuf {
-        self.anchor_in(&std::process::id().to_string())
+    /// Creates a new directory here, mode 0700 (only this user can read it
+    /// or plant anything in it), named `prefix` and a unique suffix, and
+    /// opens it. Returns its name and its handle.
+    pub fn create_private_dir(&self, prefix: &str) -> Result<(String, StoreDir)> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let mut tries = 0;
+        loop {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let name = format!("{prefix}{nanos:08x}{n:x}");
+            match rustix::fs::mkdirat(&self.fd, name.as_str(), Mode::from_bits_truncate(0o700)) {
+                Ok(()) => {
+                    let dir = self
+                        .subdir(&name, false)?
+                        .ok_or_else(|| planted_at(&self.child(&name)))?;
+                    return Ok((name, dir));
+                }
+                Err(Errno::EXIST) if tries < 16 => tries += 1,
+                Err(errno) => {
+                    let path = self.child(&name);
+                    return Err(write_error("creating", &path, &self.path, errno.into()));
+                }
+            }
+        }
     }
 
-    fn anchor_in(&self, process: &str) -> PathBuf {
-        let fds = Path::new("/proc").join(process).join("fd");
-        if fds.is_dir() {
-            fds.join(self.fd.as_raw_fd().to_string())
-        } else {
-            self.path.clone()
+    /// Removes the empty directory `name` if it is there.
+    pub fn remove_dir(&self, name: &str) -> Result<()> {
+        match rustix::fs::unlinkat(&self.fd, name, AtFlags::REMOVEDIR) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(errno) => Err(write_error(
+                "removing",
+                &self.child(name),
+                &self.path,
+                errno.into(),
+            )),
         }
     }
 
@@ -444,6 +479,11 @@ mod tests {
         std::os::unix::fs::symlink(&elsewhere, store.records_dir()).expect("swapped");
         records.write_atomic("a.json", b"{}").expect("written");
         std::fs::write(records.anchor().join("b.json"), b"[]").expect("through the anchor");
+        assert!(
+            records.anchor().starts_with("/proc"),
+            "{}",
+            records.anchor().display()
+        );
         assert_eq!(std::fs::read(moved.join("a.json")).expect("a"), b"{}");
         assert_eq!(std::fs::read(moved.join("b.json")).expect("b"), b"[]");
         let mut names = records.names().expect("names");

@@ -11,12 +11,12 @@
 //! may lose one line: the file is then made again when asked for after
 //! the other owner goes, never wrong.
 
-use crate::error::{Result, io};
-use crate::safe;
+use crate::error::Result;
+use crate::safe::{self, name_of};
 use ociref::Digest;
-use ocistore::Store;
-use std::os::unix::ffi::OsStrExt;
+use ocistore::{Store, StoreDir};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A count of rootfs's cached files: what [`remove_unused_builds`]
 /// removed, or what [`cached_builds`] found.
@@ -99,9 +99,11 @@ pub(crate) fn claim(store: &Store, kept: &Path, owner: &Digest) -> Result<()> {
 
 /// Removes the owner file of `kept` when `kept` was not made after all
 /// (a failed extraction leaves nothing behind).
-pub(crate) fn unclaim_missing(kept: &Path) {
-    if std::fs::symlink_metadata(kept).is_err() {
-        let _ = std::fs::remove_file(owner_file(kept));
+pub(crate) fn unclaim_missing(store: &Store, kept: &Path) {
+    if let Ok((dir, name)) = safe::dir_of(store, kept)
+        && matches!(dir.stat(&name), Ok(None))
+    {
+        let _ = dir.remove(&format!("{name}.owner"));
     }
 }
 
@@ -111,18 +113,18 @@ pub(crate) fn unclaim_missing(kept: &Path) {
 /// Files a concurrent call removed first are not counted. Blocking.
 pub fn remove_unused_builds(store: &Store) -> Result<BuildFiles> {
     let mut removed = BuildFiles::default();
-    for (kind, path, size) in cached_files(store)? {
+    for (kind, dir, name, size) in cached_files(store)? {
+        let path = dir.child(&name);
         if is_owned(store, &path) {
             continue;
         }
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            // Another `gc` removed it first.
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(err) => return Err(io("removing", &path)(err)),
+        // Another `gc` removed it first: not counted.
+        if dir.stat(&name)?.is_none() {
+            continue;
         }
-        let _ = std::fs::remove_file(owner_file(&path));
-        let _ = std::fs::remove_file(legacy_owner_file(&path));
+        dir.remove(&name)?;
+        let _ = dir.remove(&name_of(&owner_file(&path)));
+        let _ = dir.remove(&name_of(&legacy_owner_file(&path)));
         removed.count(kind, size);
     }
     Ok(removed)
@@ -132,19 +134,15 @@ pub fn remove_unused_builds(store: &Store) -> Result<BuildFiles> {
 /// their bytes, and the partial images apart. Blocking.
 pub fn cached_builds(store: &Store) -> Result<BuildFiles> {
     let mut found = BuildFiles::default();
-    for (kind, _, size) in cached_files(store)? {
+    for (kind, _, _, size) in cached_files(store)? {
         found.count(kind, size);
     }
     let ext4 = store.root().join(".cachectl/ext4");
-    if safe::existing_dir(store, &ext4)?
-        && let Ok(entries) = std::fs::read_dir(&ext4)
-    {
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let name = name.as_bytes();
-            if name.starts_with(b"partial-") && name.ends_with(b".ext4") {
+    if let Some(dir) = safe::existing_dir(store, &ext4)? {
+        for name in dir.names()? {
+            if name.starts_with("partial-") && name.ends_with(".ext4") {
                 found.partial_images += 1;
-                found.partial_bytes += entry.metadata().map_or(0, |m| m.len());
+                found.partial_bytes += dir.stat(&name)?.map_or(0, |m| m.len());
             }
         }
     }
@@ -161,6 +159,9 @@ impl BuildFiles {
     }
 }
 
+/// A cached file: its kind, its directory (held) and name, its size.
+type CachedFile = (Kind, Arc<StoreDir>, String, u64);
+
 /// Which kind of cached file.
 #[derive(Clone, Copy)]
 enum Kind {
@@ -171,33 +172,23 @@ enum Kind {
 /// The finished files in `.cachectl/ext4/` (`*.ext4`) and
 /// `.cachectl/layers/` (`*.tar`), not the `partial-` files of work in
 /// progress, with their sizes.
-fn cached_files(store: &Store) -> Result<Vec<(Kind, PathBuf, u64)>> {
+fn cached_files(store: &Store) -> Result<Vec<CachedFile>> {
     let mut files = Vec::new();
     for (kind, dir, extension) in [
-        (Kind::Image, ".cachectl/ext4", "ext4"),
-        (Kind::LayerTar, ".cachectl/layers", "tar"),
+        (Kind::Image, ".cachectl/ext4", ".ext4"),
+        (Kind::LayerTar, ".cachectl/layers", ".tar"),
     ] {
-        let dir = store.root().join(dir);
         // Never a directory outside the store through a planted link.
-        if !safe::existing_dir(store, &dir)? {
+        let Some(dir) = safe::existing_dir(store, &store.root().join(dir))? else {
             continue;
-        }
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(err) => return Err(io("reading", &dir)(err)),
         };
-        for entry in entries {
-            let entry = entry.map_err(io("reading", &dir))?;
-            let path = entry.path();
-            let in_progress = path
-                .file_name()
-                .is_some_and(|n| n.as_bytes().starts_with(b"partial-"));
-            if in_progress || path.extension().is_none_or(|e| e != extension) {
+        let dir = Arc::new(dir);
+        for name in dir.names()? {
+            if name.starts_with("partial-") || !name.ends_with(extension) {
                 continue;
             }
-            let size = entry.metadata().map_or(0, |m| m.len());
-            files.push((kind, path, size));
+            let size = dir.stat(&name)?.map_or(0, |m| m.len());
+            files.push((kind, Arc::clone(&dir), name, size));
         }
     }
     Ok(files)

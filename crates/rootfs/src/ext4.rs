@@ -126,7 +126,7 @@ pub fn build(
         .len();
     let path = match &options.output {
         Some(output) => {
-            copy_to_output(&cached_path, output)?;
+            copy_to_output(store, &cached_path, output)?;
             output.clone()
         }
         None => cached_path,
@@ -287,7 +287,7 @@ fn build_into(
     };
     if options.memory_scratch {
         let estimate = tree_estimate(image.layers.iter().map(|l| l.descriptor.size));
-        if let Some(work) = WorkDir::in_memory("build-", estimate) {
+        if let Some(work) = WorkDir::in_memory(store, "build-", estimate) {
             match build(&work) {
                 // The tree was larger than estimated: again, on disk.
                 Err(err) if is_out_of_space(&err) => {}
@@ -360,7 +360,10 @@ pub(crate) fn make_image(
     let (mke2fs, debugfs, tree) = (tools.mke2fs, tools.debugfs, input.tree);
     let records = &input.report.records;
     let rootless = input.report.rootless;
-    let partial = run_mke2fs(mke2fs, input, options, work, cache_dir)?;
+    // The image is made and renamed through the cache directory's handle:
+    // a directory swapped in at its name is never written.
+    let cache = safe::store_dir(input.store, cache_dir)?;
+    let partial = run_mke2fs(mke2fs, input, options, work, &cache)?;
     let mut commands = debugfs_commands(tree, records, rootless)?;
     // Extended attributes the host refused: each value in a file for
     // `ea_set -f` (values are binary).
@@ -414,23 +417,24 @@ pub(crate) fn make_image(
     // What keeps it (see `cache_files`); written first so no image lacks
     // an owner.
     cache_files::claim(input.store, cached_path, input.owner)?;
-    partial.persist(cached_path).map_err(|e| {
-        cache_files::unclaim_missing(cached_path);
+    let kept = cache.anchor().join(safe::name_of(cached_path));
+    partial.persist(kept).map_err(|e| {
+        cache_files::unclaim_missing(input.store, cached_path);
         io("renaming into place", cached_path)(e.error)
     })?;
     Ok(())
 }
 
 /// Runs `mke2fs -d` on the tree of `input` into a new partial image in
-/// `cache_dir` (locked while this build lives, so the next build or `gc`
-/// can tell one a killed build left; see `leftovers`), sized as asked or
-/// computed.
+/// `cache` (locked while this build lives, so the next build or `gc` can
+/// tell one a killed build left; see `leftovers`), sized as asked or
+/// computed. The image's path goes through `cache`'s anchor.
 fn run_mke2fs(
     mke2fs: &Path,
     input: &ImageInput<'_>,
     options: &BuildOptions,
     work: &Path,
-    cache_dir: &Path,
+    cache: &ocistore::StoreDir,
 ) -> Result<tempfile::NamedTempFile> {
     let tree = input.tree;
     make_readable(tree)?;
@@ -451,8 +455,8 @@ fn run_mke2fs(
         .suffix(".ext4")
         // Readable by every user of the store, as its other files are.
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .tempfile_in(cache_dir)
-        .map_err(io("creating a file in", cache_dir))?;
+        .tempfile_in(cache.anchor())
+        .map_err(io("creating a file in", cache.path()))?;
     leftovers::lock(partial.as_file(), partial.path())?;
     let mut attempts = 0;
     loop {

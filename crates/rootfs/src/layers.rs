@@ -47,14 +47,17 @@ pub fn layer_tars(
             ),
         });
     }
-    let dir = safe::store_dir(store, &store.root().join(".cachectl/layers"))?;
+    let held = safe::store_dir(store, &store.root().join(".cachectl/layers"))?;
+    // Every file is made through the handle's anchor: the directory held,
+    // whatever is put at its name meanwhile.
+    let anchor = held.anchor();
     std::thread::scope(|scope| {
         let handles: Vec<_> = image
             .layers
             .iter()
             .zip(diff_ids)
             .map(|(layer, diff_id)| {
-                let dir = &dir;
+                let (held, anchor) = (&held, &anchor);
                 scope.spawn(move || {
                     let digest = &layer.descriptor.digest;
                     let diff_id: Digest = diff_id.parse().map_err(|_| Error::DiffIdMismatch {
@@ -62,19 +65,20 @@ pub fn layer_tars(
                         expected: diff_id.clone(),
                         actual: "an invalid digest in the config".to_owned(),
                     })?;
-                    let path =
-                        dir.join(format!("{}-{}.tar", diff_id.algorithm(), diff_id.encoded()));
+                    let name = format!("{}-{}.tar", diff_id.algorithm(), diff_id.encoded());
+                    let path = held.child(&name);
                     // A link, FIFO or hard link at the name is removed:
                     // the tar is made again.
                     let cached = safe::cached_file(store, &path)?;
                     // The layer blob keeps the tar (see `cache_files`): a
                     // tar made for a blob since removed is this one's now.
                     cache_files::claim(store, &path, digest)?;
+                    let media_type = &layer.descriptor.media_type;
                     if !cached
                         && let Err(err) =
-                            extract(store, digest, &layer.descriptor.media_type, &diff_id, &path)
+                            extract(store, digest, media_type, &diff_id, &anchor.join(&name))
                     {
-                        cache_files::unclaim_missing(&path);
+                        cache_files::unclaim_missing(store, &path);
                         return Err(err);
                     }
                     Ok(LayerTar {
@@ -93,8 +97,9 @@ pub fn layer_tars(
     })
 }
 
-/// Decompresses `layer` into a temp file beside `path`, hashing it, and
-/// renames it to `path` when the hash is `diff_id`.
+/// Decompresses `layer` into a temp file beside `path` (a path through a
+/// directory handle's anchor), hashing it, and renames it to `path` when
+/// the hash is `diff_id`.
 fn extract(
     store: &Store,
     layer: &Digest,

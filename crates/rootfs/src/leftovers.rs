@@ -13,6 +13,7 @@
 //! exists is never swept in that instant.
 
 use crate::error::{Result, io};
+use ocistore::StoreDir;
 use std::path::Path;
 
 /// A leftover whose name gives no live owner is only taken for stale when
@@ -75,42 +76,36 @@ pub(crate) fn is_stale(path: &Path) -> bool {
 }
 
 /// The stale files in `dir` whose names start with `prefix` and end with
-/// `suffix`, with their sizes. A missing `dir` has none.
-pub(crate) fn stale_files(
-    dir: &Path,
-    prefix: &[u8],
-    suffix: &[u8],
-) -> Vec<(std::path::PathBuf, u64)> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter(|entry| {
-            let name = entry.file_name();
-            let name = name.as_encoded_bytes();
-            name.starts_with(prefix)
-                && name.ends_with(suffix)
-                && entry.file_type().is_ok_and(|t| t.is_file())
+/// `suffix`, with their sizes.
+pub(crate) fn stale_files(dir: &StoreDir, prefix: &str, suffix: &str) -> Vec<(String, u64)> {
+    let anchor = dir.anchor();
+    dir.names()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|name| name.starts_with(prefix) && name.ends_with(suffix))
+        .filter_map(|name| {
+            // `stat` does not follow a link.
+            let meta = dir.stat(&name).ok().flatten()?;
+            meta.is_file().then_some((name, meta.len()))
         })
-        .map(|entry| (entry.path(), entry.metadata().map_or(0, |m| m.len())))
-        .filter(|(path, _)| is_stale(path))
+        .filter(|(name, _)| is_stale(&anchor.join(name)))
         .collect()
 }
 
 /// Removes the stale files of [`stale_files`]; how many and how many
 /// bytes.
-pub(crate) fn remove_stale_files(dir: &Path, prefix: &[u8], suffix: &[u8]) -> Result<(usize, u64)> {
+pub(crate) fn remove_stale_files(
+    dir: &StoreDir,
+    prefix: &str,
+    suffix: &str,
+) -> Result<(usize, u64)> {
     let mut removed = (0, 0);
-    for (path, size) in stale_files(dir, prefix, suffix) {
-        match std::fs::remove_file(&path) {
-            Ok(()) => {
-                removed.0 += 1;
-                removed.1 += size;
-            }
-            // Another sweeper was first.
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => return Err(io("removing", &path)(err)),
+    for (name, size) in stale_files(dir, prefix, suffix) {
+        // Another sweeper may have been first: then nothing is counted.
+        if dir.stat(&name)?.is_some() {
+            dir.remove(&name)?;
+            removed.0 += 1;
+            removed.1 += size;
         }
     }
     Ok(removed)
@@ -145,7 +140,9 @@ mod tests {
         assert!(is_stale(&dead));
         assert!(!is_stale(&live), "locked");
         assert!(!is_stale(&ours), "its owner runs and it is young");
-        let removed = remove_stale_files(dir.path(), b"partial-", b".ext4").expect("swept");
+        let store = ocistore::Store::open(dir.path().join("store")).expect("store");
+        let held = store.open_dir(dir.path()).expect("opened");
+        let removed = remove_stale_files(&held, "partial-", ".ext4").expect("swept");
         assert_eq!(removed, (1, 4));
         assert!(!dead.exists() && live.exists() && ours.exists());
     }

@@ -15,12 +15,13 @@
 use crate::error::{Error, Result, io};
 use crate::leftovers;
 use crate::sparse::copy_sparse;
+use ocistore::Store;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Copies the image `from` to `output` atomically (see the module docs).
-pub(crate) fn copy_to_output(from: &Path, output: &Path) -> Result<()> {
+pub(crate) fn copy_to_output(store: &Store, from: &Path, output: &Path) -> Result<()> {
     let dir = match output.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -31,7 +32,8 @@ pub(crate) fn copy_to_output(from: &Path, output: &Path) -> Result<()> {
         });
     };
     let prefix = temp_prefix(name);
-    leftovers::remove_stale_files(dir, prefix.as_encoded_bytes(), b"")?;
+    let held = store.open_dir(dir).map_err(crate::safe::from_store)?;
+    leftovers::remove_stale_files(&held, &prefix.to_string_lossy(), "")?;
     let temp = TempOutput::create(dir, &prefix)?;
     let written = copy_sparse(from, &temp.file, &temp.path)
         .and_then(|()| temp.file.sync_all().map_err(io("syncing", &temp.path)));
@@ -119,6 +121,13 @@ impl Drop for TempOutput {
 mod tests {
     use super::*;
 
+    /// A store beside the test's directory (the output is not in it).
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        (dir, store)
+    }
+
     #[test]
     fn the_output_is_replaced_whole_and_no_temp_file_stays() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -129,7 +138,8 @@ mod tests {
         // A temp file a dead process left (PID above the kernel's maximum).
         let left = dir.path().join(".vm.ext4.tmp-p4194305-0");
         std::fs::write(&left, b"half").expect("write");
-        copy_to_output(&from, &output).expect("copied");
+        let (_keep, store) = store();
+        copy_to_output(&store, &from, &output).expect("copied");
         assert_eq!(std::fs::read(&output).expect("read"), b"new image");
         let names: Vec<_> = std::fs::read_dir(dir.path())
             .expect("dir")
@@ -145,7 +155,8 @@ mod tests {
         let output = dir.path().join("vm.ext4");
         std::fs::write(&output, b"old").expect("write");
         let missing = dir.path().join("missing");
-        copy_to_output(&missing, &output).expect_err("no source");
+        let (_keep, store) = store();
+        copy_to_output(&store, &missing, &output).expect_err("no source");
         assert_eq!(std::fs::read(&output).expect("read"), b"old");
         assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
     }

@@ -1,14 +1,17 @@
 //! Files rootfs did not create: what rootfs keeps under the store (ext4
 //! builds, their owner files, layer tars, work directories, unpack notes)
 //! is reached without following a symbolic link, never through a FIFO or
-//! device it could block on, and in store directories checked to be real
-//! directories down from the root.
+//! device it could block on, and through directory handles.
 //!
 //! - Directories (`.cachectl`, `.cachectl/ext4`, `.cachectl/layers`,
-//!   `.cachectl/rootfs-tmp`, `.cachectl/unpacking`) are checked with
-//!   `lstat` one component at a time from the store's root ([`store_dir`],
-//!   [`existing_dir`]); one that is not a real directory is refused with
-//!   [`Error::Planted`] naming it.
+//!   `.cachectl/rootfs-tmp`, `.cachectl/unpacking`) are opened one
+//!   component at a time from the store's root without following a link
+//!   ([`ocistore::StoreDir`], [`store_dir`], [`existing_dir`]); one that is
+//!   not a real directory is refused with a planted-file error naming it.
+//!   Files are then created, renamed and removed relative to the handle,
+//!   and tools that take paths (`mke2fs`, `debugfs`, the unpack) get the
+//!   handle's anchor (`/proc/PID/fd/N`): a directory swapped for a link
+//!   after it was opened changes nothing.
 //! - A cached file (an image, a layer tar) counts as there only when it
 //!   is a regular file with one name ([`cached_file`]); anything else at
 //!   its name (a link, a FIFO, a hard link) is removed by name, never
@@ -17,19 +20,16 @@
 //! - Files are read with `O_NOFOLLOW | O_NONBLOCK` and checked with
 //!   `fstat` to be regular files ([`open_read`]); a cached image copied
 //!   out must also have one name ([`open_cached`]).
-//! - New files are temp files created `O_EXCL` with random names, renamed
+//! - New files are temp files created `O_EXCL` with unique names, renamed
 //!   over their final name (the rename replaces the name, never follows
 //!   it); removals unlink the name.
 
 use crate::error::{Error, Result, io};
 use ocistore::{Store, StoreDir};
-use rustix::fs::{Mode, OFlags};
-use std::fs::{DirBuilder, File, Metadata, OpenOptions};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
-
-/// The mode rootfs creates store directories with (before the umask).
-const DIR_MODE: u32 = 0o755;
+use rustix::fs::OFlags;
+use std::fs::{File, Metadata, OpenOptions};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
 
 fn planted(path: &Path, meta: &Metadata) -> Error {
     Error::Planted {
@@ -38,110 +38,61 @@ fn planted(path: &Path, meta: &Metadata) -> Error {
     }
 }
 
-/// [`Error::Planted`] for `path`, saying what is there now.
-pub(crate) fn planted_at(path: &Path) -> Error {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) => planted(path, &meta),
-        Err(_) => Error::Planted {
-            path: path.to_path_buf(),
-            found: "something other than what rootfs made",
-        },
+/// `dir` (under the store's root), open, creating it and missing
+/// directories above it (mode 0755). The root itself is the caller's
+/// choice and may be a link.
+pub(crate) fn store_dir(store: &Store, dir: &Path) -> Result<StoreDir> {
+    store.open_dir(dir).map_err(from_store)
+}
+
+/// A store error, with a planted file said as rootfs says it.
+pub(crate) fn from_store(err: ocistore::Error) -> Error {
+    match err {
+        ocistore::Error::Planted { path, found } => Error::Planted { path, found },
+        other => Error::Store(other),
     }
 }
 
-/// The relative components of `dir` under the store's root.
-fn under_root<'a>(store: &Store, dir: &'a Path) -> &'a Path {
-    dir.strip_prefix(store.root())
-        .expect("because rootfs's directories are under the store's root")
+/// `dir` (under the store's root), open, when it exists (nothing is
+/// created). A component that is not a real directory is refused.
+pub(crate) fn existing_dir(store: &Store, dir: &Path) -> Result<Option<StoreDir>> {
+    store.existing_dir(dir).map_err(from_store)
 }
 
-/// `dir` (under the store's root), after checking that it and every
-/// directory between the root and it are real directories, creating
-/// missing ones (mode 0755). The root itself is the caller's choice and
-/// may be a link.
-pub(crate) fn store_dir(store: &Store, dir: &Path) -> Result<PathBuf> {
-    let mut path = store.root().to_path_buf();
-    for part in under_root(store, dir).components() {
-        path.push(part);
-        match DirBuilder::new().mode(DIR_MODE).create(&path) {
-            Ok(()) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => check_dir(&path)?,
-            Err(err) => return Err(io("creating", &path)(err)),
-        }
-    }
-    Ok(path)
-}
-
-/// Whether `dir` (under the store's root) exists, every directory from
-/// the root down to it checked as in [`store_dir`] (nothing is created). A
-/// component that is not a real directory is [`Error::Planted`].
-pub(crate) fn existing_dir(store: &Store, dir: &Path) -> Result<bool> {
-    let mut path = store.root().to_path_buf();
-    for part in under_root(store, dir).components() {
-        path.push(part);
-        match std::fs::symlink_metadata(&path) {
-            Ok(meta) if meta.is_dir() => {}
-            Ok(meta) => return Err(planted(&path, &meta)),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(err) => return Err(io("checking", &path)(err)),
-        }
-    }
-    Ok(true)
+/// The name of `path` in its directory.
+pub(crate) fn name_of(path: &Path) -> String {
+    path.file_name()
+        .expect("because store files have names")
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// The store directory `path` (a file under the store's root) is in, open
-/// and created when missing (see [`ocistore::Store::open_dir`]), and the
-/// file's name in it.
+/// and created when missing, and the file's name in it.
 pub(crate) fn dir_of(store: &Store, path: &Path) -> Result<(StoreDir, String)> {
     let parent = path
         .parent()
         .expect("because store files are in a directory");
-    let name = path
-        .file_name()
-        .expect("because store files have names")
-        .to_string_lossy()
-        .into_owned();
-    Ok((store.open_dir(parent)?, name))
-}
-
-/// Checks that `dir` is a real directory (not a link to one).
-pub(crate) fn check_dir(dir: &Path) -> Result<()> {
-    let meta = std::fs::symlink_metadata(dir).map_err(io("checking", dir))?;
-    if meta.is_dir() {
-        Ok(())
-    } else {
-        Err(planted(dir, &meta))
-    }
+    Ok((store_dir(store, parent)?, name_of(path)))
 }
 
 /// Whether the cached file `path` (an image or a layer tar in a store
-/// directory) is there: a regular file with one name, in checked
-/// directories. A link, FIFO, socket, device or hard link at its name is
-/// removed (the name only) and counts as absent, so the file is made
-/// again; a directory there is [`Error::Planted`].
+/// directory) is there: a regular file with one name. A link, FIFO,
+/// socket, device or hard link at its name is removed (the name only) and
+/// counts as absent, so the file is made again; a directory there is
+/// refused.
 pub(crate) fn cached_file(store: &Store, path: &Path) -> Result<bool> {
     let parent = path
         .parent()
         .expect("because cached files are in a directory");
-    if !existing_dir(store, parent)? {
+    let Some(dir) = existing_dir(store, parent)? else {
+        return Ok(false);
+    };
+    let name = name_of(path);
+    if dir.discard_foreign(&name).map_err(from_store)? {
         return Ok(false);
     }
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(err) => return Err(io("checking", path)(err)),
-    };
-    if meta.is_file() && meta.nlink() == 1 {
-        return Ok(true);
-    }
-    if meta.is_dir() {
-        return Err(planted(path, &meta));
-    }
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(false),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(err) => Err(io("removing", path)(err)),
-    }
+    Ok(dir.stat(&name)?.is_some())
 }
 
 /// Opens `path` for reading with `O_NOFOLLOW | O_NONBLOCK` (a link fails,
@@ -181,16 +132,6 @@ pub(crate) fn open_cached(path: &Path) -> Result<File> {
     Ok(file)
 }
 
-/// Opens the directory `path` (for a lock) without following a link.
-pub(crate) fn open_dir(path: &Path) -> Result<File> {
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    match rustix::fs::open(path, flags, Mode::empty()) {
-        Ok(fd) => Ok(File::from(fd)),
-        Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => Err(planted_at(path)),
-        Err(errno) => Err(io("opening", path)(errno.into())),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,7 +142,8 @@ mod tests {
         let canary = dir.path().join("canary");
         std::fs::write(&canary, b"keep").expect("written");
         let store = Store::open(dir.path().join("store")).expect("store");
-        let ext4 = store_dir(&store, &store.root().join(".cachectl/ext4")).expect("made");
+        let ext4 = store.root().join(".cachectl/ext4");
+        store_dir(&store, &ext4).expect("made");
         let image = ext4.join("x.ext4");
         std::os::unix::fs::symlink(&canary, &image).expect("link");
         assert!(!cached_file(&store, &image).expect("removed"));
@@ -225,7 +167,7 @@ mod tests {
         std::fs::remove_dir_all(&ext4).expect("removed");
         std::os::unix::fs::symlink(dir.path(), &ext4).expect("linked dir");
         for result in [
-            existing_dir(&store, &ext4),
+            existing_dir(&store, &ext4).map(|d| d.is_some()),
             store_dir(&store, &ext4).map(|_| true),
             cached_file(&store, &image),
         ] {

@@ -12,10 +12,10 @@
 use crate::error::{Error, Result, io};
 use crate::leftovers::{self, is_stale};
 use crate::safe;
-use ocistore::Store;
+use ocistore::{Store, StoreDir};
 use rustix::fs::{FileType, Mode, OFlags};
 use std::fs::Permissions;
-use std::os::fd::OwnedFd;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -33,60 +33,83 @@ const MARGIN: u64 = 64 << 20;
 /// A private directory holding an unpacked tree, removed (even rootless,
 /// even with read-only directories) when dropped. While it lives, the
 /// directory is locked (`flock`), so [`remove_stale_work`] can tell it
-/// from one a killed process left.
+/// from one a killed process left. It is held open: every use goes through
+/// its anchor ([`WorkDir::path`]), so a directory swapped in at its name
+/// is never written.
 pub(crate) struct WorkDir {
-    dir: tempfile::TempDir,
-    /// The directory, opened and locked (the lock goes with the process).
-    _lock: std::fs::File,
+    /// The directory, open and locked (the lock goes with the process).
+    dir: StoreDir,
+    /// Where every use goes: `/proc/PID/fd/N` of `dir`.
+    anchor: PathBuf,
+    /// The directory it is in, and its name there.
+    parent: StoreDir,
+    name: String,
 }
 
 impl WorkDir {
     /// A new, empty work directory under `store`
     /// (`.cachectl/rootfs-tmp/<prefix>…`).
     pub(crate) fn new(store: &Store, prefix: &str) -> Result<WorkDir> {
-        let root = safe::store_dir(store, &store.root().join(WORK_ROOT))?;
-        WorkDir::new_in(&root, prefix)
+        let parent = safe::store_dir(store, &store.root().join(WORK_ROOT))?;
+        WorkDir::new_in(parent, prefix)
     }
 
     /// A new, empty work directory on `/dev/shm` (`cachectl-<prefix>…`,
     /// mode 0700), when it is a directory whose free space is at least
     /// `estimate` plus a margin and the host's available memory at least
     /// twice that; `None` otherwise.
-    pub(crate) fn in_memory(prefix: &str, estimate: u64) -> Option<WorkDir> {
+    pub(crate) fn in_memory(store: &Store, prefix: &str, estimate: u64) -> Option<WorkDir> {
         let needed = estimate.saturating_add(MARGIN);
         let stat = rustix::fs::statvfs(MEMORY_DIR).ok()?;
         let free = stat.f_bavail.saturating_mul(stat.f_frsize);
         if free < needed || available_memory()? < needed.saturating_mul(2) {
             return None;
         }
-        WorkDir::new_in(Path::new(MEMORY_DIR), &format!("cachectl-{prefix}")).ok()
+        let parent = store.open_dir(Path::new(MEMORY_DIR)).ok()?;
+        WorkDir::new_in(parent, &format!("cachectl-{prefix}")).ok()
     }
 
-    fn new_in(parent: &Path, prefix: &str) -> Result<WorkDir> {
+    fn new_in(parent: StoreDir, prefix: &str) -> Result<WorkDir> {
         // `<prefix>p<pid>-…`: the next build can tell when its owner is gone.
-        // A new directory (`mkdir` fails on any name already there, which
-        // makes tempfile try another random suffix), mode 0700: nobody
-        // else reads the tree or plants anything in it.
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("{prefix}{}", leftovers::pid_tag()))
-            .rand_bytes(16)
-            .permissions(Permissions::from_mode(0o700))
-            .tempdir_in(parent)
-            .map_err(io("creating a directory in", parent))?;
-        let lock = safe::open_dir(dir.path())?;
-        leftovers::lock(&lock, dir.path())?;
-        Ok(WorkDir { dir, _lock: lock })
+        // A new directory (`mkdir` fails on any name already there), mode
+        // 0700: nobody else reads the tree or plants anything in it.
+        let (name, dir) = parent
+            .create_private_dir(&format!("{prefix}{}", leftovers::pid_tag()))
+            .map_err(safe::from_store)?;
+        let path = parent.child(&name);
+        rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(|e| io("locking", &path)(e.into()))?;
+        let anchor = dir.anchor();
+        Ok(WorkDir {
+            dir,
+            anchor,
+            parent,
+            name,
+        })
     }
 
-    /// Its path.
+    /// The path to use it by (the anchor of the directory held).
     pub(crate) fn path(&self) -> &Path {
-        self.dir.path()
+        &self.anchor
     }
 }
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
-        make_removable(self.dir.path());
+        make_removable_at(&self.dir);
+        if let Ok(names) = self.dir.names() {
+            for name in names {
+                match self.dir.stat(&name) {
+                    Ok(Some(meta)) if meta.is_dir() => {
+                        let _ = std::fs::remove_dir_all(self.anchor.join(&name));
+                    }
+                    _ => {
+                        let _ = self.dir.remove(&name);
+                    }
+                }
+            }
+        }
+        let _ = self.parent.remove_dir(&self.name);
     }
 }
 
@@ -101,56 +124,46 @@ impl Drop for WorkDir {
 /// directories and partial images were removed. Blocking; [`crate::build`]
 /// and [`crate::build_layers`] run it too.
 pub fn remove_stale_work(store: &Store) -> Result<usize> {
-    let under_store = store.root().join(WORK_ROOT);
     let ext4 = store.root().join(".cachectl/ext4");
-    let partials = if safe::existing_dir(store, &ext4)? {
-        leftovers::remove_stale_files(&ext4, b"partial-", b".ext4")?.0
-    } else {
-        0
+    let partials = match safe::existing_dir(store, &ext4)? {
+        Some(dir) => leftovers::remove_stale_files(&dir, "partial-", ".ext4")?.0,
+        None => 0,
     };
-    let in_store = if safe::existing_dir(store, &under_store)? {
-        remove_stale_dirs(&under_store, "", None)?
-    } else {
-        0
+    let in_store = match safe::existing_dir(store, &store.root().join(WORK_ROOT))? {
+        Some(dir) => remove_stale_dirs(&dir, "", None)?,
+        None => 0,
     };
     // Only this user's: another user's names on the shared tmpfs are theirs.
     let uid = rustix::process::geteuid().as_raw();
-    Ok(in_store
-        + remove_stale_dirs(Path::new(MEMORY_DIR), "cachectl-", Some(uid))?
-        + remove_stale_staging(store)?
-        + partials)
+    let in_memory = match store.open_dir(Path::new(MEMORY_DIR)) {
+        Ok(dir) => remove_stale_dirs(&dir, "cachectl-", Some(uid))?,
+        Err(_) => 0,
+    };
+    Ok(in_store + in_memory + remove_stale_staging(store)? + partials)
 }
 
 /// Where work directories on the store's disk are made.
 const WORK_ROOT: &str = ".cachectl/rootfs-tmp";
 
-/// Whether `err` says the store cannot be written here: a read-only mount
-/// (`EROFS`) or a directory this process may not write (`EACCES`, `EPERM`).
-fn is_read_only(err: &std::io::Error) -> bool {
-    use rustix::io::Errno;
-    matches!(
-        Errno::from_io_error(err),
-        Some(Errno::ROFS | Errno::ACCESS | Errno::PERM)
-    )
-}
-
 /// Removes the directories in `parent` named `prefix…` (and owned by
 /// `owner`, when given) that are stale ([`is_stale`]); how many. A missing
 /// `parent` has none. Links are never followed.
-fn remove_stale_dirs(parent: &Path, prefix: &str, owner: Option<u32>) -> Result<usize> {
+fn remove_stale_dirs(parent: &StoreDir, prefix: &str, owner: Option<u32>) -> Result<usize> {
     let mut removed = 0;
-    let Ok(entries) = std::fs::read_dir(parent) else {
+    let Ok(names) = parent.names() else {
         return Ok(0);
     };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let named = entry.file_name().to_string_lossy().starts_with(prefix);
-        // `DirEntry::metadata` does not follow a link.
-        let ours = entry
-            .metadata()
-            .is_ok_and(|m| m.is_dir() && owner.is_none_or(|uid| m.uid() == uid));
-        if named && ours && is_stale(&path) {
-            remove_tree(&path)?;
+    let anchor = parent.anchor();
+    for name in names.into_iter().filter(|name| name.starts_with(prefix)) {
+        // `stat` does not follow a link.
+        let ours = parent
+            .stat(&name)
+            .ok()
+            .flatten()
+            .is_some_and(|m| m.is_dir() && owner.is_none_or(|uid| m.uid() == uid));
+        let path = anchor.join(&name);
+        if ours && is_stale(&path) {
+            remove_tree(&path, &parent.child(&name))?;
             removed += 1;
         }
     }
@@ -168,11 +181,42 @@ const UNPACKING: &str = ".cachectl/unpacking";
 pub(crate) struct Staging {
     dir: Option<tempfile::TempDir>,
     _lock: std::fs::File,
-    /// The note in the store, removed (as a temp path) with the guard;
-    /// none in a store this process cannot write (no `gc` can run there,
-    /// and the next unpack into the same target still removes a killed
-    /// one's staging directory).
-    _marker: Option<tempfile::TempPath>,
+    /// The note in the store, removed with the guard; none in a store
+    /// this process cannot write (no `gc` can run there, and the next
+    /// unpack into the same target still removes a killed one's staging
+    /// directory).
+    _marker: Option<Note>,
+}
+
+/// A note in `.cachectl/unpacking/`, removed when dropped.
+struct Note {
+    dir: StoreDir,
+    name: String,
+}
+
+impl Drop for Note {
+    fn drop(&mut self) {
+        let _ = self.dir.remove(&self.name);
+    }
+}
+
+/// Writes a note naming `staging` into `.cachectl/unpacking/`; `None`
+/// in a store this process cannot write.
+fn write_note(store: &Store, staging: &Path) -> Result<Option<Note>> {
+    let notes = match store.open_dir(&store.root().join(UNPACKING)) {
+        Ok(notes) => notes,
+        Err(ocistore::Error::ReadOnly { .. }) => return Ok(None),
+        Err(err) => return Err(safe::from_store(err)),
+    };
+    let (name, mut file) = match notes.create_temp("note") {
+        Ok(created) => created,
+        Err(ocistore::Error::ReadOnly { .. }) => return Ok(None),
+        Err(err) => return Err(safe::from_store(err)),
+    };
+    let note = Note { dir: notes, name };
+    std::io::Write::write_all(&mut file, staging.as_os_str().as_encoded_bytes())
+        .map_err(io("writing", &note.dir.child(&note.name)))?;
+    Ok(Some(note))
 }
 
 impl Staging {
@@ -188,7 +232,7 @@ impl Staging {
         let parent = std::fs::canonicalize(parent).map_err(io("resolving", parent))?;
         let name = target.file_name().unwrap_or_default().to_string_lossy();
         let prefix = format!(".{name}.unpack-");
-        remove_stale_dirs(&parent, &prefix, None)?;
+        remove_stale_dirs(&store.open_dir(&parent)?, &prefix, None)?;
         let dir = tempfile::Builder::new()
             .prefix(&prefix)
             .tempdir_in(&parent)
@@ -202,22 +246,7 @@ impl Staging {
         // that is alive.
         // A store this process cannot write keeps no note: gc cannot run
         // there either.
-        let marker = match safe::store_dir(store, &store.root().join(UNPACKING)) {
-            Ok(notes) => match tempfile::NamedTempFile::new_in(&notes) {
-                Ok(mut marker) => {
-                    std::io::Write::write_all(
-                        &mut marker,
-                        dir.path().as_os_str().as_encoded_bytes(),
-                    )
-                    .map_err(io("writing", marker.path()))?;
-                    Some(marker.into_temp_path())
-                }
-                Err(err) if is_read_only(&err) => None,
-                Err(err) => return Err(io("creating a file in", &notes)(err)),
-            },
-            Err(Error::Io { source, .. }) if is_read_only(&source) => None,
-            Err(err) => return Err(err),
-        };
+        let marker = write_note(store, dir.path())?;
         Ok(Staging {
             dir: Some(dir),
             _lock: lock,
@@ -246,7 +275,7 @@ impl Staging {
 impl Drop for Staging {
     fn drop(&mut self) {
         if let Some(dir) = self.dir.take() {
-            let _ = remove_tree(dir.path());
+            let _ = remove_tree(dir.path(), dir.path());
         }
         // The marker (a temp path) removes itself after this.
     }
@@ -258,21 +287,18 @@ impl Drop for Staging {
 /// whatever a note says. Returns how many directories were removed.
 fn remove_stale_staging(store: &Store) -> Result<usize> {
     let mut removed = 0;
-    let notes = store.root().join(UNPACKING);
-    if !safe::existing_dir(store, &notes)? {
-        return Ok(0);
-    }
-    let Ok(entries) = std::fs::read_dir(&notes) else {
+    let Some(notes) = safe::existing_dir(store, &store.root().join(UNPACKING))? else {
         return Ok(0);
     };
-    for entry in entries.flatten() {
-        let note = entry.path();
+    let anchor = notes.anchor();
+    for name in notes.names().unwrap_or_default() {
         // A regular file, never a link or a FIFO; its owner must own the
         // staging directory it names (a note planted by someone else
         // cannot point the sweep at another user's directory).
-        let Some((text, note_owner)) = read_note(&note) else {
+        let Some((text, note_owner)) = read_note(&notes, &name) else {
             continue;
         };
+        let note = anchor.join(&name);
         let staging = PathBuf::from(std::ffi::OsStr::from_bytes(&text));
         let staging_name = staging.file_name().is_some_and(|n| {
             n.as_bytes().starts_with(b".") && n.as_bytes().windows(8).any(|w| w == b".unpack-")
@@ -282,33 +308,34 @@ fn remove_stale_staging(store: &Store) -> Result<usize> {
                 .is_ok_and(|m| m.is_dir() && m.uid() == note_owner);
         if is_staging {
             if is_stale(&staging) && is_stale(&note) {
-                remove_tree(&staging)?;
-                let _ = std::fs::remove_file(&note);
+                remove_tree(&staging, &staging)?;
+                let _ = notes.remove(&name);
                 removed += 1;
             }
         } else if is_stale(&note) {
             // Renamed into place, removed, or not a staging directory: the
             // note is all that is left (once it is old enough to be sure).
-            let _ = std::fs::remove_file(&note);
+            let _ = notes.remove(&name);
         }
     }
     Ok(removed)
 }
 
-/// The text of the note `note` and its owner, when it is a regular file
-/// (opened without following a link or waiting on a FIFO).
-fn read_note(note: &Path) -> Option<(Vec<u8>, u32)> {
-    let mut file = safe::open_read(note).ok()?;
+/// The text of the note `name` in `notes` and its owner, when it is a
+/// regular file (opened without following a link or waiting on a FIFO).
+fn read_note(notes: &StoreDir, name: &str) -> Option<(Vec<u8>, u32)> {
+    let mut file = notes.open_read(name).ok()?;
     let owner = file.metadata().ok()?.uid();
     let mut text = Vec::new();
     std::io::Read::read_to_end(&mut file, &mut text).ok()?;
     Some((text, owner))
 }
 
-/// Removes the tree at `path`, read-only directories included.
-pub(crate) fn remove_tree(path: &Path) -> Result<()> {
+/// Removes the tree at `path` (shown as `shown` in an error), read-only
+/// directories included.
+pub(crate) fn remove_tree(path: &Path, shown: &Path) -> Result<()> {
     make_removable(path);
-    std::fs::remove_dir_all(path).map_err(io("removing", path))
+    std::fs::remove_dir_all(path).map_err(io("removing", shown))
 }
 
 /// Gives the owner read permission on every file and read and search
@@ -361,7 +388,7 @@ fn make_removable(root: &Path) {
 }
 
 /// [`make_removable`] of the open directory `dir`.
-fn make_removable_at(dir: &OwnedFd) {
+fn make_removable_at(dir: &impl AsFd) {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let _ = rustix::fs::fchmod(dir, Mode::from_raw_mode(0o700));
     let Ok(entries) = rustix::fs::Dir::read_from(dir) else {
@@ -446,11 +473,32 @@ mod tests {
         let outside = dir.path().join("outside");
         std::fs::create_dir(&outside).expect("outside");
         std::fs::set_permissions(&outside, Permissions::from_mode(0o755)).expect("mode");
-        let parent = dir.path().join("parent");
-        std::fs::create_dir(&parent).expect("parent");
-        let work = WorkDir::new_in(&parent, "build-").expect("made");
-        let meta = std::fs::symlink_metadata(work.path()).expect("there");
+        let store = Store::open(dir.path().join("store")).expect("store");
+        let parent = store.root().join(WORK_ROOT);
+        let work = WorkDir::new(&store, "build-").expect("made");
+        let meta = std::fs::metadata(work.path()).expect("there");
         assert_eq!(meta.permissions().mode() & 0o7777, 0o700);
+        assert!(
+            work.path().starts_with("/proc"),
+            "{}",
+            work.path().display()
+        );
+        // Moved away and replaced by a link: the work goes on in the
+        // directory held, never through the link.
+        let name = std::fs::read_dir(&parent)
+            .expect("parent")
+            .next()
+            .expect("one")
+            .expect("entry")
+            .file_name();
+        let moved = dir.path().join("moved");
+        std::fs::rename(parent.join(&name), &moved).expect("moved");
+        std::os::unix::fs::symlink(&outside, parent.join(&name)).expect("swapped");
+        std::fs::write(work.path().join("file"), b"tree").expect("written");
+        assert!(moved.join("file").exists());
+        assert!(!outside.join("file").exists());
+        std::fs::remove_file(parent.join(&name)).expect("unswapped");
+        std::fs::rename(&moved, parent.join(&name)).expect("moved back");
         std::os::unix::fs::symlink(&outside, work.path().join("link")).expect("link");
         std::fs::create_dir(work.path().join("ro")).expect("ro");
         std::fs::set_permissions(work.path().join("ro"), Permissions::from_mode(0o555))
