@@ -203,6 +203,23 @@ fn reads_work_and_writes_are_refused(store: &ReadOnly) {
     store.refused(&["pull", &cold]);
     store.refused(&["rm", &small]);
     store.refused(&["gc"]);
+    store.refused(&["tag", &small, "example.com/readonly/copy:v1"]);
+    store.refused(&["prune", "--keep", "0"]);
+    // A push only reads the cache: it works, and the pushed manifest is
+    // the cached one.
+    let host = small.split('/').next().expect("a registry");
+    let name = match store.access {
+        Access::Nobody => "nobody",
+        Access::Mount => "mount",
+    };
+    let pushed = format!("{host}/readonly/{name}-{}:v1", std::process::id());
+    let output = store.run(&["push", &small, &pushed]);
+    assert!(output.status.success(), "push: {}", stderr(&output));
+    assert!(
+        stdout(&output).contains(&small_digest),
+        "{}",
+        stdout(&output)
+    );
     store.refused(&["import", "small.tar"]);
     store.refused(&["build", &layered, "-o", "layered.ext4"]);
     assert!(!store.out.join("layered.ext4").exists());
