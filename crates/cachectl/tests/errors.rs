@@ -235,3 +235,36 @@ fn a_malformed_credentials_file_is_skipped_with_one_warning() {
         "{err}"
     );
 }
+
+#[test]
+fn a_push_to_a_digest_that_cannot_name_the_image_is_refused_before_any_upload() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let (small, small_digest) = fixture("small");
+    let pulled = cachectl(home.path())
+        .args(["pull", "-q", &small])
+        .output()
+        .expect("runs");
+    assert!(pulled.status.success(), "{}", stderr(&pulled));
+    let (forwarder, connections) = counting_forwarder(env("CACHECTL_TEST_REGISTRY"));
+    let other = format!("sha256:{}", "0".repeat(64));
+    assert_ne!(other, small_digest);
+    for (digest, reason) in [
+        ("md5:d41d8cd98f00b204e9800998ecf8427e", "\"md5\""),
+        (other.as_str(), small_digest.as_str()),
+    ] {
+        let destination = format!("{forwarder}/pushed/small@{digest}");
+        let output = cachectl(home.path())
+            .args(["push", &small, &destination])
+            .output()
+            .expect("runs");
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{destination}: {err}");
+        assert!(err.contains(&destination), "names the destination: {err}");
+        assert!(err.contains(reason), "says why: {err}");
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        0,
+        "nothing was sent to the registry"
+    );
+}

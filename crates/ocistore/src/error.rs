@@ -189,6 +189,19 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A push to a destination pinned by a digest that cannot name the
+    /// image pushed: an algorithm this crate cannot compute, or another
+    /// digest than the image's manifest. Said before anything is sent.
+    #[error("cannot push {source_ref} to {destination}: {reason}")]
+    PushDigest {
+        /// The cached image.
+        source_ref: String,
+        /// The destination, as given.
+        destination: String,
+        /// Why the digest does not fit.
+        reason: String,
+    },
+
     /// A blocking task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -224,7 +237,9 @@ impl Error {
             | Error::ArchiveMissingBlob { .. }
             | Error::DiffIdMismatch { .. }
             | Error::Planted { .. } => ErrorKind::Integrity,
-            Error::ArchiveUnnamed { .. } | Error::ReadOnly { .. } => ErrorKind::Usage,
+            Error::ArchiveUnnamed { .. } | Error::ReadOnly { .. } | Error::PushDigest { .. } => {
+                ErrorKind::Usage
+            }
             Error::Io { .. }
             | Error::NotALayout { .. }
             | Error::NoMatchingPlatform { .. }
@@ -360,6 +375,11 @@ mod tests {
                 dir: "/r/.cachectl/locks".into(),
                 source: std::io::Error::from_raw_os_error(30),
             },
+            Error::PushDigest {
+                source_ref: "example.com/a:1".into(),
+                destination: "example.com/b@md5:00".into(),
+                reason: "unsupported digest algorithm \"md5\"".into(),
+            },
         ]
     }
 
@@ -371,7 +391,7 @@ mod tests {
             kinds,
             [
                 Other, Other, Integrity, NotCached, Integrity, Integrity, Integrity, Other, Other,
-                Other, Other, Integrity, Integrity, Usage, Integrity, Integrity, Usage,
+                Other, Other, Integrity, Integrity, Usage, Integrity, Integrity, Usage, Usage,
             ]
         );
         let dist = Error::Dist(ocidist::Error::Unauthorized {

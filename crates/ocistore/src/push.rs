@@ -45,6 +45,18 @@ impl Store {
         concurrency: usize,
     ) -> Result<PushOutcome> {
         let name = source.to_string();
+        let source_ref = name.clone();
+        let refuse = |reason: String| Error::PushDigest {
+            source_ref: source_ref.clone(),
+            destination: destination.to_string(),
+            reason,
+        };
+        let pinned = destination.digest();
+        if let Some(pinned) = pinned
+            && let Err(err) = pinned.supported_algorithm()
+        {
+            return Err(refuse(err.to_string()));
+        }
         let (store, leased) = (self.clone(), source.clone());
         // Held until the push is done: `gc` keeps what it uploads.
         let (_lease, plan) = tokio::task::spawn_blocking(move || {
@@ -52,6 +64,14 @@ impl Store {
             store.push_plan(&name).map(|plan| (lease, plan))
         })
         .await??;
+        if let Some(pinned) = pinned
+            && *pinned != plan.top.digest
+        {
+            return Err(refuse(format!(
+                "the destination names {pinned}, but the image's manifest is {}",
+                plan.top.digest
+            )));
+        }
         let mut outcome = PushOutcome {
             destination: destination.to_string(),
             digest: plan.top.digest.clone(),
