@@ -434,6 +434,7 @@ mod tests {
                 "layer sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 decompresses to sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855, but the config lists diff_id sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
                 "refusing /r/.cachectl/ingest/sha256-00.partial: it is a symbolic link, which the store did not create",
                 "cannot write to /r/.cachectl/locks: the cache is read-only here",
+                "cannot push example.com/a:1 to example.com/b@md5:00: unsupported digest algorithm \"md5\"",
             ]
         );
     }

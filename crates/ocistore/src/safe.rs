@@ -79,8 +79,9 @@ pub(crate) fn planted_at(path: &Path) -> Error {
 impl Store {
     /// Opens the regular file `path` (in the store) for reading, never
     /// following a link and never blocking on a FIFO; its directory is
-    /// reached through a handle (see [`crate::dir_handle`]).
-    pub(crate) fn open_read(&self, path: &Path) -> Result<File> {
+    /// reached through a handle (see [`StoreDir`]). Anything but a regular
+    /// file there is [`Error::Planted`]. Blocking.
+    pub fn open_read(&self, path: &Path) -> Result<File> {
         match self.existing_dir_of(path)? {
             Some((dir, name)) => dir.open_read(name),
             None => Err(not_found(path)),

@@ -53,12 +53,12 @@ fn legacy_owner_file(kept: &Path) -> PathBuf {
 /// The owners `kept` names (lines that do not parse are skipped). An
 /// owner file that is a link, a FIFO or anything but a regular file names
 /// none (it is never followed nor waited on; [`claim`] replaces it).
-fn owners_of(kept: &Path) -> Vec<Digest> {
+fn owners_of(store: &Store, kept: &Path) -> Vec<Digest> {
     [owner_file(kept), legacy_owner_file(kept)]
         .iter()
         .find_map(|file| {
             let mut text = String::new();
-            let mut opened = safe::open_read(file).ok()?;
+            let mut opened = safe::open_read(store, file).ok()?;
             std::io::Read::read_to_string(&mut opened, &mut text).ok()?;
             Some(text)
         })
@@ -74,7 +74,7 @@ fn is_stored(store: &Store, digest: &Digest) -> bool {
 
 /// Whether one of the owners of `kept` is still in the store.
 fn is_owned(store: &Store, kept: &Path) -> bool {
-    owners_of(kept)
+    owners_of(store, kept)
         .iter()
         .any(|digest| is_stored(store, digest))
 }
@@ -83,7 +83,7 @@ fn is_owned(store: &Store, kept: &Path) -> bool {
 /// (written atomically; call it before `kept` is renamed into place, and
 /// again whenever a cached `kept` is used).
 pub(crate) fn claim(store: &Store, kept: &Path, owner: &Digest) -> Result<()> {
-    let mut owners = owners_of(kept);
+    let mut owners = owners_of(store, kept);
     if owners.contains(owner) {
         return Ok(());
     }

@@ -85,7 +85,7 @@ pub(crate) fn open_layer(
         })?;
     let path = store.blob_path(digest);
     // Never through a link or a FIFO planted in the store.
-    let file = crate::safe::open_read(&path)?;
+    let file = crate::safe::open_read(store, &path)?;
     let file: Box<dyn Read + Send> = match progress {
         Some(callback) => {
             let total = file.metadata().map_err(io("reading layer", &path))?.len();

@@ -35,7 +35,8 @@ pub(crate) fn copy_to_output(store: &Store, from: &Path, output: &Path) -> Resul
     let held = store.open_dir(dir).map_err(crate::safe::from_store)?;
     leftovers::remove_stale_files(&held, &prefix.to_string_lossy(), "")?;
     let temp = TempOutput::create(dir, &prefix)?;
-    let written = copy_sparse(from, &temp.file, &temp.path)
+    let input = crate::safe::open_cached(store, from)?;
+    let written = copy_sparse(&input, from, &temp.file, &temp.path)
         .and_then(|()| temp.file.sync_all().map_err(io("syncing", &temp.path)));
     if let Err(err) = written {
         return Err(named_after(err, &temp.path, output));

@@ -26,17 +26,8 @@
 
 use crate::error::{Error, Result, io};
 use ocistore::{Store, StoreDir};
-use rustix::fs::OFlags;
-use std::fs::{File, Metadata, OpenOptions};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::fs::File;
 use std::path::Path;
-
-fn planted(path: &Path, meta: &Metadata) -> Error {
-    Error::Planted {
-        path: path.to_path_buf(),
-        found: ocistore::describe_file_kind(meta),
-    }
-}
 
 /// `dir` (under the store's root), open, creating it and missing
 /// directories above it (mode 0755). The root itself is the caller's
@@ -95,41 +86,23 @@ pub(crate) fn cached_file(store: &Store, path: &Path) -> Result<bool> {
     Ok(dir.stat(&name)?.is_some())
 }
 
-/// Opens `path` for reading with `O_NOFOLLOW | O_NONBLOCK` (a link fails,
-/// a FIFO does not wait for a writer) and refuses anything but a regular
-/// file with [`Error::Planted`].
-pub(crate) fn open_read(path: &Path) -> Result<File> {
-    let flags = OFlags::NOFOLLOW | OFlags::NONBLOCK;
-    let flags = i32::try_from(flags.bits()).expect("because open flags fit an int");
-    let file = match OpenOptions::new().read(true).custom_flags(flags).open(path) {
-        Ok(file) => file,
-        Err(err) => {
-            if err.kind() != std::io::ErrorKind::NotFound
-                && let Ok(meta) = std::fs::symlink_metadata(path)
-                && !meta.is_file()
-            {
-                return Err(planted(path, &meta));
-            }
-            return Err(io("opening", path)(err));
-        }
-    };
-    let meta = file.metadata().map_err(io("checking", path))?;
-    if !meta.is_file() {
-        return Err(planted(path, &meta));
-    }
-    Ok(file)
+/// Opens `path` (in the store) for reading without following a link or
+/// waiting on a FIFO; anything but a regular file is [`Error::Planted`].
+pub(crate) fn open_read(store: &Store, path: &Path) -> Result<File> {
+    store.open_read(path).map_err(from_store)
 }
 
 /// [`open_read`] for a cached image about to be copied out: it must also
 /// have exactly one name (a hard link's other name may be any file on the
 /// same file system).
-pub(crate) fn open_cached(path: &Path) -> Result<File> {
-    let file = open_read(path)?;
-    let meta = file.metadata().map_err(io("checking", path))?;
-    if meta.nlink() > 1 {
-        return Err(planted(path, &meta));
+pub(crate) fn open_cached(store: &Store, path: &Path) -> Result<File> {
+    let parent = path
+        .parent()
+        .expect("because cached files are in a directory");
+    match existing_dir(store, parent)? {
+        Some(dir) => dir.open_read_single(&name_of(path)).map_err(from_store),
+        None => Err(io("opening", path)(std::io::ErrorKind::NotFound.into())),
     }
-    Ok(file)
 }
 
 #[cfg(test)]
@@ -149,7 +122,10 @@ mod tests {
         assert!(!cached_file(&store, &image).expect("removed"));
         assert!(std::fs::symlink_metadata(&image).is_err());
         std::fs::hard_link(&canary, &image).expect("hard link");
-        assert!(matches!(open_cached(&image), Err(Error::Planted { .. })));
+        assert!(matches!(
+            open_cached(&store, &image),
+            Err(Error::Planted { .. })
+        ));
         assert!(!cached_file(&store, &image).expect("removed"));
         assert_eq!(std::fs::read(&canary).expect("canary"), b"keep");
         std::fs::write(&image, b"image").expect("written");

@@ -18,10 +18,9 @@ use std::path::Path;
 /// permission bits of `from`, never its setuid, setgid or sticky bits),
 /// writing only the data extents of `from`: holes stay holes. Falls back
 /// to copying every byte where the file system cannot report extents.
-/// `from` must be a regular file with one name, opened without following
-/// a link (see `safe`).
-pub(crate) fn copy_sparse(from: &Path, output: &File, to: &Path) -> Result<()> {
-    let input = crate::safe::open_cached(from)?;
+/// `input` (the file at `from`) must be a regular file with one name,
+/// opened without following a link (see `safe::open_cached`).
+pub(crate) fn copy_sparse(input: &File, from: &Path, output: &File, to: &Path) -> Result<()> {
     let meta = input.metadata().map_err(io("reading", from))?;
     output
         .set_permissions(std::fs::Permissions::from_mode(
@@ -31,18 +30,18 @@ pub(crate) fn copy_sparse(from: &Path, output: &File, to: &Path) -> Result<()> {
     let len = meta.len();
     let mut pos = 0;
     while pos < len {
-        let data = match rustix::fs::seek(&input, SeekFrom::Data(pos)) {
+        let data = match rustix::fs::seek(input, SeekFrom::Data(pos)) {
             Ok(data) => data,
             // No data after `pos`: the rest is a hole.
             Err(rustix::io::Errno::NXIO) => break,
             // No extent information: copy everything from here.
             Err(_) => pos,
         };
-        let hole = match rustix::fs::seek(&input, SeekFrom::Hole(data)) {
+        let hole = match rustix::fs::seek(input, SeekFrom::Hole(data)) {
             Ok(hole) => hole.min(len),
             Err(_) => len,
         };
-        copy_range(&input, output, data, hole - data).map_err(io("copying into", to))?;
+        copy_range(input, output, data, hole - data).map_err(io("copying into", to))?;
         pos = hole;
     }
     // The trailing hole, if any, is made by the length.
@@ -117,7 +116,8 @@ mod tests {
         drop(file);
         let to = dir.path().join("to");
         let output = File::create(&to).expect("create");
-        copy_sparse(&from, &output, &to).expect("copy");
+        let input = File::open(&from).expect("open");
+        copy_sparse(&input, &from, &output, &to).expect("copy");
         assert_eq!(
             std::fs::read(&from).expect("read"),
             std::fs::read(&to).expect("read")
