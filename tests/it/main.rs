@@ -26,5 +26,6 @@ mod soak;
 mod store;
 mod store_manage;
 mod store_plants;
+mod swap_race;
 mod tls;
 mod token_auth;
