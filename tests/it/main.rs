@@ -21,6 +21,7 @@ mod rootfs_debian;
 mod rootfs_init;
 mod rootfs_overlay;
 mod rootfs_plants;
+mod rootfs_swap_race;
 mod secrets;
 mod soak;
 mod store;
