@@ -62,8 +62,16 @@ fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
 /// The thread that swaps directories for links until stopped.
 struct Swapper {
     stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<(u64, Vec<String>)>,
+    thread: Option<std::thread::JoinHandle<(u64, Vec<String>)>>,
     pairs: Vec<(PathBuf, PathBuf)>,
+}
+
+/// A test that fails before [`Swapper::stop`] (a worker panicked) stops
+/// the thread all the same.
+impl Drop for Swapper {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Swapper {
@@ -85,16 +93,17 @@ impl Swapper {
         };
         Swapper {
             stop,
-            thread,
+            thread: Some(thread),
             pairs,
         }
     }
 
     /// Stops the swapping, puts every directory back at its name, removes
     /// the links; returns the number of swaps and what went wrong.
-    fn stop(self) -> (u64, Vec<String>) {
+    fn stop(mut self) -> (u64, Vec<String>) {
         self.stop.store(true, Ordering::Relaxed);
-        let (swaps, mut troubles) = self.thread.join().expect("the swapper does not panic");
+        let thread = self.thread.take().expect("stopped once");
+        let (swaps, mut troubles) = thread.join().expect("the swapper does not panic");
         for (dir, link) in &self.pairs {
             let is_link = |path: &Path| {
                 std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_symlink())
