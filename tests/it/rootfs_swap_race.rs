@@ -93,9 +93,14 @@ fn rootfs_worker(
 }
 
 /// Everything rootfs makes of the image at `root` is good: a build that
-/// `e2fsck` passes, layer tars of their diff IDs, an unpack.
-fn rootfs_still_works(root: &Path, reference: &Reference, targets: &Path) {
+/// `e2fsck` passes, layer tars of their diff IDs, an unpack. The image is
+/// imported from `archive` first (a worker may have stopped between its
+/// removal and its import).
+fn rootfs_still_works(root: &Path, reference: &Reference, archive: &Path, targets: &Path) {
     let store = Store::open(root).expect("the store opens after the race");
+    store
+        .import(archive, &ImportOptions::default())
+        .expect("import after the race");
     let mut options = rootless_build_options();
     options.memory_scratch = false;
     let built = rootfs::build(&store, reference, None, &options).expect("build after the race");
@@ -175,5 +180,5 @@ fn rootfs_never_writes_outside_the_store_while_its_directories_are_swapped() {
     race(&places, &ROOTFS_DIRS, &outside, 2, |n, deadline| {
         rootfs_worker(n, &places, &reference, &archive, &targets, deadline)
     });
-    rootfs_still_works(&root, &reference, &targets);
+    rootfs_still_works(&root, &reference, &archive, &targets);
 }
