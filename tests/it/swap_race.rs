@@ -503,7 +503,7 @@ pub(crate) fn race(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_store_never_writes_outside_while_its_directories_are_swapped() {
+async fn store_never_writes_outside_while_its_directories_are_swapped() {
     let image = image().await;
     tokio::task::spawn_blocking(move || {
         let dir = tempfile::tempdir().expect("tempdir");
