@@ -10,7 +10,6 @@
 //! measured by `cargo xtask bench pull`): its record gets the size when every
 //! layer's is already known, and `inspect` fills in the rest.
 
-use crate::archive::open_decompressed;
 use crate::error::{Error, Result};
 use crate::layout::Store;
 use ociref::Digest;
@@ -49,8 +48,8 @@ impl Store {
         }
         let path = self.blob_path(digest);
         // A regular file, not a link or a FIFO planted at the blob's name.
-        drop(self.open_read(&path)?);
-        let size = count_decompressed(&path)?;
+        let file = self.open_read(&path)?;
+        let size = count_decompressed(file, &path)?;
         self.remember_uncompressed_size(digest, size)?;
         Ok(size)
     }
@@ -67,8 +66,9 @@ impl Store {
 
 /// Decompresses the file at `path` (compression from its first bytes) and
 /// counts the bytes.
-fn count_decompressed(path: &Path) -> Result<u64> {
-    let mut reader = open_decompressed(path, None)?;
+fn count_decompressed(file: std::fs::File, path: &Path) -> Result<u64> {
+    let mut reader = crate::archive::decompressed(std::io::BufReader::new(file))
+        .map_err(crate::error::io("reading", path))?;
     std::io::copy(&mut reader, &mut std::io::sink()).map_err(|source| Error::Io {
         what: "decompressing",
         path: path.to_path_buf(),
