@@ -53,12 +53,13 @@ fn legacy_owner_file(kept: &Path) -> PathBuf {
 /// The owners `kept` names (lines that do not parse are skipped). An
 /// owner file that is a link, a FIFO or anything but a regular file names
 /// none (it is never followed nor waited on; [`claim`] replaces it).
-fn owners_of(store: &Store, kept: &Path) -> Vec<Digest> {
+/// Read through `dir`, the handle of the directory `kept` is in.
+fn owners_of(dir: &StoreDir, kept: &Path) -> Vec<Digest> {
     [owner_file(kept), legacy_owner_file(kept)]
         .iter()
         .find_map(|file| {
             let mut text = String::new();
-            let mut opened = safe::open_read(store, file).ok()?;
+            let mut opened = dir.open_read(&name_of(file)).ok()?;
             std::io::Read::read_to_string(&mut opened, &mut text).ok()?;
             Some(text)
         })
@@ -72,9 +73,9 @@ fn is_stored(store: &Store, digest: &Digest) -> bool {
     std::fs::symlink_metadata(store.blob_path(digest)).is_ok_and(|meta| meta.is_file())
 }
 
-/// Whether one of the owners of `kept` is still in the store.
-fn is_owned(store: &Store, kept: &Path) -> bool {
-    owners_of(store, kept)
+/// Whether one of the owners of `kept` (in `dir`) is still in the store.
+fn is_owned(store: &Store, dir: &StoreDir, kept: &Path) -> bool {
+    owners_of(dir, kept)
         .iter()
         .any(|digest| is_stored(store, digest))
 }
@@ -83,7 +84,8 @@ fn is_owned(store: &Store, kept: &Path) -> bool {
 /// (written atomically; call it before `kept` is renamed into place, and
 /// again whenever a cached `kept` is used).
 pub(crate) fn claim(store: &Store, kept: &Path, owner: &Digest) -> Result<()> {
-    let mut owners = owners_of(store, kept);
+    let (dir, name) = safe::dir_of(store, &owner_file(kept))?;
+    let mut owners = owners_of(&dir, kept);
     if owners.contains(owner) {
         return Ok(());
     }
@@ -92,7 +94,6 @@ pub(crate) fn claim(store: &Store, kept: &Path, owner: &Digest) -> Result<()> {
     let text: String = owners.iter().map(|digest| format!("{digest}\n")).collect();
     // A temp file created `O_EXCL`, renamed over the name: whatever was
     // planted there is replaced, never written through.
-    let (dir, name) = safe::dir_of(store, &owner_file(kept))?;
     dir.write_atomic(&name, text.as_bytes())?;
     Ok(())
 }
@@ -115,7 +116,7 @@ pub fn remove_unused_builds(store: &Store) -> Result<BuildFiles> {
     let mut removed = BuildFiles::default();
     for (kind, dir, name, size) in cached_files(store)? {
         let path = dir.child(&name);
-        if is_owned(store, &path) {
+        if is_owned(store, &dir, &path) {
             continue;
         }
         // Another `gc` removed it first: not counted.

@@ -121,9 +121,7 @@ pub fn build(
             &cached_path,
         )?;
     }
-    let size = std::fs::symlink_metadata(&cached_path)
-        .map_err(io("reading", &cached_path))?
-        .len();
+    let size = safe::file_len(store, &cached_path)?;
     let path = match &options.output {
         Some(output) => {
             copy_to_output(store, &cached_path, output)?;
@@ -248,9 +246,7 @@ pub fn build_layers(
             if cached {
                 cache_files::claim(store, &path, &layer.descriptor.digest)?;
             }
-            let size = std::fs::symlink_metadata(&path)
-                .map_err(io("reading", &path))?
-                .len();
+            let size = safe::file_len(store, &path)?;
             Ok(BuiltLayer {
                 layer: layer.descriptor.digest.clone(),
                 path,

@@ -86,6 +86,20 @@ pub(crate) fn cached_file(store: &Store, path: &Path) -> Result<bool> {
     Ok(dir.stat(&name)?.is_some())
 }
 
+/// The size of the file `path` (in the store), looked up through its
+/// directory's handle.
+pub(crate) fn file_len(store: &Store, path: &Path) -> Result<u64> {
+    let parent = path
+        .parent()
+        .expect("because store files are in a directory");
+    let meta = match existing_dir(store, parent)? {
+        Some(dir) => dir.stat(&name_of(path))?,
+        None => None,
+    };
+    meta.map(|meta| meta.len())
+        .ok_or_else(|| io("reading", path)(std::io::ErrorKind::NotFound.into()))
+}
+
 /// Opens `path` (in the store) for reading without following a link or
 /// waiting on a FIFO; anything but a regular file is [`Error::Planted`].
 pub(crate) fn open_read(store: &Store, path: &Path) -> Result<File> {
