@@ -209,14 +209,15 @@ fn rm_and_gc(reference: &Reference) -> Op {
     })
 }
 
-/// Everything that writes: pull, inspect (sizes), verify (quarantine),
-/// remove, gc.
+/// Everything that writes: pull, inspect (sizes), a lease, verify
+/// (quarantine), remove, gc.
 fn everything(reference: &Reference) -> Op {
     let reference = reference.clone();
     Box::new(move |root| {
         pull(&reference)(root)?;
         let store = Store::open(root)?;
         store.inspect(&reference)?;
+        drop(store.lease(&reference)?);
         store.verify()?;
         store.remove(&reference)?;
         store.gc_keeping_partials(Duration::ZERO)?;
@@ -237,6 +238,7 @@ async fn planted_store_directories_are_refused_naming_them() {
             ".cachectl/records",
             ".cachectl/sizes",
             ".cachectl/quarantine",
+            ".cachectl/leases",
         ];
         for relative in dirs {
             for kind in DIR_PLANTS {
