@@ -28,6 +28,7 @@ pub(crate) struct Inner {
     pub(crate) config: ClientConfig,
     pub(crate) transport: Transport,
     pub(crate) auth: Authorizer,
+    pub(crate) mirrors: crate::mirrors::MirrorState,
 }
 
 impl std::fmt::Debug for Client {
@@ -97,6 +98,7 @@ impl Client {
                     credentials,
                     proxy,
                 },
+                mirrors: crate::mirrors::new_state(),
             }),
             progress: None,
         })
@@ -116,8 +118,8 @@ impl Client {
 
     /// `scheme://host/v2/NAME/` for a repository.
     pub(crate) fn repo_url(&self, registry: &str, repository: &str, rest: &str) -> Result<Url> {
-        let base = self.inner.transport.base_url(registry);
-        let text = format!("{base}/v2/{repository}/{rest}");
+        let root = self.inner.transport.api_root(registry);
+        let text = format!("{root}/{repository}/{rest}");
         Url::parse(&text).map_err(|_| Error::Protocol {
             registry: registry.to_owned(),
             reason: format!("cannot build a URL from {text:?}"),
@@ -285,6 +287,11 @@ impl Client {
                 .is_some_and(|origin| same_origin(&url, origin));
             if let Some(value) = authorization.filter(|_| at_registry) {
                 builder = builder.header(AUTHORIZATION, value);
+            }
+            if at_registry {
+                for (name, value) in self.inner.transport.headers(request.registry) {
+                    builder = builder.header(name.as_str(), value.as_str());
+                }
             }
             if let Some(body) = &body {
                 builder = builder.body(body.to_reqwest().await);
