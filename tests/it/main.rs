@@ -13,6 +13,7 @@ mod hostile_layers;
 mod hostile_registry;
 mod leases;
 mod memory;
+mod mirrors;
 mod plants;
 mod platforms;
 mod proxy;
