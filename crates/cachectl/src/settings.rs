@@ -25,6 +25,8 @@ pub(crate) struct SettingsFile {
     /// Registries reached over plain HTTP.
     #[serde(default)]
     pub(crate) insecure_registries: Vec<String>,
+    /// The hosts directory (mirrors, containerd's `hosts.toml` layout).
+    pub(crate) hosts_dir: Option<PathBuf>,
 }
 
 impl SettingsFile {
@@ -59,6 +61,10 @@ pub(crate) struct Context {
     /// Blobs transferred at once.
     pub(crate) concurrency: usize,
     insecure_registries: Vec<String>,
+    /// The hosts directory, when one applies.
+    hosts_dir: Option<PathBuf>,
+    /// The clients handed out, for the mirrors they skipped.
+    clients: std::sync::Mutex<Vec<ocidist::Client>>,
     /// Where notes go (not with `-q` or `--json`).
     out: Output,
 }
@@ -86,11 +92,14 @@ impl Context {
         }
         let mut insecure_registries = file.insecure_registries;
         insecure_registries.extend(global.insecure_registries.iter().cloned());
+        let hosts_dir = hosts_dir(global, file.hosts_dir);
         Ok(Context {
             store: Store::open(root)?,
             platform,
             concurrency,
             insecure_registries,
+            hosts_dir,
+            clients: std::sync::Mutex::new(Vec::new()),
             out: Output {
                 json: global.json,
                 quiet: global.quiet,
@@ -106,6 +115,11 @@ impl Context {
         config.user_agent = concat!("cachectl/", env!("CARGO_PKG_VERSION")).to_owned();
         // https_proxy, http_proxy, all_proxy and no_proxy, as curl reads them.
         config.proxy = ocidist::ProxyConfig::from_env()?;
+        // Mirrors, from containerd's hosts directory; a malformed file is a
+        // usage error naming the file and line.
+        if let Some(dir) = &self.hosts_dir {
+            config.hosts = ocidist::HostsConfig::load(dir)?;
+        }
         // A credentials file that does not parse is skipped with a
         // warning, as the docker CLI does: anonymous pulls and cached
         // images do not need it.
@@ -118,10 +132,45 @@ impl Context {
             ));
         }
         let client = ocidist::Client::new(config, Arc::new(credentials))?;
+        self.clients
+            .lock()
+            .expect("because no code panics while holding the lock")
+            .push(client.clone());
         Ok(match progress.callback() {
             Some(callback) => client.with_progress(callback),
             None => client,
         })
+    }
+}
+
+impl Context {
+    /// The mirrors the command's clients skipped, in the order they failed.
+    pub(crate) fn skipped_mirrors(&self) -> Vec<ocidist::SkippedMirror> {
+        self.clients
+            .lock()
+            .expect("because no code panics while holding the lock")
+            .iter()
+            .flat_map(ocidist::Client::skipped_mirrors)
+            .collect()
+    }
+}
+
+/// The hosts directory: `--hosts-dir`, else `CACHECTL_HOSTS_DIR`, else the
+/// settings file's `hosts_dir`, else containerd's `/etc/containerd/certs.d`
+/// when it exists. An empty value turns mirrors off.
+fn hosts_dir(global: &Global, from_file: Option<PathBuf>) -> Option<PathBuf> {
+    let chosen = global
+        .hosts_dir
+        .clone()
+        .or_else(|| std::env::var_os("CACHECTL_HOSTS_DIR").map(PathBuf::from))
+        .or(from_file);
+    match chosen {
+        Some(dir) if dir.as_os_str().is_empty() => None,
+        Some(dir) => Some(dir),
+        None => {
+            let containerd = Path::new(ocidist::hosts::CONTAINERD_HOSTS_DIR);
+            containerd.is_dir().then(|| containerd.to_path_buf())
+        }
     }
 }
 

@@ -152,7 +152,15 @@ impl Client {
                 Ok(response) => not_redirected(request, response)?,
                 Err(source) => {
                     let proxy_refused = crate::proxy::is_tunnel_auth_failure(&source);
-                    if attempt < policy.max_attempts && is_transient(&source) && !proxy_refused {
+                    // A mirror that cannot be reached is not waited for:
+                    // the next host (the registry at last) is there.
+                    let mirror_down =
+                        source.is_connect() && self.inner.transport.is_mirror(request.registry);
+                    if attempt < policy.max_attempts
+                        && is_transient(&source)
+                        && !proxy_refused
+                        && !mirror_down
+                    {
                         let delay = policy.backoff(attempt);
                         tracing::warn!(registry = request.registry, attempt, ?delay, error = %source, "request failed; retrying");
                         tokio::time::sleep(delay).await;

@@ -20,6 +20,8 @@ pub(crate) struct Transport {
     /// Hosts configured in a hosts directory (mirrors, servers), by the
     /// name requests use for them: where they are and their headers.
     hosts: HashMap<String, HostEndpoint>,
+    /// The names of the mirrors among them.
+    mirrors: std::collections::HashSet<String>,
 }
 
 impl Transport {
@@ -58,6 +60,11 @@ impl Transport {
             per_registry,
             insecure: config.insecure_registries.clone(),
             proxy: config.proxy.clone(),
+            mirrors: config
+                .hosts
+                .namespaces()
+                .flat_map(|(_, hosts)| hosts.mirrors.iter().map(HostEndpoint::authority))
+                .collect(),
             hosts,
         })
     }
@@ -87,6 +94,11 @@ impl Transport {
             Some(endpoint) => endpoint.api_root(),
             None => format!("{}/v2", self.base_url(registry)),
         }
+    }
+
+    /// Whether `host` is configured as a mirror.
+    pub(crate) fn is_mirror(&self, host: &str) -> bool {
+        self.mirrors.contains(host)
     }
 
     /// Headers configured for `registry` (`header` in hosts.toml).

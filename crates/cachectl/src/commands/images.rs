@@ -21,6 +21,8 @@ struct Pulled {
     fetched_blobs: usize,
     reused_blobs: usize,
     up_to_date: bool,
+    /// Mirrors skipped during this run (the same list in every object).
+    skipped_mirrors: Vec<ocidist::SkippedMirror>,
 }
 
 pub(super) fn pull(
@@ -60,6 +62,7 @@ pub(super) fn pull(
         Ok::<_, CliError>(outcomes)
     });
     progress.finish();
+    let skipped_mirrors = client.skipped_mirrors();
     let mut results = Vec::new();
     let mut first_error = None;
     for outcome in outcomes?.into_iter().flatten() {
@@ -92,6 +95,7 @@ pub(super) fn pull(
             fetched_blobs: outcome.fetched_blobs,
             reused_blobs: outcome.reused_blobs,
             up_to_date: outcome.up_to_date,
+            skipped_mirrors: skipped_mirrors.clone(),
         });
     }
     out.result(&results, || {

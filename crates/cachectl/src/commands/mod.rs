@@ -70,6 +70,15 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
             unreachable!("handled above")
         }
     };
+    // With -v the library's log already said it.
+    if cli.global.verbose == 0 {
+        for skipped in context.skipped_mirrors() {
+            out.note(&format!(
+                "warning: mirror {} for {} failed and was skipped for the rest of this run: {}",
+                skipped.mirror, skipped.registry, skipped.reason
+            ));
+        }
+    }
     if context.store.skipped_records() {
         out.note(&format!(
             "note: the cache {} is read-only here: last-used times (and layer sizes) were not \

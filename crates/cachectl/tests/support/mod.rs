@@ -49,7 +49,8 @@ pub(crate) fn cachectl_process(home: &Path) -> std::process::Command {
         .env("DOCKER_CONFIG", home.join("docker"))
         .env_remove("XDG_CACHE_HOME")
         .env_remove("XDG_CONFIG_HOME")
-        .env_remove("CACHECTL_CONFIG");
+        .env_remove("CACHECTL_CONFIG")
+        .env_remove("CACHECTL_HOSTS_DIR");
     for name in PROXY_VARIABLES {
         command.env_remove(name);
     }
