@@ -1,6 +1,7 @@
 //! Workspace integration tests, one binary with a module per area, run by
 //! `cargo xtask test` against real parts.
 
+mod accounting;
 mod archives;
 mod distribution;
 mod distribution_errors;

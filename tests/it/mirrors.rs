@@ -16,11 +16,11 @@ use ocistore::{PullOptions, Store};
 use std::sync::Arc;
 
 /// Layers of the test image: big enough to be streamed in many chunks.
-const LAYER_BYTES: usize = 256 * 1024;
+pub(crate) const LAYER_BYTES: usize = 256 * 1024;
 
 /// An image pushed to `registry` (directly): its reference as seen
 /// through `origin` (the counting proxy) and its blobs' digests.
-async fn pushed_image(
+pub(crate) async fn pushed_image(
     registry: &str,
     origin: &str,
     name: &str,
@@ -50,7 +50,7 @@ async fn pushed_image(
 }
 
 /// A hosts directory configuring `mirror_url` for `registry`.
-fn hosts_dir(registry: &str, mirror_url: &str, capabilities: &str) -> tempfile::TempDir {
+pub(crate) fn hosts_dir(registry: &str, mirror_url: &str, capabilities: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let namespace = dir.path().join(registry);
     std::fs::create_dir_all(&namespace).expect("namespace directory");
@@ -63,7 +63,7 @@ fn hosts_dir(registry: &str, mirror_url: &str, capabilities: &str) -> tempfile::
 }
 
 /// A client of one host of the fleet: fast retries, the given mirrors.
-fn fleet_client(hosts: &std::path::Path, credentials: StaticCredentials) -> Client {
+pub(crate) fn fleet_client(hosts: &std::path::Path, credentials: StaticCredentials) -> Client {
     let mut config = ClientConfig::default();
     config.hosts = HostsConfig::load(hosts).expect("hosts directory reads");
     config.retry.base_delay = std::time::Duration::from_millis(20);
@@ -72,7 +72,7 @@ fn fleet_client(hosts: &std::path::Path, credentials: StaticCredentials) -> Clie
 }
 
 /// Pulls `reference` into a new store with `client`; checks the store.
-async fn pull_and_verify(client: &Client, reference: &Reference) -> tempfile::TempDir {
+pub(crate) async fn pull_and_verify(client: &Client, reference: &Reference) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("store opens");
     store

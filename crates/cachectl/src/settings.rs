@@ -144,6 +144,33 @@ impl Context {
 }
 
 impl Context {
+    /// What the command's clients spent, per host (summed over clients).
+    pub(crate) fn usage(&self) -> Vec<ocidist::HostUsage> {
+        let clients = self
+            .clients
+            .lock()
+            .expect("because no code panics while holding the lock");
+        let mut all: Vec<ocidist::HostUsage> = Vec::new();
+        for usage in clients.iter().flat_map(ocidist::Client::usage) {
+            match all.iter_mut().find(|u| u.host == usage.host) {
+                Some(sum) => {
+                    sum.manifest_head += usage.manifest_head;
+                    sum.manifest_get += usage.manifest_get;
+                    sum.blob_get += usage.blob_get;
+                    sum.token += usage.token;
+                    sum.other += usage.other;
+                    sum.bytes += usage.bytes;
+                    sum.retries += usage.retries;
+                    sum.ratelimit_limit = usage.ratelimit_limit.or(sum.ratelimit_limit);
+                    sum.ratelimit_remaining = usage.ratelimit_remaining.or(sum.ratelimit_remaining);
+                    sum.retry_after_seconds = usage.retry_after_seconds.or(sum.retry_after_seconds);
+                }
+                None => all.push(usage),
+            }
+        }
+        all
+    }
+
     /// The mirrors the command's clients skipped, in the order they failed.
     pub(crate) fn skipped_mirrors(&self) -> Vec<ocidist::SkippedMirror> {
         self.clients

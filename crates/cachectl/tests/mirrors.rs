@@ -90,6 +90,24 @@ fn a_dead_mirror_is_skipped_noted_and_listed_in_json_and_the_pull_succeeds() {
             .is_some_and(|r| r.contains("network error")),
         "{json}"
     );
+    // What the run spent: the registry served it all (manifest, config
+    // and one layer); the dead mirror got connection attempts only.
+    let requests = json[0]["requests"].as_array().expect("an array");
+    let at = |host: &str| {
+        requests
+            .iter()
+            .find(|r| r["host"] == host)
+            .unwrap_or_else(|| panic!("{host} in {json}"))
+            .clone()
+    };
+    let origin = at(&registry);
+    assert_eq!(origin["blob_get"], 2, "{json}");
+    assert_eq!(origin["manifest_head"], 1, "{json}");
+    assert_eq!(origin["manifest_get"], 1, "{json}");
+    assert_eq!(origin["mirror"], false, "{json}");
+    let dead = at(mirror.trim_start_matches("http://"));
+    assert_eq!(dead["mirror"], true, "{json}");
+    assert_eq!(dead["bytes"], 0, "{json}");
     // Without --json, one note on stderr, from a settings file this time.
     let settings = home.path().join("config.toml");
     std::fs::write(
@@ -112,4 +130,14 @@ fn a_dead_mirror_is_skipped_noted_and_listed_in_json_and_the_pull_succeeds() {
         .collect();
     assert_eq!(notes.len(), 1, "{notes:?}");
     assert!(notes[0].contains(&mirror), "{notes:?}");
+    // -v prints the requests per host.
+    let verbose = cachectl(home.path())
+        .args(["pull", "-v", &reference, "--hosts-dir"])
+        .arg(&dir)
+        .env("CACHECTL_ROOT", home.path().join("third"))
+        .output()
+        .expect("runs");
+    assert!(verbose.status.success(), "{}", stderr(&verbose));
+    let line = format!("requests to {registry}: 1 manifest HEAD, 1 manifest GET, 2 blob GET");
+    assert!(stderr(&verbose).contains(&line), "{}", stderr(&verbose));
 }

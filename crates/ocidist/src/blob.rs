@@ -185,6 +185,10 @@ impl BlobStream {
             err,
             Error::DigestMismatch { .. } | Error::SizeMismatch { .. }
         );
+        // A 404 does not skip a mirror: starting again would ask it again.
+        if matches!(err, Error::NotFound { .. }) {
+            return err;
+        }
         let at_mirror = self.endpoint.as_ref().filter(|e| e.mirror.is_some());
         let blamed = match (at_mirror, &self.mirror_used) {
             (Some(endpoint), _) => endpoint.clone(),
@@ -252,6 +256,8 @@ impl BlobStream {
 
     /// Drops the bytes to skip, refuses bytes past the size, hashes the rest.
     fn accept(&mut self, mut chunk: Bytes) -> Result<Option<Bytes>> {
+        let host = self.endpoint.as_ref().map_or(&self.registry, |e| &e.key);
+        self.client.inner.usage.bytes(host, chunk.len() as u64);
         if self.skip > 0 {
             let drop = self.skip.min(chunk.len() as u64) as usize;
             self.skip -= drop as u64;
@@ -321,6 +327,8 @@ impl BlobStream {
             return self.open().await;
         }
         self.resumes += 1;
+        let host = self.endpoint.as_ref().map_or(&self.registry, |e| &e.key);
+        self.client.inner.usage.retry(host);
         let config = &self.client.inner.config;
         if self.resumes > config.max_resumes {
             return Err(match interruption {

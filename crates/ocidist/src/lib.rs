@@ -16,6 +16,8 @@
 //! - **retry** transient failures with backoff, honouring `Retry-After`;
 //! - try **mirrors** first, configured as containerd configures them
 //!   ([`hosts`]), skipping one that misbehaves for the rest of the run;
+//! - **count** what it spends per host ([`accounting`]): requests by kind,
+//!   bytes, retries, and the rate limits registries announce;
 //! - go through **forwarding proxies** chosen per URL as curl chooses them
 //!   ([`proxy`], `https_proxy`/`no_proxy`), never showing a registry's
 //!   credentials to the proxy.
@@ -40,6 +42,7 @@
 #![deny(missing_docs)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod accounting;
 pub mod auth;
 mod blob;
 mod body;
@@ -57,6 +60,7 @@ mod push;
 pub mod retry;
 mod transport;
 
+pub use accounting::HostUsage;
 pub use blob::BlobStream;
 pub use client::Client;
 pub use config::{ClientConfig, DEFAULT_MAX_MANIFEST_BYTES};

@@ -285,6 +285,7 @@ impl Client {
                     source,
                 },
             })?;
+        self.inner.usage.bytes(&endpoint.key, bytes.len() as u64);
         let digest = match reference.digest() {
             Some(expected) => {
                 let mut verifier = DigestVerifier::new(expected.clone())?;

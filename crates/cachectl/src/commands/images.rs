@@ -23,6 +23,8 @@ struct Pulled {
     up_to_date: bool,
     /// Mirrors skipped during this run (the same list in every object).
     skipped_mirrors: Vec<ocidist::SkippedMirror>,
+    /// Requests made during this run, per host (the same in every object).
+    requests: Vec<ocidist::HostUsage>,
 }
 
 pub(super) fn pull(
@@ -63,6 +65,7 @@ pub(super) fn pull(
     });
     progress.finish();
     let skipped_mirrors = client.skipped_mirrors();
+    let requests = client.usage();
     let mut results = Vec::new();
     let mut first_error = None;
     for outcome in outcomes?.into_iter().flatten() {
@@ -96,6 +99,7 @@ pub(super) fn pull(
             reused_blobs: outcome.reused_blobs,
             up_to_date: outcome.up_to_date,
             skipped_mirrors: skipped_mirrors.clone(),
+            requests: requests.clone(),
         });
     }
     out.result(&results, || {
