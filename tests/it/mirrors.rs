@@ -139,6 +139,20 @@ async fn four_hosts_behind_one_pull_through_mirror_cost_the_origin_what_one_host
         "{served:?}"
     );
     assert_eq!(served[3], served[0], "{served:?}");
+    // The same four hosts without the mirror: each one costs the origin
+    // every blob.
+    let direct = FaultProxy::start(&plain, Vec::new());
+    let direct_reference = crate::store::via(&direct.addr(), &reference);
+    let no_hosts = tempfile::tempdir().expect("tempdir");
+    for _ in 0..4 {
+        let client = fleet_client(no_hosts.path(), StaticCredentials::new());
+        stores.push(pull_and_verify(&client, &direct_reference).await);
+    }
+    let without = origin_blob_gets(&direct, &blobs);
+    eprintln!(
+        "fleet figures: the same 4 hosts without a mirror: origin blob GETs per blob {without:?}"
+    );
+    assert_eq!(without, vec![4; blobs.len()]);
     assert!(
         requests
             .iter()
