@@ -15,6 +15,7 @@ mod hostile_registry;
 mod leases;
 mod memory;
 mod mirrors;
+mod mirrors_tls;
 mod plants;
 mod platforms;
 mod proxy;
