@@ -66,7 +66,9 @@ impl Capabilities {
 }
 
 /// One host of a namespace: a mirror (`[host."URL"]`) or the server.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `Debug` shows header names, never their values (they may carry a
+/// token).
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HostEndpoint {
     /// The URL as configured (`https://` assumed when it names no scheme).
@@ -84,6 +86,21 @@ pub struct HostEndpoint {
     pub override_path: bool,
     /// Headers sent with every request to this host.
     pub headers: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for HostEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let header_names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("HostEndpoint")
+            .field("url", &self.url.as_str())
+            .field("capabilities", &self.capabilities)
+            .field("ca", &self.ca)
+            .field("client", &self.client)
+            .field("skip_verify", &self.skip_verify)
+            .field("override_path", &self.override_path)
+            .field("header_names", &header_names)
+            .finish()
+    }
 }
 
 impl HostEndpoint {

@@ -529,6 +529,40 @@ mod tests {
     }
 
     #[test]
+    fn hosts_settings_reach_the_transport() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("hosts.toml");
+        let text = "server = \"http://reg.internal:5000\"\n\
+            [host.\"http://mirror.internal:8080/cache\"]\n  skip_verify = true\n\
+            [host.\"https://tls.internal\"]\n  ca = \"missing.pem\"\n";
+        let hosts =
+            crate::hosts::parse_hosts_toml(&file, text, "reg.internal:5000").expect("valid");
+        let mut config = ClientConfig::default();
+        config.hosts.insert("reg.internal:5000", hosts.clone());
+        let err = Transport::new(&config).expect_err("the CA file is missing");
+        let text = err.to_string();
+        assert!(text.contains("tls.internal"), "{text}");
+        assert!(text.contains("missing.pem"), "{text}");
+        let mut hosts = hosts;
+        hosts.mirrors.pop();
+        let mut config = ClientConfig::default();
+        config.hosts.insert("reg.internal:5000", hosts);
+        let transport = Transport::new(&config).expect("builds");
+        // The server names the registry's own scheme; the mirror keeps its
+        // scheme and path.
+        assert_eq!(
+            transport.base_url("reg.internal:5000"),
+            "http://reg.internal:5000"
+        );
+        assert_eq!(
+            transport.api_root("mirror.internal:8080"),
+            "http://mirror.internal:8080/cache/v2"
+        );
+        assert!(transport.is_mirror("mirror.internal:8080"));
+        assert!(!transport.is_mirror("reg.internal:5000"));
+    }
+
+    #[test]
     fn bad_extra_ca_is_a_tls_error_naming_the_registry() {
         let mut config = ClientConfig::default();
         config

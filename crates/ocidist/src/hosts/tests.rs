@@ -209,3 +209,15 @@ fn a_malformed_file_fails_the_whole_directory() {
         "{err}"
     );
 }
+
+#[test]
+fn debug_output_never_shows_header_values() {
+    let hosts = parse(
+        "docker.io",
+        "[host.\"https://m.example\"]\n  [host.\"https://m.example\".header]\n    authorization = \"Bearer s3cr3t\"\n",
+    )
+    .expect("valid");
+    let text = format!("{hosts:?}");
+    assert!(text.contains("authorization"), "{text}");
+    assert!(!text.contains("s3cr3t"), "{text}");
+}
