@@ -160,7 +160,10 @@ impl Client {
             .filter(|m| capability.allowed(m))
             .filter(|m| !self.inner.mirrors.is_skipped(m.url.as_str()))
             .map(|m| {
-                let key = m.authority();
+                // A "mirror" that is the registry itself (containerd's own
+                // docker.io example lists registry-1.docker.io) is reached
+                // under the registry's name, with its credentials.
+                let key = server_key(registry, m);
                 Endpoint {
                     ns: (key != registry).then(|| registry.to_owned()),
                     api_root: m.api_root(),
@@ -364,6 +367,20 @@ mod tests {
                 .is_err(),
             "the registry's own error stands"
         );
+    }
+
+    #[test]
+    fn a_host_that_is_the_registry_itself_keeps_the_registry_name() {
+        let client = client(
+            "docker.io",
+            "server = \"https://docker.io\"\n[host.\"https://registry-1.docker.io\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+        );
+        let endpoints = client
+            .endpoints("docker.io", Capability::Resolve)
+            .expect("endpoints");
+        assert_eq!(endpoints[0].key, "docker.io");
+        assert_eq!(endpoints[0].ns, None);
+        assert_eq!(endpoints[0].api_root, "https://registry-1.docker.io/v2");
     }
 
     #[test]
