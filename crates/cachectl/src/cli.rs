@@ -159,6 +159,10 @@ pub(crate) struct PullArgs {
     /// Also fetch signatures and SBOMs that refer to the image
     #[arg(long)]
     pub(crate) referrers: bool,
+    /// Fail when the registry cannot be reached, even for a cached tag
+    /// (default: use the cached digest and say it is stale)
+    #[arg(long)]
+    pub(crate) no_stale: bool,
 }
 
 /// `prune`.

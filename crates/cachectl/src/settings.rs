@@ -27,6 +27,9 @@ pub(crate) struct SettingsFile {
     pub(crate) insecure_registries: Vec<String>,
     /// The hosts directory (mirrors, containerd's `hosts.toml` layout).
     pub(crate) hosts_dir: Option<PathBuf>,
+    /// Whether a pull of a cached tag falls back to the cached digest when
+    /// the registry cannot be reached (default true).
+    pub(crate) stale_fallback: Option<bool>,
 }
 
 impl SettingsFile {
@@ -60,6 +63,8 @@ pub(crate) struct Context {
     pub(crate) platform: Option<Platform>,
     /// Blobs transferred at once.
     pub(crate) concurrency: usize,
+    /// Whether a pull of a cached tag may fall back to the cached digest.
+    pub(crate) stale_fallback: bool,
     insecure_registries: Vec<String>,
     /// The hosts directory, when one applies.
     hosts_dir: Option<PathBuf>,
@@ -97,6 +102,7 @@ impl Context {
             store: Store::open(root)?,
             platform,
             concurrency,
+            stale_fallback: file.stale_fallback.unwrap_or(true),
             insecure_registries,
             hosts_dir,
             clients: std::sync::Mutex::new(Vec::new()),
