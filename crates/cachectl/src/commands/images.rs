@@ -63,7 +63,7 @@ pub(super) fn pull(
                 (position, pulled)
             });
         }
-        let mut outcomes: Vec<Option<ocistore::Result<(ocistore::PullOutcome, Option<String>)>>> =
+        let mut outcomes: Vec<Option<ocistore::Result<MaybeStale>>> =
             (0..references.len()).map(|_| None).collect();
         while let Some(joined) = tasks.join_next().await {
             let (position, outcome) = joined.map_err(ocistore::Error::from)?;
@@ -141,6 +141,10 @@ pub(super) fn pull(
     }
 }
 
+/// A pull's outcome, with why the registry could not be reached when the
+/// cached digest was used instead.
+type MaybeStale = (ocistore::PullOutcome, Option<String>);
+
 /// Pulls `reference`; when that fails for a network reason (the registry
 /// refused or could not be reached, TLS, timeouts, 5xx or 429 after the
 /// retries) and `stale_ok`, a tag that is cached is served from the cache:
@@ -152,7 +156,7 @@ async fn pull_or_stale(
     reference: &ociref::Reference,
     options: &PullOptions,
     stale_ok: bool,
-) -> ocistore::Result<(ocistore::PullOutcome, Option<String>)> {
+) -> ocistore::Result<MaybeStale> {
     let err = match store.pull(client, reference, options).await {
         Ok(outcome) => return Ok((outcome, None)),
         Err(err) => err,
