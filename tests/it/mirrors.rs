@@ -344,3 +344,49 @@ async fn origin_credentials_never_reach_the_mirror_and_tags_resolve_only_at_the_
         "no blob came from the origin: {at_origin:#?}"
     );
 }
+
+#[tokio::test]
+async fn a_mirror_that_drops_a_layer_midway_is_skipped_and_the_origin_sends_the_rest() {
+    let plain = registries().plain;
+    let origin = FaultProxy::start(&plain, Vec::new());
+    let (reference, blobs) = pushed_image(
+        &plain,
+        &origin.addr(),
+        "mirrors/reset",
+        StaticCredentials::new(),
+    )
+    .await;
+    let mirror = PullThrough::start(&origin.addr(), None);
+    let layer = blobs[1].to_string();
+    let dropping = FaultProxy::start(
+        &mirror.addr(),
+        vec![
+            Rule::new(Fault::ResetAfter(64 * 1024))
+                .method("GET")
+                .path_contains(&format!("/blobs/{layer}")),
+        ],
+    );
+    let hosts = hosts_dir(&origin.addr(), &dropping.url(), r#"["pull", "resolve"]"#);
+    let client = fleet_client(hosts.path(), StaticCredentials::new());
+    pull_and_verify(&client, &reference).await;
+    let skipped = client.skipped_mirrors();
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    // The origin was asked for the rest only, from where the mirror stopped.
+    let ours: Vec<_> = origin
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path_and_query.contains(&format!("/blobs/{layer}")))
+        .filter(|r| {
+            r.header("user-agent")
+                .is_some_and(|ua| ua.contains("ocidist"))
+        })
+        .collect();
+    assert_eq!(ours.len(), 1, "{ours:#?}");
+    let range = ours[0].range.clone().unwrap_or_default();
+    let from: u64 = range
+        .trim_start_matches("bytes=")
+        .trim_end_matches('-')
+        .parse()
+        .unwrap_or_else(|_| panic!("a Range from an offset, not {range:?}"));
+    assert!(from > 0 && from <= 64 * 1024, "{range}");
+}
