@@ -1,6 +1,7 @@
 //! Workspace integration tests, one binary with a module per area, run by
 //! `cargo xtask test` against real parts.
 
+mod accounting;
 mod archives;
 mod distribution;
 mod distribution_errors;
@@ -13,6 +14,8 @@ mod hostile_layers;
 mod hostile_registry;
 mod leases;
 mod memory;
+mod mirrors;
+mod mirrors_tls;
 mod plants;
 mod platforms;
 mod proxy;

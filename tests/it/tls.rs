@@ -100,6 +100,11 @@ impl TlsRegistry {
         format!("{HOST}:{}", self.addr.port())
     }
 
+    /// The private CA that signed the registry's certificate (PEM).
+    pub(crate) fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
     fn client(&self, trust_ca: bool) -> Client {
         self.client_with(trust_ca, ClientConfig::default())
     }

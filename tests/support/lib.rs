@@ -6,6 +6,7 @@
 //! fails, and says how to run it, when they are missing: it never skips.
 
 pub mod fault_proxy;
+pub mod pull_through;
 pub mod squid;
 
 /// Address (`127.0.0.1:PORT`) of the anonymous test registry.

@@ -40,7 +40,13 @@ pub(crate) struct Global {
     /// How many blobs transfer at once
     #[arg(long, global = true, value_name = "N")]
     pub(crate) concurrency: Option<usize>,
-    /// Settings file (TOML: root, platform, concurrency, insecure_registries)
+    /// Mirrors and per-host TLS, containerd's layout (DIR/HOST/hosts.toml)
+    /// [env: CACHECTL_HOSTS_DIR] [default: /etc/containerd/certs.d when present]
+    // CACHECTL_HOSTS_DIR is read by the settings (an empty value turns
+    // mirrors off).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub(crate) hosts_dir: Option<PathBuf>,
+    /// Settings file (TOML: root, platform, concurrency, insecure_registries, hosts_dir)
     /// [default: $XDG_CONFIG_HOME/cachectl/config.toml when present]
     #[arg(long, global = true, env = "CACHECTL_CONFIG", value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
@@ -153,6 +159,10 @@ pub(crate) struct PullArgs {
     /// Also fetch signatures and SBOMs that refer to the image
     #[arg(long)]
     pub(crate) referrers: bool,
+    /// Fail when the registry cannot be reached, even for a cached tag
+    /// (default: use the cached digest and say it is stale)
+    #[arg(long)]
+    pub(crate) no_stale: bool,
 }
 
 /// `prune`.

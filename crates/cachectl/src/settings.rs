@@ -25,6 +25,11 @@ pub(crate) struct SettingsFile {
     /// Registries reached over plain HTTP.
     #[serde(default)]
     pub(crate) insecure_registries: Vec<String>,
+    /// The hosts directory (mirrors, containerd's `hosts.toml` layout).
+    pub(crate) hosts_dir: Option<PathBuf>,
+    /// Whether a pull of a cached tag falls back to the cached digest when
+    /// the registry cannot be reached (default true).
+    pub(crate) stale_fallback: Option<bool>,
 }
 
 impl SettingsFile {
@@ -58,7 +63,13 @@ pub(crate) struct Context {
     pub(crate) platform: Option<Platform>,
     /// Blobs transferred at once.
     pub(crate) concurrency: usize,
+    /// Whether a pull of a cached tag may fall back to the cached digest.
+    pub(crate) stale_fallback: bool,
     insecure_registries: Vec<String>,
+    /// The hosts directory, when one applies.
+    hosts_dir: Option<PathBuf>,
+    /// The clients handed out, for the mirrors they skipped.
+    clients: std::sync::Mutex<Vec<ocidist::Client>>,
     /// Where notes go (not with `-q` or `--json`).
     out: Output,
 }
@@ -86,11 +97,15 @@ impl Context {
         }
         let mut insecure_registries = file.insecure_registries;
         insecure_registries.extend(global.insecure_registries.iter().cloned());
+        let hosts_dir = hosts_dir(global, file.hosts_dir);
         Ok(Context {
             store: Store::open(root)?,
             platform,
             concurrency,
+            stale_fallback: file.stale_fallback.unwrap_or(true),
             insecure_registries,
+            hosts_dir,
+            clients: std::sync::Mutex::new(Vec::new()),
             out: Output {
                 json: global.json,
                 quiet: global.quiet,
@@ -106,6 +121,11 @@ impl Context {
         config.user_agent = concat!("cachectl/", env!("CARGO_PKG_VERSION")).to_owned();
         // https_proxy, http_proxy, all_proxy and no_proxy, as curl reads them.
         config.proxy = ocidist::ProxyConfig::from_env()?;
+        // Mirrors, from containerd's hosts directory; a malformed file is a
+        // usage error naming the file and line.
+        if let Some(dir) = &self.hosts_dir {
+            config.hosts = ocidist::HostsConfig::load(dir)?;
+        }
         // A credentials file that does not parse is skipped with a
         // warning, as the docker CLI does: anonymous pulls and cached
         // images do not need it.
@@ -118,10 +138,72 @@ impl Context {
             ));
         }
         let client = ocidist::Client::new(config, Arc::new(credentials))?;
+        self.clients
+            .lock()
+            .expect("because no code panics while holding the lock")
+            .push(client.clone());
         Ok(match progress.callback() {
             Some(callback) => client.with_progress(callback),
             None => client,
         })
+    }
+}
+
+impl Context {
+    /// What the command's clients spent, per host (summed over clients).
+    pub(crate) fn usage(&self) -> Vec<ocidist::HostUsage> {
+        let clients = self
+            .clients
+            .lock()
+            .expect("because no code panics while holding the lock");
+        let mut all: Vec<ocidist::HostUsage> = Vec::new();
+        for usage in clients.iter().flat_map(ocidist::Client::usage) {
+            match all.iter_mut().find(|u| u.host == usage.host) {
+                Some(sum) => {
+                    sum.manifest_head += usage.manifest_head;
+                    sum.manifest_get += usage.manifest_get;
+                    sum.blob_get += usage.blob_get;
+                    sum.token += usage.token;
+                    sum.other += usage.other;
+                    sum.bytes += usage.bytes;
+                    sum.retries += usage.retries;
+                    sum.ratelimit_limit = usage.ratelimit_limit.or(sum.ratelimit_limit);
+                    sum.ratelimit_remaining = usage.ratelimit_remaining.or(sum.ratelimit_remaining);
+                    sum.retry_after_seconds = usage.retry_after_seconds.or(sum.retry_after_seconds);
+                }
+                None => all.push(usage),
+            }
+        }
+        all
+    }
+
+    /// The mirrors the command's clients skipped, in the order they failed.
+    pub(crate) fn skipped_mirrors(&self) -> Vec<ocidist::SkippedMirror> {
+        self.clients
+            .lock()
+            .expect("because no code panics while holding the lock")
+            .iter()
+            .flat_map(ocidist::Client::skipped_mirrors)
+            .collect()
+    }
+}
+
+/// The hosts directory: `--hosts-dir`, else `CACHECTL_HOSTS_DIR`, else the
+/// settings file's `hosts_dir`, else containerd's `/etc/containerd/certs.d`
+/// when it exists. An empty value turns mirrors off.
+fn hosts_dir(global: &Global, from_file: Option<PathBuf>) -> Option<PathBuf> {
+    let chosen = global
+        .hosts_dir
+        .clone()
+        .or_else(|| std::env::var_os("CACHECTL_HOSTS_DIR").map(PathBuf::from))
+        .or(from_file);
+    match chosen {
+        Some(dir) if dir.as_os_str().is_empty() => None,
+        Some(dir) => Some(dir),
+        None => {
+            let containerd = Path::new(ocidist::hosts::CONTAINERD_HOSTS_DIR);
+            containerd.is_dir().then(|| containerd.to_path_buf())
+        }
     }
 }
 

@@ -5,6 +5,7 @@ use crate::auth::Scope;
 use crate::client::{Client, Request, status_error};
 use crate::error::{Error, Result};
 use crate::manifest::Descriptor;
+use crate::mirrors::{Capability, Endpoint};
 use crate::progress::{Progress, ProgressKind};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -30,6 +31,11 @@ pub struct BlobStream {
     skip: u64,
     resumes: u32,
     done: bool,
+    /// Where the current body comes from.
+    endpoint: Option<Endpoint>,
+    /// The last mirror that served bytes of this blob: blamed (skipped) when
+    /// the whole does not verify.
+    mirror_used: Option<Endpoint>,
 }
 
 impl std::fmt::Debug for BlobStream {
@@ -88,6 +94,8 @@ impl Client {
             skip: 0,
             resumes: 0,
             done: false,
+            endpoint: None,
+            mirror_used: None,
         };
         stream.report(ProgressKind::Started);
         if offset < descriptor.size {
@@ -137,6 +145,21 @@ impl Client {
                 actual: descriptor.size,
             });
         }
+        // A mirror that served bad bytes is skipped from then on: the next
+        // attempt goes to the next host (one more than there are mirrors).
+        loop {
+            match self.blob_bytes_once(reference, descriptor).await {
+                Err(Error::Mirror { .. }) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    async fn blob_bytes_once(
+        &self,
+        reference: &Reference,
+        descriptor: &Descriptor,
+    ) -> Result<Bytes> {
         let mut bytes = Vec::with_capacity(descriptor.size as usize);
         let mut stream = self.blob(reference, descriptor).await?;
         while let Some(chunk) = stream.next_chunk().await? {
@@ -150,6 +173,39 @@ impl BlobStream {
     /// The next verified-so-far chunk, or `None` once the whole blob arrived
     /// and its digest matched.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        let result = self.next_chunk_inner().await;
+        result.map_err(|err| self.blame_mirror(err))
+    }
+
+    /// An error after bytes were handed out, when a mirror served some of
+    /// them: the mirror is skipped from now on and the error says so
+    /// ([`Error::Mirror`]), so that the caller starts again from zero.
+    fn blame_mirror(&mut self, err: Error) -> Error {
+        let integrity = matches!(
+            err,
+            Error::DigestMismatch { .. } | Error::SizeMismatch { .. }
+        );
+        // A 404 does not skip a mirror: starting again would ask it again.
+        if matches!(err, Error::NotFound { .. }) {
+            return err;
+        }
+        let at_mirror = self.endpoint.as_ref().filter(|e| e.mirror.is_some());
+        let blamed = match (at_mirror, &self.mirror_used) {
+            (Some(endpoint), _) => endpoint.clone(),
+            (None, Some(used)) if integrity => used.clone(),
+            _ => return err,
+        };
+        self.done = true;
+        self.body = None;
+        self.client.mirror_failed(&self.registry, &blamed, &err);
+        Error::Mirror {
+            mirror: blamed.key,
+            registry: self.registry.clone(),
+            source: Box::new(err),
+        }
+    }
+
+    async fn next_chunk_inner(&mut self) -> Result<Option<Bytes>> {
         loop {
             if self.done {
                 return Ok(None);
@@ -200,6 +256,8 @@ impl BlobStream {
 
     /// Drops the bytes to skip, refuses bytes past the size, hashes the rest.
     fn accept(&mut self, mut chunk: Bytes) -> Result<Option<Bytes>> {
+        let host = self.endpoint.as_ref().map_or(&self.registry, |e| &e.key);
+        self.client.inner.usage.bytes(host, chunk.len() as u64);
         if self.skip > 0 {
             let drop = self.skip.min(chunk.len() as u64) as usize;
             self.skip -= drop as u64;
@@ -244,7 +302,33 @@ impl BlobStream {
 
     async fn resume_after(&mut self, interruption: Interruption) -> Result<()> {
         self.body = None;
+        if let Some(endpoint) = self.endpoint.take_if(|e| e.mirror.is_some()) {
+            // A mirror that drops or stalls a body is not waited for: the
+            // rest comes from the next host, from where it stopped.
+            let err = match interruption {
+                Interruption::Transport(source) => Error::Network {
+                    registry: endpoint.key.clone(),
+                    attempts: 1,
+                    source,
+                },
+                Interruption::Stalled => Error::Stalled {
+                    registry: endpoint.key.clone(),
+                    what: self.what(),
+                    seconds: self.client.inner.config.stall_timeout.as_secs(),
+                },
+                Interruption::EndedEarly => Error::SizeMismatch {
+                    what: self.what(),
+                    expected: self.descriptor.size,
+                    actual: self.received,
+                },
+            };
+            self.client.mirror_failed(&self.registry, &endpoint, &err);
+            self.report(ProgressKind::Resumed);
+            return self.open().await;
+        }
         self.resumes += 1;
+        let host = self.endpoint.as_ref().map_or(&self.registry, |e| &e.key);
+        self.client.inner.usage.retry(host);
         let config = &self.client.inner.config;
         if self.resumes > config.max_resumes {
             return Err(match interruption {
@@ -283,11 +367,24 @@ impl BlobStream {
         self.open().await
     }
 
-    /// Sends the GET for the bytes from `received` on.
+    /// Sends the GET for the bytes from `received` on, to the first host
+    /// that answers it well.
     async fn open(&mut self) -> Result<()> {
         let client = self.client.clone();
-        let url = client.repo_url(
-            &self.registry,
+        let registry = self.registry.clone();
+        let mut last = None;
+        for endpoint in &client.endpoints(&registry, Capability::Pull)? {
+            match self.open_at(endpoint).await {
+                Ok(()) => return Ok(()),
+                Err(err) => last = Some(client.next_host_after(&registry, endpoint, err)?),
+            }
+        }
+        Err(last.expect("because endpoints() is never empty"))
+    }
+
+    async fn open_at(&mut self, endpoint: &Endpoint) -> Result<()> {
+        let client = self.client.clone();
+        let url = endpoint.url(
             &self.repository,
             &format!("blobs/{}", self.descriptor.digest),
         )?;
@@ -301,7 +398,7 @@ impl BlobStream {
         }
         let request = Request {
             method: Method::GET,
-            registry: &self.registry,
+            registry: &endpoint.key,
             url,
             scope: Scope::pull(&self.repository),
             extra_scopes: Vec::new(),
@@ -349,6 +446,11 @@ impl BlobStream {
             }
             _ => return Err(status_error(&request, response).await),
         }
+        if endpoint.mirror.is_some() {
+            refuse_a_page(&endpoint.key, &response, &self.what())?;
+            self.mirror_used = Some(endpoint.clone());
+        }
+        self.endpoint = Some(endpoint.clone());
         self.body = Some(response.bytes_stream().boxed());
         Ok(())
     }
@@ -382,6 +484,24 @@ async fn next_with_stall_timeout(
     tokio::time::timeout(timeout, body.next())
         .await
         .map_err(|_| ())
+}
+
+/// A mirror answering a blob request with an HTML page (a portal, a login
+/// form, an error page with status 200) is failed before any byte is used.
+fn refuse_a_page(host: &str, response: &reqwest::Response, what: &str) -> Result<()> {
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if content_type.starts_with("text/html") {
+        return Err(Error::Protocol {
+            registry: host.to_owned(),
+            reason: format!("answered an HTML page ({content_type}) for {what}"),
+        });
+    }
+    Ok(())
 }
 
 /// The first byte position of `Content-Range: bytes START-END/TOTAL`.

@@ -28,6 +28,8 @@ pub(crate) struct Inner {
     pub(crate) config: ClientConfig,
     pub(crate) transport: Transport,
     pub(crate) auth: Authorizer,
+    pub(crate) mirrors: crate::mirrors::MirrorState,
+    pub(crate) usage: Arc<crate::accounting::Usage>,
 }
 
 impl std::fmt::Debug for Client {
@@ -88,6 +90,7 @@ impl Client {
     pub fn new(config: ClientConfig, credentials: Arc<dyn CredentialSource>) -> Result<Self> {
         let transport = Transport::new(&config)?;
         let proxy = config.proxy.clone();
+        let usage = Arc::new(crate::accounting::Usage::default());
         Ok(Client {
             inner: Arc::new(Inner {
                 config,
@@ -96,7 +99,10 @@ impl Client {
                     cache: Mutex::new(AuthCache::default()),
                     credentials,
                     proxy,
+                    usage: Arc::clone(&usage),
                 },
+                mirrors: crate::mirrors::new_state(),
+                usage,
             }),
             progress: None,
         })
@@ -109,6 +115,12 @@ impl Client {
         self
     }
 
+    /// What this client (and its clones) spent so far, per host, sorted by
+    /// host (see [`crate::accounting`]).
+    pub fn usage(&self) -> Vec<crate::HostUsage> {
+        self.inner.usage.snapshot()
+    }
+
     /// The settings this client was built with.
     pub fn config(&self) -> &ClientConfig {
         &self.inner.config
@@ -116,8 +128,8 @@ impl Client {
 
     /// `scheme://host/v2/NAME/` for a repository.
     pub(crate) fn repo_url(&self, registry: &str, repository: &str, rest: &str) -> Result<Url> {
-        let base = self.inner.transport.base_url(registry);
-        let text = format!("{base}/v2/{repository}/{rest}");
+        let root = self.inner.transport.api_root(registry);
+        let text = format!("{root}/{repository}/{rest}");
         Url::parse(&text).map_err(|_| Error::Protocol {
             registry: registry.to_owned(),
             reason: format!("cannot build a URL from {text:?}"),
@@ -149,9 +161,9 @@ impl Client {
             let response = match outcome {
                 Ok(response) => not_redirected(request, response)?,
                 Err(source) => {
-                    let proxy_refused = crate::proxy::is_tunnel_auth_failure(&source);
-                    if attempt < policy.max_attempts && is_transient(&source) && !proxy_refused {
+                    if attempt < policy.max_attempts && self.worth_retrying(request, &source) {
                         let delay = policy.backoff(attempt);
+                        self.inner.usage.retry(request.registry);
                         tracing::warn!(registry = request.registry, attempt, ?delay, error = %source, "request failed; retrying");
                         tokio::time::sleep(delay).await;
                         continue;
@@ -164,6 +176,8 @@ impl Client {
                 }
             };
             let status = response.status().as_u16();
+            let usage = &self.inner.usage;
+            usage.headers(request.registry, response.headers());
             self.inner
                 .transport
                 .proxy()
@@ -217,14 +231,11 @@ impl Client {
                 continue;
             }
             if is_retryable_status(status) {
-                let retry_after = response
-                    .headers()
-                    .get(RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                let retry_after = retry_after(response.headers());
                 let too_long = retry_after.is_some_and(|d| d > policy.max_retry_after);
                 if attempt < policy.max_attempts && !too_long {
                     let delay = retry_after.unwrap_or_else(|| policy.backoff(attempt));
+                    self.inner.usage.retry(request.registry);
                     tracing::warn!(
                         registry = request.registry,
                         attempt,
@@ -246,6 +257,16 @@ impl Client {
             }
             return Ok(response);
         }
+    }
+
+    /// Whether a request that failed with `source` may be sent again: a
+    /// transient failure, unless the proxy refused the tunnel or the host is
+    /// a mirror that cannot be reached (the next host is there, the
+    /// registry at last: it is not waited for).
+    fn worth_retrying(&self, request: &Request<'_>, source: &reqwest::Error) -> bool {
+        let proxy_refused = crate::proxy::is_tunnel_auth_failure(source);
+        let mirror_down = source.is_connect() && self.inner.transport.is_mirror(request.registry);
+        is_transient(source) && !proxy_refused && !mirror_down
     }
 
     /// Fails when the registry is plain HTTP and reached through a proxy:
@@ -286,8 +307,19 @@ impl Client {
             if let Some(value) = authorization.filter(|_| at_registry) {
                 builder = builder.header(AUTHORIZATION, value);
             }
+            if at_registry {
+                for (name, value) in self.inner.transport.headers(request.registry) {
+                    builder = builder.header(name.as_str(), value.as_str());
+                }
+            }
             if let Some(body) = &body {
                 builder = builder.body(body.to_reqwest().await);
+            }
+            if followed == 0 {
+                let mirror = self.inner.transport.is_mirror(request.registry);
+                self.inner
+                    .usage
+                    .request(request.registry, mirror, &method, url.path());
             }
             let response = builder.send().await?;
             let Some(next) = redirect_target(&response, &url) else {
@@ -395,6 +427,12 @@ fn needs_auth(response: &Response) -> bool {
             }),
         _ => false,
     }
+}
+
+/// `Retry-After` of a response, as a delay from now.
+fn retry_after(headers: &HeaderMap) -> Option<std::time::Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    parse_retry_after(value, SystemTime::now())
 }
 
 fn is_transient(err: &reqwest::Error) -> bool {

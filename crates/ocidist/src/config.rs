@@ -1,5 +1,6 @@
 //! How a [`crate::Client`] behaves: timeouts, retries, TLS, limits.
 
+use crate::hosts::HostsConfig;
 use crate::proxy::ProxyConfig;
 use crate::retry::RetryPolicy;
 use std::time::Duration;
@@ -49,6 +50,9 @@ pub struct ClientConfig {
     /// How many times one blob download may be resumed after its connection
     /// dropped (also caps restarts from a server that ignores `Range`).
     pub max_resumes: u32,
+    /// Mirrors and per-host settings, containerd's hosts directory
+    /// ([`HostsConfig::load`]); none by default.
+    pub hosts: HostsConfig,
 }
 
 impl Default for ClientConfig {
@@ -67,6 +71,7 @@ impl Default for ClientConfig {
             push_chunk_bytes: 16 * 1024 * 1024,
             list_page_size: 1000,
             max_resumes: 8,
+            hosts: HostsConfig::none(),
         }
     }
 }

@@ -267,6 +267,33 @@ pub enum Error {
         reason: String,
     },
 
+    /// A hosts directory (`hosts.toml`, containerd's format) could not be
+    /// read, or a file in it is malformed.
+    #[error("hosts configuration {}{}: {reason}", path.display(), line.map(|l| format!(", line {l}")).unwrap_or_default())]
+    HostsConfig {
+        /// The file (or directory) at fault.
+        path: PathBuf,
+        /// The line, when the fault is inside a file.
+        line: Option<usize>,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A mirror failed after part of a blob had been handed out (bytes of
+    /// another digest, a body cut short): the mirror is skipped from now on
+    /// by this client, so fetching the blob again from its first byte uses
+    /// the next mirror or the registry. Discard what was received.
+    #[error("mirror {mirror} for {registry} failed: {source}")]
+    Mirror {
+        /// The mirror, `host[:port]`.
+        mirror: String,
+        /// The registry it stands in for.
+        registry: String,
+        /// What went wrong at the mirror.
+        #[source]
+        source: Box<Error>,
+    },
+
     /// Reading local content to push failed.
     #[error("reading {what} to push: {source}")]
     Io {
@@ -300,7 +327,9 @@ impl Error {
             Error::CredentialFile { .. }
             | Error::ProxySetting { .. }
             | Error::CleartextProxy { .. }
+            | Error::HostsConfig { .. }
             | Error::UnsupportedDigest { .. } => ErrorKind::Usage,
+            Error::Mirror { source, .. } => source.kind(),
             Error::NotFound { .. }
             | Error::Status { .. }
             | Error::TooManyRedirects { .. }
@@ -530,6 +559,26 @@ mod tests {
                     source: std::io::Error::other("boom"),
                 },
                 ErrorKind::Other,
+            ),
+            (
+                Error::HostsConfig {
+                    path: "/h/hosts.toml".into(),
+                    line: Some(3),
+                    reason: text(),
+                },
+                ErrorKind::Usage,
+            ),
+            (
+                Error::Mirror {
+                    mirror: text(),
+                    registry: text(),
+                    source: Box::new(Error::DigestMismatch {
+                        what: text(),
+                        expected: Digest::sha256_of(b""),
+                        actual: Digest::sha256_of(b"x"),
+                    }),
+                },
+                ErrorKind::Integrity,
             ),
         ];
         for (err, kind) in cases {

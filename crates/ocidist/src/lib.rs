@@ -14,6 +14,10 @@
 //!   with credentials from docker and containers config files
 //!   ([`credentials`]); secrets never reach logs, errors or `Debug`;
 //! - **retry** transient failures with backoff, honouring `Retry-After`;
+//! - try **mirrors** first, configured as containerd configures them
+//!   ([`hosts`]), skipping one that misbehaves for the rest of the run;
+//! - **count** what it spends per host ([`accounting`]): requests by kind,
+//!   bytes, retries, and the rate limits registries announce;
 //! - go through **forwarding proxies** chosen per URL as curl chooses them
 //!   ([`proxy`], `https_proxy`/`no_proxy`), never showing a registry's
 //!   credentials to the proxy.
@@ -38,6 +42,7 @@
 #![deny(missing_docs)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod accounting;
 pub mod auth;
 mod blob;
 mod body;
@@ -45,22 +50,27 @@ mod client;
 mod config;
 pub mod credentials;
 mod error;
+pub mod hosts;
 mod listing;
 mod manifest;
+mod mirrors;
 mod progress;
 pub mod proxy;
 mod push;
 pub mod retry;
 mod transport;
 
+pub use accounting::HostUsage;
 pub use blob::BlobStream;
 pub use client::Client;
 pub use config::{ClientConfig, DEFAULT_MAX_MANIFEST_BYTES};
 pub use error::{Error, Result};
+pub use hosts::HostsConfig;
 pub use manifest::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_SCHEMA1, Descriptor, Manifest, ManifestKind,
     OCI_INDEX, OCI_MANIFEST, is_manifest_media_type, parse_manifest,
 };
+pub use mirrors::SkippedMirror;
 pub use ociref::ErrorKind;
 pub use progress::{Progress, ProgressFn, ProgressKind};
 pub use proxy::ProxyConfig;

@@ -5,6 +5,7 @@ use crate::auth::Scope;
 use crate::body::{ReadError, read_capped};
 use crate::client::{Client, Request, status_error};
 use crate::error::{Error, Result};
+use crate::mirrors::{Capability, Endpoint};
 use bytes::Bytes;
 use oci_spec::image::{ImageIndex, ImageManifest};
 use ociref::{Digest, DigestVerifier, Reference};
@@ -213,9 +214,22 @@ impl Client {
     /// Resolves a reference to the descriptor of its manifest with one
     /// `HEAD` (Docker Hub meters `GET`s, not `HEAD`s). Falls back to a `GET`
     /// when the registry refuses `HEAD` or omits `Docker-Content-Digest`.
-    /// For a reference by digest, the digest is the reference's own.
+    /// For a reference by digest, the digest is the reference's own. A tag
+    /// is resolved only at mirrors allowed to `resolve`.
     pub async fn resolve(&self, reference: &Reference) -> Result<Descriptor> {
-        let request = self.manifest_request(reference, Method::HEAD)?;
+        let registry = reference.registry();
+        let mut last = None;
+        for endpoint in &self.endpoints(registry, capability_for(reference))? {
+            match self.resolve_at(reference, endpoint).await {
+                Ok(descriptor) => return Ok(descriptor),
+                Err(err) => last = Some(self.next_host_after(registry, endpoint, err)?),
+            }
+        }
+        Err(last.expect("because endpoints() is never empty"))
+    }
+
+    async fn resolve_at(&self, reference: &Reference, endpoint: &Endpoint) -> Result<Descriptor> {
+        let request = self.manifest_request(reference, endpoint, Method::HEAD)?;
         let response = self.send(&request).await?;
         let status = response.status().as_u16();
         if status == 404 {
@@ -226,15 +240,27 @@ impl Client {
         {
             return Ok(descriptor);
         }
-        tracing::debug!(%reference, status, "HEAD gave no usable digest; falling back to GET");
-        Ok(self.manifest(reference).await?.descriptor())
+        tracing::debug!(%reference, status, host = %endpoint.key, "HEAD gave no usable digest; falling back to GET");
+        Ok(self.manifest_at(reference, endpoint).await?.descriptor())
     }
 
     /// Fetches and parses the manifest a reference points at. When the
     /// reference carries a digest, the bytes must hash to it. Manifests over
     /// [`crate::ClientConfig::max_manifest_bytes`] are refused unread.
     pub async fn manifest(&self, reference: &Reference) -> Result<Manifest> {
-        let request = self.manifest_request(reference, Method::GET)?;
+        let registry = reference.registry();
+        let mut last = None;
+        for endpoint in &self.endpoints(registry, capability_for(reference))? {
+            match self.manifest_at(reference, endpoint).await {
+                Ok(manifest) => return Ok(manifest),
+                Err(err) => last = Some(self.next_host_after(registry, endpoint, err)?),
+            }
+        }
+        Err(last.expect("because endpoints() is never empty"))
+    }
+
+    async fn manifest_at(&self, reference: &Reference, endpoint: &Endpoint) -> Result<Manifest> {
+        let request = self.manifest_request(reference, endpoint, Method::GET)?;
         let response = self.send(&request).await?;
         if response.status().as_u16() == 404 {
             return Err(not_found(reference));
@@ -254,11 +280,12 @@ impl Client {
                     limit,
                 },
                 ReadError::Transport(source) => Error::Network {
-                    registry: reference.registry().to_owned(),
+                    registry: endpoint.key.clone(),
                     attempts: 1,
                     source,
                 },
             })?;
+        self.inner.usage.bytes(&endpoint.key, bytes.len() as u64);
         let digest = match reference.digest() {
             Some(expected) => {
                 let mut verifier = DigestVerifier::new(expected.clone())?;
@@ -285,7 +312,8 @@ impl Client {
 
     fn manifest_request<'r>(
         &self,
-        reference: &'r Reference,
+        reference: &Reference,
+        endpoint: &'r Endpoint,
         method: Method,
     ) -> Result<Request<'r>> {
         if let Some(digest) = reference.digest()
@@ -301,22 +329,28 @@ impl Client {
             (None, Some(tag)) => tag.to_owned(),
             (None, None) => "latest".to_owned(),
         };
-        let url = self.repo_url(
-            reference.registry(),
-            reference.repository(),
-            &format!("manifests/{target}"),
-        )?;
+        let url = endpoint.url(reference.repository(), &format!("manifests/{target}"))?;
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
         Ok(Request {
             method,
-            registry: reference.registry(),
+            registry: &endpoint.key,
             url,
             scope: Scope::pull(reference.repository()),
             extra_scopes: Vec::new(),
             headers,
             body: None,
         })
+    }
+}
+
+/// A tag is resolved only where `resolve` is allowed; content named by its
+/// digest can come from any host allowed to `pull`.
+fn capability_for(reference: &Reference) -> Capability {
+    if reference.digest().is_some() {
+        Capability::Pull
+    } else {
+        Capability::Resolve
     }
 }
 

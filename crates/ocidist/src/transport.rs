@@ -2,9 +2,10 @@
 
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
+use crate::hosts::HostEndpoint;
 use crate::proxy::ProxyConfig;
-use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -16,42 +17,55 @@ pub(crate) struct Transport {
     per_registry: HashMap<String, reqwest::Client>,
     insecure: Vec<String>,
     proxy: ProxyConfig,
+    /// Hosts configured in a hosts directory (mirrors, servers), by the
+    /// name requests use for them: where they are and their headers.
+    hosts: HashMap<String, HostEndpoint>,
+    /// The names of the mirrors among them.
+    mirrors: std::collections::HashSet<String>,
 }
 
 impl Transport {
     pub(crate) fn new(config: &ClientConfig) -> Result<Self> {
-        let default = build(config, tls_config(Vec::new()), "*")?;
-        let mut per_registry = HashMap::new();
+        let default = build(config, tls_config(&TlsSettings::default()), "*")?;
+        let hosts = configured_hosts(config);
+        let mut settings: HashMap<String, TlsSettings> = HashMap::new();
         for (registry, pem) in &config.extra_ca_pem {
-            let certs = CertificateDer::pem_slice_iter(pem)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|err| Error::Tls {
-                    registry: registry.clone(),
-                    reason: format!("extra CA is not valid PEM: {err}"),
+            let certs = parse_ca(registry, pem)?;
+            settings
+                .entry(registry.clone())
+                .or_default()
+                .extra
+                .extend(certs);
+        }
+        for (key, endpoint) in &hosts {
+            let tls = settings.entry(key.clone()).or_default();
+            tls.skip_verify = endpoint.skip_verify;
+            for path in &endpoint.ca {
+                let pem = std::fs::read(path).map_err(|err| Error::Tls {
+                    registry: key.clone(),
+                    reason: format!("reading CA file {}: {err}", path.display()),
                 })?;
-            if certs.is_empty() {
-                return Err(Error::Tls {
-                    registry: registry.clone(),
-                    reason: "extra CA PEM holds no certificate".into(),
-                });
+                tls.extra.extend(parse_ca(key, &pem)?);
             }
-            let mut check = rustls::RootCertStore::empty();
-            for cert in &certs {
-                check.add(cert.clone()).map_err(|err| Error::Tls {
-                    registry: registry.clone(),
-                    reason: format!("extra CA refused: {err}"),
-                })?;
+            if let Some((cert, key_file)) = endpoint.client.first() {
+                tls.client = Some(client_identity(key, cert, key_file.as_deref())?);
             }
-            per_registry.insert(
-                registry.clone(),
-                build(config, tls_config(certs), registry)?,
-            );
+        }
+        let mut per_registry = HashMap::new();
+        for (registry, tls) in &settings {
+            per_registry.insert(registry.clone(), build(config, tls_config(tls), registry)?);
         }
         Ok(Transport {
             default,
             per_registry,
             insecure: config.insecure_registries.clone(),
             proxy: config.proxy.clone(),
+            mirrors: config
+                .hosts
+                .namespaces()
+                .flat_map(|(_, hosts)| hosts.mirrors.iter().map(HostEndpoint::authority))
+                .collect(),
+            hosts,
         })
     }
 
@@ -67,13 +81,149 @@ impl Transport {
 
     /// `scheme://host[:port]` of the registry's API endpoint.
     pub(crate) fn base_url(&self, registry: &str) -> String {
-        let scheme = if is_loopback(registry) || self.insecure.iter().any(|r| r == registry) {
-            "http"
-        } else {
-            "https"
-        };
-        format!("{scheme}://{}", api_host(registry))
+        if let Some(endpoint) = self.hosts.get(registry) {
+            return format!("{}://{}", endpoint.url.scheme(), endpoint.authority());
+        }
+        default_base_url(registry, &self.insecure)
     }
+
+    /// The root of the distribution API for `registry`: `base_url/v2`, or
+    /// the configured host's own root.
+    pub(crate) fn api_root(&self, registry: &str) -> String {
+        match self.hosts.get(registry) {
+            Some(endpoint) => endpoint.api_root(),
+            None => format!("{}/v2", self.base_url(registry)),
+        }
+    }
+
+    /// Whether `host` is configured as a mirror.
+    pub(crate) fn is_mirror(&self, host: &str) -> bool {
+        self.mirrors.contains(host)
+    }
+
+    /// Headers configured for `registry` (`header` in hosts.toml).
+    pub(crate) fn headers(&self, registry: &str) -> &[(String, String)] {
+        self.hosts
+            .get(registry)
+            .map_or(&[], |endpoint| endpoint.headers.as_slice())
+    }
+}
+
+/// `http://` for loopback and listed registries, else `https://`, followed
+/// by the API host.
+fn default_base_url(registry: &str, insecure: &[String]) -> String {
+    let scheme = if is_loopback(registry) || insecure.iter().any(|r| r == registry) {
+        "http"
+    } else {
+        "https"
+    };
+    format!("{scheme}://{}", api_host(registry))
+}
+
+/// The hosts of every namespace of the hosts directory, by the name
+/// requests use for them (see [`crate::mirrors::server_key`]). The first
+/// configuration of a host wins.
+fn configured_hosts(config: &ClientConfig) -> HashMap<String, HostEndpoint> {
+    let mut hosts: HashMap<String, HostEndpoint> = HashMap::new();
+    let mut add = |key: String, endpoint: HostEndpoint| {
+        if let Some(first) = hosts.get(&key) {
+            if first != &endpoint {
+                tracing::warn!(host = %key, "host configured twice in the hosts directory; the first configuration is used");
+            }
+            return;
+        }
+        hosts.insert(key, endpoint);
+    };
+    for (namespace, registry_hosts) in config.hosts.namespaces() {
+        for mirror in &registry_hosts.mirrors {
+            add(mirror.authority(), mirror.clone());
+        }
+        let own = namespace != crate::hosts::DEFAULT_NAMESPACE;
+        match &registry_hosts.server {
+            Some(server) => {
+                let key = crate::mirrors::server_key(namespace, server);
+                let mut server = server.clone();
+                if key == namespace {
+                    // `server = "https://docker.io"` means Docker Hub's API host.
+                    let _ = server.url.set_host(Some(api_host(namespace)));
+                }
+                add(key, server);
+            }
+            None if own => {
+                let base = default_base_url(namespace, &config.insecure_registries);
+                if let Ok(url) = reqwest::Url::parse(&base) {
+                    let mut settings = registry_hosts.server_settings.clone();
+                    settings.url = url;
+                    add(namespace.to_owned(), settings);
+                }
+            }
+            None => {}
+        }
+    }
+    hosts
+}
+
+/// Trust settings of one host.
+#[derive(Default)]
+struct TlsSettings {
+    extra: Vec<CertificateDer<'static>>,
+    skip_verify: bool,
+    client: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+}
+
+/// The certificates of a PEM CA bundle; an error when it holds none.
+fn parse_ca(registry: &str, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| Error::Tls {
+            registry: registry.to_owned(),
+            reason: format!("extra CA is not valid PEM: {err}"),
+        })?;
+    if certs.is_empty() {
+        return Err(Error::Tls {
+            registry: registry.to_owned(),
+            reason: "extra CA PEM holds no certificate".into(),
+        });
+    }
+    let mut check = rustls::RootCertStore::empty();
+    for cert in &certs {
+        check.add(cert.clone()).map_err(|err| Error::Tls {
+            registry: registry.to_owned(),
+            reason: format!("extra CA refused: {err}"),
+        })?;
+    }
+    Ok(certs)
+}
+
+/// A client certificate chain and its key, from `cert` (which may hold
+/// the key too) and `key`.
+fn client_identity(
+    registry: &str,
+    cert: &std::path::Path,
+    key: Option<&std::path::Path>,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let tls = |reason: String| Error::Tls {
+        registry: registry.to_owned(),
+        reason,
+    };
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|err| tls(format!("reading {}: {err}", path.display())))
+    };
+    let cert_pem = read(cert)?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| tls(format!("client certificate {}: {err}", cert.display())))?;
+    let key_path = key.unwrap_or(cert);
+    let key_pem = read(key_path)?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|err| tls(format!("client key {}: {err}", key_path.display())))?;
+    if chain.is_empty() {
+        return Err(tls(format!(
+            "client certificate {} holds no certificate",
+            cert.display()
+        )));
+    }
+    Ok((chain, key))
 }
 
 /// Docker Hub's API lives on another host than its name.
@@ -124,20 +274,80 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn tls_config(extra: Vec<CertificateDer<'static>>) -> Result<rustls::ClientConfig, rustls::Error> {
-    let verifier = LazyRootsVerifier {
-        extra,
-        provider: provider(),
-        verifier: std::sync::OnceLock::new(),
-    };
-    rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map(|builder| {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(verifier))
-                .with_no_client_auth()
+fn tls_config(settings: &TlsSettings) -> Result<rustls::ClientConfig, rustls::Error> {
+    let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = if settings.skip_verify {
+        Arc::new(AnyCertificate {
+            provider: provider(),
         })
+    } else {
+        Arc::new(LazyRootsVerifier {
+            extra: settings.extra.clone(),
+            provider: provider(),
+            verifier: std::sync::OnceLock::new(),
+        })
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    match &settings.client {
+        Some((chain, key)) => builder.with_client_auth_cert(chain.clone(), key.clone_key()),
+        None => Ok(builder.with_no_client_auth()),
+    }
+}
+
+/// `skip_verify = true`: any certificate is accepted (signatures are still
+/// checked, so the peer holds the key of the certificate it shows).
+#[derive(Debug)]
+struct AnyCertificate {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 /// The standard WebPKI verification, with the system's roots loaded on the
@@ -316,6 +526,40 @@ mod tests {
             &url("http://127.0.0.1:5001/")
         ));
         assert!(!same_origin(&url("https://a.io/"), &url("http://a.io/")));
+    }
+
+    #[test]
+    fn hosts_settings_reach_the_transport() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("hosts.toml");
+        let text = "server = \"http://reg.internal:5000\"\n\
+            [host.\"http://mirror.internal:8080/cache\"]\n  skip_verify = true\n\
+            [host.\"https://tls.internal\"]\n  ca = \"missing.pem\"\n";
+        let hosts =
+            crate::hosts::parse_hosts_toml(&file, text, "reg.internal:5000").expect("valid");
+        let mut config = ClientConfig::default();
+        config.hosts.insert("reg.internal:5000", hosts.clone());
+        let err = Transport::new(&config).expect_err("the CA file is missing");
+        let text = err.to_string();
+        assert!(text.contains("tls.internal"), "{text}");
+        assert!(text.contains("missing.pem"), "{text}");
+        let mut hosts = hosts;
+        hosts.mirrors.pop();
+        let mut config = ClientConfig::default();
+        config.hosts.insert("reg.internal:5000", hosts);
+        let transport = Transport::new(&config).expect("builds");
+        // The server names the registry's own scheme; the mirror keeps its
+        // scheme and path.
+        assert_eq!(
+            transport.base_url("reg.internal:5000"),
+            "http://reg.internal:5000"
+        );
+        assert_eq!(
+            transport.api_root("mirror.internal:8080"),
+            "http://mirror.internal:8080/cache/v2"
+        );
+        assert!(transport.is_mirror("mirror.internal:8080"));
+        assert!(!transport.is_mirror("reg.internal:5000"));
     }
 
     #[test]

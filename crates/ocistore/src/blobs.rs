@@ -148,6 +148,12 @@ impl Store {
                     partial.dir.remove(&partial.name)?;
                     resume = false;
                 }
+                // A mirror served bad bytes and is skipped from now on: the
+                // next attempt, from zero, goes to the next host.
+                Err(Error::Dist(ocidist::Error::Mirror { .. })) => {
+                    partial.dir.remove(&partial.name)?;
+                    resume = false;
+                }
                 Err(err) => {
                     if matches!(err, Error::Dist(ocidist::Error::DigestMismatch { .. })) {
                         let _ = partial.dir.remove(&partial.name);

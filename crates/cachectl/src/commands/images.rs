@@ -21,6 +21,14 @@ struct Pulled {
     fetched_blobs: usize,
     reused_blobs: usize,
     up_to_date: bool,
+    /// Mirrors skipped during this run (the same list in every object).
+    skipped_mirrors: Vec<ocidist::SkippedMirror>,
+    /// Requests made during this run, per host (the same in every object).
+    requests: Vec<ocidist::HostUsage>,
+    /// The registry could not be reached: the cached digest was used.
+    stale: bool,
+    /// With `stale`, how long ago the cached entry was stored.
+    cached_age_seconds: Option<u64>,
 }
 
 pub(super) fn pull(
@@ -36,6 +44,7 @@ pub(super) fn pull(
     options.always = args.always;
     options.all_platforms = args.all_platforms;
     options.referrers = args.referrers;
+    let stale_ok = context.stale_fallback && !args.no_stale;
     // An offline pull makes no request; the client is built all the same.
     let client = context.client(progress)?;
     // All references at once: blobs they share are fetched once (the
@@ -49,9 +58,12 @@ pub(super) fn pull(
                 reference.clone(),
                 options.clone(),
             );
-            tasks.spawn(async move { (position, store.pull(&client, &reference, &options).await) });
+            tasks.spawn(async move {
+                let pulled = pull_or_stale(&store, &client, &reference, &options, stale_ok).await;
+                (position, pulled)
+            });
         }
-        let mut outcomes: Vec<Option<ocistore::Result<ocistore::PullOutcome>>> =
+        let mut outcomes: Vec<Option<ocistore::Result<MaybeStale>>> =
             (0..references.len()).map(|_| None).collect();
         while let Some(joined) = tasks.join_next().await {
             let (position, outcome) = joined.map_err(ocistore::Error::from)?;
@@ -60,20 +72,38 @@ pub(super) fn pull(
         Ok::<_, CliError>(outcomes)
     });
     progress.finish();
+    let skipped_mirrors = client.skipped_mirrors();
+    let requests = client.usage();
     let mut results = Vec::new();
     let mut first_error = None;
     for outcome in outcomes?.into_iter().flatten() {
-        let outcome = match outcome {
+        let (outcome, stale) = match outcome {
             Ok(outcome) => outcome,
             Err(err) => {
                 first_error.get_or_insert(err);
                 continue;
             }
         };
+        let cached_age_seconds = stale
+            .as_ref()
+            .and_then(|_| cached_age_seconds(context, &outcome.reference));
+        if let Some(reason) = &stale {
+            out.note(&format!(
+                "warning: {}: the registry could not be reached ({reason}); using the cached {} (stored {})",
+                outcome.reference,
+                short_digest(&outcome.manifest_digest),
+                cached_age_seconds.map_or_else(
+                    || "at an unknown time".to_owned(),
+                    |s| ago(now_ms().saturating_sub(s * 1000), now_ms())
+                ),
+            ));
+        }
         out.note(&format!(
             "{}: {}",
             outcome.reference,
-            if outcome.up_to_date {
+            if stale.is_some() {
+                "stale (cached)".to_owned()
+            } else if outcome.up_to_date {
                 "up to date".to_owned()
             } else {
                 format!(
@@ -92,6 +122,10 @@ pub(super) fn pull(
             fetched_blobs: outcome.fetched_blobs,
             reused_blobs: outcome.reused_blobs,
             up_to_date: outcome.up_to_date,
+            skipped_mirrors: skipped_mirrors.clone(),
+            requests: requests.clone(),
+            stale: stale.is_some(),
+            cached_age_seconds,
         });
     }
     out.result(&results, || {
@@ -105,6 +139,43 @@ pub(super) fn pull(
         Some(err) => Err(err.into()),
         None => Ok(()),
     }
+}
+
+/// A pull's outcome, with why the registry could not be reached when the
+/// cached digest was used instead.
+type MaybeStale = (ocistore::PullOutcome, Option<String>);
+
+/// Pulls `reference`; when that fails for a network reason (the registry
+/// refused or could not be reached, TLS, timeouts, 5xx or 429 after the
+/// retries) and `stale_ok`, a tag that is cached is served from the cache:
+/// the outcome then comes with the reason. Auth failures, 404 and
+/// integrity errors never fall back.
+async fn pull_or_stale(
+    store: &ocistore::Store,
+    client: &ocidist::Client,
+    reference: &ociref::Reference,
+    options: &PullOptions,
+    stale_ok: bool,
+) -> ocistore::Result<MaybeStale> {
+    let err = match store.pull(client, reference, options).await {
+        Ok(outcome) => return Ok((outcome, None)),
+        Err(err) => err,
+    };
+    if !stale_ok || reference.digest().is_some() || err.kind() != ociref::ErrorKind::Network {
+        return Err(err);
+    }
+    let mut offline = options.clone();
+    offline.offline = true;
+    match store.pull(client, reference, &offline).await {
+        Ok(outcome) => Ok((outcome, Some(err.to_string()))),
+        Err(_) => Err(err),
+    }
+}
+
+/// Seconds since the cache entry `name` was stored, when its record says.
+fn cached_age_seconds(context: &Context, name: &str) -> Option<u64> {
+    let record = context.store.record(name).ok()??;
+    (record.stored_at > 0).then(|| now_ms().saturating_sub(record.stored_at) / 1000)
 }
 
 /// `images --json`: one object per `index.json` entry (reference and

@@ -70,6 +70,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
             unreachable!("handled above")
         }
     };
+    report_registries(&context, cli.global.verbose, out);
     if context.store.skipped_records() {
         out.note(&format!(
             "note: the cache {} is read-only here: last-used times (and layer sizes) were not \
@@ -78,6 +79,58 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         ));
     }
     result
+}
+
+/// Notes what the command's registry clients met: mirrors skipped and rate
+/// limits nearly spent (the library's log says both with `-v`), and with
+/// `-v` the requests made per host.
+fn report_registries(context: &Context, verbose: u8, out: Output) {
+    let usage = context.usage();
+    if verbose == 0 {
+        for skipped in context.skipped_mirrors() {
+            out.note(&format!(
+                "warning: mirror {} for {} failed and was skipped for the rest of this run: {}",
+                skipped.mirror, skipped.registry, skipped.reason
+            ));
+        }
+        for host in &usage {
+            if ocidist::accounting::is_low(host.ratelimit_limit, host.ratelimit_remaining) {
+                out.note(&format!(
+                    "warning: {} has {} of its {} requests left (rate limit)",
+                    host.host,
+                    host.ratelimit_remaining.unwrap_or_default(),
+                    host.ratelimit_limit.unwrap_or_default()
+                ));
+            }
+        }
+    } else if !out.quiet {
+        for host in &usage {
+            eprintln!("{}", describe_usage(host));
+        }
+    }
+}
+
+/// `requests to HOST: 1 manifest HEAD, …` for `-v`.
+fn describe_usage(host: &ocidist::HostUsage) -> String {
+    let mut text = format!(
+        "requests to {}{}: {} manifest HEAD, {} manifest GET, {} blob GET, {} token, {} other; {} received, {} retries",
+        host.host,
+        if host.mirror { " (mirror)" } else { "" },
+        host.manifest_head,
+        host.manifest_get,
+        host.blob_get,
+        host.token,
+        host.other,
+        crate::output::human_bytes(host.bytes),
+        host.retries,
+    );
+    if let (Some(limit), Some(remaining)) = (host.ratelimit_limit, host.ratelimit_remaining) {
+        text.push_str(&format!("; rate limit {remaining}/{limit} left"));
+    }
+    if let Some(seconds) = host.retry_after_seconds {
+        text.push_str(&format!("; retry after {seconds} s"));
+    }
+    text
 }
 
 /// Prints shell completions or the man page on stdout.

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// The value of an environment variable `cargo xtask test` sets.
 pub(crate) fn env(name: &str) -> String {
@@ -49,7 +49,8 @@ pub(crate) fn cachectl_process(home: &Path) -> std::process::Command {
         .env("DOCKER_CONFIG", home.join("docker"))
         .env_remove("XDG_CACHE_HOME")
         .env_remove("XDG_CONFIG_HOME")
-        .env_remove("CACHECTL_CONFIG");
+        .env_remove("CACHECTL_CONFIG")
+        .env_remove("CACHECTL_HOSTS_DIR");
     for name in PROXY_VARIABLES {
         command.env_remove(name);
     }
@@ -123,6 +124,45 @@ pub(crate) fn failing_forwarder(upstream: String, failures: usize) -> (String, A
         }
     });
     (addr, count)
+}
+
+/// A loopback TCP forwarder to `upstream` that can be switched off: while
+/// the flag is false, each connection is closed as soon as it is accepted,
+/// like a registry that went down.
+pub(crate) fn switchable_forwarder(upstream: String) -> (String, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
+    let addr = listener.local_addr().expect("address").to_string();
+    let up = Arc::new(AtomicBool::new(true));
+    let switch = Arc::clone(&up);
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            if !switch.load(Ordering::SeqCst) {
+                let _ = client.shutdown(Shutdown::Both);
+                continue;
+            }
+            let Ok(server) = TcpStream::connect(&upstream) else {
+                continue;
+            };
+            for (mut from, mut to) in [
+                (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                ),
+                (server, client),
+            ] {
+                std::thread::spawn(move || {
+                    let mut buffer = [0u8; 16 * 1024];
+                    while let Ok(n) = from.read(&mut buffer) {
+                        if n == 0 || to.write_all(&buffer[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to.shutdown(Shutdown::Write);
+                });
+            }
+        }
+    });
+    (addr, up)
 }
 
 /// Reads one request head from `client` and answers 503, closing.

@@ -46,6 +46,8 @@ pub(crate) struct Authorizer {
     /// The client's proxies: credentials never go to a plain-HTTP token
     /// service through one.
     pub(crate) proxy: crate::proxy::ProxyConfig,
+    /// Where token requests are counted.
+    pub(crate) usage: Arc<crate::accounting::Usage>,
 }
 
 impl Authorizer {
@@ -282,6 +284,7 @@ impl Authorizer {
             _ => http.get(url),
         };
         let realm_host = realm.host_str().unwrap_or(registry).to_owned();
+        self.usage.token(registry);
         let response = request
             .send()
             .await

@@ -1,0 +1,72 @@
+//! A registry that went down: `pull` of a cached tag uses the cached digest
+//! and says it is stale (exit 0), unless `--no-stale` or the settings file
+//! turn that off; a tag that is not cached fails with the network exit
+//! code. The registry is the real test registry behind a forwarder that is
+//! switched off.
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use support::{cachectl, fixture, stderr, stdout, switchable_forwarder};
+
+#[test]
+fn a_cached_tag_is_served_stale_when_the_registry_is_down() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let (fixture_reference, digest) = fixture("small");
+    let (registry, path) = fixture_reference
+        .split_once('/')
+        .expect("registry/repository:tag");
+    let (addr, up) = switchable_forwarder(registry.to_owned());
+    let reference = format!("{addr}/{path}");
+    let first = cachectl(home.path())
+        .args(["pull", "-q", &reference])
+        .output()
+        .expect("runs");
+    assert!(first.status.success(), "{}", stderr(&first));
+
+    up.store(false, Ordering::SeqCst);
+    let stale = cachectl(home.path())
+        .args(["pull", "--json", &reference])
+        .output()
+        .expect("runs");
+    assert!(stale.status.success(), "{}", stderr(&stale));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&stale)).expect("JSON");
+    assert_eq!(json[0]["stale"], true, "{json}");
+    assert_eq!(json[0]["digest"], digest.as_str(), "{json}");
+    assert!(json[0]["cached_age_seconds"].is_u64(), "{json}");
+
+    let noted = cachectl(home.path())
+        .args(["pull", &reference])
+        .output()
+        .expect("runs");
+    assert!(noted.status.success(), "{}", stderr(&noted));
+    assert!(
+        stderr(&noted).contains("the registry could not be reached"),
+        "{}",
+        stderr(&noted)
+    );
+    assert!(stderr(&noted).contains(&addr), "{}", stderr(&noted));
+
+    let strict = cachectl(home.path())
+        .args(["pull", "--no-stale", &reference])
+        .output()
+        .expect("runs");
+    assert_eq!(strict.status.code(), Some(5), "{}", stderr(&strict));
+    let settings = home.path().join("config.toml");
+    std::fs::write(&settings, "stale_fallback = false\n").expect("settings");
+    let strict = cachectl(home.path())
+        .args(["pull", &reference, "--config"])
+        .arg(&settings)
+        .output()
+        .expect("runs");
+    assert_eq!(strict.status.code(), Some(5), "{}", stderr(&strict));
+
+    // A tag that was never cached has nothing to fall back to.
+    let (other, _) = fixture("multiarch");
+    let other_path = other.split_once('/').expect("registry/path").1;
+    let missing = cachectl(home.path())
+        .args(["pull", &format!("{addr}/{other_path}")])
+        .output()
+        .expect("runs");
+    assert_eq!(missing.status.code(), Some(5), "{}", stderr(&missing));
+}
