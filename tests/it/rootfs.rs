@@ -2,316 +2,21 @@
 //! hand-built malicious layers that must not write outside the target;
 //! whiteouts; ext4 images checked with `e2fsck` and `debugfs`.
 
+use crate::rootfs_compare::{assert_same_as_umoci, differences, tree};
+use crate::rootfs_support::{
+    GZIP_LAYER, Raw, debugfs, e2fsck_passes, entry_with, fixture_layout, gzip, hand_built_store,
+    hand_built_store_with_diff_ids, makedev, only_target_in, put_blob, raw_tar,
+    rootless_build_options, running_as_root, store_with_fixture, unpack_layers,
+};
 use ociref::{Digest, Reference};
 use ocistore::Store;
 use rootfs::{BuildOptions, Error, UnpackOptions};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Instant;
-
-/// The fixture layout, built once per test binary.
-fn fixture_layout() -> &'static Path {
-    static LAYOUT: OnceLock<tempfile::TempDir> = OnceLock::new();
-    LAYOUT
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().expect("tempdir");
-            cachectl_fixtures::build_layout(dir.path(), &Default::default())
-                .expect("fixtures build");
-            dir
-        })
-        .path()
-}
-
-/// A store at `root` holding fixture `name` as `example.com/fixtures/<name>:v1`,
-/// copied from the fixture layout with skopeo (no registry).
-pub(crate) fn store_with_fixture(root: &Path, name: &str) -> (Store, Reference) {
-    let reference = format!("example.com/fixtures/{name}:v1");
-    let output = Command::new("skopeo")
-        .args(["copy", "--quiet"])
-        .arg(format!("oci:{}:{name}", fixture_layout().display()))
-        .arg(format!("oci:{}:{reference}", root.display()))
-        .output()
-        .expect("skopeo runs");
-    assert!(
-        output.status.success(),
-        "skopeo copy failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let store = Store::open(root).expect("store opens");
-    (store, reference.parse().expect("reference"))
-}
-
-fn umoci_unpack(root: &Path, reference: &Reference, target: &Path) {
-    let output = Command::new("umoci")
-        .args(["raw", "unpack", "--rootless", "--image"])
-        .arg(format!("{}:{reference}", root.display()))
-        .arg(target)
-        .output()
-        .expect("umoci runs");
-    assert!(
-        output.status.success(),
-        "umoci raw unpack failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// What the comparator sees of one path.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Node {
-    pub(crate) kind: &'static str,
-    /// Permission bits with setuid/setgid/sticky.
-    pub(crate) mode: u32,
-    pub(crate) uid: u32,
-    pub(crate) gid: u32,
-    pub(crate) size: u64,
-    pub(crate) sha256: Option<String>,
-    pub(crate) link: Option<PathBuf>,
-    pub(crate) mtime: i64,
-    /// Other paths sharing the inode, sorted (hardlink group).
-    pub(crate) hardlinks: Vec<String>,
-    pub(crate) xattrs: BTreeMap<String, Vec<u8>>,
-    pub(crate) device: Option<u64>,
-}
-
-/// Every path below `root` (the root itself excluded: its metadata is the
-/// target's, not the image's), as the comparator sees it.
-pub(crate) fn tree(root: &Path) -> BTreeMap<String, Node> {
-    let mut nodes = BTreeMap::new();
-    // Keyed by device and inode: an overlay mount shows files of different
-    // layers with their layer's device, and inode numbers repeat across them.
-    let mut inodes: BTreeMap<(u64, u64), Vec<String>> = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).expect("readable") {
-            let path = entry.expect("entry").path();
-            let rel = path
-                .strip_prefix(root)
-                .expect("below root")
-                .to_string_lossy()
-                .into_owned();
-            let meta = std::fs::symlink_metadata(&path).expect("metadata");
-            let file_type = meta.file_type();
-            let kind = if file_type.is_dir() {
-                stack.push(path.clone());
-                "dir"
-            } else if file_type.is_symlink() {
-                "symlink"
-            } else if file_type.is_file() {
-                "file"
-            } else if file_type.is_fifo() {
-                "fifo"
-            } else if file_type.is_char_device() {
-                "char"
-            } else if file_type.is_block_device() {
-                "block"
-            } else {
-                "other"
-            };
-            if !file_type.is_dir() {
-                inodes
-                    .entry((meta.dev(), meta.ino()))
-                    .or_default()
-                    .push(rel.clone());
-            }
-            let xattrs = if file_type.is_symlink() {
-                BTreeMap::new()
-            } else {
-                xattr::list(&path)
-                    .map(|names| {
-                        names
-                            .filter_map(|name| {
-                                let value = xattr::get(&path, &name).ok()??;
-                                Some((name.to_string_lossy().into_owned(), value))
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            };
-            nodes.insert(
-                rel,
-                Node {
-                    kind,
-                    mode: meta.mode() & 0o7777,
-                    uid: meta.uid(),
-                    gid: meta.gid(),
-                    size: if file_type.is_dir() { 0 } else { meta.len() },
-                    sha256: file_type.is_file().then(|| {
-                        Digest::sha256_of(&std::fs::read(&path).expect("readable")).to_string()
-                    }),
-                    link: file_type
-                        .is_symlink()
-                        .then(|| std::fs::read_link(&path).expect("link")),
-                    mtime: meta.mtime(),
-                    hardlinks: Vec::new(),
-                    xattrs,
-                    device: (file_type.is_char_device() || file_type.is_block_device())
-                        .then(|| meta.rdev()),
-                },
-            );
-        }
-    }
-    for group in inodes.values().filter(|g| g.len() > 1) {
-        let mut sorted = group.clone();
-        sorted.sort();
-        for path in group {
-            nodes.get_mut(path).expect("listed").hardlinks = sorted.clone();
-        }
-    }
-    nodes
-}
-
-/// The differences between two trees, one line per path.
-pub(crate) fn differences(
-    ours: &BTreeMap<String, Node>,
-    theirs: &BTreeMap<String, Node>,
-) -> Vec<String> {
-    let mut out = Vec::new();
-    for (path, node) in ours {
-        match theirs.get(path) {
-            None => out.push(format!("{path}: only in ours ({node:?})")),
-            Some(other) if other != node => {
-                out.push(format!("{path}: ours {node:?}\n    theirs {other:?}"))
-            }
-            Some(_) => {}
-        }
-    }
-    for (path, node) in theirs {
-        if !ours.contains_key(path) {
-            out.push(format!("{path}: only in theirs ({node:?})"));
-        }
-    }
-    out
-}
-
-/// The owner umoci --rootless records in `user.rootlesscontainers` (a
-/// protobuf: field 1 uid, field 2 gid, varints); the xattr is removed.
-fn apply_rootless_owner(node: &mut Node) {
-    let Some(bytes) = node.xattrs.remove("user.rootlesscontainers") else {
-        return;
-    };
-    // Absent fields are 0; `NoopID` (u32::MAX) means "the host's owner".
-    let (mut uid, mut gid) = (0, 0);
-    let mut i = 0;
-    while i < bytes.len() {
-        let tag = bytes[i];
-        i += 1;
-        let mut value = 0u32;
-        let mut shift = 0;
-        while i < bytes.len() {
-            let byte = bytes[i];
-            i += 1;
-            value |= u32::from(byte & 0x7f) << shift;
-            shift += 7;
-            if byte & 0x80 == 0 {
-                break;
-            }
-        }
-        match tag {
-            0x08 => uid = value,
-            0x10 => gid = value,
-            _ => {}
-        }
-    }
-    if uid != u32::MAX {
-        node.uid = uid;
-    }
-    if gid != u32::MAX {
-        node.gid = gid;
-    }
-}
-
-/// Unpacks image `reference` of `store` with rootfs (as root: with owners
-/// and devices; otherwise rootless), and `umoci_reference` of
-/// `umoci_store` (the same content) with `umoci raw unpack --rootless`,
-/// and compares the trees: paths, types, modes, owners, sizes, content,
-/// symlink targets, hardlink groups, mtimes, xattrs.
-pub(crate) fn assert_same_as_umoci(
-    store: &Store,
-    reference: &Reference,
-    umoci_store: &Store,
-    umoci_reference: &Reference,
-    dir: &Path,
-) {
-    let ours_dir = dir.join("ours");
-    let as_root = running_as_root();
-    let options = if as_root {
-        UnpackOptions::default()
-    } else {
-        UnpackOptions::rootless()
-    };
-    let started = Instant::now();
-    let report =
-        rootfs::unpack(store, reference, None, &ours_dir, &options).expect("unpack succeeds");
-    let ours_time = started.elapsed();
-    let theirs_dir = dir.join("theirs");
-    let started = Instant::now();
-    umoci_unpack(umoci_store.root(), umoci_reference, &theirs_dir);
-    let umoci_time = started.elapsed();
-    eprintln!(
-        "{reference}: rootfs {ours_time:?}, umoci {umoci_time:?}, {} entries",
-        report.entries
-    );
-    let mut ours = tree(&ours_dir);
-    let mut theirs = tree(&theirs_dir);
-    for node in theirs.values_mut() {
-        apply_rootless_owner(node);
-    }
-    if !as_root {
-        // Without root neither tree has owners: compare the rest.
-        for node in ours.values_mut().chain(theirs.values_mut()) {
-            node.uid = 0;
-            node.gid = 0;
-        }
-    }
-    // umoci --rootless writes an empty file where a device should be;
-    // rootfs as root makes the device, rootless it makes nothing.
-    let placeholders: Vec<String> = theirs
-        .iter()
-        .filter(|(path, node)| {
-            node.kind == "file"
-                && node.size == 0
-                && ours
-                    .get(*path)
-                    .is_none_or(|o| o.kind == "char" || o.kind == "block")
-        })
-        .map(|(path, _)| path.clone())
-        .collect();
-    let devices = ours
-        .values()
-        .filter(|o| o.kind == "char" || o.kind == "block")
-        .count() as u64;
-    assert_eq!(
-        placeholders.len() as u64,
-        devices + report.not_applied.devices,
-        "device placeholders of umoci: {placeholders:?}"
-    );
-    for path in placeholders {
-        let placeholder = theirs.remove(&path).expect("listed");
-        if let Some(device) = ours.remove(&path) {
-            assert_eq!(
-                (device.mode, device.uid, device.gid, device.mtime),
-                (
-                    placeholder.mode,
-                    placeholder.uid,
-                    placeholder.gid,
-                    placeholder.mtime
-                ),
-                "{path}"
-            );
-        }
-    }
-    let diff = differences(&ours, &theirs);
-    assert!(
-        diff.is_empty(),
-        "{reference} differs from umoci:\n{}",
-        diff.join("\n")
-    );
-    assert!(!ours.is_empty(), "{reference} unpacked to nothing");
-}
 
 /// [`assert_same_as_umoci`] for fixture `name`, umoci reading `umoci_name`.
 fn assert_fixture_same_as_umoci(name: &str, umoci_name: &str) {
@@ -481,157 +186,7 @@ fn unpack_as_root_applies_owners_devices_and_capabilities() {
     );
 }
 
-pub(crate) fn running_as_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(1)
-        == 0
-}
-
-pub(crate) fn makedev(major: u64, minor: u64) -> u64 {
-    ((major & 0xfffff000) << 32)
-        | ((major & 0xfff) << 8)
-        | ((minor & 0xffffff00) << 12)
-        | (minor & 0xff)
-}
-
 // ---- hand-built layouts -------------------------------------------------
-
-/// One tar entry of a hand-built layer: raw name bytes (no validation, so
-/// `..` and absolute paths can be written).
-pub(crate) enum Raw<'a> {
-    File(&'a str, &'a [u8]),
-    Dir(&'a str),
-    Symlink(&'a str, &'a str),
-    Hardlink(&'a str, &'a str),
-}
-
-pub(crate) fn raw_tar(entries: &[Raw<'_>]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
-    for entry in entries {
-        let mut header = tar::Header::new_ustar();
-        let (name, kind, link, data): (&str, tar::EntryType, &str, &[u8]) = match entry {
-            Raw::File(name, data) => (name, tar::EntryType::Regular, "", data),
-            Raw::Dir(name) => (name, tar::EntryType::Directory, "", b""),
-            Raw::Symlink(name, target) => (name, tar::EntryType::Symlink, target, b""),
-            Raw::Hardlink(name, target) => (name, tar::EntryType::Link, target, b""),
-        };
-        let old = header.as_old_mut();
-        old.name = [0; 100];
-        old.name[..name.len()].copy_from_slice(name.as_bytes());
-        old.linkname = [0; 100];
-        old.linkname[..link.len()].copy_from_slice(link.as_bytes());
-        header.set_entry_type(kind);
-        header.set_size(data.len() as u64);
-        header.set_mode(if kind == tar::EntryType::Directory {
-            0o755
-        } else {
-            0o644
-        });
-        header.set_mtime(1_700_000_000);
-        header.set_cksum();
-        builder.append(&header, data).expect("append");
-    }
-    builder.into_inner().expect("tar")
-}
-
-pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    encoder.write_all(bytes).expect("gzip");
-    encoder.finish().expect("gzip")
-}
-
-pub(crate) fn put_blob(root: &Path, bytes: &[u8]) -> Digest {
-    let digest = Digest::sha256_of(bytes);
-    let dir = root.join("blobs/sha256");
-    std::fs::create_dir_all(&dir).expect("blobs dir");
-    std::fs::write(dir.join(digest.encoded()), bytes).expect("blob written");
-    digest
-}
-
-/// A layout at `root` whose image `example.com/test/hand-built:v1` has these
-/// layers (already encoded, with their media types).
-fn hand_built_store(root: &Path, layers: &[(Vec<u8>, &str)]) -> (Store, Reference) {
-    hand_built_store_with_diff_ids(root, layers, &[])
-}
-
-/// [`hand_built_store`] with the given diff IDs (computed when empty).
-fn hand_built_store_with_diff_ids(
-    root: &Path,
-    layers: &[(Vec<u8>, &str)],
-    given_diff_ids: &[Digest],
-) -> (Store, Reference) {
-    let mut descriptors = Vec::new();
-    let mut diff_ids = Vec::new();
-    for (bytes, media_type) in layers {
-        let digest = put_blob(root, bytes);
-        let uncompressed = if bytes.starts_with(&[0x1f, 0x8b]) {
-            let mut out = Vec::new();
-            std::io::Read::read_to_end(
-                &mut flate2::read::MultiGzDecoder::new(&bytes[..]),
-                &mut out,
-            )
-            .expect("gunzip");
-            out
-        } else {
-            bytes.clone()
-        };
-        let diff_id = given_diff_ids
-            .get(diff_ids.len())
-            .cloned()
-            .unwrap_or_else(|| Digest::sha256_of(&uncompressed));
-        diff_ids.push(format!("\"{diff_id}\""));
-        descriptors.push(format!(
-            r#"{{"mediaType":"{media_type}","digest":"{digest}","size":{}}}"#,
-            bytes.len()
-        ));
-    }
-    let config = format!(
-        r#"{{"architecture":"amd64","os":"linux","config":{{}},"rootfs":{{"type":"layers","diff_ids":[{}]}}}}"#,
-        diff_ids.join(",")
-    );
-    let config_digest = put_blob(root, config.as_bytes());
-    let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{}]}}"#,
-        config.len(),
-        descriptors.join(",")
-    );
-    let manifest_digest = put_blob(root, manifest.as_bytes());
-    let reference = "example.com/test/hand-built:v1";
-    let index = format!(
-        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{manifest_digest}","size":{},"annotations":{{"org.opencontainers.image.ref.name":"{reference}"}}}}]}}"#,
-        manifest.len()
-    );
-    std::fs::write(root.join("index.json"), index).expect("index");
-    std::fs::write(root.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("layout");
-    let store = Store::open(root).expect("store opens");
-    (store, reference.parse().expect("reference"))
-}
-
-pub(crate) const GZIP_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-
-/// Unpacks hand-built gzip layers into `<dir>/box/target`; returns the
-/// result and the `box` directory, which must hold nothing but `target`.
-pub(crate) fn unpack_layers(
-    dir: &Path,
-    layers: &[Vec<Raw<'_>>],
-) -> (rootfs::Result<rootfs::UnpackReport>, PathBuf) {
-    let encoded: Vec<(Vec<u8>, &str)> = layers
-        .iter()
-        .map(|entries| (gzip(&raw_tar(entries)), GZIP_LAYER))
-        .collect();
-    let (store, reference) = hand_built_store(&dir.join("store"), &encoded);
-    let sandbox = dir.join("box");
-    std::fs::create_dir_all(&sandbox).expect("box");
-    let result = rootfs::unpack(
-        &store,
-        &reference,
-        None,
-        &sandbox.join("target"),
-        &UnpackOptions::default(),
-    );
-    (result, sandbox)
-}
 
 fn assert_refused(result: rootfs::Result<rootfs::UnpackReport>, entry: &str) {
     match result {
@@ -652,16 +207,6 @@ fn assert_refused(result: rootfs::Result<rootfs::UnpackReport>, entry: &str) {
         }
         other => panic!("{entry} was not refused: {other:?}"),
     }
-}
-
-/// A refused unpack wrote nothing: not beside the target, not in it (the
-/// layers go to a staging directory renamed into place on success).
-fn only_target_in(sandbox: &Path) {
-    let names: Vec<_> = std::fs::read_dir(sandbox)
-        .expect("box")
-        .map(|e| e.expect("entry").file_name())
-        .collect();
-    assert!(names.is_empty(), "something was left: {names:?}");
 }
 
 #[test]
@@ -915,17 +460,6 @@ fn caps_on_entries_and_bytes_stop_an_unpack() {
 
 // ---- ext4 ----------------------------------------------------------------
 
-pub(crate) fn debugfs(image: &Path, request: &str) -> String {
-    let output = Command::new("debugfs")
-        .arg("-R")
-        .arg(request)
-        .arg(image)
-        .output()
-        .expect("debugfs runs");
-    assert!(output.status.success(), "debugfs failed");
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 /// A name as `debugfs ls` prints it: bytes outside ASCII as `\\xNN`.
 fn debugfs_name(bytes: &[u8]) -> String {
     bytes
@@ -938,27 +472,6 @@ fn debugfs_name(bytes: &[u8]) -> String {
             }
         })
         .collect()
-}
-
-pub(crate) fn e2fsck_passes(image: &Path) {
-    let output = Command::new("e2fsck")
-        .args(["-fn"])
-        .arg(image)
-        .output()
-        .expect("e2fsck runs");
-    assert!(
-        output.status.success(),
-        "e2fsck -fn failed on {}: {}{}",
-        image.display(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-pub(crate) fn rootless_build_options() -> BuildOptions {
-    let mut options = BuildOptions::default();
-    options.unpack = UnpackOptions::rootless();
-    options
 }
 
 #[test]
@@ -2154,30 +1667,6 @@ fn files_with_large_extended_attributes_fit_a_computed_size_with_no_headroom() {
     e2fsck_passes(&built.path);
     let attributes = debugfs(&built.path, "ea_list /etc/f2999");
     assert!(attributes.contains("user.label (1000)"), "{attributes}");
-}
-
-/// A tar entry with the given metadata (for tests where headers say
-/// something other than [`raw_tar`]'s defaults).
-fn entry_with(
-    builder: &mut tar::Builder<Vec<u8>>,
-    kind: tar::EntryType,
-    (name, link): (&str, &str),
-    (mode, uid, mtime): (u32, u64, u64),
-    data: &[u8],
-) {
-    let mut header = tar::Header::new_gnu();
-    header.set_entry_type(kind);
-    header.set_path(name).expect("path");
-    if !link.is_empty() {
-        header.set_link_name(link).expect("link name");
-    }
-    header.set_mode(mode);
-    header.set_uid(uid);
-    header.set_gid(uid);
-    header.set_mtime(mtime);
-    header.set_size(data.len() as u64);
-    header.set_cksum();
-    builder.append(&header, data).expect("append");
 }
 
 #[test]
