@@ -1,7 +1,7 @@
 //! A Debian root file system, pushed to the test registry with skopeo,
 //! pulled with `ocistore`, unpacked by rootfs and by `umoci raw unpack`
-//! and compared with the comparator of `rootfs.rs`; then its per-layer ext4
-//! images are stacked with overlayfs (see `rootfs_overlay.rs`).
+//! and compared with the comparator of `rootfs_compare.rs`; then its
+//! per-layer ext4 images are stacked with overlayfs (see `rootfs_overlay.rs`).
 //!
 //! The base layer is `debootstrap --variant=minbase bookworm` output when
 //! debootstrap is installed, the tests run as root and the mirror answers
