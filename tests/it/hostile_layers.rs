@@ -7,7 +7,7 @@
 //! its bytes and mtime, the directory holds nothing new, and nothing
 //! appears beside the target. A refused case names the entry it refused.
 
-use crate::rootfs::{Raw, unpack_layers};
+use crate::rootfs_support::{Raw, unpack_layers};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;

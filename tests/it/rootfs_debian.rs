@@ -1,7 +1,7 @@
 //! A Debian root file system, pushed to the test registry with skopeo,
 //! pulled with `ocistore`, unpacked by rootfs and by `umoci raw unpack`
-//! and compared with the comparator of `rootfs.rs`; then its per-layer ext4
-//! images are stacked with overlayfs (see `rootfs_overlay.rs`).
+//! and compared with the comparator of `rootfs_compare.rs`; then its
+//! per-layer ext4 images are stacked with overlayfs (see `rootfs_overlay.rs`).
 //!
 //! The base layer is `debootstrap --variant=minbase bookworm` output when
 //! debootstrap is installed, the tests run as root and the mirror answers
@@ -13,8 +13,9 @@
 //! a symlink and a directory's owner and mode, links to a lower setuid file
 //! and adds files with owners, setuid/setgid/sticky bits and xattrs.
 
-use crate::rootfs::{assert_same_as_umoci, running_as_root};
+use crate::rootfs_compare::assert_same_as_umoci;
 use crate::rootfs_overlay::assert_layer_images_stack_to_the_unpack;
+use crate::rootfs_support::running_as_root;
 use crate::store::client;
 use cachectl_tests::{registries, unique};
 use ociref::{Digest, Reference};
@@ -443,10 +444,10 @@ fn put_gzip_layer(layout: &Path, tar: &Path) -> (serde_json::Value, String) {
         .map(|b| format!("{b:02x}"))
         .collect();
     let compressed = encoder.finish().expect("gzip");
-    let digest = crate::rootfs::put_blob(layout, &compressed);
+    let digest = crate::rootfs_support::put_blob(layout, &compressed);
     (
         serde_json::json!({
-            "mediaType": crate::rootfs::GZIP_LAYER,
+            "mediaType": crate::rootfs_support::GZIP_LAYER,
             "digest": digest.to_string(),
             "size": compressed.len(),
         }),
@@ -466,7 +467,7 @@ fn write_layout(layout: &Path, tars: &[PathBuf]) {
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     }))
     .expect("json");
-    let config_digest = crate::rootfs::put_blob(layout, &config);
+    let config_digest = crate::rootfs_support::put_blob(layout, &config);
     let manifest = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -478,7 +479,7 @@ fn write_layout(layout: &Path, tars: &[PathBuf]) {
         "layers": layers,
     }))
     .expect("json");
-    let digest: Digest = crate::rootfs::put_blob(layout, &manifest);
+    let digest: Digest = crate::rootfs_support::put_blob(layout, &manifest);
     let index = serde_json::json!({
         "schemaVersion": 2,
         "manifests": [{
@@ -550,7 +551,7 @@ fn debian_rootfs_pushed_and_pulled_equals_umoci_and_its_layer_overlay() {
     let unpacked = dir.path().join("umoci");
     assert_same_as_umoci(&store, &reference, &store, &reference, &unpacked);
     // The comparator saw the second layer's changes (not two empty trees).
-    let tree = crate::rootfs::tree(&unpacked.join("ours"));
+    let tree = crate::rootfs_compare::tree(&unpacked.join("ours"));
     assert!(tree.len() > 1000, "only {} paths", tree.len());
     assert_eq!(tree["usr/local/bin/tool"].mode, 0o4755);
     assert!(

@@ -5,7 +5,7 @@
 //! symlink, with `/sbin` and systemd left as they were; checked in the
 //! image with `debugfs` and `e2fsck`, as root and rootless.
 
-use crate::rootfs::{debugfs, e2fsck_passes, rootless_build_options, running_as_root};
+use crate::rootfs_support::{debugfs, e2fsck_passes, rootless_build_options, running_as_root};
 use crate::store::{client, fixture};
 use ocistore::{PullOptions, Store};
 use rootfs::{BuildOptions, Error};

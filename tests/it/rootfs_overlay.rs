@@ -5,9 +5,9 @@
 //! `mount -t overlay -o lowerdir=top:…:base`, and the merged tree is
 //! compared with `rootfs::unpack` of the same image.
 
-use crate::rootfs::{
-    Node, debugfs, differences, e2fsck_passes, rootless_build_options, running_as_root,
-    store_with_fixture, tree,
+use crate::rootfs_compare::{Node, differences, tree};
+use crate::rootfs_support::{
+    debugfs, e2fsck_passes, rootless_build_options, running_as_root, store_with_fixture,
 };
 use ociref::Reference;
 use ocistore::Store;

@@ -12,7 +12,9 @@
 //! planted path.
 
 use crate::plants::{DIR_PLANTS, FILE_PLANTS, HANG, Outside, Plant, plant, snapshot};
-use crate::rootfs::{e2fsck_passes, rootless_build_options, running_as_root, store_with_fixture};
+use crate::rootfs_support::{
+    e2fsck_passes, rootless_build_options, running_as_root, store_with_fixture,
+};
 use ociref::Digest;
 use ocistore::Store;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

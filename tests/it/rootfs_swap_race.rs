@@ -8,7 +8,7 @@
 //! and afterwards a build passes `e2fsck`, the layer tars match their diff
 //! IDs and an unpack succeeds.
 
-use crate::rootfs::{e2fsck_passes, rootless_build_options, store_with_fixture};
+use crate::rootfs_support::{e2fsck_passes, rootless_build_options, store_with_fixture};
 use crate::swap_race::{Choice, Places, SEED, Tally, canary, race};
 use ociref::{Digest, Reference};
 use ocistore::{ExportFormat, ImportOptions, Store};

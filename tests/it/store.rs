@@ -927,7 +927,13 @@ async fn an_image_skopeo_wrote_into_the_root_is_listed_verified_and_unpacked() {
     assert!(inspection.images[0].layers.iter().all(|l| l.present));
     // Unpacked from what skopeo wrote, the same tree umoci unpacks.
     let work = tempfile::tempdir().expect("tempdir");
-    crate::rootfs::assert_same_as_umoci(&store, &reference, &store, &reference, work.path());
+    crate::rootfs_compare::assert_same_as_umoci(
+        &store,
+        &reference,
+        &store,
+        &reference,
+        work.path(),
+    );
     // A pull of the same reference now finds it in place: one HEAD.
     let outcome = store
         .pull(&client(), &reference, &PullOptions::default())
