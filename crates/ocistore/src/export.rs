@@ -8,9 +8,10 @@
 //! to a temp file next to the output, fsynced and renamed over it: the
 //! output path never holds a half-written archive.
 
-use crate::archive::{COPY_BUFFER, Compression, TempFile, decompressed};
+use crate::compression::{COPY_BUFFER, Compression, decompressed};
 use crate::error::{Error, Result, io};
 use crate::layout::{IndexEntry, IndexFile, LAYOUT_VERSION, Store, parent_dir};
+use crate::temp_file::TempFile;
 use crate::walk::{children, is_manifest};
 use ocidist::Descriptor;
 use ociref::{Algorithm, Digest, HashingReader, HashingWriter, Reference};

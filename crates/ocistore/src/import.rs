@@ -18,13 +18,13 @@
 //! names are only compared with the names the archive's JSON files use, and
 //! entries named with `..` or an absolute path never match.
 
-use crate::archive::{
-    COPY_BUFFER, Compression, OCI_CONFIG, ReadProgressFn, TempFile, entry_name, link_target,
-};
+use crate::archive::{blob_name, entry_name, link_target};
+use crate::compression::{COPY_BUFFER, Compression, ReadProgressFn};
 use crate::error::{Error, Result, io};
 use crate::layout::now_unix_ms;
 use crate::layout::{IndexEntry, IndexFile, LAYOUT_VERSION, REF_NAME_ANNOTATION, Store};
 use crate::records::Record;
+use crate::temp_file::TempFile;
 use crate::walk::{children, parse_config_platform};
 use ocidist::{DOCKER_MANIFEST_LIST, Descriptor, OCI_INDEX, OCI_MANIFEST};
 use ociref::{Digest, Hasher, Platform, Reference};
@@ -37,6 +37,9 @@ use std::path::Path;
 /// Largest JSON file of an archive read into memory (`index.json`,
 /// `manifest.json`, docker configs): 4 MiB.
 pub(crate) const MAX_JSON_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Media type of an OCI image config.
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 
 /// The annotation containerd and Docker 25+ put the full image name in.
 const CONTAINERD_NAME_ANNOTATION: &str = "io.containerd.image.name";
@@ -213,7 +216,7 @@ impl Store {
         progress: Option<&ReadProgressFn>,
         report: &mut ImportReport,
     ) -> Result<Scan> {
-        let reader = crate::archive::open_decompressed(path, progress)?;
+        let reader = crate::compression::open_decompressed(path, progress)?;
         let mut archive = tar::Archive::new(reader);
         let mut scan = Scan::default();
         let read_err = io("reading archive", path);
@@ -501,7 +504,8 @@ impl Store {
             let mut layers = Vec::new();
             for (layer_name, diff_id) in item.layers.iter().zip(&config.rootfs.diff_ids) {
                 let layer = self.docker_layer(archive, &mut scan, layer_name, report)?;
-                if layer.media_type == crate::archive::OCI_LAYER_TAR && layer.digest != *diff_id {
+                if layer.media_type == crate::compression::OCI_LAYER_TAR && layer.digest != *diff_id
+                {
                     return Err(Error::ArchiveDigestMismatch {
                         archive: archive.to_path_buf(),
                         entry: layer_name.clone(),
@@ -707,16 +711,6 @@ impl<R: Read> Read for Exact<'_, R> {
     }
 }
 
-/// The digest an entry named `blobs/<alg>/<hex>` claims, if it is one.
-fn blob_name(name: &str) -> Option<Digest> {
-    let rest = name.strip_prefix("blobs/")?;
-    let (algorithm, encoded) = rest.split_once('/')?;
-    if encoded.contains('/') {
-        return None;
-    }
-    format!("{algorithm}:{encoded}").parse().ok()
-}
-
 /// Whether `name` is a small JSON file read into memory: a top-level
 /// `*.json`, `oci-layout` or `repositories`.
 fn is_small_json(name: &str) -> bool {
@@ -849,7 +843,7 @@ struct OciManifest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::archive::OCI_LAYER_TAR;
+    use crate::compression::OCI_LAYER_TAR;
 
     #[test]
     fn only_names_with_a_slash_are_full_references() {
@@ -1053,16 +1047,5 @@ mod tests {
         assert!(matches!(err, Error::ArchiveFormat { .. }), "{err:?}");
         assert!(!dir.path().join("index.json").exists());
         assert!(!dir.path().join("manifest.json").exists());
-    }
-
-    #[test]
-    fn blob_names_parse_only_in_blobs() {
-        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-        assert_eq!(
-            blob_name(&format!("blobs/sha256/{hex}")).map(|d| d.to_string()),
-            Some(format!("sha256:{hex}"))
-        );
-        assert_eq!(blob_name(&format!("x/blobs/sha256/{hex}")), None);
-        assert_eq!(blob_name("blobs/sha256/xyz"), None);
     }
 }
