@@ -1,9 +1,11 @@
-//! The names of an image archive's entries: normalized, links resolved
-//! inside the archive, and the digest a `blobs/<alg>/<hex>` name claims.
-//! Names are only ever compared with names: no path from an archive is
-//! joined to a filesystem path.
+//! What import and export both know of image archives: the names of their
+//! entries (normalized, links resolved inside the archive, the digest a
+//! `blobs/<alg>/<hex>` name claims) and the items of a docker archive's
+//! `manifest.json`. Names are only ever compared with names: no path from
+//! an archive is joined to a filesystem path.
 
 use ociref::Digest;
+use serde::{Deserialize, Serialize};
 
 // The layer size count (`sizes`) still names these through this module.
 #[cfg(test)]
@@ -63,6 +65,42 @@ pub(crate) fn blob_name(name: &str) -> Option<Digest> {
     format!("{algorithm}:{encoded}").parse().ok()
 }
 
+/// The entry name of the blob `digest` in an OCI archive:
+/// `blobs/<alg>/<hex>` (what [`blob_name`] reads back).
+pub(crate) fn blob_entry_name(digest: &Digest) -> String {
+    format!("blobs/{}/{}", digest.algorithm(), digest.encoded())
+}
+
+/// One item of a docker archive's `manifest.json`: what `docker save`
+/// writes and `docker load` reads.
+#[derive(Debug, Deserialize, Serialize)]
+pub(crate) struct DockerItem {
+    /// The entry name of the image config.
+    #[serde(rename = "Config")]
+    pub(crate) config: String,
+    /// The image's names (`alpine:3.20`); `null` or missing for none.
+    #[serde(rename = "RepoTags", default)]
+    pub(crate) repo_tags: Option<Vec<String>>,
+    /// The entry names of the layers, base first.
+    #[serde(rename = "Layers", default)]
+    pub(crate) layers: Vec<String>,
+}
+
+/// The part of an image config that ties it to its layers.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ConfigRootFs {
+    /// Its `rootfs` object.
+    pub(crate) rootfs: RootFs,
+}
+
+/// The `rootfs` of an image config.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RootFs {
+    /// The digest of each layer uncompressed, base first.
+    #[serde(default)]
+    pub(crate) diff_ids: Vec<Digest>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +139,8 @@ mod tests {
             blob_name(&format!("blobs/sha256/{hex}")).map(|d| d.to_string()),
             Some(format!("sha256:{hex}"))
         );
+        let digest: Digest = format!("sha256:{hex}").parse().expect("digest");
+        assert_eq!(blob_entry_name(&digest), format!("blobs/sha256/{hex}"));
         assert_eq!(blob_name(&format!("x/blobs/sha256/{hex}")), None);
         assert_eq!(blob_name("blobs/sha256/xyz"), None);
     }

@@ -3,6 +3,8 @@
 //! read progress of a file.
 
 use crate::error::{Result, io};
+use crate::layout::Store;
+use ociref::Digest;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -81,6 +83,19 @@ impl Compression {
             Compression::Gzip => OCI_LAYER_GZIP,
             Compression::Zstd => OCI_LAYER_ZSTD,
         }
+    }
+}
+
+impl Store {
+    /// The compression the first bytes of the stored blob `digest` show.
+    pub(crate) fn blob_compression(&self, digest: &Digest) -> Result<Compression> {
+        let path = self.blob_path(digest);
+        let mut head = [0u8; 4];
+        let read = self
+            .open_read(&path)?
+            .read(&mut head)
+            .map_err(io("reading", &path))?;
+        Ok(Compression::detect(&head[..read]))
     }
 }
 

@@ -2,9 +2,10 @@
 //! archive entries in and an export writes its archive to.
 
 use crate::dir_handle::StoreDir;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::layout::Store;
 use std::fs::File;
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 /// A temp file that is removed when dropped, unless persisted; created,
@@ -60,4 +61,13 @@ impl Drop for TempFile {
             let _ = self.dir.remove(&self.name);
         }
     }
+}
+
+/// The file under `writer` (a temp file at `path`), its buffer written out.
+pub(crate) fn unbuffered(writer: BufWriter<File>, path: &Path) -> Result<File> {
+    writer.into_inner().map_err(|err| Error::Io {
+        what: "writing",
+        path: path.to_path_buf(),
+        source: err.into_error(),
+    })
 }

@@ -4,15 +4,14 @@
 
 use super::scan::Scan;
 use super::{ImportOptions, ImportReport, Ready, parse_entry};
-use crate::archive::{blob_name, entry_name};
-use crate::compression::{Compression, OCI_LAYER_TAR};
+use crate::archive::{ConfigRootFs, DockerItem, blob_name, entry_name};
+use crate::compression::OCI_LAYER_TAR;
 use crate::error::{Error, Result, io};
 use crate::layout::Store;
 use crate::walk::parse_config_platform;
 use ocidist::{Descriptor, OCI_MANIFEST};
 use ociref::{Digest, Reference};
-use serde::{Deserialize, Serialize};
-use std::io::Read;
+use serde::Serialize;
 use std::path::Path;
 
 /// Media type of an OCI image config.
@@ -119,7 +118,7 @@ impl Store {
         config: &StoredConfig,
         report: &mut ImportReport,
     ) -> Result<Vec<JsonDescriptor>> {
-        let parsed: DockerConfig = parse_entry(archive, &config.name, &config.bytes)?;
+        let parsed: ConfigRootFs = parse_entry(archive, &config.name, &config.bytes)?;
         let diff_ids = parsed.rootfs.diff_ids;
         if diff_ids.len() != item.layers.len() {
             return Err(Error::ArchiveEntry {
@@ -197,14 +196,8 @@ impl Store {
                     digest,
                 });
             };
-            let path = self.blob_path(&digest);
-            let mut head = [0u8; 4];
-            let read = self
-                .open_read(&path)?
-                .read(&mut head)
-                .map_err(io("reading", &path))?;
             return Ok(JsonDescriptor {
-                media_type: Compression::detect(&head[..read]).layer_media_type().into(),
+                media_type: self.blob_compression(&digest)?.layer_media_type().into(),
                 digest,
                 size,
             });
@@ -282,29 +275,6 @@ fn docker_names(
         }
     }
     Ok(names)
-}
-
-/// One item of a docker archive's `manifest.json`.
-#[derive(Debug, Deserialize)]
-struct DockerItem {
-    #[serde(rename = "Config")]
-    config: String,
-    #[serde(rename = "RepoTags", default)]
-    repo_tags: Option<Vec<String>>,
-    #[serde(rename = "Layers", default)]
-    layers: Vec<String>,
-}
-
-/// The part of an image config an import checks.
-#[derive(Debug, Deserialize)]
-struct DockerConfig {
-    rootfs: RootFs,
-}
-
-#[derive(Debug, Deserialize)]
-struct RootFs {
-    #[serde(default)]
-    diff_ids: Vec<Digest>,
 }
 
 /// A descriptor as written into a converted manifest (fixed field order).

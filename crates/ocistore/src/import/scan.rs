@@ -8,7 +8,7 @@ use crate::archive::{blob_name, entry_name, link_target};
 use crate::compression::{COPY_BUFFER, Compression, ReadProgressFn};
 use crate::error::{Error, Result, io};
 use crate::layout::Store;
-use crate::temp_file::TempFile;
+use crate::temp_file::{TempFile, unbuffered};
 use ociref::{Digest, Hasher};
 use std::collections::HashMap;
 use std::fs::File;
@@ -201,11 +201,7 @@ fn copy_hashed(
             .write_all(&buffer[..n])
             .map_err(io("writing", path))?;
     }
-    let file = writer.into_inner().map_err(|err| Error::Io {
-        what: "writing",
-        path: path.to_path_buf(),
-        source: err.into_error(),
-    })?;
+    let file = unbuffered(writer, path)?;
     file.sync_all().map_err(io("syncing", path))?;
     let size = hasher.bytes_seen();
     Ok((hasher.finish(), size, Compression::detect(&head)))
