@@ -1,172 +1,16 @@
-//! What [`crate::import`] and [`crate::export`] share: compression
-//! detection by magic bytes, entry-name normalization, and a temp file that
-//! deletes itself unless persisted.
+//! What import and export both know of image archives: the names of their
+//! entries (normalized, links resolved inside the archive, the digest a
+//! `blobs/<alg>/<hex>` name claims) and the items of a docker archive's
+//! `manifest.json`. Names are only ever compared with names: no path from
+//! an archive is joined to a filesystem path.
 
-use crate::dir_handle::StoreDir;
-use crate::error::{Result, io};
-use crate::layout::Store;
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use ociref::Digest;
+use serde::{Deserialize, Serialize};
 
-/// Media type of an uncompressed OCI layer.
-pub(crate) const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-/// Media type of a gzip-compressed OCI layer.
-pub(crate) const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-/// Media type of a zstd-compressed OCI layer.
-pub(crate) const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-/// Media type of an OCI image config.
-pub(crate) const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-
-/// Bytes copied at a time when streaming entries and blobs.
-pub(crate) const COPY_BUFFER: usize = 256 * 1024;
-
-/// How a stream (a layer, an archive) is compressed: told by its first
-/// bytes, or named by a layer media type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Compression {
-    /// No known magic: read as it is.
-    None,
-    /// `1f 8b`.
-    Gzip,
-    /// `28 b5 2f fd`, or a zstd skippable frame (`5X 2a 4d 18`).
-    Zstd,
-}
-
-impl Compression {
-    /// The compression whose magic `head` starts with.
-    pub fn detect(head: &[u8]) -> Compression {
-        if head.starts_with(&[0x1f, 0x8b]) {
-            Compression::Gzip
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
-            || matches!(head, [b, 0x2a, 0x4d, 0x18, ..] if b & 0xf0 == 0x50)
-        {
-            Compression::Zstd
-        } else {
-            Compression::None
-        }
-    }
-
-    /// The compression a layer media type names (OCI and Docker names,
-    /// distributable or not); `None` for a media type that is no tar layer.
-    pub fn from_media_type(media_type: &str) -> Option<Compression> {
-        match media_type {
-            OCI_LAYER_TAR
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar"
-            | "application/vnd.docker.image.rootfs.diff.tar"
-            | "application/vnd.docker.image.rootfs.foreign.diff.tar" => Some(Compression::None),
-            OCI_LAYER_GZIP
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
-            | "application/vnd.docker.image.rootfs.diff.tar.gzip"
-            | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
-                Some(Compression::Gzip)
-            }
-            OCI_LAYER_ZSTD
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
-            | "application/vnd.docker.image.rootfs.diff.tar.zstd" => Some(Compression::Zstd),
-            _ => None,
-        }
-    }
-
-    /// Its name in messages: `uncompressed`, `gzip` or `zstd`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Compression::None => "uncompressed",
-            Compression::Gzip => "gzip",
-            Compression::Zstd => "zstd",
-        }
-    }
-
-    /// The OCI layer media type of a tar compressed this way.
-    pub fn layer_media_type(self) -> &'static str {
-        match self {
-            Compression::None => OCI_LAYER_TAR,
-            Compression::Gzip => OCI_LAYER_GZIP,
-            Compression::Zstd => OCI_LAYER_ZSTD,
-        }
-    }
-}
-
-/// `reader` decompressed as its first bytes say: every gzip member and
-/// every zstd frame is read, one after the other.
-pub(crate) fn decompressed<'r, R: BufRead + 'r>(
-    mut reader: R,
-) -> std::io::Result<Box<dyn Read + 'r>> {
-    let head = reader.fill_buf()?;
-    Ok(match Compression::detect(head) {
-        Compression::None => Box::new(reader),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
-    })
-}
-
-/// Opens the file at `path` for reading through [`decompressed`],
-/// reporting the bytes of the file read to `progress`, if set.
-pub(crate) fn open_decompressed(
-    path: &Path,
-    progress: Option<&ReadProgressFn>,
-) -> Result<Box<dyn Read>> {
-    let file = File::open(path).map_err(io("opening", path))?;
-    let file: Box<dyn Read> = match progress {
-        Some(progress) => {
-            let total = file.metadata().map_err(io("reading", path))?.len();
-            Box::new(ProgressReader::new(file, progress.clone(), total))
-        }
-        None => Box::new(file),
-    };
-    decompressed(BufReader::with_capacity(COPY_BUFFER, file)).map_err(io("reading", path))
-}
-
-/// A callback told how many bytes of a file were read so far, and the
-/// file's size: `(done, total)`. Set in [`crate::ImportOptions`].
-#[derive(Clone)]
-pub struct ReadProgressFn(Arc<dyn Fn(u64, u64) + Send + Sync>);
-
-impl ReadProgressFn {
-    /// Wraps `callback`, called with `(done, total)`.
-    pub fn new(callback: impl Fn(u64, u64) + Send + Sync + 'static) -> ReadProgressFn {
-        ReadProgressFn(Arc::new(callback))
-    }
-}
-
-impl std::fmt::Debug for ReadProgressFn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ReadProgressFn")
-    }
-}
-
-/// A reader that tells a [`ReadProgressFn`] how many of `total` bytes it
-/// has read so far, after every read that returns data.
-pub struct ProgressReader<R> {
-    inner: R,
-    progress: ReadProgressFn,
-    done: u64,
-    total: u64,
-}
-
-impl<R> ProgressReader<R> {
-    /// Wraps `inner`, which holds `total` bytes.
-    pub fn new(inner: R, progress: ReadProgressFn, total: u64) -> ProgressReader<R> {
-        ProgressReader {
-            inner,
-            progress,
-            done: 0,
-            total,
-        }
-    }
-}
-
-impl<R: Read> Read for ProgressReader<R> {
-    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-        let read = self.inner.read(buffer)?;
-        if read > 0 {
-            self.done += read as u64;
-            (self.progress.0)(self.done, self.total);
-        }
-        Ok(read)
-    }
-}
+// The layer size count (`sizes`) still names these through this module.
+#[cfg(test)]
+pub(crate) use crate::compression::Compression;
+pub(crate) use crate::compression::decompressed;
 
 /// The normalized name of a tar entry: `./` and empty components dropped,
 /// `None` for an absolute name or one with a `..` component (such entries
@@ -211,59 +55,50 @@ pub(crate) fn link_target(name: &str, target: &str, symbolic: bool) -> Option<St
     (!parts.is_empty()).then(|| parts.join("/"))
 }
 
-/// A temp file that is removed when dropped, unless persisted; created,
-/// renamed and removed relative to its directory's handle.
-#[derive(Debug)]
-pub(crate) struct TempFile {
-    dir: StoreDir,
-    name: String,
-    path: PathBuf,
-    armed: bool,
+/// The digest an entry named `blobs/<alg>/<hex>` claims, if it is one.
+pub(crate) fn blob_name(name: &str) -> Option<Digest> {
+    let rest = name.strip_prefix("blobs/")?;
+    let (algorithm, encoded) = rest.split_once('/')?;
+    if encoded.contains('/') {
+        return None;
+    }
+    format!("{algorithm}:{encoded}").parse().ok()
 }
 
-impl TempFile {
-    /// Creates a new temp file in `dir` (the store's, or the directory of
-    /// an export's target) for a file that will be named `target`
-    /// (`O_EXCL`: never through a link planted at its name) and guards it.
-    pub(crate) fn create(store: &Store, dir: &Path, target: &str) -> Result<(TempFile, File)> {
-        let dir = store.open_dir(dir)?;
-        let (name, file) = dir.create_temp(target)?;
-        let path = dir.child(&name);
-        let temp = TempFile {
-            dir,
-            name,
-            path,
-            armed: true,
-        };
-        Ok((temp, file))
-    }
-
-    /// Where it is (for messages).
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Opens it again for reading.
-    pub(crate) fn open_read(&self) -> Result<File> {
-        self.dir.open_read(&self.name)
-    }
-
-    /// Renames it to `target` (fsyncing the directory of `target`); it is
-    /// no longer removed.
-    pub(crate) fn persist(mut self, store: &Store, target: &Path) -> Result<()> {
-        let (to, name) = store.dir_of(target)?;
-        self.dir.rename(&self.name, &to, name)?;
-        self.armed = false;
-        to.sync()
-    }
+/// The entry name of the blob `digest` in an OCI archive:
+/// `blobs/<alg>/<hex>` (what [`blob_name`] reads back).
+pub(crate) fn blob_entry_name(digest: &Digest) -> String {
+    format!("blobs/{}/{}", digest.algorithm(), digest.encoded())
 }
 
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if self.armed {
-            let _ = self.dir.remove(&self.name);
-        }
-    }
+/// One item of a docker archive's `manifest.json`: what `docker save`
+/// writes and `docker load` reads.
+#[derive(Debug, Deserialize, Serialize)]
+pub(crate) struct DockerItem {
+    /// The entry name of the image config.
+    #[serde(rename = "Config")]
+    pub(crate) config: String,
+    /// The image's names (`alpine:3.20`); `null` or missing for none.
+    #[serde(rename = "RepoTags", default)]
+    pub(crate) repo_tags: Option<Vec<String>>,
+    /// The entry names of the layers, base first.
+    #[serde(rename = "Layers", default)]
+    pub(crate) layers: Vec<String>,
+}
+
+/// The part of an image config that ties it to its layers.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ConfigRootFs {
+    /// Its `rootfs` object.
+    pub(crate) rootfs: RootFs,
+}
+
+/// The `rootfs` of an image config.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RootFs {
+    /// The digest of each layer uncompressed, base first.
+    #[serde(default)]
+    pub(crate) diff_ids: Vec<Digest>,
 }
 
 #[cfg(test)]
@@ -298,38 +133,15 @@ mod tests {
     }
 
     #[test]
-    fn compression_is_told_by_magic_bytes() {
-        assert_eq!(Compression::detect(&[0x1f, 0x8b, 8]), Compression::Gzip);
+    fn blob_names_parse_only_in_blobs() {
+        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
         assert_eq!(
-            Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd]),
-            Compression::Zstd
+            blob_name(&format!("blobs/sha256/{hex}")).map(|d| d.to_string()),
+            Some(format!("sha256:{hex}"))
         );
-        assert_eq!(Compression::detect(b"ustar"), Compression::None);
-        assert_eq!(Compression::detect(&[]), Compression::None);
-    }
-
-    #[test]
-    fn decoders_read_every_member_and_frame() {
-        use std::io::Write;
-        let mut gz = Vec::new();
-        for part in [&b"abc"[..], b"def"] {
-            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            enc.write_all(part).expect("in memory");
-            gz.extend(enc.finish().expect("in memory"));
-        }
-        let mut out = String::new();
-        decompressed(&gz[..])
-            .expect("gzip")
-            .read_to_string(&mut out)
-            .expect("reads");
-        assert_eq!(out, "abcdef");
-        let mut zst = zstd::encode_all(&b"abc"[..], 1).expect("in memory");
-        zst.extend(zstd::encode_all(&b"def"[..], 1).expect("in memory"));
-        out.clear();
-        decompressed(&zst[..])
-            .expect("zstd")
-            .read_to_string(&mut out)
-            .expect("reads");
-        assert_eq!(out, "abcdef");
+        let digest: Digest = format!("sha256:{hex}").parse().expect("digest");
+        assert_eq!(blob_entry_name(&digest), format!("blobs/sha256/{hex}"));
+        assert_eq!(blob_name(&format!("x/blobs/sha256/{hex}")), None);
+        assert_eq!(blob_name("blobs/sha256/xyz"), None);
     }
 }

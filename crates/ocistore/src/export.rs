@@ -8,13 +8,15 @@
 //! to a temp file next to the output, fsynced and renamed over it: the
 //! output path never holds a half-written archive.
 
-use crate::archive::{COPY_BUFFER, Compression, TempFile, decompressed};
+use crate::archive::{ConfigRootFs, DockerItem, blob_entry_name};
+use crate::compression::{COPY_BUFFER, Compression, decompressed};
 use crate::error::{Error, Result, io};
 use crate::layout::{IndexEntry, IndexFile, LAYOUT_VERSION, Store, parent_dir};
+use crate::temp_file::{TempFile, unbuffered};
 use crate::walk::{children, is_manifest};
 use ocidist::Descriptor;
 use ociref::{Algorithm, Digest, HashingReader, HashingWriter, Reference};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read};
@@ -88,11 +90,7 @@ impl Store {
         }
         let mut report = writer.report;
         let buffered = builder.into_inner().map_err(io("writing", temp.path()))?;
-        let file = buffered.into_inner().map_err(|err| Error::Io {
-            what: "writing",
-            path: temp.path().to_path_buf(),
-            source: err.into_error(),
-        })?;
+        let file = unbuffered(buffered, temp.path())?;
         file.sync_all().map_err(io("syncing", temp.path()))?;
         report.bytes_written = file.metadata().map_err(io("reading", temp.path()))?.len();
         drop(file);
@@ -129,11 +127,7 @@ impl Writer<'_> {
             if !seen.insert(descriptor.digest.clone()) {
                 continue;
             }
-            let name = format!(
-                "blobs/{}/{}",
-                descriptor.digest.algorithm(),
-                descriptor.digest.encoded()
-            );
+            let name = blob_entry_name(&descriptor.digest);
             if is_manifest(&descriptor.media_type) {
                 let bytes = self.store.read_blob(&descriptor.digest)?;
                 self.file(&name, &bytes)?;
@@ -155,24 +149,6 @@ impl Writer<'_> {
             #[serde(default)]
             layers: Vec<Descriptor>,
         }
-        #[derive(Deserialize)]
-        struct Config {
-            rootfs: RootFs,
-        }
-        #[derive(Deserialize)]
-        struct RootFs {
-            #[serde(default)]
-            diff_ids: Vec<Digest>,
-        }
-        #[derive(Serialize)]
-        struct Item {
-            #[serde(rename = "Config")]
-            config: String,
-            #[serde(rename = "RepoTags")]
-            repo_tags: Vec<String>,
-            #[serde(rename = "Layers")]
-            layers: Vec<String>,
-        }
         let mut items = Vec::new();
         let mut seen = HashSet::new();
         for (reference, descriptor) in images {
@@ -184,7 +160,7 @@ impl Writer<'_> {
             let manifest: Manifest = serde_json::from_slice(&bytes)
                 .map_err(|err| invalid(format!("not an image manifest: {err}")))?;
             let config_bytes = self.store.read_blob(&manifest.config.digest)?;
-            let config: Config = serde_json::from_slice(&config_bytes)
+            let config: ConfigRootFs = serde_json::from_slice(&config_bytes)
                 .map_err(|err| invalid(format!("its config is not usable: {err}")))?;
             if config.rootfs.diff_ids.len() != manifest.layers.len() {
                 return Err(invalid(format!(
@@ -213,9 +189,9 @@ impl Writer<'_> {
                 .map(|tag| format!("{}:{tag}", reference.familiar_name()))
                 .into_iter()
                 .collect();
-            items.push(Item {
+            items.push(DockerItem {
                 config: config_name,
-                repo_tags,
+                repo_tags: Some(repo_tags),
                 layers,
             });
         }
@@ -226,14 +202,7 @@ impl Writer<'_> {
     /// The layer blob `digest`, decompressed, as `name`; its content must
     /// hash to `diff_id`.
     fn layer(&mut self, name: &str, digest: &Digest, diff_id: &Digest) -> Result<()> {
-        let path = self.store.blob_path(digest);
-        let mut head = [0u8; 4];
-        let read = self
-            .store
-            .open_read(&path)?
-            .read(&mut head)
-            .map_err(io("reading", &path))?;
-        if Compression::detect(&head[..read]) == Compression::None {
+        if self.store.blob_compression(digest)? == Compression::None {
             if digest != diff_id {
                 return Err(Error::DiffIdMismatch {
                     layer: digest.clone(),
@@ -244,6 +213,7 @@ impl Writer<'_> {
             return self.blob(name, digest);
         }
         let store = self.store;
+        let path = store.blob_path(digest);
         let (temp, out) = TempFile::create(store, &store.ingest_dir(), "layer.tar")?;
         let file = store.open_read(&path)?;
         let hashing = HashingReader::new(file, digest.supported_algorithm()?);
@@ -267,12 +237,7 @@ impl Writer<'_> {
         decoded.map_err(io("decompressing", &path))?;
         drained.map_err(io("reading", &path))?;
         let (buffered, actual) = sink.finish();
-        let out = buffered.into_inner().map_err(|err| Error::Io {
-            what: "writing",
-            path: temp.path().to_path_buf(),
-            source: err.into_error(),
-        })?;
-        drop(out);
+        drop(unbuffered(buffered, temp.path())?);
         if actual != *diff_id {
             return Err(Error::DiffIdMismatch {
                 layer: digest.clone(),

@@ -102,6 +102,7 @@
 
 mod archive;
 mod blobs;
+mod compression;
 mod dir_handle;
 mod entries;
 mod error;
@@ -118,11 +119,12 @@ mod records;
 mod repair;
 mod safe;
 mod sizes;
+mod temp_file;
 mod usage;
 mod walk;
 
-pub use archive::{Compression, ProgressReader, ReadProgressFn};
 pub use blobs::Ingested;
+pub use compression::{Compression, ProgressReader, ReadProgressFn};
 pub use dir_handle::{Access, StoreDir};
 pub use entries::split_entry_name;
 pub use error::{Error, Result};
