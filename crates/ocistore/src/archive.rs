@@ -7,11 +7,6 @@
 use ociref::Digest;
 use serde::{Deserialize, Serialize};
 
-// The layer size count (`sizes`) still names these through this module.
-#[cfg(test)]
-pub(crate) use crate::compression::Compression;
-pub(crate) use crate::compression::decompressed;
-
 /// The normalized name of a tar entry: `./` and empty components dropped,
 /// `None` for an absolute name or one with a `..` component (such entries
 /// are never matched). Names are only ever compared with names: no path

@@ -67,7 +67,7 @@ impl Store {
 /// Decompresses the file at `path` (compression from its first bytes) and
 /// counts the bytes.
 fn count_decompressed(file: std::fs::File, path: &Path) -> Result<u64> {
-    let mut reader = crate::archive::decompressed(std::io::BufReader::new(file))
+    let mut reader = crate::compression::decompressed(std::io::BufReader::new(file))
         .map_err(crate::error::io("reading", path))?;
     std::io::copy(&mut reader, &mut std::io::sink()).map_err(|source| Error::Io {
         what: "decompressing",
@@ -79,7 +79,7 @@ fn count_decompressed(file: std::fs::File, path: &Path) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::archive::Compression;
+    use crate::compression::Compression;
     use std::io::Write;
 
     #[test]
