@@ -3,8 +3,6 @@
 
 use crate::cache_files;
 use crate::error::{Error, Result, check_keepable, io};
-use crate::layer::open_layer;
-use crate::layer::select_image;
 use crate::leftovers;
 use crate::options::BuildOptions;
 use crate::output::copy_to_output;
@@ -15,6 +13,8 @@ use crate::scratch::{WorkDir, is_out_of_space, make_readable, remove_stale_work,
 use crate::sizing::{
     BLOCK, check_given_size, computed_size, grown, is_out_of_blocks, measure, too_small,
 };
+use crate::stored_image::open_layer;
+use crate::stored_image::select_image;
 use crate::tools::{find_tool, run};
 use crate::unpack::{Applier, Recorded, UnpackReport, apply_image};
 use ociref::{Digest, Platform, Reference};

@@ -2,10 +2,10 @@
 //! device nodes, with no entry written outside the target.
 
 use crate::error::{Error, Result, io};
-use crate::layer::{open_layer, select_image};
 use crate::progress::{self, ProgressFn};
 use crate::scratch::Staging;
-use crate::sparse_tar::{SparseError, SparseRecords, write_sparse, write_with_holes};
+use crate::stored_image::{open_layer, select_image};
+use crate::tar_sparse::{SparseError, SparseRecords, write_sparse, write_with_holes};
 use ociref::{Digest, Platform, Reference};
 use ocistore::{ImageDetails, Store};
 use std::collections::{BTreeMap, HashSet};
