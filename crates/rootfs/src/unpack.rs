@@ -11,6 +11,8 @@
 
 mod applier;
 mod confine;
+#[cfg(test)]
+mod confinement_tests;
 mod create;
 mod entry;
 mod lower_copy;
