@@ -1,7 +1,7 @@
 //! `rootfs`: from a stored image to something a sandbox can boot.
 //!
 //! Its roles:
-//! - [`unpack`] applies the layers of an image stored by [`ocistore`] into
+//! - [`unpack`](fn@unpack) applies the layers of an image stored by [`ocistore`] into
 //!   a directory, base layer first: whiteouts and opaque directories,
 //!   hardlinks (also to files of lower layers), symlinks verbatim,
 //!   directory modes after their children, mtimes, setuid/setgid/sticky
@@ -19,7 +19,7 @@
 //! - [`export_tar`] writes the final file system as one tar stream
 //!   (whiteouts resolved, parents before children), as `docker export`
 //!   does;
-//! - [`layer_tars`] keeps each layer as an uncompressed tar under the store,
+//! - [`layer_tars`](fn@layer_tars) keeps each layer as an uncompressed tar under the store,
 //!   keyed by diff ID (checked), decompressed concurrently.
 //!
 //! The [`design`] module says how ambiguous cases are decided.
