@@ -104,3 +104,88 @@ fn seconds(text: &str) -> Option<i64> {
     let seconds = text.split('.').next().unwrap_or_default();
     seconds.parse::<i64>().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Pax, pax_of};
+    use crate::error::{Error, Result};
+    use crate::unpack::entry::Ctx;
+    use ociref::Digest;
+
+    /// One PAX record, its length counting itself.
+    fn record(key: &str, value: &str) -> String {
+        let body = format!(" {key}={value}\n");
+        let mut len = body.len() + 1;
+        while format!("{len}{body}").len() != len {
+            len += 1;
+        }
+        format!("{len}{body}")
+    }
+
+    /// A tar of one file `f`, after a PAX header of `records`.
+    fn tar_with(records: &[(&str, &str)]) -> Vec<u8> {
+        let text: String = records.iter().map(|(k, v)| record(k, v)).collect();
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut pax = tar::Header::new_ustar();
+        pax.set_entry_type(tar::EntryType::XHeader);
+        pax.set_path("PaxHeaders/f").expect("path");
+        pax.set_size(text.len() as u64);
+        pax.set_cksum();
+        builder.append(&pax, text.as_bytes()).expect("pax");
+        let mut file = tar::Header::new_ustar();
+        file.set_path("f").expect("path");
+        file.set_size(0);
+        file.set_mtime(7);
+        file.set_cksum();
+        builder.append(&file, &[][..]).expect("file");
+        builder.into_inner().expect("tar")
+    }
+
+    fn pax(records: &[(&str, &str)]) -> Result<Pax> {
+        let tar = tar_with(records);
+        let mut archive = tar::Archive::new(&tar[..]);
+        let mut entry = archive
+            .entries()
+            .expect("entries")
+            .next()
+            .expect("f")
+            .expect("f");
+        let layer: Digest = format!("sha256:{}", "ab".repeat(32))
+            .parse()
+            .expect("digest");
+        let ctx = Ctx {
+            layer: &layer,
+            entry: "f",
+        };
+        pax_of(&mut entry, &ctx)
+    }
+
+    #[test]
+    fn mtime_records_keep_their_whole_seconds_and_owner_and_xattr_records_are_read() {
+        for (text, want) in [
+            ("1700000000.987654321", 1_700_000_000),
+            ("-1.5", -1),
+            ("-86400", -86_400),
+            ("12", 12),
+        ] {
+            let read = pax(&[("mtime", text)]).expect("read");
+            assert_eq!(read.mtime, Some(want), "{text}");
+        }
+        let read = pax(&[("uid", "4000000000"), ("gid", "70000")]).expect("read");
+        assert_eq!((read.uid, read.gid), (Some(4_000_000_000), Some(70_000)));
+        let read = pax(&[("SCHILY.xattr.user.k", "v")]).expect("read");
+        assert_eq!(read.xattrs, [("user.k".to_owned(), b"v".to_vec())]);
+    }
+
+    #[test]
+    fn unreadable_owner_and_time_records_refuse_the_entry() {
+        for (key, value) in [("mtime", ".5"), ("mtime", "soon"), ("uid", "4294967296")] {
+            match pax(&[(key, value)]) {
+                Err(Error::UnsafeEntry { reason, .. }) => {
+                    assert!(reason.starts_with("bad PAX header"), "{reason}");
+                }
+                other => panic!("{key}={value} not refused: {:?}", other.map(|p| p.mtime)),
+            }
+        }
+    }
+}
