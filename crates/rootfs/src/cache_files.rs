@@ -25,7 +25,7 @@ use std::sync::Arc;
 pub struct BuildFiles {
     /// How many ext4 images (whole or per layer).
     pub images: usize,
-    /// How many uncompressed layer tars ([`crate::layer_tars`]).
+    /// How many uncompressed layer tars ([`crate::layer_tars`](fn@crate::layer_tars)).
     pub layer_tars: usize,
     /// The total size of both, in bytes.
     pub bytes: u64,

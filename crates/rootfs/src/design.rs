@@ -8,18 +8,25 @@
 //!   component anywhere is refused too, even when it would stay inside.
 //! - Every parent component is checked with `symlink_metadata` before an
 //!   entry is written: a parent that is a symlink (planted by this layer or
-//!   an earlier one) is refused, never followed. Missing parents are
-//!   created with mode 0755, owner 0:0 and mtime 0 (the epoch, so the
-//!   result never depends on when it was unpacked; umoci uses the time of
-//!   the unpack). A file, symlink or device replacing
-//!   something removes it first and is created with `O_CREAT|O_EXCL`, so
-//!   the last component is never followed either. The check and the write
+//!   an earlier one) is refused, never followed. A parent found to be a
+//!   real directory is not checked again until something at its path is
+//!   removed. Missing parents are created with mode 0755, recorded as
+//!   owner 0:0, and given mtime 0 (the epoch, so the result never depends
+//!   on when it was unpacked; umoci uses the time of the unpack).
+//! - An entry replacing something removes it first (a directory replacing
+//!   a directory keeps it and its content). A regular file is created with
+//!   `O_CREAT|O_EXCL` (tried first, and again once what was there is
+//!   removed); symlinks, device nodes and fifos are made with
+//!   `symlink(2)`/`mknod(2)`, which fail on an existing name: the last
+//!   component is never followed either. The check and the write
 //!   are two steps: this is safe because nothing else writes into the
 //!   target during an unpack (the target must be absent or empty, and is
 //!   private to the caller), not against a concurrent attacker.
 //! - A hardlink's target goes through the same cleaning and parent check,
-//!   must exist, and must not be a directory; `link(2)` does not follow a
-//!   target that is a symlink.
+//!   must exist, and must not be a directory or the root; `link(2)` does
+//!   not follow a target that is a symlink. A hardlink to its own path
+//!   changes nothing. In a per-layer tree (see Whiteouts) a target that
+//!   only a lower layer holds is copied instead (below).
 //!
 //! # Placed files
 //! - The init of [`build`](crate::build) is placed where the guest will
@@ -36,31 +43,63 @@
 //! - `.wh.<name>` removes `<name>` as lower layers left it (a directory
 //!   with everything below it); a path written earlier by the same layer is
 //!   kept (the spec forbids both in one layer; keeping is the harmless
-//!   reading). Whiteout entries never appear in the output.
+//!   reading). Whiteout entries never appear in the output of an unpack,
+//!   a flattened build or an export.
 //! - `.wh..wh..opq` removes from its directory everything that this layer
 //!   has not written: the layer's own paths and their ancestors are
 //!   tracked, so entries before the marker survive, and entries after it are
 //!   written afterwards anyway.
-//! - A whiteout whose parent is a symlink is refused (it could delete
-//!   outside the target).
+//! - A whiteout whose parent is a symlink, or an opaque marker whose
+//!   directory is a symlink, is refused (it could delete outside the
+//!   target); one whose path is not there does nothing. `.wh.`, `.wh..`
+//!   and `.wh...` (a whiteout of nothing, `.` or `..`) are refused. An
+//!   entry of any type that names a file is a whiteout when its name
+//!   starts with `.wh.`.
+//! - Per-layer trees ([`build_layers`](crate::build_layers)) keep their
+//!   whiteouts in overlayfs form instead: `.wh.<name>` becomes a character
+//!   device 0:0 at `<name>` (replacing what this layer wrote there;
+//!   recorded, for `debugfs`, when rootless), and `.wh..wh..opq` sets
+//!   `trusted.overlay.opaque=y` on its directory, created (0755, 0:0,
+//!   mtime 0) when the layer has no entry for it. A hardlink to a file of
+//!   a lower layer becomes a copy of that file, read from the merged tree
+//!   of the layers below (its parents real directories there too), with
+//!   the owner, mode, mtime and extended attributes the lower layers gave
+//!   it.
 //!
 //! # Metadata
 //! - Directory modes and mtimes are applied once all layers are in,
 //!   children first, so a read-only directory can still be filled and its
 //!   mtime is the one its last layer gives. The root directory keeps its
 //!   mode unless a layer carries `./`.
-//! - mtimes have one-second precision (the tar header's); atime is set to
-//!   the mtime. PAX `mtime` records with fractions are not read.
-//! - Owners: as root, every entry gets the uid/gid of its header (symlinks
-//!   with `lchown`); owners are set before the mode so setuid/setgid bits
-//!   survive. Rootless (asked, or not running as root): nothing is chowned
-//!   and no character or block device is created; both are counted in
-//!   [`NotApplied`](crate::NotApplied), and recorded for [`build`](crate::build),
-//!   which applies them inside the ext4 image with `debugfs`. Fifos need no
-//!   privilege and are always created.
-//! - Extended attributes (`SCHILY.xattr.*` PAX records) are set without
-//!   following symlinks; an attribute the host file system does not
-//!   support, or any refused one when rootless, is counted, not fatal.
+//! - PAX records override the header: `uid` and `gid` (32-bit decimal
+//!   numbers), `mtime`, and `SCHILY.xattr.*` (below); `path`, `linkpath`
+//!   and `size` are applied by `tar`. A `uid`, `gid` or `mtime` record
+//!   that cannot be read (not UTF-8, not a number), or a malformed PAX
+//!   header, refuses the entry.
+//! - mtimes have one-second precision: a PAX `mtime` with a fraction is
+//!   read for its whole seconds, the fraction dropped towards zero
+//!   (`1.9` is 1, `-1.5` is -1; times before 1970 are kept). atime is set
+//!   to the mtime.
+//! - Owners: as root, every entry gets the uid/gid of its header, or of
+//!   its PAX records (symlinks with `lchown`); owners are set before the
+//!   mode so setuid/setgid bits survive. Rootless (asked, or not running
+//!   as root): nothing is chowned and no character or block device is
+//!   created; both are counted in [`NotApplied`](crate::NotApplied), and
+//!   recorded for [`build`](crate::build), which applies them inside the
+//!   ext4 image with `debugfs`. Fifos need no privilege and are always
+//!   created.
+//! - Extended attributes (`SCHILY.xattr.*` PAX records) are set on
+//!   directories (not the root) and regular files, without following
+//!   symlinks (those of other entries are not applied); an
+//!   attribute the host file system does not support, or any refused one
+//!   when rootless, is counted, not fatal, and kept for
+//!   [`build`](crate::build), which sets it inside the image (`ea_set`).
+//! - [`UnpackOptions`](crate::UnpackOptions) `max_entries` counts every
+//!   tar entry the `tar` crate yields (whiteouts, global PAX headers and
+//!   volume labels included; local PAX headers and GNU long names are
+//!   part of their entry); `max_bytes` stops before a regular file whose
+//!   size (a sparse file's full size) would take the bytes written past
+//!   it.
 //!
 //! # Layers
 //! - The compression comes from the media type (OCI and Docker names, for
@@ -69,8 +108,21 @@
 //!   members and zstd several frames.
 //! - Tar entries are read with the `tar` crate (headers, PAX and GNU long
 //!   names) and applied by this crate: `Entry::unpack` is never used.
-//!   Entry types other than file, directory, symlink, hardlink, device and
-//!   fifo are skipped.
+//!   By type:
+//!   - regular (`0`, NUL), contiguous (`7`): a regular file; old GNU
+//!     sparse (`S`): a regular file, as `tar` expands it, its aligned
+//!     4 KiB blocks of zeros left as holes; a sparse file in PAX form (formats 0.0, 0.1 and 1.0,
+//!     as GNU tar writes them) is written with its holes;
+//!   - directory (`5`) and GNU dumpdir (`D`, its name list ignored): a
+//!     directory; symlink (`2`), hardlink (`1`), character and block
+//!     devices (`3`, `4`) and fifo (`6`) as such;
+//!   - PAX headers (`x`, `g`), GNU long names (`L`, `K`) and a GNU volume
+//!     label (`V`) name no file and are skipped;
+//!   - GNU multi-volume continuations (`M`) and rename lists (`N`) are
+//!     refused ([`Error::UnsafeEntry`](crate::Error::UnsafeEntry)): no file
+//!     can be made of them;
+//!   - any other type is extracted as a regular file, as POSIX asks and
+//!     GNU tar does (umoci refuses the layer).
 //!
 //! # Speed
 //! - gzip and zstd layers are decompressed on a thread of their own, a few
@@ -78,9 +130,8 @@
 //!   and the file-system calls overlap, while every write into the target
 //!   stays in stream order on one thread, so the safety checks above keep
 //!   their simple sequential reasoning. File creation itself is not spread
-//!   over threads: on the bench image (100 files of 1 MiB) the unpack went
-//!   from 300 to 168 ms with the read-ahead alone; many-small-file images,
-//!   where inode creation dominates, were not re-measured.
+//!   over threads (figures: `cargo xtask bench unpack`, in
+//!   docs/benchmarks.md).
 //! - [`build`](crate::build) unpacks its intermediate tree on `/dev/shm`
 //!   when the tmpfs has room for five times the compressed layers (plus
 //!   64 MiB) and `MemAvailable` is at least twice that; a tree that is

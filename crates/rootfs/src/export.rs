@@ -2,8 +2,8 @@
 //! `docker export` gives.
 
 use crate::error::{Error, Result, io};
-use crate::layer::select_image;
 use crate::scratch::{WorkDir, make_readable};
+use crate::stored_image::select_image;
 use crate::unpack::{Recorded, UnpackOptions, UnpackReport, apply_image};
 use ociref::{Platform, Reference};
 use ocistore::Store;

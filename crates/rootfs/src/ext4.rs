@@ -3,8 +3,6 @@
 
 use crate::cache_files;
 use crate::error::{Error, Result, check_keepable, io};
-use crate::layer::open_layer;
-use crate::layer::select_image;
 use crate::leftovers;
 use crate::options::BuildOptions;
 use crate::output::copy_to_output;
@@ -15,6 +13,8 @@ use crate::scratch::{WorkDir, is_out_of_space, make_readable, remove_stale_work,
 use crate::sizing::{
     BLOCK, check_given_size, computed_size, grown, is_out_of_blocks, measure, too_small,
 };
+use crate::stored_image::open_layer;
+use crate::stored_image::select_image;
 use crate::tools::{find_tool, run};
 use crate::unpack::{Applier, Recorded, UnpackReport, apply_image};
 use ociref::{Digest, Platform, Reference};
@@ -111,15 +111,17 @@ pub fn build(
     let cached = safe::cached_file(store, &cached_path)?;
     if !cached {
         check_keepable(store, &cache_dir, &manifest_digest)?;
-        build_into(
+        build_into(&FlatBuild {
             store,
-            &image,
+            image: &image,
             options,
-            &mke2fs,
-            &debugfs,
-            &cache_dir,
-            &cached_path,
-        )?;
+            tools: Tools {
+                mke2fs: &mke2fs,
+                debugfs: &debugfs,
+            },
+            cache_dir: &cache_dir,
+            cached_path: &cached_path,
+        })?;
     }
     let size = safe::file_len(store, &cached_path)?;
     let path = match &options.output {
@@ -257,69 +259,60 @@ pub fn build_layers(
         .collect()
 }
 
-fn build_into(
-    store: &Store,
-    image: &ocistore::ImageDetails,
-    options: &BuildOptions,
-    mke2fs: &Path,
-    debugfs: &Path,
-    cache_dir: &Path,
-    cached_path: &Path,
-) -> Result<()> {
-    safe::store_dir(store, cache_dir)?;
-    let build = |work: &WorkDir| {
-        let tree = work.path().join("tree");
-        build_in(
-            store,
-            image,
-            options,
-            mke2fs,
-            debugfs,
-            work.path(),
-            &tree,
-            cache_dir,
-            cached_path,
-        )
-    };
-    if options.memory_scratch {
+/// What [`build`] makes one flattened image from, and where it keeps it.
+struct FlatBuild<'a> {
+    store: &'a Store,
+    image: &'a ocistore::ImageDetails,
+    options: &'a BuildOptions,
+    tools: Tools<'a>,
+    /// `.cachectl/ext4` under the store.
+    cache_dir: &'a Path,
+    /// The image's name in `cache_dir`.
+    cached_path: &'a Path,
+}
+
+fn build_into(build: &FlatBuild<'_>) -> Result<()> {
+    let (store, image) = (build.store, build.image);
+    safe::store_dir(store, build.cache_dir)?;
+    let attempt = |work: &WorkDir| build_in(build, work.path());
+    if build.options.memory_scratch {
         let estimate = tree_estimate(image.layers.iter().map(|l| l.descriptor.size));
         if let Some(work) = WorkDir::in_memory(store, "build-", estimate) {
-            match build(&work) {
+            match attempt(&work) {
                 // The tree was larger than estimated: again, on disk.
                 Err(err) if is_out_of_space(&err) => {}
                 done => return done,
             }
         }
     }
-    build(&WorkDir::new(store, "build-")?)
+    attempt(&WorkDir::new(store, "build-")?)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn build_in(
-    store: &Store,
-    image: &ocistore::ImageDetails,
-    options: &BuildOptions,
-    mke2fs: &Path,
-    debugfs: &Path,
-    work: &Path,
-    tree: &Path,
-    cache_dir: &Path,
-    cached_path: &Path,
-) -> Result<()> {
-    std::fs::create_dir(tree).map_err(io("creating", tree))?;
-    let mut report = apply_image(store, image, tree, &options.unpack)?;
+/// Unpacks the image into `work/tree` and makes the image from it, with
+/// `work` for the build's own files.
+fn build_in(build: &FlatBuild<'_>, work: &Path) -> Result<()> {
+    let (store, image, options) = (build.store, build.image, build.options);
+    let tree = work.join("tree");
+    std::fs::create_dir(&tree).map_err(io("creating", &tree))?;
+    let mut report = apply_image(store, image, &tree, &options.unpack)?;
     if let Some((source, target)) = &options.init {
-        place_file(tree, source, target, &mut report.records)?;
+        place_file(&tree, source, target, &mut report.records)?;
     }
-    let tools = Tools { mke2fs, debugfs };
     let input = ImageInput {
-        tree,
+        tree: &tree,
         report: &report,
         uuid_digest: &image.manifest.digest,
         owner: &image.manifest.digest,
         store,
     };
-    make_image(&tools, &input, options, work, cache_dir, cached_path)
+    make_image(
+        &build.tools,
+        &input,
+        options,
+        work,
+        build.cache_dir,
+        build.cached_path,
+    )
 }
 
 /// The two e2fsprogs programs a build runs.

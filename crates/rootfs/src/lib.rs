@@ -1,7 +1,7 @@
 //! `rootfs`: from a stored image to something a sandbox can boot.
 //!
 //! Its roles:
-//! - [`unpack`] applies the layers of an image stored by [`ocistore`] into
+//! - [`unpack`](fn@unpack) applies the layers of an image stored by [`ocistore`] into
 //!   a directory, base layer first: whiteouts and opaque directories,
 //!   hardlinks (also to files of lower layers), symlinks verbatim,
 //!   directory modes after their children, mtimes, setuid/setgid/sticky
@@ -19,7 +19,7 @@
 //! - [`export_tar`] writes the final file system as one tar stream
 //!   (whiteouts resolved, parents before children), as `docker export`
 //!   does;
-//! - [`layer_tars`] keeps each layer as an uncompressed tar under the store,
+//! - [`layer_tars`](fn@layer_tars) keeps each layer as an uncompressed tar under the store,
 //!   keyed by diff ID (checked), decompressed concurrently.
 //!
 //! The [`design`] module says how ambiguous cases are decided.
@@ -48,8 +48,7 @@ pub mod design;
 mod error;
 mod export;
 mod ext4;
-mod layer;
-mod layers;
+mod layer_tars;
 mod leftovers;
 mod options;
 mod output;
@@ -59,8 +58,9 @@ mod read_ahead;
 mod safe;
 mod scratch;
 mod sizing;
-mod sparse;
-mod sparse_tar;
+mod sparse_copy;
+mod stored_image;
+mod tar_sparse;
 mod tools;
 mod unpack;
 
@@ -68,7 +68,7 @@ pub use cache_files::{BuildFiles, cached_builds, remove_unused_builds};
 pub use error::{Error, Result};
 pub use export::export_tar;
 pub use ext4::{BuiltImage, BuiltLayer, build, build_layers};
-pub use layers::{LayerTar, layer_tars};
+pub use layer_tars::{LayerTar, layer_tars};
 pub use ociref::ErrorKind;
 pub use options::{BuildOptions, MAX_LABEL_BYTES};
 pub use progress::{LayerProgress, ProgressFn};

@@ -14,7 +14,7 @@
 
 use crate::error::{Error, Result, io};
 use crate::leftovers;
-use crate::sparse::copy_sparse;
+use crate::sparse_copy::copy_sparse;
 use ocistore::Store;
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -2,8 +2,8 @@
 
 use crate::cache_files;
 use crate::error::{Error, Result, io};
-use crate::layer::{open_layer, select_image};
 use crate::safe;
+use crate::stored_image::{open_layer, select_image};
 use ociref::{Digest, Platform, Reference};
 use ocistore::Store;
 use sha2::{Digest as _, Sha256};

@@ -1,0 +1,128 @@
+//! Overlay mode: a hardlink to a file of a lower layer becomes a copy of
+//! that file, read from the merged tree of the layers below (its parents
+//! checked like ours: never a symlink), with that file's owner, mode,
+//! mtime and extended attributes.
+
+use super::Recorded;
+use super::applier::{Applier, Lower};
+use super::entry::Ctx;
+use super::metadata::{times, xattrs_of};
+use crate::error::Result;
+use std::fs::{File, Metadata, Permissions};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// A regular file of the lower tree that a hardlink names.
+pub(super) struct LowerFile {
+    /// Its path in the lower tree.
+    source: PathBuf,
+    /// Its metadata there (not following a symlink).
+    found: Metadata,
+    /// The owner, mode and mtime the copy gets.
+    meta: Recorded,
+    /// Extended attributes the host refused it, which the copy carries.
+    refused_xattrs: Vec<(String, Vec<u8>)>,
+}
+
+impl Lower {
+    /// The regular file `target_rel` of the lower tree, its parents real
+    /// directories; refused as in no layer otherwise.
+    pub(super) fn find(&self, ctx: &Ctx<'_>, target_rel: &Path) -> Result<LowerFile> {
+        let missing = || {
+            ctx.unsafe_entry(format!(
+                "hardlink target {} is in no layer",
+                target_rel.display()
+            ))
+        };
+        let mut prefix = PathBuf::new();
+        for component in target_rel.parent().unwrap_or(Path::new("")).components() {
+            prefix.push(component);
+            match std::fs::symlink_metadata(self.tree.join(&prefix)) {
+                Ok(found) if found.is_dir() => {}
+                _ => return Err(missing()),
+            }
+        }
+        let source = self.tree.join(target_rel);
+        let found = match std::fs::symlink_metadata(&source) {
+            Ok(found) if found.is_file() => found,
+            _ => return Err(missing()),
+        };
+        // The layers' word on the file (owners are only recorded when
+        // rootless), else what the merged tree holds.
+        let meta = self.records.get(target_rel).copied().unwrap_or(Recorded {
+            uid: u64::from(found.uid()),
+            gid: u64::from(found.gid()),
+            mode: found.mode() & 0o7777,
+            device: None,
+            mtime: found.mtime(),
+        });
+        let refused_xattrs = self.xattrs.get(target_rel).cloned().unwrap_or_default();
+        Ok(LowerFile {
+            source,
+            found,
+            meta,
+            refused_xattrs,
+        })
+    }
+}
+
+impl Applier<'_> {
+    /// Copies `lower` (a file of the lower tree) to `rel`, at `abs`.
+    pub(super) fn copy_from_lower(
+        &mut self,
+        ctx: &Ctx<'_>,
+        lower: LowerFile,
+        rel: &Path,
+        abs: &Path,
+    ) -> Result<()> {
+        let LowerFile {
+            source,
+            found,
+            meta,
+            refused_xattrs,
+        } = lower;
+        self.clear(ctx, rel, abs, false)?;
+        // The merged tree is ours: a file its owner may not read (mode
+        // 0000, when not root) is given owner read there to be copied.
+        let mut input = match File::open(&source) {
+            Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+                let widened = Permissions::from_mode((found.mode() | 0o400) & 0o7777);
+                std::fs::set_permissions(&source, widened)
+                    .map_err(ctx.io("setting mode of", &source))?;
+                File::open(&source)
+            }
+            opened => opened,
+        }
+        .map_err(ctx.io("reading", &source))?;
+        let mut file = File::options()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(abs)
+            .map_err(ctx.io("creating", abs))?;
+        self.report.bytes +=
+            std::io::copy(&mut input, &mut file).map_err(ctx.io("copying into", abs))?;
+        if self.rootless {
+            self.report.not_applied.ownership += u64::from(meta.uid != 0 || meta.gid != 0);
+        } else {
+            std::os::unix::fs::fchown(&file, Some(meta.uid as u32), Some(meta.gid as u32))
+                .map_err(ctx.io("changing owner of", abs))?;
+        }
+        file.set_permissions(Permissions::from_mode(meta.mode))
+            .map_err(ctx.io("setting mode of", abs))?;
+        // The file's attributes: those the lower tree holds, and those the
+        // host refused it (recorded).
+        let mut xattrs = xattrs_of(&source).map_err(ctx.io("reading attributes of", &source))?;
+        for (name, value) in refused_xattrs {
+            if !xattrs.iter().any(|(known, _)| *known == name) {
+                xattrs.push((name, value));
+            }
+        }
+        self.set_xattrs(ctx, abs, &xattrs)?;
+        file.set_times(times(meta.mtime))
+            .map_err(ctx.io("setting times of", abs))?;
+        self.record(rel, meta);
+        self.mark_created(rel);
+        Ok(())
+    }
+}
