@@ -167,23 +167,12 @@ impl Store {
         options: &PullOptions,
     ) -> Result<PullOutcome> {
         let name = reference.to_string();
-        let platform = options.platform.clone().unwrap_or_else(Platform::host);
         let wanted = Wanted {
-            platform: (!options.all_platforms).then(|| platform.clone()),
+            platform: (!options.all_platforms)
+                .then(|| options.platform.clone().unwrap_or_else(Platform::host)),
         };
         if options.offline {
-            // Only a platform asked for explicitly must match: without one,
-            // whatever the reference holds will do.
-            let offline = Wanted {
-                platform: options.platform.clone(),
-            };
-            let cached = self.cached_async(&name, None, &offline).await?;
-            return cached.ok_or_else(|| Error::ImageNotCached {
-                reference: match &options.platform {
-                    Some(platform) => format!("{name} ({platform})"),
-                    None => name,
-                },
-            });
+            return self.pull_offline(name, options).await;
         }
         // A digest cannot go stale: when its content is stored, no request.
         if let Some(pinned) = reference.digest().filter(|_| !options.always)
@@ -222,48 +211,9 @@ impl Store {
             resumed_bytes: 0,
             up_to_date: false,
         };
-        // The image manifests to store, with their platforms when an index
-        // names them.
-        let mut images: Vec<(Manifest, Option<Platform>)> = Vec::new();
-        let entry = match &manifest.kind {
-            ManifestKind::Index(_) => {
-                outcome.index_digest = Some(manifest.digest.clone());
-                let children = crate::walk::index_entries(&manifest.digest, &manifest.bytes)?;
-                let chosen: Vec<&(Option<Platform>, Descriptor)> = if options.all_platforms {
-                    children.iter().collect()
-                } else {
-                    let found = platform
-                        .best_match(&children, |(p, _)| {
-                            let p = p.as_ref()?;
-                            Some((p.os(), p.architecture(), p.variant()))
-                        })
-                        .ok_or_else(|| Error::NoMatchingPlatform {
-                            reference: name.clone(),
-                            platform: platform.clone(),
-                        })?;
-                    vec![found]
-                };
-                for (child_platform, descriptor) in chosen {
-                    let child = client
-                        .manifest(&reference.with_digest(descriptor.digest.clone()))
-                        .await?;
-                    self.put_blob_async(&child.digest, &child.bytes).await?;
-                    outcome.fetched_blobs += 1;
-                    images.push((child, child_platform.clone()));
-                }
-                if options.all_platforms {
-                    manifest.descriptor()
-                } else {
-                    outcome.manifest_digest = images[0].0.digest.clone();
-                    images[0].0.descriptor()
-                }
-            }
-            _ => {
-                let descriptor = manifest.descriptor();
-                images.push((manifest, None));
-                descriptor
-            }
-        };
+        let (images, entry) = self
+            .image_manifests(client, reference, manifest, options, &mut outcome)
+            .await?;
         let mut required = Vec::new();
         let mut configs = Vec::new();
         for (image, _) in &images {
@@ -282,17 +232,8 @@ impl Store {
             &mut outcome,
         )
         .await?;
-        for ((_, known), config) in images.iter().zip(&configs) {
-            let platform = match (known, config) {
-                (Some(p), _) => Some(p.clone()),
-                (None, Some(config)) => self.config_platform(&config.digest).await?,
-                (None, None) => None,
-            };
-            outcome.platforms.extend(platform);
-        }
-        if !options.all_platforms {
-            outcome.platform = outcome.platforms.first().cloned();
-        }
+        self.note_platforms(&images, &configs, options, &mut outcome)
+            .await?;
         if options.referrers {
             let subjects: Vec<Digest> = images.iter().map(|(m, _)| m.digest.clone()).collect();
             self.pull_referrers(
@@ -307,10 +248,112 @@ impl Store {
         let mut stored: Vec<Descriptor> = images.iter().map(|(m, _)| m.descriptor()).collect();
         stored.extend(required);
         stored.push(top);
-        let sizes = self.image_sizes(&stored);
+        self.record_pull(&name, &stored, entry, &outcome).await?;
+        Ok(outcome)
+    }
+
+    /// An offline pull: the stored image, or [`Error::ImageNotCached`].
+    async fn pull_offline(&self, name: String, options: &PullOptions) -> Result<PullOutcome> {
+        // Only a platform asked for explicitly must match: without one,
+        // whatever the reference holds will do.
+        let offline = Wanted {
+            platform: options.platform.clone(),
+        };
+        let cached = self.cached_async(&name, None, &offline).await?;
+        cached.ok_or_else(|| Error::ImageNotCached {
+            reference: match &options.platform {
+                Some(platform) => format!("{name} ({platform})"),
+                None => name,
+            },
+        })
+    }
+
+    /// The image manifests to store, with their platforms when an index
+    /// names them (fetched and stored), and the descriptor the reference's
+    /// entry points at.
+    async fn image_manifests(
+        &self,
+        client: &Client,
+        reference: &Reference,
+        manifest: Manifest,
+        options: &PullOptions,
+        outcome: &mut PullOutcome,
+    ) -> Result<(Vec<(Manifest, Option<Platform>)>, Descriptor)> {
+        if !matches!(manifest.kind, ManifestKind::Index(_)) {
+            let descriptor = manifest.descriptor();
+            return Ok((vec![(manifest, None)], descriptor));
+        }
+        let platform = options.platform.clone().unwrap_or_else(Platform::host);
+        outcome.index_digest = Some(manifest.digest.clone());
+        let children = crate::walk::index_entries(&manifest.digest, &manifest.bytes)?;
+        let chosen: Vec<&(Option<Platform>, Descriptor)> = if options.all_platforms {
+            children.iter().collect()
+        } else {
+            let found = platform
+                .best_match(&children, |(p, _)| {
+                    let p = p.as_ref()?;
+                    Some((p.os(), p.architecture(), p.variant()))
+                })
+                .ok_or_else(|| Error::NoMatchingPlatform {
+                    reference: reference.to_string(),
+                    platform: platform.clone(),
+                })?;
+            vec![found]
+        };
+        let mut images = Vec::new();
+        for (child_platform, descriptor) in chosen {
+            let child = client
+                .manifest(&reference.with_digest(descriptor.digest.clone()))
+                .await?;
+            self.put_blob_async(&child.digest, &child.bytes).await?;
+            outcome.fetched_blobs += 1;
+            images.push((child, child_platform.clone()));
+        }
+        let entry = if options.all_platforms {
+            manifest.descriptor()
+        } else {
+            outcome.manifest_digest = images[0].0.digest.clone();
+            images[0].0.descriptor()
+        };
+        Ok((images, entry))
+    }
+
+    /// The platforms of the pulled images: the index's, else their
+    /// configs'.
+    async fn note_platforms(
+        &self,
+        images: &[(Manifest, Option<Platform>)],
+        configs: &[Option<Descriptor>],
+        options: &PullOptions,
+        outcome: &mut PullOutcome,
+    ) -> Result<()> {
+        for ((_, known), config) in images.iter().zip(configs) {
+            let platform = match (known, config) {
+                (Some(p), _) => Some(p.clone()),
+                (None, Some(config)) => self.config_platform(&config.digest).await?,
+                (None, None) => None,
+            };
+            outcome.platforms.extend(platform);
+        }
+        if !options.all_platforms {
+            outcome.platform = outcome.platforms.first().cloned();
+        }
+        Ok(())
+    }
+
+    /// Writes the record and the `index.json` entry of a finished pull of
+    /// `name` (see [`Store::commit`]); `stored` is everything it stored.
+    async fn record_pull(
+        &self,
+        name: &str,
+        stored: &[Descriptor],
+        entry: Descriptor,
+        outcome: &PullOutcome,
+    ) -> Result<()> {
+        let sizes = self.image_sizes(stored);
         let record = Record {
-            reference: name.clone(),
-            source: name.clone(),
+            reference: name.to_owned(),
+            source: name.to_owned(),
             manifest_digest: entry.digest.clone(),
             index_digest: outcome.index_digest.clone(),
             platform: outcome.platform.clone(),
@@ -322,8 +365,7 @@ impl Store {
             last_used_at: now_unix_ms(),
         };
         let store = self.clone();
-        tokio::task::spawn_blocking(move || store.commit(record, &entry)).await??;
-        Ok(outcome)
+        tokio::task::spawn_blocking(move || store.commit(record, &entry)).await?
     }
 
     /// Writes the record and the `index.json` entry of a pulled image,
