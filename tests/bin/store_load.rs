@@ -67,7 +67,6 @@ fn run(root: &str, op: &str, reference: &str, rest: &[String]) -> Result<u8, Fai
         ("rm-gc", []) => {
             store.remove(&reference).map_err(store_error)?;
             store.gc().map_err(store_error)?;
-            rootfs::remove_unused_builds(&store).map_err(rootfs_error)?;
             Ok(0)
         }
         ("verify", []) => {

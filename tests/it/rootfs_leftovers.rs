@@ -8,6 +8,11 @@ use rootfs::UnpackOptions;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// What `Store::gc` alone removed of rootfs's builds and layer tars.
+fn collected(store: &ocistore::Store) -> rootfs::BuildFiles {
+    rootfs::BuildFiles::collected(&store.gc().expect("gc").derived)
+}
+
 #[test]
 fn builds_of_a_removed_and_collected_image_are_removed() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -16,15 +21,10 @@ fn builds_of_a_removed_and_collected_image_are_removed() {
     let options = rootless_build_options();
     let small = rootfs::build(&store, &reference, None, &options).expect("build small");
     let kept = rootfs::build(&store, &layered, None, &options).expect("build layered");
-    assert_eq!(
-        rootfs::remove_unused_builds(&store)
-            .expect("nothing unused")
-            .images,
-        0
-    );
+    assert_eq!(collected(&store).images, 0, "both images are stored");
     assert!(store.remove(&reference).expect("removed"));
-    store.gc().expect("gc");
-    let removed = rootfs::remove_unused_builds(&store).expect("removal");
+    // `Store::gc` alone: no rootfs call collects the build.
+    let removed = collected(&store);
     assert_eq!(removed.images, 1);
     assert_eq!(removed.bytes, small.size);
     assert!(!small.path.exists());
@@ -73,8 +73,7 @@ fn layer_tars_and_layer_images_stay_while_an_image_has_their_layer() {
     assert_eq!(found.bytes, tar_bytes + image_bytes);
 
     assert!(store.remove(&zstd).expect("removed"));
-    store.gc().expect("gc");
-    let removed = rootfs::remove_unused_builds(&store).expect("removal");
+    let removed = collected(&store);
     assert_eq!(
         removed,
         rootfs::BuildFiles::default(),
@@ -83,8 +82,7 @@ fn layer_tars_and_layer_images_stay_while_an_image_has_their_layer() {
     assert!(tars.iter().all(|t| t.path.is_file()));
 
     assert!(store.remove(&gzip).expect("removed"));
-    store.gc().expect("gc");
-    let removed = rootfs::remove_unused_builds(&store).expect("removal");
+    let removed = collected(&store);
     assert_eq!(
         (removed.images, removed.layer_tars, removed.bytes),
         (layer_images.len(), tars.len(), tar_bytes + image_bytes)

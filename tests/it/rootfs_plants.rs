@@ -142,14 +142,14 @@ fn unpack() -> Op {
     })
 }
 
-/// The sweep of killed work, then the cache counts and the unused-build
-/// removal (`cachectl gc` and `du`).
+/// The sweep of killed work, then the cache counts and the store's `gc`
+/// (which removes unused builds): `cachectl gc` and `du`.
 fn sweep() -> Op {
     Box::new(|root| {
         let store = Store::open(root)?;
         rootfs::remove_stale_work(&store)?;
         rootfs::cached_builds(&store)?;
-        rootfs::remove_unused_builds(&store)?;
+        store.gc()?;
         Ok(())
     })
 }

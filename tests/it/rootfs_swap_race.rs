@@ -73,7 +73,6 @@ fn rootfs_worker(
                 (|| {
                     store.remove(reference)?;
                     store.gc_keeping_partials(Duration::ZERO)?;
-                    rootfs::remove_unused_builds(&store)?;
                     store.import(archive, &ImportOptions::default())?;
                     Ok(())
                 })()
@@ -82,7 +81,7 @@ fn rootfs_worker(
                 (|| {
                     rootfs::remove_stale_work(&store)?;
                     rootfs::cached_builds(&store)?;
-                    rootfs::remove_unused_builds(&store)?;
+                    store.gc()?;
                     Ok(())
                 })()
             }),

@@ -279,7 +279,7 @@ fn temp_of_dead_process(name: &str) -> bool {
 
 /// Whether a process `pid` runs (a zombie counts as gone). Without
 /// `/proc`, every process counts as running.
-fn process_exists(pid: u32) -> bool {
+pub(crate) fn process_exists(pid: u32) -> bool {
     let proc = Path::new("/proc");
     if !proc.join("self").exists() {
         return true;

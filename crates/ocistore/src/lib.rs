@@ -103,6 +103,7 @@
 mod archive;
 mod blobs;
 mod compression;
+mod derived;
 mod dir_handle;
 mod entries;
 mod error;
@@ -125,6 +126,7 @@ mod walk;
 
 pub use blobs::Ingested;
 pub use compression::{Compression, ProgressReader, ReadProgressFn};
+pub use derived::{DerivedFiles, STALE_AFTER};
 pub use dir_handle::{Access, StoreDir};
 pub use entries::split_entry_name;
 pub use error::{Error, Result};

@@ -95,6 +95,12 @@ pub struct GcReport {
     pub kept_partial_bytes: u64,
     /// Bytes freed, blobs and ingest files together.
     pub bytes_freed: u64,
+    /// Derived files (builds other crates keep in the store) removed
+    /// because no stored blob owns them any more, stale partial builds and
+    /// stale work entries (see [`Store::derived_dir`]). Not serialized:
+    /// callers say what the kinds are.
+    #[serde(skip)]
+    pub derived: crate::DerivedFiles,
 }
 
 /// How long [`Store::gc`] keeps a partial download that no pull is
@@ -365,6 +371,7 @@ impl Store {
         let (temps, temp_bytes) = self.sweep_dead_temps(&dirs);
         report.removed_ingest_files += temps;
         report.bytes_freed += temp_bytes;
+        report.derived = self.collect_derived()?;
         Ok(report)
     }
 

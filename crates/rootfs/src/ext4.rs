@@ -1,7 +1,7 @@
 //! ext4 images built with `mke2fs -d` from an unpacked tree, reproducible
 //! and cached under the store.
 
-use crate::cache_files;
+use crate::cache_files::{self, IMAGES};
 use crate::error::{Error, Result, check_keepable, io};
 use crate::leftovers;
 use crate::options::BuildOptions;
@@ -119,7 +119,6 @@ pub fn build(
                 mke2fs: &mke2fs,
                 debugfs: &debugfs,
             },
-            cache_dir: &cache_dir,
             cached_path: &cached_path,
         })?;
     }
@@ -196,7 +195,7 @@ pub fn build_layers(
     }
     if let Some((layer, _, _)) = planned.iter().find(|(_, _, cached)| !cached) {
         check_keepable(store, &cache_dir, &layer.descriptor.digest)?;
-        safe::store_dir(store, &cache_dir)?;
+        store.derived_dir(IMAGES).map_err(safe::from_store)?;
         let work = WorkDir::new(store, "layers-")?;
         let merged = work.path().join("merged");
         std::fs::create_dir(&merged).map_err(io("creating", &merged))?;
@@ -233,7 +232,7 @@ pub fn build_layers(
                 };
                 let layer_work = work.path().join(format!("work-{index}"));
                 std::fs::create_dir(&layer_work).map_err(io("creating", &layer_work))?;
-                make_image(&tools, &input, options, &layer_work, &cache_dir, path)?;
+                make_image(&tools, &input, options, &layer_work, path)?;
             }
             if index < last_to_build {
                 below.apply_layer(digest, open_layer(store, digest, media_type, None)?)?;
@@ -265,15 +264,13 @@ struct FlatBuild<'a> {
     image: &'a ocistore::ImageDetails,
     options: &'a BuildOptions,
     tools: Tools<'a>,
-    /// `.cachectl/ext4` under the store.
-    cache_dir: &'a Path,
-    /// The image's name in `cache_dir`.
+    /// Where it is kept: `.cachectl/ext4/<key>.ext4` under the store.
     cached_path: &'a Path,
 }
 
 fn build_into(build: &FlatBuild<'_>) -> Result<()> {
     let (store, image) = (build.store, build.image);
-    safe::store_dir(store, build.cache_dir)?;
+    store.derived_dir(IMAGES).map_err(safe::from_store)?;
     let attempt = |work: &WorkDir| build_in(build, work.path());
     if build.options.memory_scratch {
         let estimate = tree_estimate(image.layers.iter().map(|l| l.descriptor.size));
@@ -305,14 +302,7 @@ fn build_in(build: &FlatBuild<'_>, work: &Path) -> Result<()> {
         owner: &image.manifest.digest,
         store,
     };
-    make_image(
-        &build.tools,
-        &input,
-        options,
-        work,
-        build.cache_dir,
-        build.cached_path,
-    )
+    make_image(&build.tools, &input, options, work, build.cached_path)
 }
 
 /// The two e2fsprogs programs a build runs.
@@ -343,7 +333,6 @@ pub(crate) fn make_image(
     input: &ImageInput<'_>,
     options: &BuildOptions,
     work: &Path,
-    cache_dir: &Path,
     cached_path: &Path,
 ) -> Result<()> {
     let (mke2fs, debugfs, tree) = (tools.mke2fs, tools.debugfs, input.tree);
@@ -351,7 +340,7 @@ pub(crate) fn make_image(
     let rootless = input.report.rootless;
     // The image is made and renamed through the cache directory's handle:
     // a directory swapped in at its name is never written.
-    let cache = safe::store_dir(input.store, cache_dir)?;
+    let cache = input.store.derived_dir(IMAGES).map_err(safe::from_store)?;
     let partial = run_mke2fs(mke2fs, input, options, work, &cache)?;
     let mut commands = debugfs_commands(tree, records, rootless)?;
     // Extended attributes the host refused: each value in a file for

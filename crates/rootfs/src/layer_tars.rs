@@ -47,7 +47,9 @@ pub fn layer_tars(
             ),
         });
     }
-    let held = safe::store_dir(store, &store.root().join(".cachectl/layers"))?;
+    let held = store
+        .derived_dir(cache_files::LAYER_TARS)
+        .map_err(safe::from_store)?;
     // Every file is made through the handle's anchor: the directory held,
     // whatever is put at its name meanwhile.
     let anchor = held.anchor();
@@ -116,10 +118,13 @@ fn extract(
     }
     let dir = path.parent().unwrap_or(store.root());
     let mut reader = open_layer(store, layer, media_type, None)?;
+    // `partial-p<pid>-…`, locked while it is written: `gc` and the next
+    // build tell it from one a killed process left.
     let mut file = tempfile::Builder::new()
-        .prefix("partial-")
+        .prefix(&format!("partial-{}", crate::leftovers::pid_tag()))
         .tempfile_in(dir)
         .map_err(io("creating a file in", dir))?;
+    crate::leftovers::lock(file.as_file(), file.path())?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 256 * 1024];
     loop {

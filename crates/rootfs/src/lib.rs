@@ -12,8 +12,8 @@
 //! - [`build`] turns the same tree into a reproducible ext4 image with
 //!   `mke2fs -d` (owners and device nodes fixed inside the image with
 //!   `debugfs` when the unpack was rootless), cached under the store
-//!   ([`remove_unused_builds`] drops those of images `gc` removed, and
-//!   the layer tars no stored layer needs);
+//!   ([`ocistore::Store::gc`] drops those of images it removed, and the
+//!   layer tars no stored layer needs);
 //!   [`build_layers`] makes one ext4 image per layer, whiteouts in
 //!   overlayfs form;
 //! - [`export_tar`] writes the final file system as one tar stream
@@ -64,7 +64,7 @@ mod tar_sparse;
 mod tools;
 mod unpack;
 
-pub use cache_files::{BuildFiles, cached_builds, remove_unused_builds};
+pub use cache_files::{BuildFiles, cached_builds};
 pub use error::{Error, Result};
 pub use export::export_tar;
 pub use ext4::{BuiltImage, BuiltLayer, build, build_layers};

@@ -6,7 +6,7 @@
 //! - Directories (`.cachectl`, `.cachectl/ext4`, `.cachectl/layers`,
 //!   `.cachectl/rootfs-tmp`, `.cachectl/unpacking`) are opened one
 //!   component at a time from the store's root without following a link
-//!   ([`ocistore::StoreDir`], [`store_dir`], [`existing_dir`]); one that is
+//!   ([`ocistore::StoreDir`], [`existing_dir`]); one that is
 //!   not a real directory is refused with a planted-file error naming it.
 //!   Files are then created, renamed and removed relative to the handle,
 //!   and tools that take paths (`mke2fs`, `debugfs`, the unpack) get the
@@ -32,7 +32,8 @@ use std::path::Path;
 /// `dir` (under the store's root), open, creating it and missing
 /// directories above it (mode 0755). The root itself is the caller's
 /// choice and may be a link.
-pub(crate) fn store_dir(store: &Store, dir: &Path) -> Result<StoreDir> {
+#[cfg(test)]
+fn store_dir(store: &Store, dir: &Path) -> Result<StoreDir> {
     store.open_dir(dir).map_err(from_store)
 }
 
@@ -56,15 +57,6 @@ pub(crate) fn name_of(path: &Path) -> String {
         .expect("because store files have names")
         .to_string_lossy()
         .into_owned()
-}
-
-/// The store directory `path` (a file under the store's root) is in, open
-/// and created when missing, and the file's name in it.
-pub(crate) fn dir_of(store: &Store, path: &Path) -> Result<(StoreDir, String)> {
-    let parent = path
-        .parent()
-        .expect("because store files are in a directory");
-    Ok((store_dir(store, parent)?, name_of(path)))
 }
 
 /// Whether the cached file `path` (an image or a layer tar in a store

@@ -50,7 +50,8 @@ impl WorkDir {
     /// A new, empty work directory under `store`
     /// (`.cachectl/rootfs-tmp/<prefix>…`).
     pub(crate) fn new(store: &Store, prefix: &str) -> Result<WorkDir> {
-        let parent = safe::store_dir(store, &store.root().join(WORK_ROOT))?;
+        // A work area of the store: `gc` removes what killed builds left.
+        let parent = store.work_area(WORK_AREA).map_err(safe::from_store)?;
         WorkDir::new_in(parent, prefix)
     }
 
@@ -142,7 +143,10 @@ pub fn remove_stale_work(store: &Store) -> Result<usize> {
     Ok(in_store + in_memory + remove_stale_staging(store)? + partials)
 }
 
-/// Where work directories on the store's disk are made.
+/// Where work directories on the store's disk are made: the store's work
+/// area `.cachectl/rootfs-tmp`.
+const WORK_AREA: &str = "rootfs-tmp";
+/// The same, from the store's root.
 const WORK_ROOT: &str = ".cachectl/rootfs-tmp";
 
 /// Removes the directories in `parent` named `prefix…` (and owned by
@@ -485,12 +489,15 @@ mod tests {
         );
         // Moved away and replaced by a link: the work goes on in the
         // directory held, never through the link.
-        let name = std::fs::read_dir(&parent)
-            .expect("parent")
-            .next()
-            .expect("one")
-            .expect("entry")
-            .file_name();
+        let work_dirs = |parent: &Path| -> Vec<std::ffi::OsString> {
+            std::fs::read_dir(parent)
+                .expect("parent")
+                .map(|entry| entry.expect("entry").file_name())
+                // The work area's marker.
+                .filter(|name| name != ".work")
+                .collect()
+        };
+        let name = work_dirs(&parent).pop().expect("one");
         let moved = dir.path().join("moved");
         std::fs::rename(parent.join(&name), &moved).expect("moved");
         std::os::unix::fs::symlink(&outside, parent.join(&name)).expect("swapped");
@@ -504,7 +511,7 @@ mod tests {
         std::fs::set_permissions(work.path().join("ro"), Permissions::from_mode(0o555))
             .expect("mode");
         drop(work);
-        assert_eq!(std::fs::read_dir(&parent).expect("parent").count(), 0);
+        assert_eq!(work_dirs(&parent), Vec::<std::ffi::OsString>::new());
         let meta = std::fs::symlink_metadata(&outside).expect("outside");
         assert_eq!(meta.permissions().mode() & 0o7777, 0o755);
     }

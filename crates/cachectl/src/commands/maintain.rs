@@ -22,13 +22,15 @@ pub(super) fn prune(context: &Context, args: &PruneArgs, out: Output) -> Result<
         dry_run: args.dry_run,
         partial_grace: Some(args.partials.keep_partials),
     })?;
-    let (builds, work_dirs) = if args.dry_run {
-        (rootfs::BuildFiles::default(), 0)
-    } else {
-        (
-            rootfs::remove_unused_builds(&context.store)?,
-            rootfs::remove_stale_work(&context.store)?,
-        )
+    // The store's collection removed the builds of removed images and what
+    // killed builds left in the store; the sweep adds what they left
+    // outside it (on /dev/shm, beside unpack targets).
+    let (builds, work_dirs) = match (&report.gc, args.dry_run) {
+        (Some(gc), false) => (
+            rootfs::BuildFiles::collected(&gc.derived),
+            left_by_killed(&gc.derived) + rootfs::remove_stale_work(&context.store)?,
+        ),
+        _ => (rootfs::BuildFiles::default(), 0),
     };
     let builds = RemovedBuilds::from(builds);
     let report = Pruned {
@@ -136,10 +138,16 @@ struct Collected {
     removed_work_dirs: usize,
 }
 
+/// What killed builds left in the store that `gc` removed: work
+/// directories and partial files.
+fn left_by_killed(derived: &ocistore::DerivedFiles) -> usize {
+    derived.work_entries + derived.partial_files
+}
+
 pub(super) fn gc(context: &Context, args: &GcArgs, out: Output) -> Result<(), CliError> {
     let blobs = context.store.gc_keeping_partials(args.keep_partials)?;
-    let builds = rootfs::remove_unused_builds(&context.store)?;
-    let work_dirs = rootfs::remove_stale_work(&context.store)?;
+    let builds = rootfs::BuildFiles::collected(&blobs.derived);
+    let work_dirs = left_by_killed(&blobs.derived) + rootfs::remove_stale_work(&context.store)?;
     let report = Collected {
         blobs,
         builds: RemovedBuilds::from(builds),
