@@ -23,6 +23,14 @@ fn a_cached_tag_is_served_stale_when_the_registry_is_down() {
         .output()
         .expect("runs");
     assert!(first.status.success(), "{}", stderr(&first));
+    // A warm pull a while later confirms the tag: the stale answer's age
+    // counts from it, not from when the image was stored.
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    let warm = cachectl(home.path())
+        .args(["pull", "-q", &reference])
+        .output()
+        .expect("runs");
+    assert!(warm.status.success(), "{}", stderr(&warm));
 
     up.store(false, Ordering::SeqCst);
     let stale = cachectl(home.path())
@@ -33,7 +41,8 @@ fn a_cached_tag_is_served_stale_when_the_registry_is_down() {
     let json: serde_json::Value = serde_json::from_str(&stdout(&stale)).expect("JSON");
     assert_eq!(json[0]["stale"], true, "{json}");
     assert_eq!(json[0]["digest"], digest.as_str(), "{json}");
-    assert!(json[0]["cached_age_seconds"].is_u64(), "{json}");
+    let age = json[0]["cached_age_seconds"].as_u64().expect("an age");
+    assert!(age < 2, "counted from the warm pull: {json}");
 
     let noted = cachectl(home.path())
         .args(["pull", &reference])
@@ -69,4 +78,42 @@ fn a_cached_tag_is_served_stale_when_the_registry_is_down() {
         .output()
         .expect("runs");
     assert_eq!(missing.status.code(), Some(5), "{}", stderr(&missing));
+}
+
+#[test]
+fn a_cached_tag_never_falls_back_when_the_registry_answers_404_or_refuses_credentials() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let (small, _) = fixture("small");
+    let pulled = cachectl(home.path())
+        .args(["pull", "-q", &small])
+        .output()
+        .expect("runs");
+    assert!(pulled.status.success(), "{}", stderr(&pulled));
+    let (registry, path) = small.split_once('/').expect("registry/repository:tag");
+    let repository = path.rsplit_once(':').expect("repository:tag").0;
+    // Cached under names the registries answer 404 and 401 for.
+    let missing = format!("{registry}/{repository}:never-pushed");
+    let locked = format!("{}/{path}", support::env("CACHECTL_TEST_REGISTRY_BASIC"));
+    for (name, code) in [(&missing, 1), (&locked, 4)] {
+        let tagged = cachectl(home.path())
+            .args(["tag", &small, name])
+            .output()
+            .expect("runs");
+        assert!(tagged.status.success(), "{}", stderr(&tagged));
+        let output = cachectl(home.path())
+            .args(["pull", "--json", name])
+            .output()
+            .expect("runs");
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "{name}: {}",
+            stderr(&output)
+        );
+        assert!(
+            !stderr(&output).contains("could not be reached"),
+            "{name}: {}",
+            stderr(&output)
+        );
+    }
 }

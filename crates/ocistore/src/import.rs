@@ -140,6 +140,7 @@ impl Store {
                 referrers: Vec::new(),
                 stored_at: now,
                 last_used_at: now,
+                checked_at: None,
             };
             report.images.push(ImportedImage {
                 reference: image.name.clone(),

@@ -363,6 +363,7 @@ impl Store {
             referrers: outcome.referrers.clone(),
             stored_at: now_unix_ms(),
             last_used_at: now_unix_ms(),
+            checked_at: Some(now_unix_ms()),
         };
         let store = self.clone();
         tokio::task::spawn_blocking(move || store.commit(record, &entry)).await?
@@ -570,7 +571,7 @@ impl Store {
         let Some(present) = self.complete(&entry.descriptor())? else {
             return Ok(None);
         };
-        self.mark_used(&entry_name)?;
+        self.mark_used_checked(&entry_name, remote.is_some())?;
         let record = record.unwrap_or_else(|| Record::unknown(&entry_name, &entry.digest));
         Ok(Some(PullOutcome {
             reference: name.to_owned(),

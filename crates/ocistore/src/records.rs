@@ -48,6 +48,13 @@ pub struct Record {
     /// When it was last pulled or used (milliseconds since the Unix
     /// epoch).
     pub last_used_at: u64,
+    /// When a registry last said the reference points at this content
+    /// (milliseconds since the Unix epoch): the pull that stored it, and
+    /// every pull since that found it unchanged. `None` when no registry
+    /// was asked (imported, or stored before this was kept); a tag keeps
+    /// its source's.
+    #[serde(default)]
+    pub checked_at: Option<u64>,
 }
 
 impl Record {
@@ -66,6 +73,7 @@ impl Record {
             referrers: Vec::new(),
             stored_at: 0,
             last_used_at: 0,
+            checked_at: None,
         }
     }
 }
@@ -104,10 +112,20 @@ impl Store {
     /// (never `index.json`). Does nothing when there is no record, nor on a
     /// read-only store (see [`Store::skipped_records`]). Blocking.
     pub fn mark_used(&self, name: &str) -> Result<()> {
+        self.mark_used_checked(name, false)
+    }
+
+    /// [`Store::mark_used`]; when `checked`, also notes that a registry
+    /// just confirmed the reference ([`Record::checked_at`]).
+    pub(crate) fn mark_used_checked(&self, name: &str, checked: bool) -> Result<()> {
         let Some(mut record) = self.record(name)? else {
             return Ok(());
         };
-        record.last_used_at = now_unix_ms();
+        let now = now_unix_ms();
+        record.last_used_at = now;
+        if checked {
+            record.checked_at = Some(now);
+        }
         self.unless_read_only(self.write_record(&record))
     }
 }

@@ -27,7 +27,8 @@ struct Pulled {
     requests: Vec<ocidist::HostUsage>,
     /// The registry could not be reached: the cached digest was used.
     stale: bool,
-    /// With `stale`, how long ago the cached entry was stored.
+    /// With `stale`, how long ago a registry last confirmed the cached
+    /// entry (else when it was stored).
     cached_age_seconds: Option<u64>,
 }
 
@@ -89,7 +90,7 @@ pub(super) fn pull(
             .and_then(|_| cached_age_seconds(context, &outcome.reference));
         if let Some(reason) = &stale {
             out.note(&format!(
-                "warning: {}: the registry could not be reached ({reason}); using the cached {} (stored {})",
+                "warning: {}: the registry could not be reached ({reason}); using the cached {} (last confirmed {})",
                 outcome.reference,
                 short_digest(&outcome.manifest_digest),
                 cached_age_seconds.map_or_else(
@@ -172,10 +173,12 @@ async fn pull_or_stale(
     }
 }
 
-/// Seconds since the cache entry `name` was stored, when its record says.
+/// Seconds since a registry last confirmed the cache entry `name` (else
+/// since it was stored), when its record says.
 fn cached_age_seconds(context: &Context, name: &str) -> Option<u64> {
     let record = context.store.record(name).ok()??;
-    (record.stored_at > 0).then(|| now_ms().saturating_sub(record.stored_at) / 1000)
+    let since = record.checked_at.unwrap_or(record.stored_at);
+    (since > 0).then(|| now_ms().saturating_sub(since) / 1000)
 }
 
 /// `images --json`: one object per `index.json` entry (reference and
