@@ -1,7 +1,8 @@
 //! `--hosts-dir` (mirrors in containerd's layout) end to end: where the
 //! directory comes from, a malformed file, and a mirror that fails being
 //! skipped, noted on stderr and listed in `--json`, while the pull
-//! succeeds from the registry.
+//! succeeds from the registry; and the requests `build` and `push` report
+//! in their `--json`.
 
 mod support;
 
@@ -140,4 +141,49 @@ fn a_dead_mirror_is_skipped_noted_and_listed_in_json_and_the_pull_succeeds() {
     assert!(verbose.status.success(), "{}", stderr(&verbose));
     let line = format!("requests to {registry}: 1 manifest HEAD, 1 manifest GET, 2 blob GET");
     assert!(stderr(&verbose).contains(&line), "{}", stderr(&verbose));
+}
+
+#[test]
+fn build_and_push_report_the_requests_they_made() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let (small, _) = fixture("small");
+    let registry = small.split('/').next().expect("a registry").to_owned();
+    let requests_of = |json: &serde_json::Value| -> serde_json::Value {
+        json["requests"]
+            .as_array()
+            .expect("requests")
+            .iter()
+            .find(|host| host["host"] == registry.as_str())
+            .cloned()
+            .unwrap_or_else(|| panic!("no requests to {registry}: {json}"))
+    };
+    // Not cached: the build pulls first, and says what that cost.
+    let built = cachectl(home.path())
+        .args(["build", "--json", "--rootless", &small])
+        .output()
+        .expect("runs");
+    assert!(built.status.success(), "{}", stderr(&built));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&built)).expect("JSON");
+    let spent = requests_of(&json);
+    assert!(spent["blob_get"].as_u64() >= Some(2), "{json}");
+    assert!(spent["bytes"].as_u64() > Some(0), "{json}");
+    // Cached: nothing asked of any registry.
+    let again = cachectl(home.path())
+        .args(["build", "--json", "--rootless", "--offline", &small])
+        .output()
+        .expect("runs");
+    let json: serde_json::Value = serde_json::from_str(&stdout(&again)).expect("JSON");
+    assert_eq!(json["requests"], serde_json::json!([]), "{json}");
+    let destination = format!("{registry}/requests/pushed-{}:v1", std::process::id());
+    let pushed = cachectl(home.path())
+        .args(["push", "--json", &small, &destination])
+        .output()
+        .expect("runs");
+    assert!(pushed.status.success(), "{}", stderr(&pushed));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&pushed)).expect("JSON");
+    let spent = requests_of(&json);
+    assert!(
+        spent["other"].as_u64() >= Some(2),
+        "uploads count as other: {json}"
+    );
 }

@@ -443,7 +443,9 @@ pub(super) fn push(
     ));
     progress.finish();
     let outcome = outcome?;
-    out.result(&outcome, || {
+    let mut json = serde_json::to_value(&outcome).expect("because a push outcome serializes");
+    json["requests"] = serde_json::to_value(context.usage()).expect("because usage serializes");
+    out.result(&json, || {
         format!("{}@{}", outcome.destination, outcome.digest)
     });
     Ok(())

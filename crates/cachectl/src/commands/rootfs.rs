@@ -81,6 +81,7 @@ pub(super) fn unpack(
             "devices": report.not_applied.devices,
             "xattrs": report.not_applied.xattrs,
         },
+        "requests": context.usage(),
     });
     out.result(&json, || {
         let mut text = format!(
@@ -162,6 +163,7 @@ pub(super) fn build(
         "size": built.size,
         "cached": built.cached,
         "config": built.config,
+        "requests": context.usage(),
     });
     out.note(&format!(
         "{} ext4 image of {reference} ({})",
