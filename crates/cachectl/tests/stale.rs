@@ -1,7 +1,7 @@
 //! A registry that went down: `pull` of a cached tag uses the cached digest
 //! and says it is stale (exit 0), unless `--no-stale` or the settings file
-//! turn that off; a tag that is not cached fails with the network exit
-//! code. The registry is the real test registry behind a forwarder that is
+//! turn that off, and `build` and `unpack` of it work; a tag that is not
+//! cached fails with the network exit code. The registry is the real test registry behind a forwarder that is
 //! switched off.
 
 mod support;
@@ -62,6 +62,21 @@ fn a_cached_tag_is_served_stale_when_the_registry_is_down() {
         stderr(&noted)
     );
     assert!(stderr(&noted).contains(&addr), "{}", stderr(&noted));
+
+    // A cached tag builds and unpacks with the registry down: neither asks
+    // it anything.
+    let built = cachectl(home.path())
+        .args(["build", "-q", "--rootless", &reference])
+        .output()
+        .expect("runs");
+    assert!(built.status.success(), "build: {}", stderr(&built));
+    let target = home.path().join("rootfs");
+    let unpacked = cachectl(home.path())
+        .args(["unpack", "-q", "--rootless", &reference])
+        .arg(&target)
+        .output()
+        .expect("runs");
+    assert!(unpacked.status.success(), "unpack: {}", stderr(&unpacked));
 
     let strict = cachectl(home.path())
         .args(["pull", "--no-stale", &reference])
