@@ -504,7 +504,7 @@ async fn partial_ingest_file_is_resumed_with_range() {
     let store = Store::open(dir.path()).expect("store opens");
     let layer_digest = Digest::sha256_of(&layer);
     let half = layer.len() / 2;
-    std::fs::write(store.ingest_path(&layer_digest), &layer[..half]).expect("partial written");
+    std::fs::write(ingest_path(&store, &layer_digest), &layer[..half]).expect("partial written");
 
     let outcome = store
         .pull(&client, &reference, &PullOptions::default())
@@ -522,7 +522,7 @@ async fn partial_ingest_file_is_resumed_with_range() {
         Some(format!("bytes={half}-").as_str())
     );
     assert!(
-        !store.ingest_path(&layer_digest).exists(),
+        !ingest_path(&store, &layer_digest).exists(),
         "the partial was renamed"
     );
     assert_eq!(
@@ -547,7 +547,7 @@ async fn a_partial_download_survives_gc_within_its_grace_period_and_the_pull_res
     let layer_digest = Digest::sha256_of(&layer);
     // What a pull killed at 90 % leaves.
     let done = layer.len() / 10 * 9;
-    std::fs::write(store.ingest_path(&layer_digest), &layer[..done]).expect("partial written");
+    std::fs::write(ingest_path(&store, &layer_digest), &layer[..done]).expect("partial written");
 
     let report = store.gc().expect("gc runs");
     assert_eq!(report.kept_partials, 1, "{report:?}");
@@ -570,12 +570,12 @@ async fn a_partial_download_survives_gc_within_its_grace_period_and_the_pull_res
         .collect();
     assert_eq!(ranges, [Some(format!("bytes={done}-"))]);
 
-    std::fs::write(store.ingest_path(&layer_digest), &layer[..done]).expect("partial written");
+    std::fs::write(ingest_path(&store, &layer_digest), &layer[..done]).expect("partial written");
     let report = store
         .gc_keeping_partials(std::time::Duration::ZERO)
         .expect("gc runs");
     assert_eq!((report.kept_partials, report.removed_ingest_files), (0, 1));
-    assert!(!store.ingest_path(&layer_digest).exists());
+    assert!(!ingest_path(&store, &layer_digest).exists());
 }
 
 #[tokio::test]
@@ -590,7 +590,7 @@ async fn oversized_partial_is_discarded() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("store opens");
     let layer_digest = Digest::sha256_of(&layer);
-    std::fs::write(store.ingest_path(&layer_digest), noise(8, 200_000)).expect("written");
+    std::fs::write(ingest_path(&store, &layer_digest), noise(8, 200_000)).expect("written");
     let outcome = store
         .pull(&client, &target, &PullOptions::default())
         .await
@@ -996,4 +996,14 @@ fn find_on_path(tool: &str) -> Option<std::path::PathBuf> {
             .map(|dir| dir.join(tool))
             .find(|candidate| candidate.is_file())
     })
+}
+
+/// Where the store keeps the partial download of `digest` (docs/store.md,
+/// "On disk").
+fn ingest_path(store: &Store, digest: &Digest) -> std::path::PathBuf {
+    store.root().join(".cachectl/ingest").join(format!(
+        "{}-{}.partial",
+        digest.algorithm(),
+        digest.encoded()
+    ))
 }

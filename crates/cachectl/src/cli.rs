@@ -279,12 +279,12 @@ pub(crate) enum ArchiveFormat {
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
-    ocistore::parse_size(text)
+    crate::units::size(text)
         .ok_or_else(|| format!("{text:?} is not a size (examples: 10GiB, 500MB, 4096)"))
 }
 
 fn parse_age(text: &str) -> Result<std::time::Duration, String> {
-    ocistore::parse_age(text)
+    crate::units::age(text)
         .ok_or_else(|| format!("{text:?} is not an age (examples: 7d, 12h, 30m, 45s, 2w)"))
 }
 

@@ -10,6 +10,7 @@ mod error;
 mod output;
 mod progress;
 mod settings;
+mod units;
 
 use clap::Parser;
 use error::code;

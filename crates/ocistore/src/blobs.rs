@@ -63,15 +63,6 @@ impl Store {
         Ok(bytes)
     }
 
-    /// The path of the partial download of `digest`.
-    pub fn ingest_path(&self, digest: &Digest) -> PathBuf {
-        self.ingest_dir().join(format!(
-            "{}-{}.partial",
-            digest.algorithm(),
-            digest.encoded()
-        ))
-    }
-
     /// Makes sure the blob `descriptor` is present, downloading it from the
     /// repository of `reference` when it is not. Only one process downloads
     /// a given digest at a time; the others wait and reuse its result.

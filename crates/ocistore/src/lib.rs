@@ -144,4 +144,4 @@ pub use push::PushOutcome;
 pub use records::Record;
 pub use repair::{RepairFailure, RepairReport};
 pub use safe::describe_file_kind;
-pub use usage::{DiskUsage, ImageUsage, PrunePolicy, PruneReport, parse_age, parse_size};
+pub use usage::{DiskUsage, ImageUsage, PrunePolicy, PruneReport};
