@@ -71,6 +71,9 @@ pub use manifest::{
     OCI_INDEX, OCI_MANIFEST, is_manifest_media_type, parse_manifest,
 };
 pub use mirrors::SkippedMirror;
+/// The crate of references, digests and platforms this crate's API uses,
+/// so that callers need not depend on a matching version of it.
+pub use ociref;
 pub use ociref::ErrorKind;
 pub use progress::{Progress, ProgressFn, ProgressKind};
 pub use proxy::ProxyConfig;

@@ -138,6 +138,12 @@ pub use inspect::{
 pub use layout::{LAYOUT_VERSION, REF_NAME_ANNOTATION, Store, default_root};
 pub use lease::Lease;
 pub use manage::{DEFAULT_PARTIAL_GRACE, GcReport, ImageEntry, VerifyProblem, VerifyReport};
+/// The distribution client this crate pulls and pushes with (and, through
+/// it, `ociref`), so that callers use the very versions the store's API
+/// takes.
+pub use ocidist;
+/// References, digests and platforms, as the store's API takes them.
+pub use ociref;
 pub use ociref::ErrorKind;
 pub use pull::{PullOptions, PullOutcome};
 pub use push::PushOutcome;

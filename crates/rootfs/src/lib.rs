@@ -69,7 +69,12 @@ pub use error::{Error, Result};
 pub use export::export_tar;
 pub use ext4::{BuiltImage, BuiltLayer, build, build_layers};
 pub use layer_tars::{LayerTar, layer_tars};
+/// References, digests and platforms, as this crate's API takes them.
+pub use ociref;
 pub use ociref::ErrorKind;
+/// The store this crate reads (and, through it, `ocidist`), so that
+/// callers use the very version its API takes.
+pub use ocistore;
 pub use options::{BuildOptions, MAX_LABEL_BYTES};
 pub use progress::{LayerProgress, ProgressFn};
 pub use scratch::remove_stale_work;
