@@ -286,8 +286,7 @@ impl Store {
 
 /// Whether `media_type` names an index (OCI index or Docker manifest list).
 pub(crate) fn is_index(media_type: &str) -> bool {
-    media_type == "application/vnd.oci.image.index.v1+json"
-        || media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
+    media_type == ocidist::OCI_INDEX || media_type == ocidist::DOCKER_MANIFEST_LIST
 }
 
 /// The summary of an image config; fields that are absent or of another

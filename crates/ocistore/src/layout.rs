@@ -17,8 +17,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
 /// The only `imageLayoutVersion` this crate reads and writes.
 pub const LAYOUT_VERSION: &str = "1.0.0";
-/// Media type of `index.json` (an OCI image index).
-const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 /// Entries a directory may hold while another process initializes it.
 const LAYOUT_ENTRIES: [&str; 4] = ["oci-layout", "index.json", "blobs", ".cachectl"];
 
@@ -334,7 +332,7 @@ impl Default for IndexFile {
     fn default() -> Self {
         IndexFile {
             schema_version: 2,
-            media_type: Some(INDEX_MEDIA_TYPE.to_owned()),
+            media_type: Some(ocidist::OCI_INDEX.to_owned()),
             manifests: Vec::new(),
             extra: serde_json::Map::new(),
         }

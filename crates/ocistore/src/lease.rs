@@ -73,9 +73,6 @@ impl Drop for Lease {
     }
 }
 
-/// The media type a record's index is walked as.
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-
 /// What a lease file holds.
 #[derive(Serialize, Deserialize)]
 struct LeaseFile {
@@ -113,7 +110,7 @@ impl Store {
             let record = entry.ref_name().map(|n| self.record(n)).transpose()?;
             if let Some(index_digest) = record.flatten().and_then(|r| r.index_digest) {
                 roots.push(Descriptor {
-                    media_type: OCI_INDEX.to_owned(),
+                    media_type: ocidist::OCI_INDEX.to_owned(),
                     digest: index_digest,
                     size: 0,
                 });

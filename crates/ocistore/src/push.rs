@@ -244,7 +244,7 @@ fn index_media_type(bytes: &[u8]) -> Option<String> {
     top.manifests?;
     Some(
         top.media_type
-            .unwrap_or_else(|| "application/vnd.oci.image.index.v1+json".to_owned()),
+            .unwrap_or_else(|| ocidist::OCI_INDEX.to_owned()),
     )
 }
 
