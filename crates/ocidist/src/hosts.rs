@@ -5,7 +5,9 @@
 //! registry as references name it (`docker.io`, `ghcr.io`,
 //! `reg.internal:5000`; containerd's `reg.internal_5000_` spelling is read
 //! too), and `<dir>/_default/hosts.toml` applies to every registry that has
-//! no directory of its own.
+//! no directory of its own. A directory without `hosts.toml` is docker's
+//! certificate layout (`ca.crt`, `client.cert` and `client.key`), read as
+//! containerd reads it ([`load_cert_dir`]).
 //!
 //! ```toml
 //! server = "https://registry-1.docker.io"   # where the registry itself is

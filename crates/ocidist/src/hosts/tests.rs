@@ -231,8 +231,9 @@ fn debug_output_never_shows_header_values() {
 //     -keyout ca.key -out ca.crt -days 36500 -subj "/CN=cachectl test CA"
 //   openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
 //     -keyout client.key -out client.csr -subj "/CN=cachectl test client"
+//   printf "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n" > ext.cnf
 //   openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key \
-//     -CAcreateserial -out client.cert -days 36500
+//     -CAcreateserial -out client.cert -days 36500 -extfile ext.cnf
 const CA_PEM: &str = "-----BEGIN CERTIFICATE-----
 MIIBjjCCATOgAwIBAgIUZ+/EQ4GfE3VTNqOne9vFxj9TNAEwCgYIKoZIzj0EAwIw
 GzEZMBcGA1UEAwwQY2FjaGVjdGwgdGVzdCBDQTAgFw0yNjEyMDYyMTU3NTdaGA8y
@@ -246,13 +247,16 @@ UGT3Xbunchxu3+ylNmZjxQAc
 -----END CERTIFICATE-----
 ";
 const CLIENT_CERT_PEM: &str = "-----BEGIN CERTIFICATE-----
-MIIBNjCB3QIUER74kCLFtw/24+YfDTh5tLj1wvowCgYIKoZIzj0EAwIwGzEZMBcG
-A1UEAwwQY2FjaGVjdGwgdGVzdCBDQTAgFw0yNjEyMDYyMTU3NTdaGA8yMTI2MTEx
-MjIxNTc1N1owHzEdMBsGA1UEAwwUY2FjaGVjdGwgdGVzdCBjbGllbnQwWTATBgcq
-hkjOPQIBBggqhkjOPQMBBwNCAATWYfR1ceDjStF6MRDRiWBgylR9Nps2XDM/23zC
-jjVvJOq49y04qjPyFXA2TjL1LFA8Ltp3ZMI1byPR3b7sHdVsMAoGCCqGSM49BAMC
-A0gAMEUCIQDT/qIqHlC45o8MGd/L1HnCrh63uSLsEhz/1ZJe3wr9GwIgde/Ns8UO
-+Z8odPQs9XTMZ/PfGwvzXM4yuqSjDnSAcf8=
+MIIBrTCCAVOgAwIBAgIUER74kCLFtw/24+YfDTh5tLj1wvswCgYIKoZIzj0EAwIw
+GzEZMBcGA1UEAwwQY2FjaGVjdGwgdGVzdCBDQTAgFw0yNjEyMDYyMjA3NTBaGA8y
+MTI2MTExMjIyMDc1MFowHzEdMBsGA1UEAwwUY2FjaGVjdGwgdGVzdCBjbGllbnQw
+WTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAATWYfR1ceDjStF6MRDRiWBgylR9Nps2
+XDM/23zCjjVvJOq49y04qjPyFXA2TjL1LFA8Ltp3ZMI1byPR3b7sHdVso28wbTAJ
+BgNVHRMEAjAAMAsGA1UdDwQEAwIHgDATBgNVHSUEDDAKBggrBgEFBQcDAjAdBgNV
+HQ4EFgQUpMRgvqJcnmMwbSlmVqSgGpAW+70wHwYDVR0jBBgwFoAUSQXb0wq7S6vx
+Z5RX2AB9/sVvv+gwCgYIKoZIzj0EAwIDSAAwRQIhALuIrtKEPmWNqX1xoEXAL98G
+f5IRS2cQQYi07tGsGjElAiAgzu4kNJ7E10mAlSdO8APJBKT4Yh6M+ilj8M/HLNP/
+Mw==
 -----END CERTIFICATE-----
 ";
 const CLIENT_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----
