@@ -276,8 +276,10 @@ fn write_files(root: &Path, files: &[(&str, &str)]) {
 }
 
 fn client_for(hosts: HostsConfig) -> Result<crate::Client> {
-    let mut config = crate::ClientConfig::default();
-    config.hosts = hosts;
+    let config = crate::ClientConfig {
+        hosts,
+        ..Default::default()
+    };
     crate::Client::new(
         config,
         std::sync::Arc::new(crate::credentials::StaticCredentials::new()),
