@@ -5,7 +5,9 @@
 //! registry as references name it (`docker.io`, `ghcr.io`,
 //! `reg.internal:5000`; containerd's `reg.internal_5000_` spelling is read
 //! too), and `<dir>/_default/hosts.toml` applies to every registry that has
-//! no directory of its own.
+//! no directory of its own. A directory without `hosts.toml` is docker's
+//! certificate layout (`ca.crt`, `client.cert` and `client.key`), read as
+//! containerd reads it ([`load_cert_dir`]).
 //!
 //! ```toml
 //! server = "https://registry-1.docker.io"   # where the registry itself is
@@ -150,13 +152,16 @@ pub(crate) fn authority(url: &Url) -> String {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RegistryHosts {
-    /// The file they were read from.
+    /// The file they were read from (the directory, for docker's
+    /// certificate layout).
     pub file: PathBuf,
     /// The `server` (with the top-level keys), when the file names one;
     /// otherwise the registry itself is the server.
     pub server: Option<HostEndpoint>,
-    /// Settings for the registry itself from the top-level keys when the
-    /// file names no `server` (its `ca`, `skip_verify`, `header`…).
+    /// Settings for the registry itself when the file names no `server`:
+    /// the top-level `ca`, `client`, `skip_verify` and `header`, or the
+    /// certificates of docker's layout; its capabilities are always all
+    /// three (as in containerd).
     pub server_settings: HostEndpoint,
     /// The `[host."…"]` tables, in file order.
     pub mirrors: Vec<HostEndpoint>,
@@ -176,9 +181,11 @@ impl HostsConfig {
         HostsConfig::default()
     }
 
-    /// Reads every `<dir>/<namespace>/hosts.toml`. Namespace directories
-    /// without a `hosts.toml` (docker's certificate-only layout) are
-    /// skipped. Fails on the first file that cannot be read or parsed.
+    /// Reads every `<dir>/<namespace>/hosts.toml`. A namespace directory
+    /// without one (or with an empty one) is docker's certificate layout,
+    /// read as [`load_cert_dir`] does; a `hosts.toml` with content is read
+    /// alone, certificate files beside it are not (as containerd does).
+    /// Fails on the first file that cannot be read or parsed.
     pub fn load(dir: &Path) -> Result<Self> {
         let io = |source: std::io::Error| Error::HostsConfig {
             path: dir.to_path_buf(),
@@ -195,11 +202,18 @@ impl HostsConfig {
             let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
                 continue;
             };
-            let file = entry.path().join("hosts.toml");
-            let text = match std::fs::read_to_string(&file) {
-                Ok(text) => text,
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(err) if err.kind() == std::io::ErrorKind::NotADirectory => continue,
+            let namespace_dir = entry.path();
+            if !namespace_dir.is_dir() {
+                continue;
+            }
+            let namespace = namespace_from_dir(&name);
+            let file = namespace_dir.join("hosts.toml");
+            let hosts = match std::fs::read_to_string(&file) {
+                Ok(text) if !text.is_empty() => Some(parse_hosts_toml(&file, &text, &namespace)?),
+                Ok(_) => load_cert_dir(&namespace_dir, &namespace)?,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                    load_cert_dir(&namespace_dir, &namespace)?
+                }
                 Err(err) => {
                     return Err(Error::HostsConfig {
                         path: file,
@@ -208,8 +222,10 @@ impl HostsConfig {
                     });
                 }
             };
-            let namespace = namespace_from_dir(&name);
-            let hosts = parse_hosts_toml(&file, &text, &namespace)?;
+            let Some(hosts) = hosts else {
+                tracing::debug!(dir = %namespace_dir.display(), "not a registry name; directory ignored");
+                continue;
+            };
             namespaces.insert(namespace, hosts);
         }
         Ok(HostsConfig {
@@ -232,6 +248,16 @@ impl HostsConfig {
             .or_else(|| self.namespaces.get(DEFAULT_NAMESPACE))
     }
 
+    /// The settings of `registry` itself (its CAs, client certificates,
+    /// `skip_verify`, headers) when the namespace that applies to it (its
+    /// own, else `_default`) names no `server`; `None` when no namespace
+    /// applies or it names a `server` (the settings are the server's then).
+    pub fn registry_settings(&self, registry: &str) -> Option<&HostEndpoint> {
+        self.for_registry(registry)
+            .filter(|hosts| hosts.server.is_none())
+            .map(|hosts| &hosts.server_settings)
+    }
+
     /// Every namespace read, by name.
     pub fn namespaces(&self) -> impl Iterator<Item = (&str, &RegistryHosts)> {
         self.namespaces.iter().map(|(k, v)| (k.as_str(), v))
@@ -240,6 +266,70 @@ impl HostsConfig {
     /// Whether no namespace is configured.
     pub fn is_empty(&self) -> bool {
         self.namespaces.is_empty()
+    }
+}
+
+/// Reads a namespace directory in docker's certificate layout, as
+/// containerd does when it has no `hosts.toml`: every `*.crt` file is a
+/// trusted CA, every `X.cert` a client certificate whose key is `X.key`
+/// when that exists (else the `.cert` file holds the key too); other files
+/// and subdirectories are not read. They configure the registry itself
+/// (there are no mirrors). `None` when `namespace` is not a registry name
+/// (no reference can name it, so nothing would ever use it).
+pub fn load_cert_dir(dir: &Path, namespace: &str) -> Result<Option<RegistryHosts>> {
+    let io = |path: &Path, err: std::io::Error| Error::HostsConfig {
+        path: path.to_path_buf(),
+        line: None,
+        reason: err.to_string(),
+    };
+    let source = Source {
+        path: dir,
+        text: "",
+    };
+    let Ok(url) = registry_url(&source, namespace) else {
+        return Ok(None);
+    };
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|err| io(dir, err))? {
+        let entry = entry.map_err(|err| io(dir, err))?;
+        let is_dir = entry
+            .file_type()
+            .map_err(|err| io(&entry.path(), err))?
+            .is_dir();
+        if let (false, Some(name)) = (is_dir, entry.file_name().to_str()) {
+            names.push(name.to_owned());
+        }
+    }
+    names.sort();
+    let mut server = HostEndpoint::new(url);
+    for name in names {
+        if name.ends_with(".crt") {
+            server.ca.push(dir.join(&name));
+        } else if let Some(stem) = name.strip_suffix(".cert") {
+            let key = dir.join(format!("{stem}.key"));
+            let key = match std::fs::metadata(&key) {
+                Ok(_) => Some(key),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+                Err(err) => return Err(io(&key, err)),
+            };
+            server.client.push((dir.join(&name), key));
+        }
+    }
+    Ok(Some(RegistryHosts {
+        file: dir.to_path_buf(),
+        server: None,
+        server_settings: server,
+        mirrors: Vec::new(),
+    }))
+}
+
+/// The registry a namespace names, as a URL (`_default` names none: a
+/// placeholder stands for whichever registry it applies to).
+fn registry_url(source: &Source<'_>, namespace: &str) -> Result<Url> {
+    if namespace == DEFAULT_NAMESPACE {
+        Ok(Url::parse("https://default.invalid").expect("because the URL is valid"))
+    } else {
+        parse_host_url(source, namespace, 0..0)
     }
 }
 
@@ -312,12 +402,7 @@ pub fn parse_hosts_toml(path: &Path, text: &str, namespace: &str) -> Result<Regi
     let table = table.into_inner();
     let mut server_url = None;
     let mut mirrors = Vec::new();
-    let default_url = if namespace == DEFAULT_NAMESPACE {
-        Url::parse("https://default.invalid").expect("because the URL is valid")
-    } else {
-        parse_host_url(&source, namespace, 0..0)?
-    };
-    let mut top = HostEndpoint::new(default_url);
+    let mut top = HostEndpoint::new(registry_url(&source, namespace)?);
     let mut entries: Vec<_> = table.iter().collect();
     entries.sort_by_key(|(key, _)| key.span().start);
     for (key, value) in entries {
@@ -354,13 +439,34 @@ pub fn parse_hosts_toml(path: &Path, text: &str, namespace: &str) -> Result<Regi
             _ => apply_setting(&source, &mut top, key, value)?,
         }
     }
-    let server = server_url.map(|url| HostEndpoint { url, ..top.clone() });
+    let server = match server_url {
+        Some(url) => Some(HostEndpoint { url, ..top.clone() }),
+        None => {
+            registry_itself(&source, &mut top);
+            None
+        }
+    };
     Ok(RegistryHosts {
         file: path.to_path_buf(),
         server,
         server_settings: top,
         mirrors,
     })
+}
+
+/// Without a `server`, the top-level keys configure the registry itself,
+/// as in containerd: its `ca`, `client`, `skip_verify` and `header` apply,
+/// but it is always asked everything at its own `/v2` root, so top-level
+/// `capabilities` and `override_path` are ignored (with a warning).
+fn registry_itself(source: &Source<'_>, top: &mut HostEndpoint) {
+    if top.capabilities != Capabilities::ALL || top.override_path {
+        tracing::warn!(
+            file = %source.path.display(),
+            "top-level capabilities and override_path apply only to a `server`; without one the registry itself is asked everything at /v2 (as containerd does); ignored"
+        );
+    }
+    top.capabilities = Capabilities::ALL;
+    top.override_path = false;
 }
 
 /// Applies one key of a host table (or the top level) to `endpoint`.
