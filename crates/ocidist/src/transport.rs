@@ -22,6 +22,10 @@ pub(crate) struct Transport {
     hosts: HashMap<String, HostEndpoint>,
     /// The names of the mirrors among them.
     mirrors: std::collections::HashSet<String>,
+    /// What `_default/hosts.toml` without a `server` (or a `_default`
+    /// certificate directory) says of every registry without a directory
+    /// of its own: a client with its trust settings, and its headers.
+    fallback: Option<(reqwest::Client, Vec<(String, String)>)>,
 }
 
 impl Transport {
@@ -38,19 +42,20 @@ impl Transport {
                 .extend(certs);
         }
         for (key, endpoint) in &hosts {
-            let tls = settings.entry(key.clone()).or_default();
-            tls.skip_verify = endpoint.skip_verify;
-            for path in &endpoint.ca {
-                let pem = std::fs::read(path).map_err(|err| Error::Tls {
-                    registry: key.clone(),
-                    reason: format!("reading CA file {}: {err}", path.display()),
-                })?;
-                tls.extra.extend(parse_ca(key, &pem)?);
-            }
-            if let Some((cert, key_file)) = endpoint.client.first() {
-                tls.client = Some(client_identity(key, cert, key_file.as_deref())?);
-            }
+            trust_settings(settings.entry(key.clone()).or_default(), key, endpoint)?;
         }
+        let fallback = match config
+            .hosts
+            .registry_settings(crate::hosts::DEFAULT_NAMESPACE)
+        {
+            Some(endpoint) => {
+                let mut tls = TlsSettings::default();
+                trust_settings(&mut tls, crate::hosts::DEFAULT_NAMESPACE, endpoint)?;
+                let client = build(config, tls_config(&tls), crate::hosts::DEFAULT_NAMESPACE)?;
+                Some((client, endpoint.headers.clone()))
+            }
+            None => None,
+        };
         let mut per_registry = HashMap::new();
         for (registry, tls) in &settings {
             per_registry.insert(registry.clone(), build(config, tls_config(tls), registry)?);
@@ -66,12 +71,17 @@ impl Transport {
                 .flat_map(|(_, hosts)| hosts.mirrors.iter().map(HostEndpoint::authority))
                 .collect(),
             hosts,
+            fallback,
         })
     }
 
     /// The client to use for `registry`.
     pub(crate) fn http(&self, registry: &str) -> &reqwest::Client {
-        self.per_registry.get(registry).unwrap_or(&self.default)
+        match (self.per_registry.get(registry), &self.fallback) {
+            (Some(client), _) => client,
+            (None, Some((client, _))) if !self.hosts.contains_key(registry) => client,
+            _ => &self.default,
+        }
     }
 
     /// The proxies requests go through.
@@ -103,9 +113,11 @@ impl Transport {
 
     /// Headers configured for `registry` (`header` in hosts.toml).
     pub(crate) fn headers(&self, registry: &str) -> &[(String, String)] {
-        self.hosts
-            .get(registry)
-            .map_or(&[], |endpoint| endpoint.headers.as_slice())
+        match (self.hosts.get(registry), &self.fallback) {
+            (Some(endpoint), _) => &endpoint.headers,
+            (None, Some((_, headers))) => headers,
+            (None, None) => &[],
+        }
     }
 }
 
@@ -161,6 +173,23 @@ fn configured_hosts(config: &ClientConfig) -> HashMap<String, HostEndpoint> {
         }
     }
     hosts
+}
+
+/// Adds the trust settings of the hosts-directory `endpoint` (named `key`
+/// in errors) to `tls`: its CA files, `skip_verify` and client certificate.
+fn trust_settings(tls: &mut TlsSettings, key: &str, endpoint: &HostEndpoint) -> Result<()> {
+    tls.skip_verify = endpoint.skip_verify;
+    for path in &endpoint.ca {
+        let pem = std::fs::read(path).map_err(|err| Error::Tls {
+            registry: key.to_owned(),
+            reason: format!("reading CA file {}: {err}", path.display()),
+        })?;
+        tls.extra.extend(parse_ca(key, &pem)?);
+    }
+    if let Some((cert, key_file)) = endpoint.client.first() {
+        tls.client = Some(client_identity(key, cert, key_file.as_deref())?);
+    }
+    Ok(())
 }
 
 /// Trust settings of one host.
@@ -560,6 +589,30 @@ mod tests {
         );
         assert!(transport.is_mirror("mirror.internal:8080"));
         assert!(!transport.is_mirror("reg.internal:5000"));
+    }
+
+    #[test]
+    fn default_settings_without_a_server_reach_registries_without_their_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("hosts.toml");
+        let text = "ca = \"missing.pem\"\n";
+        let hosts = crate::hosts::parse_hosts_toml(&file, text, crate::hosts::DEFAULT_NAMESPACE)
+            .expect("valid");
+        let mut config = ClientConfig::default();
+        config.hosts.insert(crate::hosts::DEFAULT_NAMESPACE, hosts);
+        let err = Transport::new(&config).expect_err("the default CA file is missing");
+        assert!(err.to_string().contains("missing.pem"), "{err}");
+        let text = "skip_verify = true\n[header]\n  x-fleet = \"a\"\n";
+        let hosts = crate::hosts::parse_hosts_toml(&file, text, crate::hosts::DEFAULT_NAMESPACE)
+            .expect("valid");
+        let mut config = ClientConfig::default();
+        config.hosts.insert(crate::hosts::DEFAULT_NAMESPACE, hosts);
+        let transport = Transport::new(&config).expect("builds");
+        assert_eq!(
+            transport.headers("any.example"),
+            [("x-fleet".to_owned(), "a".to_owned())]
+        );
+        assert!(transport.fallback.is_some());
     }
 
     #[test]
