@@ -131,12 +131,14 @@ impl CliError {
     pub(crate) fn render(&self) -> String {
         let mut text = format!("error: {self}");
         let mut source = std::error::Error::source(self);
-        // `transparent` variants repeat their inner message as the first
-        // source: skip causes that say what was already said.
+        // `transparent` variants (and `Parse`) show their inner error's
+        // message as their own, and it is also their first source: a cause
+        // that says exactly what was just said is skipped. No message
+        // embeds its source's text: a cause is always its own line.
         let mut last = self.to_string();
         while let Some(cause) = source {
             let line = cause.to_string();
-            if line != last && !last.ends_with(&line) {
+            if line != last {
                 text.push_str("\n  caused by: ");
                 text.push_str(&line);
             }
@@ -272,6 +274,17 @@ mod tests {
         assert_eq!(
             err.render(),
             "error: reading the password from standard input\n  caused by: broken pipe"
+        );
+        // Through a library's transparent variant: the cause once, on its
+        // own line.
+        let parse = serde_json::from_slice::<serde_json::Value>(b"{").unwrap_err();
+        let err = CliError::Store(ocistore::Error::InvalidJson {
+            path: "/r/index.json".into(),
+            source: parse,
+        });
+        assert_eq!(
+            err.render(),
+            "error: /r/index.json is not valid JSON\n  caused by: EOF while parsing an object at line 1 column 1"
         );
     }
 }

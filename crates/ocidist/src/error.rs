@@ -283,7 +283,7 @@ pub enum Error {
     /// another digest, a body cut short): the mirror is skipped from now on
     /// by this client, so fetching the blob again from its first byte uses
     /// the next mirror or the registry. Discard what was received.
-    #[error("mirror {mirror} for {registry} failed: {source}")]
+    #[error("mirror {mirror} for {registry} failed")]
     Mirror {
         /// The mirror, `host[:port]`.
         mirror: String,
@@ -295,7 +295,7 @@ pub enum Error {
     },
 
     /// Reading local content to push failed.
-    #[error("reading {what} to push: {source}")]
+    #[error("reading {what} to push")]
     Io {
         /// What was being read.
         what: String,

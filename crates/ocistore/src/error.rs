@@ -31,7 +31,7 @@ pub enum Error {
     },
 
     /// A JSON file of the store could not be parsed.
-    #[error("{} is not valid: {source}", path.display())]
+    #[error("{} is not valid JSON", path.display())]
     InvalidJson {
         /// The file.
         path: PathBuf,
@@ -203,7 +203,7 @@ pub enum Error {
     },
 
     /// A blocking task panicked or was cancelled.
-    #[error("background task failed: {0}")]
+    #[error("background task failed")]
     Task(#[from] tokio::task::JoinError),
 
     /// Talking to the registry failed.
@@ -419,7 +419,7 @@ mod tests {
             [
                 "reading /r/index.json",
                 "/r is not an OCI image layout: unknown imageLayoutVersion \"2\"",
-                "/r/index.json is not valid: EOF while parsing an object at line 1 column 1",
+                "/r/index.json is not valid JSON",
                 "image example.com/a:1 is not cached",
                 "blob sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 at /r/blobs/sha256/x is corrupt",
                 "blob sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 is missing from the store (expected at /r/blobs/sha256/x)",
