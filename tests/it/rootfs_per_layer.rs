@@ -48,7 +48,7 @@ fn a_layer_that_is_not_its_diff_id_is_refused() {
             ..
         }) => {
             assert_eq!(refused, Digest::sha256_of(&layer));
-            assert_eq!(expected, wrong.to_string());
+            assert_eq!(expected, wrong);
         }
         other => panic!("{other:?}"),
     }
@@ -63,6 +63,43 @@ fn a_layer_that_is_not_its_diff_id_is_refused() {
         Vec::<std::ffi::OsString>::new(),
         "a partial file was left behind"
     );
+}
+
+#[test]
+fn diff_ids_of_other_algorithms_are_checked_or_refused_naming_the_layer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tar = raw_tar(&[Raw::File("f", b"x")]);
+    let layer = gzip(&tar);
+    // sha512: computed while written, and the tar is kept under it.
+    let sha512 = Digest::of(ociref::Algorithm::Sha512, &tar);
+    let (store, reference) = hand_built_store_with_diff_ids(
+        &dir.path().join("sha512"),
+        &[(layer.clone(), GZIP_LAYER)],
+        std::slice::from_ref(&sha512),
+    );
+    let tars = rootfs::layer_tars(&store, &reference, None).expect("a sha512 diff ID");
+    assert_eq!(tars[0].diff_id, sha512);
+    // md5 parses but cannot be computed: the image is refused, naming the
+    // layer and the algorithm, and nothing is written.
+    let md5: Digest = "md5:d41d8cd98f00b204e9800998ecf8427e"
+        .parse()
+        .expect("well-formed");
+    let root = dir.path().join("md5");
+    let (store, reference) = hand_built_store_with_diff_ids(
+        &root,
+        &[(layer.clone(), GZIP_LAYER)],
+        std::slice::from_ref(&md5),
+    );
+    match rootfs::layer_tars(&store, &reference, None) {
+        Err(Error::InvalidImage { reason, .. }) => {
+            assert!(
+                reason.contains(&Digest::sha256_of(&layer).to_string()),
+                "{reason}"
+            );
+            assert!(reason.contains("md5"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

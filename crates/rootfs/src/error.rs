@@ -105,9 +105,9 @@ pub enum Error {
         /// The layer's digest.
         layer: Digest,
         /// The diff ID of the config.
-        expected: String,
+        expected: Digest,
         /// The digest of the decompressed bytes.
-        actual: String,
+        actual: Digest,
     },
 
     /// A cap of [`crate::UnpackOptions`] was reached (a decompression bomb,
@@ -375,8 +375,8 @@ mod tests {
             (
                 Error::DiffIdMismatch {
                     layer: layer.clone(),
-                    expected: text(),
-                    actual: text(),
+                    expected: layer.clone(),
+                    actual: layer.clone(),
                 },
                 ErrorKind::Integrity,
             ),

@@ -4,9 +4,8 @@ use crate::cache_files;
 use crate::error::{Error, Result, io};
 use crate::safe;
 use crate::stored_image::{open_layer, select_image};
-use ociref::{Digest, Platform, Reference};
+use ociref::{Algorithm, Digest, Hasher, Platform, Reference};
 use ocistore::Store;
-use sha2::{Digest as _, Sha256};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
@@ -59,14 +58,21 @@ pub fn layer_tars(
             .iter()
             .zip(diff_ids)
             .map(|(layer, diff_id)| {
-                let (held, anchor) = (&held, &anchor);
+                let (held, anchor, manifest) = (&held, &anchor, &image.manifest.digest);
                 scope.spawn(move || {
                     let digest = &layer.descriptor.digest;
-                    let diff_id: Digest = diff_id.parse().map_err(|_| Error::DiffIdMismatch {
-                        layer: digest.clone(),
-                        expected: diff_id.clone(),
-                        actual: "an invalid digest in the config".to_owned(),
+                    let invalid = |reason: String| Error::InvalidImage {
+                        manifest: manifest.clone(),
+                        reason: format!("layer {digest}: {reason}"),
+                    };
+                    let diff_id: Digest = diff_id.parse().map_err(|_| {
+                        invalid(format!(
+                            "its diff ID {diff_id:?} in the config is not a digest"
+                        ))
                     })?;
+                    let algorithm = diff_id
+                        .supported_algorithm()
+                        .map_err(|err| invalid(format!("its diff ID {diff_id}: {err}")))?;
                     let name = format!("{}-{}.tar", diff_id.algorithm(), diff_id.encoded());
                     let path = held.child(&name);
                     // A link, FIFO or hard link at the name is removed:
@@ -77,8 +83,13 @@ pub fn layer_tars(
                     cache_files::claim(store, &path, digest)?;
                     let media_type = &layer.descriptor.media_type;
                     if !cached
-                        && let Err(err) =
-                            extract(store, digest, media_type, &diff_id, &anchor.join(&name))
+                        && let Err(err) = extract(
+                            store,
+                            digest,
+                            media_type,
+                            (&diff_id, algorithm),
+                            &anchor.join(&name),
+                        )
                     {
                         cache_files::unclaim_missing(store, &path);
                         return Err(err);
@@ -106,16 +117,9 @@ fn extract(
     store: &Store,
     layer: &Digest,
     media_type: &str,
-    diff_id: &Digest,
+    (diff_id, algorithm): (&Digest, Algorithm),
     path: &std::path::Path,
 ) -> Result<()> {
-    if diff_id.algorithm() != "sha256" {
-        return Err(Error::DiffIdMismatch {
-            layer: layer.clone(),
-            expected: diff_id.to_string(),
-            actual: "a digest this crate cannot compute".to_owned(),
-        });
-    }
     let dir = path.parent().unwrap_or(store.root());
     let mut reader = open_layer(store, layer, media_type, None)?;
     // `partial-p<pid>-…`, locked while it is written: `gc` and the next
@@ -125,7 +129,7 @@ fn extract(
         .tempfile_in(dir)
         .map_err(io("creating a file in", dir))?;
     crate::leftovers::lock(file.as_file(), file.path())?;
-    let mut hasher = Sha256::new();
+    let mut hasher = Hasher::new(algorithm);
     let mut buffer = vec![0u8; 256 * 1024];
     loop {
         let read = reader
@@ -141,18 +145,11 @@ fn extract(
         file.write_all(&buffer[..read])
             .map_err(io("writing", file.path()))?;
     }
-    let actual = format!(
-        "sha256:{}",
-        hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
-    if actual != diff_id.to_string() {
+    let actual = hasher.finish();
+    if actual != *diff_id {
         return Err(Error::DiffIdMismatch {
             layer: layer.clone(),
-            expected: diff_id.to_string(),
+            expected: diff_id.clone(),
             actual,
         });
     }
