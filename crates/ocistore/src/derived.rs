@@ -37,6 +37,17 @@ const OWNER_SUFFIX: &str = ".owner";
 /// The prefix of files being made in a derived directory.
 const PARTIAL_PREFIX: &str = "partial-";
 
+/// The store's own directories under `.cachectl/`: never derived ones,
+/// whatever is planted in them.
+const STORE_OWN: [&str; 6] = [
+    "locks",
+    "ingest",
+    "records",
+    "sizes",
+    "quarantine",
+    "leases",
+];
+
 /// An entry whose name names no live owner is stale only when it is older
 /// than this.
 pub const STALE_AFTER: Duration = Duration::from_secs(60);
@@ -117,7 +128,7 @@ impl Store {
     /// partial files of builds in progress. Blocking.
     pub fn derived_usage(&self) -> Result<DerivedFiles> {
         let mut found = DerivedFiles::default();
-        for (kind, dir) in self.marked_dirs(DERIVED_MARKER)? {
+        for (kind, dir) in self.marked_dirs(DERIVED_MARKER, false)? {
             for (name, size) in derived_entries(&dir)? {
                 if name.starts_with(PARTIAL_PREFIX) {
                     found.partial_files += 1;
@@ -136,7 +147,7 @@ impl Store {
     /// `gc.lock` exclusive, after the blobs are swept. Blocking.
     pub(crate) fn collect_derived(&self) -> Result<DerivedFiles> {
         let mut removed = DerivedFiles::default();
-        for (kind, dir) in self.marked_dirs(DERIVED_MARKER)? {
+        for (kind, dir) in self.marked_dirs(DERIVED_MARKER, true)? {
             for (name, size) in derived_entries(&dir)? {
                 if name.starts_with(PARTIAL_PREFIX) {
                     if is_stale(&dir, &name) {
@@ -160,14 +171,16 @@ impl Store {
                 removed.bytes += size;
             }
         }
-        for (_, dir) in self.marked_dirs(WORK_MARKER)? {
+        for (_, dir) in self.marked_dirs(WORK_MARKER, true)? {
             removed.work_entries += sweep_work_area(&dir)?;
         }
         Ok(removed)
     }
 
     /// The directories of `.cachectl/` marked with `marker`, open.
-    fn marked_dirs(&self, marker: &str) -> Result<Vec<(String, StoreDir)>> {
+    /// (`gc` marks a derived directory of an older cache it finds by its
+    /// owner files: `mark` is true there.)
+    fn marked_dirs(&self, marker: &str, mark: bool) -> Result<Vec<(String, StoreDir)>> {
         let Some(private) = self.existing_dir(&self.private_dir())? else {
             return Ok(Vec::new());
         };
@@ -177,9 +190,21 @@ impl Store {
             if !is_dir {
                 continue;
             }
-            if let Some(dir) = private.subdir(&name, false)?
-                && dir.stat(marker)?.is_some_and(|meta| meta.is_file())
-            {
+            let Some(dir) = private.subdir(&name, false)? else {
+                continue;
+            };
+            let marked = dir.stat(marker)?.is_some_and(|meta| meta.is_file());
+            // A derived directory of a cache made before the markers:
+            // one of other crates' (never the store's own) holding owner
+            // files. `gc` gives it its marker.
+            let unmarked_derived = marker == DERIVED_MARKER
+                && !marked
+                && !STORE_OWN.contains(&name.as_str())
+                && dir.names()?.iter().any(|n| n.ends_with(OWNER_SUFFIX));
+            if unmarked_derived && mark {
+                let _ = dir.open_file(marker, Access::CreateOrOpen);
+            }
+            if marked || unmarked_derived {
                 dirs.push((name, dir));
             }
         }
@@ -372,5 +397,32 @@ mod tests {
             2,
             "the marker and the live one"
         );
+    }
+
+    #[test]
+    fn derived_directories_of_caches_made_before_markers_are_found_by_their_owner_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let gone = Digest::sha256_of(b"gone");
+        let old = store
+            .open_dir(&store.private_dir().join("ext4"))
+            .expect("old");
+        old.write_atomic("a.ext4", b"image").expect("made");
+        old.write_atomic("a.ext4.owner", format!("{gone}\n").as_bytes())
+            .expect("owned");
+        // The same planted among the store's own records: never swept.
+        let records = store.open_dir(&store.records_dir()).expect("records");
+        records.write_atomic("x.json", b"{}").expect("record");
+        records
+            .write_atomic("x.json.owner", format!("{gone}\n").as_bytes())
+            .expect("planted");
+        let report = store.gc().expect("gc");
+        assert_eq!(report.derived.files_of("ext4"), 1, "{report:?}");
+        assert!(old.stat("a.ext4").expect("stat").is_none());
+        assert!(
+            old.stat(DERIVED_MARKER).expect("stat").is_some(),
+            "marked now"
+        );
+        assert!(records.stat("x.json").expect("stat").is_some());
     }
 }
