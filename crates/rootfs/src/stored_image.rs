@@ -34,13 +34,24 @@ pub(crate) fn select_image(
         reference: reference.to_string(),
         platform: platform.map_or_else(|| "any".to_owned(), ToString::to_string),
     };
-    let image = match platform {
-        None if inspection.images.len() == 1 => inspection.images.into_iter().next(),
-        None => {
-            let host = Platform::host();
-            best(inspection.images, &host)
-        }
-        Some(platform) => best(inspection.images, platform),
+    let host = Platform::host();
+    let wanted = match platform {
+        None if inspection.images.len() == 1 => None,
+        None => Some(&host),
+        Some(platform) => Some(platform),
+    };
+    let image = match wanted {
+        None => inspection.images.into_iter().next(),
+        Some(wanted) => wanted
+            .best_match(&inspection.images, |image| {
+                let config = &image.config;
+                Some((
+                    config.os.as_deref()?,
+                    config.architecture.as_deref()?,
+                    config.variant.as_deref(),
+                ))
+            })
+            .cloned(),
     }
     .ok_or_else(not_found)?;
     for layer in &image.layers {
@@ -52,22 +63,6 @@ pub(crate) fn select_image(
         }
     }
     Ok((lease, image))
-}
-
-fn best(images: Vec<ImageDetails>, platform: &Platform) -> Option<ImageDetails> {
-    images
-        .into_iter()
-        .filter_map(|image| {
-            let config = &image.config;
-            let rank = platform.match_rank(
-                config.os.as_deref()?,
-                config.architecture.as_deref()?,
-                config.variant.as_deref(),
-            )?;
-            Some((rank, image))
-        })
-        .min_by_key(|(rank, _)| *rank)
-        .map(|(_, image)| image)
 }
 
 /// Opens the stored layer `digest` and returns its decompressed tar
