@@ -5,7 +5,7 @@
 
 use cachectl_fixtures::{BuildOptions, Fixture, build_layout};
 use ociref::{Digest, Platform, Reference};
-use ocistore::{Error, ExportFormat, ImportOptions, Store};
+use ocistore::{Error, ImportOptions, Store};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -188,7 +188,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-pub(crate) fn zstd(bytes: &[u8]) -> Vec<u8> {
+fn zstd(bytes: &[u8]) -> Vec<u8> {
     // Two frames: the decoder must read both.
     let (a, b) = bytes.split_at(bytes.len() / 3);
     let mut out = zstd::encode_all(a, 3).expect("in memory");

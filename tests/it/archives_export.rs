@@ -5,7 +5,6 @@
 
 use crate::archives::{
     Fixtures, append, full, ingest_files, reference, run, skopeo_json, snapshot, strings, write,
-    zstd,
 };
 use ociref::Digest;
 use ocistore::{Error, ExportFormat, ImportOptions, Store};

@@ -4,7 +4,6 @@
 
 use crate::store::{client, find_on_path, fixture};
 use cachectl_tests::registries;
-use ociref::Digest;
 use ocistore::{Error, PullOptions, Store};
 
 #[test]
