@@ -56,6 +56,19 @@ fn case(name: &'static str, layers: &[&[(&'static str, &'static str, &'static st
 /// The corpus. Entries are `(kind, name, link target or file content)`
 /// with kind `f`ile, `d`irectory, `s`ymlink or `h`ardlink.
 fn corpus() -> Vec<Case> {
+    [
+        dot_dot_cases(),
+        symlinked_parent_cases(),
+        replacement_cases(),
+        link_and_whiteout_cases(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Entries whose names climb out with `..` or are absolute.
+fn dot_dot_cases() -> Vec<Case> {
     vec![
         case("dot-dot file", &[&[("f", "../outside/canary", "pwned")]]),
         case(
@@ -78,6 +91,13 @@ fn corpus() -> Vec<Case> {
             &[&[("f", "file", "x"), ("h", "../outside/newhard", "file")]],
         ),
         case("entry named dot-dot", &[&[("f", "..", "pwned")]]),
+    ]
+}
+
+/// Entries written through a symlink (relative, absolute, chained, looping)
+/// that points out of the root.
+fn symlinked_parent_cases() -> Vec<Case> {
+    vec![
         case(
             "relative symlinked parent",
             &[&[("s", "link", "../outside"), ("f", "link/new", "pwned")]],
@@ -129,6 +149,13 @@ fn corpus() -> Vec<Case> {
             "directory created through a symlinked parent",
             &[&[("s", "link", "../outside"), ("d", "link/newdir/", "")]],
         ),
+    ]
+}
+
+/// Files, directories and symlinks replacing what a symlink or a lower
+/// layer put at the same path.
+fn replacement_cases() -> Vec<Case> {
+    vec![
         case(
             "file replacing a symlink to an outside file",
             &[&[("s", "l", "../outside/canary"), ("f", "l", "pwned")]],
@@ -156,6 +183,12 @@ fn corpus() -> Vec<Case> {
                 &[("f", "d/new", "pwned")],
             ],
         ),
+    ]
+}
+
+/// Hardlinks to outside files and whiteouts that reach outside.
+fn link_and_whiteout_cases() -> Vec<Case> {
+    vec![
         case(
             "hardlink to an outside file",
             &[&[("h", "h", "../outside/canary")]],

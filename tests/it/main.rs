@@ -3,6 +3,7 @@
 
 mod accounting;
 mod archives;
+mod archives_export;
 mod distribution;
 mod distribution_errors;
 mod distribution_faults;
@@ -37,8 +38,10 @@ mod rootfs_unsafe_entries;
 mod secrets;
 mod soak;
 mod store;
+mod store_gc_verify;
 mod store_manage;
 mod store_plants;
+mod store_tools;
 mod swap_race;
 mod tls;
 mod token_auth;

@@ -131,34 +131,15 @@ pub(crate) struct LayerCheck {
     pub(crate) split_links: Option<Vec<String>>,
 }
 
-/// Builds the per-layer images of `reference`, checks each whiteout and
-/// opaque directory the layer tars declare inside them, and — as root,
-/// where a loop mount and overlayfs work — compares the overlay of the
-/// images with `rootfs::unpack` of the image using the comparator.
-pub(crate) fn assert_layer_images_stack_to_the_unpack(
-    store: &Store,
-    reference: &Reference,
-    dir: &Path,
-) -> LayerCheck {
-    let as_root = running_as_root();
-    let options = if as_root {
-        BuildOptions::default()
-    } else {
-        rootless_build_options()
-    };
-    let started = Instant::now();
-    let layers = rootfs::build_layers(store, reference, None, &options).expect("layer images");
-    eprintln!(
-        "{reference}: {} layer images in {:?}",
-        layers.len(),
-        started.elapsed()
-    );
-    let markers = markers(store, reference);
-    for layer in &layers {
-        e2fsck_passes(&layer.path);
+/// Each layer image passes e2fsck, each whiteout the layer tars declare is
+/// a 0:0 character device and each opaque directory carries the overlay
+/// xattr and lists no marker.
+fn assert_markers_in_layer_images(paths: &[&Path], markers: &Markers) {
+    for path in paths {
+        e2fsck_passes(path);
     }
     for (index, path) in &markers.whiteouts {
-        let stat = debugfs(&layers[*index].path, &format!("stat \"/{path}\""));
+        let stat = debugfs(paths[*index], &format!("stat \"/{path}\""));
         assert!(
             stat.contains("Type: character special")
                 && stat.contains("Device major/minor number: 00:00"),
@@ -166,35 +147,27 @@ pub(crate) fn assert_layer_images_stack_to_the_unpack(
         );
     }
     for (index, path) in &markers.opaque {
-        let xattrs = debugfs(&layers[*index].path, &format!("ea_list \"/{path}\""));
+        let xattrs = debugfs(paths[*index], &format!("ea_list \"/{path}\""));
         assert!(
             xattrs.contains("trusted.overlay.opaque (1) = \"y\""),
             "/{path} of layer {index} is not opaque:\n{xattrs}"
         );
-        let listing = debugfs(&layers[*index].path, &format!("ls \"/{path}\""));
+        let listing = debugfs(paths[*index], &format!("ls \"/{path}\""));
         assert!(
             !listing.contains(".wh."),
             "/{path} of layer {index} lists a marker:\n{listing}"
         );
     }
-    let mut check = LayerCheck {
-        layers: layers.len(),
-        whiteouts: markers.whiteouts.len(),
-        opaque: markers.opaque.len(),
-        split_links: None,
-    };
-    if !as_root {
-        eprintln!("{reference}: OVERLAY MOUNT SKIPPED: not root (only debugfs checks ran)");
-        return check;
-    }
-    let target = dir.join("unpacked");
-    rootfs::unpack(store, reference, None, &target, &UnpackOptions::default()).expect("unpack");
-    let mut mounts = Mounts(Vec::new());
+}
+
+/// Mounts each layer image read-only under `dir` and, for more than one,
+/// their overlay; returns the merged tree, or why a mount failed.
+fn mount_layer_images(mounts: &mut Mounts, paths: &[&Path], dir: &Path) -> Result<PathBuf, String> {
     let mut lower = Vec::new();
     let mut failure = None;
-    for (index, layer) in layers.iter().enumerate() {
+    for (index, path) in paths.iter().enumerate() {
         let point = dir.join(format!("layer-{index}"));
-        if let Err(err) = mounts.mount(&["-o", "loop,ro"], &layer.path, &point) {
+        if let Err(err) = mounts.mount(&["-o", "loop,ro"], path, &point) {
             failure = Some(err);
             break;
         }
@@ -222,24 +195,27 @@ pub(crate) fn assert_layer_images_stack_to_the_unpack(
             failure = Some(err);
         }
     }
-    if let Some(reason) = failure {
-        assert!(
-            std::env::var(ENV_REQUIRE_OVERLAY).as_deref() != Ok("1"),
-            "{ENV_REQUIRE_OVERLAY}=1 but {reason}"
-        );
-        eprintln!(
-            "{reference}: OVERLAY MOUNT SKIPPED ({reason}); only the debugfs checks of \
-             whiteouts and opaque directories ran"
-        );
-        return check;
+    match failure {
+        Some(err) => Err(err),
+        None if lower.len() == 1 => Ok(lower.swap_remove(0)),
+        None => Ok(merged),
     }
-    let merged = if lower.len() == 1 { &lower[0] } else { &merged };
+}
+
+/// The trees of the overlay (`merged`, without its lost+found) and of the
+/// unpack (`target`) with the hardlink groups the overlay splits forgotten,
+/// and those split paths; each split must come from a cross-layer link.
+fn trees_with_split_links(
+    merged: &Path,
+    target: &Path,
+    markers: &Markers,
+) -> (BTreeMap<String, Node>, BTreeMap<String, Node>, Vec<String>) {
     let mut theirs = tree(merged);
     let lost = theirs
         .remove("lost+found")
         .expect("the ext4 root's lost+found shows through the overlay");
     assert_eq!(lost.kind, "dir");
-    let mut ours = tree(&target);
+    let mut ours = tree(target);
     assert!(
         !ours.contains_key("lost+found"),
         "the image itself has a lost+found"
@@ -280,6 +256,63 @@ pub(crate) fn assert_layer_images_stack_to_the_unpack(
     };
     forget_links(&mut ours);
     forget_links(&mut theirs);
+    (ours, theirs, split)
+}
+
+/// Builds the per-layer images of `reference`, checks each whiteout and
+/// opaque directory the layer tars declare inside them, and — as root,
+/// where a loop mount and overlayfs work — compares the overlay of the
+/// images with `rootfs::unpack` of the image using the comparator.
+pub(crate) fn assert_layer_images_stack_to_the_unpack(
+    store: &Store,
+    reference: &Reference,
+    dir: &Path,
+) -> LayerCheck {
+    let as_root = running_as_root();
+    let options = if as_root {
+        BuildOptions::default()
+    } else {
+        rootless_build_options()
+    };
+    let started = Instant::now();
+    let layers = rootfs::build_layers(store, reference, None, &options).expect("layer images");
+    eprintln!(
+        "{reference}: {} layer images in {:?}",
+        layers.len(),
+        started.elapsed()
+    );
+    let markers = markers(store, reference);
+    let paths: Vec<&Path> = layers.iter().map(|l| l.path.as_ref()).collect();
+    assert_markers_in_layer_images(&paths, &markers);
+    let mut check = LayerCheck {
+        layers: layers.len(),
+        whiteouts: markers.whiteouts.len(),
+        opaque: markers.opaque.len(),
+        split_links: None,
+    };
+    if !as_root {
+        eprintln!("{reference}: OVERLAY MOUNT SKIPPED: not root (only debugfs checks ran)");
+        return check;
+    }
+    let target = dir.join("unpacked");
+    rootfs::unpack(store, reference, None, &target, &UnpackOptions::default()).expect("unpack");
+    let mut mounts = Mounts(Vec::new());
+    let mounted = mount_layer_images(&mut mounts, &paths, dir);
+    let merged = match mounted {
+        Ok(merged) => merged,
+        Err(reason) => {
+            assert!(
+                std::env::var(ENV_REQUIRE_OVERLAY).as_deref() != Ok("1"),
+                "{ENV_REQUIRE_OVERLAY}=1 but {reason}"
+            );
+            eprintln!(
+                "{reference}: OVERLAY MOUNT SKIPPED ({reason}); only the debugfs checks of \
+                 whiteouts and opaque directories ran"
+            );
+            return check;
+        }
+    };
+    let (ours, theirs, split) = trees_with_split_links(&merged, &target, &markers);
     let diff = differences(&ours, &theirs);
     assert!(
         diff.is_empty(),

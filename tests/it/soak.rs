@@ -123,6 +123,70 @@ struct PullFigures {
     bytes_kept: u64,
 }
 
+/// Each partial in `left` (by a kill) with bytes in it was resumed from its
+/// end by the pull whose requests `proxy` saw after `requests_before`; one
+/// that holds the whole layer is committed with no request at all.
+fn assert_partials_resumed(
+    context: &str,
+    root: &Path,
+    proxy: &FaultProxy,
+    requests_before: usize,
+    left: &BTreeMap<String, u64>,
+    figures: &mut PullFigures,
+) {
+    let requests = proxy.requests();
+    let sizes = blob_sizes(root);
+    for (hex, size) in left.iter().filter(|(_, size)| **size > 0) {
+        figures.partials_left += 1;
+        let gets: Vec<_> = requests[requests_before..]
+            .iter()
+            .filter(|r| r.method == "GET" && r.path_and_query.ends_with(hex.as_str()))
+            .collect();
+        let resumed = if Some(size) == sizes.get(hex) {
+            gets.is_empty()
+        } else {
+            let from_end = format!("bytes={size}-");
+            gets.iter().any(|r| r.range.as_deref() == Some(&from_end))
+        };
+        assert!(
+            resumed,
+            "{context}: the partial of {hex} ({size} bytes) was not resumed from its end: {:?}",
+            gets.iter().map(|r| &r.range).collect::<Vec<_>>()
+        );
+        figures.partials_resumed += 1;
+        figures.bytes_kept += size;
+    }
+}
+
+/// Nothing leaks: no temp file of a killed pull outlives a gc, and no
+/// blob, partial or image stays once the last image is gone.
+fn assert_nothing_leaks(root: &Path) {
+    let store = Store::open(root).expect("the store opens");
+    store.gc().expect("gc");
+    let temps = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|name| name.starts_with(".tmp-"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(temps(root), Vec::<String>::new(), "temp files stay");
+    assert_eq!(
+        temps(&root.join(".cachectl/records")),
+        Vec::<String>::new(),
+        "temp records stay"
+    );
+    assert!(partials(root).is_empty(), "partials stay");
+    let blobs = std::fs::read_dir(root.join("blobs/sha256"))
+        .map(|entries| entries.count())
+        .unwrap_or(0);
+    assert_eq!(blobs, 0, "blobs of removed images stay");
+}
+
 #[test]
 fn pulls_killed_at_seeded_moments_leave_a_verifiable_store_that_resumes() {
     let settings = Settings::from_env();
@@ -186,60 +250,19 @@ fn pulls_killed_at_seeded_moments_leave_a_verifiable_store_that_resumes() {
         assert!(store.verify().expect("verify runs").is_ok(), "{context}");
         assert_eq!(assert_blobs_rehash(&root), 5, "{context}");
         assert!(partials(&root).is_empty(), "{context}: partials remain");
-        // Each partial with bytes in it was resumed from its end; one that
-        // holds the whole layer is committed with no request at all.
-        let requests = proxy.requests();
-        let sizes = blob_sizes(&root);
-        for (hex, size) in left.iter().filter(|(_, size)| **size > 0) {
-            figures.partials_left += 1;
-            let gets: Vec<_> = requests[requests_before..]
-                .iter()
-                .filter(|r| r.method == "GET" && r.path_and_query.ends_with(hex.as_str()))
-                .collect();
-            let resumed = if Some(size) == sizes.get(hex) {
-                gets.is_empty()
-            } else {
-                let from_end = format!("bytes={size}-");
-                gets.iter().any(|r| r.range.as_deref() == Some(&from_end))
-            };
-            assert!(
-                resumed,
-                "{context}: the partial of {hex} ({size} bytes) was not resumed from its end: {:?}",
-                gets.iter().map(|r| &r.range).collect::<Vec<_>>()
-            );
-            figures.partials_resumed += 1;
-            figures.bytes_kept += size;
-        }
+        assert_partials_resumed(
+            &context,
+            &root,
+            &proxy,
+            requests_before,
+            &left,
+            &mut figures,
+        );
         // The next round starts cold again: the image and its blobs go.
         assert!(store.remove(&reference).expect("removes"), "{context}");
         store.gc().expect("gc");
     }
-    // Nothing leaks: no temp file of a killed pull outlives a gc, and no
-    // blob, partial or image stays once the last image is gone.
-    let store = Store::open(&root).expect("the store opens");
-    store.gc().expect("gc");
-    let temps = |dir: &Path| -> Vec<String> {
-        std::fs::read_dir(dir)
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|name| name.starts_with(".tmp-"))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    assert_eq!(temps(&root), Vec::<String>::new(), "temp files stay");
-    assert_eq!(
-        temps(&root.join(".cachectl/records")),
-        Vec::<String>::new(),
-        "temp records stay"
-    );
-    assert!(partials(&root).is_empty(), "partials stay");
-    let blobs = std::fs::read_dir(root.join("blobs/sha256"))
-        .map(|entries| entries.count())
-        .unwrap_or(0);
-    assert_eq!(blobs, 0, "blobs of removed images stay");
+    assert_nothing_leaks(&root);
     report(
         "pulls",
         serde_json::json!({
