@@ -316,13 +316,15 @@ fn pid_in_name(name: &[u8]) -> Option<u32> {
 
 /// Whether the entry `name` of `dir` is stale (see the module docs).
 fn is_stale(dir: &StoreDir, name: &str) -> bool {
-    is_stale_at(&dir.anchor().join(name))
+    is_stale_leftover(&dir.anchor().join(name))
 }
 
 /// Whether the leftover at `path` (file or directory) is stale: locked by
-/// no one, and its named owner gone or older than [`STALE_AFTER`]. The
-/// path's last component is never followed.
-fn is_stale_at(path: &Path) -> bool {
+/// no one, and the process its name names (`…-p<pid>-<suffix>`) gone or it
+/// older than [`STALE_AFTER`]. The path's last component is never
+/// followed. For leftovers outside the store too (a build's tree on a
+/// tmpfs, an unpack's staging directory), which follow the same rules.
+pub fn is_stale_leftover(path: &Path) -> bool {
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return false;
     };
@@ -353,7 +355,10 @@ mod tests {
     fn the_owner_is_read_from_the_field_before_the_last() {
         assert_eq!(pid_in_name(b"partial-p1234-abXY12.ext4"), Some(1234));
         assert_eq!(pid_in_name(b".vm.ext4.tmp-p77-3"), Some(77));
+        assert_eq!(pid_in_name(b".a-p9-b.tmp-p77-3"), Some(77));
         assert_eq!(pid_in_name(b"cachectl-build-abc123"), None);
+        assert_eq!(pid_in_name(b"partial-abc.ext4"), None);
+        assert_eq!(pid_in_name(b"x-p-1"), None);
         assert_eq!(pid_in_name(b"x-p1a-1"), None);
     }
 

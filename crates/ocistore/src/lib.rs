@@ -126,7 +126,7 @@ mod walk;
 
 pub use blobs::Ingested;
 pub use compression::{Compression, ProgressReader, ReadProgressFn};
-pub use derived::{DerivedFiles, STALE_AFTER};
+pub use derived::{DerivedFiles, STALE_AFTER, is_stale_leftover};
 pub use dir_handle::{Access, StoreDir};
 pub use entries::split_entry_name;
 pub use error::{Error, Result};

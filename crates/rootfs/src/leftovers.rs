@@ -16,10 +16,6 @@ use crate::error::{Result, io};
 use ocistore::StoreDir;
 use std::path::Path;
 
-/// A leftover whose name gives no live owner is only taken for stale when
-/// it is older than this.
-pub(crate) const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// The `-p<pid>-` tag that names put before their last `-` field.
 pub(crate) fn pid_tag() -> String {
     format!("p{}-", std::process::id())
@@ -32,47 +28,11 @@ pub(crate) fn lock(file: &std::fs::File, path: &Path) -> Result<()> {
         .map_err(|e| io("locking", path)(e.into()))
 }
 
-/// The process ID a name carries: the field before its last `-` field,
-/// when it is `p<digits>`.
-pub(crate) fn pid_in_name(name: &[u8]) -> Option<u32> {
-    let mut fields = name.rsplit(|&b| b == b'-');
-    fields.next()?;
-    let tag = fields.next()?.strip_prefix(b"p")?;
-    if tag.is_empty() || !tag.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(tag).ok()?.parse().ok()
-}
-
-/// Whether the process `pid` exists (in this PID namespace).
-fn is_running(pid: u32) -> bool {
-    Path::new("/proc").join(pid.to_string()).exists()
-}
-
-/// Whether the leftover `path` (file or directory) is stale: locked by no
-/// one, and its named owner gone or older than [`STALE_AFTER`].
+/// Whether the leftover `path` (file or directory) is stale: the store's
+/// rule ([`ocistore::is_stale_leftover`]), for the leftovers rootfs sweeps
+/// itself.
 pub(crate) fn is_stale(path: &Path) -> bool {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return false;
-    };
-    let owner_gone = path
-        .file_name()
-        .and_then(|n| pid_in_name(n.as_encoded_bytes()))
-        .is_some_and(|pid| pid != std::process::id() && !is_running(pid));
-    let old = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.elapsed().ok())
-        .is_some_and(|age| age >= STALE_AFTER);
-    // Opened without following a link or waiting on a FIFO.
-    let flags = rustix::fs::OFlags::RDONLY
-        | rustix::fs::OFlags::NOFOLLOW
-        | rustix::fs::OFlags::NONBLOCK
-        | rustix::fs::OFlags::CLOEXEC;
-    (owner_gone || old)
-        && rustix::fs::open(path, flags, rustix::fs::Mode::empty()).is_ok_and(|f| {
-            rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
-        })
+    ocistore::is_stale_leftover(path)
 }
 
 /// The stale files in `dir` whose names start with `prefix` and end with
@@ -114,17 +74,6 @@ pub(crate) fn remove_stale_files(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_owner_is_read_from_the_field_before_the_last() {
-        assert_eq!(pid_in_name(b"partial-p1234-abXY12.ext4"), Some(1234));
-        assert_eq!(pid_in_name(b".vm.ext4.tmp-p77-3"), Some(77));
-        assert_eq!(pid_in_name(b".a-p9-b.tmp-p77-3"), Some(77));
-        assert_eq!(pid_in_name(b"cachectl-build-abc123"), None);
-        assert_eq!(pid_in_name(b"partial-abc.ext4"), None);
-        assert_eq!(pid_in_name(b"x-p-1"), None);
-        assert_eq!(pid_in_name(b"x-p1a-1"), None);
-    }
 
     #[test]
     fn a_locked_leftover_is_kept_and_one_of_a_dead_process_swept() {

@@ -101,26 +101,7 @@ pub(crate) fn failing_forwarder(upstream: String, failures: usize) -> (String, A
                 answer_503(&mut client);
                 continue;
             }
-            let Ok(server) = TcpStream::connect(&upstream) else {
-                continue;
-            };
-            for (mut from, mut to) in [
-                (
-                    client.try_clone().expect("clone"),
-                    server.try_clone().expect("clone"),
-                ),
-                (server, client),
-            ] {
-                std::thread::spawn(move || {
-                    let mut buffer = [0u8; 16 * 1024];
-                    while let Ok(n) = from.read(&mut buffer) {
-                        if n == 0 || to.write_all(&buffer[..n]).is_err() {
-                            break;
-                        }
-                    }
-                    let _ = to.shutdown(Shutdown::Write);
-                });
-            }
+            forward(client, &upstream);
         }
     });
     (addr, count)
@@ -140,29 +121,35 @@ pub(crate) fn switchable_forwarder(upstream: String) -> (String, Arc<AtomicBool>
                 let _ = client.shutdown(Shutdown::Both);
                 continue;
             }
-            let Ok(server) = TcpStream::connect(&upstream) else {
-                continue;
-            };
-            for (mut from, mut to) in [
-                (
-                    client.try_clone().expect("clone"),
-                    server.try_clone().expect("clone"),
-                ),
-                (server, client),
-            ] {
-                std::thread::spawn(move || {
-                    let mut buffer = [0u8; 16 * 1024];
-                    while let Ok(n) = from.read(&mut buffer) {
-                        if n == 0 || to.write_all(&buffer[..n]).is_err() {
-                            break;
-                        }
-                    }
-                    let _ = to.shutdown(Shutdown::Write);
-                });
-            }
+            forward(client, &upstream);
         }
     });
     (addr, up)
+}
+
+/// Connects `client` to `upstream` and copies bytes both ways, each on its
+/// own thread; a refused upstream drops the client.
+fn forward(client: TcpStream, upstream: &str) {
+    let Ok(server) = TcpStream::connect(upstream) else {
+        return;
+    };
+    for (mut from, mut to) in [
+        (
+            client.try_clone().expect("clone"),
+            server.try_clone().expect("clone"),
+        ),
+        (server, client),
+    ] {
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 16 * 1024];
+            while let Ok(n) = from.read(&mut buffer) {
+                if n == 0 || to.write_all(&buffer[..n]).is_err() {
+                    break;
+                }
+            }
+            let _ = to.shutdown(Shutdown::Write);
+        });
+    }
 }
 
 /// Reads one request head from `client` and answers 503, closing.
