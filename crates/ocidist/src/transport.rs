@@ -304,17 +304,12 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 fn tls_config(settings: &TlsSettings) -> Result<rustls::ClientConfig, rustls::Error> {
-    let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = if settings.skip_verify {
-        Arc::new(AnyCertificate {
-            provider: provider(),
-        })
-    } else {
-        Arc::new(LazyRootsVerifier {
-            extra: settings.extra.clone(),
-            provider: provider(),
-            verifier: std::sync::OnceLock::new(),
-        })
-    };
+    let verifier = Arc::new(RegistryCertVerifier {
+        skip_verify: settings.skip_verify,
+        extra: settings.extra.clone(),
+        provider: provider(),
+        verifier: std::sync::OnceLock::new(),
+    });
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .dangerous()
@@ -325,66 +320,15 @@ fn tls_config(settings: &TlsSettings) -> Result<rustls::ClientConfig, rustls::Er
     }
 }
 
-/// `skip_verify = true`: any certificate is accepted (signatures are still
-/// checked, so the peer holds the key of the certificate it shows).
-#[derive(Debug)]
-struct AnyCertificate {
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &rustls_pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls_pki_types::UnixTime,
-    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
 /// The standard WebPKI verification, with the system's roots loaded on the
 /// first TLS handshake rather than when the client is built: reading the
 /// ~150 certificate files costs a few milliseconds that a pull from a
-/// plain-HTTP (loopback) registry, or a warm pull, should not pay.
+/// plain-HTTP (loopback) registry, or a warm pull, should not pay. With
+/// `skip_verify = true` any certificate is accepted (signatures are still
+/// checked, so the peer holds the key of the certificate it shows).
 #[derive(Debug)]
-struct LazyRootsVerifier {
+struct RegistryCertVerifier {
+    skip_verify: bool,
     extra: Vec<CertificateDer<'static>>,
     provider: Arc<rustls::crypto::CryptoProvider>,
     verifier: std::sync::OnceLock<
@@ -392,7 +336,7 @@ struct LazyRootsVerifier {
     >,
 }
 
-impl LazyRootsVerifier {
+impl RegistryCertVerifier {
     fn get(
         &self,
     ) -> std::result::Result<&Arc<rustls::client::WebPkiServerVerifier>, rustls::Error> {
@@ -410,7 +354,7 @@ impl LazyRootsVerifier {
     }
 }
 
-impl rustls::client::danger::ServerCertVerifier for LazyRootsVerifier {
+impl rustls::client::danger::ServerCertVerifier for RegistryCertVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -419,6 +363,9 @@ impl rustls::client::danger::ServerCertVerifier for LazyRootsVerifier {
         ocsp_response: &[u8],
         now: rustls_pki_types::UnixTime,
     ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if self.skip_verify {
+            return Ok(rustls::client::danger::ServerCertVerified::assertion());
+        }
         self.get()?
             .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
