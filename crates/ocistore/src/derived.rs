@@ -231,54 +231,15 @@ fn derived_entries(dir: &StoreDir) -> Result<Vec<(String, u64)>> {
 
 /// Removes the stale entries of a work area; how many.
 fn sweep_work_area(dir: &StoreDir) -> Result<usize> {
-    let anchor = dir.anchor();
     let mut removed = 0;
     for name in dir.names()? {
-        if name.starts_with('.') || !is_stale(dir, &name) {
+        if name.starts_with('.') || !is_stale(dir, &name) || dir.stat(&name)?.is_none() {
             continue;
         }
-        match dir.stat(&name)? {
-            Some(meta) if meta.is_dir() => {
-                make_writable(&anchor.join(&name));
-                std::fs::remove_dir_all(anchor.join(&name))
-                    .map_err(crate::error::io("removing", &dir.child(&name)))?;
-            }
-            Some(_) => dir.remove(&name)?,
-            None => continue,
-        }
+        dir.remove_tree(&name)?;
         removed += 1;
     }
     Ok(removed)
-}
-
-/// Gives the owner write and search permission on every directory of the
-/// tree at `path` (a rootless unpack leaves read-only ones), never
-/// following a link: each directory is opened from its parent with
-/// `O_NOFOLLOW` and changed through its handle.
-fn make_writable(path: &Path) {
-    use rustix::fs::{FileType, Mode, OFlags};
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let mut stack = match rustix::fs::open(path, flags, Mode::empty()) {
-        Ok(fd) => vec![fd],
-        Err(_) => return,
-    };
-    while let Some(fd) = stack.pop() {
-        let _ = rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o700));
-        let Ok(entries) = rustix::fs::Dir::read_from(&fd) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let kind = entry.file_type();
-            let is_dir = kind == FileType::Directory || kind == FileType::Unknown;
-            if !is_dir || name.to_bytes() == b"." || name.to_bytes() == b".." {
-                continue;
-            }
-            if let Ok(child) = rustix::fs::openat(&fd, name, flags, Mode::empty()) {
-                stack.push(child);
-            }
-        }
-    }
 }
 
 /// The owners the owner file of `name` names (lines that do not parse are

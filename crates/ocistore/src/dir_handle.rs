@@ -190,6 +190,26 @@ impl StoreDir {
         }
     }
 
+    /// Removes `name` here: a directory with everything in it (directories
+    /// a rootless unpack left read-only are made writable first, each
+    /// opened from its parent with `O_NOFOLLOW` and changed through its
+    /// handle, so a link is never followed), or the name itself when it is
+    /// anything else. Nothing there is fine.
+    pub fn remove_tree(&self, name: &str) -> Result<()> {
+        match self.stat(name)? {
+            None => Ok(()),
+            Some(meta) if meta.is_dir() => {
+                if let Some(tree) = self.subdir(name, false)? {
+                    make_tree_writable(&tree.fd);
+                }
+                std::fs::remove_dir_all(self.anchor().join(name)).map_err(|source| {
+                    write_error("removing", &self.child(name), &self.path, source)
+                })
+            }
+            Some(_) => self.remove(name),
+        }
+    }
+
     /// Removes the empty directory `name` if it is there.
     pub fn remove_dir(&self, name: &str) -> Result<()> {
         match rustix::fs::unlinkat(&self.fd, name, AtFlags::REMOVEDIR) {
@@ -420,6 +440,34 @@ impl StoreDir {
     /// fsyncs the directory, so that a rename into it survives a crash.
     pub fn sync(&self) -> Result<()> {
         rustix::fs::fsync(&self.fd).map_err(io_error("syncing directory", &self.path))
+    }
+}
+
+/// Gives the owner read, write and search permission on `top` and every
+/// directory under it, never following a link: each is opened from its
+/// parent with `O_NOFOLLOW` and changed through its own handle (`fchmod`).
+fn make_tree_writable(top: &OwnedFd) {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut stack = match rustix::fs::openat(top, ".", flags, Mode::empty()) {
+        Ok(fd) => vec![fd],
+        Err(_) => return,
+    };
+    while let Some(fd) = stack.pop() {
+        let _ = rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o700));
+        let Ok(entries) = rustix::fs::Dir::read_from(&fd) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let kind = entry.file_type();
+            let is_dir = kind == FileType::Directory || kind == FileType::Unknown;
+            if !is_dir || name.to_bytes() == b"." || name.to_bytes() == b".." {
+                continue;
+            }
+            if let Ok(child) = rustix::fs::openat(&fd, name, flags, Mode::empty()) {
+                stack.push(child);
+            }
+        }
     }
 }
 

@@ -13,9 +13,7 @@ use crate::error::{Error, Result, io};
 use crate::leftovers::{self, is_stale};
 use crate::safe;
 use ocistore::{Store, StoreDir};
-use rustix::fs::{FileType, Mode, OFlags};
 use std::fs::Permissions;
-use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -97,17 +95,11 @@ impl WorkDir {
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
-        make_removable_at(&self.dir);
+        // Through the handle held: a directory swapped in at its name is
+        // never emptied.
         if let Ok(names) = self.dir.names() {
             for name in names {
-                match self.dir.stat(&name) {
-                    Ok(Some(meta)) if meta.is_dir() => {
-                        let _ = std::fs::remove_dir_all(self.anchor.join(&name));
-                    }
-                    _ => {
-                        let _ = self.dir.remove(&name);
-                    }
-                }
+                let _ = self.dir.remove_tree(&name);
             }
         }
         let _ = self.parent.remove_dir(&self.name);
@@ -167,7 +159,7 @@ fn remove_stale_dirs(parent: &StoreDir, prefix: &str, owner: Option<u32>) -> Res
             .is_some_and(|m| m.is_dir() && owner.is_none_or(|uid| m.uid() == uid));
         let path = anchor.join(&name);
         if ours && is_stale(&path) {
-            remove_tree(&path, &parent.child(&name))?;
+            parent.remove_tree(&name).map_err(safe::from_store)?;
             removed += 1;
         }
     }
@@ -184,6 +176,8 @@ const UNPACKING: &str = ".cachectl/unpacking";
 /// without [`Staging::rename_to`], it is removed.
 pub(crate) struct Staging {
     dir: Option<tempfile::TempDir>,
+    /// The directory it is in (the target's).
+    parent: StoreDir,
     _lock: std::fs::File,
     /// The note in the store, removed with the guard; none in a store
     /// this process cannot write (no `gc` can run there, and the next
@@ -236,7 +230,8 @@ impl Staging {
         let parent = std::fs::canonicalize(parent).map_err(io("resolving", parent))?;
         let name = target.file_name().unwrap_or_default().to_string_lossy();
         let prefix = format!(".{name}.unpack-");
-        remove_stale_dirs(&store.open_dir(&parent)?, &prefix, None)?;
+        let parent_dir = store.open_dir(&parent)?;
+        remove_stale_dirs(&parent_dir, &prefix, None)?;
         let dir = tempfile::Builder::new()
             .prefix(&prefix)
             .tempdir_in(&parent)
@@ -253,6 +248,7 @@ impl Staging {
         let marker = write_note(store, dir.path())?;
         Ok(Staging {
             dir: Some(dir),
+            parent: parent_dir,
             _lock: lock,
             _marker: marker,
         })
@@ -279,7 +275,11 @@ impl Staging {
 impl Drop for Staging {
     fn drop(&mut self) {
         if let Some(dir) = self.dir.take() {
-            let _ = remove_tree(dir.path(), dir.path());
+            if let Some(name) = dir.path().file_name() {
+                let _ = self.parent.remove_tree(&name.to_string_lossy());
+            }
+            // Gone already; the guard has nothing left to remove.
+            let _ = dir.keep();
         }
         // The marker (a temp path) removes itself after this.
     }
@@ -312,7 +312,7 @@ fn remove_stale_staging(store: &Store) -> Result<usize> {
                 .is_ok_and(|m| m.is_dir() && m.uid() == note_owner);
         if is_staging {
             if is_stale(&staging) && is_stale(&note) {
-                remove_tree(&staging, &staging)?;
+                remove_staging(store, &staging)?;
                 let _ = notes.remove(&name);
                 removed += 1;
             }
@@ -325,6 +325,18 @@ fn remove_stale_staging(store: &Store) -> Result<usize> {
     Ok(removed)
 }
 
+/// Removes the staging directory at `staging` (beside a target, outside
+/// the store) through its parent's handle.
+fn remove_staging(store: &Store, staging: &Path) -> Result<()> {
+    let (Some(parent), Some(name)) = (staging.parent(), staging.file_name()) else {
+        return Ok(());
+    };
+    store
+        .open_dir(parent)?
+        .remove_tree(&name.to_string_lossy())
+        .map_err(safe::from_store)
+}
+
 /// The text of the note `name` in `notes` and its owner, when it is a
 /// regular file (opened without following a link or waiting on a FIFO).
 fn read_note(notes: &StoreDir, name: &str) -> Option<(Vec<u8>, u32)> {
@@ -333,13 +345,6 @@ fn read_note(notes: &StoreDir, name: &str) -> Option<(Vec<u8>, u32)> {
     let mut text = Vec::new();
     std::io::Read::read_to_end(&mut file, &mut text).ok()?;
     Some((text, owner))
-}
-
-/// Removes the tree at `path` (shown as `shown` in an error), read-only
-/// directories included.
-pub(crate) fn remove_tree(path: &Path, shown: &Path) -> Result<()> {
-    make_removable(path);
-    std::fs::remove_dir_all(path).map_err(io("removing", shown))
 }
 
 /// Gives the owner read permission on every file and read and search
@@ -377,43 +382,6 @@ pub(crate) fn make_readable(tree: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Makes every directory under `root` writable by its owner, so a rootless
-/// process can delete what read-only directories (mode 0555 from a layer)
-/// hold. Each directory is opened from its parent's handle with
-/// `O_NOFOLLOW` and changed through its own (`fchmod`): a directory
-/// swapped for a link meanwhile is skipped, never followed.
-fn make_removable(root: &Path) {
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    if let Ok(fd) = rustix::fs::open(root, flags, Mode::empty()) {
-        make_removable_at(&fd);
-    }
-}
-
-/// [`make_removable`] of the open directory `dir`.
-fn make_removable_at(dir: &impl AsFd) {
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let _ = rustix::fs::fchmod(dir, Mode::from_raw_mode(0o700));
-    let Ok(entries) = rustix::fs::Dir::read_from(dir) else {
-        return;
-    };
-    let children: Vec<std::ffi::CString> = entries
-        .flatten()
-        .filter(|entry| {
-            let name = entry.file_name().to_bytes();
-            name != b"." && name != b".." && {
-                let kind = entry.file_type();
-                kind == FileType::Directory || kind == FileType::Unknown
-            }
-        })
-        .map(|entry| entry.file_name().to_owned())
-        .collect();
-    for name in children {
-        if let Ok(child) = rustix::fs::openat(dir, name.as_c_str(), flags, Mode::empty()) {
-            make_removable_at(&child);
-        }
-    }
 }
 
 /// An upper estimate of the tree the layers of sizes `layer_sizes`
