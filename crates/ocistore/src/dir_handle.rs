@@ -85,12 +85,10 @@ impl Store {
         Ok((self.open_dir(dir)?, name_of(path)))
     }
 
-    /// [`Store::dir_of`] without creating anything: `None` when a
-    /// directory on the way is missing.
-    pub(crate) fn existing_dir_of<'a>(
-        &self,
-        path: &'a Path,
-    ) -> Result<Option<(StoreDir, &'a str)>> {
+    /// The directory the store file `path` is in, open (see
+    /// [`Store::existing_dir`]: nothing is created), and the file's name in
+    /// it; `None` when a directory on the way is missing.
+    pub fn existing_dir_of<'a>(&self, path: &'a Path) -> Result<Option<(StoreDir, &'a str)>> {
         let dir = crate::layout::parent_dir(path);
         Ok(self.existing_dir(dir)?.map(|dir| (dir, name_of(path))))
     }

@@ -65,27 +65,20 @@ pub(crate) fn name_of(path: &Path) -> String {
 /// counts as absent, so the file is made again; a directory there is
 /// refused.
 pub(crate) fn cached_file(store: &Store, path: &Path) -> Result<bool> {
-    let parent = path
-        .parent()
-        .expect("because cached files are in a directory");
-    let Some(dir) = existing_dir(store, parent)? else {
+    let Some((dir, name)) = store.existing_dir_of(path).map_err(from_store)? else {
         return Ok(false);
     };
-    let name = name_of(path);
-    if dir.discard_foreign(&name).map_err(from_store)? {
+    if dir.discard_foreign(name).map_err(from_store)? {
         return Ok(false);
     }
-    Ok(dir.stat(&name)?.is_some())
+    Ok(dir.stat(name)?.is_some())
 }
 
 /// The size of the file `path` (in the store), looked up through its
 /// directory's handle.
 pub(crate) fn file_len(store: &Store, path: &Path) -> Result<u64> {
-    let parent = path
-        .parent()
-        .expect("because store files are in a directory");
-    let meta = match existing_dir(store, parent)? {
-        Some(dir) => dir.stat(&name_of(path))?,
+    let meta = match store.existing_dir_of(path).map_err(from_store)? {
+        Some((dir, name)) => dir.stat(name)?,
         None => None,
     };
     meta.map(|meta| meta.len())
@@ -102,11 +95,8 @@ pub(crate) fn open_read(store: &Store, path: &Path) -> Result<File> {
 /// have exactly one name (a hard link's other name may be any file on the
 /// same file system).
 pub(crate) fn open_cached(store: &Store, path: &Path) -> Result<File> {
-    let parent = path
-        .parent()
-        .expect("because cached files are in a directory");
-    match existing_dir(store, parent)? {
-        Some(dir) => dir.open_read_single(&name_of(path)).map_err(from_store),
+    match store.existing_dir_of(path).map_err(from_store)? {
+        Some((dir, name)) => dir.open_read_single(name).map_err(from_store),
         None => Err(io("opening", path)(std::io::ErrorKind::NotFound.into())),
     }
 }
