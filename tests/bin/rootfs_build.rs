@@ -56,14 +56,20 @@ fn build(
 ) -> Result<String, Box<dyn std::error::Error>> {
     let reference: ociref::Reference = reference.parse()?;
     let store = ocistore::Store::open(root)?;
-    let built = rootfs::build(&store, &reference, None, options)?;
+    let built = rootfs::build(
+        &store.image(&reference, None).expect("stored image"),
+        options,
+    )?;
     Ok(built.path.display().to_string())
 }
 
 fn build_layers(root: &str, reference: &str) -> Result<String, Box<dyn std::error::Error>> {
     let reference: ociref::Reference = reference.parse()?;
     let store = ocistore::Store::open(root)?;
-    let layers = rootfs::build_layers(&store, &reference, None, &rootfs::BuildOptions::default())?;
+    let layers = rootfs::build_layers(
+        &store.image(&reference, None).expect("stored image"),
+        &rootfs::BuildOptions::default(),
+    )?;
     let paths: Vec<String> = layers
         .iter()
         .map(|l| l.path.display().to_string())
@@ -76,9 +82,7 @@ fn unpack(root: &str, reference: &str, dir: &str) -> Result<String, Box<dyn std:
     let store = ocistore::Store::open(root)?;
     let started = std::time::Instant::now();
     let report = rootfs::unpack(
-        &store,
-        &reference,
-        None,
+        &store.image(&reference, None).expect("stored image"),
         std::path::Path::new(dir),
         &rootfs::UnpackOptions::default(),
     )?;

@@ -90,13 +90,15 @@ fn run(root: &str, op: &str, reference: &str, rest: &[String]) -> Result<u8, Fai
         }
         ("build", []) => {
             let options = rootfs::BuildOptions::default();
-            rootfs::build(&store, &reference, None, &options).map_err(rootfs_error)?;
+            let image = store.image(&reference, None).map_err(store_error)?;
+            rootfs::build(&image, &options).map_err(rootfs_error)?;
             Ok(0)
         }
         ("unpack", [dir]) => {
             let options = rootfs::UnpackOptions::rootless();
             let dir = std::path::Path::new(dir);
-            rootfs::unpack(&store, &reference, None, dir, &options).map_err(rootfs_error)?;
+            let image = store.image(&reference, None).map_err(store_error)?;
+            rootfs::unpack(&image, dir, &options).map_err(rootfs_error)?;
             Ok(0)
         }
         _ => Err((None, format!("unknown operation {op} {rest:?}"))),

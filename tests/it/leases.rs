@@ -134,7 +134,13 @@ async fn unpack_completes_while_rm_and_gc_run_mid_read() {
     let (dir, store, reference) = pulled("layered").await;
     let target = dir.path().join("tree");
     let report = read_while_collected(
-        |store, reference, options| rootfs::unpack(store, reference, None, &target, &options),
+        |store, reference, options| {
+            rootfs::unpack(
+                &store.image(reference, None).expect("stored image"),
+                &target,
+                &options,
+            )
+        },
         &store,
         &reference,
     );
@@ -150,7 +156,10 @@ async fn build_completes_while_rm_and_gc_run_mid_read() {
         |store, reference, unpack| {
             let mut options = rootfs::BuildOptions::default();
             options.unpack = unpack;
-            rootfs::build(store, reference, None, &options)
+            rootfs::build(
+                &store.image(reference, None).expect("stored image"),
+                &options,
+            )
         },
         &store,
         &reference,

@@ -42,6 +42,7 @@ mod store_gc_verify;
 mod store_manage;
 mod store_plants;
 mod store_tools;
+mod stored_image;
 mod swap_race;
 mod tls;
 mod token_auth;

@@ -153,9 +153,9 @@ async fn two_platforms_of_a_tag_stay_side_by_side_and_skopeo_and_umoci_read_both
     ] {
         let out = dir.path().join(p.replace('/', "-"));
         rootfs::unpack(
-            &store,
-            &reference,
-            Some(&platform(p)),
+            &store
+                .image(&reference, Some(&platform(p)))
+                .expect("stored image"),
             &out,
             &rootfs::UnpackOptions::default(),
         )

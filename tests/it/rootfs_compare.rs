@@ -212,8 +212,12 @@ pub(crate) fn assert_same_as_umoci(
         UnpackOptions::rootless()
     };
     let started = Instant::now();
-    let report =
-        rootfs::unpack(store, reference, None, &ours_dir, &options).expect("unpack succeeds");
+    let report = rootfs::unpack(
+        &store.image(reference, None).expect("stored image"),
+        &ours_dir,
+        &options,
+    )
+    .expect("unpack succeeds");
     let ours_time = started.elapsed();
     let theirs_dir = dir.join("theirs");
     let started = Instant::now();

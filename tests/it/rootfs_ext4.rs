@@ -20,13 +20,21 @@ fn ext4_builds_are_reproducible_checked_and_cached() {
     let (store_b, _) = store_with_fixture(&dir.path().join("b"), "layered");
     let options = rootless_build_options();
     let started = Instant::now();
-    let first = rootfs::build(&store_a, &reference, None, &options).expect("build a");
+    let first = rootfs::build(
+        &store_a.image(&reference, None).expect("stored image"),
+        &options,
+    )
+    .expect("build a");
     eprintln!(
         "ext4 build of layered: {:?}, {} bytes",
         started.elapsed(),
         first.size
     );
-    let second = rootfs::build(&store_b, &reference, None, &options).expect("build b");
+    let second = rootfs::build(
+        &store_b.image(&reference, None).expect("stored image"),
+        &options,
+    )
+    .expect("build b");
     assert!(!first.cached && !second.cached);
     assert_eq!(first.layers.len(), 5);
     e2fsck_passes(&first.path);
@@ -34,7 +42,11 @@ fn ext4_builds_are_reproducible_checked_and_cached() {
     let b = std::fs::read(&second.path).expect("image b");
     assert!(a == b, "two builds in different roots differ");
     let started = Instant::now();
-    let again = rootfs::build(&store_a, &reference, None, &options).expect("cached");
+    let again = rootfs::build(
+        &store_a.image(&reference, None).expect("stored image"),
+        &options,
+    )
+    .expect("cached");
     let elapsed = started.elapsed();
     eprintln!("cached ext4 build: {elapsed:?}");
     assert!(again.cached);
@@ -48,7 +60,11 @@ fn ext4_builds_are_reproducible_checked_and_cached() {
 fn rootless_ext4_image_holds_the_owners_and_devices_of_the_layers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, reference) = store_with_fixture(&dir.path().join("store"), "layered");
-    let built = rootfs::build(&store, &reference, None, &rootless_build_options()).expect("build");
+    let built = rootfs::build(
+        &store.image(&reference, None).expect("stored image"),
+        &rootless_build_options(),
+    )
+    .expect("build");
     e2fsck_passes(&built.path);
     let notes = debugfs(&built.path, "stat /home/user/notes.txt");
     assert!(notes.contains("User:  1000   Group:  1000"), "{notes}");
@@ -70,10 +86,18 @@ fn ext4_built_as_root_holds_the_same_owners_and_devices() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (root_store, reference) = store_with_fixture(&dir.path().join("a"), "layered");
     let (rootless_store, _) = store_with_fixture(&dir.path().join("b"), "layered");
-    let as_root = rootfs::build(&root_store, &reference, None, &BuildOptions::default())
-        .expect("build as root");
-    let rootless = rootfs::build(&rootless_store, &reference, None, &rootless_build_options())
-        .expect("rootless build");
+    let as_root = rootfs::build(
+        &root_store.image(&reference, None).expect("stored image"),
+        &BuildOptions::default(),
+    )
+    .expect("build as root");
+    let rootless = rootfs::build(
+        &rootless_store
+            .image(&reference, None)
+            .expect("stored image"),
+        &rootless_build_options(),
+    )
+    .expect("rootless build");
     e2fsck_passes(&as_root.path);
     for path in [
         "/home/user/notes.txt",
@@ -124,12 +148,14 @@ fn debugfs_name(bytes: &[u8]) -> String {
 fn ext4_contents_match_the_directory_unpack() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, reference) = store_with_fixture(&dir.path().join("store"), "layered");
-    let built = rootfs::build(&store, &reference, None, &rootless_build_options()).expect("build");
+    let built = rootfs::build(
+        &store.image(&reference, None).expect("stored image"),
+        &rootless_build_options(),
+    )
+    .expect("build");
     let target = dir.path().join("rootfs");
     rootfs::unpack(
-        &store,
-        &reference,
-        None,
+        &store.image(&reference, None).expect("stored image"),
         &target,
         &UnpackOptions::rootless(),
     )
@@ -168,7 +194,11 @@ fn ext4_with_init_and_label_for_small() {
     options.label = "small-root".to_owned();
     options.init = Some((init, "/sbin/init".to_owned()));
     options.output = Some(dir.path().join("out.ext4"));
-    let built = rootfs::build(&store, &reference, None, &options).expect("build");
+    let built = rootfs::build(
+        &store.image(&reference, None).expect("stored image"),
+        &options,
+    )
+    .expect("build");
     assert_eq!(built.path, dir.path().join("out.ext4"));
     e2fsck_passes(&built.path);
     let stat = debugfs(&built.path, "stat /sbin/init");
@@ -188,7 +218,10 @@ fn missing_mke2fs_is_tool_not_found() {
     let (store, reference) = store_with_fixture(&dir.path().join("store"), "small");
     let mut options = BuildOptions::default();
     options.search_path = Some(dir.path().join("empty").into_os_string());
-    let result = rootfs::build(&store, &reference, None, &options);
+    let result = rootfs::build(
+        &store.image(&reference, None).expect("stored image"),
+        &options,
+    );
     match result {
         Err(Error::ToolNotFound { tool, package }) => {
             assert_eq!((tool, package), ("mke2fs", "e2fsprogs"));
@@ -205,7 +238,10 @@ fn a_size_too_small_is_refused_in_words_not_with_mke2fs_output() {
     // Far too small for the journal and the content: refused before any
     // layer is read (nothing under the store's work directory).
     options.size = Some(64 * 1024);
-    match rootfs::build(&store, &reference, None, &options) {
+    match rootfs::build(
+        &store.image(&reference, None).expect("stored image"),
+        &options,
+    ) {
         Err(err @ Error::InvalidOption { .. }) => {
             assert_eq!(err.kind(), rootfs::ErrorKind::Usage);
             assert!(
@@ -243,7 +279,11 @@ fn hardlinks_to_a_symlink_unpack_and_build_as_one_inode() {
     );
     assert_same_as_umoci(&store, &reference, &store, &reference, dir.path());
 
-    let built = rootfs::build(&store, &reference, None, &rootless_build_options()).expect("build");
+    let built = rootfs::build(
+        &store.image(&reference, None).expect("stored image"),
+        &rootless_build_options(),
+    )
+    .expect("build");
     e2fsck_passes(&built.path);
     for (a, b, target) in [
         ("/bin/sh", "/usr/bin/sh", "busybox"),
@@ -293,7 +333,11 @@ fn many_small_files_fit_a_computed_size_with_no_headroom() {
     );
     let mut options = rootless_build_options();
     options.headroom = 0;
-    let built = rootfs::build(&store, &reference, None, &options).expect("fits");
+    let built = rootfs::build(
+        &store.image(&reference, None).expect("stored image"),
+        &options,
+    )
+    .expect("fits");
     e2fsck_passes(&built.path);
     let listing = debugfs(&built.path, "ls -l /d39");
     assert_eq!(listing.matches(" f").count(), 100, "{listing}");
@@ -332,7 +376,11 @@ fn files_with_large_extended_attributes_fit_a_computed_size_with_no_headroom() {
     );
     let mut options = rootless_build_options();
     options.headroom = 0;
-    let built = rootfs::build(&store, &reference, None, &options).expect("fits");
+    let built = rootfs::build(
+        &store.image(&reference, None).expect("stored image"),
+        &options,
+    )
+    .expect("fits");
     e2fsck_passes(&built.path);
     let attributes = debugfs(&built.path, "ea_list /etc/f2999");
     assert!(attributes.contains("user.label (1000)"), "{attributes}");

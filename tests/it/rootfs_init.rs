@@ -32,7 +32,11 @@ fn assert_init_lands_under_usr(mut options: BuildOptions) {
     std::fs::write(&init, INIT).expect("init");
     options.init = Some((init, "/sbin/init".to_owned()));
     options.output = Some(dir.path().join("out.ext4"));
-    let built = rootfs::build(&store, &reference, None, &options).expect("build");
+    let built = rootfs::build(
+        &store.image(&reference, None).expect("stored image"),
+        &options,
+    )
+    .expect("build");
     let image = &built.path;
     e2fsck_passes(image);
 
@@ -84,7 +88,10 @@ fn init_at_a_directory_or_below_a_file_is_refused_naming_the_path() {
     ] {
         let mut options = rootless_build_options();
         options.init = Some((init.clone(), target.to_owned()));
-        match rootfs::build(&store, &reference, None, &options) {
+        match rootfs::build(
+            &store.image(&reference, None).expect("stored image"),
+            &options,
+        ) {
             Err(err @ Error::PlacePath { .. }) => {
                 let text = err.to_string();
                 assert!(text.contains(target), "{text}");

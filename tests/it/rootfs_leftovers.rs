@@ -19,8 +19,16 @@ fn builds_of_a_removed_and_collected_image_are_removed() {
     let (store, reference) = store_with_fixture(&dir.path().join("store"), "small");
     let (_, layered) = store_with_fixture(&dir.path().join("store"), "layered");
     let options = rootless_build_options();
-    let small = rootfs::build(&store, &reference, None, &options).expect("build small");
-    let kept = rootfs::build(&store, &layered, None, &options).expect("build layered");
+    let small = rootfs::build(
+        &store.image(&reference, None).expect("stored image"),
+        &options,
+    )
+    .expect("build small");
+    let kept = rootfs::build(
+        &store.image(&layered, None).expect("stored image"),
+        &options,
+    )
+    .expect("build layered");
     assert_eq!(collected(&store).images, 0, "both images are stored");
     assert!(store.remove(&reference).expect("removed"));
     // `Store::gc` alone: no rootfs call collects the build.
@@ -51,15 +59,19 @@ fn layer_tars_and_layer_images_stay_while_an_image_has_their_layer() {
     let root = dir.path().join("store");
     let (store, zstd) = store_with_fixture(&root, "layered-zstd");
     let (_, gzip) = store_with_fixture(&root, "layered");
-    let tars = rootfs::layer_tars(&store, &zstd, None).expect("zstd tars");
+    let tars =
+        rootfs::layer_tars(&store.image(&zstd, None).expect("stored image")).expect("zstd tars");
     assert!(
-        rootfs::layer_tars(&store, &gzip, None)
+        rootfs::layer_tars(&store.image(&gzip, None).expect("stored image"))
             .expect("gzip tars")
             .iter()
             .all(|t| t.cached)
     );
-    let layer_images =
-        rootfs::build_layers(&store, &gzip, None, &rootless_build_options()).expect("per layer");
+    let layer_images = rootfs::build_layers(
+        &store.image(&gzip, None).expect("stored image"),
+        &rootless_build_options(),
+    )
+    .expect("per layer");
     let found = rootfs::cached_builds(&store).expect("counted");
     assert_eq!(
         (found.images, found.layer_tars),
@@ -204,9 +216,7 @@ fn a_killed_unpacks_staging_directory_is_swept_by_the_next_unpack_into_that_targ
     let mut holder = hold_lock(&live);
 
     let unpacked = rootfs::unpack(
-        &store,
-        &reference,
-        None,
+        &store.image(&reference, None).expect("stored image"),
         &sandbox.join("rootfs"),
         &UnpackOptions::rootless(),
     );

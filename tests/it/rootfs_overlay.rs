@@ -42,7 +42,8 @@ fn entry_path(bytes: &[u8]) -> String {
 /// Reads each uncompressed layer tar of `reference` for its whiteouts,
 /// opaque markers and hardlinks to lower layers.
 fn markers(store: &Store, reference: &Reference) -> Markers {
-    let tars = rootfs::layer_tars(store, reference, None).expect("layer tars");
+    let tars = rootfs::layer_tars(&store.image(reference, None).expect("stored image"))
+        .expect("layer tars");
     let mut markers = Markers::default();
     for (index, layer) in tars.iter().enumerate() {
         let file = std::fs::File::open(&layer.path).expect("layer tar");
@@ -275,7 +276,11 @@ pub(crate) fn assert_layer_images_stack_to_the_unpack(
         rootless_build_options()
     };
     let started = Instant::now();
-    let layers = rootfs::build_layers(store, reference, None, &options).expect("layer images");
+    let layers = rootfs::build_layers(
+        &store.image(reference, None).expect("stored image"),
+        &options,
+    )
+    .expect("layer images");
     eprintln!(
         "{reference}: {} layer images in {:?}",
         layers.len(),
@@ -295,7 +300,12 @@ pub(crate) fn assert_layer_images_stack_to_the_unpack(
         return check;
     }
     let target = dir.join("unpacked");
-    rootfs::unpack(store, reference, None, &target, &UnpackOptions::default()).expect("unpack");
+    rootfs::unpack(
+        &store.image(reference, None).expect("stored image"),
+        &target,
+        &UnpackOptions::default(),
+    )
+    .expect("unpack");
     let mut mounts = Mounts(Vec::new());
     let mounted = mount_layer_images(&mut mounts, &paths, dir);
     let merged = match mounted {

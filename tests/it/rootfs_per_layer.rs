@@ -14,7 +14,8 @@ use rootfs::{Error, UnpackOptions};
 fn layer_tars_are_kept_by_diff_id_and_reused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, reference) = store_with_fixture(&dir.path().join("store"), "layered-zstd");
-    let tars = rootfs::layer_tars(&store, &reference, None).expect("layer tars");
+    let tars = rootfs::layer_tars(&store.image(&reference, None).expect("stored image"))
+        .expect("layer tars");
     assert_eq!(tars.len(), 5);
     for tar in &tars {
         assert!(!tar.cached);
@@ -22,11 +23,13 @@ fn layer_tars_are_kept_by_diff_id_and_reused() {
         assert_eq!(Digest::sha256_of(&bytes), tar.diff_id);
         assert!(tar.path.starts_with(store.root().join(".cachectl/layers")));
     }
-    let again = rootfs::layer_tars(&store, &reference, None).expect("again");
+    let again =
+        rootfs::layer_tars(&store.image(&reference, None).expect("stored image")).expect("again");
     assert!(again.iter().all(|t| t.cached));
     // The gzip twin has the same diff IDs: its tars are the same files.
     let (_, gzip) = store_with_fixture(&dir.path().join("store"), "layered");
-    let shared = rootfs::layer_tars(&store, &gzip, None).expect("gzip layers");
+    let shared =
+        rootfs::layer_tars(&store.image(&gzip, None).expect("stored image")).expect("gzip layers");
     assert!(shared.iter().all(|t| t.cached));
 }
 
@@ -41,7 +44,7 @@ fn a_layer_that_is_not_its_diff_id_is_refused() {
         &[(layer.clone(), GZIP_LAYER)],
         std::slice::from_ref(&wrong),
     );
-    match rootfs::layer_tars(&store, &reference, None) {
+    match rootfs::layer_tars(&store.image(&reference, None).expect("stored image")) {
         Err(Error::DiffIdMismatch {
             layer: refused,
             expected,
@@ -77,7 +80,8 @@ fn diff_ids_of_other_algorithms_are_checked_or_refused_naming_the_layer() {
         &[(layer.clone(), GZIP_LAYER)],
         std::slice::from_ref(&sha512),
     );
-    let tars = rootfs::layer_tars(&store, &reference, None).expect("a sha512 diff ID");
+    let tars = rootfs::layer_tars(&store.image(&reference, None).expect("stored image"))
+        .expect("a sha512 diff ID");
     assert_eq!(tars[0].diff_id, sha512);
     // md5 parses but cannot be computed: the image is refused, naming the
     // layer and the algorithm, and nothing is written.
@@ -90,7 +94,7 @@ fn diff_ids_of_other_algorithms_are_checked_or_refused_naming_the_layer() {
         &[(layer.clone(), GZIP_LAYER)],
         std::slice::from_ref(&md5),
     );
-    match rootfs::layer_tars(&store, &reference, None) {
+    match rootfs::layer_tars(&store.image(&reference, None).expect("stored image")) {
         Err(Error::InvalidImage { reason, .. }) => {
             assert!(
                 reason.contains(&Digest::sha256_of(&layer).to_string()),
@@ -107,7 +111,11 @@ fn layer_images_hold_overlayfs_whiteouts_and_copies_of_lower_hardlinks() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, reference) = store_with_fixture(&dir.path().join("store"), "layered");
     let options = rootless_build_options();
-    let layers = rootfs::build_layers(&store, &reference, None, &options).expect("layer images");
+    let layers = rootfs::build_layers(
+        &store.image(&reference, None).expect("stored image"),
+        &options,
+    )
+    .expect("layer images");
     assert_eq!(layers.len(), 5);
     for layer in &layers {
         assert!(!layer.cached);
@@ -144,7 +152,11 @@ fn layer_images_hold_overlayfs_whiteouts_and_copies_of_lower_hardlinks() {
     // Layer 4 alone: the device and owners of its own entries.
     let null = debugfs(&layers[3].path, "stat /dev/null");
     assert!(null.contains("Device major/minor number: 01:03"), "{null}");
-    let again = rootfs::build_layers(&store, &reference, None, &options).expect("again");
+    let again = rootfs::build_layers(
+        &store.image(&reference, None).expect("stored image"),
+        &options,
+    )
+    .expect("again");
     assert!(again.iter().all(|l| l.cached));
     assert_eq!(
         again.iter().map(|l| &l.path).collect::<Vec<_>>(),
@@ -191,8 +203,11 @@ fn a_layer_image_copy_of_a_lower_hardlink_keeps_the_files_metadata() {
             (gzip(&upper.into_inner().expect("tar")), GZIP_LAYER),
         ],
     );
-    let layers = rootfs::build_layers(&store, &reference, None, &rootless_build_options())
-        .expect("layer images");
+    let layers = rootfs::build_layers(
+        &store.image(&reference, None).expect("stored image"),
+        &rootless_build_options(),
+    )
+    .expect("layer images");
     let copy = debugfs(&layers[1].path, "stat /usr/bin/chfn-again");
     assert!(copy.contains("Mode:  04755"), "{copy}");
     assert!(copy.contains("User:     0   Group:     0"), "{copy}");
@@ -203,9 +218,7 @@ fn a_layer_image_copy_of_a_lower_hardlink_keeps_the_files_metadata() {
     );
     let unpacked = dir.path().join("unpacked");
     rootfs::unpack(
-        &store,
-        &reference,
-        None,
+        &store.image(&reference, None).expect("stored image"),
         &unpacked,
         &UnpackOptions::rootless(),
     )

@@ -99,7 +99,10 @@ fn build(output: Option<PathBuf>) -> Op {
         let mut options = rootless_build_options();
         options.memory_scratch = false;
         options.output = output.clone();
-        let built = rootfs::build(&store, &reference, None, &options)?;
+        let built = rootfs::build(
+            &store.image(&reference, None).expect("stored image"),
+            &options,
+        )?;
         good_image(&built.path);
         if let Some(output) = &output {
             assert_eq!(&built.path, output);
@@ -119,7 +122,11 @@ fn build(output: Option<PathBuf>) -> Op {
 fn layer_tars() -> Op {
     Box::new(|root| {
         let store = Store::open(root)?;
-        for tar in rootfs::layer_tars(&store, &fixture_reference(), None)? {
+        for tar in rootfs::layer_tars(
+            &store
+                .image(&fixture_reference(), None)
+                .expect("stored image"),
+        )? {
             let meta = std::fs::symlink_metadata(&tar.path).expect("tar there");
             assert!(meta.is_file() && meta.nlink() == 1, "{meta:?}");
             let bytes = std::fs::read(&tar.path).expect("tar");
@@ -136,7 +143,13 @@ fn unpack() -> Op {
         let targets = tempfile::tempdir().expect("tempdir");
         let target = targets.path().join("rootfs");
         let options = rootfs::UnpackOptions::rootless();
-        rootfs::unpack(&store, &fixture_reference(), None, &target, &options)?;
+        rootfs::unpack(
+            &store
+                .image(&fixture_reference(), None)
+                .expect("stored image"),
+            &target,
+            &options,
+        )?;
         assert!(target.join("etc").is_dir(), "unpacked");
         Ok(())
     })
@@ -171,9 +184,18 @@ fn cache_paths() -> &'static (String, String, String) {
         let (store, reference) = store_with_fixture(&root, FIXTURE);
         let mut options = rootless_build_options();
         options.memory_scratch = false;
-        let built = rootfs::build(&store, &reference, None, &options).expect("build");
-        let tars = rootfs::layer_tars(&store, &reference, None).expect("tars");
-        let layers = rootfs::build_layers(&store, &reference, None, &options).expect("layers");
+        let built = rootfs::build(
+            &store.image(&reference, None).expect("stored image"),
+            &options,
+        )
+        .expect("build");
+        let tars = rootfs::layer_tars(&store.image(&reference, None).expect("stored image"))
+            .expect("tars");
+        let layers = rootfs::build_layers(
+            &store.image(&reference, None).expect("stored image"),
+            &options,
+        )
+        .expect("layers");
         let relative = |path: &Path| {
             path.strip_prefix(&root)
                 .expect("under the root")
@@ -205,7 +227,12 @@ fn build_layers() -> Op {
     Box::new(|root| {
         let store = Store::open(root)?;
         let options = rootless_build_options();
-        for layer in rootfs::build_layers(&store, &fixture_reference(), None, &options)? {
+        for layer in rootfs::build_layers(
+            &store
+                .image(&fixture_reference(), None)
+                .expect("stored image"),
+            &options,
+        )? {
             good_image(&layer.path);
         }
         Ok(())
@@ -343,9 +370,9 @@ fn names_planted_on_dev_shm_are_left_alone() {
     let in_memory: Op = Box::new(|root| {
         let store = Store::open(root)?;
         let built = rootfs::build(
-            &store,
-            &fixture_reference(),
-            None,
+            &store
+                .image(&fixture_reference(), None)
+                .expect("stored image"),
             &rootless_build_options(),
         )?;
         good_image(&built.path);

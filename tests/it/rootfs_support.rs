@@ -185,9 +185,7 @@ pub(crate) fn unpack_layers(
     let sandbox = dir.join("box");
     std::fs::create_dir_all(&sandbox).expect("box");
     let result = rootfs::unpack(
-        &store,
-        &reference,
-        None,
+        &store.image(&reference, None).expect("stored image"),
         &sandbox.join("target"),
         &UnpackOptions::default(),
     );

@@ -42,7 +42,7 @@ fn rootfs_worker(
         let mut options = rootless_build_options();
         options.memory_scratch = false;
         options.label = label;
-        rootfs::build(store, reference, None, &options).map(drop)
+        rootfs::build(&store.image(reference, None)?, &options).map(drop)
     };
     for round in 0.. {
         if Instant::now() >= deadline {
@@ -60,14 +60,16 @@ fn rootfs_worker(
             1 => ("cached build", build(&store, "rootfs".to_owned())),
             2 => (
                 "layer tars",
-                rootfs::layer_tars(&store, reference, None).map(drop),
+                (|| rootfs::layer_tars(&store.image(reference, None)?).map(drop))(),
             ),
             3 => ("unpack", {
                 let target = targets.join(format!("w{n}-{round}"));
                 let options = rootfs::UnpackOptions::rootless();
-                let result = rootfs::unpack(&store, reference, None, &target, &options);
+                let result = (|| {
+                    rootfs::unpack(&store.image(reference, None)?, &target, &options).map(drop)
+                })();
                 let _ = std::fs::remove_dir_all(&target);
-                result.map(drop)
+                result
             }),
             4 => ("remove + gc + unused builds + import", {
                 (|| {
@@ -102,9 +104,15 @@ fn rootfs_still_works(root: &Path, reference: &Reference, archive: &Path, target
         .expect("import after the race");
     let mut options = rootless_build_options();
     options.memory_scratch = false;
-    let built = rootfs::build(&store, reference, None, &options).expect("build after the race");
+    let built = rootfs::build(
+        &store.image(reference, None).expect("stored image"),
+        &options,
+    )
+    .expect("build after the race");
     e2fsck_passes(&built.path);
-    for tar in rootfs::layer_tars(&store, reference, None).expect("layer tars after the race") {
+    for tar in rootfs::layer_tars(&store.image(reference, None).expect("stored image"))
+        .expect("layer tars after the race")
+    {
         let bytes = std::fs::read(&tar.path).expect("tar");
         assert_eq!(
             Digest::sha256_of(&bytes),
@@ -115,9 +123,7 @@ fn rootfs_still_works(root: &Path, reference: &Reference, archive: &Path, target
     }
     let target = targets.join("after");
     rootfs::unpack(
-        &store,
-        reference,
-        None,
+        &store.image(reference, None).expect("stored image"),
         &target,
         &rootfs::UnpackOptions::rootless(),
     )
@@ -145,12 +151,15 @@ fn rootfs_never_writes_outside_the_store_while_its_directories_are_swapped() {
     // say what names it keeps there.
     let mut options = rootless_build_options();
     options.memory_scratch = false;
-    let built = rootfs::build(&store, &reference, None, &options).expect("build");
-    let tars = rootfs::layer_tars(&store, &reference, None).expect("tars");
+    let built = rootfs::build(
+        &store.image(&reference, None).expect("stored image"),
+        &options,
+    )
+    .expect("build");
+    let tars =
+        rootfs::layer_tars(&store.image(&reference, None).expect("stored image")).expect("tars");
     rootfs::unpack(
-        &store,
-        &reference,
-        None,
+        &store.image(&reference, None).expect("stored image"),
         &targets.join("first"),
         &rootfs::UnpackOptions::rootless(),
     )

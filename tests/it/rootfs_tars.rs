@@ -21,7 +21,11 @@ fn exported_tar_lists_parents_first_and_extracts_to_the_unpacked_tree() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, reference) = store_with_fixture(&dir.path().join("store"), "layered");
     let mut bytes = Vec::new();
-    rootfs::export_tar(&store, &reference, None, &mut bytes).expect("export");
+    rootfs::export_tar(
+        &store.image(&reference, None).expect("stored image"),
+        &mut bytes,
+    )
+    .expect("export");
     let mut archive = tar::Archive::new(&bytes[..]);
     let mut seen: Vec<String> = Vec::new();
     let mut kinds = BTreeMap::new();
@@ -105,9 +109,7 @@ fn exported_tar_lists_parents_first_and_extracts_to_the_unpacked_tree() {
     );
     let unpacked = dir.path().join("unpacked");
     rootfs::unpack(
-        &store,
-        &reference,
-        None,
+        &store.image(&reference, None).expect("stored image"),
         &unpacked,
         &UnpackOptions::default(),
     )
@@ -288,9 +290,7 @@ fn sparse_files_in_every_gnu_tar_form_equal_the_original_and_umoci() {
         let (store, reference) = hand_built_store(&case.join("store"), &[layer]);
         if index == 0 {
             rootfs::unpack(
-                &store,
-                &reference,
-                None,
+                &store.image(&reference, None).expect("stored image"),
                 &case.join("ours"),
                 &UnpackOptions::rootless(),
             )
@@ -373,7 +373,12 @@ fn odd_tars_unpack_as_gnu_tar_extracts_them() {
         } else {
             UnpackOptions::rootless()
         };
-        rootfs::unpack(&store, &reference, None, &ours_dir, &options).expect("unpack");
+        rootfs::unpack(
+            &store.image(&reference, None).expect("stored image"),
+            &ours_dir,
+            &options,
+        )
+        .expect("unpack");
         let theirs_dir = case.join("theirs");
         std::fs::create_dir_all(&theirs_dir).expect("theirs");
         let extracted = Command::new("tar")
@@ -442,9 +447,7 @@ fn unknown_entry_types_are_regular_files_and_multi_volume_parts_are_refused() {
     let (store, reference) = hand_built_store(&dir.path().join("store"), &[(layer, GZIP_LAYER)]);
     let target = dir.path().join("rootfs");
     rootfs::unpack(
-        &store,
-        &reference,
-        None,
+        &store.image(&reference, None).expect("stored image"),
         &target,
         &UnpackOptions::rootless(),
     )
@@ -459,9 +462,7 @@ fn unknown_entry_types_are_regular_files_and_multi_volume_parts_are_refused() {
     let layer = typed(&[(b'M', "split-file", b"second half")]);
     let (store, reference) = hand_built_store(&dir.path().join("store-m"), &[(layer, GZIP_LAYER)]);
     match rootfs::unpack(
-        &store,
-        &reference,
-        None,
+        &store.image(&reference, None).expect("stored image"),
         &dir.path().join("refused"),
         &UnpackOptions::rootless(),
     ) {
@@ -508,9 +509,7 @@ fn pax_owner_and_time_records_override_the_header() {
     assert_same_as_umoci(&store, &reference, &store, &reference, dir.path());
     let unpacked = dir.path().join("pax");
     rootfs::unpack(
-        &store,
-        &reference,
-        None,
+        &store.image(&reference, None).expect("stored image"),
         &unpacked,
         &UnpackOptions::rootless(),
     )
@@ -520,7 +519,11 @@ fn pax_owner_and_time_records_override_the_header() {
         data.modified().expect("mtime"),
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000)
     );
-    let built = rootfs::build(&store, &reference, None, &rootless_build_options()).expect("build");
+    let built = rootfs::build(
+        &store.image(&reference, None).expect("stored image"),
+        &rootless_build_options(),
+    )
+    .expect("build");
     let stat = debugfs(&built.path, "stat /srv/data");
     assert!(stat.contains("User: 3000000   Group: 3000001"), "{stat}");
 }

@@ -69,8 +69,12 @@ fn unpack_as_root_applies_owners_devices_and_capabilities() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, reference) = store_with_fixture(&dir.path().join("store"), "layered");
     let target = dir.path().join("rootfs");
-    let report = rootfs::unpack(&store, &reference, None, &target, &UnpackOptions::default())
-        .expect("unpack succeeds");
+    let report = rootfs::unpack(
+        &store.image(&reference, None).expect("stored image"),
+        &target,
+        &UnpackOptions::default(),
+    )
+    .expect("unpack succeeds");
     assert!(!report.rootless);
     assert_eq!(report.not_applied.devices, 0);
     assert_eq!(report.not_applied.ownership, 0);
@@ -100,9 +104,7 @@ fn mislabelled_layer_is_an_error_naming_it() {
     let (store, reference) =
         hand_built_store(&dir.path().join("store"), &[(plain.clone(), GZIP_LAYER)]);
     let result = rootfs::unpack(
-        &store,
-        &reference,
-        None,
+        &store.image(&reference, None).expect("stored image"),
         &dir.path().join("t"),
         &UnpackOptions::default(),
     );
@@ -124,7 +126,11 @@ fn non_empty_target_is_refused() {
     let target = dir.path().join("t");
     std::fs::create_dir(&target).expect("target");
     std::fs::write(target.join("x"), b"x").expect("written");
-    let result = rootfs::unpack(&store, &reference, None, &target, &UnpackOptions::default());
+    let result = rootfs::unpack(
+        &store.image(&reference, None).expect("stored image"),
+        &target,
+        &UnpackOptions::default(),
+    );
     assert!(
         matches!(result, Err(Error::TargetNotEmpty { .. })),
         "{result:?}"
@@ -137,7 +143,11 @@ fn caps_on_entries_and_bytes_stop_an_unpack() {
     let (store, reference) = store_with_fixture(&dir.path().join("store"), "small");
     let mut options = UnpackOptions::default();
     options.max_entries = Some(3);
-    let result = rootfs::unpack(&store, &reference, None, &dir.path().join("a"), &options);
+    let result = rootfs::unpack(
+        &store.image(&reference, None).expect("stored image"),
+        &dir.path().join("a"),
+        &options,
+    );
     assert!(
         matches!(
             &result,
@@ -151,7 +161,11 @@ fn caps_on_entries_and_bytes_stop_an_unpack() {
     );
     let mut options = UnpackOptions::default();
     options.max_bytes = Some(100);
-    let result = rootfs::unpack(&store, &reference, None, &dir.path().join("b"), &options);
+    let result = rootfs::unpack(
+        &store.image(&reference, None).expect("stored image"),
+        &dir.path().join("b"),
+        &options,
+    );
     assert!(
         matches!(
             &result,
@@ -174,7 +188,11 @@ fn a_failed_unpack_leaves_an_empty_target_empty_and_a_good_one_fills_it() {
     std::fs::create_dir_all(&target).expect("empty target");
     let mut capped = UnpackOptions::rootless();
     capped.max_entries = Some(20);
-    let failed = rootfs::unpack(&store, &reference, None, &target, &capped);
+    let failed = rootfs::unpack(
+        &store.image(&reference, None).expect("stored image"),
+        &target,
+        &capped,
+    );
     assert!(
         matches!(failed, Err(Error::LimitExceeded { .. })),
         "{failed:?}"
@@ -190,9 +208,7 @@ fn a_failed_unpack_leaves_an_empty_target_empty_and_a_good_one_fills_it() {
         "the target is still empty"
     );
     let report = rootfs::unpack(
-        &store,
-        &reference,
-        None,
+        &store.image(&reference, None).expect("stored image"),
         &target,
         &UnpackOptions::rootless(),
     )
@@ -227,9 +243,7 @@ fn a_failed_unpack_names_paths_under_its_target_and_leaves_nothing() {
     std::fs::create_dir_all(&sandbox).expect("box");
     let target = sandbox.join("target");
     match rootfs::unpack(
-        &store,
-        &reference,
-        None,
+        &store.image(&reference, None).expect("stored image"),
         &target,
         &UnpackOptions::rootless(),
     ) {

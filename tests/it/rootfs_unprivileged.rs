@@ -104,8 +104,11 @@ fn unprivileged_build_reads_what_its_owner_may_not_and_keeps_the_modes() {
     let path = build_unprivileged(dir.path(), &store, &reference, &[]).remove(0);
     // The same bytes as root's rootless build, which read the tree as is.
     let (root_store, _) = hand_built_store(&dir.path().join("root"), &layers);
-    let as_root =
-        rootfs::build(&root_store, &reference, None, &rootless_build_options()).expect("build");
+    let as_root = rootfs::build(
+        &root_store.image(&reference, None).expect("stored image"),
+        &rootless_build_options(),
+    )
+    .expect("build");
     let same = std::fs::read(&path).expect("a") == std::fs::read(&as_root.path).expect("b");
     assert!(same, "unprivileged and rootless-as-root builds differ");
     for (name, mode) in [
@@ -144,8 +147,13 @@ fn unprivileged_build_equals_the_rootless_build_of_root() {
     let ping = debugfs(&path, "ea_list /usr/bin/ping");
     assert!(ping.contains("security.capability (20)"), "{ping}");
     let (rootless_store, _) = store_with_fixture(&dir.path().join("rootless"), "layered");
-    let rootless =
-        rootfs::build(&rootless_store, &reference, None, &rootless_build_options()).expect("build");
+    let rootless = rootfs::build(
+        &rootless_store
+            .image(&reference, None)
+            .expect("stored image"),
+        &rootless_build_options(),
+    )
+    .expect("build");
     let same = std::fs::read(&path).expect("a") == std::fs::read(&rootless.path).expect("b");
     assert!(same, "unprivileged and rootless-as-root builds differ");
 }

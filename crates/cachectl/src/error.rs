@@ -190,7 +190,7 @@ mod tests {
             ),
             (not_cached, 3),
             (
-                CliError::Rootfs(rootfs::Error::NoImageForPlatform {
+                CliError::Store(ocistore::Error::PlatformNotCached {
                     reference: "a:1".into(),
                     platform: "linux/arm64".into(),
                 }),

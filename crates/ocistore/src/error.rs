@@ -83,6 +83,24 @@ pub enum Error {
         platform: ociref::Platform,
     },
 
+    /// The reference is stored, but not for the platform asked for.
+    #[error("image {reference} has no stored image for platform {platform}")]
+    PlatformNotCached {
+        /// The reference.
+        reference: String,
+        /// The platform asked for, or `any`.
+        platform: String,
+    },
+
+    /// A layer blob a stored image needs is not in the store.
+    #[error("layer {layer} of image {reference} is not stored")]
+    LayerMissing {
+        /// The reference.
+        reference: String,
+        /// The layer's digest.
+        layer: Digest,
+    },
+
     /// A manifest in the store could not be understood.
     #[error("manifest {digest} is not usable: {reason}")]
     InvalidManifest {
@@ -228,8 +246,9 @@ impl Error {
     /// holds content nobody can vouch for.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::ImageNotCached { .. } => ErrorKind::NotCached,
+            Error::ImageNotCached { .. } | Error::PlatformNotCached { .. } => ErrorKind::NotCached,
             Error::InvalidJson { .. }
+            | Error::LayerMissing { .. }
             | Error::Corrupt { .. }
             | Error::BlobMissing { .. }
             | Error::ImageIncomplete { .. }
@@ -334,6 +353,14 @@ mod tests {
                 reference: "example.com/a:1".into(),
                 platform: "linux/s390x".parse().expect("platform"),
             },
+            Error::PlatformNotCached {
+                reference: "example.com/a:1".into(),
+                platform: "linux/s390x".into(),
+            },
+            Error::LayerMissing {
+                reference: "example.com/a:1".into(),
+                layer: digest.clone(),
+            },
             Error::InvalidManifest {
                 digest: digest.clone(),
                 reason: "expected value".into(),
@@ -390,8 +417,9 @@ mod tests {
         assert_eq!(
             kinds,
             [
-                Other, Other, Integrity, NotCached, Integrity, Integrity, Integrity, Other, Other,
-                Other, Other, Integrity, Integrity, Usage, Integrity, Integrity, Usage, Usage,
+                Other, Other, Integrity, NotCached, Integrity, Integrity, Integrity, Other,
+                NotCached, Integrity, Other, Other, Other, Integrity, Integrity, Usage, Integrity,
+                Integrity, Usage, Usage,
             ]
         );
         let dist = Error::Dist(ocidist::Error::Unauthorized {
@@ -425,6 +453,8 @@ mod tests {
                 "blob sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 is missing from the store (expected at /r/blobs/sha256/x)",
                 "image example.com/a:1 is incomplete in the store: some of its blobs are missing",
                 "example.com/a:1 has no manifest for platform linux/s390x",
+                "image example.com/a:1 has no stored image for platform linux/s390x",
+                "layer sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 of image example.com/a:1 is not stored",
                 "manifest sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 is not usable: expected value",
                 "/a.tar is not a usable image archive: it has neither index.json nor manifest.json",
                 "entry index.json of /a.tar is not usable: larger than 4194304 bytes",

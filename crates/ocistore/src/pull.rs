@@ -36,6 +36,11 @@ pub struct PullOptions {
     /// SBOMs: the referrers API, or the `sha256-<hex>` tag schema), so that
     /// they travel with it and `gc` keeps them while the image is kept.
     pub referrers: bool,
+    /// When the registry cannot be reached (a network error, 5xx or 429
+    /// after the retries), serve a tag the store holds instead, marked
+    /// [`PullOutcome::stale`]. Auth failures, 404 and integrity errors never
+    /// fall back; a pinned digest never goes stale.
+    pub stale_fallback: bool,
 }
 
 impl Default for PullOptions {
@@ -47,6 +52,7 @@ impl Default for PullOptions {
             always: false,
             all_platforms: false,
             referrers: false,
+            stale_fallback: false,
         }
     }
 }
@@ -77,6 +83,13 @@ impl PullOptions {
     /// ([`PullOptions::referrers`]).
     pub fn with_referrers(mut self) -> Self {
         self.referrers = true;
+        self
+    }
+
+    /// These options serving a cached tag when the registry is down
+    /// ([`PullOptions::stale_fallback`]).
+    pub fn with_stale_fallback(mut self) -> Self {
+        self.stale_fallback = true;
         self
     }
 
@@ -140,6 +153,20 @@ pub struct PullOutcome {
     /// Whether the store already held exactly this image (nothing fetched
     /// beyond the one resolve request, or none when offline).
     pub up_to_date: bool,
+    /// Set when the registry could not be reached and the cached image was
+    /// served instead ([`PullOptions::stale_fallback`]).
+    pub stale: Option<Stale>,
+}
+
+/// Why a pull served the cached image, and how old it is.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Stale {
+    /// What went wrong reaching the registry.
+    pub reason: String,
+    /// When a registry last confirmed the cached entry (else when it was
+    /// stored), in milliseconds since the Unix epoch; `None` when unknown.
+    pub confirmed_at: Option<u64>,
 }
 
 impl Store {
@@ -159,8 +186,8 @@ impl Store {
         .await?
     }
 
-    /// Pulls `reference` into the store (see the crate docs for the steps).
-    pub async fn pull(
+    /// Pulls `reference` into the store, without the stale fallback.
+    pub(crate) async fn pull_fresh(
         &self,
         client: &Client,
         reference: &Reference,
@@ -210,6 +237,7 @@ impl Store {
             reused_blobs: 0,
             resumed_bytes: 0,
             up_to_date: false,
+            stale: None,
         };
         let (images, entry) = self
             .image_manifests(client, reference, manifest, options, &mut outcome)
@@ -584,6 +612,7 @@ impl Store {
             reused_blobs: present,
             resumed_bytes: 0,
             up_to_date: true,
+            stale: None,
         }))
     }
 

@@ -14,24 +14,6 @@ pub enum Error {
     #[error("reading the image from the store")]
     Store(#[from] ocistore::Error),
 
-    /// The reference holds no image for the asked platform.
-    #[error("image {reference} has no stored image for platform {platform}")]
-    NoImageForPlatform {
-        /// The reference.
-        reference: String,
-        /// The platform asked for, or `any`.
-        platform: String,
-    },
-
-    /// A layer blob the image needs is not in the store.
-    #[error("layer {layer} of image {reference} is not stored")]
-    LayerMissing {
-        /// The reference.
-        reference: String,
-        /// The layer's digest.
-        layer: Digest,
-    },
-
     /// A layer's media type is not a tar layer this crate reads.
     #[error("layer {layer} has unsupported media type {media_type}")]
     UnsupportedMediaType {
@@ -212,17 +194,15 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// What kind of failure this is: a layer that is absent or does not
-    /// match its image config, and a file planted under the store
-    /// ([`Error::Planted`]), are [`ErrorKind::Integrity`], a platform the
-    /// store lacks [`ErrorKind::NotCached`]; store errors keep their kind.
+    /// What kind of failure this is: a layer that does not match its image
+    /// config, and a file planted under the store ([`Error::Planted`]),
+    /// are [`ErrorKind::Integrity`]; store errors keep their kind (a
+    /// platform the store lacks is [`ErrorKind::NotCached`], an absent
+    /// layer [`ErrorKind::Integrity`]).
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Store(err) => err.kind(),
-            Error::NoImageForPlatform { .. } => ErrorKind::NotCached,
-            Error::LayerMissing { .. } | Error::DiffIdMismatch { .. } | Error::Planted { .. } => {
-                ErrorKind::Integrity
-            }
+            Error::DiffIdMismatch { .. } | Error::Planted { .. } => ErrorKind::Integrity,
             Error::TargetNotEmpty { .. }
             | Error::BuildNotKept { .. }
             | Error::InvalidOption { .. }
@@ -312,17 +292,17 @@ mod tests {
                 ErrorKind::NotCached,
             ),
             (
-                Error::NoImageForPlatform {
+                Error::Store(ocistore::Error::PlatformNotCached {
                     reference: text(),
                     platform: text(),
-                },
+                }),
                 ErrorKind::NotCached,
             ),
             (
-                Error::LayerMissing {
+                Error::Store(ocistore::Error::LayerMissing {
                     reference: text(),
                     layer: layer.clone(),
-                },
+                }),
                 ErrorKind::Integrity,
             ),
             (

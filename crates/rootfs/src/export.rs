@@ -3,34 +3,26 @@
 
 use crate::error::{Error, Result, io};
 use crate::scratch::{WorkDir, make_readable};
-use crate::stored_image::select_image;
 use crate::unpack::{Recorded, UnpackOptions, UnpackReport, apply_image};
-use ociref::{Platform, Reference};
-use ocistore::Store;
+use ocistore::StoredImage;
 use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-/// Writes the final file system of the stored image `reference` (for
-/// `platform`) to `writer` as one tar stream: whiteouts resolved, parents
+/// Writes the final file system of a stored image to `writer` as one tar
+/// stream: whiteouts resolved, parents
 /// before children, names sorted, hardlinks as link entries to the first
 /// path of their inode; owners, modes and device nodes as the layers give
 /// them (also when running unprivileged). Extended attributes are not
 /// written. The layers are unpacked (rootless) into a private directory
 /// under the store first. Blocking.
-pub fn export_tar(
-    store: &Store,
-    reference: &Reference,
-    platform: Option<&Platform>,
-    writer: impl Write,
-) -> Result<UnpackReport> {
-    // Held until the layers are read: `gc` keeps them.
-    let (_lease, image) = select_image(store, reference, platform)?;
+pub fn export_tar(stored: &StoredImage, writer: impl Write) -> Result<UnpackReport> {
+    let (store, image) = (stored.store(), stored.details());
     let work = WorkDir::new(store, "export-")?;
     let tree = work.path().join("tree");
     std::fs::create_dir(&tree).map_err(io("creating", &tree))?;
-    let report = apply_image(store, &image, &tree, &UnpackOptions::rootless())?;
+    let report = apply_image(store, image, &tree, &UnpackOptions::rootless())?;
     make_readable(&tree)?;
     let mut builder = tar::Builder::new(writer);
     let mut exporter = Exporter {

@@ -4,6 +4,7 @@
 use crate::cache_files::{self, IMAGES};
 use crate::error::{Error, Result, check_keepable, io};
 use crate::leftovers;
+use crate::open_layer::open_layer;
 use crate::options::BuildOptions;
 use crate::output::copy_to_output;
 use crate::place::place_file;
@@ -13,12 +14,10 @@ use crate::scratch::{WorkDir, is_out_of_space, make_readable, remove_stale_work,
 use crate::sizing::{
     BLOCK, check_given_size, computed_size, grown, is_out_of_blocks, measure, too_small,
 };
-use crate::stored_image::open_layer;
-use crate::stored_image::select_image;
 use crate::tools::{find_tool, run};
 use crate::unpack::{Applier, Recorded, UnpackReport, apply_image};
-use ociref::{Digest, Platform, Reference};
-use ocistore::{ConfigSummary, Store};
+use ociref::Digest;
+use ocistore::{ConfigSummary, Store, StoredImage};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -70,8 +69,7 @@ pub struct BuiltImage {
     pub config: ConfigSummary,
 }
 
-/// Builds (or finds in the cache) an ext4 image of the stored image
-/// `reference` for `platform`.
+/// Builds (or finds in the cache) an ext4 image of a stored image.
 ///
 /// The layers are unpacked into a private directory on `/dev/shm` when it
 /// has room (see [`BuildOptions::memory_scratch`]), else into
@@ -84,15 +82,9 @@ pub struct BuiltImage {
 /// options and `mke2fs -V`. A store this process cannot write serves a
 /// cached image; one not cached fails with [`Error::BuildNotKept`] before
 /// anything is unpacked. Blocking.
-pub fn build(
-    store: &Store,
-    reference: &Reference,
-    platform: Option<&Platform>,
-    options: &BuildOptions,
-) -> Result<BuiltImage> {
+pub fn build(stored: &StoredImage, options: &BuildOptions) -> Result<BuiltImage> {
     options.check()?;
-    // Held until the layers are read: `gc` keeps them.
-    let (_lease, image) = select_image(store, reference, platform)?;
+    let (store, image) = (stored.store(), stored.details());
     // What killed builds left; a sweep that fails does not stop this one.
     let _ = remove_stale_work(store);
     let manifest_digest = image.manifest.digest.clone();
@@ -113,7 +105,7 @@ pub fn build(
         check_keepable(store, &cache_dir, &manifest_digest)?;
         build_into(&FlatBuild {
             store,
-            image: &image,
+            image,
             options,
             tools: Tools {
                 mke2fs: &mke2fs,
@@ -136,7 +128,7 @@ pub fn build(
         layers,
         size,
         cached,
-        config: image.config,
+        config: image.config.clone(),
     })
 }
 
@@ -155,8 +147,8 @@ pub struct BuiltLayer {
     pub cached: bool,
 }
 
-/// Builds (or finds in the cache) one ext4 image per layer of the stored
-/// image `reference`, base first, with whiteouts in overlayfs form: a
+/// Builds (or finds in the cache) one ext4 image per layer of a stored
+/// image, base first, with whiteouts in overlayfs form: a
 /// `.wh.<name>` becomes a character device 0:0 named `<name>`, an opaque
 /// directory gets `trusted.overlay.opaque=y`, and a hardlink to a file of
 /// a lower layer becomes a copy of that file. Each image is sized from its
@@ -164,15 +156,9 @@ pub struct BuiltLayer {
 /// to [`build`] only). A layer's image is keyed by the layers from the base
 /// up to it (copies of lower files depend on them), the label and
 /// `mke2fs -V`. Blocking.
-pub fn build_layers(
-    store: &Store,
-    reference: &Reference,
-    platform: Option<&Platform>,
-    options: &BuildOptions,
-) -> Result<Vec<BuiltLayer>> {
+pub fn build_layers(stored: &StoredImage, options: &BuildOptions) -> Result<Vec<BuiltLayer>> {
     options.check()?;
-    // Held until the layers are read: `gc` keeps them.
-    let (_lease, image) = select_image(store, reference, platform)?;
+    let (store, image) = (stored.store(), stored.details());
     let _ = remove_stale_work(store);
     let mke2fs = find_tool("mke2fs", options)?;
     let debugfs = find_tool("debugfs", options)?;

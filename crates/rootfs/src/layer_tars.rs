@@ -2,10 +2,10 @@
 
 use crate::cache_files;
 use crate::error::{Error, Result, io};
+use crate::open_layer::open_layer;
 use crate::safe;
-use crate::stored_image::{open_layer, select_image};
-use ociref::{Algorithm, Digest, Hasher, Platform, Reference};
-use ocistore::Store;
+use ociref::{Algorithm, Digest, Hasher};
+use ocistore::{Store, StoredImage};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
@@ -23,18 +23,12 @@ pub struct LayerTar {
     pub cached: bool,
 }
 
-/// The uncompressed tar of every layer of the stored image `reference`
-/// (for `platform`), base first: decompressed concurrently (one thread per
+/// The uncompressed tar of every layer of a stored image, base first: decompressed concurrently (one thread per
 /// layer), checked against the config's diff IDs while written, and moved
 /// into `.cachectl/layers/` by rename, so a reader never sees a partial
 /// file. Layers already there are not decompressed again. Blocking.
-pub fn layer_tars(
-    store: &Store,
-    reference: &Reference,
-    platform: Option<&Platform>,
-) -> Result<Vec<LayerTar>> {
-    // Held until the layers are read: `gc` keeps them.
-    let (_lease, image) = select_image(store, reference, platform)?;
+pub fn layer_tars(stored: &StoredImage) -> Result<Vec<LayerTar>> {
+    let (store, image) = (stored.store(), stored.details());
     let diff_ids = &image.config.diff_ids;
     if diff_ids.len() != image.layers.len() {
         return Err(Error::InvalidImage {

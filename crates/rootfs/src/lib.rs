@@ -24,19 +24,23 @@
 //!
 //! The [`design`] module says how ambiguous cases are decided.
 //!
+//! Every entry point takes a [`ocistore::StoredImage`]: the image
+//! resolved once ([`ocistore::Store::image`], or
+//! [`ocistore::Store::ensure_image`] to pull it when absent), holding its
+//! blobs from `gc` while it lives.
+//!
 //! ```no_run
 //! # fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = ocistore::Store::open("/var/cache/cachectl")?;
 //! let reference: ociref::Reference = "alpine:3.20".parse()?;
+//! let image = store.image(&reference, None)?;
 //! let report = rootfs::unpack(
-//!     &store,
-//!     &reference,
-//!     None,
+//!     &image,
 //!     std::path::Path::new("/tmp/alpine-rootfs"),
 //!     &rootfs::UnpackOptions::rootless(),
 //! )?;
 //! println!("{} entries, {} bytes", report.entries, report.bytes);
-//! let built = rootfs::build(&store, &reference, None, &rootfs::BuildOptions::default())?;
+//! let built = rootfs::build(&image, &rootfs::BuildOptions::default())?;
 //! println!("{} ({} bytes, cached: {})", built.path.display(), built.size, built.cached);
 //! # Ok(()) }
 //! ```
@@ -50,6 +54,7 @@ mod export;
 mod ext4;
 mod layer_tars;
 mod leftovers;
+mod open_layer;
 mod options;
 mod output;
 mod place;
@@ -59,7 +64,6 @@ mod safe;
 mod scratch;
 mod sizing;
 mod sparse_copy;
-mod stored_image;
 mod tar_sparse;
 mod tools;
 mod unpack;

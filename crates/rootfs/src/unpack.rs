@@ -26,11 +26,11 @@ pub(crate) use confine::clean_path;
 pub(crate) use metadata::xattrs_of;
 
 use crate::error::{Error, Result, io};
+use crate::open_layer::open_layer;
 use crate::progress::{self, ProgressFn};
 use crate::scratch::Staging;
-use crate::stored_image::{open_layer, select_image};
-use ociref::{Digest, Platform, Reference};
-use ocistore::{ImageDetails, Store};
+use ociref::Digest;
+use ocistore::{ImageDetails, Store, StoredImage};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -114,8 +114,7 @@ pub(crate) struct Recorded {
     pub(crate) mtime: i64,
 }
 
-/// Applies the layers of the stored image `reference` (for `platform`, or
-/// the only or host-matching one) into `target`, base layer first.
+/// Applies the layers of a stored image into `target`, base layer first.
 ///
 /// `target` must be absent or an empty directory. The layers are applied
 /// in a new directory beside it (`.<name>.unpack-*`, locked while in use),
@@ -127,18 +126,15 @@ pub(crate) struct Recorded {
 /// `.cachectl/unpacking/`).
 /// Blocking.
 pub fn unpack(
-    store: &Store,
-    reference: &Reference,
-    platform: Option<&Platform>,
+    stored: &StoredImage,
     target: &Path,
     options: &UnpackOptions,
 ) -> Result<UnpackReport> {
-    // Held until the layers are read: `gc` keeps them.
-    let (_lease, image) = select_image(store, reference, platform)?;
+    let (store, image) = (stored.store(), stored.details());
     check_target(target)?;
     let staging = Staging::new(store, target)?;
     // A failure drops (removes) the staging directory.
-    let report = apply_image(store, &image, staging.path(), options)
+    let report = apply_image(store, image, staging.path(), options)
         .map_err(|err| err.relocated(staging.path(), target))?;
     staging.rename_to(target)?;
     Ok(report)

@@ -45,64 +45,42 @@ pub(super) fn pull(
     options.always = args.always;
     options.all_platforms = args.all_platforms;
     options.referrers = args.referrers;
-    let stale_ok = context.stale_fallback && !args.no_stale;
+    options.stale_fallback = context.stale_fallback && !args.no_stale;
     // An offline pull makes no request; the client is built all the same.
     let client = context.client(progress)?;
-    // All references at once: blobs they share are fetched once (the
-    // store's per-blob lock), and a slow registry does not hold up the rest.
-    let outcomes = runtime()?.block_on(async {
-        let mut tasks = tokio::task::JoinSet::new();
-        for (position, reference) in references.iter().enumerate() {
-            let (store, client, reference, options) = (
-                context.store.clone(),
-                client.clone(),
-                reference.clone(),
-                options.clone(),
-            );
-            tasks.spawn(async move {
-                let pulled = pull_or_stale(&store, &client, &reference, &options, stale_ok).await;
-                (position, pulled)
-            });
-        }
-        let mut outcomes: Vec<Option<ocistore::Result<MaybeStale>>> =
-            (0..references.len()).map(|_| None).collect();
-        while let Some(joined) = tasks.join_next().await {
-            let (position, outcome) = joined.map_err(ocistore::Error::from)?;
-            outcomes[position] = Some(outcome);
-        }
-        Ok::<_, CliError>(outcomes)
-    });
+    let outcomes = runtime()?.block_on(context.store.pull_many(&client, &references, &options));
     progress.finish();
     let skipped_mirrors = client.skipped_mirrors();
     let requests = client.usage();
     let mut results = Vec::new();
     let mut first_error = None;
-    for outcome in outcomes?.into_iter().flatten() {
-        let (outcome, stale) = match outcome {
+    for outcome in outcomes {
+        let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(err) => {
                 first_error.get_or_insert(err);
                 continue;
             }
         };
-        let cached_age_seconds = stale
-            .as_ref()
-            .and_then(|_| cached_age_seconds(context, &outcome.reference));
-        if let Some(reason) = &stale {
+        let stale = outcome.stale.as_ref();
+        let cached_age_seconds =
+            stale.and_then(|s| s.confirmed_at.map(|at| now_ms().saturating_sub(at) / 1000));
+        if let Some(stale) = stale {
             out.note(&format!(
-                "warning: {}: the registry could not be reached ({reason}); using the cached {} (last confirmed {})",
+                "warning: {}: the registry could not be reached ({}); using the cached {} (last confirmed {})",
                 outcome.reference,
+                stale.reason,
                 short_digest(&outcome.manifest_digest),
-                cached_age_seconds.map_or_else(
+                stale.confirmed_at.map_or_else(
                     || "at an unknown time".to_owned(),
-                    |s| ago(now_ms().saturating_sub(s * 1000), now_ms())
+                    |at| ago(at, now_ms())
                 ),
             ));
         }
         out.note(&format!(
             "{}: {}",
             outcome.reference,
-            if stale.is_some() {
+            if outcome.stale.is_some() {
                 "stale (cached)".to_owned()
             } else if outcome.up_to_date {
                 "up to date".to_owned()
@@ -125,7 +103,7 @@ pub(super) fn pull(
             up_to_date: outcome.up_to_date,
             skipped_mirrors: skipped_mirrors.clone(),
             requests: requests.clone(),
-            stale: stale.is_some(),
+            stale: outcome.stale.is_some(),
             cached_age_seconds,
         });
     }
@@ -140,45 +118,6 @@ pub(super) fn pull(
         Some(err) => Err(err.into()),
         None => Ok(()),
     }
-}
-
-/// A pull's outcome, with why the registry could not be reached when the
-/// cached digest was used instead.
-type MaybeStale = (ocistore::PullOutcome, Option<String>);
-
-/// Pulls `reference`; when that fails for a network reason (the registry
-/// refused or could not be reached, TLS, timeouts, 5xx or 429 after the
-/// retries) and `stale_ok`, a tag that is cached is served from the cache:
-/// the outcome then comes with the reason. Auth failures, 404 and
-/// integrity errors never fall back.
-async fn pull_or_stale(
-    store: &ocistore::Store,
-    client: &ocidist::Client,
-    reference: &ociref::Reference,
-    options: &PullOptions,
-    stale_ok: bool,
-) -> ocistore::Result<MaybeStale> {
-    let err = match store.pull(client, reference, options).await {
-        Ok(outcome) => return Ok((outcome, None)),
-        Err(err) => err,
-    };
-    if !stale_ok || reference.digest().is_some() || err.kind() != ociref::ErrorKind::Network {
-        return Err(err);
-    }
-    let mut offline = options.clone();
-    offline.offline = true;
-    match store.pull(client, reference, &offline).await {
-        Ok(outcome) => Ok((outcome, Some(err.to_string()))),
-        Err(_) => Err(err),
-    }
-}
-
-/// Seconds since a registry last confirmed the cache entry `name` (else
-/// since it was stored), when its record says.
-fn cached_age_seconds(context: &Context, name: &str) -> Option<u64> {
-    let record = context.store.record(name).ok()??;
-    let since = record.checked_at.unwrap_or(record.stored_at);
-    (since > 0).then(|| now_ms().saturating_sub(since) / 1000)
 }
 
 /// `images --json`: one object per `index.json` entry (reference and

@@ -8,9 +8,9 @@ use crate::output::{Output, human_bytes};
 use crate::progress::Progress;
 use crate::settings::{Context, parse_reference};
 use ociref::Reference;
-use ocistore::PullOptions;
+use ocistore::{PullOptions, StoredImage};
 
-/// Makes sure `reference` is cached (for the platform asked for, when one
+/// The stored image of `reference` (for the platform asked for, when one
 /// is): an offline lookup first (no request, also for a pinned digest),
 /// then a pull of what is missing unless `offline`.
 fn ensure_cached(
@@ -19,27 +19,24 @@ fn ensure_cached(
     offline: bool,
     progress: &Progress,
     out: Output,
-) -> Result<(), CliError> {
+) -> Result<StoredImage, CliError> {
     let client = context.client(progress)?;
-    let runtime = runtime()?;
-    let mut options = PullOptions::offline().with_concurrency(context.concurrency);
+    let mut options = PullOptions::default().with_concurrency(context.concurrency);
     options.platform = context.platform.clone();
-    match runtime.block_on(context.store.pull(&client, reference, &options)) {
-        Ok(_) => return Ok(()),
-        Err(ocistore::Error::ImageNotCached { .. }) if !offline => {}
-        Err(err) => return Err(err.into()),
-    }
-    match &context.platform {
+    options.offline = offline;
+    let tell = || match &context.platform {
         Some(platform) => out.note(&format!(
             "{reference} ({platform}) is not cached: pulling it"
         )),
         None => out.note(&format!("{reference} is not cached: pulling it")),
-    }
-    options.offline = false;
-    let pulled = runtime.block_on(context.store.pull(&client, reference, &options));
+    };
+    let image = runtime()?.block_on(
+        context
+            .store
+            .ensure_image(&client, reference, &options, tell),
+    );
     progress.finish();
-    pulled?;
-    Ok(())
+    Ok(image?)
 }
 
 pub(super) fn unpack(
@@ -49,7 +46,7 @@ pub(super) fn unpack(
     out: Output,
 ) -> Result<(), CliError> {
     let reference = parse_reference(&args.reference)?;
-    ensure_cached(context, &reference, args.offline, progress, out)?;
+    let image = ensure_cached(context, &reference, args.offline, progress, out)?;
     let mut options = rootfs::UnpackOptions::default();
     options.rootless = args.rootless;
     options.progress = progress.layer_callback();
@@ -57,13 +54,7 @@ pub(super) fn unpack(
         "unpacking {reference} into {}",
         args.directory.display()
     ));
-    let report = rootfs::unpack(
-        &context.store,
-        &reference,
-        context.platform.as_ref(),
-        &args.directory,
-        &options,
-    );
+    let report = rootfs::unpack(&image, &args.directory, &options);
     drop(step);
     progress.finish();
     let report = report?;
@@ -119,11 +110,10 @@ pub(super) fn build(
         }
         _ => err.into(),
     })?;
-    ensure_cached(context, &reference, args.offline, progress, out)?;
-    let platform = context.platform.as_ref();
+    let image = ensure_cached(context, &reference, args.offline, progress, out)?;
     let step = progress.step(format!("building an ext4 image of {reference}"));
     if args.per_layer {
-        let layers = rootfs::build_layers(&context.store, &reference, platform, &options);
+        let layers = rootfs::build_layers(&image, &options);
         drop(step);
         progress.finish();
         let layers = layers?;
@@ -151,7 +141,7 @@ pub(super) fn build(
         });
         return Ok(());
     }
-    let built = rootfs::build(&context.store, &reference, platform, &options);
+    let built = rootfs::build(&image, &options);
     drop(step);
     progress.finish();
     let built = built?;

@@ -1,69 +1,12 @@
-//! Choosing an image of a reference and opening its layers: compression
-//! from the media type, checked against the magic bytes.
+//! Opening a stored image's layers: compression from the media type,
+//! checked against the magic bytes, decompressed ahead of the reader.
 
 use crate::error::{Error, Result, io};
 use crate::progress::ProgressFn;
 use crate::read_ahead::ReadAhead;
-use ociref::{Digest, Platform, Reference};
-use ocistore::{Compression, ImageDetails, Lease, Store};
+use ociref::Digest;
+use ocistore::{Compression, Store};
 use std::io::{BufRead, BufReader, Read};
-
-/// How many times [`select_image`] resolves again when the reference was
-/// re-tagged between its lease and its inspection.
-const LEASE_TRIES: usize = 3;
-
-/// The stored image of `reference` for `platform` (the only one, or the
-/// best match when the reference holds several), with the [`Lease`] that
-/// keeps its blobs from `gc`: hold it for as long as the blobs are read.
-pub(crate) fn select_image(
-    store: &Store,
-    reference: &Reference,
-    platform: Option<&Platform>,
-) -> Result<(Lease, ImageDetails)> {
-    let mut tries = 0;
-    let (lease, inspection) = loop {
-        tries += 1;
-        let lease = store.lease(reference)?;
-        let inspection = store.inspect_platform(reference, platform)?;
-        // Re-tagged since the lease: lease what the name holds now.
-        if lease.holds(&inspection.top.digest) || tries == LEASE_TRIES {
-            break (lease, inspection);
-        }
-    };
-    let not_found = || Error::NoImageForPlatform {
-        reference: reference.to_string(),
-        platform: platform.map_or_else(|| "any".to_owned(), ToString::to_string),
-    };
-    let host = Platform::host();
-    let wanted = match platform {
-        None if inspection.images.len() == 1 => None,
-        None => Some(&host),
-        Some(platform) => Some(platform),
-    };
-    let image = match wanted {
-        None => inspection.images.into_iter().next(),
-        Some(wanted) => wanted
-            .best_match(&inspection.images, |image| {
-                let config = &image.config;
-                Some((
-                    config.os.as_deref()?,
-                    config.architecture.as_deref()?,
-                    config.variant.as_deref(),
-                ))
-            })
-            .cloned(),
-    }
-    .ok_or_else(not_found)?;
-    for layer in &image.layers {
-        if !layer.present {
-            return Err(Error::LayerMissing {
-                reference: reference.to_string(),
-                layer: layer.descriptor.digest.clone(),
-            });
-        }
-    }
-    Ok((lease, image))
-}
 
 /// Opens the stored layer `digest` and returns its decompressed tar
 /// stream, after checking its magic bytes against `media_type`.
