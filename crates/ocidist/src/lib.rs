@@ -53,6 +53,7 @@ mod error;
 pub mod hosts;
 mod listing;
 mod manifest;
+pub mod media_types;
 mod mirrors;
 mod progress;
 pub mod proxy;
@@ -66,9 +67,9 @@ pub use client::Client;
 pub use config::{ClientConfig, DEFAULT_MAX_MANIFEST_BYTES};
 pub use error::{Error, Result};
 pub use hosts::HostsConfig;
-pub use manifest::{
-    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_SCHEMA1, Descriptor, Manifest, ManifestKind,
-    OCI_INDEX, OCI_MANIFEST, is_manifest_media_type, parse_manifest,
+pub use manifest::{Descriptor, Manifest, ManifestKind, is_manifest_media_type, parse_manifest};
+pub use media_types::{
+    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_SCHEMA1, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST,
 };
 pub use mirrors::SkippedMirror;
 /// The crate of references, digests and platforms this crate's API uses,

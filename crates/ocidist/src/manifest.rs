@@ -12,19 +12,9 @@ use ociref::{Digest, DigestVerifier, Reference};
 use reqwest::Method;
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue};
 
-/// Media type of an OCI image manifest.
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-/// Media type of an OCI image index.
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-/// Media type of a Docker schema 2 manifest.
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-/// Media type of a Docker schema 2 manifest list.
-pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-/// Media types of Docker schema 1 manifests (refused).
-pub const DOCKER_SCHEMA1: [&str; 2] = [
-    "application/vnd.docker.distribution.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v1+prettyjws",
-];
+use crate::media_types::{
+    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_SCHEMA1, OCI_INDEX, OCI_MANIFEST,
+};
 
 /// The `Accept` header for manifests. All four types are listed: Harbor and
 /// GitLab refuse OCI images to clients that omit them.
@@ -389,6 +379,20 @@ fn not_found(reference: &Reference) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_accept_header_lists_the_four_manifest_types() {
+        let listed: Vec<&str> = MANIFEST_ACCEPT.split(", ").collect();
+        assert_eq!(
+            listed,
+            [
+                OCI_INDEX,
+                OCI_MANIFEST,
+                DOCKER_MANIFEST_LIST,
+                DOCKER_MANIFEST
+            ]
+        );
+    }
 
     #[test]
     fn a_page_that_is_not_json_is_named_by_its_type() {

@@ -10,12 +10,11 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Media type of an uncompressed OCI layer.
-pub(crate) const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-/// Media type of a gzip-compressed OCI layer.
-pub(crate) const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-/// Media type of a zstd-compressed OCI layer.
-pub(crate) const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+use ocidist::media_types::{
+    DOCKER_FOREIGN_LAYER_GZIP, DOCKER_FOREIGN_LAYER_TAR, DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR,
+    DOCKER_LAYER_ZSTD, OCI_FOREIGN_LAYER_GZIP, OCI_FOREIGN_LAYER_TAR, OCI_FOREIGN_LAYER_ZSTD,
+    OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD,
+};
 
 /// Bytes copied at a time when streaming entries and blobs.
 pub(crate) const COPY_BUFFER: usize = 256 * 1024;
@@ -50,19 +49,14 @@ impl Compression {
     /// distributable or not); `None` for a media type that is no tar layer.
     pub fn from_media_type(media_type: &str) -> Option<Compression> {
         match media_type {
-            OCI_LAYER_TAR
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar"
-            | "application/vnd.docker.image.rootfs.diff.tar"
-            | "application/vnd.docker.image.rootfs.foreign.diff.tar" => Some(Compression::None),
-            OCI_LAYER_GZIP
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
-            | "application/vnd.docker.image.rootfs.diff.tar.gzip"
-            | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
-                Some(Compression::Gzip)
+            OCI_LAYER_TAR | OCI_FOREIGN_LAYER_TAR | DOCKER_LAYER_TAR | DOCKER_FOREIGN_LAYER_TAR => {
+                Some(Compression::None)
             }
-            OCI_LAYER_ZSTD
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
-            | "application/vnd.docker.image.rootfs.diff.tar.zstd" => Some(Compression::Zstd),
+            OCI_LAYER_GZIP
+            | OCI_FOREIGN_LAYER_GZIP
+            | DOCKER_LAYER_GZIP
+            | DOCKER_FOREIGN_LAYER_GZIP => Some(Compression::Gzip),
+            OCI_LAYER_ZSTD | OCI_FOREIGN_LAYER_ZSTD | DOCKER_LAYER_ZSTD => Some(Compression::Zstd),
             _ => None,
         }
     }
@@ -182,6 +176,37 @@ impl<R: Read> Read for ProgressReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layer_media_types_name_their_compression() {
+        for (media_type, want) in [
+            ("application/vnd.oci.image.layer.v1.tar", Compression::None),
+            (
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+                Compression::Gzip,
+            ),
+            (
+                "application/vnd.oci.image.layer.v1.tar+zstd",
+                Compression::Zstd,
+            ),
+            (
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                Compression::Gzip,
+            ),
+            (
+                "application/vnd.docker.image.rootfs.foreign.diff.tar",
+                Compression::None,
+            ),
+        ] {
+            assert_eq!(Compression::from_media_type(media_type), Some(want));
+            assert!(ocidist::media_types::is_layer(media_type), "{media_type}");
+        }
+        assert_eq!(Compression::from_media_type("application/json"), None);
+        for compression in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let named = compression.layer_media_type();
+            assert_eq!(Compression::from_media_type(named), Some(compression));
+        }
+    }
 
     #[test]
     fn compression_is_told_by_magic_bytes() {

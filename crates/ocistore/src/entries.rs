@@ -212,7 +212,7 @@ mod tests {
     #[test]
     fn the_descriptor_platform_field_round_trips() {
         let mut entry = IndexEntry::new(&ocidist::Descriptor {
-            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            media_type: ocidist::OCI_MANIFEST.into(),
             digest: ociref::Digest::sha256_of(b"x"),
             size: 1,
         });

@@ -15,11 +15,7 @@ use crate::layout::Store;
 use ociref::Digest;
 use std::path::{Path, PathBuf};
 
-/// Whether `media_type` names a layer (a filesystem changeset).
-pub(crate) fn is_layer(media_type: &str) -> bool {
-    media_type.starts_with("application/vnd.oci.image.layer.")
-        || media_type.starts_with("application/vnd.docker.image.rootfs.")
-}
+pub(crate) use ocidist::media_types::is_layer;
 
 impl Store {
     fn size_path(&self, digest: &Digest) -> PathBuf {

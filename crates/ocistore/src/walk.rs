@@ -23,7 +23,7 @@ pub(crate) struct Children {
 /// other blobs).
 pub(crate) fn is_manifest(media_type: &str) -> bool {
     ocidist::is_manifest_media_type(media_type)
-        || media_type == "application/vnd.oci.artifact.manifest.v1+json"
+        || media_type == ocidist::media_types::OCI_ARTIFACT_MANIFEST
 }
 
 /// The children of the manifest or index `bytes` (digest `digest`).

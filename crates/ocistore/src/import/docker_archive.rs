@@ -5,17 +5,14 @@
 use super::scan::Scan;
 use super::{ImportOptions, ImportReport, Ready, parse_entry};
 use crate::archive::{ConfigRootFs, DockerItem, blob_name, entry_name};
-use crate::compression::OCI_LAYER_TAR;
 use crate::error::{Error, Result, io};
 use crate::layout::Store;
 use crate::walk::parse_config_platform;
-use ocidist::{Descriptor, OCI_MANIFEST};
+use ocidist::media_types::OCI_LAYER_TAR;
+use ocidist::{Descriptor, OCI_CONFIG, OCI_MANIFEST};
 use ociref::{Digest, Reference};
 use serde::Serialize;
 use std::path::Path;
-
-/// Media type of an OCI image config.
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 
 /// A config of a docker archive item, stored: its entry name, digest and
 /// bytes.

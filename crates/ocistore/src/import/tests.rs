@@ -1,7 +1,7 @@
 use super::ImportOptions;
-use crate::compression::OCI_LAYER_TAR;
 use crate::error::Error;
 use crate::layout::Store;
+use ocidist::media_types::OCI_LAYER_TAR;
 use ociref::{Digest, Reference};
 
 fn file(builder: &mut tar::Builder<Vec<u8>>, name: &str, bytes: &[u8]) {
