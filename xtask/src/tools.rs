@@ -73,7 +73,8 @@ const REQUIRED: &[(Probe, &str)] = &[
     ),
     // The proxy tests (tests/it/proxy.rs, crates/cachectl/tests/proxy.rs)
     // pull through a real forwarding proxy.
-    (Probe::Program("squid"), "squid"),
+    (Probe::Program("squid"), "squid"), // `cargo xtask bench build` reads a cold build's peak RSS from GNU time.
+    (Probe::Program("time"), "time"),
 ];
 
 /// Directories searched besides `$PATH`: e2fsprogs lives in /usr/sbin, which
