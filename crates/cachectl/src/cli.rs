@@ -65,6 +65,22 @@ pub(crate) enum Command {
         /// The image
         reference: String,
     },
+    /// Print the digest a reference has at its registry (one HEAD; nothing is stored)
+    #[command(after_help = "Examples:\n  cachectl digest alpine:3.20\n  \
+        cachectl digest --platform linux/arm64 alpine:3.20   # that platform's manifest")]
+    Digest {
+        /// The image; with --platform, the digest of that platform's manifest when the
+        /// reference names an index
+        reference: String,
+    },
+    /// List the tags of a repository at its registry
+    #[command(
+        after_help = "Examples:\n  cachectl tags alpine\n  cachectl tags --json ghcr.io/org/app"
+    )]
+    Tags {
+        /// The repository (a tag or digest in it is ignored)
+        repository: String,
+    },
     /// Give a cached image another name
     Tag {
         /// The cached image

@@ -183,6 +183,19 @@ fn every_command_prints_the_json_docs_cli_md_documents() {
         "an index entry has no one platform: {all}"
     );
     contract.run(home, "inspect", &["inspect", "--json", &multiarch]);
+    let resolved = contract.run(home, "remote_digest", &["digest", "--json", &multiarch]);
+    assert!(resolved["platform"].is_null(), "{resolved}");
+    let arm = contract.run(
+        home,
+        "remote_digest",
+        &["--platform", "linux/arm64", "digest", "--json", &multiarch],
+    );
+    assert_ne!(arm["digest"], resolved["digest"], "{arm}");
+    let listed = contract.run(home, "tags", &["tags", "--json", &multiarch]);
+    assert!(
+        listed["tags"].as_array().is_some_and(|t| !t.is_empty()),
+        "{listed}"
+    );
     let copy = "example.com/copy:1";
     contract.run(home, "tag", &["tag", "--json", &small, copy]);
     let images = contract.run(home, "images", &["images", "--json"]);

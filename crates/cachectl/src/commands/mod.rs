@@ -5,6 +5,7 @@ mod archives;
 mod auth;
 mod images;
 mod maintain;
+mod remote;
 mod rootfs;
 
 use crate::cli::{Cli, Command, Generated};
@@ -40,6 +41,13 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Pull(args) => images::pull(&context, &args, &progress, out),
         Command::Images => images::list(&context, out),
         Command::Inspect { reference } => images::inspect(&context, &reference, out),
+        Command::Digest { reference } => {
+            // Only the flag picks a platform: by default, the digest skopeo
+            // and crane print (the index's, for a multi-platform tag).
+            let platform = cli.global.platform.as_ref().and(context.platform.as_ref());
+            remote::digest(&context, &reference, platform, &progress, out)
+        }
+        Command::Tags { repository } => remote::tags(&context, &repository, &progress, out),
         Command::Tag { source, target } => images::tag(&context, &source, &target, out),
         Command::Rm { references } => {
             // Only the flag narrows `rm`, never a settings file's platform.
