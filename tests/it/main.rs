@@ -9,6 +9,7 @@ mod distribution_errors;
 mod distribution_faults;
 mod fault_proxy;
 mod fixtures;
+mod follow;
 mod full_disk;
 mod harness;
 mod hostile_layers;

@@ -223,7 +223,7 @@ struct Partial {
 impl Partial {
     fn open(store: &Store, digest: &Digest) -> Result<Partial> {
         let dir = store.open_dir(&store.ingest_dir())?;
-        let name = format!("{}-{}.partial", digest.algorithm(), digest.encoded());
+        let name = crate::follow::partial_name(digest);
         Ok(Partial {
             dir: Arc::new(dir),
             name,

@@ -109,6 +109,7 @@ mod entries;
 mod error;
 mod export;
 mod file_system;
+mod follow;
 mod import;
 mod inspect;
 mod layout;
@@ -133,6 +134,7 @@ pub use dir_handle::{Access, StoreDir};
 pub use entries::split_entry_name;
 pub use error::{Error, Result};
 pub use export::{ExportFormat, ExportReport};
+pub use follow::FollowedBlob;
 pub use import::{ImportOptions, ImportReport, ImportedImage};
 pub use inspect::{
     ConfigSummary, HistoryEntry, ImageDetails, Inspection, LayerDetails, PlatformEntry,
