@@ -2,7 +2,7 @@
 //! from the media type, checked against the magic bytes.
 
 use crate::error::{Error, Result, io};
-use crate::progress::ProgressFn;
+use crate::progress::{ProgressFn, Subject};
 use crate::read_ahead::ReadAhead;
 use ociref::{Digest, Platform, Reference};
 use ocistore::{Compression, ImageDetails, Lease, Store};
@@ -86,7 +86,8 @@ pub(crate) fn open_layer(
             let total = file.metadata().map_err(io("reading layer", &path))?.len();
             Box::new(ocistore::ProgressReader::new(
                 file,
-                callback.reads_of(digest),
+                callback.clone(),
+                Subject::Layer(digest.clone()),
                 total,
             ))
         }
