@@ -112,22 +112,29 @@ impl Progress {
     }
 }
 
-/// The line `event` gets when stderr is not a terminal, if any: a blob
-/// fetched, resumed or already there, a layer applied (a file read gets
-/// none, its step line says enough).
+/// Prints the line `event` gets when stderr is not a terminal, if any.
 fn line(event: &ocidist::Progress) {
+    if let Some(line) = line_of(event) {
+        eprintln!("{line}");
+    }
+}
+
+/// The line for `event` when stderr is not a terminal: a blob fetched,
+/// resumed or already there, a layer applied; none for other events (a
+/// file read gets none, its step line says enough).
+fn line_of(event: &ocidist::Progress) -> Option<String> {
     let (verb, digest) = match (&event.subject, event.phase) {
         (Subject::Blob(digest), Phase::Finished) => ("fetched", digest),
         (Subject::Blob(digest), Phase::Resumed) => ("resuming", digest),
         (Subject::Blob(digest), Phase::Skipped) => ("already there", digest),
         (Subject::Layer(digest), Phase::Finished) => ("applied layer", digest),
-        _ => return,
+        _ => return None,
     };
-    eprintln!(
+    Some(format!(
         "{verb} {} ({})",
         short_digest(digest),
         human_bytes(event.total)
-    );
+    ))
 }
 
 /// A step [`Progress::step`] shows, until dropped.
@@ -199,6 +206,60 @@ impl Bars {
         bar.set_position(done);
         if finished {
             bar.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ociref::Digest;
+
+    fn event(subject: Subject, phase: Phase) -> ocidist::Progress {
+        ocidist::Progress {
+            subject,
+            phase,
+            done: 2048,
+            total: 2048,
+        }
+    }
+
+    #[test]
+    fn lines_name_blobs_and_applied_layers_and_nothing_else() {
+        let digest = Digest::sha256_of(b"blob");
+        let short = short_digest(&digest);
+        let blob = || Subject::Blob(digest.clone());
+        let layer = || Subject::Layer(digest.clone());
+        let cases = [
+            (
+                blob(),
+                Phase::Finished,
+                Some(format!("fetched {short} (2.0 KiB)")),
+            ),
+            (
+                blob(),
+                Phase::Resumed,
+                Some(format!("resuming {short} (2.0 KiB)")),
+            ),
+            (
+                blob(),
+                Phase::Skipped,
+                Some(format!("already there {short} (2.0 KiB)")),
+            ),
+            (
+                layer(),
+                Phase::Finished,
+                Some(format!("applied layer {short} (2.0 KiB)")),
+            ),
+            (blob(), Phase::Started, None),
+            (blob(), Phase::Bytes, None),
+            (layer(), Phase::Bytes, None),
+            (Subject::File("/tmp/a.tar".into()), Phase::Bytes, None),
+            (Subject::File("/tmp/a.tar".into()), Phase::Finished, None),
+        ];
+        for (subject, phase, expected) in cases {
+            let event = event(subject, phase);
+            assert_eq!(line_of(&event), expected, "{event:?}");
         }
     }
 }

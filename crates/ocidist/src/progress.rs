@@ -108,10 +108,4 @@ mod tests {
         assert_eq!(*seen.lock().expect("lock"), vec![blob, file]);
         assert_eq!(format!("{callback:?}"), "ProgressFn");
     }
-
-    #[test]
-    fn a_blob_and_a_layer_of_one_digest_are_different_subjects() {
-        let digest = Digest::sha256_of(b"layer");
-        assert_ne!(Subject::Blob(digest.clone()), Subject::Layer(digest));
-    }
 }
