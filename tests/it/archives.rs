@@ -297,22 +297,37 @@ fn oci_archive_imports_plain_gzip_and_zstd() {
         }
         let verified = store.verify().expect("verify runs");
         assert!(verified.is_ok(), "{kind}: {verified:?}");
-        // Progress follows the one pass over the file, to its end.
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = std::sync::Arc::clone(&seen);
-        let progress = ocistore::ReadProgressFn::new(move |done, total| {
-            sink.lock().expect("lock").push((done, total));
+        // Progress follows the one pass over the file, to its end, then
+        // says the file is finished.
+        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&events);
+        let progress = ocistore::ProgressFn::new(move |event: &ocistore::Progress| {
+            sink.lock().expect("lock").push(event.clone());
         });
         let again = store
             .import(&archive, &ImportOptions::default().with_progress(progress))
             .expect("imports again");
-        let seen = seen.lock().expect("lock");
+        let events = events.lock().expect("lock");
+        let (last, reads) = events.split_last().expect("events");
+        let seen: Vec<(u64, u64)> = reads.iter().map(|e| (e.done, e.total)).collect();
         let size = bytes.len() as u64;
         assert!(
             seen.windows(2).all(|w| w[0].0 < w[1].0),
             "{kind}: increasing"
         );
         assert_eq!(seen.last(), Some(&(size, size)), "{kind}: read to the end");
+        let subject = ocistore::Subject::File(archive.clone());
+        assert!(
+            reads
+                .iter()
+                .all(|e| e.phase == ocistore::Phase::Bytes && e.subject == subject),
+            "{kind}: {reads:?}"
+        );
+        assert_eq!(
+            (&last.subject, last.phase, last.done, last.total),
+            (&subject, ocistore::Phase::Finished, size, size),
+            "{kind}"
+        );
         assert_eq!(again.blobs_written, 0, "{kind}: {again:?}");
         assert_eq!(again.bytes_written, 0, "{kind}");
         assert!(again.blobs_reused > 0, "{kind}");

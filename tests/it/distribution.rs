@@ -563,10 +563,11 @@ async fn token_auth_with_stale_credentials_still_pulls_public_images() {
 async fn progress_events_cover_every_byte() {
     let registries = registries();
     let events = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let client = anonymous_client(ClientConfig::default()).with_progress(Arc::new({
-        let events = Arc::clone(&events);
-        move |progress: &ocidist::Progress| events.lock().expect("lock").push(progress.clone())
-    }));
+    let client =
+        anonymous_client(ClientConfig::default()).with_progress(ocidist::ProgressFn::new({
+            let events = Arc::clone(&events);
+            move |progress: &ocidist::Progress| events.lock().expect("lock").push(progress.clone())
+        }));
     let target = reference(&format!(
         "{}/{}:v1",
         registries.plain,
@@ -582,15 +583,15 @@ async fn progress_events_cover_every_byte() {
         .expect("fetched");
     let events = events.lock().expect("lock").clone();
     assert_eq!(
-        events.first().map(|e| e.kind),
-        Some(ocidist::ProgressKind::Started)
+        events.first().map(|e| e.phase),
+        Some(ocidist::Phase::Started)
     );
     let last = events.last().expect("events");
-    assert_eq!(last.kind, ocidist::ProgressKind::Finished);
+    assert_eq!(last.phase, ocidist::Phase::Finished);
     assert_eq!((last.done, last.total), (layer.size, layer.size));
     let bytes: Vec<u64> = events
         .iter()
-        .filter(|e| e.kind == ocidist::ProgressKind::Bytes)
+        .filter(|e| e.phase == ocidist::Phase::Bytes)
         .map(|e| e.done)
         .collect();
     assert!(!bytes.is_empty());
@@ -598,7 +599,11 @@ async fn progress_events_cover_every_byte() {
         bytes.windows(2).all(|w| w[0] < w[1]),
         "progress goes forward"
     );
-    assert!(events.iter().all(|e| e.digest == layer.digest));
+    assert!(
+        events
+            .iter()
+            .all(|e| e.subject == ocidist::Subject::Blob(layer.digest.clone()))
+    );
 }
 
 #[tokio::test]

@@ -1,11 +1,12 @@
-//! Progress of blob transfers: bars on a terminal (per blob: bytes, rate,
-//! ETA; and an overall line), one line per finished step otherwise,
-//! nothing with `-q`. Always on stderr, so stdout keeps only results.
+//! Progress of blob transfers, layer reads and archive imports (the
+//! libraries' one vocabulary, [`ocidist::Progress`] events): bars on a
+//! terminal (per blob, layer or file: bytes, rate, ETA; and an overall
+//! line), one line per finished step otherwise, nothing with `-q`. Always
+//! on stderr, so stdout keeps only results.
 
 use crate::output::{human_bytes, short_digest};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ocidist::{ProgressFn, ProgressKind};
-use rootfs::LayerProgress;
+use ocidist::{Phase, ProgressFn, Subject};
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
@@ -15,8 +16,8 @@ use std::sync::{Arc, Mutex};
 pub(crate) enum Progress {
     /// Not at all (`-q`).
     Off,
-    /// A line per finished, resumed or skipped blob (stderr is not a
-    /// terminal).
+    /// A line per blob fetched, resumed or already there and per layer
+    /// applied (stderr is not a terminal).
     Lines,
     /// Live bars (stderr is a terminal).
     Bars(Arc<Bars>),
@@ -55,74 +56,21 @@ impl Progress {
         }))
     }
 
-    /// The callback to give the registry client, if progress is shown.
+    /// The callback to give the registry client, the store's imports and
+    /// `rootfs` (unpack, build), if progress is shown: on a terminal, a bar
+    /// per blob, layer or archive file; otherwise a line per blob
+    /// fetched, resumed or already there and per layer applied.
     pub(crate) fn callback(&self) -> Option<ProgressFn> {
         match self {
             Progress::Off => None,
-            Progress::Lines => Some(Arc::new(|event: &ocidist::Progress| {
-                let verb = match event.kind {
-                    ProgressKind::Finished => "fetched",
-                    ProgressKind::Resumed => "resuming",
-                    ProgressKind::Skipped => "already there",
-                    _ => return,
-                };
-                eprintln!(
-                    "{verb} {} ({})",
-                    short_digest(&event.digest),
-                    human_bytes(event.total)
-                );
-            })),
+            Progress::Lines => Some(ProgressFn::new(line)),
             Progress::Bars(bars) => {
                 let bars = Arc::clone(bars);
-                Some(Arc::new(move |event: &ocidist::Progress| {
+                Some(ProgressFn::new(move |event: &ocidist::Progress| {
                     bars.update(event)
                 }))
             }
         }
-    }
-
-    /// The callback to give `rootfs` (unpack, build), if progress is
-    /// shown: a bar per layer read, or a line per layer applied.
-    pub(crate) fn layer_callback(&self) -> Option<rootfs::ProgressFn> {
-        match self {
-            Progress::Off => None,
-            Progress::Lines => Some(rootfs::ProgressFn::new(|event: &LayerProgress| {
-                if event.done == event.total {
-                    eprintln!(
-                        "applied layer {} ({})",
-                        short_digest(&event.layer),
-                        human_bytes(event.total)
-                    );
-                }
-            })),
-            Progress::Bars(bars) => {
-                let bars = Arc::clone(bars);
-                Some(rootfs::ProgressFn::new(move |event: &LayerProgress| {
-                    bars.show(
-                        short_digest(&event.layer),
-                        event.done,
-                        event.total,
-                        event.done == event.total,
-                    );
-                }))
-            }
-        }
-    }
-
-    /// The callback to give an import of `file`, if progress is shown: a
-    /// bar of the archive read (nothing more than the step line otherwise).
-    pub(crate) fn file_callback(&self, file: &std::path::Path) -> Option<ocistore::ReadProgressFn> {
-        let Progress::Bars(bars) = self else {
-            return None;
-        };
-        let bars = Arc::clone(bars);
-        let label = file.file_name().map_or_else(
-            || file.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
-        Some(ocistore::ReadProgressFn::new(move |done, total| {
-            bars.show(label.clone(), done, total, done >= total);
-        }))
     }
 
     /// Shows a step without a byte count (unpacking, building): a spinner
@@ -164,6 +112,31 @@ impl Progress {
     }
 }
 
+/// Prints the line `event` gets when stderr is not a terminal, if any.
+fn line(event: &ocidist::Progress) {
+    if let Some(line) = line_of(event) {
+        eprintln!("{line}");
+    }
+}
+
+/// The line for `event` when stderr is not a terminal: a blob fetched,
+/// resumed or already there, a layer applied; none for other events (a
+/// file read gets none, its step line says enough).
+fn line_of(event: &ocidist::Progress) -> Option<String> {
+    let (verb, digest) = match (&event.subject, event.phase) {
+        (Subject::Blob(digest), Phase::Finished) => ("fetched", digest),
+        (Subject::Blob(digest), Phase::Resumed) => ("resuming", digest),
+        (Subject::Blob(digest), Phase::Skipped) => ("already there", digest),
+        (Subject::Layer(digest), Phase::Finished) => ("applied layer", digest),
+        _ => return None,
+    };
+    Some(format!(
+        "{verb} {} ({})",
+        short_digest(digest),
+        human_bytes(event.total)
+    ))
+}
+
 /// A step [`Progress::step`] shows, until dropped.
 pub(crate) struct Step(Option<ProgressBar>);
 
@@ -177,13 +150,16 @@ impl Drop for Step {
 
 impl Bars {
     fn update(&self, event: &ocidist::Progress) {
-        let finished = matches!(event.kind, ProgressKind::Finished | ProgressKind::Skipped);
-        self.show(
-            short_digest(&event.digest),
-            event.done,
-            event.total,
-            finished,
-        );
+        let label = match &event.subject {
+            Subject::Blob(digest) | Subject::Layer(digest) => short_digest(digest),
+            Subject::File(file) => file.file_name().map_or_else(
+                || file.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
+            _ => return,
+        };
+        let finished = matches!(event.phase, Phase::Finished | Phase::Skipped);
+        self.show(label, event.done, event.total, finished);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Shown> {
@@ -230,6 +206,60 @@ impl Bars {
         bar.set_position(done);
         if finished {
             bar.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ociref::Digest;
+
+    fn event(subject: Subject, phase: Phase) -> ocidist::Progress {
+        ocidist::Progress {
+            subject,
+            phase,
+            done: 2048,
+            total: 2048,
+        }
+    }
+
+    #[test]
+    fn lines_name_blobs_and_applied_layers_and_nothing_else() {
+        let digest = Digest::sha256_of(b"blob");
+        let short = short_digest(&digest);
+        let blob = || Subject::Blob(digest.clone());
+        let layer = || Subject::Layer(digest.clone());
+        let cases = [
+            (
+                blob(),
+                Phase::Finished,
+                Some(format!("fetched {short} (2.0 KiB)")),
+            ),
+            (
+                blob(),
+                Phase::Resumed,
+                Some(format!("resuming {short} (2.0 KiB)")),
+            ),
+            (
+                blob(),
+                Phase::Skipped,
+                Some(format!("already there {short} (2.0 KiB)")),
+            ),
+            (
+                layer(),
+                Phase::Finished,
+                Some(format!("applied layer {short} (2.0 KiB)")),
+            ),
+            (blob(), Phase::Started, None),
+            (blob(), Phase::Bytes, None),
+            (layer(), Phase::Bytes, None),
+            (Subject::File("/tmp/a.tar".into()), Phase::Bytes, None),
+            (Subject::File("/tmp/a.tar".into()), Phase::Finished, None),
+        ];
+        for (subject, phase, expected) in cases {
+            let event = event(subject, phase);
+            assert_eq!(line_of(&event), expected, "{event:?}");
         }
     }
 }

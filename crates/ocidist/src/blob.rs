@@ -6,7 +6,7 @@ use crate::client::{Client, Request, status_error};
 use crate::error::{Error, Result};
 use crate::manifest::Descriptor;
 use crate::mirrors::{Capability, Endpoint};
-use crate::progress::{Progress, ProgressKind};
+use crate::progress::{Phase, Progress, Subject};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -97,7 +97,7 @@ impl Client {
             endpoint: None,
             mirror_used: None,
         };
-        stream.report(ProgressKind::Started);
+        stream.report(Phase::Started);
         if offset < descriptor.size {
             stream.open().await?;
         }
@@ -280,7 +280,7 @@ impl BlobStream {
             .expect("because the verifier is only taken when done")
             .update(&chunk);
         self.received = after;
-        self.report(ProgressKind::Bytes);
+        self.report(Phase::Bytes);
         Ok(Some(chunk))
     }
 
@@ -296,7 +296,7 @@ impl BlobStream {
             },
             other => Error::Reference(other),
         })?;
-        self.report(ProgressKind::Finished);
+        self.report(Phase::Finished);
         Ok(())
     }
 
@@ -323,7 +323,7 @@ impl BlobStream {
                 },
             };
             self.client.mirror_failed(&self.registry, &endpoint, &err);
-            self.report(ProgressKind::Resumed);
+            self.report(Phase::Resumed);
             return self.open().await;
         }
         self.resumes += 1;
@@ -363,7 +363,7 @@ impl BlobStream {
             "blob download interrupted; resuming"
         );
         tokio::time::sleep(config.retry.backoff(self.resumes)).await;
-        self.report(ProgressKind::Resumed);
+        self.report(Phase::Resumed);
         self.open().await
     }
 
@@ -455,11 +455,11 @@ impl BlobStream {
         Ok(())
     }
 
-    fn report(&self, kind: ProgressKind) {
+    fn report(&self, phase: Phase) {
         if let Some(progress) = &self.client.progress {
-            progress(&Progress {
-                digest: self.descriptor.digest.clone(),
-                kind,
+            progress.report(&Progress {
+                subject: Subject::Blob(self.descriptor.digest.clone()),
+                phase,
                 done: self.received,
                 total: self.descriptor.size,
             });

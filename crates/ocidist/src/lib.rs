@@ -77,7 +77,7 @@ pub use mirrors::SkippedMirror;
 /// so that callers need not depend on a matching version of it.
 pub use ociref;
 pub use ociref::ErrorKind;
-pub use progress::{Progress, ProgressFn, ProgressKind};
+pub use progress::{Phase, Progress, ProgressFn, Subject};
 pub use proxy::ProxyConfig;
 pub use push::BlobSource;
 pub use retry::RetryPolicy;

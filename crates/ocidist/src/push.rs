@@ -5,7 +5,7 @@ use crate::auth::Scope;
 use crate::client::{Body, Client, Request, status_error};
 use crate::error::{Error, Result};
 use crate::manifest::Descriptor;
-use crate::progress::{Progress, ProgressKind};
+use crate::progress::{Phase, Progress, Subject};
 use bytes::Bytes;
 use ociref::{Digest, Reference};
 use reqwest::header::{
@@ -59,7 +59,7 @@ impl Client {
         source: BlobSource<'_>,
     ) -> Result<bool> {
         if self.blob_exists(reference, &descriptor.digest).await? == Some(descriptor.size) {
-            self.report(descriptor, ProgressKind::Skipped, descriptor.size);
+            self.report(descriptor, Phase::Skipped, descriptor.size);
             return Ok(false);
         }
         let location = self
@@ -69,7 +69,7 @@ impl Client {
                 registry: reference.registry().to_owned(),
                 reason: "upload start answered 201 without a mount request".into(),
             })?;
-        self.report(descriptor, ProgressKind::Started, 0);
+        self.report(descriptor, Phase::Started, 0);
         let body_at = |offset: u64, len: u64| match &source {
             BlobSource::Bytes(bytes) => {
                 Body::Bytes(bytes.slice(offset as usize..(offset + len) as usize))
@@ -92,7 +92,7 @@ impl Client {
                     .patch_chunk(reference, &location, offset, len, body_at(offset, len))
                     .await?;
                 offset += len;
-                self.report(descriptor, ProgressKind::Bytes, offset);
+                self.report(descriptor, Phase::Bytes, offset);
             }
             location
         };
@@ -123,7 +123,7 @@ impl Client {
         if response.status().as_u16() != 201 {
             return Err(status_error(&request, response).await);
         }
-        self.report(descriptor, ProgressKind::Finished, descriptor.size);
+        self.report(descriptor, Phase::Finished, descriptor.size);
         Ok(true)
     }
 
@@ -265,11 +265,11 @@ impl Client {
         })
     }
 
-    fn report(&self, descriptor: &Descriptor, kind: ProgressKind, done: u64) {
+    fn report(&self, descriptor: &Descriptor, phase: Phase, done: u64) {
         if let Some(progress) = &self.progress {
-            progress(&Progress {
-                digest: descriptor.digest.clone(),
-                kind,
+            progress.report(&Progress {
+                subject: Subject::Blob(descriptor.digest.clone()),
+                phase,
                 done,
                 total: descriptor.size,
             });

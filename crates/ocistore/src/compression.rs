@@ -4,11 +4,11 @@
 
 use crate::error::{Result, io};
 use crate::layout::Store;
+use ocidist::{Phase, Progress, ProgressFn, Subject};
 use ociref::Digest;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::sync::Arc;
 
 use ocidist::media_types::{
     DOCKER_FOREIGN_LAYER_GZIP, DOCKER_FOREIGN_LAYER_TAR, DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR,
@@ -107,55 +107,48 @@ pub(crate) fn decompressed<'r, R: BufRead + 'r>(
 }
 
 /// Opens the file at `path` for reading through [`decompressed`],
-/// reporting the bytes of the file read to `progress`, if set.
+/// reporting the bytes of the file read to `progress`, if set (as
+/// [`Phase::Bytes`] of [`Subject::File`]); returns it with the file's
+/// size.
 pub(crate) fn open_decompressed(
     path: &Path,
-    progress: Option<&ReadProgressFn>,
-) -> Result<Box<dyn Read>> {
+    progress: Option<&ProgressFn>,
+) -> Result<(Box<dyn Read>, u64)> {
     let file = File::open(path).map_err(io("opening", path))?;
+    let size = file.metadata().map_err(io("reading", path))?.len();
     let file: Box<dyn Read> = match progress {
-        Some(progress) => {
-            let total = file.metadata().map_err(io("reading", path))?.len();
-            Box::new(ProgressReader::new(file, progress.clone(), total))
-        }
+        Some(progress) => Box::new(ProgressReader::new(
+            file,
+            progress.clone(),
+            Subject::File(path.to_path_buf()),
+            size,
+        )),
         None => Box::new(file),
     };
-    decompressed(BufReader::with_capacity(COPY_BUFFER, file)).map_err(io("reading", path))
+    let reader =
+        decompressed(BufReader::with_capacity(COPY_BUFFER, file)).map_err(io("reading", path))?;
+    Ok((reader, size))
 }
 
-/// A callback told how many bytes of a file were read so far, and the
-/// file's size: `(done, total)`. Set in [`crate::ImportOptions`].
-#[derive(Clone)]
-pub struct ReadProgressFn(Arc<dyn Fn(u64, u64) + Send + Sync>);
-
-impl ReadProgressFn {
-    /// Wraps `callback`, called with `(done, total)`.
-    pub fn new(callback: impl Fn(u64, u64) + Send + Sync + 'static) -> ReadProgressFn {
-        ReadProgressFn(Arc::new(callback))
-    }
-}
-
-impl std::fmt::Debug for ReadProgressFn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ReadProgressFn")
-    }
-}
-
-/// A reader that tells a [`ReadProgressFn`] how many of `total` bytes it
-/// has read so far, after every read that returns data.
+/// A reader that reports how many of `total` bytes of its subject it has
+/// read so far, as a [`Phase::Bytes`] event after every read that returns
+/// data. It never reports [`Phase::Finished`]: whoever owns the subject
+/// knows when it is done with it.
 pub struct ProgressReader<R> {
     inner: R,
-    progress: ReadProgressFn,
+    progress: ProgressFn,
+    subject: Subject,
     done: u64,
     total: u64,
 }
 
 impl<R> ProgressReader<R> {
-    /// Wraps `inner`, which holds `total` bytes.
-    pub fn new(inner: R, progress: ReadProgressFn, total: u64) -> ProgressReader<R> {
+    /// Wraps `inner`, which holds the `total` bytes of `subject`.
+    pub fn new(inner: R, progress: ProgressFn, subject: Subject, total: u64) -> ProgressReader<R> {
         ProgressReader {
             inner,
             progress,
+            subject,
             done: 0,
             total,
         }
@@ -167,7 +160,12 @@ impl<R: Read> Read for ProgressReader<R> {
         let read = self.inner.read(buffer)?;
         if read > 0 {
             self.done += read as u64;
-            (self.progress.0)(self.done, self.total);
+            self.progress.report(&Progress {
+                subject: self.subject.clone(),
+                phase: Phase::Bytes,
+                done: self.done,
+                total: self.total,
+            });
         }
         Ok(read)
     }
@@ -242,5 +240,24 @@ mod tests {
             .read_to_string(&mut out)
             .expect("reads");
         assert_eq!(out, "abcdef");
+    }
+
+    #[test]
+    fn a_progress_reader_reports_its_subject_forward_to_the_total() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&seen);
+        let callback = ProgressFn::new(move |event: &Progress| {
+            sink.lock().expect("lock").push(event.clone());
+        });
+        let subject = Subject::File("/tmp/archive.tar".into());
+        let mut reader = ProgressReader::new(&[7u8; 10][..], callback, subject.clone(), 10);
+        let mut buffer = [0u8; 4];
+        while reader.read(&mut buffer).expect("read") > 0 {}
+        let seen = seen.lock().expect("lock");
+        let done: Vec<u64> = seen.iter().map(|event| event.done).collect();
+        assert_eq!(done, vec![4, 8, 10], "one event per read, none at the end");
+        assert!(seen.iter().all(|event| event.subject == subject
+            && event.phase == Phase::Bytes
+            && event.total == 10));
     }
 }

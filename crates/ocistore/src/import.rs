@@ -28,11 +28,10 @@ mod scan;
 #[cfg(test)]
 mod tests;
 
-use crate::compression::ReadProgressFn;
 use crate::error::{Error, Result};
 use crate::layout::{IndexEntry, Store, now_unix_ms};
 use crate::records::Record;
-use ocidist::Descriptor;
+use ocidist::{Descriptor, ProgressFn};
 use ociref::{Digest, Platform, Reference};
 use std::path::Path;
 
@@ -47,14 +46,16 @@ pub struct ImportOptions {
     pub name: Option<Reference>,
     /// The platform to pick from an index; `None` means the host's.
     pub platform: Option<Platform>,
-    /// Told how far the archive has been read (one pass, `(done, total)`
-    /// bytes of the file).
-    pub progress: Option<ReadProgressFn>,
+    /// Told how far the archive has been read in its one pass:
+    /// [`ocidist::Phase::Bytes`] events of [`ocidist::Subject::File`] (the
+    /// archive's path, `done` of `total` bytes of the file), then
+    /// [`ocidist::Phase::Finished`] once the pass is over.
+    pub progress: Option<ProgressFn>,
 }
 
 impl ImportOptions {
     /// These options reporting the archive's read progress to `progress`.
-    pub fn with_progress(mut self, progress: ReadProgressFn) -> Self {
+    pub fn with_progress(mut self, progress: ProgressFn) -> Self {
         self.progress = Some(progress);
         self
     }

@@ -72,8 +72,11 @@
 //!   link, FIFO or hard link planted at one of its paths is removed (a
 //!   partial download) or refused with [`Error::Planted`], and its
 //!   directories are checked to be real directories before use.
-//! - Progress per blob comes from the [`ocidist::Client`]'s progress
-//!   callback ([`ocidist::Client::with_progress`]).
+//! - Progress is reported in [`ocidist`]'s one vocabulary ([`Progress`]
+//!   events to a [`ProgressFn`]): per blob from the [`ocidist::Client`]'s
+//!   callback ([`ocidist::Client::with_progress`]), per archive from
+//!   [`ImportOptions::progress`]; [`ProgressReader`] counts the bytes of
+//!   a file or blob read.
 //!
 //! The reference name in `index.json` is what tools address: for skopeo,
 //! `skopeo inspect oci:ROOT:127.0.0.1:5000/app:v1` (skopeo splits at the
@@ -128,7 +131,7 @@ mod usage;
 mod walk;
 
 pub use blobs::Ingested;
-pub use compression::{Compression, ProgressReader, ReadProgressFn};
+pub use compression::{Compression, ProgressReader};
 pub use derived::{DerivedFiles, STALE_AFTER, is_stale_leftover};
 pub use dir_handle::{Access, StoreDir};
 pub use entries::split_entry_name;
@@ -146,6 +149,7 @@ pub use manage::{DEFAULT_PARTIAL_GRACE, GcReport, ImageEntry, VerifyProblem, Ver
 /// it, `ociref`), so that callers use the very versions the store's API
 /// takes.
 pub use ocidist;
+pub use ocidist::{Phase, Progress, ProgressFn, Subject};
 /// References, digests and platforms, as the store's API takes them.
 pub use ociref;
 pub use ociref::ErrorKind;

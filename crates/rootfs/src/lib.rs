@@ -80,6 +80,6 @@ pub use ociref::ErrorKind;
 /// callers use the very version its API takes.
 pub use ocistore;
 pub use options::{BuildOptions, MAX_LABEL_BYTES};
-pub use progress::{LayerProgress, ProgressFn};
+pub use progress::{Phase, Progress, ProgressFn, Subject};
 pub use scratch::remove_stale_work;
 pub use unpack::{NotApplied, UnpackOptions, UnpackReport, unpack};

@@ -2,7 +2,7 @@
 //! checked against the magic bytes, decompressed ahead of the reader.
 
 use crate::error::{Error, Result, io};
-use crate::progress::ProgressFn;
+use crate::progress::{ProgressFn, Subject};
 use crate::read_ahead::ReadAhead;
 use ociref::Digest;
 use ocistore::{Compression, Store};
@@ -29,7 +29,8 @@ pub(crate) fn open_layer(
             let total = file.metadata().map_err(io("reading layer", &path))?.len();
             Box::new(ocistore::ProgressReader::new(
                 file,
-                callback.reads_of(digest),
+                callback.clone(),
+                Subject::Layer(digest.clone()),
                 total,
             ))
         }

@@ -48,7 +48,9 @@ pub struct UnpackOptions {
     /// Stop with [`Error::LimitExceeded`] once the layers hold more than
     /// this many entries.
     pub max_entries: Option<u64>,
-    /// Called as each layer blob is read, and once when it is applied.
+    /// Told of each layer, as [`crate::Subject::Layer`] events:
+    /// [`crate::Phase::Bytes`] as its blob is read, and
+    /// [`crate::Phase::Finished`] once it is applied.
     pub progress: Option<ProgressFn>,
 }
 

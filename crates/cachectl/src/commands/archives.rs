@@ -26,7 +26,7 @@ pub(super) fn import(
     for file in files {
         let step = progress.step(format!("importing {}", file.display()));
         let mut options = options.clone();
-        options.progress = progress.file_callback(file);
+        options.progress = progress.callback();
         let report = context.store.import(file, &options);
         drop(step);
         let report = report?;

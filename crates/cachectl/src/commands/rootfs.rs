@@ -49,7 +49,7 @@ pub(super) fn unpack(
     let image = ensure_cached(context, &reference, args.offline, progress, out)?;
     let mut options = rootfs::UnpackOptions::default();
     options.rootless = args.rootless;
-    options.progress = progress.layer_callback();
+    options.progress = progress.callback();
     let step = progress.step(format!(
         "unpacking {reference} into {}",
         args.directory.display()
@@ -177,7 +177,7 @@ fn build_options(args: &BuildArgs, progress: &Progress) -> rootfs::BuildOptions 
     }
     options.output = args.output.clone();
     options.unpack.rootless = args.rootless;
-    options.unpack.progress = progress.layer_callback();
+    options.unpack.progress = progress.callback();
     if let Some(init) = &args.init {
         let (file, path) = match init.split_once(':') {
             Some((file, path)) => (file, path),

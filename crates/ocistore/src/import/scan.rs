@@ -5,10 +5,11 @@
 
 use super::ImportReport;
 use crate::archive::{blob_name, entry_name, link_target};
-use crate::compression::{COPY_BUFFER, Compression, ReadProgressFn};
+use crate::compression::{COPY_BUFFER, Compression};
 use crate::error::{Error, Result, io};
 use crate::layout::Store;
 use crate::temp_file::{TempFile, unbuffered};
+use ocidist::{Phase, Progress, ProgressFn, Subject};
 use ociref::{Digest, Hasher};
 use std::collections::HashMap;
 use std::fs::File;
@@ -55,14 +56,15 @@ impl Scan {
 }
 
 impl Store {
-    /// The one pass over the archive.
+    /// The one pass over the archive, reported to `progress` as bytes of
+    /// the file read, then [`Phase::Finished`].
     pub(super) fn scan_archive(
         &self,
         path: &Path,
-        progress: Option<&ReadProgressFn>,
+        progress: Option<&ProgressFn>,
         report: &mut ImportReport,
     ) -> Result<Scan> {
-        let reader = crate::compression::open_decompressed(path, progress)?;
+        let (reader, size) = crate::compression::open_decompressed(path, progress)?;
         let mut archive = tar::Archive::new(reader);
         let mut scan = Scan::default();
         let read_err = io("reading archive", path);
@@ -104,6 +106,14 @@ impl Store {
                 let staged = self.stage(path, &mut entry)?;
                 scan.staged.insert(name, staged);
             }
+        }
+        if let Some(progress) = progress {
+            progress.report(&Progress {
+                subject: Subject::File(path.to_path_buf()),
+                phase: Phase::Finished,
+                done: size,
+                total: size,
+            });
         }
         Ok(scan)
     }
