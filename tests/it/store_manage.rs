@@ -362,15 +362,18 @@ async fn prune_by_count_budget_and_age_with_a_dry_run_first() {
     assert_eq!(budget.removed, [names[2].clone()]);
     assert_eq!(budget.kept, [names[3].clone()]);
 
-    // Age: t3 was used more than 50 ms ago, a fresh pull of t0 was not.
-    std::thread::sleep(Duration::from_millis(60));
+    // Age: t3 was last used a second before a fresh pull of t0 started;
+    // the threshold lies between their ages whatever the pull took (a
+    // loaded machine makes it slow), with half a second to spare each way.
+    std::thread::sleep(Duration::from_secs(1));
+    let before_pull = std::time::Instant::now();
     store
         .pull(&client, &references[0], &PullOptions::default())
         .await
         .expect("pull");
     let aged = store
         .prune(&PrunePolicy {
-            older_than: Some(Duration::from_millis(50)),
+            older_than: Some(before_pull.elapsed() + Duration::from_millis(500)),
             ..PrunePolicy::default()
         })
         .expect("prune by age");
