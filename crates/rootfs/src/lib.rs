@@ -50,6 +50,7 @@ mod export;
 mod ext4;
 mod layer_tars;
 mod leftovers;
+mod merge;
 mod options;
 mod output;
 mod place;
@@ -69,6 +70,10 @@ pub use error::{Error, Result};
 pub use export::export_tar;
 pub use ext4::{BuiltImage, BuiltLayer, build, build_layers};
 pub use layer_tars::{LayerTar, layer_tars};
+pub use merge::{
+    EntrySink, MergeOptions, MergeReport, MergedEntry, MergedKind, TarSink, merge_entries,
+    merged_tar,
+};
 /// References, digests and platforms, as this crate's API takes them.
 pub use ociref;
 pub use ociref::ErrorKind;
