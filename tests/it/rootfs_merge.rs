@@ -389,6 +389,24 @@ fn layered_cases() -> Vec<(&'static str, Vec<Vec<E>>)> {
             ],
         ),
         (
+            "an opaque marker keeps what its layer wrote below, before and after it",
+            vec![
+                vec![
+                    e('f', "o/old", "old"),
+                    e('f', "o/sub/old", "old"),
+                    e('f', "o/kept/deeper/old", "old"),
+                ],
+                vec![
+                    e('f', "o/kept/deeper/new", "new"),
+                    e('f', "o/before", "before"),
+                    e('f', "o/.wh..wh..opq", ""),
+                    e('f', "o/after", "after"),
+                    e('d', "o/sub/", ""),
+                    e('h', "o/link", "o/after"),
+                ],
+            ],
+        ),
+        (
             "devices, fifos, a link to a symlink, a symlink replaced",
             vec![
                 vec![

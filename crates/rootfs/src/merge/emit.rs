@@ -15,50 +15,58 @@ use super::content::Content;
 use super::index::{Index, InodeId, NodeKind, Pos};
 use super::{EntrySink, MergedEntry, MergedKind};
 use crate::error::{Error, Result};
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
 
 /// What to emit at one entry.
 #[derive(Debug)]
-pub(super) enum Action {
+pub(super) enum Action<'a> {
     /// The inode this entry made, under this name.
-    Inode(InodeId, PathBuf),
+    Inode(InodeId, &'a Path),
     /// Another name of an inode already emitted under the second path.
-    Link(PathBuf, PathBuf),
+    Link(&'a Path, &'a Path),
     /// A directory (if not emitted yet).
-    Dir(PathBuf),
+    Dir(&'a Path),
 }
 
 /// The actions of the final tree, by entry.
-pub(super) fn plan(index: &Index) -> BTreeMap<Pos, Action> {
-    let mut plan = BTreeMap::new();
-    let mut names: HashMap<InodeId, Vec<(Pos, &PathBuf)>> = HashMap::new();
+pub(super) fn plan(index: &Index) -> BTreeMap<Pos, Action<'_>> {
+    // The name each inode is emitted under, with the entry that bound it:
+    // the one its content entry bound, else the one bound first.
+    let mut primary: Vec<Option<(Pos, &Path)>> = vec![None; index.inodes.len()];
     for (path, binding) in &index.tree {
         let inode = &index.inodes[binding.inode as usize];
-        match (binding.pos, &inode.kind) {
-            (Some(pos), NodeKind::Dir) => {
-                plan.insert(pos, Action::Dir(path.clone()));
+        let (Some(pos), false) = (binding.pos, inode.kind == NodeKind::Dir) else {
+            continue;
+        };
+        let slot = &mut primary[binding.inode as usize];
+        let better = match slot {
+            None => true,
+            Some((held, _)) => {
+                Some(*held) != inode.source && (Some(pos) == inode.source || pos < *held)
             }
-            (None, _) => {}
-            (Some(pos), _) => names.entry(binding.inode).or_default().push((pos, path)),
+        };
+        if better {
+            *slot = Some((pos, path));
         }
     }
-    for (id, mut bound) in names {
-        bound.sort();
-        let source = index.inodes[id as usize].source;
-        let primary = bound
-            .iter()
-            .find(|(pos, _)| Some(*pos) == source)
-            .unwrap_or(&bound[0])
-            .1
-            .clone();
-        if let Some(source) = source {
-            plan.insert(source, Action::Inode(id, primary.clone()));
+    let mut plan = BTreeMap::new();
+    for (path, binding) in &index.tree {
+        let inode = &index.inodes[binding.inode as usize];
+        let Some(pos) = binding.pos else {
+            continue;
+        };
+        if inode.kind == NodeKind::Dir {
+            plan.insert(pos, Action::Dir(path));
+            continue;
         }
-        for (pos, path) in bound {
-            if *path != primary {
-                plan.insert(pos, Action::Link(path.clone(), primary.clone()));
-            }
+        let Some((_, name)) = primary[binding.inode as usize] else {
+            continue;
+        };
+        if name != path.as_path() {
+            plan.insert(pos, Action::Link(path, name));
+        } else if let Some(source) = inode.source {
+            plan.insert(source, Action::Inode(binding.inode, name));
         }
     }
     plan
@@ -68,7 +76,8 @@ pub(super) fn plan(index: &Index) -> BTreeMap<Pos, Action> {
 pub(super) struct Emitter<'a, S: EntrySink + ?Sized> {
     pub(super) index: &'a Index,
     pub(super) sink: &'a mut S,
-    emitted: HashSet<PathBuf>,
+    /// Paths emitted (borrowed from the index).
+    emitted: HashSet<&'a Path>,
     /// Entries emitted.
     pub(super) count: u64,
     /// Bytes of regular-file content emitted.
@@ -97,13 +106,17 @@ impl<'a, S: EntrySink + ?Sized> Emitter<'a, S> {
 
     /// Carries out `action`; `content` is the entry's (needed by a
     /// regular file's [`Action::Inode`] only).
-    pub(super) fn act(&mut self, action: &Action, content: Option<&mut Content<'_>>) -> Result<()> {
+    pub(super) fn act(
+        &mut self,
+        action: &Action<'a>,
+        content: Option<&mut Content<'_>>,
+    ) -> Result<()> {
         let index = self.index;
         match action {
             Action::Dir(path) => self.dir(path),
             Action::Link(path, target) => {
                 self.parents(path)?;
-                let inode = &index.inodes[index.tree[path].inode as usize];
+                let inode = &index.inodes[index.tree[*path].inode as usize];
                 self.send(path, MergedKind::Hardlink(target), inode, None)
             }
             Action::Inode(id, path) => {
@@ -128,8 +141,8 @@ impl<'a, S: EntrySink + ?Sized> Emitter<'a, S> {
     }
 
     /// Emits the directories above `path` not emitted yet, top first.
-    fn parents(&mut self, path: &Path) -> Result<()> {
-        let missing: Vec<&Path> = path
+    fn parents(&mut self, path: &'a Path) -> Result<()> {
+        let missing: Vec<&'a Path> = path
             .ancestors()
             .skip(1)
             .take_while(|p| !p.as_os_str().is_empty() && !self.emitted.contains(*p))
@@ -141,7 +154,7 @@ impl<'a, S: EntrySink + ?Sized> Emitter<'a, S> {
     }
 
     /// The directory `path`, with its final metadata, once.
-    fn dir(&mut self, path: &Path) -> Result<()> {
+    fn dir(&mut self, path: &'a Path) -> Result<()> {
         if self.emitted.contains(path) {
             return Ok(());
         }
@@ -166,7 +179,7 @@ impl<'a, S: EntrySink + ?Sized> Emitter<'a, S> {
 
     fn send(
         &mut self,
-        path: &Path,
+        path: &'a Path,
         kind: MergedKind<'_>,
         inode: &super::index::Inode,
         content: Option<&mut Content<'_>>,
@@ -197,7 +210,7 @@ impl<'a, S: EntrySink + ?Sized> Emitter<'a, S> {
             source,
         })?;
         self.count += 1;
-        self.emitted.insert(path.to_path_buf());
+        self.emitted.insert(path);
         Ok(())
     }
 }

@@ -9,7 +9,7 @@
 use crate::error::Result;
 use crate::unpack::{Ctx, EntryInfo, Kind, clean_path, read_entry, whiteout_of};
 use ociref::Digest;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io::Read;
 use std::ops::Bound;
@@ -57,6 +57,23 @@ pub(super) struct Inode {
 pub(super) struct Binding {
     pub(super) inode: InodeId,
     pub(super) pos: Option<Pos>,
+    /// The last layer (counted from 1) that wrote this path: a whiteout
+    /// of that layer keeps it.
+    created: u32,
+    /// The last layer (from 1) that wrote it or something below it: an
+    /// opaque marker of that layer keeps it.
+    touched: u32,
+}
+
+impl Binding {
+    fn new(inode: InodeId, pos: Option<Pos>) -> Binding {
+        Binding {
+            inode,
+            pos,
+            created: 0,
+            touched: 0,
+        }
+    }
 }
 
 /// The tree the layers make, without their content.
@@ -73,10 +90,8 @@ pub(super) struct Index {
     pub(super) entries: u64,
     /// Whiteouts and opaque markers read.
     pub(super) whiteouts: u64,
-    /// Paths the current layer wrote.
-    created: HashSet<PathBuf>,
-    /// Those paths and their ancestors.
-    touched: HashSet<PathBuf>,
+    /// The layer being read, counted from 1.
+    stamp: u32,
 }
 
 impl Index {
@@ -87,8 +102,7 @@ impl Index {
         digest: &Digest,
         entries: tar::Entries<'_, R>,
     ) -> Result<()> {
-        self.created.clear();
-        self.touched.clear();
+        self.stamp = layer + 1;
         let ctx = Ctx {
             layer: digest,
             entry: "",
@@ -182,8 +196,7 @@ impl Index {
                         source: None,
                     };
                     let inode = self.new_inode(implicit);
-                    let binding = Binding { inode, pos: None };
-                    self.tree.insert(prefix.clone(), binding);
+                    self.tree.insert(prefix.clone(), Binding::new(inode, None));
                 }
             }
         }
@@ -232,15 +245,19 @@ impl Index {
         }
     }
 
-    /// Notes `rel` as written by the current layer.
+    /// Notes `rel` as written by the current layer, and it and its
+    /// ancestors as touched (up to one already noted: its ancestors are).
     fn mark_created(&mut self, rel: &Path) {
-        self.created.insert(rel.to_path_buf());
-        let mut path = Some(rel);
-        while let Some(p) = path {
-            if p.as_os_str().is_empty() || !self.touched.insert(p.to_path_buf()) {
-                break;
+        let stamp = self.stamp;
+        if let Some(binding) = self.tree.get_mut(rel) {
+            binding.created = stamp;
+        }
+        for path in rel.ancestors().take_while(|p| !p.as_os_str().is_empty()) {
+            match self.tree.get_mut(path) {
+                Some(binding) if binding.touched == stamp => break,
+                Some(binding) => binding.touched = stamp,
+                None => {}
             }
-            path = p.parent();
         }
     }
 
@@ -253,7 +270,8 @@ impl Index {
         }
         if whiteout != b".wh..opq" {
             let rel = parent.join(OsStr::from_bytes(whiteout));
-            if !self.created.contains(&rel) && self.check_parent(ctx, &rel)? {
+            let created = self.tree.get(&rel).is_some_and(|b| b.created == self.stamp);
+            if !created && self.check_parent(ctx, &rel)? {
                 self.remove(&rel);
             }
             return Ok(());
@@ -276,18 +294,18 @@ impl Index {
 
     /// Removes from `dir` what the current layer did not write.
     fn prune(&mut self, dir: &Path) {
-        let children: Vec<(PathBuf, bool)> = self
+        let children: Vec<(PathBuf, bool, bool)> = self
             .tree
             .range::<Path, _>((Bound::Excluded(dir), Bound::Unbounded))
             .take_while(|(path, _)| path.starts_with(dir))
             .filter(|(path, _)| path.parent() == Some(dir))
             .map(|(path, b)| {
                 let is_dir = self.inodes[b.inode as usize].kind == NodeKind::Dir;
-                (path.clone(), is_dir)
+                (path.clone(), is_dir, b.touched == self.stamp)
             })
             .collect();
-        for (child, is_dir) in children {
-            if !self.touched.contains(&child) {
+        for (child, is_dir, touched) in children {
+            if !touched {
                 self.remove(&child);
             } else if is_dir {
                 self.prune(&child);
@@ -314,13 +332,8 @@ impl Index {
             inode.xattrs.clear();
         }
         let inode = self.new_inode(inode);
-        self.tree.insert(
-            rel.clone(),
-            Binding {
-                inode,
-                pos: Some(pos),
-            },
-        );
+        self.tree
+            .insert(rel.clone(), Binding::new(inode, Some(pos)));
         self.mark_created(&rel);
         Ok(())
     }
@@ -344,11 +357,8 @@ impl Index {
             }
             None => {
                 let inode = self.new_inode(inode_of(NodeKind::Dir, info, Some(pos)));
-                let binding = Binding {
-                    inode,
-                    pos: Some(pos),
-                };
-                self.tree.insert(rel.clone(), binding);
+                self.tree
+                    .insert(rel.clone(), Binding::new(inode, Some(pos)));
             }
         }
         self.mark_created(&rel);
@@ -380,11 +390,8 @@ impl Index {
             let gone = std::io::Error::from(std::io::ErrorKind::NotFound);
             return Err(ctx.io("linking", &rel)(gone));
         }
-        let binding = Binding {
-            inode,
-            pos: Some(pos),
-        };
-        self.tree.insert(rel.clone(), binding);
+        self.tree
+            .insert(rel.clone(), Binding::new(inode, Some(pos)));
         self.mark_created(&rel);
         Ok(())
     }
@@ -400,5 +407,90 @@ fn inode_of(kind: NodeKind, info: &EntryInfo, source: Option<Pos>) -> Inode {
         mtime: info.mtime,
         xattrs: info.xattrs.clone(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Index;
+    use ociref::Digest;
+    use std::io::{BufReader, BufWriter};
+
+    /// Resident memory of this process, bytes.
+    fn rss() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").expect("status");
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .expect("VmRSS");
+        let kib: u64 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .expect("number");
+        kib * 1024
+    }
+
+    #[test]
+    fn index_of_a_hundred_thousand_entries_stays_small() {
+        // Debian-like paths: 1,000 directories of 100 entries, every 20th
+        // a symlink, every 97th a hardlink to the file before it.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("layer.tar");
+        let file = std::fs::File::create(&path).expect("tar");
+        let mut builder = tar::Builder::new(BufWriter::new(file));
+        for d in 0..1_000 {
+            let parent = format!("usr/share/doc/package-{d:04}");
+            let mut header = tar::Header::new_ustar();
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_mode(0o755);
+            header.set_size(0);
+            builder
+                .append_data(&mut header, &parent, std::io::empty())
+                .expect("dir");
+            for f in 0..99 {
+                let name = format!("{parent}/changelog-{f:02}.Debian.gz");
+                let mut header = tar::Header::new_ustar();
+                header.set_mode(0o644);
+                header.set_size(0);
+                if f % 20 == 19 {
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    builder.append_link(&mut header, &name, "changelog-00.Debian.gz")
+                } else if f % 97 == 96 {
+                    header.set_entry_type(tar::EntryType::Link);
+                    builder.append_link(
+                        &mut header,
+                        &name,
+                        format!("{parent}/changelog-00.Debian.gz"),
+                    )
+                } else {
+                    builder.append_data(&mut header, &name, std::io::empty())
+                }
+                .expect("entry");
+            }
+        }
+        builder.into_inner().expect("tar");
+        let layer: Digest = format!("sha256:{}", "ef".repeat(32))
+            .parse()
+            .expect("digest");
+        let before = rss();
+        let file = std::fs::File::open(&path).expect("tar");
+        let mut archive = tar::Archive::new(BufReader::new(file));
+        let mut index = Index::default();
+        let entries = archive.entries_with_seek().expect("entries");
+        index.add_layer(0, &layer, entries).expect("indexed");
+        let plan = crate::merge::emit::plan(&index);
+        let grown = rss().saturating_sub(before);
+        eprintln!(
+            "index and plan of {} entries: {} KiB ({} bytes an entry)",
+            index.entries,
+            grown / 1024,
+            grown / index.entries
+        );
+        assert_eq!(index.entries, 100_000);
+        // Paths: the 100,000 entries and `usr`, `usr/share`, `usr/share/doc`.
+        assert_eq!(index.tree.len(), 100_003);
+        assert_eq!(plan.len(), 100_000);
+        assert!(grown < 48 << 20, "{grown} bytes");
     }
 }

@@ -244,7 +244,7 @@ pub(crate) fn merge_image(
             layer: number as u32 + 1,
             ordinal: 0,
         };
-        let actions: Vec<(&Pos, &Action)> = plan.range(first..next).collect();
+        let actions: Vec<(&Pos, &Action<'_>)> = plan.range(first..next).collect();
         let stream = match actions.iter().any(|(_, a)| needs_content(&index, a)) {
             true => Some(open(store, layer, source(number))?),
             false => None,
@@ -289,11 +289,11 @@ fn needs_content(index: &Index, action: &Action) -> bool {
 
 /// Carries out the `actions` of one layer, reading `stream` (when some
 /// need content) up to the last entry that does.
-fn emit_layer<S: EntrySink + ?Sized>(
-    emitter: &mut Emitter<'_, S>,
+fn emit_layer<'a, S: EntrySink + ?Sized>(
+    emitter: &mut Emitter<'a, S>,
     digest: &Digest,
     stream: Option<Box<dyn Read + Send>>,
-    actions: Vec<(&Pos, &Action)>,
+    actions: Vec<(&Pos, &Action<'a>)>,
 ) -> Result<()> {
     let index = emitter.index;
     let last = actions
