@@ -288,8 +288,16 @@ fn layer(entries: &[E]) -> (Vec<u8>, &'static str) {
     (gzip(&builder.into_inner().expect("tar")), GZIP_LAYER)
 }
 
+/// A named image: its layers, base first.
+type Case = (&'static str, Vec<Vec<E>>);
+
 /// Images whose layers hide, replace and link across each other.
-fn layered_cases() -> Vec<(&'static str, Vec<Vec<E>>)> {
+fn layered_cases() -> Vec<Case> {
+    [hiding_cases(), replacing_cases()].concat()
+}
+
+/// Whiteouts, opaque directories, hardlinks outliving their target.
+fn hiding_cases() -> Vec<Case> {
     vec![
         (
             "whiteouts and an opaque directory",
@@ -340,6 +348,12 @@ fn layered_cases() -> Vec<(&'static str, Vec<Vec<E>>)> {
                 e('s', "l", "b"),
             ]],
         ),
+    ]
+}
+
+/// Replacements, duplicates, metadata, special files.
+fn replacing_cases() -> Vec<Case> {
+    vec![
         (
             "directories replaced by files and files by directories",
             vec![
