@@ -9,6 +9,7 @@
 use crate::error::Result;
 use crate::unpack::{Ctx, EntryInfo, Kind, clean_path, read_entry, whiteout_of};
 use ociref::Digest;
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io::Read;
@@ -50,6 +51,9 @@ pub(super) struct Inode {
     pub(super) xattrs: Vec<(String, Vec<u8>)>,
     /// The entry that made it (none for a directory no entry declares).
     pub(super) source: Option<Pos>,
+    /// A regular file read from a layer tar: where its entry (its first
+    /// header, PAX or GNU long-name headers included) starts in that tar.
+    pub(super) at: Option<u64>,
 }
 
 /// A path of the tree: its inode and the entry that bound it there.
@@ -96,20 +100,30 @@ pub(super) struct Index {
 
 impl Index {
     /// Reads every header of one layer (`layer` counted from the base).
+    /// `starts`, when given, holds where the reader under `entries` first
+    /// read after it was emptied: the start of the next entry.
     pub(super) fn add_layer<R: Read>(
         &mut self,
         layer: u32,
         digest: &Digest,
-        entries: tar::Entries<'_, R>,
+        mut entries: tar::Entries<'_, R>,
+        starts: Option<&Cell<Option<u64>>>,
     ) -> Result<()> {
         self.stamp = layer + 1;
         let ctx = Ctx {
             layer: digest,
             entry: "",
         };
-        for (ordinal, entry) in (0u64..).zip(entries) {
+        for ordinal in 0u64.. {
+            if let Some(starts) = starts {
+                starts.set(None);
+            }
+            let Some(entry) = entries.next() else {
+                break;
+            };
             let entry = entry.map_err(|e| ctx.layer_read(e))?;
-            self.add_entry(Pos { layer, ordinal }, digest, entry)?;
+            let at = starts.and_then(Cell::get);
+            self.add_entry(Pos { layer, ordinal }, digest, entry, at)?;
         }
         Ok(())
     }
@@ -120,6 +134,7 @@ impl Index {
         pos: Pos,
         digest: &Digest,
         mut entry: tar::Entry<'_, R>,
+        at: Option<u64>,
     ) -> Result<()> {
         self.entries += 1;
         let raw_path = entry.path_bytes().into_owned();
@@ -149,7 +164,7 @@ impl Index {
             return Ok(());
         }
         self.ensure_parent(&ctx, &rel)?;
-        self.create(&ctx, pos, rel, info)
+        self.create(&ctx, pos, rel, info, at)
     }
 
     /// The kind of what `rel` holds.
@@ -194,6 +209,7 @@ impl Index {
                         mtime: 0,
                         xattrs: Vec::new(),
                         source: None,
+                        at: None,
                     };
                     let inode = self.new_inode(implicit);
                     self.tree.insert(prefix.clone(), Binding::new(inode, None));
@@ -314,7 +330,14 @@ impl Index {
     }
 
     /// What the entry at `rel` makes (its parent in place).
-    fn create(&mut self, ctx: &Ctx<'_>, pos: Pos, rel: PathBuf, info: EntryInfo) -> Result<()> {
+    fn create(
+        &mut self,
+        ctx: &Ctx<'_>,
+        pos: Pos,
+        rel: PathBuf,
+        info: EntryInfo,
+        at: Option<u64>,
+    ) -> Result<()> {
         let kind = match info.kind {
             Kind::Dir => return self.make_dir(pos, rel, &info),
             Kind::Hardlink(ref target) => return self.link(ctx, pos, rel, target),
@@ -328,7 +351,9 @@ impl Index {
         if let NodeKind::Symlink(_) = inode.kind {
             inode.mode = 0o777;
         }
-        if inode.kind != NodeKind::File {
+        if inode.kind == NodeKind::File {
+            inode.at = at;
+        } else {
             inode.xattrs.clear();
         }
         let inode = self.new_inode(inode);
@@ -407,6 +432,7 @@ fn inode_of(kind: NodeKind, info: &EntryInfo, source: Option<Pos>) -> Inode {
         mtime: info.mtime,
         xattrs: info.xattrs.clone(),
         source,
+        at: None,
     }
 }
 
@@ -478,7 +504,7 @@ mod tests {
         let mut archive = tar::Archive::new(BufReader::new(file));
         let mut index = Index::default();
         let entries = archive.entries_with_seek().expect("entries");
-        index.add_layer(0, &layer, entries).expect("indexed");
+        index.add_layer(0, &layer, entries, None).expect("indexed");
         let plan = crate::merge::emit::plan(&index);
         let grown = rss().saturating_sub(before);
         eprintln!(

@@ -57,6 +57,7 @@
 mod content;
 mod emit;
 mod index;
+mod sorted;
 mod tar_sink;
 
 pub use tar_sink::TarSink;
@@ -135,6 +136,14 @@ pub struct MergeOptions {
     /// Read the uncompressed layer tars ([`crate::layer_tars`], made when
     /// missing) instead of decompressing each layer twice.
     pub layer_tars: bool,
+    /// Emit the final tree in path order (each directory followed by what
+    /// it holds, names sorted bytewise) instead of layer order: what an
+    /// extractor that sets a directory's time as it leaves it (GNU tar
+    /// without `--delay-directory-restore`) needs. Reads content by
+    /// seeking in the layer tars, so it implies `layer_tars`. The root
+    /// (`./`) is then not emitted, as an export never changed the
+    /// directory it is extracted into.
+    pub sorted: bool,
 }
 
 /// What [`merge_entries`] did.
@@ -167,11 +176,11 @@ pub fn merge_entries(
 ) -> Result<MergeReport> {
     // Held until the layers are read: `gc` keeps them.
     let (_lease, image) = select_image(store, reference, platform)?;
-    let tars = match options.layer_tars {
+    let tars = match options.layer_tars || options.sorted {
         true => Some(layer_tars(store, reference, platform)?),
         false => None,
     };
-    merge_image(store, &image, tars.as_deref(), sink)
+    merge_image(store, &image, tars.as_deref(), options.sorted, sink)
 }
 
 /// [`merge_entries`] written to `writer` as one tar stream ([`TarSink`]).
@@ -199,11 +208,13 @@ enum Source<'t> {
 }
 
 /// The merge of `image`, its layers read from `tars` when given (one per
-/// layer, base first) or decompressed from their blobs.
+/// layer, base first) or decompressed from their blobs; in path order when
+/// `sorted` (which needs `tars`).
 pub(crate) fn merge_image(
     store: &Store,
     image: &ImageDetails,
     tars: Option<&[LayerTar]>,
+    sorted: bool,
     sink: &mut dyn EntrySink,
 ) -> Result<MergeReport> {
     let source = |number: usize| match tars {
@@ -218,24 +229,27 @@ pub(crate) fn merge_image(
             source,
         };
         match source(number) {
-            Source::Tar(tar) => {
-                let file = crate::safe::open_read(store, &tar.path)?;
-                let mut archive = tar::Archive::new(BufReader::with_capacity(256 * 1024, file));
-                let entries = archive.entries_with_seek().map_err(read_error)?;
-                index.add_layer(number as u32, digest, entries)?;
-            }
+            Source::Tar(tar) => sorted::index_tar(&mut index, store, number as u32, digest, tar)?,
             Source::Blob => {
                 let media_type = &layer.descriptor.media_type;
                 let mut archive = tar::Archive::new(open_layer(store, digest, media_type, None)?);
                 let entries = archive.entries().map_err(read_error)?;
-                index.add_layer(number as u32, digest, entries)?;
+                index.add_layer(number as u32, digest, entries, None)?;
             }
         }
     }
-    let plan = plan(&index);
+    let plan = match sorted {
+        true => Default::default(),
+        false => plan(&index),
+    };
     let mut emitter = Emitter::new(&index, sink);
-    emitter.root()?;
-    for (number, layer) in image.layers.iter().enumerate() {
+    if !sorted {
+        emitter.root()?;
+    }
+    if let (true, Some(tars)) = (sorted, tars) {
+        sorted::emit_sorted(&mut emitter, store, image, tars)?;
+    }
+    for (number, layer) in image.layers.iter().enumerate().filter(|_| !sorted) {
         let first = Pos {
             layer: number as u32,
             ordinal: 0,
@@ -312,7 +326,7 @@ fn emit_layer<'a, S: EntrySink + ?Sized>(
             if ordinal > last {
                 break;
             }
-            let mut entry = entry.map_err(read_error)?;
+            let entry = entry.map_err(read_error)?;
             let Some((pos, action)) = actions.next_if(|(pos, _)| pos.ordinal == ordinal) else {
                 continue;
             };
@@ -321,6 +335,32 @@ fn emit_layer<'a, S: EntrySink + ?Sized>(
                 emitter.act(action, None)?;
                 continue;
             }
+            with_content(emitter, digest, entry, action)?;
+        }
+    }
+    for (_, action) in actions {
+        if needs_content(index, action) {
+            let short = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+            return Err(Error::LayerRead {
+                layer: digest.clone(),
+                source: short,
+            });
+        }
+        emitter.act(action, None)?;
+    }
+    Ok(())
+}
+
+/// Carries out `action` with the content of `entry`, the regular file it
+/// emits.
+fn with_content<'a, S: EntrySink + ?Sized, R: Read>(
+    emitter: &mut Emitter<'a, S>,
+    digest: &Digest,
+    mut entry: tar::Entry<'_, R>,
+    action: &Action<'a>,
+) -> Result<()> {
+    {
+        {
             let raw_path = entry.path_bytes().into_owned();
             let shown = String::from_utf8_lossy(&raw_path).into_owned();
             let ctx = Ctx {
@@ -336,18 +376,7 @@ fn emit_layer<'a, S: EntrySink + ?Sized>(
             };
             let size = entry.size();
             let mut content = Content::new(&ctx, &info, size, &mut entry)?;
-            emitter.act(action, Some(&mut content))?;
+            emitter.act(action, Some(&mut content))
         }
     }
-    for (_, action) in actions {
-        if needs_content(index, action) {
-            let short = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
-            return Err(Error::LayerRead {
-                layer: digest.clone(),
-                source: short,
-            });
-        }
-        emitter.act(action, None)?;
-    }
-    Ok(())
 }
