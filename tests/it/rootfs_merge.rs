@@ -65,15 +65,16 @@ fn assert_ordered(bytes: &[u8]) -> Vec<(String, tar::EntryType)> {
     listing
 }
 
-/// `bytes` extracted by GNU tar as root (owners, devices, xattrs).
-fn gnu_extract(bytes: &[u8], dir: &Path) -> std::path::PathBuf {
-    let target = dir.join("gnu");
+/// `bytes` extracted by GNU tar as root (owners, devices, xattrs) into
+/// `dir/<name>`; `delay`: directory metadata set at the end, not when GNU
+/// tar leaves the directory (the layer order does not group a directory's
+/// entries; the path order of `export_tar` does).
+fn gnu_extract(bytes: &[u8], dir: &Path, name: &str, delay: bool) -> std::path::PathBuf {
+    let target = dir.join(name);
     std::fs::create_dir(&target).expect("dir");
     let mut child = Command::new("tar")
         .args(["-x", "-p", "--same-owner", "--numeric-owner", "--xattrs"])
-        // Entries of a directory are not grouped: its metadata is set at
-        // the end, not when GNU tar leaves it.
-        .arg("--delay-directory-restore")
+        .args(delay.then_some("--delay-directory-restore"))
         .args(["--xattrs-include=*", "-f", "-", "-C"])
         .arg(&target)
         .stdin(std::process::Stdio::piped())
@@ -103,11 +104,27 @@ fn assert_merge_equals_unpack(store: &Store, reference: &Reference, dir: &Path) 
     let bytes = merged(store, reference);
     assert_ordered(&bytes);
     let ours = tree(&unpacked);
-    let gnu = tree(&gnu_extract(&bytes, dir));
+    let gnu = tree(&gnu_extract(&bytes, dir, "gnu", true));
     let diff = differences(&ours, &gnu);
     assert!(
         diff.is_empty(),
         "{reference}: GNU tar of the merge differs from the unpack:\n{}",
+        diff.join("\n")
+    );
+    let mut exported = Vec::new();
+    rootfs::export_tar(store, reference, None, &mut exported).expect("export");
+    let listing = assert_ordered(&exported);
+    let mut sorted = listing.clone();
+    sorted.sort_by(|a, b| Path::new(&a.0).cmp(Path::new(&b.0)));
+    assert!(
+        listing == sorted,
+        "{reference}: the export is not in path order"
+    );
+    let gnu = tree(&gnu_extract(&exported, dir, "exported", false));
+    let diff = differences(&ours, &gnu);
+    assert!(
+        diff.is_empty(),
+        "{reference}: GNU tar of the export differs from the unpack:\n{}",
         diff.join("\n")
     );
     let (one, one_reference) = hand_built_store(&dir.join("one"), &[(bytes.clone(), TAR_LAYER)]);
@@ -562,7 +579,7 @@ fn merged_tar_refuses_the_hostile_corpus_as_the_unpack_does() {
         match (unpacked, merged) {
             (Ok(_), Ok(_)) => {
                 assert_ordered(&bytes);
-                let gnu = tree(&gnu_extract(&bytes, dir.path()));
+                let gnu = tree(&gnu_extract(&bytes, dir.path(), "gnu", true));
                 let diff = differences(&tree(&target), &gnu);
                 assert!(diff.is_empty(), "{context}:\n{}", diff.join("\n"));
             }
