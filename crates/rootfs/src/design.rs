@@ -163,8 +163,8 @@
 //!   GNU tar needs `--delay-directory-restore`). With `sorted` (what
 //!   [`export_tar`](crate::export_tar) uses) the tree comes in path order,
 //!   content read by seeking in the uncompressed layer tars.
-//! - Memory: the index holds every path and inode, about 400 bytes an
-//!   entry (40 MB for 100,000 entries; measured by
+//! - Memory: the index holds every path and inode, about 420 bytes an
+//!   entry (41 MB for 100,000 entries; measured by
 //!   `index_of_a_hundred_thousand_entries_stays_small`); content is never
 //!   held. Reading the blobs costs two decompressions (the second stops
 //!   after the last surviving file); with the layer tars the first pass

@@ -517,6 +517,7 @@ mod tests {
         // Paths: the 100,000 entries and `usr`, `usr/share`, `usr/share/doc`.
         assert_eq!(index.tree.len(), 100_003);
         assert_eq!(plan.len(), 100_000);
-        assert!(grown < 48 << 20, "{grown} bytes");
+        // About 41 MiB alone; other tests of this binary allocate too.
+        assert!(grown < 64 << 20, "{grown} bytes");
     }
 }

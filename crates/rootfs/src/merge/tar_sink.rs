@@ -37,8 +37,9 @@ impl<W: Write> TarSink<W> {
     }
 }
 
-/// `bytes` in a header field of `N` bytes, or `None` when it does not fit
-/// (a NUL in the name never fits either).
+/// Writes `bytes` into a header `field`, NUL-padded, and answers whether
+/// they fit (a NUL among them never does); what does not fit is written
+/// cut, for readers that ignore the PAX record that then carries it.
 fn fits(field: &mut [u8], bytes: &[u8]) -> bool {
     if bytes.len() > field.len() || bytes.contains(&0) {
         let cut = bytes.len().min(field.len());
@@ -124,5 +125,78 @@ impl<W: Write> EntrySink for TarSink<W> {
             return Ok(());
         }
         self.builder.append(&header, data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TarSink;
+    use crate::merge::{EntrySink, MergedEntry, MergedKind};
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    fn entry<'a>(path: &'a Path, kind: MergedKind<'a>) -> MergedEntry<'a> {
+        MergedEntry {
+            path,
+            kind,
+            uid: 0,
+            gid: 0,
+            mode: 0o644,
+            mtime: 1,
+            xattrs: &[],
+        }
+    }
+
+    #[test]
+    fn what_a_ustar_header_cannot_hold_goes_in_pax_records() {
+        let long = "d/".repeat(60) + "file";
+        let target = "t".repeat(150);
+        let xattrs = [("user.k".to_owned(), b"v\0w".to_vec())];
+        let mut sink = TarSink::new(Vec::new());
+        let mut file = entry(Path::new(&long), MergedKind::File { size: 3 });
+        (file.uid, file.gid, file.mtime) = (3_000_000, 7, -86_400);
+        file.xattrs = &xattrs;
+        sink.entry(&file, &mut &b"abc"[..]).expect("file");
+        let mut link = entry(Path::new("l"), MergedKind::Symlink(Path::new(&target)));
+        link.mtime = 9_000_000_000;
+        sink.entry(&link, &mut std::io::empty()).expect("symlink");
+        let device = MergedKind::Device {
+            block: false,
+            major: 1,
+            minor: 3,
+        };
+        sink.entry(&entry(Path::new("null"), device), &mut std::io::empty())
+            .expect("device");
+        let bytes = sink.finish().expect("finished");
+        let mut archive = tar::Archive::new(&bytes[..]);
+        let mut seen = Vec::new();
+        for item in archive.entries().expect("entries") {
+            let mut item = item.expect("entry");
+            let records: BTreeMap<String, Vec<u8>> = item
+                .pax_extensions()
+                .expect("pax")
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    let r = r.expect("record");
+                    (r.key().expect("key").to_owned(), r.value_bytes().to_vec())
+                })
+                .collect();
+            let path = item.path().expect("path").to_string_lossy().into_owned();
+            let link = item.link_name().expect("link").map(|l| l.into_owned());
+            let header = item.header();
+            let device = header.device_major().ok().flatten();
+            seen.push((path, link, records, device, item.size()));
+        }
+        assert_eq!(seen[0].0, long);
+        let records = &seen[0].2;
+        assert_eq!(records["uid"], b"3000000");
+        assert_eq!(records["mtime"], b"-86400");
+        assert_eq!(records["SCHILY.xattr.user.k"], b"v\0w");
+        assert!(!records.contains_key("gid"), "{records:?}");
+        assert_eq!(seen[0].4, 3);
+        assert_eq!(seen[1].1.as_deref(), Some(Path::new(&target)));
+        assert_eq!(seen[1].2["mtime"], b"9000000000");
+        assert_eq!((seen[2].0.as_str(), seen[2].3), ("null", Some(1)));
     }
 }
