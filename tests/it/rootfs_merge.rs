@@ -98,7 +98,11 @@ fn gnu_extract(bytes: &[u8], dir: &Path, name: &str, delay: bool) -> std::path::
 
 /// The merged tar of `reference` extracts, by GNU tar and by the unpack
 /// (as a one-layer image), to the tree `rootfs::unpack` makes.
-fn assert_merge_equals_unpack(store: &Store, reference: &Reference, dir: &Path) -> Vec<u8> {
+pub(crate) fn assert_merge_equals_unpack(
+    store: &Store,
+    reference: &Reference,
+    dir: &Path,
+) -> Vec<u8> {
     let unpacked = dir.join("unpacked");
     rootfs::unpack(store, reference, None, &unpacked, &UnpackOptions::default()).expect("unpack");
     let bytes = merged(store, reference);
