@@ -153,7 +153,9 @@
 //!   layer are resolved by the first pass too: the last one wins, a
 //!   hardlink made to an earlier one keeps that earlier content (its inode
 //!   outlives the name), and the name that carries the content is then the
-//!   link's.
+//!   link's. A single layer takes both passes too: an entry of it can
+//!   be replaced or whited out by a later one of the same layer, and an
+//!   emitted entry is never taken back.
 //! - Order: layer order (an inode at the entry that made it, its other
 //!   names as hardlinks at the entries that linked them; a directory with
 //!   its final metadata at its first entry or before the first thing below
