@@ -412,7 +412,7 @@ fn replacing_cases() -> Vec<Case> {
                 vec![
                     e('f', "deep/a/b/c", "c"),
                     e('d', "usr/", "").meta(0o755, 0, 1).xattr("user.one", "1"),
-                    e('d', "./", "").meta(0o711, 0, 4),
+                    e('d', "./", "").meta(0o711, 0, 4).xattr("user.root", "r"),
                 ],
                 vec![
                     e('d', "usr/", "")
@@ -464,7 +464,31 @@ fn merged_tar_of_layers_that_hide_replace_and_link_equals_the_unpack() {
         let encoded: Vec<_> = layers.iter().map(|l| layer(l)).collect();
         let (store, reference) = hand_built_store(&dir.path().join("store"), &encoded);
         eprintln!("case: {name}");
-        assert_merge_equals_unpack(&store, &reference, dir.path());
+        let bytes = assert_merge_equals_unpack(&store, &reference, dir.path());
+        let mut archive = tar::Archive::new(&bytes[..]);
+        let mut first = archive
+            .entries()
+            .expect("entries")
+            .next()
+            .expect("one")
+            .expect("entry");
+        let path = first.path().expect("path").into_owned();
+        if path == Path::new("./") {
+            // The root: the layer's mode, as the unpack gives its target,
+            // and no extended attribute (the unpack sets none on it).
+            let unpacked = std::fs::metadata(dir.path().join("unpacked")).expect("root");
+            use std::os::unix::fs::PermissionsExt;
+            let mode = first.header().mode().expect("mode");
+            assert_eq!(mode, unpacked.permissions().mode() & 0o7777, "{name}");
+            assert_eq!(mode, 0o711, "{name}");
+            let records = first
+                .pax_extensions()
+                .expect("pax")
+                .into_iter()
+                .flatten()
+                .count();
+            assert_eq!(records, 0, "{name}: the root carries PAX records");
+        }
     }
 }
 

@@ -160,7 +160,11 @@ impl Index {
             if !matches!(info.kind, Kind::Dir) {
                 return Err(ctx.unsafe_entry("the root can only be a directory"));
             }
-            self.root = Some(inode_of(NodeKind::Dir, &info, None));
+            // Its owner, mode and mtime; extended attributes are not set
+            // on the root.
+            let mut root = inode_of(NodeKind::Dir, &info, None);
+            root.xattrs.clear();
+            self.root = Some(root);
             return Ok(());
         }
         self.ensure_parent(&ctx, &rel)?;
