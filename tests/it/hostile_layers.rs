@@ -41,9 +41,9 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (String, Vec<u8>, SystemTime)> {
 
 /// One case: a name and its layers, each a list of entries. `{out}` in a
 /// name or link target stands for the canary directory's absolute path.
-struct Case {
-    name: &'static str,
-    layers: Vec<Vec<(&'static str, &'static str, &'static str)>>,
+pub(crate) struct Case {
+    pub(crate) name: &'static str,
+    pub(crate) layers: Vec<Vec<(&'static str, &'static str, &'static str)>>,
 }
 
 fn case(name: &'static str, layers: &[&[(&'static str, &'static str, &'static str)]]) -> Case {
@@ -55,7 +55,7 @@ fn case(name: &'static str, layers: &[&[(&'static str, &'static str, &'static st
 
 /// The corpus. Entries are `(kind, name, link target or file content)`
 /// with kind `f`ile, `d`irectory, `s`ymlink or `h`ardlink.
-fn corpus() -> Vec<Case> {
+pub(crate) fn corpus() -> Vec<Case> {
     [
         dot_dot_cases(),
         symlinked_parent_cases(),

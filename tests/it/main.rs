@@ -26,6 +26,7 @@ mod rootfs_debian;
 mod rootfs_ext4;
 mod rootfs_init;
 mod rootfs_leftovers;
+mod rootfs_merge;
 mod rootfs_overlay;
 mod rootfs_per_layer;
 mod rootfs_plants;

@@ -583,6 +583,16 @@ fn debian_rootfs_pushed_and_pulled_equals_umoci_and_its_layer_overlay() {
     );
     std::fs::remove_dir_all(&unpacked).expect("trees removed");
 
+    let merge = Instant::now();
+    let merged = dir.path().join("merged");
+    std::fs::create_dir(&merged).expect("dir");
+    crate::rootfs_merge::assert_merge_equals_unpack(&store, &reference, &merged);
+    std::fs::remove_dir_all(&merged).expect("trees removed");
+    eprintln!(
+        "merged stream and export against the unpack: {:?}",
+        merge.elapsed()
+    );
+
     let overlay = Instant::now();
     let layers_dir = dir.path().join("layers");
     std::fs::create_dir(&layers_dir).expect("dir");

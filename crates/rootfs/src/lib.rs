@@ -16,9 +16,11 @@
 //!   layer tars no stored layer needs);
 //!   [`build_layers`] makes one ext4 image per layer, whiteouts in
 //!   overlayfs form;
-//! - [`export_tar`] writes the final file system as one tar stream
-//!   (whiteouts resolved, parents before children), as `docker export`
-//!   does;
+//! - [`merged_tar`] and [`merge_entries`] merge the layers into the
+//!   entries of the final tree as a stream, without unpacking (whiteouts
+//!   resolved, each path once, parents before children), to a tar or any
+//!   [`EntrySink`]; [`export_tar`] writes that stream in path order, as
+//!   `docker export` does;
 //! - [`layer_tars`](fn@layer_tars) keeps each layer as an uncompressed tar under the store,
 //!   keyed by diff ID (checked), decompressed concurrently.
 //!
@@ -54,6 +56,7 @@ mod export;
 mod ext4;
 mod layer_tars;
 mod leftovers;
+mod merge;
 mod open_layer;
 mod options;
 mod output;
@@ -73,6 +76,10 @@ pub use error::{Error, Result};
 pub use export::export_tar;
 pub use ext4::{BuiltImage, BuiltLayer, build, build_layers};
 pub use layer_tars::{LayerTar, layer_tars};
+pub use merge::{
+    EntrySink, MergeOptions, MergeReport, MergedEntry, MergedKind, TarSink, merge_entries,
+    merged_tar,
+};
 /// References, digests and platforms, as this crate's API takes them.
 pub use ociref;
 pub use ociref::ErrorKind;

@@ -1,5 +1,5 @@
-//! Private directories for intermediate trees (`build`, `build_layers`,
-//! `export_tar`), on the store's disk or, for `build`, in memory.
+//! Private directories for intermediate trees (`build`, `build_layers`),
+//! on the store's disk or, for `build`, in memory.
 //!
 //! A tree that only lives until `mke2fs -d` has read it need not reach a
 //! disk: unpacked on a tmpfs (`/dev/shm`), it costs no journal, no

@@ -98,11 +98,7 @@ pub(crate) fn write_sparse(
     data: &mut impl Read,
     file: &mut File,
 ) -> Result<u64, SparseError> {
-    let chunks = match &layout.chunks {
-        Some(chunks) => chunks.clone(),
-        None => read_map(data)?,
-    };
-    check(&chunks, layout.real_size).map_err(SparseError::Map)?;
+    let chunks = chunks_of(layout, data)?;
     let mut written = 0;
     for (offset, length) in chunks {
         file.seek(SeekFrom::Start(offset))?;
@@ -116,6 +112,21 @@ pub(crate) fn write_sparse(
     }
     file.set_len(layout.real_size)?;
     Ok(written)
+}
+
+/// Where the chunks of the sparse file `layout` describes go, checked:
+/// from its records, or (format 1.0) read from the start of `data`, which
+/// is then left at the first chunk.
+pub(crate) fn chunks_of(
+    layout: &SparseLayout,
+    data: &mut impl Read,
+) -> Result<Vec<(u64, u64)>, SparseError> {
+    let chunks = match &layout.chunks {
+        Some(chunks) => chunks.clone(),
+        None => read_map(data)?,
+    };
+    check(&chunks, layout.real_size).map_err(SparseError::Map)?;
+    Ok(chunks)
 }
 
 /// Writes `size` bytes of `data` into the new, empty `file`, leaving each

@@ -23,7 +23,9 @@ mod whiteout;
 
 pub(crate) use applier::Applier;
 pub(crate) use confine::clean_path;
+pub(crate) use entry::{Ctx, EntryInfo, Kind, read_entry};
 pub(crate) use metadata::xattrs_of;
+pub(crate) use whiteout::whiteout_of;
 
 use crate::error::{Error, Result, io};
 use crate::open_layer::open_layer;

@@ -14,13 +14,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// The entry being applied, for error messages.
-pub(super) struct Ctx<'a> {
-    pub(super) layer: &'a Digest,
-    pub(super) entry: &'a str,
+pub(crate) struct Ctx<'a> {
+    pub(crate) layer: &'a Digest,
+    pub(crate) entry: &'a str,
 }
 
 impl Ctx<'_> {
-    pub(super) fn unsafe_entry(&self, reason: impl Into<String>) -> Error {
+    pub(crate) fn unsafe_entry(&self, reason: impl Into<String>) -> Error {
         Error::UnsafeEntry {
             layer: self.layer.clone(),
             entry: self.entry.to_owned(),
@@ -28,7 +28,7 @@ impl Ctx<'_> {
         }
     }
 
-    pub(super) fn io(
+    pub(crate) fn io(
         &self,
         what: &'static str,
         path: &Path,
@@ -46,7 +46,7 @@ impl Ctx<'_> {
     }
 
     /// The layer could not be read (or decompressed) further.
-    pub(super) fn layer_read(&self, source: std::io::Error) -> Error {
+    pub(crate) fn layer_read(&self, source: std::io::Error) -> Error {
         Error::LayerRead {
             layer: self.layer.clone(),
             source,
@@ -65,7 +65,7 @@ impl Ctx<'_> {
 }
 
 /// What an entry creates.
-pub(super) enum Kind {
+pub(crate) enum Kind {
     File,
     Dir,
     Symlink(PathBuf),
@@ -75,24 +75,24 @@ pub(super) enum Kind {
 }
 
 /// One entry that names a file, as its header and PAX records give it.
-pub(super) struct EntryInfo {
+pub(crate) struct EntryInfo {
     /// Its name: the header's, or the real name of a sparse file in PAX
     /// form (whose header says `GNUSparseFile.<pid>/<name>`).
-    pub(super) path: Vec<u8>,
-    pub(super) kind: Kind,
+    pub(crate) path: Vec<u8>,
+    pub(crate) kind: Kind,
     /// Permission bits, with setuid, setgid and sticky.
-    pub(super) mode: u32,
-    pub(super) uid: u64,
-    pub(super) gid: u64,
+    pub(crate) mode: u32,
+    pub(crate) uid: u64,
+    pub(crate) gid: u64,
     /// Seconds since the epoch.
-    pub(super) mtime: i64,
+    pub(crate) mtime: i64,
     /// `SCHILY.xattr.*` records.
-    pub(super) xattrs: Vec<(String, Vec<u8>)>,
+    pub(crate) xattrs: Vec<(String, Vec<u8>)>,
     /// The other `GNU.sparse.*` records: a sparse file in PAX form.
-    pub(super) sparse: SparseRecords,
+    pub(crate) sparse: SparseRecords,
     /// An old GNU sparse entry (type `S`): `tar` reads it with its holes
     /// as zeros.
-    pub(super) gnu_sparse: bool,
+    pub(crate) gnu_sparse: bool,
 }
 
 impl EntryInfo {
@@ -110,7 +110,7 @@ impl EntryInfo {
 
 /// Reads what `entry` (named `raw_path` by its header) says, or `None`
 /// for a header that names no file.
-pub(super) fn read_entry<R: Read>(
+pub(crate) fn read_entry<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     raw_path: Vec<u8>,
     ctx: &Ctx<'_>,

@@ -13,7 +13,7 @@ use std::path::Path;
 
 /// The name an entry at `rel` whites out (`.wh.<name>`, or `.wh..opq`
 /// for the opaque marker), if it is a whiteout.
-pub(super) fn whiteout_of(rel: &Path) -> Option<&[u8]> {
+pub(crate) fn whiteout_of(rel: &Path) -> Option<&[u8]> {
     let name = rel.file_name().map(OsStr::as_bytes).unwrap_or_default();
     name.strip_prefix(b".wh.")
 }

@@ -1,0 +1,390 @@
+//! The merged entry stream: the layers of a stored image, base first,
+//! merged into the entries of the final tree without a tree on the host,
+//! and handed to a sink ([`EntrySink`]; [`TarSink`] writes a tar stream).
+//!
+//! # How
+//! A later entry can hide an earlier one (a whiteout, an opaque directory,
+//! the same path written again, in a later layer or the same one, a
+//! directory replaced by a file), and an earlier inode can outlive its
+//! name (a hardlink to a file a later entry replaces keeps the old
+//! content). One pass cannot tell, at an entry, whether a later one hides
+//! it, so the merge reads the layers twice:
+//! 1. **Index** (`index`): the headers of every layer, base first, applied
+//!    to a tree in memory by the rules the unpack applies to a directory
+//!    (see [`crate::design`]), with the same entry reader, path cleaning
+//!    and refusals, so a hostile layer fails with the error the unpack
+//!    gives (same layer, entry and reason) before anything is emitted.
+//!    The result is the final tree: every path bound to an inode, every
+//!    inode made by one entry (layer, place in the layer) and carrying the
+//!    owner, mode, mtime and extended attributes the layers give it (a
+//!    directory's are its last declaration's, its attributes added to by
+//!    each, as `setxattr` on the existing directory does).
+//! 2. **Emit** (`emit`): the layers again, base first; at each entry that
+//!    made a surviving inode, that inode is emitted once, a regular file
+//!    with the entry's content; the other names of a hardlinked inode
+//!    become hardlink entries to the name emitted first, placed at the
+//!    entries that linked them (so after it). A hardlink whose target was
+//!    later replaced points at the surviving copy, which carries the old
+//!    content; when every name the content entry had is gone the first
+//!    surviving link name takes the content. Directories are emitted with
+//!    their final metadata at their first entry or before the first thing
+//!    below them, so parents precede children (what `mke2fs -d -` and any
+//!    extractor need); directories no entry declares (0755, 0:0, mtime 0)
+//!    come then too, or at the end, sorted, when nothing below them
+//!    survives. A layer with nothing left to emit is not read again, and
+//!    one is read only up to its last surviving file.
+//!
+//! Only the index is held: about 420 bytes an entry (its path, the
+//! binding, the inode, the plan; 41 MB for 100,000 entries), measured
+//! by `index_of_a_hundred_thousand_entries_stays_small` (the RSS grown by
+//! building it, printed). Content is never buffered: a file's bytes go
+//! from the layer to the sink.
+//!
+//! # Layer sources
+//! By default each pass decompresses the layer blob (on the read-ahead
+//! thread of `open_layer::open_layer`): the index reads every byte (a
+//! compressed stream cannot be skipped), the emit pass stops after the
+//! last surviving file. With [`MergeOptions::layer_tars`] the uncompressed
+//! layer tars of [`crate::layer_tars`] are used (made once, kept under the
+//! store keyed by diff ID): the index pass then seeks over content and
+//! reads headers only, and nothing is decompressed twice. They also
+//! allow [`MergeOptions::sorted`] (`sorted`): the final tree in path
+//! order, each file's content read by seeking back to its entry, what
+//! [`crate::export_tar`] writes.
+//!
+//! Layer order does not keep a directory's entries together (a later
+//! layer adds to a directory emitted long before): a consumer sets
+//! directory times once all entries are in (GNU tar needs
+//! `--delay-directory-restore`); path order does.
+//!
+//! # Not handled here
+//! [`crate::UnpackOptions`] limits (`max_entries`, `max_bytes`) and
+//! progress callbacks are not applied; sparse files are emitted as plain
+//! content (holes as zeros).
+
+mod content;
+mod emit;
+mod index;
+mod sorted;
+mod tar_sink;
+
+pub use tar_sink::TarSink;
+
+use crate::error::{Error, Result};
+use crate::layer_tars::{LayerTar, layer_tars};
+use crate::open_layer::open_layer;
+use crate::unpack::{Ctx, read_entry};
+use content::Content;
+use emit::{Action, Emitter, plan};
+use index::{Index, NodeKind, Pos};
+use ociref::Digest;
+use ocistore::{ImageDetails, Store, StoredImage};
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// One entry of the final tree.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct MergedEntry<'a> {
+    /// Its path, relative to the root (empty for the root itself).
+    pub path: &'a Path,
+    /// What it is.
+    pub kind: MergedKind<'a>,
+    /// Owner.
+    pub uid: u64,
+    /// Group.
+    pub gid: u64,
+    /// Permission bits with setuid, setgid and sticky.
+    pub mode: u32,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+    /// Extended attributes (directories and regular files).
+    pub xattrs: &'a [(String, Vec<u8>)],
+}
+
+/// What a [`MergedEntry`] is.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum MergedKind<'a> {
+    /// A directory.
+    Dir,
+    /// A regular file of `size` bytes, its content in the data reader.
+    File {
+        /// Its size.
+        size: u64,
+    },
+    /// A symlink to this target, verbatim.
+    Symlink(&'a Path),
+    /// Another name of the inode emitted earlier at this path.
+    Hardlink(&'a Path),
+    /// A character or block device.
+    Device {
+        /// A block device (else a character device).
+        block: bool,
+        /// Major number.
+        major: u32,
+        /// Minor number.
+        minor: u32,
+    },
+    /// A fifo.
+    Fifo,
+}
+
+/// Where merged entries go.
+pub trait EntrySink {
+    /// Takes one entry; `data` holds a regular file's content (exactly
+    /// its size), nothing otherwise.
+    fn entry(&mut self, entry: &MergedEntry<'_>, data: &mut dyn Read) -> std::io::Result<()>;
+}
+
+/// How [`merge_entries`] reads the layers.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct MergeOptions {
+    /// Read the uncompressed layer tars ([`crate::layer_tars`], made when
+    /// missing) instead of decompressing each layer twice.
+    pub layer_tars: bool,
+    /// Emit the final tree in path order (each directory followed by what
+    /// it holds, names sorted bytewise) instead of layer order: what an
+    /// extractor that sets a directory's time as it leaves it (GNU tar
+    /// without `--delay-directory-restore`) needs. Reads content by
+    /// seeking in the layer tars, so it implies `layer_tars`. The root
+    /// (`./`) is then not emitted, as an export never changed the
+    /// directory it is extracted into.
+    pub sorted: bool,
+}
+
+/// What [`merge_entries`] did.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct MergeReport {
+    /// The image manifest merged.
+    pub manifest_digest: Digest,
+    /// Its layers, base first.
+    pub layers: Vec<Digest>,
+    /// Tar entries read by the index (whiteouts included).
+    pub entries: u64,
+    /// Whiteouts and opaque markers.
+    pub whiteouts: u64,
+    /// Entries emitted.
+    pub emitted: u64,
+    /// Bytes of regular-file content emitted.
+    pub bytes: u64,
+}
+
+/// Merges the layers of a stored image into the entries of its final
+/// tree, given to `sink` parents first, each
+/// path once (see the module documentation). Blocking.
+pub fn merge_entries(
+    stored: &StoredImage,
+    sink: &mut dyn EntrySink,
+    options: &MergeOptions,
+) -> Result<MergeReport> {
+    let tars = match options.layer_tars || options.sorted {
+        true => Some(layer_tars(stored)?),
+        false => None,
+    };
+    merge_image(
+        stored.store(),
+        stored.details(),
+        tars.as_deref(),
+        options.sorted,
+        sink,
+    )
+}
+
+/// [`merge_entries`] written to `writer` as one tar stream ([`TarSink`]).
+pub fn merged_tar(
+    stored: &StoredImage,
+    writer: impl Write,
+    options: &MergeOptions,
+) -> Result<MergeReport> {
+    let mut sink = TarSink::new(writer);
+    let report = merge_entries(stored, &mut sink, options)?;
+    sink.finish().map_err(|source| Error::Io {
+        what: "ending the merged tar of",
+        path: PathBuf::from(stored.reference().to_string()),
+        source,
+    })?;
+    Ok(report)
+}
+
+/// Where a layer is read from.
+enum Source<'t> {
+    Blob,
+    Tar(&'t LayerTar),
+}
+
+/// The merge of `image`, its layers read from `tars` when given (one per
+/// layer, base first) or decompressed from their blobs; in path order when
+/// `sorted` (which needs `tars`).
+pub(crate) fn merge_image(
+    store: &Store,
+    image: &ImageDetails,
+    tars: Option<&[LayerTar]>,
+    sorted: bool,
+    sink: &mut dyn EntrySink,
+) -> Result<MergeReport> {
+    let source = |number: usize| match tars {
+        Some(tars) => Source::Tar(&tars[number]),
+        None => Source::Blob,
+    };
+    let mut index = Index::default();
+    for (number, layer) in image.layers.iter().enumerate() {
+        let digest = &layer.descriptor.digest;
+        let read_error = |source| Error::LayerRead {
+            layer: digest.clone(),
+            source,
+        };
+        match source(number) {
+            Source::Tar(tar) => sorted::index_tar(&mut index, store, number as u32, digest, tar)?,
+            Source::Blob => {
+                let media_type = &layer.descriptor.media_type;
+                let mut archive = tar::Archive::new(open_layer(store, digest, media_type, None)?);
+                let entries = archive.entries().map_err(read_error)?;
+                index.add_layer(number as u32, digest, entries, None)?;
+            }
+        }
+    }
+    let plan = match sorted {
+        true => Default::default(),
+        false => plan(&index),
+    };
+    let mut emitter = Emitter::new(&index, sink);
+    if !sorted {
+        emitter.root()?;
+    }
+    if let (true, Some(tars)) = (sorted, tars) {
+        sorted::emit_sorted(&mut emitter, store, image, tars)?;
+    }
+    for (number, layer) in image.layers.iter().enumerate().filter(|_| !sorted) {
+        let first = Pos {
+            layer: number as u32,
+            ordinal: 0,
+        };
+        let next = Pos {
+            layer: number as u32 + 1,
+            ordinal: 0,
+        };
+        let actions: Vec<(&Pos, &Action<'_>)> = plan.range(first..next).collect();
+        let stream = match actions.iter().any(|(_, a)| needs_content(&index, a)) {
+            true => Some(open(store, layer, source(number))?),
+            false => None,
+        };
+        emit_layer(&mut emitter, &layer.descriptor.digest, stream, actions)?;
+    }
+    emitter.rest()?;
+    Ok(MergeReport {
+        manifest_digest: image.manifest.digest.clone(),
+        layers: image
+            .layers
+            .iter()
+            .map(|l| l.descriptor.digest.clone())
+            .collect(),
+        entries: index.entries,
+        whiteouts: index.whiteouts,
+        emitted: emitter.count,
+        bytes: emitter.bytes,
+    })
+}
+
+/// The tar stream of `layer`, from `source`.
+fn open(
+    store: &Store,
+    layer: &ocistore::LayerDetails,
+    source: Source<'_>,
+) -> Result<Box<dyn Read + Send>> {
+    let digest = &layer.descriptor.digest;
+    match source {
+        Source::Blob => open_layer(store, digest, &layer.descriptor.media_type, None),
+        Source::Tar(tar) => {
+            let file = crate::safe::open_read(store, &tar.path)?;
+            Ok(Box::new(BufReader::with_capacity(256 * 1024, file)))
+        }
+    }
+}
+
+/// Whether `action` emits a regular file's content.
+fn needs_content(index: &Index, action: &Action) -> bool {
+    matches!(action, Action::Inode(id, _) if index.inodes[*id as usize].kind == NodeKind::File)
+}
+
+/// Carries out the `actions` of one layer, reading `stream` (when some
+/// need content) up to the last entry that does.
+fn emit_layer<'a, S: EntrySink + ?Sized>(
+    emitter: &mut Emitter<'a, S>,
+    digest: &Digest,
+    stream: Option<Box<dyn Read + Send>>,
+    actions: Vec<(&Pos, &Action<'a>)>,
+) -> Result<()> {
+    let index = emitter.index;
+    let last = actions
+        .iter()
+        .rev()
+        .find(|(_, a)| needs_content(index, a))
+        .map(|(pos, _)| pos.ordinal);
+    let mut actions = actions.into_iter().peekable();
+    if let (Some(stream), Some(last)) = (stream, last) {
+        let read_error = |source| Error::LayerRead {
+            layer: digest.clone(),
+            source,
+        };
+        let mut archive = tar::Archive::new(stream);
+        for (ordinal, entry) in (0u64..).zip(archive.entries().map_err(read_error)?) {
+            if ordinal > last {
+                break;
+            }
+            let entry = entry.map_err(read_error)?;
+            let Some((pos, action)) = actions.next_if(|(pos, _)| pos.ordinal == ordinal) else {
+                continue;
+            };
+            debug_assert_eq!(pos.ordinal, ordinal);
+            if !needs_content(index, action) {
+                emitter.act(action, None)?;
+                continue;
+            }
+            with_content(emitter, digest, entry, action)?;
+        }
+    }
+    for (_, action) in actions {
+        if needs_content(index, action) {
+            let short = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+            return Err(Error::LayerRead {
+                layer: digest.clone(),
+                source: short,
+            });
+        }
+        emitter.act(action, None)?;
+    }
+    Ok(())
+}
+
+/// Carries out `action` with the content of `entry`, the regular file it
+/// emits.
+fn with_content<'a, S: EntrySink + ?Sized, R: Read>(
+    emitter: &mut Emitter<'a, S>,
+    digest: &Digest,
+    mut entry: tar::Entry<'_, R>,
+    action: &Action<'a>,
+) -> Result<()> {
+    {
+        {
+            let raw_path = entry.path_bytes().into_owned();
+            let shown = String::from_utf8_lossy(&raw_path).into_owned();
+            let ctx = Ctx {
+                layer: digest,
+                entry: &shown,
+            };
+            let changed = || ctx.unsafe_entry("the layer changed between the two passes");
+            let info = read_entry(&mut entry, raw_path, &ctx)?.ok_or_else(changed)?;
+            let shown = String::from_utf8_lossy(&info.path).into_owned();
+            let ctx = Ctx {
+                layer: digest,
+                entry: &shown,
+            };
+            let size = entry.size();
+            let mut content = Content::new(&ctx, &info, size, &mut entry)?;
+            emitter.act(action, Some(&mut content))
+        }
+    }
+}
