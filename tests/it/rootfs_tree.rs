@@ -55,7 +55,10 @@ pub(crate) fn image_tree(image: &Path) -> ImageTree {
     let mut found: Vec<(String, u64, u32)> = vec![("/".to_owned(), 2, 0o40755)];
     let mut level = vec!["/".to_owned()];
     while !level.is_empty() {
-        let commands: Vec<String> = level.iter().map(|d| format!("ls -p {}", quote(d))).collect();
+        let commands: Vec<String> = level
+            .iter()
+            .map(|d| format!("ls -p {}", quote(d)))
+            .collect();
         let outputs = debugfs_script(image, &commands);
         let mut next = Vec::new();
         for (dir, output) in level.iter().zip(outputs) {
@@ -116,12 +119,20 @@ pub(crate) fn image_tree(image: &Path) -> ImageTree {
             if is_dir {
                 String::new()
             } else {
-                pick("Links:").split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+                pick("Links:")
+                    .split_whitespace()
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" ")
             },
             pick("mtime:"),
             pick("Device major/minor"),
             pick("Fast link dest:"),
-            if is_dir { String::new() } else { format!("size {}", owner.last().unwrap_or(&"")) },
+            if is_dir {
+                String::new()
+            } else {
+                format!("size {}", owner.last().unwrap_or(&""))
+            },
         );
         let mut xattrs: Vec<&str> = outputs[3 * index + 1]
             .lines()

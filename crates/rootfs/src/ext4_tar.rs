@@ -50,11 +50,7 @@ impl TarImage {
     /// An image of `size` bytes with `inodes` inodes, UUID and hash seed
     /// from `seed`.
     pub fn new(size: u64, inodes: u64, seed: Digest) -> TarImage {
-        TarImage {
-            size,
-            inodes,
-            seed,
-        }
+        TarImage { size, inodes, seed }
     }
 }
 
@@ -95,7 +91,9 @@ pub fn ext4_from_tar(
     command
         .env("MKE2FS_CONFIG", &conf)
         .env("E2FSPROGS_FAKE_TIME", FAKE_TIME)
-        .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256", "-m", "0"])
+        .args([
+            "-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256", "-m", "0",
+        ])
         .arg("-L")
         .arg(&options.label)
         .arg("-U")
@@ -247,7 +245,10 @@ pub(crate) fn pax_xattr(key: &[u8], value: &[u8]) -> Option<(String, Vec<u8>)> {
     }
     let name = key.strip_prefix(b"LIBARCHIVE.xattr.")?;
     let name = percent_decode(name)?;
-    Some((String::from_utf8_lossy(&name).into_owned(), base64_decode(value)?))
+    Some((
+        String::from_utf8_lossy(&name).into_owned(),
+        base64_decode(value)?,
+    ))
 }
 
 fn percent_decode(text: &[u8]) -> Option<Vec<u8>> {

@@ -72,13 +72,13 @@ pub use export::export_tar;
 pub use ext4::{BuiltImage, BuiltLayer, build, build_layers};
 pub use ext4_tar::{TarImage, TarImageReport, ext4_from_tar};
 pub use layer_tars::{LayerTar, layer_tars};
+pub use mke2fs::{Ext4Input, Mke2fsInfo, TAR_INPUT_SINCE, detect_mke2fs};
 /// References, digests and platforms, as this crate's API takes them.
 pub use ociref;
 pub use ociref::ErrorKind;
 /// The store this crate reads (and, through it, `ocidist`), so that
 /// callers use the very version its API takes.
 pub use ocistore;
-pub use mke2fs::{Ext4Input, Mke2fsInfo, TAR_INPUT_SINCE, detect_mke2fs};
 pub use options::{BuildOptions, MAX_LABEL_BYTES};
 pub use progress::{LayerProgress, ProgressFn};
 pub use scratch::remove_stale_work;

@@ -201,7 +201,9 @@ fn reads_a_tar(mke2fs: &Path) -> Result<bool> {
     tar.append_data(&mut header, "probe", std::io::empty())
         .and_then(|()| tar.finish())
         .map_err(io("writing a probe tar in", dir.path()))?;
-    let tar = tar.into_inner().map_err(io("writing a probe tar in", dir.path()))?;
+    let tar = tar
+        .into_inner()
+        .map_err(io("writing a probe tar in", dir.path()))?;
     let image = dir.path().join("probe.img");
     let mut command = Command::new(mke2fs);
     command
@@ -269,7 +271,10 @@ mod tests {
     fn releases_are_read_from_the_version_text() {
         let text = "mke2fs 1.47.0 (5-Feb-2023)\n\tUsing EXT2FS Library version 1.47.0\n";
         assert_eq!(parse_release(text), Some((1, 47, 0)));
-        assert_eq!(parse_release("mke2fs 1.47.2 (1-Jan-2025)"), Some((1, 47, 2)));
+        assert_eq!(
+            parse_release("mke2fs 1.47.2 (1-Jan-2025)"),
+            Some((1, 47, 2))
+        );
         assert_eq!(parse_release("mke2fs 1.48-WIP (x)"), Some((1, 48, 0)));
         assert_eq!(parse_release("mkfs 2"), None);
         assert!(parse_release(text) < Some(TAR_INPUT_SINCE));
@@ -279,7 +284,10 @@ mod tests {
     fn a_record_serves_only_its_binary() {
         let key = BinaryKey("/usr/sbin/mke2fs 1 2 3 4.5 6.7".to_owned());
         let version = "mke2fs 1.47.2 (1-Jan-2025)\n\tUsing EXT2FS Library version 1.47.2\n";
-        let text = format!("{RECORD_HEADER}\nbinary {}\ninput tar-stream\n{version}", key.0);
+        let text = format!(
+            "{RECORD_HEADER}\nbinary {}\ninput tar-stream\n{version}",
+            key.0
+        );
         assert_eq!(
             parse_record(&text, &key),
             Some((version.to_owned(), Ext4Input::TarStream))
