@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 /// `platform`) to `writer` as one tar stream: whiteouts resolved, parents
 /// before children, names sorted, hardlinks as link entries to the first
 /// path of their inode; owners, modes and device nodes as the layers give
-/// them (also when running unprivileged). Extended attributes are not
-/// written. The layers are unpacked (rootless) into a private directory
+/// them (also when running unprivileged); extended attributes of files
+/// and directories as `SCHILY.xattr.*` PAX records. The layers are unpacked (rootless) into a private directory
 /// under the store first. Blocking.
 pub fn export_tar(
     store: &Store,
