@@ -12,6 +12,7 @@ use crate::rootfs_tree::{image_tree, tree_differences};
 use ociref::Digest;
 use rootfs::{BuildOptions, Ext4Input, TarImage};
 use std::fs::Permissions;
+use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::Command;
@@ -331,4 +332,28 @@ fn a_cache_hit_starts_no_mke2fs() {
     std::fs::write(&wrapper, format!("{text}# changed\n")).expect("rewrite");
     build();
     assert!(runs() > first, "a changed mke2fs was not probed again");
+}
+
+#[test]
+fn a_stream_larger_than_its_image_fails_with_mke2fs_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    if skip_without_tar_input(&dir.path().join("store")) {
+        return;
+    }
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_mode(0o644);
+    header.set_size(16 << 20);
+    tar.append_data(&mut header, "big", std::io::repeat(7).take(16 << 20))
+        .expect("entry");
+    let tar = tar.into_inner().expect("tar");
+    let shape = TarImage::new(8 << 20, 64, Digest::sha256_of(b"too small"));
+    let image = dir.path().join("small.ext4");
+    match rootfs::ext4_from_tar(&tar[..], &image, &shape, &BuildOptions::default()) {
+        Err(rootfs::Error::ToolFailed { tool, stderr, .. }) => {
+            assert_eq!(tool, "mke2fs");
+            assert!(stderr.contains("big"), "{stderr}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
