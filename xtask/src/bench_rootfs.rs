@@ -46,19 +46,23 @@ struct Options {
     rounds: u32,
     size_mib: u64,
     shape: BenchShape,
+    /// Keep the store (and its images) for measuring by hand.
+    keep: bool,
 }
 
 /// The usage line of `bench unpack|build`.
 const USAGE: &str = "usage: cargo xtask bench unpack|build [--rounds N] [--size-mib M] \
-[--shape large-files|small-files]";
+[--shape large-files|small-files] [--keep]";
 
 /// Runs `bench unpack` or `bench build` with `args` (`--rounds N`,
-/// `--size-mib M`, `--shape large-files|small-files`).
+/// `--size-mib M`, `--shape large-files|small-files`, `--keep` to leave
+/// the store in TARGET/bench-rootfs/store).
 pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
     let Options {
         rounds,
         size_mib,
         shape,
+        keep,
     } = parse(args)?;
     tools::ensure_installed()?;
     let umoci = tools::find("umoci").ok_or("umoci is not installed")?;
@@ -230,7 +234,11 @@ pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
             .trim()
             .to_owned()
     };
-    let _ = remove_tree(&dir);
+    if keep {
+        eprintln!("xtask: kept the store {}", root.display());
+    } else {
+        let _ = remove_tree(&dir);
+    }
     let (ours, theirs) = (Summary::of(&ours), Summary::of(&theirs));
     let (name, peer) = match kind {
         Kind::Unpack => ("unpack", "umoci unpack --rootless"),
@@ -280,9 +288,14 @@ fn parse(args: &[String]) -> Result<Options, Error> {
         rounds: 5,
         size_mib: 100,
         shape: BenchShape::LargeFiles,
+        keep: false,
     };
     let mut args = args.iter();
     while let Some(flag) = args.next() {
+        if flag == "--keep" {
+            options.keep = true;
+            continue;
+        }
         let value = args.next().ok_or(USAGE)?;
         match flag.as_str() {
             "--rounds" => options.rounds = value.parse().map_err(|_| USAGE)?,
@@ -395,6 +408,7 @@ mod tests {
             rounds,
             size_mib,
             shape,
+            keep: false,
         };
         assert_eq!(
             parse(&args(&[])),
@@ -407,6 +421,13 @@ mod tests {
         assert_eq!(
             parse(&args(&["--shape", "small-files"])),
             Ok(options(5, 100, BenchShape::SmallFiles))
+        );
+        assert_eq!(
+            parse(&args(&["--keep", "--rounds", "2"])),
+            Ok(Options {
+                keep: true,
+                ..options(2, 100, BenchShape::LargeFiles)
+            })
         );
         assert!(parse(&args(&["--shape", "tiny"])).is_err());
         assert!(parse(&args(&["--rounds"])).is_err());

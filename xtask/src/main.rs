@@ -57,7 +57,7 @@ commands:
                  measure peak RSS of a G GiB layer pull (not part of `test`)
   demo           offline demo: start a loopback registry, push the fixtures,
                  then pull, list, unpack, build with cachectl, timing each step
-  bench unpack|build [--rounds N] [--size-mib M] [--shape large-files|small-files]
+  bench unpack|build [--rounds N] [--size-mib M] [--shape large-files|small-files] [--keep]
                  time `cachectl unpack` against `umoci unpack`, or
                  `cachectl build` against `umoci unpack` + `mke2fs -d`;
                  --shape small-files cuts the content into ~12,300 small
