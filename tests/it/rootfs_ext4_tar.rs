@@ -357,3 +357,34 @@ fn a_stream_larger_than_its_image_fails_with_mke2fs_message() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn detection_says_tree_for_an_mke2fs_older_than_1_47_1_and_keeps_the_answer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = ocistore::Store::open(dir.path().join("store")).expect("store");
+    // The real mke2fs, saying it is 1.47.0 (the tar probe is then skipped).
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).expect("bin");
+    let wrapper = bin.join("mke2fs");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\nif [ \"$1\" = -V ]; then\n  echo 'mke2fs 1.47.0 (5-Feb-2023)' >&2\n  exit 0\nfi\n\
+         exec /usr/sbin/mke2fs \"$@\"\n",
+    )
+    .expect("wrapper");
+    std::fs::set_permissions(&wrapper, Permissions::from_mode(0o755)).expect("chmod");
+    let mut options = BuildOptions::default();
+    options.search_path = Some(bin.clone().into_os_string());
+    let first = rootfs::detect_mke2fs(&store, &options).expect("detect");
+    assert_eq!(first.input, Ext4Input::Tree);
+    assert_eq!(first.release, Some((1, 47, 0)));
+    assert!(first.probed);
+    assert_eq!(first.input.as_str(), "tree");
+    let again = rootfs::detect_mke2fs(&store, &options).expect("detect");
+    assert!(!again.probed, "asked again");
+    assert_eq!(again.version, first.version);
+    let record = std::fs::read_to_string(dir.path().join("store/.cachectl/ext4/.mke2fs-probe"))
+        .expect("record");
+    assert!(record.contains("\ninput tree\nmke2fs 1.47.0"), "{record}");
+    assert!(record.contains(&wrapper.display().to_string()), "{record}");
+}

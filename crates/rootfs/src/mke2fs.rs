@@ -128,9 +128,13 @@ pub fn detect_mke2fs(store: &Store, options: &BuildOptions) -> Result<Mke2fsInfo
             probed: false,
         },
         None => {
-            let info = probe(&path)?;
+            let (info, conclusive) = probe(&path)?;
             // A store this process cannot write: learned again next time.
-            let _ = write_record(store, &key, &info);
+            // A tar probe that could not be set up (no writable temporary
+            // directory) says `Tree` for this process only.
+            if conclusive {
+                let _ = write_record(store, &key, &info);
+            }
             info
         }
     };
@@ -156,22 +160,28 @@ pub(crate) fn parse_release(text: &str) -> Option<(u32, u32, u32)> {
     Some((major, minor, parts.next().flatten().unwrap_or(0)))
 }
 
-/// Runs `mke2fs -V` and, when new enough, a one-entry tar read.
-fn probe(mke2fs: &Path) -> Result<Mke2fsInfo> {
+/// Runs `mke2fs -V` and, when new enough, a one-entry tar read; whether
+/// the answer is conclusive (the tar probe could be set up).
+fn probe(mke2fs: &Path) -> Result<(Mke2fsInfo, bool)> {
     let version = run(Command::new(mke2fs).arg("-V"), "mke2fs")?;
     let release = parse_release(&version);
-    let input = if release.is_some_and(|r| r >= TAR_INPUT_SINCE) && reads_a_tar(mke2fs)? {
-        Ext4Input::TarStream
+    let (input, conclusive) = if release.is_some_and(|r| r >= TAR_INPUT_SINCE) {
+        match reads_a_tar(mke2fs) {
+            Ok(true) => (Ext4Input::TarStream, true),
+            Ok(false) => (Ext4Input::Tree, true),
+            Err(_) => (Ext4Input::Tree, false),
+        }
     } else {
-        Ext4Input::Tree
+        (Ext4Input::Tree, true)
     };
-    Ok(Mke2fsInfo {
+    let info = Mke2fsInfo {
         path: mke2fs.to_path_buf(),
         version,
         release,
         input,
         probed: true,
-    })
+    };
+    Ok((info, conclusive))
 }
 
 /// The `mke2fs.conf` of the tar probe: the smallest file system that
