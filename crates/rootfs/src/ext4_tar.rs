@@ -165,7 +165,8 @@ fn feed(
     for entry in archive.entries().map_err(io("reading", stream))? {
         let mut entry = entry.map_err(io("reading", stream))?;
         entries += 1;
-        let path = image_path(&entry.path_bytes());
+        let name = entry.path_bytes().into_owned();
+        let path = image_path(&name);
         let is_dir = entry.header().entry_type().is_dir();
         let mut found = Vec::new();
         if let Some(extensions) = entry.pax_extensions().map_err(io("reading", stream))? {
@@ -177,6 +178,14 @@ fn feed(
                     found.push(xattr);
                 }
             }
+        }
+        if !found.is_empty() && std::str::from_utf8(&name).is_err() {
+            return Err(Error::InvalidOption {
+                reason: format!(
+                    "extended attributes of {path}, a name that is not UTF-8, cannot be passed \
+                     to debugfs"
+                ),
+            });
         }
         match xattrs.get_mut(&path) {
             // A directory met again keeps what it had (mke2fs adds).
