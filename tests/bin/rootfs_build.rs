@@ -8,6 +8,11 @@
 //! `rootfs-build ROOT REFERENCE --per-layer`: builds one image per layer
 //! with `rootfs::build_layers` and prints their paths, a line each.
 //!
+//! `rootfs-build TAR IMAGE --from-tar`: makes IMAGE from the tar file TAR
+//! with `rootfs::ext4_from_tar` (32 MiB, 256 inodes, UUID from the
+//! SHA-256 of `ext4 from tar`); the tar-stream tests run it as another
+//! user.
+//!
 //! `rootfs-build ROOT REFERENCE --label LABEL`: builds with that file system
 //! label (a build of its own in the cache: the kill soak uses a new label
 //! for each build it kills).
@@ -20,6 +25,7 @@ fn main() -> ExitCode {
         [root, reference] => build(root, reference, &rootfs::BuildOptions::default()),
         [root, reference, flag, dir] if flag == "--unpack" => unpack(root, reference, dir),
         [root, reference, flag] if flag == "--per-layer" => build_layers(root, reference),
+        [tar, image, flag] if flag == "--from-tar" => from_tar(tar, image),
         [root, reference, flag, label] if flag == "--label" => {
             let mut options = rootfs::BuildOptions::default();
             options.label = label.clone();
@@ -27,7 +33,7 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: rootfs-build ROOT REFERENCE [--unpack DIR | --per-layer | --label LABEL]"
+                "usage: rootfs-build ROOT REFERENCE [--unpack DIR | --per-layer | --label LABEL]\n       rootfs-build TAR IMAGE --from-tar"
             );
             return ExitCode::from(2);
         }
@@ -61,6 +67,14 @@ fn build(
         options,
     )?;
     Ok(built.path.display().to_string())
+}
+
+fn from_tar(tar: &str, image: &str) -> Result<String, Box<dyn std::error::Error>> {
+    let shape = rootfs::TarImage::new(32 << 20, 256, ociref::Digest::sha256_of(b"ext4 from tar"));
+    let reader = std::io::BufReader::new(std::fs::File::open(tar)?);
+    let options = rootfs::BuildOptions::default();
+    rootfs::ext4_from_tar(reader, std::path::Path::new(image), &shape, &options)?;
+    Ok(image.to_owned())
 }
 
 fn build_layers(root: &str, reference: &str) -> Result<String, Box<dyn std::error::Error>> {

@@ -602,9 +602,18 @@ fn debian_rootfs_pushed_and_pulled_equals_umoci_and_its_layer_overlay() {
     if let Some(split) = &check.split_links {
         assert!(split.contains(hardlink), "{hardlink} not split: {split:?}");
     }
-    eprintln!(
-        "layer images and overlay: {:?}; total {:?}",
-        overlay.elapsed(),
-        started.elapsed()
-    );
+    eprintln!("layer images and overlay: {:?}", overlay.elapsed());
+
+    // The same tree from the flattened tar through `mke2fs -d -`.
+    if !crate::rootfs_ext4_tar::skip_without_tar_input(&dir.path().join("probe")) {
+        let (build, export, from_tar) = crate::rootfs_ext4_tar::assert_tar_image_holds_the_build(
+            &store,
+            &reference,
+            dir.path(),
+        );
+        eprintln!(
+            "build {build:?}; export_tar {export:?}, then ext4_from_tar {from_tar:?}: same tree"
+        );
+    }
+    eprintln!("total {:?}", started.elapsed());
 }

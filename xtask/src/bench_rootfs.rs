@@ -59,19 +59,23 @@ struct Options {
     /// `None`: 100, or 200 for the Debian-like shape.
     size_mib: Option<u64>,
     shape: BenchShape,
+    /// Keep the store (and its images) for measuring by hand.
+    keep: bool,
 }
 
 /// The usage line of `bench unpack|build`.
 const USAGE: &str = "usage: cargo xtask bench unpack|build [--rounds N] [--size-mib M] \
-[--shape large-files|small-files|debian-like]";
+[--shape large-files|small-files|debian-like] [--keep]";
 
 /// Runs `bench unpack` or `bench build` with `args` (`--rounds N`,
-/// `--size-mib M`, `--shape large-files|small-files|debian-like`).
+/// `--size-mib M`, `--shape large-files|small-files|debian-like`, `--keep`
+/// to leave the store in TARGET/bench-rootfs/store).
 pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
     let Options {
         rounds,
         size_mib,
         shape,
+        keep,
     } = parse(args)?;
     let size_mib = size_mib.unwrap_or(if shape == BenchShape::DebianLike {
         200
@@ -263,7 +267,11 @@ pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
             .trim()
             .to_owned()
     };
-    let _ = remove_tree(&dir);
+    if keep {
+        eprintln!("xtask: kept the store {}", root.display());
+    } else {
+        let _ = remove_tree(&dir);
+    }
     let (ours, theirs) = (Summary::of(&ours), Summary::of(&theirs));
     let (name, peer) = match kind {
         Kind::Unpack => ("unpack", "umoci unpack --rootless"),
@@ -385,9 +393,14 @@ fn parse(args: &[String]) -> Result<Options, Error> {
         rounds: 5,
         size_mib: None,
         shape: BenchShape::LargeFiles,
+        keep: false,
     };
     let mut args = args.iter();
     while let Some(flag) = args.next() {
+        if flag == "--keep" {
+            options.keep = true;
+            continue;
+        }
         let value = args.next().ok_or(USAGE)?;
         match flag.as_str() {
             "--rounds" => options.rounds = value.parse().map_err(|_| USAGE)?,
@@ -495,6 +508,7 @@ mod tests {
             rounds,
             size_mib,
             shape,
+            keep: false,
         };
         assert_eq!(
             parse(&args(&[])),
@@ -511,6 +525,13 @@ mod tests {
         assert_eq!(
             parse(&args(&["--shape", "debian-like"])),
             Ok(options(5, None, BenchShape::DebianLike))
+        );
+        assert_eq!(
+            parse(&args(&["--keep", "--rounds", "2"])),
+            Ok(Options {
+                keep: true,
+                ..options(2, None, BenchShape::LargeFiles)
+            })
         );
         assert!(parse(&args(&["--shape", "tiny"])).is_err());
         assert!(parse(&args(&["--rounds"])).is_err());

@@ -5,6 +5,7 @@
 //! - `test`: the one test command (README). Installs what is missing, checks
 //!   formatting, layering and lints, starts the real registries (and the token
 //!   issuer) and runs every test of the workspace against them.
+//! - `tools`: installs what the tests need (the first step of `test`).
 //! - `registry`: starts the test registries and the token issuer and prints
 //!   their environment, for running single tests by hand.
 //! - `check-layers`: fails when a crate depends on one it must not.
@@ -19,6 +20,7 @@ mod bench;
 mod bench_rootfs;
 mod cmd;
 mod demo;
+mod e2fsprogs;
 mod fixtures;
 mod jwt;
 mod layers;
@@ -40,6 +42,9 @@ usage: cargo xtask <command>
 commands:
   test           install missing tools, run fmt, clippy, check-layers, start the
                  test registries and run `cargo test --workspace` against them
+  tools          install the missing tools `test` needs (apt-get, as root),
+                 including e2fsprogs >= 1.47.1 and libarchive13 (on Debian 12
+                 from bookworm-backports)
   registry       start the test registries and token issuer, print their
                  environment variables, and keep them running until Enter is
                  pressed
@@ -52,7 +57,7 @@ commands:
                  measure peak RSS of a G GiB layer pull (not part of `test`)
   demo           offline demo: start a loopback registry, push the fixtures,
                  then pull, list, unpack, build with cachectl, timing each step
-  bench unpack|build [--rounds N] [--size-mib M] [--shape large-files|small-files]
+  bench unpack|build [--rounds N] [--size-mib M] [--shape large-files|small-files] [--keep]
                  time `cachectl unpack` against `umoci unpack`, or
                  `cachectl build` against `umoci unpack` + `mke2fs -d`;
                  --shape small-files cuts the content into ~12,300 small
@@ -72,6 +77,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test_command::run(&args[1..]),
+        Some("tools") => tools::ensure_installed(),
         Some("registry") => registry::run_interactive(),
         Some("check-layers") => layers::run(),
         Some("fixtures") => fixtures::run(&args[1..]),

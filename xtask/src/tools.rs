@@ -97,9 +97,15 @@ fn is_executable(path: &std::path::Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Makes sure every required program and the rustfmt/clippy components exist.
+/// Makes sure every required program and the rustfmt/clippy components
+/// exist, and that `mke2fs -d` reads tars (see `e2fsprogs`).
 pub(crate) fn ensure_installed() -> Result<(), Error> {
     ensure_rust_components()?;
+    ensure_packages()?;
+    crate::e2fsprogs::ensure_tar_input(is_root())
+}
+
+fn ensure_packages() -> Result<(), Error> {
     let mut packages: Vec<&str> = REQUIRED
         .iter()
         .filter(|(probe, _)| !probe.present())

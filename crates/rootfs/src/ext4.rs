@@ -28,11 +28,11 @@ use std::process::Command;
 
 /// The time `mke2fs` and `debugfs` see, and every inode's ctime/atime
 /// otherwise copied from the host: 2023-11-14T22:13:20Z.
-const FAKE_TIME: &str = "1700000000";
+pub(crate) const FAKE_TIME: &str = "1700000000";
 
 /// The `mke2fs.conf` every build uses, so the host's configuration cannot
 /// change the features (and bytes) of an image.
-const MKE2FS_CONF: &str = "[defaults]
+pub(crate) const MKE2FS_CONF: &str = "[defaults]
 \tbase_features = sparse_super,large_file,filetype,resize_inode,dir_index,ext_attr
 \tdefault_mntopts = acl,user_xattr
 \tenable_periodic_fsck = 0
@@ -95,7 +95,8 @@ pub fn build(stored: &StoredImage, options: &BuildOptions) -> Result<BuiltImage>
         .collect();
     let mke2fs = find_tool("mke2fs", options)?;
     let debugfs = find_tool("debugfs", options)?;
-    let version = run(Command::new(&mke2fs).arg("-V"), "mke2fs")?;
+    // Learned once per mke2fs binary: a cache hit starts no child.
+    let version = crate::mke2fs::detect_mke2fs(store, options)?.version;
     let key = cache_key(&manifest_digest, options, &version)?;
     let cache_dir = store.root().join(".cachectl/ext4");
     let cached_path = cache_dir.join(format!("{key}.ext4"));
@@ -162,7 +163,8 @@ pub fn build_layers(stored: &StoredImage, options: &BuildOptions) -> Result<Vec<
     let _ = remove_stale_work(store);
     let mke2fs = find_tool("mke2fs", options)?;
     let debugfs = find_tool("debugfs", options)?;
-    let version = run(Command::new(&mke2fs).arg("-V"), "mke2fs")?;
+    // Learned once per mke2fs binary: a cache hit starts no child.
+    let version = crate::mke2fs::detect_mke2fs(store, options)?.version;
     let cache_dir = store.root().join(".cachectl/ext4");
     let mut chain = String::from("rootfs-ext4-layer 2\n");
     let _ = writeln!(
@@ -603,7 +605,7 @@ fn quoted_file(path: &Path) -> Result<String> {
 }
 
 /// A UUID (version 4 layout) made from the first bytes of the digest.
-fn uuid_from(digest: &Digest) -> String {
+pub(crate) fn uuid_from(digest: &Digest) -> String {
     let hex = digest.encoded();
     let mut bytes = [0u8; 16];
     for (i, byte) in bytes.iter_mut().enumerate() {

@@ -54,9 +54,11 @@ pub mod design;
 mod error;
 mod export;
 mod ext4;
+mod ext4_tar;
 mod layer_tars;
 mod leftovers;
 mod merge;
+mod mke2fs;
 mod open_layer;
 mod options;
 mod output;
@@ -75,11 +77,13 @@ pub use cache_files::{BuildFiles, cached_builds};
 pub use error::{Error, Result};
 pub use export::export_tar;
 pub use ext4::{BuiltImage, BuiltLayer, build, build_layers};
+pub use ext4_tar::{TarImage, TarImageReport, ext4_from_tar};
 pub use layer_tars::{LayerTar, layer_tars};
 pub use merge::{
     EntrySink, MergeOptions, MergeReport, MergedEntry, MergedKind, TarSink, merge_entries,
     merged_tar,
 };
+pub use mke2fs::{Ext4Input, Mke2fsInfo, TAR_INPUT_SINCE, detect_mke2fs};
 /// References, digests and platforms, as this crate's API takes them.
 pub use ociref;
 pub use ociref::ErrorKind;

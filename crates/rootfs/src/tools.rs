@@ -65,7 +65,7 @@ pub(crate) fn run(command: &mut Command, tool: &'static str) -> Result<String> {
 
 /// Makes the child of `command` die with this thread (see the module
 /// docs).
-fn die_with_parent(command: &mut Command) {
+pub(crate) fn die_with_parent(command: &mut Command) {
     let parent = rustix::process::getpid();
     #[allow(unsafe_code)]
     // SAFETY: the closure runs in the child between `fork` and `exec`,
