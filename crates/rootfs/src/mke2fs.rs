@@ -8,7 +8,7 @@
 //!
 //! Learning it costs two children: `mke2fs -V` (about 5 ms) and, when the
 //! version is new enough, a real tar read (a one-entry tar on stdin into a
-//! 256 KiB image, 30 to 80 ms on a 2-core VM): the only probe that also
+//! 256 KiB image, 40 to 85 ms on a 2-core VM): the only probe that also
 //! shows libarchive loads. A cache hit must not pay that, so the answer is
 //! kept twice, both keyed by the `mke2fs` binary's device, inode, size,
 //! mtime and ctime (an upgrade replaces the file, so the key changes):
