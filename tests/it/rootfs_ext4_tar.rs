@@ -245,13 +245,35 @@ pub(crate) fn assert_tar_image_holds_the_build(
     reference: &ociref::Reference,
     dir: &Path,
 ) -> (Duration, Duration, Duration) {
+    let stored = store.image(reference, None).expect("stored image");
+    let mut tree_options = rootless_build_options();
+    tree_options.input = Some(rootfs::Ext4Input::Tree);
     let started = Instant::now();
-    let built = rootfs::build(
-        &store.image(reference, None).expect("stored image"),
-        &rootless_build_options(),
-    )
-    .expect("build");
+    let built = rootfs::build(&stored, &tree_options).expect("build from a tree");
     let build = started.elapsed();
+    assert_eq!(built.input, rootfs::Ext4Input::Tree);
+    // The build's own tar path, asked for and by default, holds that tree.
+    let mut stream_options = rootless_build_options();
+    stream_options.input = Some(rootfs::Ext4Input::TarStream);
+    let streamed = rootfs::build(&stored, &stream_options).expect("build from the stream");
+    assert_eq!(streamed.input, rootfs::Ext4Input::TarStream);
+    assert_ne!(
+        streamed.path, built.path,
+        "each input has its own cache key"
+    );
+    let by_default = rootfs::build(&stored, &rootless_build_options()).expect("build");
+    assert_eq!(
+        (by_default.input, by_default.cached),
+        (rootfs::Ext4Input::TarStream, true),
+        "the tar stream is the default where mke2fs reads tars"
+    );
+    e2fsck_passes(&streamed.path);
+    let differences = tree_differences(&image_tree(&built.path), &image_tree(&streamed.path));
+    assert!(
+        differences.is_empty(),
+        "{reference}: the streamed build departs from the tree: {differences:#?}"
+    );
+    drop(stored);
     let started = Instant::now();
     let mut tar = Vec::new();
     let report = rootfs::export_tar(

@@ -4,6 +4,7 @@
 use crate::cache_files::{self, IMAGES};
 use crate::error::{Error, Result, check_keepable, io};
 use crate::leftovers;
+use crate::mke2fs::{Ext4Input, Mke2fsInfo};
 use crate::open_layer::open_layer;
 use crate::options::BuildOptions;
 use crate::output::copy_to_output;
@@ -67,6 +68,8 @@ pub struct BuiltImage {
     /// The image config (entrypoint, cmd, env, working directory, user)
     /// for the caller's VM.
     pub config: ConfigSummary,
+    /// What `mke2fs -d` read to make it (see [`BuildOptions::input`]).
+    pub input: Ext4Input,
 }
 
 /// Builds (or finds in the cache) an ext4 image of a stored image.
@@ -96,8 +99,14 @@ pub fn build(stored: &StoredImage, options: &BuildOptions) -> Result<BuiltImage>
     let mke2fs = find_tool("mke2fs", options)?;
     let debugfs = find_tool("debugfs", options)?;
     // Learned once per mke2fs binary: a cache hit starts no child.
-    let version = crate::mke2fs::detect_mke2fs(store, options)?.version;
-    let key = cache_key(&manifest_digest, options, &version)?;
+    let found = crate::mke2fs::detect_mke2fs(store, options)?;
+    let input = choose_input(options, &found)?;
+    let mut key_text = found.version.clone();
+    // The two inputs give different bytes (atime and ctime): their own keys.
+    if input == Ext4Input::TarStream {
+        key_text.push_str("\ninput tar-stream");
+    }
+    let key = cache_key(&manifest_digest, options, &key_text)?;
     let cache_dir = store.root().join(".cachectl/ext4");
     let cached_path = cache_dir.join(format!("{key}.ext4"));
     // A link, FIFO or hard link planted at the name is removed: built again.
@@ -113,6 +122,7 @@ pub fn build(stored: &StoredImage, options: &BuildOptions) -> Result<BuiltImage>
                 debugfs: &debugfs,
             },
             cached_path: &cached_path,
+            input,
         })?;
     }
     let size = safe::file_len(store, &cached_path)?;
@@ -130,7 +140,31 @@ pub fn build(stored: &StoredImage, options: &BuildOptions) -> Result<BuiltImage>
         size,
         cached,
         config: image.config.clone(),
+        input,
     })
+}
+
+/// The input a flattened build reads: as asked, else the tar stream when
+/// `mke2fs` reads tars and no init is placed (placing one needs a tree).
+fn choose_input(options: &BuildOptions, found: &Mke2fsInfo) -> Result<Ext4Input> {
+    match options.input {
+        Some(Ext4Input::TarStream) if found.input != Ext4Input::TarStream => {
+            Err(Error::InvalidOption {
+                reason: format!(
+                    "{} ({}) cannot read a tar: e2fsprogs 1.47.1 or later with libarchive is needed",
+                    found.path.display(),
+                    found.version.lines().next().unwrap_or("mke2fs").trim()
+                ),
+            })
+        }
+        Some(Ext4Input::TarStream) if options.init.is_some() => Err(Error::InvalidOption {
+            reason: "an init is placed in an unpacked tree: it cannot be built from a tar stream"
+                .to_owned(),
+        }),
+        Some(input) => Ok(input),
+        None if options.init.is_some() => Ok(Ext4Input::Tree),
+        None => Ok(found.input),
+    }
 }
 
 /// One layer as its own ext4 image, for callers that stack layers with
@@ -247,19 +281,24 @@ pub fn build_layers(stored: &StoredImage, options: &BuildOptions) -> Result<Vec<
 }
 
 /// What [`build`] makes one flattened image from, and where it keeps it.
-struct FlatBuild<'a> {
-    store: &'a Store,
-    image: &'a ocistore::ImageDetails,
-    options: &'a BuildOptions,
+pub(crate) struct FlatBuild<'a> {
+    pub(crate) store: &'a Store,
+    pub(crate) image: &'a ocistore::ImageDetails,
+    pub(crate) options: &'a BuildOptions,
     tools: Tools<'a>,
     /// Where it is kept: `.cachectl/ext4/<key>.ext4` under the store.
-    cached_path: &'a Path,
+    pub(crate) cached_path: &'a Path,
+    /// What `mke2fs -d` reads.
+    input: Ext4Input,
 }
 
 fn build_into(build: &FlatBuild<'_>) -> Result<()> {
     let (store, image) = (build.store, build.image);
     store.derived_dir(IMAGES).map_err(safe::from_store)?;
-    let attempt = |work: &WorkDir| build_in(build, work.path());
+    let attempt = |work: &WorkDir| match build.input {
+        Ext4Input::TarStream => crate::ext4_stream::build_streamed(build, work.path()),
+        Ext4Input::Tree => build_in(build, work.path()),
+    };
     if build.options.memory_scratch {
         let estimate = tree_estimate(image.layers.iter().map(|l| l.descriptor.size));
         if let Some(work) = WorkDir::in_memory(store, "build-", estimate) {

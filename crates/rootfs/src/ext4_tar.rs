@@ -77,12 +77,24 @@ pub fn ext4_from_tar(
     shape: &TarImage,
     options: &BuildOptions,
 ) -> Result<TarImageReport> {
-    let mke2fs = find_tool("mke2fs", options)?;
     let work = tempfile::Builder::new()
         .prefix(".ext4-tar-")
         .tempdir_in(image.parent().unwrap_or(Path::new(".")))
         .map_err(io("creating a directory beside", image))?;
-    let conf = work.path().join("mke2fs.conf");
+    ext4_from_tar_in(reader, image, shape, options, work.path())
+}
+
+/// [`ext4_from_tar`] with `work` (an existing private directory) for its
+/// own files.
+pub(crate) fn ext4_from_tar_in(
+    reader: impl Read,
+    image: &Path,
+    shape: &TarImage,
+    options: &BuildOptions,
+    work: &Path,
+) -> Result<TarImageReport> {
+    let mke2fs = find_tool("mke2fs", options)?;
+    let conf = work.join("mke2fs.conf");
     std::fs::write(&conf, MKE2FS_CONF).map_err(io("writing", &conf))?;
     // A fresh file: mke2fs leaves what it does not write as it was.
     std::fs::File::create(image).map_err(io("creating", image))?;
@@ -142,7 +154,7 @@ pub fn ext4_from_tar(
     let (mut report, xattrs) = fed?;
     if !xattrs.is_empty() {
         let debugfs = find_tool("debugfs", options)?;
-        report.xattrs_set = set_xattrs(&debugfs, image, work.path(), &xattrs)?;
+        report.xattrs_set = set_xattrs(&debugfs, image, work, &xattrs)?;
     }
     Ok(report)
 }

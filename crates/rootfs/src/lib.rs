@@ -54,6 +54,7 @@ pub mod design;
 mod error;
 mod export;
 mod ext4;
+mod ext4_stream;
 mod ext4_tar;
 mod layer_tars;
 mod leftovers;

@@ -2,6 +2,7 @@
 //! of them is checked before any layer is read.
 
 use crate::error::{Error, Result};
+use crate::mke2fs::Ext4Input;
 use crate::place::check_image_path;
 use crate::sizing::{MIN_SIZE, mib};
 use crate::unpack::UnpackOptions;
@@ -46,6 +47,13 @@ pub struct BuildOptions {
     /// larger fills the tmpfs and the build starts again under the store.
     /// On by default; off, the tree is always under the store.
     pub memory_scratch: bool,
+    /// What `mke2fs -d` reads for [`build`](crate::build): `None` (the
+    /// default) takes the merged tar stream when the host's `mke2fs` reads
+    /// tars ([`crate::detect_mke2fs`]) and no `init` is placed, else the
+    /// unpacked tree. Asking for [`Ext4Input::TarStream`] on a host that
+    /// cannot is [`Error::InvalidOption`]. Per-layer builds always read a
+    /// tree.
+    pub input: Option<Ext4Input>,
 }
 
 impl Default for BuildOptions {
@@ -59,6 +67,7 @@ impl Default for BuildOptions {
             unpack: UnpackOptions::default(),
             search_path: None,
             memory_scratch: true,
+            input: None,
         }
     }
 }

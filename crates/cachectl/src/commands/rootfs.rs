@@ -153,8 +153,17 @@ pub(super) fn build(
         "size": built.size,
         "cached": built.cached,
         "config": built.config,
+        "input": built.input.as_str(),
         "requests": context.usage(),
     });
+    tracing::info!(
+        input = built.input.as_str(),
+        "mke2fs -d read {}",
+        match built.input {
+            rootfs::Ext4Input::TarStream => "the merged tar stream of the layers",
+            _ => "an unpacked tree",
+        }
+    );
     out.note(&format!(
         "{} ext4 image of {reference} ({})",
         if built.cached { "cached" } else { "built" },

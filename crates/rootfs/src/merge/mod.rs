@@ -73,6 +73,7 @@ pub use tar_sink::TarSink;
 use crate::error::{Error, Result};
 use crate::layer_tars::{LayerTar, layer_tars};
 use crate::open_layer::open_layer;
+use crate::progress::ProgressFn;
 use crate::unpack::{Ctx, read_entry};
 use content::Content;
 use emit::{Action, Emitter, plan};
@@ -190,6 +191,7 @@ pub fn merge_entries(
         tars.as_deref(),
         options.sorted,
         sink,
+        None,
     )
 }
 
@@ -217,13 +219,15 @@ enum Source<'t> {
 
 /// The merge of `image`, its layers read from `tars` when given (one per
 /// layer, base first) or decompressed from their blobs; in path order when
-/// `sorted` (which needs `tars`).
+/// `sorted` (which needs `tars`). `progress` hears of each blob as the
+/// index pass reads it, and that it is done once indexed.
 pub(crate) fn merge_image(
     store: &Store,
     image: &ImageDetails,
     tars: Option<&[LayerTar]>,
     sorted: bool,
     sink: &mut dyn EntrySink,
+    progress: Option<&ProgressFn>,
 ) -> Result<MergeReport> {
     let source = |number: usize| match tars {
         Some(tars) => Source::Tar(&tars[number]),
@@ -240,9 +244,11 @@ pub(crate) fn merge_image(
             Source::Tar(tar) => sorted::index_tar(&mut index, store, number as u32, digest, tar)?,
             Source::Blob => {
                 let media_type = &layer.descriptor.media_type;
-                let mut archive = tar::Archive::new(open_layer(store, digest, media_type, None)?);
+                let stream = open_layer(store, digest, media_type, progress)?;
+                let mut archive = tar::Archive::new(stream);
                 let entries = archive.entries().map_err(read_error)?;
                 index.add_layer(number as u32, digest, entries, None)?;
+                crate::progress::finished(progress, digest, layer.descriptor.size);
             }
         }
     }
