@@ -1,11 +1,11 @@
 //! `cargo run --release -p rootfs --example tar_sink -- ROOT REFERENCE [ROUNDS]`:
-//! times, alternating, today's `rootfs::build` (a tree, `mke2fs -d DIR`,
-//! a `debugfs` pass) against `rootfs::export_tar` piped into
-//! `rootfs::ext4_from_tar` (`mke2fs -d -`) for a stored image, and the two
-//! stages of the tar path apart. Each build gets its own label, so nothing
-//! is deleted between rounds and every round really builds.
+//! times, alternating, `rootfs::build` from a tree (`mke2fs -d DIR`, a
+//! `debugfs` pass) against `rootfs::build` from the merged tar stream
+//! (`mke2fs -d -`) for a stored image, and the two stages of the tar path
+//! apart (`export_tar` to memory, `ext4_from_tar` from it). Each build
+//! gets its own label, so nothing is deleted between rounds and every
+//! round really builds.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -26,29 +26,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut stream = Vec::new();
     let mut size = 0;
     for round in 0..rounds {
-        let run_tree = |size: &mut u64| -> Result<Duration, Box<dyn std::error::Error>> {
-            let mut options = rootfs::BuildOptions::default();
-            options.label = format!("bench-{}-{round}", std::process::id() % 1000);
-            let started = Instant::now();
-            let built = rootfs::build(&store.image(&reference, None)?, &options)?;
-            *size = built.size;
-            Ok(started.elapsed())
-        };
-        let image = out.path().join(format!("tar-{round}.ext4"));
-        let run_stream = |size: u64| -> Result<Duration, Box<dyn std::error::Error>> {
-            let seed = rootfs::ociref::Digest::sha256_of(b"tar sink");
-            let shape = rootfs::TarImage::new(size, inodes, seed);
-            let started = Instant::now();
-            piped(&store, &reference, &image, &shape)?;
-            Ok(started.elapsed())
-        };
-        if round % 2 == 0 {
-            tree.push(run_tree(&mut size)?);
-            stream.push(run_stream(size)?);
+        let run =
+            |input: rootfs::Ext4Input| -> Result<(Duration, u64), Box<dyn std::error::Error>> {
+                let mut options = rootfs::BuildOptions::default();
+                options.input = Some(input);
+                options.label = format!("bench-{}-{round}", std::process::id() % 1000);
+                let started = Instant::now();
+                let built = rootfs::build(&store.image(&reference, None)?, &options)?;
+                Ok((started.elapsed(), built.size))
+            };
+        let (first, second) = if round % 2 == 0 {
+            (rootfs::Ext4Input::Tree, rootfs::Ext4Input::TarStream)
         } else {
-            let size_now = if size == 0 { 1 << 30 } else { size };
-            stream.push(run_stream(size_now)?);
-            tree.push(run_tree(&mut size)?);
+            (rootfs::Ext4Input::TarStream, rootfs::Ext4Input::Tree)
+        };
+        for input in [first, second] {
+            let (took, built_size) = run(input)?;
+            match input {
+                rootfs::Ext4Input::Tree => {
+                    tree.push(took);
+                    size = built_size;
+                }
+                _ => stream.push(took),
+            }
         }
     }
     // The stages apart: export to memory, then mke2fs from memory.
@@ -66,7 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let mke2fs = started.elapsed();
     println!(
-        "{} entries, {} MB tar; median of {rounds}: build (tree) {:.2} s, export_tar | ext4_from_tar {:.2} s; \
+        "{} entries, {} MB tar; median of {rounds}: build from a tree {:.2} s, from the tar stream {:.2} s; \
          stages: export_tar {:.2} s, ext4_from_tar from memory {:.2} s",
         report.entries,
         tar.len() / 1_000_000,
@@ -76,29 +76,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         mke2fs.as_secs_f64()
     );
     Ok(())
-}
-
-/// `export_tar` on a thread writing into a pipe that `ext4_from_tar` reads.
-fn piped(
-    store: &rootfs::ocistore::Store,
-    reference: &rootfs::ociref::Reference,
-    image: &Path,
-    shape: &rootfs::TarImage,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let (reader, writer) = std::io::pipe()?;
-    std::thread::scope(|scope| {
-        let export = scope.spawn(move || {
-            rootfs::export_tar(
-                &store.image(reference, None)?,
-                std::io::BufWriter::with_capacity(1 << 20, writer),
-            )
-        });
-        let made = rootfs::ext4_from_tar(reader, image, shape, &rootfs::BuildOptions::default());
-        let exported = export.join().map_err(|_| "export thread panicked")?;
-        exported?;
-        made?;
-        Ok(())
-    })
 }
 
 fn median(times: &mut [Duration]) -> f64 {
