@@ -144,8 +144,9 @@ pub fn build(stored: &StoredImage, options: &BuildOptions) -> Result<BuiltImage>
     })
 }
 
-/// The input a flattened build reads: as asked, else the tar stream when
-/// `mke2fs` reads tars and no init is placed (placing one needs a tree).
+/// The input a flattened build reads: as asked, else the tree (the tar
+/// stream, whose stages still run one after the other, measured slower;
+/// see docs/rootfs.md).
 fn choose_input(options: &BuildOptions, found: &Mke2fsInfo) -> Result<Ext4Input> {
     match options.input {
         Some(Ext4Input::TarStream) if found.input != Ext4Input::TarStream => {
@@ -162,8 +163,7 @@ fn choose_input(options: &BuildOptions, found: &Mke2fsInfo) -> Result<Ext4Input>
                 .to_owned(),
         }),
         Some(input) => Ok(input),
-        None if options.init.is_some() => Ok(Ext4Input::Tree),
-        None => Ok(found.input),
+        None => Ok(Ext4Input::Tree),
     }
 }
 

@@ -48,11 +48,12 @@ pub struct BuildOptions {
     /// On by default; off, the tree is always under the store.
     pub memory_scratch: bool,
     /// What `mke2fs -d` reads for [`build`](crate::build): `None` (the
-    /// default) takes the merged tar stream when the host's `mke2fs` reads
-    /// tars ([`crate::detect_mke2fs`]) and no `init` is placed, else the
-    /// unpacked tree. Asking for [`Ext4Input::TarStream`] on a host that
-    /// cannot is [`Error::InvalidOption`]. Per-layer builds always read a
-    /// tree.
+    /// default) is the unpacked tree, for now the faster of the two;
+    /// [`Ext4Input::TarStream`] merges the layers into one tar stream for
+    /// `mke2fs -d -` (no tree, no root), and is [`Error::InvalidOption`]
+    /// on a host whose `mke2fs` cannot read tars
+    /// ([`crate::detect_mke2fs`]) or with an `init`. Per-layer builds
+    /// always read a tree.
     pub input: Option<Ext4Input>,
 }
 
