@@ -13,9 +13,9 @@
 //! tar entry without them (0). The image differs in those bytes from one
 //! the tree path makes, so the input is part of its cache key.
 
-use crate::cache_files::{self, IMAGES};
+use crate::cache_files::IMAGES;
 use crate::error::{Error, Result, io};
-use crate::ext4::FlatBuild;
+use crate::ext4::{FlatBuild, keep_image};
 use crate::ext4_tar::{TarImage, ext4_from_tar_in};
 use crate::leftovers;
 use crate::merge::{EntrySink, MergedEntry, TarSink, merge_image};
@@ -83,20 +83,13 @@ pub(crate) fn build_streamed(build: &FlatBuild<'_>, work: &Path) -> Result<()> {
             }
         }
     }
-    let cached_path = build.cached_path;
-    // What keeps it (see `cache_files`); written first so no image lacks
-    // an owner.
-    cache_files::claim(store, cached_path, &image.manifest.digest)?;
-    let kept = cache.anchor().join(safe::name_of(cached_path));
-    partial.persist(kept).map_err(|e| {
-        cache_files::unclaim_missing(store, cached_path);
-        Error::Io {
-            what: "renaming into place",
-            path: cached_path.to_path_buf(),
-            source: e.error,
-        }
-    })?;
-    Ok(())
+    keep_image(
+        store,
+        &cache,
+        partial,
+        build.cached_path,
+        &image.manifest.digest,
+    )
 }
 
 /// Whether `err` says the image ran out of space: `mke2fs` writing the

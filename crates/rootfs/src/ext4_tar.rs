@@ -15,7 +15,7 @@
 //! (pax `atime`/`ctime`; 0 when it has none).
 
 use crate::error::{Error, Result, io};
-use crate::ext4::{FAKE_TIME, MKE2FS_CONF, uuid_from};
+use crate::ext4::{FAKE_TIME, MKE2FS_CONF, mke2fs_command, uuid_from};
 use crate::options::BuildOptions;
 use crate::tools::{die_with_parent, find_tool, run};
 use ociref::Digest;
@@ -99,21 +99,8 @@ pub(crate) fn ext4_from_tar_in(
     // A fresh file: mke2fs leaves what it does not write as it was.
     std::fs::File::create(image).map_err(io("creating", image))?;
     let uuid = uuid_from(&shape.seed);
-    let mut command = Command::new(&mke2fs);
+    let mut command = mke2fs_command(&mke2fs, &conf, &options.label, &uuid, shape.inodes);
     command
-        .env("MKE2FS_CONFIG", &conf)
-        .env("E2FSPROGS_FAKE_TIME", FAKE_TIME)
-        .args([
-            "-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256", "-m", "0",
-        ])
-        .arg("-L")
-        .arg(&options.label)
-        .arg("-U")
-        .arg(&uuid)
-        .arg("-E")
-        .arg(format!("hash_seed={uuid},root_owner=0:0"))
-        .arg("-N")
-        .arg(shape.inodes.to_string())
         .args(["-d", "-"])
         .arg(image)
         .arg(format!("{}k", shape.size.div_ceil(4096) * 4))
