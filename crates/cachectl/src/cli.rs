@@ -125,17 +125,27 @@ pub(crate) enum Command {
         #[arg(long, value_name = "REF")]
         name: Option<String>,
     },
-    /// Write cached images to an archive
+    /// Write cached images to an archive, or one image's file system as a tar
+    #[command(
+        after_help = "Examples:\n  cachectl export alpine:3.20 -o alpine.tar\n  \
+        cachectl export --flatten alpine:3.20 -o rootfs.tar   # like crane export\n  \
+        cachectl export --flatten alpine:3.20 -o - | tar -tv"
+    )]
     Export {
         /// The images
         #[arg(required = true)]
         references: Vec<String>,
-        /// The archive to write (replaced atomically)
+        /// The file to write (replaced atomically); with --flatten, `-` is stdout
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
         /// Archive format
         #[arg(long, value_enum, default_value_t = ArchiveFormat::Oci)]
         format: ArchiveFormat,
+        /// Write the image's final file system as one tar (whiteouts applied,
+        /// owners, modes, devices and extended attributes kept) instead of an
+        /// image archive
+        #[arg(long, conflicts_with = "format")]
+        flatten: bool,
     },
     /// Unpack an image into a root filesystem directory (pulls it first if needed)
     Unpack(UnpackArgs),

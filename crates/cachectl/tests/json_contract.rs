@@ -223,6 +223,13 @@ fn every_command_prints_the_json_docs_cli_md_documents() {
     let archive = home.join("small.tar");
     let archive = archive.to_str().expect("UTF-8");
     contract.run(home, "export", &["export", "--json", &small, "-o", archive]);
+    let flat = home.join("flat.tar");
+    let flat = flat.to_str().expect("UTF-8");
+    contract.run(
+        home,
+        "export_flat",
+        &["export", "--json", "--flatten", &layered, "-o", flat],
+    );
     let other = tempfile::tempdir().expect("tempdir");
     contract.run(other.path(), "import", &["import", "--json", archive]);
 

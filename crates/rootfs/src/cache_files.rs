@@ -12,7 +12,7 @@
 //! same instant may lose one line: the file is then made again when asked
 //! for after the other owner goes, never wrong.
 
-use crate::error::Result;
+use crate::error::{Result, io};
 use crate::safe::{from_store, name_of};
 use ociref::Digest;
 use ocistore::{DerivedFiles, Store};
@@ -86,4 +86,23 @@ pub(crate) fn unclaim_missing(store: &Store, kept: &Path) {
 /// their bytes, and the partial files apart. Blocking.
 pub fn cached_builds(store: &Store) -> Result<BuildFiles> {
     Ok(BuildFiles::collected(&store.derived_usage()?))
+}
+
+/// Keeps the finished `partial` image as `cached_path` in `cache`: its
+/// owner file first (naming `owner`, so no image lacks one), then the
+/// rename through the directory's handle.
+pub(crate) fn keep_image(
+    store: &Store,
+    cache: &ocistore::StoreDir,
+    partial: tempfile::NamedTempFile,
+    cached_path: &Path,
+    owner: &Digest,
+) -> Result<()> {
+    claim(store, cached_path, owner)?;
+    let kept = cache.anchor().join(name_of(cached_path));
+    partial.persist(kept).map_err(|e| {
+        unclaim_missing(store, cached_path);
+        io("renaming into place", cached_path)(e.error)
+    })?;
+    Ok(())
 }

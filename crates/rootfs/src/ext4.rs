@@ -1,10 +1,10 @@
 //! ext4 images built with `mke2fs -d` from an unpacked tree, reproducible
 //! and cached under the store.
 
-use crate::cache_files::{self, IMAGES};
+use crate::cache_files::{self, IMAGES, keep_image};
 use crate::error::{Error, Result, check_keepable, io};
 use crate::leftovers;
-use crate::mke2fs::{Ext4Input, Mke2fsInfo};
+use crate::mke2fs::{Ext4Input, Mke2fsInfo, mke2fs_command};
 use crate::open_layer::open_layer;
 use crate::options::BuildOptions;
 use crate::output::copy_to_output;
@@ -485,54 +485,6 @@ fn run_mke2fs(
         }
     }
     Ok(partial)
-}
-
-/// `mke2fs` with everything that makes its image reproducible: the private
-/// `mke2fs.conf` at `conf`, the fixed time, block and inode sizes, no
-/// reserved blocks, `label`, `uuid` as UUID and hash seed, root owned by
-/// 0:0, `inodes` inodes. The caller adds `-d SOURCE`, the file and the size.
-pub(crate) fn mke2fs_command(
-    mke2fs: &Path,
-    conf: &Path,
-    label: &str,
-    uuid: &str,
-    inodes: u64,
-) -> Command {
-    let mut command = Command::new(mke2fs);
-    command
-        .env("MKE2FS_CONFIG", conf)
-        .env("E2FSPROGS_FAKE_TIME", FAKE_TIME)
-        .args([
-            "-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256", "-m", "0",
-        ])
-        .arg("-L")
-        .arg(label)
-        .arg("-U")
-        .arg(uuid)
-        .arg("-E")
-        .arg(format!("hash_seed={uuid},root_owner=0:0"))
-        .arg("-N")
-        .arg(inodes.to_string());
-    command
-}
-
-/// Keeps the finished `partial` image as `cached_path` in `cache`: its
-/// owner file first (naming `owner`, so no image lacks one), then the
-/// rename through the directory's handle.
-pub(crate) fn keep_image(
-    store: &Store,
-    cache: &ocistore::StoreDir,
-    partial: tempfile::NamedTempFile,
-    cached_path: &Path,
-    owner: &Digest,
-) -> Result<()> {
-    cache_files::claim(store, cached_path, owner)?;
-    let kept = cache.anchor().join(safe::name_of(cached_path));
-    partial.persist(kept).map_err(|e| {
-        cache_files::unclaim_missing(store, cached_path);
-        io("renaming into place", cached_path)(e.error)
-    })?;
-    Ok(())
 }
 
 /// `debugfs` commands: fixed ctime/atime on every inode, hardlinked

@@ -14,8 +14,9 @@
 //! the tree path makes, so the input is part of its cache key.
 
 use crate::cache_files::IMAGES;
+use crate::cache_files::keep_image;
 use crate::error::{Error, Result, io};
-use crate::ext4::{FlatBuild, keep_image};
+use crate::ext4::FlatBuild;
 use crate::ext4_tar::{TarImage, ext4_from_tar_in};
 use crate::leftovers;
 use crate::merge::{EntrySink, MergedEntry, TarSink, merge_image};

@@ -15,7 +15,8 @@
 //! (pax `atime`/`ctime`; 0 when it has none).
 
 use crate::error::{Error, Result, io};
-use crate::ext4::{FAKE_TIME, MKE2FS_CONF, mke2fs_command, uuid_from};
+use crate::ext4::{FAKE_TIME, MKE2FS_CONF, uuid_from};
+use crate::mke2fs::mke2fs_command;
 use crate::options::BuildOptions;
 use crate::tools::{die_with_parent, find_tool, run};
 use ociref::Digest;

@@ -21,6 +21,7 @@
 
 use crate::cache_files::IMAGES;
 use crate::error::{Error, Result, io};
+use crate::ext4::FAKE_TIME;
 use crate::options::BuildOptions;
 use crate::safe;
 use crate::tools::{find_tool, run};
@@ -271,6 +272,35 @@ fn write_record(store: &Store, key: &BinaryKey, info: &Mke2fsInfo) -> Result<()>
     );
     dir.write_atomic(RECORD, text.as_bytes())
         .map_err(safe::from_store)
+}
+
+/// `mke2fs` with everything that makes its image reproducible: the private
+/// `mke2fs.conf` at `conf`, the fixed time, block and inode sizes, no
+/// reserved blocks, `label`, `uuid` as UUID and hash seed, root owned by
+/// 0:0, `inodes` inodes. The caller adds `-d SOURCE`, the file and the size.
+pub(crate) fn mke2fs_command(
+    mke2fs: &Path,
+    conf: &Path,
+    label: &str,
+    uuid: &str,
+    inodes: u64,
+) -> Command {
+    let mut command = Command::new(mke2fs);
+    command
+        .env("MKE2FS_CONFIG", conf)
+        .env("E2FSPROGS_FAKE_TIME", FAKE_TIME)
+        .args([
+            "-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256", "-m", "0",
+        ])
+        .arg("-L")
+        .arg(label)
+        .arg("-U")
+        .arg(uuid)
+        .arg("-E")
+        .arg(format!("hash_seed={uuid},root_owner=0:0"))
+        .arg("-N")
+        .arg(inodes.to_string());
+    command
 }
 
 #[cfg(test)]

@@ -70,7 +70,14 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Export {
             references,
             output,
+            flatten: true,
+            ..
+        } => archives::export_flat(&context, &references, &output, &progress, out),
+        Command::Export {
+            references,
+            output,
             format,
+            flatten: false,
         } => archives::export(&context, &references, &output, format, &progress, out),
         Command::Unpack(args) => rootfs::unpack(&context, &args, &progress, out),
         Command::Build(args) => rootfs::build(&context, &args, &progress, out),
