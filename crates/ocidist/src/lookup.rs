@@ -34,12 +34,13 @@ impl Client {
             .iter()
             .filter_map(|child| {
                 let given = child.platform().as_ref()?;
-                let mut text = format!("{}/{}", given.os(), given.architecture());
-                if let Some(variant) = given.variant() {
-                    text.push('/');
-                    text.push_str(variant);
-                }
-                Some((text.parse().ok()?, child))
+                let platform = Platform::new(
+                    &given.os().to_string(),
+                    &given.architecture().to_string(),
+                    given.variant().as_deref(),
+                )
+                .ok()?;
+                Some((platform, child))
             })
             .collect();
         let found = platform

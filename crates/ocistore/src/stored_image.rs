@@ -58,16 +58,12 @@ impl StoredImage {
     /// Its platform, when the config names one.
     pub fn platform(&self) -> Option<Platform> {
         let config = &self.details.config;
-        let mut text = format!(
-            "{}/{}",
+        Platform::new(
             config.os.as_deref()?,
-            config.architecture.as_deref()?
-        );
-        if let Some(variant) = &config.variant {
-            text.push('/');
-            text.push_str(variant);
-        }
-        text.parse().ok()
+            config.architecture.as_deref()?,
+            config.variant.as_deref(),
+        )
+        .ok()
     }
 }
 

@@ -12,9 +12,7 @@ use crate::place::place_file;
 use crate::progress;
 use crate::safe;
 use crate::scratch::{WorkDir, is_out_of_space, make_readable, remove_stale_work, tree_estimate};
-use crate::sizing::{
-    BLOCK, check_given_size, computed_size, grown, is_out_of_blocks, measure, too_small,
-};
+use crate::sizing::{self, is_out_of_blocks, make_sized, measure};
 use crate::tools::{find_tool, run};
 use crate::unpack::{Applier, Recorded, UnpackReport, apply_image};
 use ociref::Digest;
@@ -436,54 +434,28 @@ fn run_mke2fs(
     let tree = input.tree;
     make_readable(tree)?;
     let (blocks, inodes) = measure(tree, &input.report.pending_xattrs)?;
-    let inode_count = inodes + inodes / 4 + 256;
-    let mut size = match options.size {
-        Some(size) => size.div_ceil(BLOCK) * BLOCK,
-        None => computed_size(blocks, inode_count, options.headroom),
-    };
-    if options.size.is_some() {
-        check_given_size(size, blocks, inode_count)?;
-    }
+    let inode_count = sizing::inode_count(inodes);
     let uuid = uuid_from(input.uuid_digest);
     let conf = work.join("mke2fs.conf");
     std::fs::write(&conf, MKE2FS_CONF).map_err(io("writing", &conf))?;
-    let partial = tempfile::Builder::new()
-        .prefix(&format!("partial-{}", leftovers::pid_tag()))
-        .suffix(".ext4")
-        // Readable by every user of the store, as its other files are.
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .tempfile_in(cache.anchor())
-        .map_err(io("creating a file in", cache.path()))?;
-    leftovers::lock(partial.as_file(), partial.path())?;
-    let mut attempts = 0;
-    loop {
-        let made = run(
-            mke2fs_command(mke2fs, &conf, &options.label, &uuid, inode_count)
-                .arg("-d")
-                .arg(tree)
-                .arg(partial.path())
-                .arg(format!("{}k", size / 1024)),
-            "mke2fs",
-        );
-        match made {
-            // A computed size that was too small after all (the estimate
-            // misses some layout of mke2fs's): larger, a few times. The
-            // same tree always takes the same steps, so the result stays
-            // reproducible.
-            Err(err) if options.size.is_none() && attempts < 3 && is_out_of_blocks(&err) => {
-                attempts += 1;
-                size = grown(size);
-            }
-            // A size the caller gave is theirs: said in words, no retry.
-            Err(err) if options.size.is_some() && is_out_of_blocks(&err) => {
-                return Err(too_small(size, computed_size(blocks, inode_count, 0)));
-            }
-            made => {
-                made?;
-                break;
-            }
-        }
-    }
+    let partial = leftovers::partial_image(cache)?;
+    make_sized(
+        options.size,
+        options.headroom,
+        (blocks, inode_count),
+        is_out_of_blocks,
+        |size| {
+            run(
+                mke2fs_command(mke2fs, &conf, &options.label, &uuid, inode_count)
+                    .arg("-d")
+                    .arg(tree)
+                    .arg(partial.path())
+                    .arg(format!("{}k", size / 1024)),
+                "mke2fs",
+            )
+            .map(drop)
+        },
+    )?;
     Ok(partial)
 }
 

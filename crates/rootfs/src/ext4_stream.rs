@@ -13,15 +13,14 @@
 //! tar entry without them (0). The image differs in those bytes from one
 //! the tree path makes, so the input is part of its cache key.
 
-use crate::cache_files::IMAGES;
-use crate::cache_files::keep_image;
+use crate::cache_files::{IMAGES, keep_image};
 use crate::error::{Error, Result, io};
 use crate::ext4::FlatBuild;
 use crate::ext4_tar::{TarImage, ext4_from_tar_in};
 use crate::leftovers;
 use crate::merge::{EntrySink, MergedEntry, TarSink, merge_image};
 use crate::safe;
-use crate::sizing::{BLOCK, check_given_size, computed_size, grown, is_out_of_blocks, too_small};
+use crate::sizing::{BLOCK, inode_count, is_out_of_blocks, make_sized};
 use std::io::{BufWriter, Seek};
 use std::path::Path;
 
@@ -46,44 +45,22 @@ pub(crate) fn build_streamed(build: &FlatBuild<'_>, work: &Path) -> Result<()> {
     // directories, symlinks and extents, and one per entry with extended
     // attributes (an attribute block): an upper bound.
     let blocks = merged.bytes.div_ceil(BLOCK) + merged.emitted + sink.xattr_blocks;
-    let inodes = merged.emitted + merged.emitted / 4 + 256;
-    let mut size = match options.size {
-        Some(size) => size.div_ceil(BLOCK) * BLOCK,
-        None => computed_size(blocks, inodes, options.headroom),
-    };
-    if options.size.is_some() {
-        check_given_size(size, blocks, inodes)?;
-    }
+    let inodes = inode_count(merged.emitted);
     // The image is made and renamed through the cache directory's handle:
     // a directory swapped in at its name is never written.
     let cache = store.derived_dir(IMAGES).map_err(safe::from_store)?;
-    let partial = tempfile::Builder::new()
-        .prefix(&format!("partial-{}", leftovers::pid_tag()))
-        .suffix(".ext4")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .tempfile_in(cache.anchor())
-        .map_err(io("creating a file in", cache.path()))?;
-    leftovers::lock(partial.as_file(), partial.path())?;
-    let mut attempts = 0;
-    loop {
-        tar.rewind().map_err(io("reading", &tar_path))?;
-        let shape = TarImage::new(size, inodes, image.manifest.digest.clone());
-        match ext4_from_tar_in(&mut tar, partial.path(), &shape, options, work) {
-            // The estimate missed some layout of mke2fs's: larger, a few
-            // times (the same tar always takes the same steps).
-            Err(err) if options.size.is_none() && attempts < 3 && is_full(&err) => {
-                attempts += 1;
-                size = grown(size);
-            }
-            Err(err) if options.size.is_some() && is_full(&err) => {
-                return Err(too_small(size, computed_size(blocks, inodes, 0)));
-            }
-            made => {
-                made?;
-                break;
-            }
-        }
-    }
+    let partial = leftovers::partial_image(&cache)?;
+    make_sized(
+        options.size,
+        options.headroom,
+        (blocks, inodes),
+        is_full,
+        |size| {
+            tar.rewind().map_err(io("reading", &tar_path))?;
+            let shape = TarImage::new(size, inodes, image.manifest.digest.clone());
+            ext4_from_tar_in(&mut tar, partial.path(), &shape, options, work).map(drop)
+        },
+    )?;
     keep_image(
         store,
         &cache,

@@ -28,6 +28,21 @@ pub(crate) fn lock(file: &std::fs::File, path: &Path) -> Result<()> {
         .map_err(|e| io("locking", path)(e.into()))
 }
 
+/// A new `partial-p<pid>-….ext4` image file in `cache` (created `O_EXCL`
+/// through the directory's anchor, readable by every user of the store as
+/// its other files are), locked while this build lives, so the next build
+/// or `gc` can tell it from one a killed build left.
+pub(crate) fn partial_image(cache: &StoreDir) -> Result<tempfile::NamedTempFile> {
+    let partial = tempfile::Builder::new()
+        .prefix(&format!("partial-{}", pid_tag()))
+        .suffix(".ext4")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .tempfile_in(cache.anchor())
+        .map_err(io("creating a file in", cache.path()))?;
+    lock(partial.as_file(), partial.path())?;
+    Ok(partial)
+}
+
 /// Whether the leftover `path` (file or directory) is stale: the store's
 /// rule ([`ocistore::is_stale_leftover`]), for the leftovers rootfs sweeps
 /// itself.

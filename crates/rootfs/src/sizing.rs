@@ -16,6 +16,48 @@ pub(crate) const INODE_SIZE: u64 = 256;
 /// journal.
 pub(crate) const MIN_SIZE: u64 = 8 << 20;
 
+/// The inode count (`mke2fs -N`) of an image of `entries` files: a quarter
+/// more, and 256, for what a user adds to it.
+pub(crate) fn inode_count(entries: u64) -> u64 {
+    entries + entries / 4 + 256
+}
+
+/// Makes an image with `make(size)`: of the size the caller gave in
+/// `given` (refused in words when below what `blocks` and `inodes` take),
+/// else of the size computed from them plus `headroom`, grown a few times
+/// when `full` says the estimate missed some layout of mke2fs's (the same
+/// input always takes the same steps, so the result stays reproducible).
+/// A given size that turns out too small is refused in words, no retry.
+pub(crate) fn make_sized(
+    given: Option<u64>,
+    headroom: u64,
+    (blocks, inodes): (u64, u64),
+    full: impl Fn(&Error) -> bool,
+    mut make: impl FnMut(u64) -> Result<()>,
+) -> Result<()> {
+    let mut size = match given {
+        Some(size) => {
+            let size = size.div_ceil(BLOCK) * BLOCK;
+            check_given_size(size, blocks, inodes)?;
+            size
+        }
+        None => computed_size(blocks, inodes, headroom),
+    };
+    let mut attempts = 0;
+    loop {
+        match make(size) {
+            Err(err) if given.is_none() && attempts < 3 && full(&err) => {
+                attempts += 1;
+                size = grown(size);
+            }
+            Err(err) if given.is_some() && full(&err) => {
+                return Err(too_small(size, computed_size(blocks, inodes, 0)));
+            }
+            made => return made,
+        }
+    }
+}
+
 /// `bytes` in MiB, one decimal, for messages.
 pub(crate) fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
