@@ -6,7 +6,7 @@ use crate::merge::{MergeOptions, TarSink, merge_entries};
 use crate::unpack::UnpackReport;
 use ocistore::StoredImage;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Writes the final file system of a stored image to `writer` as one tar
 /// stream: whiteouts resolved, parents
@@ -39,4 +39,18 @@ pub fn export_tar(image: &StoredImage, writer: impl Write) -> Result<UnpackRepor
         rootless: true,
         ..UnpackReport::default()
     })
+}
+
+/// [`export_tar`] into the file `output`, replaced atomically as
+/// [`crate::BuildOptions::output`] is: written to a temp file beside it
+/// (one a killed process left is removed first), synced, renamed over it,
+/// the directory synced; a failure leaves `output` as it was. Blocking.
+pub fn export_tar_to(image: &StoredImage, output: &Path) -> Result<UnpackReport> {
+    let mut report = None;
+    crate::output::write_output(image.store(), output, |file, _| {
+        let writer = std::io::BufWriter::with_capacity(1 << 20, file);
+        report = Some(export_tar(image, writer)?);
+        Ok(())
+    })?;
+    Ok(report.expect("because a successful write made the report"))
 }

@@ -76,7 +76,7 @@ mod unpack;
 
 pub use cache_files::{BuildFiles, cached_builds};
 pub use error::{Error, Result};
-pub use export::export_tar;
+pub use export::{export_tar, export_tar_to};
 pub use ext4::{BuiltImage, BuiltLayer, build, build_layers};
 pub use ext4_tar::{TarImage, TarImageReport, ext4_from_tar};
 pub use layer_tars::{LayerTar, layer_tars};

@@ -1,5 +1,5 @@
-//! `build`'s copy of the image to a file the caller names
-//! ([`crate::BuildOptions::output`]), replaced atomically.
+//! Files the caller names, replaced atomically: `build`'s copy of the
+//! image ([`crate::BuildOptions::output`]) and `export_tar_to`'s tar.
 //!
 //! The copy is written to a temp file beside the output
 //! (`.<name>.tmp-p<pid>-<n>`, same directory, so same file system),
@@ -22,6 +22,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Copies the image `from` to `output` atomically (see the module docs).
 pub(crate) fn copy_to_output(store: &Store, from: &Path, output: &Path) -> Result<()> {
+    write_output(store, output, |file, temp| {
+        let input = crate::safe::open_cached(store, from)?;
+        copy_sparse(&input, from, file, temp)
+    })
+}
+
+/// Writes `output` atomically (see the module docs) with `write`, given
+/// the temp file and its path; what `write` reports as an error about the
+/// temp file names `output`.
+pub(crate) fn write_output(
+    store: &Store,
+    output: &Path,
+    write: impl FnOnce(&File, &Path) -> Result<()>,
+) -> Result<()> {
     let dir = match output.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -35,8 +49,7 @@ pub(crate) fn copy_to_output(store: &Store, from: &Path, output: &Path) -> Resul
     let held = store.open_dir(dir).map_err(crate::safe::from_store)?;
     leftovers::remove_stale_files(&held, &prefix.to_string_lossy(), "")?;
     let temp = TempOutput::create(dir, &prefix)?;
-    let input = crate::safe::open_cached(store, from)?;
-    let written = copy_sparse(&input, from, &temp.file, &temp.path)
+    let written = write(&temp.file, &temp.path)
         .and_then(|()| temp.file.sync_all().map_err(io("syncing", &temp.path)));
     if let Err(err) = written {
         return Err(named_after(err, &temp.path, output));

@@ -102,8 +102,8 @@ pub(super) fn export(
 }
 
 /// `export --flatten`: the final file system of one cached image as a tar
-/// (`rootfs::export_tar`), to `output` (written to a temporary file beside
-/// it, synced, renamed) or to stdout for `-`.
+/// (`rootfs::export_tar_to`: written beside `output`, synced, renamed) or
+/// to stdout for `-`.
 pub(super) fn export_flat(
     context: &Context,
     references: &[String],
@@ -129,7 +129,7 @@ pub(super) fn export_flat(
         let stdout = std::io::stdout().lock();
         rootfs::export_tar(&image, std::io::BufWriter::with_capacity(1 << 20, stdout))?
     } else {
-        write_atomically(output, |file| rootfs::export_tar(&image, file))?
+        rootfs::export_tar_to(&image, output)?
     };
     drop(step);
     let result = serde_json::json!({
@@ -150,31 +150,4 @@ pub(super) fn export_flat(
         });
     }
     Ok(())
-}
-
-/// Runs `write` on a new temporary file beside `path`, then syncs it and
-/// renames it to `path`: a failure leaves `path` as it was.
-fn write_atomically<T>(
-    path: &Path,
-    write: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> Result<T, rootfs::Error>,
-) -> Result<T, CliError> {
-    let io = |what: &str| {
-        let what = format!("{what} {}", path.display());
-        move |source| CliError::Io { what, source }
-    };
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let temp = tempfile::NamedTempFile::new_in(dir).map_err(io("creating a file beside"))?;
-    let written = {
-        let mut writer = std::io::BufWriter::with_capacity(1 << 20, temp.as_file());
-        let written = write(&mut writer)?;
-        std::io::Write::flush(&mut writer).map_err(io("writing"))?;
-        written
-    };
-    temp.as_file().sync_all().map_err(io("syncing"))?;
-    temp.persist(path)
-        .map_err(|e| io("renaming into place")(e.error))?;
-    Ok(written)
 }
