@@ -31,6 +31,7 @@ mod rootfs_merge;
 mod rootfs_overlay;
 mod rootfs_per_layer;
 mod rootfs_plants;
+mod rootfs_stream_builds;
 mod rootfs_support;
 mod rootfs_swap_race;
 mod rootfs_tars;

@@ -264,8 +264,8 @@ pub(crate) fn assert_tar_image_holds_the_build(
     let by_default = rootfs::build(&stored, &rootless_build_options()).expect("build");
     assert_eq!(
         (by_default.input, by_default.cached, &by_default.path),
-        (rootfs::Ext4Input::Tree, true, &built.path),
-        "the tree is the default (the faster path for now)"
+        (rootfs::Ext4Input::TarStream, true, &streamed.path),
+        "where mke2fs reads tars, the stream is the default"
     );
     e2fsck_passes(&streamed.path);
     let differences = tree_differences(&image_tree(&built.path), &image_tree(&streamed.path));

@@ -253,7 +253,7 @@ fn merged_tar_of_every_fixture_extracts_to_the_unpacked_tree_and_lists_what_expo
 /// `h`ardlink, `c`har device `major,minor`, fifo `p`), name, content or
 /// target, mode, owner (uid = gid), mtime, one `user.`/`trusted.` xattr.
 #[derive(Clone, Copy)]
-struct E {
+pub(crate) struct E {
     kind: char,
     name: &'static str,
     extra: &'static str,
@@ -287,7 +287,7 @@ impl E {
 }
 
 /// A gzip layer of `entries`, names written as given.
-fn layer(entries: &[E]) -> (Vec<u8>, &'static str) {
+pub(crate) fn layer(entries: &[E]) -> (Vec<u8>, &'static str) {
     let mut builder = tar::Builder::new(Vec::new());
     for entry in entries {
         if let Some((name, value)) = entry.xattr {
@@ -330,10 +330,10 @@ fn layer(entries: &[E]) -> (Vec<u8>, &'static str) {
 }
 
 /// A named image: its layers, base first.
-type Case = (&'static str, Vec<Vec<E>>);
+pub(crate) type Case = (&'static str, Vec<Vec<E>>);
 
 /// Images whose layers hide, replace and link across each other.
-fn layered_cases() -> Vec<Case> {
+pub(crate) fn layered_cases() -> Vec<Case> {
     [hiding_cases(), replacing_cases()].concat()
 }
 
@@ -512,22 +512,23 @@ fn merged_tar_of_layers_that_hide_replace_and_link_equals_the_unpack() {
     }
 }
 
-#[test]
-fn merged_tar_of_gnu_tar_odd_and_sparse_forms_equals_the_unpack() {
-    // Long names and link targets, ids past the octal fields, times before
-    // 1970 and past 2242, a name that is not UTF-8, a hardlink to a long
-    // name, and a sparse file, as GNU tar writes them in each format.
+/// One GNU tar of a tree with long names and link targets, ids past the
+/// octal fields, times before 1970 and past 2242, a name that is not
+/// UTF-8 (when `odd_name`), a hardlink to a long name, and a sparse file,
+/// in each format GNU tar writes them: `(format, tar)`.
+pub(crate) fn gnu_tar_forms(dir: &Path, odd_name: bool) -> Vec<(String, Vec<u8>)> {
     use std::os::unix::ffi::OsStrExt;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let source = dir.path().join("source");
+    let source = dir.join("source");
     let deep = source.join(format!("{}/{}", "d".repeat(90), "e".repeat(90)));
     std::fs::create_dir_all(&deep).expect("deep dirs");
     let long_file = deep.join("f".repeat(150));
     std::fs::write(&long_file, b"long name\n").expect("long file");
     std::os::unix::fs::symlink("t".repeat(200), source.join("long-target")).expect("symlink");
     std::fs::hard_link(&long_file, source.join("hardlink-to-long")).expect("hardlink");
-    let odd_name = source.join(std::ffi::OsStr::from_bytes(b"latin1-\xe9t\xe9"));
-    std::fs::write(&odd_name, b"not utf-8\n").expect("odd name");
+    if odd_name {
+        let odd_name = source.join(std::ffi::OsStr::from_bytes(b"latin1-\xe9t\xe9"));
+        std::fs::write(&odd_name, b"not utf-8\n").expect("odd name");
+    }
     let big_ids = source.join("big-ids");
     std::fs::write(&big_ids, b"ids\n").expect("big ids");
     std::os::unix::fs::lchown(&big_ids, Some(3_000_000), Some(3_000_001)).expect("chown");
@@ -553,6 +554,7 @@ fn merged_tar_of_gnu_tar_odd_and_sparse_forms_equals_the_unpack() {
             .expect("touch runs");
         assert!(status.success());
     }
+    let mut tars = Vec::new();
     for format in [
         &["--format=gnu"][..],
         &["--format=pax", "--sparse-version=0.1"][..],
@@ -566,9 +568,17 @@ fn merged_tar_of_gnu_tar_odd_and_sparse_forms_equals_the_unpack() {
             .output()
             .expect("tar runs");
         assert!(output.status.success(), "{format:?}");
-        let case = dir.path().join(format.join("-"));
-        let (store, reference) =
-            hand_built_store(&case.join("store"), &[(gzip(&output.stdout), GZIP_LAYER)]);
+        tars.push((format.join("-"), output.stdout));
+    }
+    tars
+}
+
+#[test]
+fn merged_tar_of_gnu_tar_odd_and_sparse_forms_equals_the_unpack() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (format, tar) in gnu_tar_forms(dir.path(), true) {
+        let case = dir.path().join(&format);
+        let (store, reference) = hand_built_store(&case.join("store"), &[(gzip(&tar), GZIP_LAYER)]);
         let bytes = assert_merge_equals_unpack(&store, &reference, &case);
         let listing: BTreeMap<_, _> = assert_ordered(&bytes).into_iter().collect();
         assert_eq!(listing["holes.db"], tar::EntryType::Regular, "{format:?}");

@@ -267,6 +267,20 @@ pub(crate) struct BuildArgs {
     /// Do not pull: fail unless the image is cached
     #[arg(long)]
     pub(crate) offline: bool,
+    /// What mke2fs reads: the layers merged into one tar stream as it runs
+    /// (needs e2fsprogs 1.47.1 or later with libarchive), or an unpacked
+    /// tree [default: tar-stream where mke2fs reads tars, else tree]
+    #[arg(long, value_enum, conflicts_with = "per_layer")]
+    pub(crate) input: Option<BuildInput>,
+}
+
+/// What `build` feeds `mke2fs -d`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum BuildInput {
+    /// The layers unpacked into a directory
+    Tree,
+    /// The layers merged into one tar stream (no tree, no root)
+    TarStream,
 }
 
 /// `login`.

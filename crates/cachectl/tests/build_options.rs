@@ -2,7 +2,8 @@
 //! init path that is not absolute, the root or has `..`, a size below the
 //! least ext4 image) are usage errors (exit 2) said in words, found before
 //! anything is pulled or unpacked; a size too small for the content is
-//! said in words too, not with mke2fs's output.
+//! said in words too, not with mke2fs's output. `--input` picks what
+//! mke2fs reads.
 
 mod support;
 
@@ -102,4 +103,44 @@ fn a_size_too_small_for_the_content_is_said_in_words() {
         })
         .unwrap_or_default();
     assert!(left.is_empty(), "no partial image stays: {left:?}");
+}
+
+#[test]
+fn input_chooses_what_mke2fs_reads_and_the_stream_is_the_default_where_it_reads_tars() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let (reference, _) = fixture("small");
+    let build = |options: &[&str]| {
+        let built = cachectl(home.path())
+            .args(["build", &reference, "--rootless", "--json"])
+            .args(options)
+            .output()
+            .expect("runs");
+        assert!(built.status.success(), "{options:?}: {}", stderr(&built));
+        let json: serde_json::Value = serde_json::from_slice(&built.stdout).expect("JSON");
+        (json["input"].as_str().expect("input").to_owned(), json)
+    };
+    let (tree, tree_json) = build(&["--input", "tree"]);
+    let (stream, stream_json) = build(&["--input", "tar-stream"]);
+    let (default, default_json) = build(&[]);
+    assert_eq!((tree.as_str(), stream.as_str()), ("tree", "tar-stream"));
+    assert_ne!(tree_json["path"], stream_json["path"], "one cache key each");
+    // This machine's test command installs e2fsprogs 1.47.1 or later.
+    assert_eq!(default, "tar-stream");
+    assert_eq!(default_json["path"], stream_json["path"]);
+    assert_eq!(default_json["cached"], serde_json::json!(true));
+    let refused = cachectl(home.path())
+        .args(["build", &reference, "--per-layer", "--input", "tar-stream"])
+        .output()
+        .expect("runs");
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    let unknown = cachectl(home.path())
+        .args(["build", &reference, "--input", "squashfs"])
+        .output()
+        .expect("runs");
+    let message = stderr(&unknown);
+    assert_eq!(unknown.status.code(), Some(2), "{message}");
+    assert!(
+        message.contains("tar-stream"),
+        "the choices are listed: {message}"
+    );
 }

@@ -142,9 +142,8 @@ pub fn build(stored: &StoredImage, options: &BuildOptions) -> Result<BuiltImage>
     })
 }
 
-/// The input a flattened build reads: as asked, else the tree (the tar
-/// stream, whose stages still run one after the other, measured slower;
-/// see docs/rootfs.md).
+/// The input a flattened build reads: as asked, else the merged tar
+/// stream where the host's `mke2fs` reads tars, else the tree.
 fn choose_input(options: &BuildOptions, found: &Mke2fsInfo) -> Result<Ext4Input> {
     match options.input {
         Some(Ext4Input::TarStream) if found.input != Ext4Input::TarStream => {
@@ -156,12 +155,8 @@ fn choose_input(options: &BuildOptions, found: &Mke2fsInfo) -> Result<Ext4Input>
                 ),
             })
         }
-        Some(Ext4Input::TarStream) if options.init.is_some() => Err(Error::InvalidOption {
-            reason: "an init is placed in an unpacked tree: it cannot be built from a tar stream"
-                .to_owned(),
-        }),
         Some(input) => Ok(input),
-        None => Ok(Ext4Input::Tree),
+        None => Ok(found.input),
     }
 }
 
@@ -541,6 +536,12 @@ fn debugfs_commands(
                 let _ = writeln!(out, "sif {name} mode 0{:o}", type_bits | recorded.mode);
             }
         }
+    }
+    // The root's time from a layer's `./`, as the unpack gives its target
+    // and mke2fs gives the root from a tar (last: linking in the root
+    // above may have touched it).
+    if let Some(root) = records.get(Path::new("")) {
+        let _ = writeln!(out, "sif / mtime @{}", root.mtime);
     }
     Ok(out)
 }

@@ -2,50 +2,54 @@
 //! host's `mke2fs` reads tars ([`Ext4Input::TarStream`]): no tree on the
 //! host, no root, no `debugfs` pass for owners and devices.
 //!
-//! The layers are merged ([`crate::merge_entries`], layer order, each
-//! layer decompressed for the index pass and again for the content) into
-//! one tar file in the build's work directory (on `/dev/shm` when it has
-//! room, as the tree of the other path), which sizes the image (the
-//! merge reports the entries and bytes it emitted), then `mke2fs -d -`
-//! reads it ([`crate::ext4_from_tar`]: the extended attributes mke2fs
-//! drops are set by one `debugfs` pass). Owners, modes, devices, hardlinks
-//! and mtimes come from the tar; atime and ctime are what mke2fs gives a
-//! tar entry without them (0). The image differs in those bytes from one
-//! the tree path makes, so the input is part of its cache key.
+//! One pipeline, two passes over the layers:
+//! 1. The merge's index pass ([`crate::merge_entries`]) decompresses each
+//!    layer once, learns the final tree, and copies the decompressed tar
+//!    into the build's work directory (on `/dev/shm` when it has room, as
+//!    the tree of the other path). The tree's entries, content bytes and
+//!    attribute-bearing inodes size the image before anything is emitted.
+//! 2. `mke2fs -d -` starts on a pipe, and the emit pass writes the merged
+//!    tar into it from those copies while mke2fs reads it: the two run at
+//!    once, on two cores, and no merged tar is ever stored. The extended
+//!    attributes mke2fs drops are noted as they go by and set by one
+//!    `debugfs` pass ([`crate::ext4_from_tar`]). An image too small for
+//!    the tree is made again, larger, from the same index.
+//!
+//! Owners, modes, devices, hardlinks and mtimes come from the tar; atime
+//! and ctime are what mke2fs gives a tar entry without them (0). The image
+//! differs in those bytes from one the tree path makes, so the input is
+//! part of its cache key.
+//!
+//! [`Ext4Input::TarStream`]: crate::Ext4Input::TarStream
 
 use crate::cache_files::{IMAGES, keep_image};
 use crate::error::{Error, Result, io};
 use crate::ext4::FlatBuild;
-use crate::ext4_tar::{TarImage, ext4_from_tar_in};
+use crate::ext4_tar::{
+    TarImage, TarImageReport, XattrsByPath, ext4_fed, image_path, kept_by_mke2fs,
+};
 use crate::leftovers;
-use crate::merge::{EntrySink, MergedEntry, TarSink, merge_image};
+use crate::merge::{EntrySink, IndexedMerge, MergedEntry, TarSink, TreeStats, index_image};
 use crate::safe;
 use crate::sizing::{BLOCK, inode_count, is_out_of_blocks, make_sized};
-use std::io::{BufWriter, Seek};
+use std::io::{BufWriter, Write};
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
+use std::process::ChildStdin;
 
-/// Merges the image into `work/rootfs.tar` and makes its ext4 image from
-/// it, kept at the build's cached path.
+/// Indexes the image (its layers copied into `work`), then makes its ext4
+/// image with mke2fs reading the merged stream as it is emitted, kept at
+/// the build's cached path.
 pub(crate) fn build_streamed(build: &FlatBuild<'_>, work: &Path) -> Result<()> {
     let (store, image, options) = (build.store, build.image, build.options);
-    let tar_path = work.join("rootfs.tar");
-    let file = std::fs::File::create(&tar_path).map_err(io("creating", &tar_path))?;
-    let mut sink = CountingSink {
-        tar: TarSink::new(BufWriter::with_capacity(1 << 20, file)),
-        xattr_blocks: 0,
-    };
+    let spool = work.join("layers");
+    std::fs::create_dir(&spool).map_err(io("creating", &spool))?;
     let progress = options.unpack.progress.as_ref();
-    let merged = merge_image(store, image, None, false, &mut sink, progress)?;
-    sink.tar
-        .finish()
-        .and_then(|writer| writer.into_inner().map_err(|e| e.into_error()))
-        .map_err(io("writing", &tar_path))?;
-    let mut tar = std::fs::File::open(&tar_path).map_err(io("reading", &tar_path))?;
-    // Every file rounded up to a block, plus one per entry for
-    // directories, symlinks and extents, and one per entry with extended
-    // attributes (an attribute block): an upper bound.
-    let blocks = merged.bytes.div_ceil(BLOCK) + merged.emitted + sink.xattr_blocks;
-    let inodes = inode_count(merged.emitted);
+    let mut merge = index_image(store, image, None, false, Some(&spool), progress)?;
+    if let Some((source, target)) = &options.init {
+        merge.place(source, target)?;
+    }
+    let (blocks, inodes) = image_needs(merge.stats());
     // The image is made and renamed through the cache directory's handle:
     // a directory swapped in at its name is never written.
     let cache = store.derived_dir(IMAGES).map_err(safe::from_store)?;
@@ -56,9 +60,11 @@ pub(crate) fn build_streamed(build: &FlatBuild<'_>, work: &Path) -> Result<()> {
         (blocks, inodes),
         is_full,
         |size| {
-            tar.rewind().map_err(io("reading", &tar_path))?;
             let shape = TarImage::new(size, inodes, image.manifest.digest.clone());
-            ext4_from_tar_in(&mut tar, partial.path(), &shape, options, work).map(drop)
+            ext4_fed(partial.path(), &shape, options, work, |stdin| {
+                emit_into(&merge, stdin)
+            })
+            .map(drop)
         },
     )?;
     keep_image(
@@ -70,6 +76,49 @@ pub(crate) fn build_streamed(build: &FlatBuild<'_>, work: &Path) -> Result<()> {
     )
 }
 
+/// The blocks and inodes the tree `stats` describes needs: every file
+/// rounded up to a block, plus one block per entry for directories,
+/// symlinks and extents, and one per inode with extended attributes (an
+/// attribute block); an upper bound.
+fn image_needs(stats: TreeStats) -> (u64, u64) {
+    let blocks = stats.bytes.div_ceil(BLOCK) + stats.entries + stats.with_xattrs;
+    (blocks, inode_count(stats.entries))
+}
+
+/// Emits the merged tar into mke2fs's standard input; the attributes it
+/// will drop, by path.
+fn emit_into(
+    merge: &IndexedMerge<'_>,
+    stdin: ChildStdin,
+) -> Result<(TarImageReport, XattrsByPath)> {
+    let mut sink = FeedSink {
+        tar: TarSink::new(Counted {
+            inner: BufWriter::with_capacity(1 << 20, stdin),
+            bytes: 0,
+        }),
+        dropped: XattrsByPath::new(),
+        failure: None,
+    };
+    let emitted = merge.emit(&mut sink);
+    if let Some(failure) = sink.failure.take() {
+        return Err(failure);
+    }
+    let report = emitted?;
+    let pipe = Path::new("mke2fs");
+    let counted = sink.tar.finish().map_err(io("writing to", pipe))?;
+    let bytes = counted.bytes;
+    counted
+        .inner
+        .into_inner()
+        .map_err(|e| io("writing to", pipe)(e.into_error()))?;
+    let report = TarImageReport {
+        entries: report.emitted,
+        bytes,
+        xattrs_set: 0,
+    };
+    Ok((report, sink.dropped))
+}
+
 /// Whether `err` says the image ran out of space: `mke2fs` writing the
 /// content, or `debugfs` adding the extended attributes mke2fs dropped.
 fn is_full(err: &Error) -> bool {
@@ -78,22 +127,60 @@ fn is_full(err: &Error) -> bool {
             if stderr.contains("Could not allocate"))
 }
 
-/// The tar sink, counting the entries with extended attributes (each may
-/// need an attribute block of its own).
-struct CountingSink<W: std::io::Write> {
+/// The tar sink feeding mke2fs, noting the extended attributes mke2fs
+/// drops (each path is emitted once, with all of its inode's).
+struct FeedSink<W: Write> {
     tar: TarSink<W>,
-    xattr_blocks: u64,
+    dropped: XattrsByPath,
+    /// Why an entry was refused, in the crate's terms.
+    failure: Option<Error>,
 }
 
-impl<W: std::io::Write> EntrySink for CountingSink<W> {
+impl<W: Write> EntrySink for FeedSink<W> {
     fn entry(
         &mut self,
         entry: &MergedEntry<'_>,
         data: &mut dyn std::io::Read,
     ) -> std::io::Result<()> {
-        if !entry.xattrs.is_empty() {
-            self.xattr_blocks += 1;
+        let dropped: Vec<(String, Vec<u8>)> = entry
+            .xattrs
+            .iter()
+            .filter(|(name, _)| !kept_by_mke2fs(name))
+            .cloned()
+            .collect();
+        if !dropped.is_empty() {
+            let name = entry.path.as_os_str().as_bytes();
+            let path = image_path(name);
+            if std::str::from_utf8(name).is_err() {
+                let reason = format!(
+                    "extended attributes of {path}, a name that is not UTF-8, cannot be passed \
+                     to debugfs"
+                );
+                self.failure = Some(Error::InvalidOption {
+                    reason: reason.clone(),
+                });
+                return Err(std::io::Error::other(reason));
+            }
+            self.dropped.insert(path, dropped);
         }
         self.tar.entry(entry, data)
+    }
+}
+
+/// A writer counting the bytes written through it.
+struct Counted<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.bytes += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }

@@ -31,6 +31,9 @@ use std::process::{Command, Stdio};
 /// `debugfs`.
 const KEPT_BY_MKE2FS: &str = "security.capability";
 
+/// The size asked for the pipe mke2fs reads the tar from.
+const PIPE_BYTES: usize = 1 << 20;
+
 /// Extended attributes by image path (`/etc/passwd`), each `(name, value)`.
 pub(crate) type XattrsByPath = BTreeMap<String, Vec<(String, Vec<u8>)>>;
 
@@ -94,6 +97,20 @@ pub(crate) fn ext4_from_tar_in(
     options: &BuildOptions,
     work: &Path,
 ) -> Result<TarImageReport> {
+    ext4_fed(image, shape, options, work, |stdin| feed(reader, stdin))
+}
+
+/// Makes the ext4 image `image` with `mke2fs -d -` reading the tar that
+/// `writer` writes to its standard input (both run at once), then sets the
+/// extended attributes `writer` says mke2fs dropped, by path. The error of
+/// a failed mke2fs wins over the writer's (a full image closes the pipe).
+pub(crate) fn ext4_fed(
+    image: &Path,
+    shape: &TarImage,
+    options: &BuildOptions,
+    work: &Path,
+    writer: impl FnOnce(std::process::ChildStdin) -> Result<(TarImageReport, XattrsByPath)>,
+) -> Result<TarImageReport> {
     let mke2fs = find_tool("mke2fs", options)?;
     let conf = work.join("mke2fs.conf");
     std::fs::write(&conf, MKE2FS_CONF).map_err(io("writing", &conf))?;
@@ -122,9 +139,12 @@ pub(crate) fn ext4_from_tar_in(
         })
     });
     let stdin = child.stdin.take().expect("because stdin is piped");
+    // A larger pipe: fewer switches between the writer and mke2fs (the
+    // default 64 KiB; the kernel may give less, which only costs time).
+    let _ = rustix::pipe::fcntl_setpipe_size(&stdin, PIPE_BYTES);
     // Fed and read at once; the child is waited for on this thread,
     // whatever the outcome (see `tools`).
-    let fed = feed(reader, stdin);
+    let fed = writer(stdin);
     if fed.is_err() {
         let _ = child.kill();
     }
@@ -145,6 +165,12 @@ pub(crate) fn ext4_from_tar_in(
         report.xattrs_set = set_xattrs(&debugfs, image, work, &xattrs)?;
     }
     Ok(report)
+}
+
+/// Whether mke2fs keeps the extended attribute `name` from a tar (the
+/// others are set afterwards).
+pub(crate) fn kept_by_mke2fs(name: &str) -> bool {
+    name == KEPT_BY_MKE2FS
 }
 
 /// Copies the tar `reader` to `stdin` while reading its entries; the
@@ -173,7 +199,7 @@ fn feed(
             for extension in extensions {
                 let extension = extension.map_err(io("reading", stream))?;
                 if let Some(xattr) = pax_xattr(extension.key_bytes(), extension.value_bytes())
-                    && xattr.0 != KEPT_BY_MKE2FS
+                    && !kept_by_mke2fs(&xattr.0)
                 {
                     found.push(xattr);
                 }
@@ -230,7 +256,7 @@ impl<R: Read, W: Write> Read for Tee<R, W> {
 
 /// The image path of a tar name: `/`-rooted, without `.` components or a
 /// trailing slash (`./etc/` is `/etc`).
-fn image_path(name: &[u8]) -> String {
+pub(crate) fn image_path(name: &[u8]) -> String {
     let path = Path::new(std::ffi::OsStr::from_bytes(name));
     let mut out = String::new();
     for component in path.components() {

@@ -47,13 +47,14 @@ pub struct BuildOptions {
     /// larger fills the tmpfs and the build starts again under the store.
     /// On by default; off, the tree is always under the store.
     pub memory_scratch: bool,
-    /// What `mke2fs -d` reads for [`build`](crate::build): `None` (the
-    /// default) is the unpacked tree, for now the faster of the two;
-    /// [`Ext4Input::TarStream`] merges the layers into one tar stream for
-    /// `mke2fs -d -` (no tree, no root), and is [`Error::InvalidOption`]
-    /// on a host whose `mke2fs` cannot read tars
-    /// ([`crate::detect_mke2fs`]) or with an `init`. Per-layer builds
-    /// always read a tree.
+    /// What `mke2fs -d` reads for [`build`](crate::build):
+    /// [`Ext4Input::TarStream`] merges the layers into one tar stream fed
+    /// to `mke2fs -d -` as it is made (no tree, no root), and is
+    /// [`Error::InvalidOption`] on a host whose `mke2fs` cannot read tars
+    /// ([`crate::detect_mke2fs`]); [`Ext4Input::Tree`] unpacks the layers
+    /// into a directory for `mke2fs -d DIR`. `None` (the default) is the
+    /// stream where the host's `mke2fs` reads tars, else the tree.
+    /// Per-layer builds always read a tree.
     pub input: Option<Ext4Input>,
 }
 

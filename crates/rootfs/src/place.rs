@@ -81,6 +81,27 @@ pub(crate) fn check_image_path(target: &str) -> Result<PathBuf> {
     Ok(given)
 }
 
+/// What a path of a guest tree is, as [`resolve_in`] needs to know.
+pub(crate) enum Found {
+    Dir,
+    /// A symlink, with its target.
+    Symlink(PathBuf),
+    /// Anything else (a file, a device).
+    Other,
+    Missing,
+}
+
+/// A tree a guest path is resolved in: an unpacked directory, or the
+/// merge's index of one.
+pub(crate) trait GuestTree {
+    /// What `rel` (relative to the image root) is; its parents are
+    /// directories.
+    fn look(&mut self, rel: &Path) -> Result<Found>;
+    /// Creates the directory `rel` (0755, owner 0:0, mtime 0) in the
+    /// existing directory above it.
+    fn make_dir(&mut self, rel: &Path) -> Result<()>;
+}
+
 /// The path, relative to `root`, that the guest path `target` names: its
 /// parents resolved (symlinks followed inside `root`, missing directories
 /// created with mode 0755 and recorded as 0:0 in `records`), its last
@@ -90,6 +111,25 @@ pub(crate) fn resolve(
     target: &str,
     records: &mut BTreeMap<PathBuf, Recorded>,
 ) -> Result<PathBuf> {
+    let mut host = HostTree {
+        root,
+        records,
+        created: Vec::new(),
+        kept: Vec::new(),
+    };
+    let rel = resolve_in(&mut host, target)?;
+    // Children before parents: creating one changed its parent's mtime.
+    for dir in host.created.iter().rev() {
+        set_mtime(&root.join(dir), SystemTime::UNIX_EPOCH)?;
+    }
+    for (dir, mtime) in host.kept {
+        set_mtime(&dir, mtime)?;
+    }
+    Ok(rel)
+}
+
+/// [`resolve`] in any [`GuestTree`].
+pub(crate) fn resolve_in(tree: &mut dyn GuestTree, target: &str) -> Result<PathBuf> {
     let given = check_image_path(target)?;
     let name = given
         .file_name()
@@ -103,10 +143,6 @@ pub(crate) fn resolve(
         .collect();
     let mut current = PathBuf::new();
     let mut links = 0;
-    // Directories created, and the existing ones they were created in,
-    // with their mtimes: the tree must not depend on when it was built.
-    let mut created: Vec<PathBuf> = Vec::new();
-    let mut kept: Vec<(PathBuf, SystemTime)> = Vec::new();
     while let Some(part) = pending.pop_front() {
         match Path::new(&part).components().next() {
             Some(Component::Normal(_)) => {}
@@ -118,10 +154,9 @@ pub(crate) fn resolve(
             _ => continue,
         }
         let next = current.join(&part);
-        let abs = root.join(&next);
-        match std::fs::symlink_metadata(&abs) {
-            Ok(meta) if meta.is_dir() => current = next,
-            Ok(meta) if meta.file_type().is_symlink() => {
+        match tree.look(&next)? {
+            Found::Dir => current = next,
+            Found::Symlink(link) => {
                 links += 1;
                 if links > MAX_LINKS {
                     return Err(refused(
@@ -132,7 +167,6 @@ pub(crate) fn resolve(
                         ),
                     ));
                 }
-                let link = std::fs::read_link(&abs).map_err(io("reading", &abs))?;
                 if link.as_os_str().is_empty() {
                     return Err(refused(
                         target,
@@ -148,35 +182,60 @@ pub(crate) fn resolve(
                     pending.push_front(component.as_os_str().to_owned());
                 }
             }
-            Ok(_) => {
+            Found::Other => {
                 return Err(refused(
                     target,
                     format!("{} is not a directory in the image", next.display()),
                 ));
             }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                if !created.contains(&current) {
-                    let parent = root.join(&current);
-                    kept.push((parent.clone(), mtime_of(&parent)?));
-                }
-                std::fs::create_dir(&abs).map_err(io("creating", &abs))?;
-                std::fs::set_permissions(&abs, Permissions::from_mode(MODE))
-                    .map_err(io("setting mode of", &abs))?;
-                records.insert(next.clone(), root_owned());
-                created.push(next.clone());
+            Found::Missing => {
+                tree.make_dir(&next)?;
                 current = next;
             }
-            Err(err) => return Err(io("inspecting", &abs)(err)),
         }
     }
-    // Children before parents: creating one changed its parent's mtime.
-    for dir in created.iter().rev() {
-        set_mtime(&root.join(dir), SystemTime::UNIX_EPOCH)?;
-    }
-    for (dir, mtime) in kept {
-        set_mtime(&dir, mtime)?;
-    }
     Ok(current.join(name))
+}
+
+/// An unpacked tree on the host. Directories created, and the existing
+/// ones they were created in with their mtimes, are noted: the tree must
+/// not depend on when it was built.
+struct HostTree<'a> {
+    root: &'a Path,
+    records: &'a mut BTreeMap<PathBuf, Recorded>,
+    created: Vec<PathBuf>,
+    kept: Vec<(PathBuf, SystemTime)>,
+}
+
+impl GuestTree for HostTree<'_> {
+    fn look(&mut self, rel: &Path) -> Result<Found> {
+        let abs = self.root.join(rel);
+        match std::fs::symlink_metadata(&abs) {
+            Ok(meta) if meta.is_dir() => Ok(Found::Dir),
+            Ok(meta) if meta.file_type().is_symlink() => Ok(Found::Symlink(
+                std::fs::read_link(&abs).map_err(io("reading", &abs))?,
+            )),
+            Ok(_) => Ok(Found::Other),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Found::Missing),
+            Err(err) => Err(io("inspecting", &abs)(err)),
+        }
+    }
+
+    fn make_dir(&mut self, rel: &Path) -> Result<()> {
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        if !self.created.iter().any(|dir| dir == parent) {
+            let parent = self.root.join(parent);
+            let mtime = mtime_of(&parent)?;
+            self.kept.push((parent, mtime));
+        }
+        let abs = self.root.join(rel);
+        std::fs::create_dir(&abs).map_err(io("creating", &abs))?;
+        std::fs::set_permissions(&abs, Permissions::from_mode(MODE))
+            .map_err(io("setting mode of", &abs))?;
+        self.records.insert(rel.to_path_buf(), root_owned());
+        self.created.push(rel.to_path_buf());
+        Ok(())
+    }
 }
 
 fn mtime_of(path: &Path) -> Result<SystemTime> {
@@ -192,7 +251,7 @@ fn set_mtime(path: &Path, time: SystemTime) -> Result<()> {
         .map_err(io("setting times of", path))
 }
 
-fn refused(target: &str, reason: String) -> Error {
+pub(crate) fn refused(target: &str, reason: String) -> Error {
     Error::PlacePath {
         path: target.to_owned(),
         reason,

@@ -2,7 +2,7 @@
 //! `--offline`) to a directory or an ext4 image.
 
 use super::runtime;
-use crate::cli::{BuildArgs, UnpackArgs};
+use crate::cli::{BuildArgs, BuildInput, UnpackArgs};
 use crate::error::CliError;
 use crate::output::{Output, human_bytes};
 use crate::progress::Progress;
@@ -187,6 +187,10 @@ fn build_options(args: &BuildArgs, progress: &Progress) -> rootfs::BuildOptions 
     options.output = args.output.clone();
     options.unpack.rootless = args.rootless;
     options.unpack.progress = progress.callback();
+    options.input = args.input.map(|input| match input {
+        BuildInput::Tree => rootfs::Ext4Input::Tree,
+        BuildInput::TarStream => rootfs::Ext4Input::TarStream,
+    });
     if let Some(init) = &args.init {
         let (file, path) = match init.split_once(':') {
             Some((file, path)) => (file, path),

@@ -164,6 +164,20 @@ impl<'a, S: EntrySink + ?Sized> Emitter<'a, S> {
         self.send(path, MergedKind::Dir, inode, None)
     }
 
+    /// The host file placed after the layers, if any.
+    pub(super) fn placed(&mut self) -> Result<()> {
+        let index = self.index;
+        let Some((path, content)) = &index.placed else {
+            return Ok(());
+        };
+        self.parents(path)?;
+        let inode = &index.inodes[index.tree[path].inode as usize];
+        let size = content.len() as u64;
+        self.deliver(path, MergedKind::File { size }, inode, &mut &content[..])?;
+        self.bytes += size;
+        Ok(())
+    }
+
     /// The paths not emitted yet (directories no entry declared), sorted.
     pub(super) fn rest(&mut self) -> Result<()> {
         let index = self.index;
@@ -184,6 +198,28 @@ impl<'a, S: EntrySink + ?Sized> Emitter<'a, S> {
         inode: &super::index::Inode,
         content: Option<&mut Content<'_>>,
     ) -> Result<()> {
+        match content {
+            Some(content) => {
+                let result = self.deliver(path, kind, inode, content);
+                if let Some(failure) = content.failure.take() {
+                    return Err(failure);
+                }
+                result?;
+                self.bytes += content.size;
+                Ok(())
+            }
+            None => self.deliver(path, kind, inode, &mut std::io::empty()),
+        }
+    }
+
+    /// Gives the sink `path`, with `data` as its content.
+    fn deliver(
+        &mut self,
+        path: &'a Path,
+        kind: MergedKind<'_>,
+        inode: &super::index::Inode,
+        data: &mut dyn std::io::Read,
+    ) -> Result<()> {
         let entry = MergedEntry {
             path,
             kind,
@@ -193,18 +229,7 @@ impl<'a, S: EntrySink + ?Sized> Emitter<'a, S> {
             mtime: inode.mtime,
             xattrs: &inode.xattrs,
         };
-        let result = match content {
-            Some(content) => {
-                let result = self.sink.entry(&entry, content);
-                if let Some(failure) = content.failure.take() {
-                    return Err(failure);
-                }
-                self.bytes += content.size;
-                result
-            }
-            None => self.sink.entry(&entry, &mut std::io::empty()),
-        };
-        result.map_err(|source| Error::Io {
+        self.sink.entry(&entry, data).map_err(|source| Error::Io {
             what: "writing the merged entry of",
             path: path.to_path_buf(),
             source,

@@ -7,6 +7,7 @@
 //! the layers give it.
 
 use crate::error::Result;
+use crate::place::{Found, GuestTree, refused, resolve_in};
 use crate::unpack::{Ctx, EntryInfo, Kind, clean_path, read_entry, whiteout_of};
 use ociref::Digest;
 use std::cell::Cell;
@@ -54,6 +55,9 @@ pub(super) struct Inode {
     /// A regular file read from a layer tar: where its entry (its first
     /// header, PAX or GNU long-name headers included) starts in that tar.
     pub(super) at: Option<u64>,
+    /// A regular file's size (a sparse file's, holes included); 0 for
+    /// the rest.
+    pub(super) size: u64,
 }
 
 /// A path of the tree: its inode and the entry that bound it there.
@@ -96,6 +100,9 @@ pub(super) struct Index {
     pub(super) whiteouts: u64,
     /// The layer being read, counted from 1.
     stamp: u32,
+    /// A host file placed after the layers (an init): its path and
+    /// content; its inode is bound there with no entry.
+    pub(super) placed: Option<(PathBuf, Vec<u8>)>,
 }
 
 impl Index {
@@ -137,6 +144,7 @@ impl Index {
         at: Option<u64>,
     ) -> Result<()> {
         self.entries += 1;
+        let stored_size = entry.size();
         let raw_path = entry.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw_path).into_owned();
         let ctx = Ctx {
@@ -168,7 +176,11 @@ impl Index {
             return Ok(());
         }
         self.ensure_parent(&ctx, &rel)?;
-        self.create(&ctx, pos, rel, info, at)
+        let size = match info.sparse.is_sparse() {
+            true => info.sparse.layout().map_or(stored_size, |l| l.real_size),
+            false => stored_size,
+        };
+        self.create(&ctx, pos, rel, info, (at, size))
     }
 
     /// The kind of what `rel` holds.
@@ -176,6 +188,68 @@ impl Index {
         self.tree
             .get(rel)
             .map(|binding| &self.inodes[binding.inode as usize].kind)
+    }
+
+    /// What the tree holds: its entries, content bytes and inodes with
+    /// extended attributes, each inode counted once.
+    pub(super) fn stats(&self) -> super::TreeStats {
+        let mut seen = std::collections::HashSet::new();
+        let mut stats = super::TreeStats {
+            entries: self.tree.len() as u64 + u64::from(self.root.is_some()),
+            ..Default::default()
+        };
+        for binding in self.tree.values() {
+            if seen.insert(binding.inode) {
+                let inode = &self.inodes[binding.inode as usize];
+                stats.bytes += inode.size;
+                stats.with_xattrs += u64::from(!inode.xattrs.is_empty());
+            }
+        }
+        stats
+    }
+
+    /// Places `content` at the guest path `target` (resolved as the guest
+    /// resolves it, missing parents made), as mode 0755, owner 0:0, mtime
+    /// 0, replacing whatever but a directory is there: what
+    /// [`crate::place::place_file`] does to an unpacked tree. Emitted after
+    /// the layers.
+    pub(super) fn place(&mut self, target: &str, content: Vec<u8>) -> Result<()> {
+        let rel = resolve_in(self, target)?;
+        if self.kind_at(&rel) == Some(&NodeKind::Dir) {
+            return Err(refused(target, format!("{} is a directory", rel.display())));
+        }
+        self.clear(&rel, false);
+        let inode = self.new_inode(Inode {
+            kind: NodeKind::File,
+            uid: 0,
+            gid: 0,
+            mode: 0o755,
+            mtime: 0,
+            xattrs: Vec::new(),
+            source: None,
+            at: None,
+            size: content.len() as u64,
+        });
+        self.tree.insert(rel.clone(), Binding::new(inode, None));
+        self.placed = Some((rel, content));
+        Ok(())
+    }
+
+    /// A directory no entry declares: 0755, 0:0, mtime 0.
+    fn implicit_dir(&mut self, rel: &Path) {
+        let inode = self.new_inode(Inode {
+            kind: NodeKind::Dir,
+            uid: 0,
+            gid: 0,
+            mode: 0o755,
+            mtime: 0,
+            xattrs: Vec::new(),
+            source: None,
+            at: None,
+            size: 0,
+        });
+        self.tree
+            .insert(rel.to_path_buf(), Binding::new(inode, None));
     }
 
     fn new_inode(&mut self, inode: Inode) -> InodeId {
@@ -204,20 +278,7 @@ impl Index {
                         ctx.unsafe_entry(format!("parent {} is not a directory", prefix.display()))
                     );
                 }
-                None => {
-                    let implicit = Inode {
-                        kind: NodeKind::Dir,
-                        uid: 0,
-                        gid: 0,
-                        mode: 0o755,
-                        mtime: 0,
-                        xattrs: Vec::new(),
-                        source: None,
-                        at: None,
-                    };
-                    let inode = self.new_inode(implicit);
-                    self.tree.insert(prefix.clone(), Binding::new(inode, None));
-                }
+                None => self.implicit_dir(&prefix),
             }
         }
         Ok(())
@@ -340,7 +401,7 @@ impl Index {
         pos: Pos,
         rel: PathBuf,
         info: EntryInfo,
-        at: Option<u64>,
+        (at, size): (Option<u64>, u64),
     ) -> Result<()> {
         let kind = match info.kind {
             Kind::Dir => return self.make_dir(pos, rel, &info),
@@ -356,7 +417,7 @@ impl Index {
             inode.mode = 0o777;
         }
         if inode.kind == NodeKind::File {
-            inode.at = at;
+            (inode.at, inode.size) = (at, size);
         } else {
             inode.xattrs.clear();
         }
@@ -426,6 +487,22 @@ impl Index {
     }
 }
 
+impl GuestTree for Index {
+    fn look(&mut self, rel: &Path) -> Result<Found> {
+        Ok(match self.kind_at(rel) {
+            Some(NodeKind::Dir) => Found::Dir,
+            Some(NodeKind::Symlink(target)) => Found::Symlink(target.clone()),
+            Some(_) => Found::Other,
+            None => Found::Missing,
+        })
+    }
+
+    fn make_dir(&mut self, rel: &Path) -> Result<()> {
+        self.implicit_dir(rel);
+        Ok(())
+    }
+}
+
 /// An inode of `kind` with the metadata `info` gives.
 fn inode_of(kind: NodeKind, info: &EntryInfo, source: Option<Pos>) -> Inode {
     Inode {
@@ -437,6 +514,7 @@ fn inode_of(kind: NodeKind, info: &EntryInfo, source: Option<Pos>) -> Inode {
         xattrs: info.xattrs.clone(),
         source,
         at: None,
+        size: 0,
     }
 }
 

@@ -44,7 +44,12 @@
 //! By default each pass decompresses the layer blob (on the read-ahead
 //! thread of `open_layer::open_layer`): the index reads every byte (a
 //! compressed stream cannot be skipped), the emit pass stops after the
-//! last surviving file. With [`MergeOptions::layer_tars`] the uncompressed
+//! last surviving file. A build spools instead (`index_image` with a work
+//! directory): the index pass copies each decompressed layer there as it
+//! reads it, and the emit pass reads the copies, so each layer is
+//! decompressed once; the index alone sizes the image
+//! ([`IndexedMerge::stats`]) before anything is emitted, and a build that
+//! must grow its image emits again from the same index. With [`MergeOptions::layer_tars`] the uncompressed
 //! layer tars of [`crate::layer_tars`] are used (made once, kept under the
 //! store keyed by diff ID): the index pass then seeks over content and
 //! reads headers only, and nothing is decompressed twice. They also
@@ -66,6 +71,7 @@ mod content;
 mod emit;
 mod index;
 mod sorted;
+mod spool;
 mod tar_sink;
 
 pub use tar_sink::TarSink;
@@ -80,6 +86,7 @@ use emit::{Action, Emitter, plan};
 use index::{Index, NodeKind, Pos};
 use ociref::Digest;
 use ocistore::{ImageDetails, Store, StoredImage};
+use spool::Tee;
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -215,6 +222,35 @@ pub fn merged_tar(
 enum Source<'t> {
     Blob,
     Tar(&'t LayerTar),
+    /// The layer's tar, copied into a work directory by the index pass.
+    Spooled(&'t Path),
+}
+
+/// What the final tree holds, known once the index pass is done: enough
+/// to size an image before the first entry is emitted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TreeStats {
+    /// Entries the emit pass gives (every path, hardlinks included, and
+    /// the root when a layer carries it).
+    pub(crate) entries: u64,
+    /// Bytes of regular-file content, each inode once.
+    pub(crate) bytes: u64,
+    /// Inodes with extended attributes.
+    pub(crate) with_xattrs: u64,
+}
+
+/// A merge whose index pass is done: the final tree is known, nothing is
+/// emitted yet. [`IndexedMerge::emit`] may run more than once (a build
+/// that ran out of room emits again into a larger image).
+pub(crate) struct IndexedMerge<'a> {
+    store: &'a Store,
+    image: &'a ImageDetails,
+    tars: Option<&'a [LayerTar]>,
+    /// The spooled layer tars, one per layer, when the index pass kept
+    /// what it decompressed.
+    spooled: Vec<PathBuf>,
+    sorted: bool,
+    index: Index,
 }
 
 /// The merge of `image`, its layers read from `tars` when given (one per
@@ -229,69 +265,121 @@ pub(crate) fn merge_image(
     sink: &mut dyn EntrySink,
     progress: Option<&ProgressFn>,
 ) -> Result<MergeReport> {
-    let source = |number: usize| match tars {
-        Some(tars) => Source::Tar(&tars[number]),
-        None => Source::Blob,
-    };
+    index_image(store, image, tars, sorted, None, progress)?.emit(sink)
+}
+
+/// Pass one of [`merge_image`]. With `spool` (a private work directory,
+/// and no `tars`), each layer's decompressed tar is also written there as
+/// it is indexed, and the emit pass reads those copies: every layer is
+/// decompressed once.
+pub(crate) fn index_image<'a>(
+    store: &'a Store,
+    image: &'a ImageDetails,
+    tars: Option<&'a [LayerTar]>,
+    sorted: bool,
+    spool: Option<&Path>,
+    progress: Option<&ProgressFn>,
+) -> Result<IndexedMerge<'a>> {
+    let spool = spool.filter(|_| tars.is_none());
     let mut index = Index::default();
+    let mut spooled = Vec::new();
     for (number, layer) in image.layers.iter().enumerate() {
         let digest = &layer.descriptor.digest;
         let read_error = |source| Error::LayerRead {
             layer: digest.clone(),
             source,
         };
-        match source(number) {
-            Source::Tar(tar) => sorted::index_tar(&mut index, store, number as u32, digest, tar)?,
-            Source::Blob => {
-                let media_type = &layer.descriptor.media_type;
-                let stream = open_layer(store, digest, media_type, progress)?;
-                let mut archive = tar::Archive::new(stream);
-                let entries = archive.entries().map_err(read_error)?;
-                index.add_layer(number as u32, digest, entries, None)?;
-                crate::progress::finished(progress, digest, layer.descriptor.size);
-            }
+        if let Some(tars) = tars {
+            sorted::index_tar(&mut index, store, number as u32, digest, &tars[number])?;
+            continue;
         }
-    }
-    let plan = match sorted {
-        true => Default::default(),
-        false => plan(&index),
-    };
-    let mut emitter = Emitter::new(&index, sink);
-    if !sorted {
-        emitter.root()?;
-    }
-    if let (true, Some(tars)) = (sorted, tars) {
-        sorted::emit_sorted(&mut emitter, store, image, tars)?;
-    }
-    for (number, layer) in image.layers.iter().enumerate().filter(|_| !sorted) {
-        let first = Pos {
-            layer: number as u32,
-            ordinal: 0,
+        let media_type = &layer.descriptor.media_type;
+        let stream = open_layer(store, digest, media_type, progress)?;
+        let copy = spool.map(|dir| dir.join(format!("layer-{number}.tar")));
+        let mut tee = Tee::new(stream, copy.as_deref())?;
+        let indexed = {
+            let mut archive = tar::Archive::new(&mut tee);
+            let entries = archive.entries().map_err(read_error)?;
+            index.add_layer(number as u32, digest, entries, None)
         };
-        let next = Pos {
-            layer: number as u32 + 1,
-            ordinal: 0,
-        };
-        let actions: Vec<(&Pos, &Action<'_>)> = plan.range(first..next).collect();
-        let stream = match actions.iter().any(|(_, a)| needs_content(&index, a)) {
-            true => Some(open(store, layer, source(number))?),
-            false => None,
-        };
-        emit_layer(&mut emitter, &layer.descriptor.digest, stream, actions)?;
+        tee.finish(indexed)?;
+        spooled.extend(copy);
+        crate::progress::finished(progress, digest, layer.descriptor.size);
     }
-    emitter.rest()?;
-    Ok(MergeReport {
-        manifest_digest: image.manifest.digest.clone(),
-        layers: image
-            .layers
-            .iter()
-            .map(|l| l.descriptor.digest.clone())
-            .collect(),
-        entries: index.entries,
-        whiteouts: index.whiteouts,
-        emitted: emitter.count,
-        bytes: emitter.bytes,
+    Ok(IndexedMerge {
+        store,
+        image,
+        tars,
+        spooled,
+        sorted,
+        index,
     })
+}
+
+impl IndexedMerge<'_> {
+    /// What the final tree holds.
+    pub(crate) fn stats(&self) -> TreeStats {
+        self.index.stats()
+    }
+
+    /// Places the host file `source` at the guest path `target` of the
+    /// final tree (an init), as the tree build places it: emitted after
+    /// the layers, mode 0755, owner 0:0, mtime 0.
+    pub(crate) fn place(&mut self, source: &Path, target: &str) -> Result<()> {
+        let content = std::fs::read(source).map_err(crate::error::io("reading", source))?;
+        self.index.place(target, content)
+    }
+
+    /// Pass two: the entries of the final tree, to `sink`.
+    pub(crate) fn emit(&self, sink: &mut dyn EntrySink) -> Result<MergeReport> {
+        let (store, image, index, sorted) = (self.store, self.image, &self.index, self.sorted);
+        let source = |number: usize| match (self.tars, self.spooled.get(number)) {
+            (Some(tars), _) => Source::Tar(&tars[number]),
+            (None, Some(copy)) => Source::Spooled(copy),
+            (None, None) => Source::Blob,
+        };
+        let plan = match sorted {
+            true => Default::default(),
+            false => plan(index),
+        };
+        let mut emitter = Emitter::new(index, sink);
+        if !sorted {
+            emitter.root()?;
+        }
+        if let (true, Some(tars)) = (sorted, self.tars) {
+            sorted::emit_sorted(&mut emitter, store, image, tars)?;
+        }
+        for (number, layer) in image.layers.iter().enumerate().filter(|_| !sorted) {
+            let first = Pos {
+                layer: number as u32,
+                ordinal: 0,
+            };
+            let next = Pos {
+                layer: number as u32 + 1,
+                ordinal: 0,
+            };
+            let actions: Vec<(&Pos, &Action<'_>)> = plan.range(first..next).collect();
+            let stream = match actions.iter().any(|(_, a)| needs_content(index, a)) {
+                true => Some(open(store, layer, source(number))?),
+                false => None,
+            };
+            emit_layer(&mut emitter, &layer.descriptor.digest, stream, actions)?;
+        }
+        emitter.placed()?;
+        emitter.rest()?;
+        Ok(MergeReport {
+            manifest_digest: image.manifest.digest.clone(),
+            layers: image
+                .layers
+                .iter()
+                .map(|l| l.descriptor.digest.clone())
+                .collect(),
+            entries: index.entries,
+            whiteouts: index.whiteouts,
+            emitted: emitter.count,
+            bytes: emitter.bytes,
+        })
+    }
 }
 
 /// The tar stream of `layer`, from `source`.
@@ -305,6 +393,10 @@ fn open(
         Source::Blob => open_layer(store, digest, &layer.descriptor.media_type, None),
         Source::Tar(tar) => {
             let file = crate::safe::open_read(store, &tar.path)?;
+            Ok(Box::new(BufReader::with_capacity(256 * 1024, file)))
+        }
+        Source::Spooled(copy) => {
+            let file = std::fs::File::open(copy).map_err(crate::error::io("reading", copy))?;
             Ok(Box::new(BufReader::with_capacity(256 * 1024, file)))
         }
     }

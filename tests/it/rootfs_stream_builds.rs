@@ -1,0 +1,121 @@
+//! `build` from the merged tar stream and from an unpacked tree give the
+//! same tree (compared entry by entry with `debugfs`: type, mode, owner,
+//! size, link count, mtime, devices, symlink targets, extended attributes,
+//! content, hardlink groups), and e2fsck passes both: on every fixture,
+//! on hand-built layers that hide, replace and link across layers, and on
+//! GNU tar's odd and sparse forms. A name that is not UTF-8, which the
+//! tree path cannot hand to debugfs, is built from the stream.
+
+use crate::rootfs_ext4_tar::skip_without_tar_input;
+use crate::rootfs_merge::{gnu_tar_forms, layer, layered_cases};
+use crate::rootfs_support::{
+    GZIP_LAYER, e2fsck_passes, gzip, hand_built_store, rootless_build_options, running_as_root,
+    store_with_fixture,
+};
+use crate::rootfs_tree::{image_tree, tree_differences};
+use ociref::Reference;
+use ocistore::Store;
+use rootfs::Ext4Input;
+
+/// Builds `reference` from each input (as root when the tests run as
+/// root: a rootless tree cannot hold a hardlink to a device node); asserts
+/// the images hold one tree.
+fn assert_inputs_agree(store: &Store, reference: &Reference, case: &str) {
+    let stored = store.image(reference, None).expect("stored image");
+    let mut trees = Vec::new();
+    for input in [Ext4Input::Tree, Ext4Input::TarStream] {
+        let mut options = match running_as_root() {
+            true => rootfs::BuildOptions::default(),
+            false => rootless_build_options(),
+        };
+        options.input = Some(input);
+        let built = rootfs::build(&stored, &options)
+            .unwrap_or_else(|err| panic!("{case}: build from {input:?}: {err}"));
+        assert_eq!(built.input, input, "{case}");
+        e2fsck_passes(&built.path);
+        trees.push(image_tree(&built.path));
+    }
+    assert!(trees[0].entries.len() > 1, "{case}: {:?}", trees[0]);
+    let differences = tree_differences(&trees[0], &trees[1]);
+    assert!(
+        differences.is_empty(),
+        "{case}: the stream departs from the tree: {differences:#?}"
+    );
+}
+
+#[test]
+fn every_fixture_builds_the_same_tree_from_the_stream_and_from_a_tree() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    if skip_without_tar_input(&dir.path().join("probe")) {
+        return;
+    }
+    for name in [
+        "small",
+        "layered",
+        "layered-uncompressed",
+        "layered-zstd",
+        "merged-usr",
+        "with-sbom",
+    ] {
+        let (store, reference) = store_with_fixture(&dir.path().join(name), name);
+        assert_inputs_agree(&store, &reference, name);
+    }
+}
+
+#[test]
+fn layers_that_hide_replace_and_link_build_the_same_tree_from_either_input() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    if skip_without_tar_input(&dir.path().join("probe")) {
+        return;
+    }
+    for (name, layers) in layered_cases() {
+        let encoded: Vec<_> = layers.iter().map(|l| layer(l)).collect();
+        let (store, reference) = hand_built_store(&dir.path().join(name), &encoded);
+        assert_inputs_agree(&store, &reference, name);
+    }
+}
+
+#[test]
+fn gnu_tar_odd_and_sparse_forms_build_the_same_tree_from_either_input() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    if skip_without_tar_input(&dir.path().join("probe")) {
+        return;
+    }
+    for (format, tar) in gnu_tar_forms(&dir.path().join("plain"), false) {
+        let root = dir.path().join(&format).join("store");
+        let (store, reference) = hand_built_store(&root, &[(gzip(&tar), GZIP_LAYER)]);
+        assert_inputs_agree(&store, &reference, &format);
+    }
+}
+
+#[test]
+fn a_name_that_is_not_utf8_is_built_from_the_stream_and_refused_by_the_tree() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    if skip_without_tar_input(&dir.path().join("probe")) {
+        return;
+    }
+    let (_, tar) = gnu_tar_forms(dir.path(), true).remove(0);
+    let (store, reference) =
+        hand_built_store(&dir.path().join("store"), &[(gzip(&tar), GZIP_LAYER)]);
+    let stored = store.image(&reference, None).expect("stored image");
+    let mut options = rootless_build_options();
+    options.input = Some(Ext4Input::Tree);
+    match rootfs::build(&stored, &options) {
+        Err(err @ rootfs::Error::InvalidOption { .. }) => {
+            assert!(err.to_string().contains("latin1-"), "{err}");
+        }
+        other => panic!("the tree path hands names to debugfs: {other:?}"),
+    }
+    options.input = Some(Ext4Input::TarStream);
+    let built = rootfs::build(&stored, &options).expect("built from the stream");
+    e2fsck_passes(&built.path);
+    let listing = std::process::Command::new("debugfs")
+        .args(["-R", "ls -p /"])
+        .arg(&built.path)
+        .output()
+        .expect("debugfs runs");
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.contains("/latin1-"), "{listing}");
+    let tree = image_tree(&built.path);
+    assert!(tree.entries.len() > 5, "{tree:?}");
+}
