@@ -139,6 +139,7 @@ pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
         .unwrap_or(false);
     let mut ours_root = Vec::new();
+    let mut ours_tree = Vec::new();
     for round in 1..=rounds {
         let work = dir.join(format!("round-{round}"));
         std::fs::create_dir_all(&work).map_err(|e| format!("creating {}: {e}", work.display()))?;
@@ -229,6 +230,15 @@ pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
                             .arg(REFERENCE),
                     )?);
                 }
+                // The other input, for comparison: an unpacked tree.
+                settle.wait()?;
+                ours_tree.push(time(
+                    offline(&cachectl, &root, "build", REFERENCE)
+                        .args(["--input", "tree", "--label"])
+                        .arg(format!("tree-{round}"))
+                        .arg("-o")
+                        .arg(work.join("ours-tree.ext4")),
+                )?);
                 pair
             }
         };
@@ -307,6 +317,13 @@ pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
         println!(
             "| cachectl {name} (as root) | {:.1} | {:.1} | {:.1} |",
             root.median, root.min, root.max
+        );
+    }
+    if !ours_tree.is_empty() {
+        let tree = Summary::of(&ours_tree);
+        println!(
+            "| cachectl build --rootless --input tree | {:.1} | {:.1} | {:.1} |",
+            tree.median, tree.min, tree.max
         );
     }
     if let Some(extra) = extra {
