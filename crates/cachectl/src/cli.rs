@@ -224,15 +224,31 @@ pub(crate) struct GcArgs {
 pub(crate) struct UnpackArgs {
     /// The image
     pub(crate) reference: String,
-    /// The target directory (absent or empty)
+    /// The target directory (absent or empty); with --format tar, the file
+    /// to write (replaced atomically), or - for stdout
+    #[arg(value_name = "DIR|FILE|-")]
     pub(crate) directory: PathBuf,
     /// Change no owners and create no device nodes on the host (the default
     /// when not root); reports what was not applied
-    #[arg(long)]
+    #[arg(long, conflicts_with = "format")]
     pub(crate) rootless: bool,
     /// Do not pull: fail unless the image is cached
     #[arg(long)]
     pub(crate) offline: bool,
+    /// What to write: a directory tree, or the image's file system as one
+    /// tar (whiteouts applied; owners, modes, devices and extended
+    /// attributes kept, whoever runs it)
+    #[arg(long, value_enum, default_value_t = UnpackFormat::Dir)]
+    pub(crate) format: UnpackFormat,
+}
+
+/// What `unpack` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum UnpackFormat {
+    /// A directory tree
+    Dir,
+    /// One tar of the final file system
+    Tar,
 }
 
 /// `build`.

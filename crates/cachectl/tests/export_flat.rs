@@ -1,6 +1,7 @@
 //! `export --flatten`: the cached image's file system as one tar (what
 //! `crane export` gives), which GNU tar extracts to the tree `unpack`
 //! makes; to stdout with `-o -`; refused in words when it cannot be done.
+//! `unpack --format tar` writes the same tar, pulling the image first.
 
 mod support;
 
@@ -150,4 +151,58 @@ fn a_flattened_export_is_refused_in_words_when_it_cannot_be_made() {
         "x.tar",
     ]);
     assert_eq!(both.status.code(), Some(2), "{}", stderr(&both));
+}
+
+#[test]
+fn unpack_format_tar_pulls_when_needed_and_writes_what_export_flatten_writes() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let home = home.path();
+    let (reference, _) = fixture("layered");
+    // Not cached yet: unpack pulls it, as for a directory.
+    let piped = cachectl(home)
+        .args(["unpack", "-q", "--format", "tar", &reference, "-"])
+        .output()
+        .expect("runs");
+    assert!(piped.status.success(), "{}", stderr(&piped));
+    let flat = home.join("flat.tar");
+    let exported = cachectl(home)
+        .args(["export", "-q", "--flatten", &reference, "-o"])
+        .arg(&flat)
+        .output()
+        .expect("runs");
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    let expected = std::fs::read(&flat).expect("flat tar");
+    assert!(expected.len() > 10 * 512);
+    assert_eq!(piped.stdout, expected, "the same tar on stdout");
+
+    let file = home.join("unpacked.tar");
+    let json = cachectl(home)
+        .args([
+            "unpack",
+            "--json",
+            "--offline",
+            "--format",
+            "tar",
+            &reference,
+        ])
+        .arg(&file)
+        .output()
+        .expect("runs");
+    assert!(json.status.success(), "{}", stderr(&json));
+    assert_eq!(std::fs::read(&file).expect("written"), expected);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(json["file"], serde_json::json!(file.display().to_string()));
+    assert!(json["entries"].as_u64().expect("entries") > 5, "{json}");
+
+    let refused = cachectl(home)
+        .args(["unpack", "--json", "--format", "tar", &reference, "-"])
+        .output()
+        .expect("runs");
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(refused.stdout.is_empty(), "nothing on stdout");
+    let rootless = cachectl(home)
+        .args(["unpack", "--rootless", "--format", "tar", &reference, "-"])
+        .output()
+        .expect("runs");
+    assert_eq!(rootless.status.code(), Some(2), "{}", stderr(&rootless));
 }

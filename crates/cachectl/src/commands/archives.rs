@@ -124,12 +124,25 @@ pub(super) fn export_flat(
     }
     let reference = parse_reference(reference)?;
     let image = context.store.image(&reference, context.platform.as_ref())?;
+    write_flat(&reference, &image, output, progress, out)
+}
+
+/// Writes the file system of `image` (`reference`) as one tar to `output`
+/// (replaced atomically) or, for `-`, to stdout.
+pub(super) fn write_flat(
+    reference: &ociref::Reference,
+    image: &ocistore::StoredImage,
+    output: &Path,
+    progress: &Progress,
+    out: Output,
+) -> Result<(), CliError> {
+    let to_stdout = output == Path::new("-");
     let step = progress.step(format!("writing the file system of {reference}"));
     let report = if to_stdout {
         let stdout = std::io::stdout().lock();
-        rootfs::export_tar(&image, std::io::BufWriter::with_capacity(1 << 20, stdout))?
+        rootfs::export_tar(image, std::io::BufWriter::with_capacity(1 << 20, stdout))?
     } else {
-        rootfs::export_tar_to(&image, output)?
+        rootfs::export_tar_to(image, output)?
     };
     drop(step);
     let result = serde_json::json!({

@@ -2,7 +2,7 @@
 //! `--offline`) to a directory or an ext4 image.
 
 use super::runtime;
-use crate::cli::{BuildArgs, BuildInput, UnpackArgs};
+use crate::cli::{BuildArgs, BuildInput, UnpackArgs, UnpackFormat};
 use crate::error::CliError;
 use crate::output::{Output, human_bytes};
 use crate::progress::Progress;
@@ -46,7 +46,16 @@ pub(super) fn unpack(
     out: Output,
 ) -> Result<(), CliError> {
     let reference = parse_reference(&args.reference)?;
+    let to_stdout = args.directory == std::path::Path::new("-");
+    if args.format == UnpackFormat::Tar && to_stdout && out.json {
+        return Err(CliError::Usage(
+            "unpack --format tar - writes the tar on stdout: --json cannot share it".into(),
+        ));
+    }
     let image = ensure_cached(context, &reference, args.offline, progress, out)?;
+    if args.format == UnpackFormat::Tar {
+        return super::archives::write_flat(&reference, &image, &args.directory, progress, out);
+    }
     let mut options = rootfs::UnpackOptions::default();
     options.rootless = args.rootless;
     options.progress = progress.callback();
