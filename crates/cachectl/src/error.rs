@@ -126,8 +126,37 @@ impl CliError {
         code::of(self.kind())
     }
 
+    /// How to get past it, when that is known: the command that fetches
+    /// an image that is not cached, the one that lists a repository's tags
+    /// when a tag is not there.
+    pub(crate) fn hint(&self) -> Option<String> {
+        let store = match self {
+            CliError::Store(err) => Some(err),
+            CliError::Rootfs(rootfs::Error::Store(err)) => Some(err),
+            _ => None,
+        };
+        let dist = match (self, store) {
+            (CliError::Dist(err), _) | (_, Some(ocistore::Error::Dist(err))) => Some(err),
+            _ => None,
+        };
+        if let Some(ocistore::Error::ImageNotCached { reference }) = store {
+            return Some(format!(
+                "`cachectl pull {reference}` fetches it; `cachectl images` lists what is cached"
+            ));
+        }
+        match dist {
+            Some(ocidist::Error::NotFound { what, .. }) if what.starts_with("tag ") => what
+                .split_once(" in ")
+                .map(|(_, repository)| format!("`cachectl tags {repository}` lists its tags")),
+            Some(ocidist::Error::NotFound { what, .. }) if what.starts_with("repository ") => Some(
+                "check the repository's name; a private one may need `cachectl login`".to_owned(),
+            ),
+            _ => None,
+        }
+    }
+
     /// The message and its causes, one per line: `error: …` then
-    /// `  caused by: …`.
+    /// `  caused by: …`, and a hint (`  hint: …`) when one is known.
     pub(crate) fn render(&self) -> String {
         let mut text = format!("error: {self}");
         let mut source = std::error::Error::source(self);
@@ -145,6 +174,10 @@ impl CliError {
             last = line;
             source = cause.source();
         }
+        if let Some(hint) = self.hint() {
+            text.push_str("\n  hint: ");
+            text.push_str(&hint);
+        }
         text
     }
 }
@@ -160,7 +193,8 @@ mod tests {
         });
         assert_eq!(
             not_cached.render(),
-            "error: image docker.io/library/alpine:3.20 is not cached"
+            "error: image docker.io/library/alpine:3.20 is not cached\n  hint: `cachectl pull \
+             docker.io/library/alpine:3.20` fetches it; `cachectl images` lists what is cached"
         );
         let parse = "A:b".parse::<ociref::Reference>().unwrap_err();
         let cases = [

@@ -1,7 +1,8 @@
 //! Errors and warnings that must say the right thing, end to end against
 //! the real test registry: a digest algorithm we cannot verify, a cache
 //! directory setting that is empty or names a file, `-q` against a busy
-//! registry, and a malformed credentials file.
+//! registry, a malformed credentials file, and the hints that say how to
+//! get past a missing repository, tag or cached image.
 
 mod support;
 
@@ -266,5 +267,51 @@ fn a_push_to_a_digest_that_cannot_name_the_image_is_refused_before_any_upload() 
         connections.load(Ordering::SeqCst),
         0,
         "nothing was sent to the registry"
+    );
+}
+
+#[test]
+fn a_missing_repository_a_missing_tag_and_an_uncached_image_each_say_the_fix() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let registry = env("CACHECTL_TEST_REGISTRY");
+    let (reference, _) = fixture("small");
+    let repository = reference.rsplit_once(':').expect("a tag").0;
+    let run = |args: &[&str]| cachectl(home.path()).args(args).output().expect("runs");
+
+    for command in ["pull", "digest"] {
+        let absent = run(&[command, &format!("{registry}/no-such/repository:1")]);
+        let message = stderr(&absent);
+        assert_eq!(absent.status.code(), Some(1), "{message}");
+        assert!(
+            message.contains(&format!("repository {registry}/no-such/repository")),
+            "{command}: {message}"
+        );
+        assert!(
+            message.contains("hint: check the repository's name"),
+            "{message}"
+        );
+        assert!(!message.contains("tag 1"), "{message}");
+
+        let no_tag = run(&[command, &format!("{repository}:no-such-tag")]);
+        let message = stderr(&no_tag);
+        assert_eq!(no_tag.status.code(), Some(1), "{message}");
+        assert!(
+            message.contains(&format!("tag no-such-tag in {repository} not found")),
+            "{command}: {message}"
+        );
+        assert!(
+            message.contains(&format!(
+                "hint: `cachectl tags {repository}` lists its tags"
+            )),
+            "{message}"
+        );
+    }
+
+    let offline = run(&["build", "--offline", &reference]);
+    let message = stderr(&offline);
+    assert_eq!(offline.status.code(), Some(3), "{message}");
+    assert!(
+        message.contains(&format!("hint: `cachectl pull {reference}` fetches it")),
+        "{message}"
     );
 }

@@ -468,22 +468,32 @@ pub(crate) async fn status_error(request: &Request<'_>, response: Response) -> E
     }
 }
 
-async fn read_error_detail(response: Response) -> Option<String> {
+/// One entry of a registry's error body (`{"errors":[{"code","message"}]}`).
+#[derive(serde::Deserialize)]
+pub(crate) struct ErrorEntry {
+    #[serde(default)]
+    pub(crate) code: String,
+    #[serde(default)]
+    pub(crate) message: String,
+}
+
+/// The entries of a registry's error body; none when it has no such body.
+pub(crate) async fn read_error_entries(response: Response) -> Vec<ErrorEntry> {
     #[derive(serde::Deserialize)]
     struct Errors {
         errors: Vec<ErrorEntry>,
     }
-    #[derive(serde::Deserialize)]
-    struct ErrorEntry {
-        #[serde(default)]
-        code: String,
-        #[serde(default)]
-        message: String,
-    }
-    let bytes = crate::body::read_capped(response, 64 * 1024).await.ok()?;
-    let errors: Errors = serde_json::from_slice(&bytes).ok()?;
-    let text: Vec<String> = errors
-        .errors
+    let Ok(bytes) = crate::body::read_capped(response, 64 * 1024).await else {
+        return Vec::new();
+    };
+    serde_json::from_slice::<Errors>(&bytes)
+        .map(|errors| errors.errors)
+        .unwrap_or_default()
+}
+
+async fn read_error_detail(response: Response) -> Option<String> {
+    let text: Vec<String> = read_error_entries(response)
+        .await
         .into_iter()
         .map(|e| match (e.code.is_empty(), e.message.is_empty()) {
             (false, false) => format!("{}: {}", e.code, e.message),

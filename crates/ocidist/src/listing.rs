@@ -56,6 +56,25 @@ impl Client {
         })
     }
 
+    /// Whether the repository of `reference` exists, asked with one page
+    /// of its tags: `None` when the registry does not say (it refuses the
+    /// listing, or cannot be reached).
+    pub(crate) async fn repository_exists(&self, reference: &Reference) -> Option<bool> {
+        let url = self
+            .repo_url(
+                reference.registry(),
+                reference.repository(),
+                "tags/list?n=1",
+            )
+            .ok()?;
+        let response = self.send(&list_request(reference, url)).await.ok()?;
+        match response.status().as_u16() {
+            404 => Some(false),
+            200..=299 => Some(true),
+            _ => None,
+        }
+    }
+
     /// The manifests that refer to `subject` (signatures, SBOMs), optionally
     /// only those of `artifact_type`. Uses the referrers API, and the
     /// `sha256-<hex>` tag schema where the registry lacks it (404).

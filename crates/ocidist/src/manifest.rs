@@ -223,7 +223,9 @@ impl Client {
         let response = self.send(&request).await?;
         let status = response.status().as_u16();
         if status == 404 {
-            return Err(not_found(reference));
+            // A HEAD answer has no body to say whether the tag or the
+            // whole repository is missing: the GET's tells.
+            return Ok(self.manifest_at(reference, endpoint).await?.descriptor());
         }
         if response.status().is_success()
             && let Some(descriptor) = descriptor_from_headers(reference, response.headers())
@@ -253,7 +255,7 @@ impl Client {
         let request = self.manifest_request(reference, endpoint, Method::GET)?;
         let response = self.send(&request).await?;
         if response.status().as_u16() == 404 {
-            return Err(not_found(reference));
+            return Err(self.not_found(reference, response).await);
         }
         if !response.status().is_success() {
             return Err(status_error(&request, response).await);
@@ -369,10 +371,25 @@ fn header_str(headers: &HeaderMap, name: impl reqwest::header::AsHeaderName) -> 
     headers.get(name)?.to_str().ok().map(str::to_owned)
 }
 
-fn not_found(reference: &Reference) -> Error {
-    Error::NotFound {
-        registry: reference.registry().to_owned(),
-        what: format!("manifest {reference}"),
+impl Client {
+    /// The 404 of a manifest request: the repository missing altogether
+    /// (the registry says `NAME_UNKNOWN`, or its tag list is not found), or
+    /// the tag or digest in it.
+    async fn not_found(&self, reference: &Reference, response: reqwest::Response) -> Error {
+        let entries = crate::client::read_error_entries(response).await;
+        let repository = format!("{}/{}", reference.registry(), reference.repository());
+        let no_repository = entries.iter().any(|e| e.code == "NAME_UNKNOWN")
+            || self.repository_exists(reference).await == Some(false);
+        let what = match (no_repository, reference.digest(), reference.tag()) {
+            (true, _, _) => format!("repository {repository} (asked for {reference})"),
+            (false, Some(digest), _) => format!("manifest {digest} in {repository}"),
+            (false, None, Some(tag)) => format!("tag {tag} in {repository}"),
+            (false, None, None) => format!("manifest {reference}"),
+        };
+        Error::NotFound {
+            registry: reference.registry().to_owned(),
+            what,
+        }
     }
 }
 
