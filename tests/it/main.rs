@@ -10,6 +10,7 @@ mod distribution_faults;
 mod fault_proxy;
 mod fixtures;
 mod follow;
+mod follow_build;
 mod full_disk;
 mod harness;
 mod hostile_layers;

@@ -107,7 +107,10 @@ fn exit_codes_say_what_kind_of_failure_it_was() {
     assert_eq!(offline.status.code(), Some(3), "{}", stderr(&offline));
     assert_eq!(
         stderr(&offline).trim(),
-        format!("error: image {reference} is not cached")
+        format!(
+            "error: image {reference} is not cached\n  hint: `cachectl pull {reference}` \
+             fetches it; `cachectl images` lists what is cached"
+        )
     );
     let inspect = cachectl(home.path())
         .args(["inspect", &reference])
@@ -131,7 +134,10 @@ fn exit_codes_say_what_kind_of_failure_it_was() {
         );
         assert_eq!(
             stderr(&output).trim(),
-            format!("error: image {reference} is not cached"),
+            format!(
+                "error: image {reference} is not cached\n  hint: `cachectl pull {reference}` \
+                 fetches it; `cachectl images` lists what is cached"
+            ),
             "{args:?}"
         );
     }

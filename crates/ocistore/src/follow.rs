@@ -69,6 +69,11 @@ impl Store {
 }
 
 impl FollowedBlob {
+    /// The blob's size, as its descriptor gives it.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
     /// The stored blob's `(device, inode)` and handle, when it is stored.
     fn stored_file(&self) -> std::io::Result<Option<(File, (u64, u64))>> {
         let path = self.store.blob_path(&self.digest);

@@ -251,7 +251,7 @@ impl Store {
         crate::walk::index_entries(digest, &self.read_blob(digest)?)
     }
 
-    fn image_details(&self, manifest: Descriptor) -> Result<ImageDetails> {
+    pub(crate) fn image_details(&self, manifest: Descriptor) -> Result<ImageDetails> {
         let bytes = self.read_blob(&manifest.digest)?;
         let kids = children(&manifest.digest, &bytes)?;
         let config = match &kids.config {

@@ -28,6 +28,9 @@ pub struct Store {
     /// Set when a last-used time or a remembered size was not written
     /// because the store is read-only (shared by clones of the handle).
     skipped_records: Arc<AtomicBool>,
+    /// The blobs a pull of this handle (or a clone) is fetching for a
+    /// reader that follows it (see `pull_follow`).
+    pub(crate) following: crate::pull_follow::Following,
 }
 
 /// The store root used when none is given: `$CACHECTL_ROOT`, else
@@ -64,6 +67,7 @@ impl Store {
         let store = Store {
             root,
             skipped_records: Arc::new(AtomicBool::new(false)),
+            following: Default::default(),
         };
         if !store.layout_file().exists() {
             store.refuse_foreign_dir()?;

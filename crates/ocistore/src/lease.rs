@@ -116,7 +116,19 @@ impl Store {
                 });
             }
         }
-        match self.write_lease(&name, &roots) {
+        self.lease_roots(&name, roots, shared)
+    }
+
+    /// A lease named `name` holding `roots` (and what they reach) from
+    /// `gc`; `shared` is `gc.lock` held shared, kept instead of a lease
+    /// file in a store this process cannot write.
+    pub(crate) fn lease_roots(
+        &self,
+        name: &str,
+        roots: Vec<Descriptor>,
+        shared: Option<File>,
+    ) -> Result<Lease> {
+        match self.write_lease(name, &roots) {
             Ok((dir, name, file)) => Ok(Lease {
                 file_name: Some((dir, name)),
                 roots,

@@ -41,6 +41,9 @@ pub struct PullOptions {
     /// [`PullOutcome::stale`]. Auth failures, 404 and integrity errors never
     /// fall back; a pinned digest never goes stale.
     pub stale_fallback: bool,
+    /// Told the image manifest and the blobs the pull is about to fetch,
+    /// once it stored the manifest (one platform only).
+    pub(crate) announce: Option<crate::pull_follow::Announce>,
 }
 
 impl Default for PullOptions {
@@ -53,6 +56,7 @@ impl Default for PullOptions {
             all_platforms: false,
             referrers: false,
             stale_fallback: false,
+            announce: None,
         }
     }
 }
@@ -248,6 +252,11 @@ impl Store {
             let kids = children(&image.digest, &image.bytes)?;
             configs.push(kids.config);
             required.extend(kids.required);
+        }
+        if let (Some(announce), [(image, _)]) = (&options.announce, &images[..])
+            && !options.all_platforms
+        {
+            announce.tell(&image.descriptor(), &required);
         }
         if options.always {
             self.quarantine_corrupt(&required).await?;

@@ -12,8 +12,9 @@ use ociref::{Platform, Reference};
 /// re-tagged between its lease and its inspection.
 const LEASE_TRIES: usize = 3;
 
-/// One image of the store, for one platform, with every layer present.
-/// Made by [`Store::image`]; readers (unpack, builds, exports) take it
+/// One image of the store, for one platform, with every layer present
+/// (or, from [`Store::pull_following`], being downloaded). Made by
+/// [`Store::image`]; readers (unpack, builds, exports) take it
 /// instead of looking the reference up again. Holding it keeps the
 /// image's blobs from [`Store::gc`]; drop it when they are read.
 #[derive(Debug)]
@@ -25,6 +26,21 @@ pub struct StoredImage {
 }
 
 impl StoredImage {
+    /// The image `details` of `reference`, held by `lease`.
+    pub(crate) fn new(
+        store: Store,
+        reference: Reference,
+        details: ImageDetails,
+        lease: Lease,
+    ) -> StoredImage {
+        StoredImage {
+            store,
+            reference,
+            details,
+            _lease: lease,
+        }
+    }
+
     /// The store the image is in.
     pub fn store(&self) -> &Store {
         &self.store

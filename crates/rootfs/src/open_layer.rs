@@ -22,18 +22,26 @@ pub(crate) fn open_layer(
             media_type: media_type.to_owned(),
         })?;
     let path = store.blob_path(digest);
-    // Never through a link or a FIFO planted in the store.
-    let file = crate::safe::open_read(store, &path)?;
-    let file: Box<dyn Read + Send> = match progress {
-        Some(callback) => {
-            let total = file.metadata().map_err(io("reading layer", &path))?.len();
-            Box::new(ocistore::ProgressReader::new(
-                file,
-                callback.clone(),
-                Subject::Layer(digest.clone()),
-                total,
-            ))
+    // A layer a pull is still fetching is read as it downloads; a stored
+    // one never through a link or a FIFO planted in the store.
+    let (file, total): (Box<dyn Read + Send>, u64) = match store.followed_blob(digest) {
+        Some(followed) => {
+            let size = followed.size();
+            (Box::new(followed), size)
         }
+        None => {
+            let file = crate::safe::open_read(store, &path)?;
+            let size = file.metadata().map_err(io("reading layer", &path))?.len();
+            (Box::new(file), size)
+        }
+    };
+    let file: Box<dyn Read + Send> = match progress {
+        Some(callback) => Box::new(ocistore::ProgressReader::new(
+            file,
+            callback.clone(),
+            Subject::Layer(digest.clone()),
+            total,
+        )),
         None => Box::new(file),
     };
     let mut reader = BufReader::with_capacity(256 * 1024, file);

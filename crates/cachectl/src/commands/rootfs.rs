@@ -1,5 +1,6 @@
-//! `unpack` and `build`: a cached image (pulled first when absent, unless
-//! `--offline`) to a directory or an ext4 image.
+//! `unpack` and `build`: a cached image (pulled when absent, unless
+//! `--offline`, and read while its layers download) to a directory or an
+//! ext4 image.
 
 use super::runtime;
 use crate::cli::{BuildArgs, BuildInput, UnpackArgs, UnpackFormat};
@@ -10,9 +11,31 @@ use crate::settings::{Context, parse_reference};
 use ociref::Reference;
 use ocistore::{PullOptions, StoredImage};
 
+/// The options of a pull of `reference` for these commands.
+fn pull_options(context: &Context, offline: bool) -> PullOptions {
+    let mut options = PullOptions::default().with_concurrency(context.concurrency);
+    options.platform = context.platform.clone();
+    options.offline = offline;
+    options
+}
+
+/// The note that a pull starts.
+fn tell_pull<'a>(
+    context: &'a Context,
+    reference: &'a Reference,
+    out: Output,
+) -> impl FnOnce() + 'a {
+    move || match &context.platform {
+        Some(platform) => out.note(&format!(
+            "{reference} ({platform}) is not cached: pulling it"
+        )),
+        None => out.note(&format!("{reference} is not cached: pulling it")),
+    }
+}
+
 /// The stored image of `reference` (for the platform asked for, when one
 /// is): an offline lookup first (no request, also for a pinned digest),
-/// then a pull of what is missing unless `offline`.
+/// then a pull of what is missing unless `offline`, waited for whole.
 fn ensure_cached(
     context: &Context,
     reference: &Reference,
@@ -21,22 +44,52 @@ fn ensure_cached(
     out: Output,
 ) -> Result<StoredImage, CliError> {
     let client = context.client(progress)?;
-    let mut options = PullOptions::default().with_concurrency(context.concurrency);
-    options.platform = context.platform.clone();
-    options.offline = offline;
-    let tell = || match &context.platform {
-        Some(platform) => out.note(&format!(
-            "{reference} ({platform}) is not cached: pulling it"
-        )),
-        None => out.note(&format!("{reference} is not cached: pulling it")),
-    };
-    let image = runtime()?.block_on(
-        context
-            .store
-            .ensure_image(&client, reference, &options, tell),
-    );
+    let options = pull_options(context, offline);
+    let image = runtime()?.block_on(context.store.ensure_image(
+        &client,
+        reference,
+        &options,
+        tell_pull(context, reference, out),
+    ));
     progress.finish();
     Ok(image?)
+}
+
+/// `work` on the image of `reference`, as [`ensure_cached`] finds or pulls
+/// it, but started as soon as the pull stored the manifest and config: the
+/// layers are read as they download. The pull's error wins; when the pull
+/// succeeded but `work` failed, `work` runs again on the stored image (a
+/// download that restarted under a reader fails that reader, and the
+/// stored blobs are whole), so its own errors are what a plain run gives.
+fn with_image<T>(
+    context: &Context,
+    reference: &Reference,
+    offline: bool,
+    progress: &Progress,
+    out: Output,
+    work: impl Fn(&StoredImage) -> Result<T, CliError>,
+) -> Result<T, CliError> {
+    let client = context.client(progress)?;
+    let options = pull_options(context, offline);
+    let runtime = runtime()?;
+    let following = runtime.block_on(context.store.pull_following(
+        &client,
+        reference,
+        &options,
+        tell_pull(context, reference, out),
+    ))?;
+    let done = work(following.image());
+    let pulled = following.pulled();
+    let outcome = runtime.block_on(following.finish());
+    progress.finish();
+    outcome?;
+    match done {
+        Err(err) if pulled => {
+            tracing::info!(%reference, "read while it downloaded, failed ({err}): again from the store");
+            work(&context.store.image(reference, context.platform.as_ref())?)
+        }
+        done => done,
+    }
 }
 
 pub(super) fn unpack(
@@ -52,19 +105,21 @@ pub(super) fn unpack(
             "unpack --format tar - writes the tar on stdout: --json cannot share it".into(),
         ));
     }
-    let image = ensure_cached(context, &reference, args.offline, progress, out)?;
     if args.format == UnpackFormat::Tar {
+        // Written once: stdout cannot take a second try.
+        let image = ensure_cached(context, &reference, args.offline, progress, out)?;
         return super::archives::write_flat(&reference, &image, &args.directory, progress, out);
     }
     let mut options = rootfs::UnpackOptions::default();
     options.rootless = args.rootless;
     options.progress = progress.callback();
-    let step = progress.step(format!(
-        "unpacking {reference} into {}",
-        args.directory.display()
-    ));
-    let report = rootfs::unpack(&image, &args.directory, &options);
-    drop(step);
+    let report = with_image(context, &reference, args.offline, progress, out, |image| {
+        let _step = progress.step(format!(
+            "unpacking {reference} into {}",
+            args.directory.display()
+        ));
+        Ok(rootfs::unpack(image, &args.directory, &options)?)
+    });
     progress.finish();
     let report = report?;
     let json = serde_json::json!({
@@ -119,11 +174,12 @@ pub(super) fn build(
         }
         _ => err.into(),
     })?;
-    let image = ensure_cached(context, &reference, args.offline, progress, out)?;
-    let step = progress.step(format!("building an ext4 image of {reference}"));
+    let building = || progress.step(format!("building an ext4 image of {reference}"));
     if args.per_layer {
-        let layers = rootfs::build_layers(&image, &options);
-        drop(step);
+        let layers = with_image(context, &reference, args.offline, progress, out, |image| {
+            let _step = building();
+            Ok(rootfs::build_layers(image, &options)?)
+        });
         progress.finish();
         let layers = layers?;
         let json: Vec<_> = layers
@@ -150,8 +206,10 @@ pub(super) fn build(
         });
         return Ok(());
     }
-    let built = rootfs::build(&image, &options);
-    drop(step);
+    let built = with_image(context, &reference, args.offline, progress, out, |image| {
+        let _step = building();
+        Ok(rootfs::build(image, &options)?)
+    });
     progress.finish();
     let built = built?;
     let json = serde_json::json!({

@@ -220,15 +220,8 @@ impl Index {
         }
         self.clear(&rel, false);
         let inode = self.new_inode(Inode {
-            kind: NodeKind::File,
-            uid: 0,
-            gid: 0,
-            mode: 0o755,
-            mtime: 0,
-            xattrs: Vec::new(),
-            source: None,
-            at: None,
             size: content.len() as u64,
+            ..no_entry(NodeKind::File)
         });
         self.tree.insert(rel.clone(), Binding::new(inode, None));
         self.placed = Some((rel, content));
@@ -237,17 +230,7 @@ impl Index {
 
     /// A directory no entry declares: 0755, 0:0, mtime 0.
     fn implicit_dir(&mut self, rel: &Path) {
-        let inode = self.new_inode(Inode {
-            kind: NodeKind::Dir,
-            uid: 0,
-            gid: 0,
-            mode: 0o755,
-            mtime: 0,
-            xattrs: Vec::new(),
-            source: None,
-            at: None,
-            size: 0,
-        });
+        let inode = self.new_inode(no_entry(NodeKind::Dir));
         self.tree
             .insert(rel.to_path_buf(), Binding::new(inode, None));
     }
@@ -500,6 +483,21 @@ impl GuestTree for Index {
     fn make_dir(&mut self, rel: &Path) -> Result<()> {
         self.implicit_dir(rel);
         Ok(())
+    }
+}
+
+/// An inode of `kind` no entry made: 0755, owner 0:0, mtime 0, empty.
+fn no_entry(kind: NodeKind) -> Inode {
+    Inode {
+        kind,
+        uid: 0,
+        gid: 0,
+        mode: 0o755,
+        mtime: 0,
+        xattrs: Vec::new(),
+        source: None,
+        at: None,
+        size: 0,
     }
 }
 
