@@ -60,10 +60,22 @@ pub(crate) enum Command {
     /// List cached images, most recently used first
     #[command(visible_alias = "ls")]
     Images,
-    /// Show a cached image: manifest, config, layers, platforms, history
+    /// Show a cached image (or, with --remote, one at its registry): manifest,
+    /// config, layers, platforms, history
+    #[command(after_help = "Examples:\n  cachectl inspect alpine:3.20\n  \
+        cachectl inspect --remote --platform linux/arm64 alpine:3.20   # nothing is stored\n  \
+        cachectl inspect --remote --raw alpine:3.20 | sha256sum        # the manifest's exact bytes")]
     Inspect {
         /// The image
         reference: String,
+        /// Ask the registry instead of the cache (nothing is stored)
+        #[arg(long)]
+        remote: bool,
+        /// Print the manifest's exact bytes (an index for a multi-platform
+        /// tag; with --platform, that platform's manifest), as `skopeo
+        /// inspect --raw` does
+        #[arg(long)]
+        raw: bool,
     },
     /// Print the digest a reference has at its registry (one HEAD; nothing is stored)
     #[command(after_help = "Examples:\n  cachectl digest alpine:3.20\n  \

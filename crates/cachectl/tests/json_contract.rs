@@ -196,6 +196,11 @@ fn every_command_prints_the_json_docs_cli_md_documents() {
         listed["tags"].as_array().is_some_and(|t| !t.is_empty()),
         "{listed}"
     );
+    contract.run(
+        home,
+        "inspect",
+        &["inspect", "--remote", "--json", &multiarch],
+    );
     let copy = "example.com/copy:1";
     contract.run(home, "tag", &["tag", "--json", &small, copy]);
     let images = contract.run(home, "images", &["images", "--json"]);

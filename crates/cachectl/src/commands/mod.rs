@@ -40,7 +40,17 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
     let result = match cli.command {
         Command::Pull(args) => images::pull(&context, &args, &progress, out),
         Command::Images => images::list(&context, out),
-        Command::Inspect { reference } => images::inspect(&context, &reference, out),
+        Command::Inspect {
+            reference,
+            remote,
+            raw,
+        } => {
+            // Only the flag picks a platform's manifest for a remote `--raw`:
+            // by default, the bytes skopeo prints (the index's).
+            let flag = cli.global.platform.as_ref().and(context.platform.as_ref());
+            let how = remote::Inspect { remote, raw, flag };
+            remote::inspect(&context, &reference, how, &progress, out)
+        }
         Command::Digest { reference } => {
             // Only the flag picks a platform: by default, the digest skopeo
             // and crane print (the index's, for a multi-platform tag).
