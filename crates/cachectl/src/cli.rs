@@ -120,11 +120,18 @@ pub(crate) enum Command {
         repair: bool,
     },
     /// Send a cached image to a registry, keeping its index and platforms
+    #[command(
+        after_help = "Examples:\n  cachectl push app:1.0 registry.example/app:1.0\n  \
+        cachectl push --arch-tags app:1.0 registry.example/app:1.0   # also app:1.0-amd64, app:1.0-arm-v7, …"
+    )]
     Push {
         /// The cached image
         source: String,
         /// Where to push it
         destination: String,
+        /// Also tag each platform's manifest TAG-ARCH (TAG-arm-v7 with a variant)
+        #[arg(long)]
+        arch_tags: bool,
     },
     /// Show disk usage: total, shared and unique bytes per image
     Du,

@@ -201,6 +201,18 @@ fn every_command_prints_the_json_docs_cli_md_documents() {
         "inspect",
         &["inspect", "--remote", "--json", &multiarch],
     );
+    let registry = env("CACHECTL_TEST_REGISTRY");
+    let arch_tagged = format!("{registry}/jsoncontract/multiarch:v1");
+    let pushed = contract.run(
+        home,
+        "push",
+        &["push", "--json", "--arch-tags", &multiarch, &arch_tagged],
+    );
+    assert_eq!(
+        pushed["arch_tags"].as_array().map(Vec::len),
+        Some(3),
+        "{pushed}"
+    );
     let copy = "example.com/copy:1";
     contract.run(home, "tag", &["tag", "--json", &small, copy]);
     let images = contract.run(home, "images", &["images", "--json"]);

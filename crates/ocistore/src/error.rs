@@ -209,7 +209,9 @@ pub enum Error {
 
     /// A push to a destination pinned by a digest that cannot name the
     /// image pushed: an algorithm this crate cannot compute, or another
-    /// digest than the image's manifest. Said before anything is sent.
+    /// digest than the image's manifest; or per-platform tags that cannot
+    /// be made (no tag to extend, no platform, two platforms with one
+    /// tag). Said before anything is sent.
     #[error("cannot push {source_ref} to {destination}: {reason}")]
     PushDigest {
         /// The cached image.

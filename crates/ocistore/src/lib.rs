@@ -155,7 +155,7 @@ pub use ocidist::{Phase, Progress, ProgressFn, Subject};
 pub use ociref;
 pub use ociref::ErrorKind;
 pub use pull::{PullOptions, PullOutcome, Stale};
-pub use push::PushOutcome;
+pub use push::{ArchTag, PushOptions, PushOutcome};
 pub use records::Record;
 pub use remote_inspect::inspect_remote;
 pub use repair::{RepairFailure, RepairReport};

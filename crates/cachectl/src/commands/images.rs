@@ -371,25 +371,31 @@ pub(super) fn remove(
 
 pub(super) fn push(
     context: &Context,
-    source: &str,
-    destination: &str,
+    (source, destination): (&str, &str),
+    arch_tags: bool,
     progress: &Progress,
     out: Output,
 ) -> Result<(), CliError> {
     let (source, destination) = (parse_reference(source)?, parse_reference(destination)?);
     let client = context.client(progress)?;
-    let outcome = runtime()?.block_on(context.store.push(
+    let mut options = ocistore::PushOptions::default().with_concurrency(context.concurrency);
+    options.arch_tags = arch_tags;
+    let outcome = runtime()?.block_on(context.store.push_with(
         &client,
         &source,
         &destination,
-        context.concurrency,
+        &options,
     ));
     progress.finish();
     let outcome = outcome?;
     let mut json = serde_json::to_value(&outcome).expect("because a push outcome serializes");
     json["requests"] = serde_json::to_value(context.usage()).expect("because usage serializes");
     out.result(&json, || {
-        format!("{}@{}", outcome.destination, outcome.digest)
+        let mut text = format!("{}@{}", outcome.destination, outcome.digest);
+        for tagged in &outcome.arch_tags {
+            text.push_str(&format!("\n{}@{}", tagged.reference, tagged.digest));
+        }
+        text
     });
     Ok(())
 }

@@ -67,7 +67,8 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Push {
             source,
             destination,
-        } => images::push(&context, &source, &destination, &progress, out),
+            arch_tags,
+        } => images::push(&context, (&source, &destination), arch_tags, &progress, out),
         Command::Prune(args) => maintain::prune(&context, &args, out),
         Command::Gc(args) => maintain::gc(&context, &args, out),
         Command::Verify { references, repair } => {
