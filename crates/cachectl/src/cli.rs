@@ -133,6 +133,12 @@ pub(crate) enum Command {
         #[arg(long)]
         arch_tags: bool,
     },
+    /// Make multi-platform images of cached ones
+    Index {
+        /// What to do
+        #[command(subcommand)]
+        command: IndexCommand,
+    },
     /// Show disk usage: total, shared and unique bytes per image
     Du,
     /// Store the images of OCI or docker archives (tar, gzip or zstd)
@@ -208,6 +214,31 @@ pub(crate) struct PullArgs {
     /// (default: use the cached digest and say it is stale)
     #[arg(long)]
     pub(crate) no_stale: bool,
+}
+
+/// `index`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum IndexCommand {
+    /// Store a multi-platform OCI index of cached single-platform images
+    /// (each one's platform from its config) under NAME
+    #[command(after_help = "Examples:\n  \
+        cachectl index create registry.example/app:1.0 app:1.0-amd64 app:1.0-arm64\n  \
+        cachectl index create --push registry.example/app:1.0 app-amd64:1 app-arm64:1\n  \
+        cachectl push registry.example/app:1.0 registry.example/app:1.0   # what --push does")]
+    Create(IndexCreateArgs),
+}
+
+/// `index create`.
+#[derive(Debug, Args)]
+pub(crate) struct IndexCreateArgs {
+    /// The name to store the index under (replaces what it named)
+    pub(crate) name: String,
+    /// The cached images, one per platform (not indexes)
+    #[arg(required = true)]
+    pub(crate) references: Vec<String>,
+    /// Then push it to NAME, with every image
+    #[arg(long)]
+    pub(crate) push: bool,
 }
 
 /// `prune`.

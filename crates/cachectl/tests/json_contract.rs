@@ -213,6 +213,13 @@ fn every_command_prints_the_json_docs_cli_md_documents() {
         Some(3),
         "{pushed}"
     );
+    let indexed = format!("{registry}/jsoncontract/index:v1");
+    let created = contract.run(
+        home,
+        "index_create",
+        &["index", "create", "--json", "--push", &indexed, &small],
+    );
+    assert!(created["push"].is_object(), "{created}");
     let copy = "example.com/copy:1";
     contract.run(home, "tag", &["tag", "--json", &small, copy]);
     let images = contract.run(home, "images", &["images", "--json"]);

@@ -1,12 +1,13 @@
 //! Publishing what the cache holds, checked against the registry with
 //! skopeo: `push --arch-tags` (a tag per platform, naming that platform's
-//! manifest).
+//! manifest) and `index create` (a multi-platform index of cached images,
+//! pushed).
 
 mod support;
 
 use serde_json::Value;
 use std::path::Path;
-use support::{cachectl, env, fixture, stderr};
+use support::{cachectl, env, fixture, stderr, stdout};
 
 /// skopeo's `inspect --raw` of `target`, parsed.
 fn skopeo_raw(target: &str) -> (Vec<u8>, Value) {
@@ -116,4 +117,90 @@ fn push_arch_tags_tags_each_platforms_manifest() {
     let pinned = format!("{repository}@{index_digest}");
     let refused = fails(home, 2, &["push", "--arch-tags", &multiarch, &pinned]);
     assert!(refused.contains("--arch-tags needs"), "{refused}");
+}
+
+#[test]
+fn index_create_assembles_cached_images_into_a_pushed_index() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let home = home.path();
+    let (multiarch, _) = fixture("multiarch");
+    let (_, fixture_index) = skopeo_raw(&format!("docker://{multiarch}"));
+    let platforms = entries(&fixture_index);
+    let repository = multiarch.rsplit_once(':').expect("a tag").0;
+    // Each platform's image, cached on its own (pulled by digest).
+    let sources: Vec<String> = platforms
+        .iter()
+        .map(|(_, digest)| format!("{repository}@{digest}"))
+        .collect();
+    let mut pull = vec!["pull", "-q"];
+    pull.extend(sources.iter().map(String::as_str));
+    let pulled = cachectl(home).args(&pull).output().expect("runs");
+    assert!(pulled.status.success(), "{}", stderr(&pulled));
+
+    let name = format!("{}/assembled/app:2", env("CACHECTL_TEST_REGISTRY"));
+    let mut create = vec!["index", "create", "--json", "--push", name.as_str()];
+    create.extend(sources.iter().map(String::as_str));
+    let created = json(home, &create);
+    let (raw, pushed) = skopeo_raw(&format!("docker://{name}"));
+    assert_eq!(
+        created["index"]["digest"],
+        sha256(&raw).as_str(),
+        "{created}"
+    );
+    assert_eq!(
+        pushed["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert_eq!(
+        entries(&pushed),
+        platforms,
+        "each image with its config's platform"
+    );
+    assert_eq!(created["push"]["digest"], created["index"]["digest"]);
+    let inspected = json(home, &["inspect", "--json", &name]);
+    assert_eq!(inspected["platforms"].as_array().map(Vec::len), Some(3));
+
+    let text = cachectl(home)
+        .args(["index", "create", "example.com/local:1", &sources[0]])
+        .output()
+        .expect("runs");
+    assert!(text.status.success(), "{}", stderr(&text));
+    assert!(stdout(&text).contains("linux/amd64"), "{}", stdout(&text));
+
+    let twice = fails(
+        home,
+        2,
+        &[
+            "index",
+            "create",
+            "example.com/dup:1",
+            &sources[1],
+            &sources[1],
+        ],
+    );
+    assert!(
+        twice.contains("linux/arm64") && twice.contains("one image per platform"),
+        "{twice}"
+    );
+    let of_index = fails(home, 2, &["index", "create", "example.com/nested:1", &name]);
+    assert!(of_index.contains("multi-platform index"), "{of_index}");
+    let absent = fails(
+        home,
+        3,
+        &["index", "create", "example.com/x:1", "example.com/absent:1"],
+    );
+    assert!(absent.contains("example.com/absent:1"), "{absent}");
+    let images = json(home, &["images", "--json"]);
+    let names: Vec<&str> = images
+        .as_array()
+        .expect("images")
+        .iter()
+        .filter_map(|i| i["ref"].as_str())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("dup") || n.contains("nested")),
+        "a refused index stores nothing: {names:?}"
+    );
 }

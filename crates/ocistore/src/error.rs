@@ -222,6 +222,19 @@ pub enum Error {
         reason: String,
     },
 
+    /// An index cannot be made of these images: one is an index itself
+    /// (or no image), names no platform, or has another's platform. Said
+    /// before anything is written.
+    #[error("cannot make index {name} of {source_ref}: {reason}")]
+    IndexInput {
+        /// The index's name.
+        name: String,
+        /// The image refused.
+        source_ref: String,
+        /// Why.
+        reason: String,
+    },
+
     /// A blocking task panicked or was cancelled.
     #[error("background task failed")]
     Task(#[from] tokio::task::JoinError),
@@ -258,9 +271,10 @@ impl Error {
             | Error::ArchiveMissingBlob { .. }
             | Error::DiffIdMismatch { .. }
             | Error::Planted { .. } => ErrorKind::Integrity,
-            Error::ArchiveUnnamed { .. } | Error::ReadOnly { .. } | Error::PushDigest { .. } => {
-                ErrorKind::Usage
-            }
+            Error::ArchiveUnnamed { .. }
+            | Error::ReadOnly { .. }
+            | Error::PushDigest { .. }
+            | Error::IndexInput { .. } => ErrorKind::Usage,
             Error::Io { .. }
             | Error::NotALayout { .. }
             | Error::NoMatchingPlatform { .. }
@@ -409,6 +423,11 @@ mod tests {
                 destination: "example.com/b@md5:00".into(),
                 reason: "unsupported digest algorithm \"md5\"".into(),
             },
+            Error::IndexInput {
+                name: "example.com/all:1".into(),
+                source_ref: "example.com/a:1".into(),
+                reason: "its platform linux/amd64 is example.com/b:1's too".into(),
+            },
         ]
     }
 
@@ -421,7 +440,7 @@ mod tests {
             [
                 Other, Other, Integrity, NotCached, Integrity, Integrity, Integrity, Other,
                 NotCached, Integrity, Other, Other, Other, Integrity, Integrity, Usage, Integrity,
-                Integrity, Usage, Usage,
+                Integrity, Usage, Usage, Usage,
             ]
         );
         let dist = Error::Dist(ocidist::Error::Unauthorized {
@@ -467,6 +486,7 @@ mod tests {
                 "refusing /r/.cachectl/ingest/sha256-00.partial: it is a symbolic link, which the store did not create",
                 "cannot write to /r/.cachectl/locks: the cache is read-only here",
                 "cannot push example.com/a:1 to example.com/b@md5:00: unsupported digest algorithm \"md5\"",
+                "cannot make index example.com/all:1 of example.com/a:1: its platform linux/amd64 is example.com/b:1's too",
             ]
         );
     }

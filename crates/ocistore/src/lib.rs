@@ -114,6 +114,7 @@ mod export;
 mod file_system;
 mod follow;
 mod import;
+mod index_create;
 mod inspect;
 mod layout;
 mod lease;
@@ -140,6 +141,7 @@ pub use error::{Error, Result};
 pub use export::{ExportFormat, ExportReport};
 pub use follow::FollowedBlob;
 pub use import::{ImportOptions, ImportReport, ImportedImage};
+pub use index_create::{CreatedIndex, IndexMember};
 pub use inspect::{
     ConfigSummary, HistoryEntry, ImageDetails, Inspection, LayerDetails, PlatformEntry,
 };

@@ -4,11 +4,12 @@
 mod archives;
 mod auth;
 mod images;
+mod index;
 mod maintain;
 mod remote;
 mod rootfs;
 
-use crate::cli::{Cli, Command, Generated};
+use crate::cli::{Cli, Command, Generated, IndexCommand};
 use crate::error::CliError;
 use crate::output::Output;
 use crate::progress::Progress;
@@ -74,6 +75,9 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Verify { references, repair } => {
             maintain::verify(&context, &references, repair, &progress, out)
         }
+        Command::Index {
+            command: IndexCommand::Create(args),
+        } => index::create(&context, &args, &progress, out),
         Command::Du => maintain::du(&context, out),
         Command::Import { files, name } => {
             archives::import(&context, &files, name.as_deref(), &progress, out)
