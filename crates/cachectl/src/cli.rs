@@ -93,6 +93,20 @@ pub(crate) enum Command {
         /// The repository (a tag or digest in it is ignored)
         repository: String,
     },
+    /// List the signatures, SBOMs and other artifacts stored with a cached image
+    /// (`pull --referrers` stores them)
+    #[command(
+        after_help = "Examples:\n  cachectl pull --referrers ghcr.io/org/app:1.0\n  \
+        cachectl referrers ghcr.io/org/app:1.0\n  \
+        cachectl referrers --raw sha256:… ghcr.io/org/app:1.0   # that referrer's manifest"
+    )]
+    Referrers {
+        /// The cached image
+        reference: String,
+        /// Print the exact bytes of the manifest of this referrer instead
+        #[arg(long, value_name = "DIGEST")]
+        raw: Option<String>,
+    },
     /// Give a cached image another name
     Tag {
         /// The cached image

@@ -201,6 +201,12 @@ fn every_command_prints_the_json_docs_cli_md_documents() {
         "inspect",
         &["inspect", "--remote", "--json", &multiarch],
     );
+    let sboms = contract.run(home, "referrers", &["referrers", "--json", &sbom]);
+    assert_eq!(
+        sboms["referrers"].as_array().map(Vec::len),
+        Some(1),
+        "{sboms}"
+    );
     let registry = env("CACHECTL_TEST_REGISTRY");
     let arch_tagged = format!("{registry}/jsoncontract/multiarch:v1");
     let pushed = contract.run(

@@ -1,7 +1,7 @@
 //! Publishing what the cache holds, checked against the registry with
 //! skopeo: `push --arch-tags` (a tag per platform, naming that platform's
-//! manifest) and `index create` (a multi-platform index of cached images,
-//! pushed).
+//! manifest), `index create` (a multi-platform index of cached images,
+//! pushed), and `referrers` (the SBOM a `pull --referrers` stored).
 
 mod support;
 
@@ -203,4 +203,51 @@ fn index_create_assembles_cached_images_into_a_pushed_index() {
             .any(|n| n.contains("dup") || n.contains("nested")),
         "a refused index stores nothing: {names:?}"
     );
+}
+
+#[test]
+fn referrers_lists_and_prints_the_stored_sbom() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let home = home.path();
+    let (reference, digest) = fixture("with-sbom");
+    let repository = reference.rsplit_once(':').expect("a tag").0;
+    json(home, &["pull", "--json", "--referrers", reference.as_str()]);
+
+    // The registry's own list: the referrers tag schema's index.
+    let tag = digest.replace(':', "-");
+    let (_, theirs) = skopeo_raw(&format!("docker://{repository}:{tag}"));
+    let sbom = &theirs["manifests"][0];
+    let listed = json(home, &["referrers", "--json", &reference]);
+    let ours = listed["referrers"].as_array().expect("referrers");
+    assert_eq!(ours.len(), 1, "{listed}");
+    assert_eq!(ours[0]["digest"], sbom["digest"], "{listed}");
+    assert_eq!(ours[0]["size"], sbom["size"]);
+    assert_eq!(ours[0]["artifact_type"], "application/spdx+json");
+    assert_eq!(ours[0]["subject"], digest.as_str());
+
+    let sbom_digest = sbom["digest"].as_str().expect("digest");
+    let out = cachectl(home)
+        .args(["referrers", "--raw", sbom_digest, &reference])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(sha256(&out.stdout), sbom_digest);
+    let (registry_bytes, _) = skopeo_raw(&format!("docker://{repository}@{sbom_digest}"));
+    assert_eq!(out.stdout, registry_bytes);
+
+    let other = format!("sha256:{}", "0".repeat(64));
+    let refused = fails(home, 3, &["referrers", "--raw", &other, &reference]);
+    assert!(refused.contains(&other), "{refused}");
+    fails(
+        home,
+        2,
+        &["referrers", "--raw", "sha256:nothex", &reference],
+    );
+    let absent = fails(home, 3, &["referrers", "example.com/absent:1"]);
+    assert!(absent.contains("example.com/absent:1"), "{absent}");
+
+    let (small, _) = fixture("small");
+    json(home, &["pull", "--json", small.as_str()]);
+    let none = json(home, &["referrers", "--json", &small]);
+    assert_eq!(none["referrers"], serde_json::json!([]));
 }

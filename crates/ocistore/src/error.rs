@@ -235,6 +235,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// The digest names no referrer stored with the reference.
+    #[error("{digest} is not a stored referrer of {reference} (`pull --referrers` stores them)")]
+    ReferrerNotStored {
+        /// The reference.
+        reference: String,
+        /// The digest asked for.
+        digest: Digest,
+    },
+
     /// A blocking task panicked or was cancelled.
     #[error("background task failed")]
     Task(#[from] tokio::task::JoinError),
@@ -261,7 +270,9 @@ impl Error {
     /// holds content nobody can vouch for.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::ImageNotCached { .. } | Error::PlatformNotCached { .. } => ErrorKind::NotCached,
+            Error::ImageNotCached { .. }
+            | Error::PlatformNotCached { .. }
+            | Error::ReferrerNotStored { .. } => ErrorKind::NotCached,
             Error::InvalidJson { .. }
             | Error::LayerMissing { .. }
             | Error::Corrupt { .. }
@@ -428,6 +439,10 @@ mod tests {
                 source_ref: "example.com/a:1".into(),
                 reason: "its platform linux/amd64 is example.com/b:1's too".into(),
             },
+            Error::ReferrerNotStored {
+                reference: "example.com/a:1".into(),
+                digest: Digest::sha256_of(b""),
+            },
         ]
     }
 
@@ -440,7 +455,7 @@ mod tests {
             [
                 Other, Other, Integrity, NotCached, Integrity, Integrity, Integrity, Other,
                 NotCached, Integrity, Other, Other, Other, Integrity, Integrity, Usage, Integrity,
-                Integrity, Usage, Usage, Usage,
+                Integrity, Usage, Usage, Usage, NotCached,
             ]
         );
         let dist = Error::Dist(ocidist::Error::Unauthorized {
@@ -487,6 +502,7 @@ mod tests {
                 "cannot write to /r/.cachectl/locks: the cache is read-only here",
                 "cannot push example.com/a:1 to example.com/b@md5:00: unsupported digest algorithm \"md5\"",
                 "cannot make index example.com/all:1 of example.com/a:1: its platform linux/amd64 is example.com/b:1's too",
+                "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 is not a stored referrer of example.com/a:1 (`pull --referrers` stores them)",
             ]
         );
     }

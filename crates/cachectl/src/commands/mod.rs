@@ -6,6 +6,7 @@ mod auth;
 mod images;
 mod index;
 mod maintain;
+mod referrers;
 mod remote;
 mod rootfs;
 
@@ -59,6 +60,9 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
             remote::digest(&context, &reference, platform, &progress, out)
         }
         Command::Tags { repository } => remote::tags(&context, &repository, &progress, out),
+        Command::Referrers { reference, raw } => {
+            referrers::list(&context, &reference, raw.as_deref(), out)
+        }
         Command::Tag { source, target } => images::tag(&context, &source, &target, out),
         Command::Rm { references } => {
             // Only the flag narrows `rm`, never a settings file's platform.

@@ -110,7 +110,7 @@ pub(super) fn inspect(
 }
 
 /// Writes `bytes` to stdout unchanged (no newline added).
-fn write_raw(bytes: &[u8]) -> Result<(), CliError> {
+pub(super) fn write_raw(bytes: &[u8]) -> Result<(), CliError> {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     stdout
