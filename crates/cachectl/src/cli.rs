@@ -60,10 +60,22 @@ pub(crate) enum Command {
     /// List cached images, most recently used first
     #[command(visible_alias = "ls")]
     Images,
-    /// Show a cached image: manifest, config, layers, platforms, history
+    /// Show a cached image (or, with --remote, one at its registry): manifest,
+    /// config, layers, platforms, history
+    #[command(after_help = "Examples:\n  cachectl inspect alpine:3.20\n  \
+        cachectl inspect --remote --platform linux/arm64 alpine:3.20   # nothing is stored\n  \
+        cachectl inspect --remote --raw alpine:3.20 | sha256sum        # the manifest's exact bytes")]
     Inspect {
         /// The image
         reference: String,
+        /// Ask the registry instead of the cache (nothing is stored)
+        #[arg(long)]
+        remote: bool,
+        /// Print the manifest's exact bytes (an index for a multi-platform
+        /// tag; with --platform, that platform's manifest), as `skopeo
+        /// inspect --raw` does
+        #[arg(long)]
+        raw: bool,
     },
     /// Print the digest a reference has at its registry (one HEAD; nothing is stored)
     #[command(after_help = "Examples:\n  cachectl digest alpine:3.20\n  \
@@ -80,6 +92,20 @@ pub(crate) enum Command {
     Tags {
         /// The repository (a tag or digest in it is ignored)
         repository: String,
+    },
+    /// List the signatures, SBOMs and other artifacts stored with a cached image
+    /// (`pull --referrers` stores them)
+    #[command(
+        after_help = "Examples:\n  cachectl pull --referrers ghcr.io/org/app:1.0\n  \
+        cachectl referrers ghcr.io/org/app:1.0\n  \
+        cachectl referrers --raw sha256:… ghcr.io/org/app:1.0   # that referrer's manifest"
+    )]
+    Referrers {
+        /// The cached image
+        reference: String,
+        /// Print the exact bytes of the manifest of this referrer instead
+        #[arg(long, value_name = "DIGEST")]
+        raw: Option<String>,
     },
     /// Give a cached image another name
     Tag {
@@ -108,11 +134,24 @@ pub(crate) enum Command {
         repair: bool,
     },
     /// Send a cached image to a registry, keeping its index and platforms
+    #[command(
+        after_help = "Examples:\n  cachectl push app:1.0 registry.example/app:1.0\n  \
+        cachectl push --arch-tags app:1.0 registry.example/app:1.0   # also app:1.0-amd64, app:1.0-arm-v7, …"
+    )]
     Push {
         /// The cached image
         source: String,
         /// Where to push it
         destination: String,
+        /// Also tag each platform's manifest TAG-ARCH (TAG-arm-v7 with a variant)
+        #[arg(long)]
+        arch_tags: bool,
+    },
+    /// Make multi-platform images of cached ones
+    Index {
+        /// What to do
+        #[command(subcommand)]
+        command: IndexCommand,
     },
     /// Show disk usage: total, shared and unique bytes per image
     Du,
@@ -189,6 +228,31 @@ pub(crate) struct PullArgs {
     /// (default: use the cached digest and say it is stale)
     #[arg(long)]
     pub(crate) no_stale: bool,
+}
+
+/// `index`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum IndexCommand {
+    /// Store a multi-platform OCI index of cached single-platform images
+    /// (each one's platform from its config) under NAME
+    #[command(after_help = "Examples:\n  \
+        cachectl index create registry.example/app:1.0 app:1.0-amd64 app:1.0-arm64\n  \
+        cachectl index create --push registry.example/app:1.0 app-amd64:1 app-arm64:1\n  \
+        cachectl push registry.example/app:1.0 registry.example/app:1.0   # what --push does")]
+    Create(IndexCreateArgs),
+}
+
+/// `index create`.
+#[derive(Debug, Args)]
+pub(crate) struct IndexCreateArgs {
+    /// The name to store the index under (replaces what it named)
+    pub(crate) name: String,
+    /// The cached images, one per platform (not indexes)
+    #[arg(required = true)]
+    pub(crate) references: Vec<String>,
+    /// Then push it to NAME, with every image
+    #[arg(long)]
+    pub(crate) push: bool,
 }
 
 /// `prune`.

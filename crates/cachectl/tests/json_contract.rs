@@ -196,6 +196,36 @@ fn every_command_prints_the_json_docs_cli_md_documents() {
         listed["tags"].as_array().is_some_and(|t| !t.is_empty()),
         "{listed}"
     );
+    contract.run(
+        home,
+        "inspect",
+        &["inspect", "--remote", "--json", &multiarch],
+    );
+    let sboms = contract.run(home, "referrers", &["referrers", "--json", &sbom]);
+    assert_eq!(
+        sboms["referrers"].as_array().map(Vec::len),
+        Some(1),
+        "{sboms}"
+    );
+    let registry = env("CACHECTL_TEST_REGISTRY");
+    let arch_tagged = format!("{registry}/jsoncontract/multiarch:v1");
+    let pushed = contract.run(
+        home,
+        "push",
+        &["push", "--json", "--arch-tags", &multiarch, &arch_tagged],
+    );
+    assert_eq!(
+        pushed["arch_tags"].as_array().map(Vec::len),
+        Some(3),
+        "{pushed}"
+    );
+    let indexed = format!("{registry}/jsoncontract/index:v1");
+    let created = contract.run(
+        home,
+        "index_create",
+        &["index", "create", "--json", "--push", &indexed, &small],
+    );
+    assert!(created["push"].is_object(), "{created}");
     let copy = "example.com/copy:1";
     contract.run(home, "tag", &["tag", "--json", &small, copy]);
     let images = contract.run(home, "images", &["images", "--json"]);

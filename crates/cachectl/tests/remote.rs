@@ -118,3 +118,172 @@ fn tags_lists_what_skopeo_lists() {
     assert!(!sorted(&ours["tags"]).is_empty());
     assert_eq!(ours["repository"], repository);
 }
+
+/// skopeo's `inspect --raw` of `target` (`docker://…` or `oci:…`): the
+/// manifest's bytes as it got them.
+fn skopeo_raw(target: &str) -> Vec<u8> {
+    let output = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", target])
+        .output()
+        .expect("skopeo runs (`cargo xtask test` installs it)");
+    assert!(
+        output.status.success(),
+        "skopeo inspect --raw {target}: {}",
+        stderr(&output)
+    );
+    output.stdout
+}
+
+/// `cachectl ARGS`'s stdout, as bytes, after a successful run.
+fn bytes_of(home: &std::path::Path, args: &[&str]) -> Vec<u8> {
+    let out = cachectl(home).args(args).output().expect("runs");
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    out.stdout
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    ociref::Digest::sha256_of(bytes).to_string()
+}
+
+#[test]
+fn inspect_raw_prints_skopeos_bytes_from_the_registry_and_from_the_cache() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let home = home.path();
+    let (small, small_digest) = fixture("small");
+    let (multiarch, index_digest) = fixture("multiarch");
+    for (reference, digest) in [(&small, &small_digest), (&multiarch, &index_digest)] {
+        let theirs = skopeo_raw(&format!("docker://{reference}"));
+        let ours = bytes_of(home, &["inspect", "--remote", "--raw", reference]);
+        assert_eq!(ours, theirs, "{reference}: the registry's bytes");
+        assert_eq!(&sha256(&ours), digest, "{reference}");
+        // Already JSON: --json changes nothing.
+        let json = bytes_of(home, &["inspect", "--remote", "--raw", "--json", reference]);
+        assert_eq!(json, theirs, "{reference} with --json");
+    }
+    let blobs = home.join("cache/blobs/sha256");
+    let stored = std::fs::read_dir(&blobs).map_or(0, |dir| dir.count());
+    assert_eq!(stored, 0, "inspect --remote stores nothing");
+
+    let index: Value =
+        serde_json::from_slice(&skopeo_raw(&format!("docker://{multiarch}"))).expect("JSON");
+    let arm_entry = index["manifests"]
+        .as_array()
+        .expect("an index")
+        .iter()
+        .find(|m| m["platform"]["variant"] == "v7")
+        .expect("an arm/v7 entry");
+    let arm = bytes_of(
+        home,
+        &[
+            "--platform",
+            "linux/arm/v7",
+            "inspect",
+            "--remote",
+            "--raw",
+            &multiarch,
+        ],
+    );
+    assert_eq!(Value::from(sha256(&arm)), arm_entry["digest"]);
+
+    let pulled = cachectl(home)
+        .args(["pull", "-q", &small])
+        .output()
+        .expect("runs");
+    assert!(pulled.status.success(), "{}", stderr(&pulled));
+    let all = cachectl(home)
+        .args(["pull", "-q", "--all-platforms", &multiarch])
+        .output()
+        .expect("runs");
+    assert!(all.status.success(), "{}", stderr(&all));
+    let root = home.join("cache");
+    for (reference, digest) in [(&small, &small_digest), (&multiarch, &index_digest)] {
+        let cached = bytes_of(home, &["inspect", "--raw", reference]);
+        assert_eq!(&sha256(&cached), digest, "{reference} from the cache");
+        let theirs = skopeo_raw(&format!("oci:{}:{reference}", root.display()));
+        assert_eq!(cached, theirs, "{reference}: skopeo's bytes of the cache");
+    }
+    let absent = cachectl(home)
+        .args(["inspect", "--raw", "example.com/absent:1"])
+        .output()
+        .expect("runs");
+    assert_eq!(absent.status.code(), Some(3), "{}", stderr(&absent));
+    assert!(absent.stdout.is_empty());
+}
+
+#[test]
+fn inspect_remote_describes_the_registrys_image_as_inspect_does_a_cached_one() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let home = home.path();
+    let (multiarch, index_digest) = fixture("multiarch");
+    let inspect = |args: &[&str]| -> Value {
+        let out = cachectl(home).args(args).output().expect("runs");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    };
+    let remote = inspect(&[
+        "--platform",
+        "linux/arm64",
+        "inspect",
+        "--remote",
+        "--json",
+        &multiarch,
+    ]);
+    assert_eq!(remote["index_digest"], index_digest.as_str(), "{remote}");
+    assert_eq!(remote["top"]["digest"], index_digest.as_str(), "{remote}");
+    assert_eq!(remote["platforms"].as_array().map(Vec::len), Some(3));
+    assert!(remote["record"].is_null(), "{remote}");
+    let image = &remote["images"][0];
+    assert_eq!(image["config"]["architecture"], "arm64", "{remote}");
+    assert!(image["compressed_size"].as_u64().is_some_and(|s| s > 0));
+    let stored = std::fs::read_dir(home.join("cache/blobs/sha256")).map_or(0, |d| d.count());
+    assert_eq!(stored, 0, "inspect --remote stores nothing");
+
+    let pulled = cachectl(home)
+        .args(["--platform", "linux/arm64", "pull", "-q", &multiarch])
+        .output()
+        .expect("runs");
+    assert!(pulled.status.success(), "{}", stderr(&pulled));
+    let local = inspect(&["--platform", "linux/arm64", "inspect", "--json", &multiarch]);
+    assert_eq!(local["images"][0]["manifest"], image["manifest"]);
+    assert_eq!(local["images"][0]["config"], image["config"]);
+    assert_eq!(
+        local["images"][0]["compressed_size"],
+        image["compressed_size"]
+    );
+    let layers = |value: &Value| -> Vec<Value> {
+        value["layers"]
+            .as_array()
+            .expect("layers")
+            .iter()
+            .map(|l| l["descriptor"].clone())
+            .collect()
+    };
+    assert_eq!(layers(&local["images"][0]), layers(image));
+
+    let text = cachectl(home)
+        .args(["inspect", "--remote", &multiarch])
+        .output()
+        .expect("runs");
+    assert!(text.status.success(), "{}", stderr(&text));
+    assert!(stdout(&text).contains("linux/arm/v7"), "{}", stdout(&text));
+
+    let none = cachectl(home)
+        .args([
+            "--platform",
+            "linux/s390x",
+            "inspect",
+            "--remote",
+            &multiarch,
+        ])
+        .output()
+        .expect("runs");
+    assert_ne!(none.status.code(), Some(0), "{}", stderr(&none));
+    assert!(stderr(&none).contains("linux/s390x"), "{}", stderr(&none));
+    let missing = format!("{multiarch}-missing");
+    let absent = cachectl(home)
+        .args(["inspect", "--remote", &missing])
+        .output()
+        .expect("runs");
+    assert_eq!(absent.status.code(), Some(1), "{}", stderr(&absent));
+    assert!(stderr(&absent).contains("-missing"), "{}", stderr(&absent));
+}

@@ -209,7 +209,9 @@ pub enum Error {
 
     /// A push to a destination pinned by a digest that cannot name the
     /// image pushed: an algorithm this crate cannot compute, or another
-    /// digest than the image's manifest. Said before anything is sent.
+    /// digest than the image's manifest; or per-platform tags that cannot
+    /// be made (no tag to extend, no platform, two platforms with one
+    /// tag). Said before anything is sent.
     #[error("cannot push {source_ref} to {destination}: {reason}")]
     PushDigest {
         /// The cached image.
@@ -218,6 +220,28 @@ pub enum Error {
         destination: String,
         /// Why the digest does not fit.
         reason: String,
+    },
+
+    /// An index cannot be made of these images: one is an index itself
+    /// (or no image), names no platform, or has another's platform. Said
+    /// before anything is written.
+    #[error("cannot make index {name} of {source_ref}: {reason}")]
+    IndexInput {
+        /// The index's name.
+        name: String,
+        /// The image refused.
+        source_ref: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// The digest names no referrer stored with the reference.
+    #[error("{digest} is not a stored referrer of {reference} (`pull --referrers` stores them)")]
+    ReferrerNotStored {
+        /// The reference.
+        reference: String,
+        /// The digest asked for.
+        digest: Digest,
     },
 
     /// A blocking task panicked or was cancelled.
@@ -246,7 +270,9 @@ impl Error {
     /// holds content nobody can vouch for.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::ImageNotCached { .. } | Error::PlatformNotCached { .. } => ErrorKind::NotCached,
+            Error::ImageNotCached { .. }
+            | Error::PlatformNotCached { .. }
+            | Error::ReferrerNotStored { .. } => ErrorKind::NotCached,
             Error::InvalidJson { .. }
             | Error::LayerMissing { .. }
             | Error::Corrupt { .. }
@@ -256,9 +282,10 @@ impl Error {
             | Error::ArchiveMissingBlob { .. }
             | Error::DiffIdMismatch { .. }
             | Error::Planted { .. } => ErrorKind::Integrity,
-            Error::ArchiveUnnamed { .. } | Error::ReadOnly { .. } | Error::PushDigest { .. } => {
-                ErrorKind::Usage
-            }
+            Error::ArchiveUnnamed { .. }
+            | Error::ReadOnly { .. }
+            | Error::PushDigest { .. }
+            | Error::IndexInput { .. } => ErrorKind::Usage,
             Error::Io { .. }
             | Error::NotALayout { .. }
             | Error::NoMatchingPlatform { .. }
@@ -407,6 +434,15 @@ mod tests {
                 destination: "example.com/b@md5:00".into(),
                 reason: "unsupported digest algorithm \"md5\"".into(),
             },
+            Error::IndexInput {
+                name: "example.com/all:1".into(),
+                source_ref: "example.com/a:1".into(),
+                reason: "its platform linux/amd64 is example.com/b:1's too".into(),
+            },
+            Error::ReferrerNotStored {
+                reference: "example.com/a:1".into(),
+                digest: Digest::sha256_of(b""),
+            },
         ]
     }
 
@@ -419,7 +455,7 @@ mod tests {
             [
                 Other, Other, Integrity, NotCached, Integrity, Integrity, Integrity, Other,
                 NotCached, Integrity, Other, Other, Other, Integrity, Integrity, Usage, Integrity,
-                Integrity, Usage, Usage,
+                Integrity, Usage, Usage, Usage, NotCached,
             ]
         );
         let dist = Error::Dist(ocidist::Error::Unauthorized {
@@ -465,6 +501,8 @@ mod tests {
                 "refusing /r/.cachectl/ingest/sha256-00.partial: it is a symbolic link, which the store did not create",
                 "cannot write to /r/.cachectl/locks: the cache is read-only here",
                 "cannot push example.com/a:1 to example.com/b@md5:00: unsupported digest algorithm \"md5\"",
+                "cannot make index example.com/all:1 of example.com/a:1: its platform linux/amd64 is example.com/b:1's too",
+                "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 is not a stored referrer of example.com/a:1 (`pull --referrers` stores them)",
             ]
         );
     }

@@ -222,6 +222,30 @@ impl Store {
         })
     }
 
+    /// The exact bytes of the manifest (or index) the entry of `reference`
+    /// for `platform` names (chosen as [`Store::inspect_platform`] chooses
+    /// it), with its descriptor: what `skopeo inspect --raw` prints.
+    /// [`Error::ImageNotCached`] when no stored entry matches. Blocking.
+    pub fn raw_manifest(
+        &self,
+        reference: &Reference,
+        platform: Option<&Platform>,
+    ) -> Result<(Descriptor, Vec<u8>)> {
+        let name = reference.to_string();
+        let index = self.read_index()?;
+        let found =
+            self.select_entry(&index, &name, platform)?
+                .ok_or_else(|| Error::ImageNotCached {
+                    reference: match platform {
+                        Some(platform) => format!("{name} ({platform})"),
+                        None => name.clone(),
+                    },
+                })?;
+        let descriptor = found.descriptor();
+        let bytes = self.read_blob(&descriptor.digest)?;
+        Ok((descriptor, bytes))
+    }
+
     /// Sets the record's uncompressed size from `images` once every layer's
     /// is known, and saves it.
     fn fill_uncompressed_size(
@@ -291,7 +315,7 @@ pub(crate) fn is_index(media_type: &str) -> bool {
 
 /// The summary of an image config; fields that are absent or of another
 /// shape stay empty (configs in the wild vary).
-fn parse_config(bytes: &[u8]) -> ConfigSummary {
+pub(crate) fn parse_config(bytes: &[u8]) -> ConfigSummary {
     #[derive(Deserialize, Default)]
     #[serde(default)]
     struct Raw {

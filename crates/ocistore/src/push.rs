@@ -6,9 +6,9 @@
 use crate::error::{Error, Result};
 use crate::inspect::is_index;
 use crate::layout::Store;
-use crate::walk::children;
+use crate::walk::{children, index_entries, parse_config_platform};
 use ocidist::{BlobSource, Client, Descriptor};
-use ociref::{Digest, Reference};
+use ociref::{Digest, Platform, Reference};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -31,6 +31,58 @@ pub struct PushOutcome {
     pub existing_blobs: usize,
     /// Manifests pushed (image manifests and the index).
     pub manifests: usize,
+    /// The per-platform tags pushed ([`PushOptions::arch_tags`]).
+    pub arch_tags: Vec<ArchTag>,
+}
+
+/// One per-platform tag [`Store::push_with`] pushed.
+#[derive(Clone, Debug, serde::Serialize)]
+#[non_exhaustive]
+pub struct ArchTag {
+    /// The tagged reference, `REPO:TAG-ARCH[-VARIANT]`.
+    pub reference: String,
+    /// The platform.
+    pub platform: Platform,
+    /// The image manifest it names.
+    pub digest: Digest,
+}
+
+/// How [`Store::push_with`] pushes.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct PushOptions {
+    /// Blobs uploaded at once.
+    pub concurrency: usize,
+    /// Also tag each platform's image manifest `TAG-ARCH` (`-VARIANT`
+    /// appended when there is one, except arm64's default `v8`; `OS-`
+    /// before the architecture for other systems than Linux), as
+    /// linuxkit and many registries' users expect: `app:1.0-amd64`,
+    /// `app:1.0-arm-v7`.
+    pub arch_tags: bool,
+}
+
+impl Default for PushOptions {
+    fn default() -> Self {
+        PushOptions {
+            concurrency: 4,
+            arch_tags: false,
+        }
+    }
+}
+
+impl PushOptions {
+    /// These options with `concurrency` blobs uploaded at once.
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency;
+        self
+    }
+
+    /// These options also pushing per-platform tags
+    /// ([`PushOptions::arch_tags`]).
+    pub fn with_arch_tags(mut self) -> Self {
+        self.arch_tags = true;
+        self
+    }
 }
 
 impl Store {
@@ -44,6 +96,22 @@ impl Store {
         destination: &Reference,
         concurrency: usize,
     ) -> Result<PushOutcome> {
+        let options = PushOptions::default().with_concurrency(concurrency);
+        self.push_with(client, source, destination, &options).await
+    }
+
+    /// [`Store::push`] with `options`. With [`PushOptions::arch_tags`], the
+    /// per-platform tags are checked before anything is sent (a destination
+    /// without a tag, a platform without a name, two platforms with one
+    /// tag: [`Error::PushDigest`]) and pushed after the destination tag.
+    pub async fn push_with(
+        &self,
+        client: &Client,
+        source: &Reference,
+        destination: &Reference,
+        options: &PushOptions,
+    ) -> Result<PushOutcome> {
+        let concurrency = options.concurrency;
         let name = source.to_string();
         let source_ref = name.clone();
         let refuse = |reason: String| Error::PushDigest {
@@ -72,6 +140,11 @@ impl Store {
                 plan.top.digest
             )));
         }
+        let arch_tags = if options.arch_tags {
+            arch_tag_plan(destination, &plan.platforms).map_err(&refuse)?
+        } else {
+            Vec::new()
+        };
         let mut outcome = PushOutcome {
             destination: destination.to_string(),
             digest: plan.top.digest.clone(),
@@ -79,6 +152,7 @@ impl Store {
             mounted_blobs: 0,
             existing_blobs: 0,
             manifests: 0,
+            arch_tags: Vec::new(),
         };
         let mount_from = plan
             .source
@@ -128,6 +202,15 @@ impl Store {
         self.push_stored_manifest(client, destination, &plan.top)
             .await?;
         outcome.manifests += 1;
+        for (tagged, platform, manifest) in arch_tags {
+            self.push_stored_manifest(client, &tagged, &manifest)
+                .await?;
+            outcome.arch_tags.push(ArchTag {
+                reference: tagged.to_string(),
+                platform,
+                digest: manifest.digest,
+            });
+        }
         Ok(outcome)
     }
 
@@ -212,10 +295,20 @@ impl Store {
             source,
             blobs: Vec::new(),
             manifests: Vec::new(),
+            platforms: Vec::new(),
             top: top.clone(),
         };
         let bytes = self.read_blob(&top.digest)?;
         let kids = children(&top.digest, &bytes)?;
+        plan.platforms = if is_index(&top.media_type) {
+            index_entries(&top.digest, &bytes)?
+        } else {
+            let config = match &kids.config {
+                Some(config) => self.read_blob(&config.digest)?,
+                None => Vec::new(),
+            };
+            vec![(parse_config_platform(&config), top.clone())]
+        };
         if is_index(&top.media_type) {
             for child in kids.required {
                 let child_bytes = self.read_blob(&child.digest)?;
@@ -256,6 +349,9 @@ struct PushPlan {
     blobs: Vec<Descriptor>,
     /// Image manifests of an index, pushed by digest before it.
     manifests: Vec<Descriptor>,
+    /// Each image manifest with its platform (the index's entries, or the
+    /// one image with its config's platform).
+    platforms: Vec<(Option<Platform>, Descriptor)>,
     /// What the destination tag names.
     top: Descriptor,
 }
@@ -264,4 +360,122 @@ enum BlobPushed {
     Uploaded,
     Mounted,
     Existing,
+}
+
+/// The per-platform tags of a push to `destination`: `TAG-SUFFIX` for each
+/// image manifest with a platform ([`arch_suffix`]); entries without one
+/// (attestations, `unknown/unknown`) are skipped. Why not, when the
+/// destination has no tag, no image names its platform, or two images
+/// would share a tag.
+fn arch_tag_plan(
+    destination: &Reference,
+    platforms: &[(Option<Platform>, Descriptor)],
+) -> std::result::Result<Vec<(Reference, Platform, Descriptor)>, String> {
+    let tag = match (destination.tag(), destination.digest()) {
+        (Some(tag), None) => tag,
+        _ => return Err("--arch-tags needs a destination with a tag (REPO:TAG)".to_owned()),
+    };
+    let mut planned: Vec<(Reference, Platform, Descriptor)> = Vec::new();
+    for (platform, manifest) in platforms {
+        let Some(platform) = platform.as_ref().filter(|p| p.os() != "unknown") else {
+            continue;
+        };
+        let tagged = destination
+            .with_tag(&format!("{tag}-{}", arch_suffix(platform)))
+            .map_err(|err| err.to_string())?;
+        if let Some((_, other, _)) = planned.iter().find(|(t, _, _)| *t == tagged) {
+            return Err(format!(
+                "platforms {other} and {platform} would both be tagged {tagged}"
+            ));
+        }
+        planned.push((tagged, platform.clone(), manifest.clone()));
+    }
+    if planned.is_empty() {
+        return Err("no image of it names its platform, so no per-platform tag can be made".into());
+    }
+    Ok(planned)
+}
+
+/// `amd64`, `arm64`, `arm-v7`, `windows-amd64`: the architecture, the
+/// variant when there is one (but not arm64's default `v8`), and the
+/// operating system first when it is not Linux.
+pub(crate) fn arch_suffix(platform: &Platform) -> String {
+    let mut suffix = String::new();
+    if platform.os() != "linux" {
+        suffix.push_str(platform.os());
+        suffix.push('-');
+    }
+    suffix.push_str(platform.architecture());
+    if let Some(variant) = platform.variant()
+        && !(platform.architecture() == "arm64" && variant == "v8")
+    {
+        suffix.push('-');
+        suffix.push_str(variant);
+    }
+    suffix
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn platform(text: &str) -> Platform {
+        let mut parts = text.split('/');
+        let (os, arch) = (parts.next().unwrap(), parts.next().unwrap());
+        Platform::new(os, arch, parts.next()).expect("a platform")
+    }
+
+    #[test]
+    fn arch_suffixes_name_architecture_variant_and_other_systems() {
+        for (given, suffix) in [
+            ("linux/amd64", "amd64"),
+            ("linux/arm64", "arm64"),
+            ("linux/arm64/v8", "arm64"),
+            ("linux/arm/v7", "arm-v7"),
+            ("linux/arm/v6", "arm-v6"),
+            ("windows/amd64", "windows-amd64"),
+        ] {
+            assert_eq!(arch_suffix(&platform(given)), suffix, "{given}");
+        }
+    }
+
+    #[test]
+    fn arch_tag_plans_refuse_digests_and_clashes_and_skip_unnamed_entries() {
+        let manifest = Descriptor {
+            media_type: ocidist::OCI_MANIFEST.into(),
+            digest: Digest::sha256_of(b"m"),
+            size: 1,
+        };
+        let destination: Reference = "127.0.0.1:5000/app:1.0".parse().expect("parses");
+        let entries = vec![
+            (Some(platform("linux/amd64")), manifest.clone()),
+            (None, manifest.clone()),
+            (Some(platform("linux/arm/v7")), manifest.clone()),
+        ];
+        let planned = arch_tag_plan(&destination, &entries).expect("planned");
+        let tags: Vec<String> = planned.iter().map(|(r, _, _)| r.to_string()).collect();
+        assert_eq!(
+            tags,
+            [
+                "127.0.0.1:5000/app:1.0-amd64",
+                "127.0.0.1:5000/app:1.0-arm-v7"
+            ]
+        );
+        let pinned = destination.by_digest_only(manifest.digest.clone());
+        assert!(
+            arch_tag_plan(&pinned, &entries)
+                .unwrap_err()
+                .contains("tag")
+        );
+        let clash = vec![
+            (Some(platform("linux/arm64")), manifest.clone()),
+            (Some(platform("linux/arm64/v8")), manifest.clone()),
+        ];
+        assert!(
+            arch_tag_plan(&destination, &clash)
+                .unwrap_err()
+                .contains("1.0-arm64")
+        );
+        assert!(arch_tag_plan(&destination, &[(None, manifest)]).is_err());
+    }
 }

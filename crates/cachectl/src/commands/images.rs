@@ -243,65 +243,69 @@ pub(super) fn inspect(context: &Context, reference: &str, out: Output) -> Result
     let mut json = serde_json::to_value(&inspection).expect("because inspections serialize");
     json["record"] = serde_json::to_value(inspection.record.as_ref().map(Recorded::from))
         .expect("because records serialize");
-    out.result(&json, || {
-        let mut text = format!(
-            "reference: {}\ndigest:    {} ({})\n",
-            inspection.reference, inspection.top.digest, inspection.top.media_type
-        );
-        if let Some(index) = &inspection.index_digest {
-            text.push_str(&format!("index:     {index}\n"));
-        }
-        text.push_str("platforms:\n");
-        for p in &inspection.platforms {
-            text.push_str(&format!(
-                "  {:<16} {}{}\n",
-                p.platform
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_else(|| "(none)".into()),
-                short_digest(&p.manifest.digest),
-                if p.stored { "  stored" } else { "" }
-            ));
-        }
-        for image in &inspection.images {
-            let c = &image.config;
-            text.push_str(&format!("image {}:\n", image.manifest.digest));
-            text.push_str(&format!(
-                "  created: {}\n  entrypoint: {:?}\n  cmd: {:?}\n  workdir: {}\n  user: {}\n  env:\n",
-                c.created.as_deref().unwrap_or("-"),
-                c.entrypoint,
-                c.cmd,
-                c.working_dir.as_deref().unwrap_or("/"),
-                c.user.as_deref().unwrap_or("root"),
-            ));
-            for var in &c.env {
-                text.push_str(&format!("    {var}\n"));
-            }
-            text.push_str("  layers:\n");
-            for layer in &image.layers {
-                text.push_str(&format!(
-                    "    {}  {:>10}  {:>10} unpacked  {}\n",
-                    short_digest(&layer.descriptor.digest),
-                    human_bytes(layer.descriptor.size),
-                    layer
-                        .uncompressed_size
-                        .map(human_bytes)
-                        .unwrap_or_else(|| "?".into()),
-                    layer.descriptor.media_type
-                ));
-            }
-            text.push_str("  history:\n");
-            for step in &c.history {
-                text.push_str(&format!(
-                    "    {}{}\n",
-                    step.created_by.as_deref().unwrap_or("-"),
-                    if step.empty_layer { "  (no layer)" } else { "" }
-                ));
-            }
-        }
-        text
-    });
+    out.result(&json, || describe(&inspection));
     Ok(())
+}
+
+/// `inspect`'s text: the reference, its platforms, and each image's
+/// config, layers and history.
+pub(super) fn describe(inspection: &ocistore::Inspection) -> String {
+    let mut text = format!(
+        "reference: {}\ndigest:    {} ({})\n",
+        inspection.reference, inspection.top.digest, inspection.top.media_type
+    );
+    if let Some(index) = &inspection.index_digest {
+        text.push_str(&format!("index:     {index}\n"));
+    }
+    text.push_str("platforms:\n");
+    for p in &inspection.platforms {
+        text.push_str(&format!(
+            "  {:<16} {}{}\n",
+            p.platform
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_else(|| "(none)".into()),
+            short_digest(&p.manifest.digest),
+            if p.stored { "  stored" } else { "" }
+        ));
+    }
+    for image in &inspection.images {
+        let c = &image.config;
+        text.push_str(&format!("image {}:\n", image.manifest.digest));
+        text.push_str(&format!(
+            "  created: {}\n  entrypoint: {:?}\n  cmd: {:?}\n  workdir: {}\n  user: {}\n  env:\n",
+            c.created.as_deref().unwrap_or("-"),
+            c.entrypoint,
+            c.cmd,
+            c.working_dir.as_deref().unwrap_or("/"),
+            c.user.as_deref().unwrap_or("root"),
+        ));
+        for var in &c.env {
+            text.push_str(&format!("    {var}\n"));
+        }
+        text.push_str("  layers:\n");
+        for layer in &image.layers {
+            text.push_str(&format!(
+                "    {}  {:>10}  {:>10} unpacked  {}\n",
+                short_digest(&layer.descriptor.digest),
+                human_bytes(layer.descriptor.size),
+                layer
+                    .uncompressed_size
+                    .map(human_bytes)
+                    .unwrap_or_else(|| "?".into()),
+                layer.descriptor.media_type
+            ));
+        }
+        text.push_str("  history:\n");
+        for step in &c.history {
+            text.push_str(&format!(
+                "    {}{}\n",
+                step.created_by.as_deref().unwrap_or("-"),
+                if step.empty_layer { "  (no layer)" } else { "" }
+            ));
+        }
+    }
+    text
 }
 
 pub(super) fn tag(
@@ -367,25 +371,31 @@ pub(super) fn remove(
 
 pub(super) fn push(
     context: &Context,
-    source: &str,
-    destination: &str,
+    (source, destination): (&str, &str),
+    arch_tags: bool,
     progress: &Progress,
     out: Output,
 ) -> Result<(), CliError> {
     let (source, destination) = (parse_reference(source)?, parse_reference(destination)?);
     let client = context.client(progress)?;
-    let outcome = runtime()?.block_on(context.store.push(
+    let mut options = ocistore::PushOptions::default().with_concurrency(context.concurrency);
+    options.arch_tags = arch_tags;
+    let outcome = runtime()?.block_on(context.store.push_with(
         &client,
         &source,
         &destination,
-        context.concurrency,
+        &options,
     ));
     progress.finish();
     let outcome = outcome?;
     let mut json = serde_json::to_value(&outcome).expect("because a push outcome serializes");
     json["requests"] = serde_json::to_value(context.usage()).expect("because usage serializes");
     out.result(&json, || {
-        format!("{}@{}", outcome.destination, outcome.digest)
+        let mut text = format!("{}@{}", outcome.destination, outcome.digest);
+        for tagged in &outcome.arch_tags {
+            text.push_str(&format!("\n{}@{}", tagged.reference, tagged.digest));
+        }
+        text
     });
     Ok(())
 }

@@ -4,11 +4,13 @@
 mod archives;
 mod auth;
 mod images;
+mod index;
 mod maintain;
+mod referrers;
 mod remote;
 mod rootfs;
 
-use crate::cli::{Cli, Command, Generated};
+use crate::cli::{Cli, Command, Generated, IndexCommand};
 use crate::error::CliError;
 use crate::output::Output;
 use crate::progress::Progress;
@@ -40,7 +42,17 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
     let result = match cli.command {
         Command::Pull(args) => images::pull(&context, &args, &progress, out),
         Command::Images => images::list(&context, out),
-        Command::Inspect { reference } => images::inspect(&context, &reference, out),
+        Command::Inspect {
+            reference,
+            remote,
+            raw,
+        } => {
+            // Only the flag picks a platform's manifest for a remote `--raw`:
+            // by default, the bytes skopeo prints (the index's).
+            let flag = cli.global.platform.as_ref().and(context.platform.as_ref());
+            let how = remote::Inspect { remote, raw, flag };
+            remote::inspect(&context, &reference, how, &progress, out)
+        }
         Command::Digest { reference } => {
             // Only the flag picks a platform: by default, the digest skopeo
             // and crane print (the index's, for a multi-platform tag).
@@ -48,6 +60,9 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
             remote::digest(&context, &reference, platform, &progress, out)
         }
         Command::Tags { repository } => remote::tags(&context, &repository, &progress, out),
+        Command::Referrers { reference, raw } => {
+            referrers::list(&context, &reference, raw.as_deref(), out)
+        }
         Command::Tag { source, target } => images::tag(&context, &source, &target, out),
         Command::Rm { references } => {
             // Only the flag narrows `rm`, never a settings file's platform.
@@ -57,12 +72,16 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Push {
             source,
             destination,
-        } => images::push(&context, &source, &destination, &progress, out),
+            arch_tags,
+        } => images::push(&context, (&source, &destination), arch_tags, &progress, out),
         Command::Prune(args) => maintain::prune(&context, &args, out),
         Command::Gc(args) => maintain::gc(&context, &args, out),
         Command::Verify { references, repair } => {
             maintain::verify(&context, &references, repair, &progress, out)
         }
+        Command::Index {
+            command: IndexCommand::Create(args),
+        } => index::create(&context, &args, &progress, out),
         Command::Du => maintain::du(&context, out),
         Command::Import { files, name } => {
             archives::import(&context, &files, name.as_deref(), &progress, out)
