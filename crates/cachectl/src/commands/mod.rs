@@ -3,6 +3,7 @@
 
 mod archives;
 mod auth;
+mod copy;
 mod images;
 mod maintain;
 mod remote;
@@ -63,6 +64,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Verify { references, repair } => {
             maintain::verify(&context, &references, repair, &progress, out)
         }
+        Command::Copy(args) => copy::copy(&context, &args, &progress, out),
         Command::Du => maintain::du(&context, out),
         Command::Import { files, name } => {
             archives::import(&context, &files, name.as_deref(), &progress, out)
