@@ -412,3 +412,77 @@ fn bad_locations_and_archives_get_clear_errors() {
     );
     assert_eq!(picked["digest"], layered_digest.as_str(), "{picked}");
 }
+
+/// The names in `dir` and below, relative to it, sorted.
+fn names_under(dir: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(at) = todo.pop() {
+        for entry in std::fs::read_dir(&at).expect("a directory") {
+            let path = entry.expect("an entry").path();
+            if path.is_dir() {
+                todo.push(path.clone());
+            }
+            let relative = path.strip_prefix(dir).expect("below").display();
+            names.push(relative.to_string());
+        }
+    }
+    names.sort();
+    names
+}
+
+#[test]
+fn a_failed_copy_leaves_the_archive_and_directory_it_replaces_whole() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let home = home.path();
+    let (small, _) = fixture("small");
+    let (layered, layered_digest) = fixture("layered");
+    let work = tempfile::tempdir().expect("tempdir");
+    let file = work.path().join("image.tar");
+    let dir = work.path().join("layout");
+    let archive = format!("oci-archive:{}", file.display());
+    let layout = format!("oci:{}:v1", dir.display());
+    copy(home, &[&format!("docker://{small}"), &archive]);
+    copy(home, &[&small, &layout]);
+    copy(
+        home,
+        &[&format!("docker://{layered}"), "cache:example.com/rot:1"],
+    );
+    let before = (
+        std::fs::read(&file).expect("archive"),
+        std::fs::read(dir.join("index.json")).expect("index.json"),
+        names_under(work.path()),
+    );
+
+    // A layer of the cached image rots: both copies fail on it.
+    let blobs = home.join("cache/blobs/sha256");
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(blobs.join(layered_digest.trim_start_matches("sha256:"))).expect("manifest"),
+    )
+    .expect("JSON");
+    let layer = manifest["layers"][4]["digest"].as_str().expect("a layer");
+    std::fs::write(blobs.join(layer.trim_start_matches("sha256:")), b"rot").expect("rotted");
+    for target in [&archive, &layout] {
+        let (code, text) = refused(home, &["example.com/rot:1", target]);
+        assert_eq!(code, Some(6), "{target}: {text}");
+        assert!(text.contains(layer), "{target}: names the blob: {text}");
+    }
+    let after = (
+        std::fs::read(&file).expect("archive"),
+        std::fs::read(dir.join("index.json")).expect("index.json"),
+        names_under(work.path()),
+    );
+    assert_eq!(before.0, after.0, "the archive is the old one");
+    assert_eq!(before.1, after.1, "index.json is the old one");
+    let extra: Vec<&String> = after.2.iter().filter(|n| !before.2.contains(n)).collect();
+    assert!(
+        extra.iter().all(|name| {
+            let base = name.rsplit('/').next().unwrap_or_default();
+            name.starts_with("layout/blobs/sha256/")
+                && base.len() == 64
+                && base.chars().all(|c| c.is_ascii_hexdigit())
+        }),
+        "only whole blobs are left, no temp file: {extra:?}"
+    );
+    assert_eq!(inspect(&layout)["Digest"], fixture("small").1.as_str());
+}
