@@ -215,8 +215,8 @@ pub(crate) struct CopyArgs {
     /// Copy every platform of a multi-platform image (its index is kept)
     #[arg(long, conflicts_with = "platform")]
     pub(crate) all_platforms: bool,
-    /// Also copy the signatures and SBOMs that refer to the image
-    /// (registry to registry)
+    /// Also copy the signatures and SBOMs that refer to the image (from a
+    /// registry or the cache, to a registry or the cache)
     #[arg(long)]
     pub(crate) referrers: bool,
 }

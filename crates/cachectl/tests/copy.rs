@@ -329,6 +329,39 @@ fn a_mirror_between_registries_keeps_the_index_platforms_and_referrers() {
         .expect("runs");
     assert!(pulled.status.success(), "{}", stderr(&pulled));
     let pulled: Value = serde_json::from_slice(&pulled.stdout).expect("JSON");
+    assert_eq!(
+        pulled[0]["referrers"],
+        Value::from(sent.clone()),
+        "{pulled}"
+    );
+
+    // Through the cache: registry -> cache -> registry keeps them too.
+    let cached = copy(
+        home.path(),
+        &[
+            "--referrers",
+            &format!("docker://{sbom_image}"),
+            "cache:example.com/signed/app:v1",
+        ],
+    );
+    assert_eq!(cached["referrers"], Value::from(sent.clone()), "{cached}");
+    let onward = format!("{}/onward/with-sbom:v1", second.addr);
+    let sent_on = copy(
+        home.path(),
+        &[
+            "--referrers",
+            "cache:example.com/signed/app:v1",
+            &format!("docker://{onward}"),
+        ],
+    );
+    assert_eq!(sent_on["referrers"], Value::from(sent.clone()), "{sent_on}");
+    let again = tempfile::tempdir().expect("tempdir");
+    let pulled = cachectl(again.path())
+        .args(["pull", "--json", "--referrers", &onward])
+        .output()
+        .expect("runs");
+    assert!(pulled.status.success(), "{}", stderr(&pulled));
+    let pulled: Value = serde_json::from_slice(&pulled.stdout).expect("JSON");
     assert_eq!(pulled[0]["referrers"], Value::from(sent), "{pulled}");
 }
 

@@ -174,8 +174,10 @@ pub struct CopyOptions {
     /// Copy every platform of an index from a registry (the index is
     /// kept, so its digest is too); not into a docker archive.
     pub all_platforms: bool,
-    /// Copy the referrers (signatures, SBOMs) of an image from a registry
-    /// to a registry too.
+    /// Copy the referrers (signatures, SBOMs) of the image too: from a
+    /// registry (stored in the store as [`PullOptions::referrers`] does)
+    /// or from the store's record, to a registry. Archives and directories
+    /// get none.
     pub referrers: bool,
     /// How many blobs transfer at once (at least 1).
     pub concurrency: usize,
@@ -279,12 +281,19 @@ impl Store {
         outcome: &mut CopyOutcome,
     ) -> Result<Reference> {
         let (path, name) = match source {
-            Location::Cache(reference) => return Ok(reference.clone()),
+            Location::Cache(reference) => {
+                if options.referrers {
+                    let (store, name) = (self.clone(), reference.to_string());
+                    let record = tokio::task::spawn_blocking(move || store.record(&name)).await??;
+                    outcome.referrers = record.map(|r| r.referrers).unwrap_or_default();
+                }
+                return Ok(reference.clone());
+            }
             Location::Registry(reference) => {
                 let mut pull = PullOptions::default().with_concurrency(options.concurrency);
                 pull.platform = options.platform.clone();
                 pull.all_platforms = options.all_platforms;
-                pull.referrers = options.referrers && matches!(destination, Location::Registry(_));
+                pull.referrers = options.referrers;
                 let pulled = self.pull(client, reference, &pull).await?;
                 outcome.blobs_in = pulled.fetched_blobs;
                 outcome.referrers = pulled.referrers;
