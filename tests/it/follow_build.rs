@@ -141,9 +141,22 @@ async fn a_layer_that_does_not_verify_fails_the_pull_and_keeps_no_image() {
                 .method("GET"),
         ],
     );
+    // In front of it, a pause before the flipped byte: the image is
+    // handed out (manifest and config stored) while the layer is read.
+    let slow = FaultProxy::start(
+        &lying.addr(),
+        vec![
+            Rule::new(Fault::Stall {
+                after_bytes: BEFORE_STALL,
+                duration: STALL,
+            })
+            .path_contains(&layer.to_string())
+            .method("GET"),
+        ],
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("store opens");
-    let through = via(&lying.addr(), &reference);
+    let through = via(&slow.addr(), &reference);
     let following = store
         .pull_following(&client(), &through, &PullOptions::default(), || {})
         .await

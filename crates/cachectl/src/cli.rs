@@ -153,6 +153,18 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: IndexCommand,
     },
+    /// Copy an image between registries, archives, layout directories and the cache
+    #[command(after_help = "Locations (skopeo's names):\n  \
+        docker://REF                 a registry\n  \
+        oci:DIR[:REF]                an OCI image layout directory\n  \
+        oci-archive:FILE[:REF]       a tar of an OCI image layout\n  \
+        docker-archive:FILE[:REF]    a docker save archive\n  \
+        cache:REF, or REF with a /   the cache\n\n\
+        Examples:\n  \
+        cachectl copy docker://registry.example/app:v1 oci-archive:app.tar\n  \
+        cachectl copy oci-archive:app.tar cache:registry.example/app:v1\n  \
+        cachectl copy --all-platforms --referrers docker://a.example/app:v1 docker://b.example/app:v1")]
+    Copy(CopyArgs),
     /// Show disk usage: total, shared and unique bytes per image
     Du,
     /// Store the images of OCI or docker archives (tar, gzip or zstd)
@@ -253,6 +265,24 @@ pub(crate) struct IndexCreateArgs {
     /// Then push it to NAME, with every image
     #[arg(long)]
     pub(crate) push: bool,
+}
+
+/// `copy`.
+#[derive(Debug, Args)]
+pub(crate) struct CopyArgs {
+    /// Where the image is: docker://REF, oci:DIR[:REF], oci-archive:FILE[:REF],
+    /// docker-archive:FILE[:REF], cache:REF
+    pub(crate) source: String,
+    /// Where to copy it (same forms; files and directories are written
+    /// atomically)
+    pub(crate) destination: String,
+    /// Copy every platform of a multi-platform image (its index is kept)
+    #[arg(long, conflicts_with = "platform")]
+    pub(crate) all_platforms: bool,
+    /// Also copy the signatures and SBOMs that refer to the image (from a
+    /// registry or the cache, to a registry or the cache)
+    #[arg(long)]
+    pub(crate) referrers: bool,
 }
 
 /// `prune`.

@@ -262,6 +262,9 @@ fn every_command_prints_the_json_docs_cli_md_documents() {
     );
     let other = tempfile::tempdir().expect("tempdir");
     contract.run(other.path(), "import", &["import", "--json", archive]);
+    let copied = home.join("copied.tar");
+    let copied = format!("oci-archive:{}", copied.display());
+    contract.run(home, "copy", &["copy", "--json", &small, &copied]);
 
     let layer = first_layer(home, &layered_digest);
     corrupt(home, &layer);

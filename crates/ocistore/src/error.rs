@@ -168,6 +168,38 @@ pub enum Error {
         entry: String,
     },
 
+    /// An archive holds several images and nothing said which one to take
+    /// ([`crate::ImportOptions::one`] without a `select` that picks one).
+    #[error("{} holds several images ({names}); name one (FILE:REF)", archive.display())]
+    ArchiveAmbiguous {
+        /// The archive file (or directory).
+        archive: PathBuf,
+        /// The names of its images, as the archive writes them.
+        names: String,
+    },
+
+    /// No image of an archive has the name asked for
+    /// ([`crate::ImportOptions::select`]).
+    #[error("{} holds no image named {name:?} (it holds: {names})", archive.display())]
+    ArchiveNoSuchImage {
+        /// The archive file (or directory).
+        archive: PathBuf,
+        /// The name asked for.
+        name: String,
+        /// The names of its images, as the archive writes them.
+        names: String,
+    },
+
+    /// A copy source or destination is not written as a transport this
+    /// crate knows ([`crate::Location`]).
+    #[error("{input:?} is not an image location: {reason}")]
+    Location {
+        /// What was given.
+        input: String,
+        /// What is wrong, and what would be right.
+        reason: String,
+    },
+
     /// A stored layer does not decompress to the `diff_id` its image config
     /// lists (export to a docker archive).
     #[error("layer {layer} decompresses to {actual}, but the config lists diff_id {expected}")]
@@ -283,6 +315,9 @@ impl Error {
             | Error::DiffIdMismatch { .. }
             | Error::Planted { .. } => ErrorKind::Integrity,
             Error::ArchiveUnnamed { .. }
+            | Error::ArchiveAmbiguous { .. }
+            | Error::ArchiveNoSuchImage { .. }
+            | Error::Location { .. }
             | Error::ReadOnly { .. }
             | Error::PushDigest { .. }
             | Error::IndexInput { .. } => ErrorKind::Usage,
@@ -416,6 +451,19 @@ mod tests {
                 archive: "/a.tar".into(),
                 entry: "index.json entry 0 (ref.name \"v1\")".into(),
             },
+            Error::ArchiveAmbiguous {
+                archive: "/a.tar".into(),
+                names: "v1, v2".into(),
+            },
+            Error::ArchiveNoSuchImage {
+                archive: "/a.tar".into(),
+                name: "v3".into(),
+                names: "v1, v2".into(),
+            },
+            Error::Location {
+                input: "foo:bar".into(),
+                reason: "unknown transport \"foo\"".into(),
+            },
             Error::DiffIdMismatch {
                 layer: digest.clone(),
                 expected: digest.clone(),
@@ -454,8 +502,8 @@ mod tests {
             kinds,
             [
                 Other, Other, Integrity, NotCached, Integrity, Integrity, Integrity, Other,
-                NotCached, Integrity, Other, Other, Other, Integrity, Integrity, Usage, Integrity,
-                Integrity, Usage, Usage, Usage, NotCached,
+                NotCached, Integrity, Other, Other, Other, Integrity, Integrity, Usage, Usage,
+                Usage, Usage, Integrity, Integrity, Usage, Usage, Usage, NotCached,
             ]
         );
         let dist = Error::Dist(ocidist::Error::Unauthorized {
@@ -497,6 +545,9 @@ mod tests {
                 "entry blobs/sha256/00 of /a.tar hashes to sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855, not sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
                 "blob sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 needed by example.com/a:1 is neither in /a.tar nor in the store",
                 "index.json entry 0 (ref.name \"v1\") of /a.tar has no full reference name; give one to import it",
+                "/a.tar holds several images (v1, v2); name one (FILE:REF)",
+                "/a.tar holds no image named \"v3\" (it holds: v1, v2)",
+                "\"foo:bar\" is not an image location: unknown transport \"foo\"",
                 "layer sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 decompresses to sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855, but the config lists diff_id sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
                 "refusing /r/.cachectl/ingest/sha256-00.partial: it is a symbolic link, which the store did not create",
                 "cannot write to /r/.cachectl/locks: the cache is read-only here",

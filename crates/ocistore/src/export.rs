@@ -64,16 +64,39 @@ impl Store {
         format: ExportFormat,
         out: &Path,
     ) -> Result<ExportReport> {
+        let named: Vec<(Reference, Option<String>)> =
+            references.iter().map(|r| (r.clone(), None)).collect();
+        self.export_named(&named, format, out)
+    }
+
+    /// [`Store::export`] naming each image as given instead of by its
+    /// reference (when `Some`): the `org.opencontainers.image.ref.name`
+    /// of an OCI archive (`v1`, as `skopeo … oci-archive:FILE:v1` writes,
+    /// or any name) or the `RepoTags` entry of a docker archive
+    /// (`app:v1`). Blocking.
+    pub fn export_named(
+        &self,
+        references: &[(Reference, Option<String>)],
+        format: ExportFormat,
+        out: &Path,
+    ) -> Result<ExportReport> {
         // `gc` must not remove blobs while they are copied.
         let _lease = self.lock_shared("gc.lock")?;
         let index = self.read_index()?;
         let mut images = Vec::new();
-        for reference in references {
+        for (reference, given) in references {
             let name = reference.to_string();
             let Some(entry) = self.select_entry(&index, &name, None)? else {
                 return Err(Error::ImageNotCached { reference: name });
             };
-            images.push((reference, entry.descriptor()));
+            let label = match (given, format) {
+                (Some(given), _) => Some(given.clone()),
+                (None, ExportFormat::Oci) => Some(name),
+                (None, ExportFormat::Docker) => reference
+                    .tag()
+                    .map(|tag| format!("{}:{tag}", reference.familiar_name())),
+            };
+            images.push((label, entry.descriptor()));
         }
         let target = out.file_name().and_then(|n| n.to_str()).unwrap_or("export");
         let (temp, file) = TempFile::create(self, parent_dir(out), target)?;
@@ -108,13 +131,20 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    /// An OCI archive of `images`.
-    fn oci(&mut self, images: &[(&Reference, Descriptor)]) -> Result<()> {
+    /// An OCI archive of `images`, each under its name.
+    fn oci(&mut self, images: &[(Option<String>, Descriptor)]) -> Result<()> {
         let layout = format!(r#"{{"imageLayoutVersion":"{LAYOUT_VERSION}"}}"#);
         self.file("oci-layout", layout.as_bytes())?;
         let mut index = IndexFile::default();
-        for (reference, descriptor) in images {
-            index.put(&reference.to_string(), IndexEntry::new(descriptor));
+        for (name, descriptor) in images {
+            let mut entry = IndexEntry::new(descriptor);
+            match name {
+                Some(name) => index.put(name, entry),
+                None => {
+                    entry.annotations = None;
+                    index.manifests.push(entry);
+                }
+            }
         }
         let bytes = serde_json::to_vec(&index).expect("because an index always serializes");
         self.file("index.json", &bytes)?;
@@ -141,8 +171,9 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// A docker archive of `images` (image manifests only).
-    fn docker(&mut self, images: &[(&Reference, Descriptor)]) -> Result<()> {
+    /// A docker archive of `images` (image manifests only), each with
+    /// its `RepoTags` name when it has one.
+    fn docker(&mut self, images: &[(Option<String>, Descriptor)]) -> Result<()> {
         #[derive(Deserialize)]
         struct Manifest {
             config: Descriptor,
@@ -151,7 +182,7 @@ impl Writer<'_> {
         }
         let mut items = Vec::new();
         let mut seen = HashSet::new();
-        for (reference, descriptor) in images {
+        for (name, descriptor) in images {
             let bytes = self.store.read_blob(&descriptor.digest)?;
             let invalid = |reason: String| Error::InvalidManifest {
                 digest: descriptor.digest.clone(),
@@ -184,11 +215,7 @@ impl Writer<'_> {
                 }
                 layers.push(name);
             }
-            let repo_tags = reference
-                .tag()
-                .map(|tag| format!("{}:{tag}", reference.familiar_name()))
-                .into_iter()
-                .collect();
+            let repo_tags = name.iter().cloned().collect();
             items.push(DockerItem {
                 config: config_name,
                 repo_tags: Some(repo_tags),

@@ -51,6 +51,17 @@ pub struct ImportOptions {
     /// archive's path, `done` of `total` bytes of the file), then
     /// [`ocidist::Phase::Finished`] once the pass is over.
     pub progress: Option<ProgressFn>,
+    /// Import one image only, as `copy` does: the one the archive names
+    /// [`ImportOptions::select`] when that is set, else the archive's only
+    /// image ([`Error::ArchiveAmbiguous`] when it holds several). That one
+    /// is stored under [`ImportOptions::name`] when set, whatever the
+    /// archive calls it.
+    pub one: bool,
+    /// With [`ImportOptions::one`], the image to pick: an OCI archive's
+    /// `org.opencontainers.image.ref.name` (a bare tag such as `v1`, or a
+    /// full reference) or a docker archive's `RepoTags` entry
+    /// ([`Error::ArchiveNoSuchImage`] when none matches).
+    pub select: Option<String>,
 }
 
 impl ImportOptions {
@@ -63,6 +74,14 @@ impl ImportOptions {
     /// These options with `name` for an image the archive does not name.
     pub fn with_name(mut self, name: Reference) -> Self {
         self.name = Some(name);
+        self
+    }
+
+    /// These options importing one image ([`ImportOptions::one`]): the
+    /// one the archive names `select`, else its only one.
+    pub fn with_one(mut self, select: Option<String>) -> Self {
+        self.one = true;
+        self.select = select;
         self
     }
 
@@ -109,7 +128,9 @@ struct Ready {
 
 impl Store {
     /// Imports the image archive at `path` (see the [module docs]: format
-    /// and compression are told from the content, every blob is verified).
+    /// and compression are told from the content, every blob is verified),
+    /// or the OCI image layout directory at `path`, read as the archive of
+    /// it would be.
     /// Blocking: call it from `spawn_blocking` in async code.
     ///
     /// [module docs]: crate::import
@@ -166,6 +187,48 @@ impl Store {
             Ok::<(), Error>(())
         })??;
         Ok(report)
+    }
+}
+
+/// The number of the one image [`ImportOptions::one`] picks among `items`
+/// (each image's names in the archive): the one named `select` (as
+/// written, or as the same normalized reference), else the only one.
+fn pick_one(archive: &Path, items: &[Vec<String>], select: Option<&str>) -> Result<usize> {
+    let listed = || {
+        let names: Vec<String> = items
+            .iter()
+            .map(|names| match names.as_slice() {
+                [] => "(unnamed)".to_owned(),
+                names => names.join(" = "),
+            })
+            .collect();
+        names.join(", ")
+    };
+    let matching: Vec<usize> = match select {
+        None => (0..items.len()).collect(),
+        Some(wanted) => {
+            let normalized = |text: &str| text.parse::<Reference>().ok().map(|r| r.to_string());
+            let wanted_full = normalized(wanted);
+            (0..items.len())
+                .filter(|&n| {
+                    items[n].iter().any(|name| {
+                        name == wanted || (wanted_full.is_some() && normalized(name) == wanted_full)
+                    })
+                })
+                .collect()
+        }
+    };
+    match (matching.as_slice(), select) {
+        ([one], _) => Ok(*one),
+        ([], Some(wanted)) => Err(Error::ArchiveNoSuchImage {
+            archive: archive.to_path_buf(),
+            name: wanted.to_owned(),
+            names: listed(),
+        }),
+        _ => Err(Error::ArchiveAmbiguous {
+            archive: archive.to_path_buf(),
+            names: listed(),
+        }),
     }
 }
 

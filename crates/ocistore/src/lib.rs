@@ -31,7 +31,10 @@
 //! - [`Store::import`] reads an OCI archive or a `docker save` archive
 //!   (plain, gzip or zstd; told by content) in one pass, verifying every
 //!   blob, and [`Store::export`] writes stored images as either kind
-//!   (see [`import`] and [`export`]).
+//!   (see [`import`] and [`export`]);
+//! - [`Store::copy`] copies an image between skopeo's transports
+//!   (`docker://`, `oci:`, `oci-archive:`, `docker-archive:`) and the
+//!   store, through the store, keeping digests ([`copy`]).
 //!
 //! Sharing and crashes: every file is written to a temp file, fsynced and
 //! renamed ([`StoreDir::write_atomic`]), so readers need no lock and a killed process
@@ -106,6 +109,7 @@
 mod archive;
 mod blobs;
 mod compression;
+mod copy;
 mod derived;
 mod dir_handle;
 mod entries;
@@ -117,6 +121,7 @@ mod import;
 mod index_create;
 mod inspect;
 mod layout;
+mod layout_dir;
 mod lease;
 mod manage;
 mod pull;
@@ -136,6 +141,7 @@ mod walk;
 
 pub use blobs::Ingested;
 pub use compression::{Compression, ProgressReader};
+pub use copy::{CopyOptions, CopyOutcome, Location, TRANSPORTS};
 pub use derived::{DerivedFiles, STALE_AFTER, is_stale_leftover};
 pub use dir_handle::{Access, StoreDir};
 pub use entries::split_entry_name;

@@ -214,6 +214,107 @@ impl Store {
         Ok(outcome)
     }
 
+    /// Pushes the stored referrer manifests `referrers` (signatures,
+    /// SBOMs) and their blobs to the repository of `destination` (blobs
+    /// mounted from `source`'s repository on the same registry). A
+    /// registry without the referrers API then does not list them: each is
+    /// added to the referrers tag schema index of its subject (tag
+    /// `sha256-<hex>`), as the OCI distribution spec asks of clients.
+    pub async fn push_referrers(
+        &self,
+        client: &Client,
+        source: &Reference,
+        destination: &Reference,
+        referrers: &[Digest],
+    ) -> Result<()> {
+        let mount_from = (source.registry() == destination.registry()
+            && source.repository() != destination.repository())
+        .then(|| source.repository().to_owned());
+        for digest in referrers {
+            let (store, wanted) = (self.clone(), digest.clone());
+            let bytes = tokio::task::spawn_blocking(move || store.read_blob(&wanted)).await??;
+            for blob in children(digest, &bytes)?.required {
+                self.push_one_blob(client, destination, &blob, mount_from.as_deref())
+                    .await?;
+            }
+            let referrer: Referrer =
+                serde_json::from_slice(&bytes).map_err(|err| Error::InvalidManifest {
+                    digest: digest.clone(),
+                    reason: err.to_string(),
+                })?;
+            let media_type = referrer
+                .media_type
+                .clone()
+                .unwrap_or_else(|| ocidist::OCI_MANIFEST.to_owned());
+            client
+                .push_manifest(
+                    &destination.by_digest_only(digest.clone()),
+                    bytes.clone().into(),
+                    &media_type,
+                )
+                .await?;
+            let Some(subject) = &referrer.subject else {
+                continue;
+            };
+            let listed = client.referrers(destination, &subject.digest, None).await?;
+            if listed.iter().any(|d| d.digest == *digest) {
+                continue;
+            }
+            let mut entry = serde_json::json!({
+                "mediaType": media_type,
+                "digest": digest,
+                "size": bytes.len(),
+            });
+            if let Some(kind) = referrer
+                .artifact_type
+                .or(referrer.config.map(|c| c.media_type))
+            {
+                entry["artifactType"] = kind.into();
+            }
+            if let Some(annotations) = referrer.annotations {
+                entry["annotations"] = annotations.into();
+            }
+            self.add_to_referrers_tag(client, destination, &subject.digest, entry)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Adds `entry` to the referrers tag schema index of `subject` in the
+    /// repository of `destination` (created when missing).
+    async fn add_to_referrers_tag(
+        &self,
+        client: &Client,
+        destination: &Reference,
+        subject: &Digest,
+        entry: serde_json::Value,
+    ) -> Result<()> {
+        let tag = format!("{}-{}", subject.algorithm(), subject.encoded());
+        let target = destination.with_tag(&tag)?;
+        let mut index: serde_json::Value = match client.manifest(&target).await {
+            Ok(found) => {
+                serde_json::from_slice(&found.bytes).map_err(|err| Error::InvalidManifest {
+                    digest: found.digest.clone(),
+                    reason: err.to_string(),
+                })?
+            }
+            Err(ocidist::Error::NotFound { .. }) => serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": ocidist::OCI_INDEX,
+                "manifests": [],
+            }),
+            Err(err) => return Err(err.into()),
+        };
+        if let Some(manifests) = index["manifests"].as_array_mut() {
+            manifests.push(entry);
+        }
+        let bytes = serde_json::to_vec(&index).expect("because JSON values serialize");
+        client
+            .push_manifest(&target, bytes.into(), ocidist::OCI_INDEX)
+            .await?;
+        Ok(())
+    }
+
     async fn push_stored_manifest(
         &self,
         client: &Client,
@@ -339,6 +440,18 @@ fn index_media_type(bytes: &[u8]) -> Option<String> {
         top.media_type
             .unwrap_or_else(|| ocidist::OCI_INDEX.to_owned()),
     )
+}
+
+/// What a referrer manifest says of itself.
+#[derive(serde::Deserialize)]
+struct Referrer {
+    #[serde(rename = "mediaType")]
+    media_type: Option<String>,
+    #[serde(rename = "artifactType")]
+    artifact_type: Option<String>,
+    config: Option<Descriptor>,
+    subject: Option<Descriptor>,
+    annotations: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// What to push, in order.

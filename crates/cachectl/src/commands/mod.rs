@@ -3,6 +3,7 @@
 
 mod archives;
 mod auth;
+mod copy;
 mod images;
 mod index;
 mod maintain;
@@ -82,6 +83,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         Command::Index {
             command: IndexCommand::Create(args),
         } => index::create(&context, &args, &progress, out),
+        Command::Copy(args) => copy::copy(&context, &args, &progress, out),
         Command::Du => maintain::du(&context, out),
         Command::Import { files, name } => {
             archives::import(&context, &files, name.as_deref(), &progress, out)

@@ -41,12 +41,28 @@ impl Store {
         )?;
         let mut ready = Vec::new();
         let mut used_name = false;
+        let picked = if options.one {
+            let names: Vec<Vec<String>> = items
+                .iter()
+                .map(|item| item.repo_tags.clone().unwrap_or_default())
+                .collect();
+            Some(super::pick_one(archive, &names, options.select.as_deref())?)
+        } else {
+            None
+        };
         for (n, item) in items.iter().enumerate() {
+            if picked.is_some_and(|one| one != n) {
+                continue;
+            }
             let config = self.docker_config(archive, &scan, n, item, report)?;
             let layers = self.docker_layers(archive, &mut scan, n, item, &config, report)?;
             let (manifest, compressed_size) = self.converted_manifest(&config, layers, report)?;
             let platform = parse_config_platform(&config.bytes);
-            for name in docker_names(archive, n, item, options, &mut used_name)? {
+            let names = match (&options.name, picked) {
+                (Some(name), Some(_)) => vec![name.to_string()],
+                _ => docker_names(archive, n, item, options, &mut used_name)?,
+            };
+            for name in names {
                 ready.push(Ready {
                     name,
                     manifest: manifest.clone(),

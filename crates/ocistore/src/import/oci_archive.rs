@@ -33,6 +33,9 @@ impl Store {
             });
         };
         let index: IndexFile = parse_entry(archive, "index.json", index)?;
+        if options.one {
+            return self.oci_one(archive, &index, options).map(|one| vec![one]);
+        }
         let mut ready = Vec::new();
         let mut unnamed = Vec::new();
         for (n, entry) in index.manifests.iter().enumerate() {
@@ -68,6 +71,42 @@ impl Store {
             });
         }
         Ok(ready)
+    }
+
+    /// The one image [`ImportOptions::one`] asks for, named by
+    /// [`ImportOptions::name`], else by the archive's full name for it.
+    fn oci_one(&self, archive: &Path, index: &IndexFile, options: &ImportOptions) -> Result<Ready> {
+        let names: Vec<Vec<String>> = index
+            .manifests
+            .iter()
+            .map(|entry| {
+                [REF_NAME_ANNOTATION, CONTAINERD_NAME_ANNOTATION]
+                    .iter()
+                    .filter_map(|key| entry.annotations.as_ref()?.get(*key).cloned())
+                    .collect()
+            })
+            .collect();
+        if names.is_empty() {
+            return Err(Error::ArchiveFormat {
+                archive: archive.to_path_buf(),
+                reason: "its index.json lists no image".into(),
+            });
+        }
+        let n = super::pick_one(archive, &names, options.select.as_deref())?;
+        let name = match &options.name {
+            Some(name) => name.to_string(),
+            None => names[n]
+                .iter()
+                .find_map(|value| full_reference(value))
+                .ok_or_else(|| Error::ArchiveUnnamed {
+                    archive: archive.to_path_buf(),
+                    entry: match names[n].as_slice() {
+                        [] => format!("index.json entry {n} (no ref.name)"),
+                        given => format!("index.json entry {n} (ref.name {:?})", given[0]),
+                    },
+                })?,
+        };
+        self.complete_image(archive, name, &index.manifests[n].descriptor(), options)
     }
 
     /// Checks that the image `top` names (picking from an index) is

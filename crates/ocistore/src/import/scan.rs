@@ -64,7 +64,11 @@ impl Store {
         progress: Option<&ProgressFn>,
         report: &mut ImportReport,
     ) -> Result<Scan> {
-        let (reader, size) = crate::compression::open_decompressed(path, progress)?;
+        let (reader, size) = if path.is_dir() {
+            crate::layout_dir::tar_stream(path)?
+        } else {
+            crate::compression::open_decompressed(path, progress)?
+        };
         let mut archive = tar::Archive::new(reader);
         let mut scan = Scan::default();
         let read_err = io("reading archive", path);

@@ -302,6 +302,13 @@ pub(crate) fn index_image<'a>(
             let entries = archive.entries().map_err(read_error)?;
             index.add_layer(number as u32, digest, entries, None)
         };
+        // Read to the end (what follows the end-of-archive blocks): a
+        // layer read while it downloads is verified only at its end.
+        let indexed = indexed.and_then(|()| {
+            std::io::copy(&mut tee, &mut std::io::sink())
+                .map(drop)
+                .map_err(read_error)
+        });
         tee.finish(indexed)?;
         spooled.extend(copy);
         crate::progress::finished(progress, digest, layer.descriptor.size);

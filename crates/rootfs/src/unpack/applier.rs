@@ -106,6 +106,9 @@ impl<'o> Applier<'o> {
             let entry = entry.map_err(read_error)?;
             self.apply_entry(layer, entry)?;
         }
+        // Read to the end (what follows the end-of-archive blocks): a
+        // layer read while it downloads is verified only at its end.
+        std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(read_error)?;
         Ok(())
     }
 
