@@ -271,7 +271,7 @@ impl Client {
 
     /// Fails when the registry is plain HTTP and reached through a proxy:
     /// an `Authorization` header would be forwarded in clear.
-    fn refuse_cleartext_proxy(&self, registry: &str) -> Result<()> {
+    pub(crate) fn refuse_cleartext_proxy(&self, registry: &str) -> Result<()> {
         let base = Url::parse(&self.inner.transport.base_url(registry)).ok();
         let proxy = base
             .as_ref()
