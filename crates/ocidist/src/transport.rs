@@ -31,7 +31,11 @@ pub(crate) struct Transport {
 impl Transport {
     pub(crate) fn new(config: &ClientConfig) -> Result<Self> {
         let global = global_settings(config)?;
-        let default = build(config, tls_config(&global), "*")?;
+        let label = match &config.cert_dir {
+            Some(dir) => format!("every registry (certificate directory {})", dir.display()),
+            None => "*".to_owned(),
+        };
+        let default = build(config, tls_config(&global), &label)?;
         let hosts = configured_hosts(config);
         let mut settings: HashMap<String, TlsSettings> = HashMap::new();
         for (registry, pem) in &config.extra_ca_pem {
@@ -606,8 +610,10 @@ mod tests {
     #[test]
     fn cert_dir_is_read_for_every_registry_and_named_when_wrong() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = ClientConfig::default();
-        config.cert_dir = Some(dir.path().join("absent"));
+        let mut config = ClientConfig {
+            cert_dir: Some(dir.path().join("absent")),
+            ..ClientConfig::default()
+        };
         let err = Transport::new(&config).expect_err("no such directory");
         assert!(err.to_string().contains("absent"), "{err}");
         std::fs::write(dir.path().join("ca.crt"), "not pem").expect("written");
