@@ -400,6 +400,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn creds_go_to_registries_and_not_to_mirrors() {
+        let creds = CommandCreds {
+            credential: Credential::basic("me", "pw"),
+            mirrors: ["mirror.lan:5000".to_owned()].into(),
+        };
+        assert!(creds.credential("reg.lan:5000").expect("ok").is_some());
+        assert!(creds.credential("mirror.lan:5000").expect("ok").is_none());
+        assert!(!format!("{creds:?}").contains("pw"));
+    }
+
+    #[test]
     fn settings_file_is_read_and_unknown_keys_are_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("config.toml");

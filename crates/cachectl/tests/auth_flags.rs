@@ -233,6 +233,16 @@ fn login_checks_the_password_and_stores_nothing_when_it_is_wrong() {
             .output()
             .expect("runs");
         assert_ne!(listed.status.code(), Some(4), "{}", stderr(&listed));
+        // logout removes it from the same file.
+        let logout = cachectl(home.path())
+            .args(["logout", &registry, "--authfile"])
+            .arg(&file)
+            .output()
+            .expect("runs");
+        assert!(logout.status.success(), "{}", stderr(&logout));
+        let stored: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&file).expect("read")).expect("JSON");
+        assert!(stored["auths"][&registry].is_null(), "{stored}");
     }
 }
 
