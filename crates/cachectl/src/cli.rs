@@ -46,7 +46,31 @@ pub(crate) struct Global {
     // mirrors off).
     #[arg(long, global = true, value_name = "DIR")]
     pub(crate) hosts_dir: Option<PathBuf>,
-    /// Settings file (TOML: root, platform, concurrency, insecure_registries, hosts_dir)
+    /// Verify the registries' TLS certificates; --tls-verify=false accepts any
+    /// certificate (it does not switch to plain HTTP: see --insecure-registry)
+    /// [default: true]
+    #[arg(long, global = true, value_name = "BOOL", num_args = 0..=1,
+        require_equals = true, default_missing_value = "true")]
+    pub(crate) tls_verify: Option<bool>,
+    /// TLS certificates for every registry, docker's layout: DIR/*.crt trusted
+    /// CAs, DIR/client.cert (with DIR/client.key) presented to the registry
+    #[arg(long, global = true, value_name = "DIR")]
+    pub(crate) cert_dir: Option<PathBuf>,
+    /// Credentials for the registries the command reaches (not mirrors); without
+    /// a password, it is asked on a terminal, else read from standard input
+    #[arg(long, global = true, value_name = "USER[:PASSWORD]",
+        value_parser = crate::password::parse_creds)]
+    pub(crate) creds: Option<crate::password::Creds>,
+    /// Credentials file, docker's config.json format, read instead of the default
+    /// ones; login and logout write it [default: $DOCKER_CONFIG/config.json]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) authfile: Option<PathBuf>,
+    /// How many times a failed request (connection error, 5xx, 408, 429) is
+    /// tried again [default: 4]
+    #[arg(long, global = true, value_name = "N")]
+    pub(crate) retry_times: Option<u32>,
+    /// Settings file (TOML: root, platform, concurrency, insecure_registries, hosts_dir,
+    /// tls_verify, cert_dir, authfile, retry_times)
     /// [default: $XDG_CONFIG_HOME/cachectl/config.toml when present]
     #[arg(long, global = true, env = "CACHECTL_CONFIG", value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,

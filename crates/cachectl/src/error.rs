@@ -174,11 +174,32 @@ impl CliError {
             last = line;
             source = cause.source();
         }
-        if let Some(hint) = self.hint() {
+        let hint = self.hint().or_else(|| tls_hint(&text).map(str::to_owned));
+        if let Some(hint) = hint {
             text.push_str("\n  hint: ");
             text.push_str(&hint);
         }
         text
+    }
+}
+
+/// What to do about a TLS failure, recognized by rustls's words in the
+/// causes: the registry refused our client certificate (or its absence),
+/// or we do not trust its certificate.
+fn tls_hint(text: &str) -> Option<&'static str> {
+    if text.contains("fatal alert: BadCertificate")
+        || text.contains("fatal alert: CertificateRequired")
+        || text.contains("fatal alert: UnknownCA")
+    {
+        Some(
+            "the registry refused the TLS handshake over the client certificate: it wants              one its CA signed (--cert-dir DIR with DIR/client.cert and DIR/client.key)",
+        )
+    } else if text.contains("invalid peer certificate") {
+        Some(
+            "the registry's TLS certificate is not trusted here: add its CA with --cert-dir              DIR (DIR/ca.crt), or accept any certificate with --tls-verify=false",
+        )
+    } else {
+        None
     }
 }
 
@@ -297,6 +318,15 @@ mod tests {
         for (kind, words) in kinds {
             documented(code::of(kind), words);
         }
+    }
+
+    #[test]
+    fn tls_failures_get_a_hint_naming_the_flag() {
+        let refused = "error: network error\n  caused by: received fatal alert: BadCertificate";
+        assert!(tls_hint(refused).is_some_and(|h| h.contains("--cert-dir")));
+        let untrusted = "error: x\n  caused by: invalid peer certificate: UnknownIssuer";
+        assert!(tls_hint(untrusted).is_some_and(|h| h.contains("--tls-verify=false")));
+        assert_eq!(tls_hint("error: connection refused"), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod error;
 mod output;
+mod password;
 mod progress;
 mod settings;
 mod units;

@@ -4,7 +4,9 @@
 use crate::cli::Global;
 use crate::error::CliError;
 use crate::output::Output;
+use crate::password::Creds;
 use crate::progress::Progress;
+use ocidist::credentials::{Chain, Credential, CredentialSource, DockerConfig, Locations};
 use ociref::Platform;
 use ocistore::Store;
 use serde::Deserialize;
@@ -30,6 +32,17 @@ pub(crate) struct SettingsFile {
     /// Whether a pull of a cached tag falls back to the cached digest when
     /// the registry cannot be reached (default true).
     pub(crate) stale_fallback: Option<bool>,
+    /// Whether TLS certificates are verified (`--tls-verify`).
+    pub(crate) tls_verify: Option<bool>,
+    /// Certificates for every registry, docker's layout (`--cert-dir`).
+    pub(crate) cert_dir: Option<PathBuf>,
+    /// The credentials file (`--authfile`). There is no `creds` key: a
+    /// password does not belong in a settings file that is often shared
+    /// and readable by others; `login` writes it to the credentials file,
+    /// mode 0600.
+    pub(crate) authfile: Option<PathBuf>,
+    /// Retries of a failed request (`--retry-times`).
+    pub(crate) retry_times: Option<u32>,
 }
 
 impl SettingsFile {
@@ -65,9 +78,8 @@ pub(crate) struct Context {
     pub(crate) concurrency: usize,
     /// Whether a pull of a cached tag may fall back to the cached digest.
     pub(crate) stale_fallback: bool,
-    insecure_registries: Vec<String>,
-    /// The hosts directory, when one applies.
-    hosts_dir: Option<PathBuf>,
+    /// How registries are reached.
+    network: Network,
     /// The clients handed out, for the mirrors they skipped.
     clients: std::sync::Mutex<Vec<ocidist::Client>>,
     /// Where notes go (not with `-q` or `--json`).
@@ -77,11 +89,8 @@ pub(crate) struct Context {
 impl Context {
     /// Resolves the settings and opens the store.
     pub(crate) fn new(global: &Global) -> Result<Context, CliError> {
-        let config_path = global.config.clone().or_else(default_settings_path);
-        let file = match &config_path {
-            Some(path) => SettingsFile::load(path, global.config.is_some())?,
-            None => SettingsFile::default(),
-        };
+        let (mut file, config_path) = load_settings(global)?;
+        let network = Network::new(global, &mut file);
         let root = cache_root(global, file.root, config_path.as_deref())?;
         let platform = match global.platform.clone().or(file.platform) {
             Some(text) => Some(text.parse::<Platform>().map_err(|source| CliError::Parse {
@@ -95,16 +104,12 @@ impl Context {
         if concurrency == 0 {
             return Err(CliError::Usage("--concurrency must be at least 1".into()));
         }
-        let mut insecure_registries = file.insecure_registries;
-        insecure_registries.extend(global.insecure_registries.iter().cloned());
-        let hosts_dir = hosts_dir(global, file.hosts_dir);
         Ok(Context {
             store: Store::open(root)?,
             platform,
             concurrency,
             stale_fallback: file.stale_fallback.unwrap_or(true),
-            insecure_registries,
-            hosts_dir,
+            network,
             clients: std::sync::Mutex::new(Vec::new()),
             out: Output {
                 json: global.json,
@@ -113,31 +118,13 @@ impl Context {
         })
     }
 
-    /// A registry client with the user's credentials (docker config,
-    /// containers auth.json) reporting to `progress`.
+    /// A registry client with the user's credentials (`--creds`, then
+    /// `--authfile` or the docker config and containers auth.json)
+    /// reporting to `progress`.
     pub(crate) fn client(&self, progress: &Progress) -> Result<ocidist::Client, CliError> {
-        let mut config = ocidist::ClientConfig::default();
-        config.insecure_registries = self.insecure_registries.clone();
-        config.user_agent = concat!("cachectl/", env!("CARGO_PKG_VERSION")).to_owned();
-        // https_proxy, http_proxy, all_proxy and no_proxy, as curl reads them.
-        config.proxy = ocidist::ProxyConfig::from_env()?;
-        // Mirrors, from containerd's hosts directory; a malformed file is a
-        // usage error naming the file and line.
-        if let Some(dir) = &self.hosts_dir {
-            config.hosts = ocidist::HostsConfig::load(dir)?;
-        }
-        // A credentials file that does not parse is skipped with a
-        // warning, as the docker CLI does: anonymous pulls and cached
-        // images do not need it.
-        let (credentials, broken) = ocidist::credentials::default_source_skipping_broken(
-            ocidist::credentials::StaticCredentials::new(),
-        );
-        for err in broken {
-            self.out.note(&format!(
-                "warning: {err}; carrying on without the credentials it holds"
-            ));
-        }
-        let client = ocidist::Client::new(config, Arc::new(credentials))?;
+        let config = self.network.client_config()?;
+        let credentials = self.network.credentials(&config, &self.out)?;
+        let client = ocidist::Client::new(config, credentials)?;
         self.clients
             .lock()
             .expect("because no code panics while holding the lock")
@@ -185,6 +172,147 @@ impl Context {
             .iter()
             .flat_map(ocidist::Client::skipped_mirrors)
             .collect()
+    }
+}
+
+/// Reads the settings file (`--config`, else the default one when present);
+/// also returns its path.
+fn load_settings(global: &Global) -> Result<(SettingsFile, Option<PathBuf>), CliError> {
+    let config_path = global.config.clone().or_else(default_settings_path);
+    let file = match &config_path {
+        Some(path) => SettingsFile::load(path, global.config.is_some())?,
+        None => SettingsFile::default(),
+    };
+    Ok((file, config_path))
+}
+
+/// How commands reach registries: the flags merged over the settings file.
+pub(crate) struct Network {
+    insecure_registries: Vec<String>,
+    /// The hosts directory, when one applies.
+    hosts_dir: Option<PathBuf>,
+    tls_verify: bool,
+    cert_dir: Option<PathBuf>,
+    /// The credentials file named by `--authfile` or the settings file.
+    pub(crate) authfile: Option<PathBuf>,
+    retry_times: Option<u32>,
+    creds: Option<Creds>,
+    /// The `--creds` credential, once its password is known.
+    credential: std::sync::Mutex<Option<Credential>>,
+}
+
+impl Network {
+    /// The network settings alone (for `login` and `logout`, which need no
+    /// cache).
+    pub(crate) fn from_global(global: &Global) -> Result<Network, CliError> {
+        let (mut file, _) = load_settings(global)?;
+        Ok(Network::new(global, &mut file))
+    }
+
+    fn new(global: &Global, file: &mut SettingsFile) -> Network {
+        let mut insecure_registries = std::mem::take(&mut file.insecure_registries);
+        insecure_registries.extend(global.insecure_registries.iter().cloned());
+        Network {
+            insecure_registries,
+            hosts_dir: hosts_dir(global, file.hosts_dir.take()),
+            tls_verify: global.tls_verify.or(file.tls_verify).unwrap_or(true),
+            cert_dir: global.cert_dir.clone().or(file.cert_dir.take()),
+            authfile: global.authfile.clone().or(file.authfile.take()),
+            retry_times: global.retry_times.or(file.retry_times),
+            creds: global.creds.clone(),
+            credential: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The client configuration these settings make.
+    pub(crate) fn client_config(&self) -> Result<ocidist::ClientConfig, CliError> {
+        let mut config = ocidist::ClientConfig::default();
+        config.insecure_registries = self.insecure_registries.clone();
+        config.user_agent = concat!("cachectl/", env!("CARGO_PKG_VERSION")).to_owned();
+        // https_proxy, http_proxy, all_proxy and no_proxy, as curl reads them.
+        config.proxy = ocidist::ProxyConfig::from_env()?;
+        // Mirrors, from containerd's hosts directory; a malformed file is a
+        // usage error naming the file and line.
+        if let Some(dir) = &self.hosts_dir {
+            config.hosts = ocidist::HostsConfig::load(dir)?;
+        }
+        config.tls_verify = self.tls_verify;
+        config.cert_dir = self.cert_dir.clone();
+        if let Some(retries) = self.retry_times {
+            config.retry.max_attempts = retries.saturating_add(1);
+        }
+        Ok(config)
+    }
+
+    /// Where credentials come from: `--creds` (for every registry but the
+    /// mirrors), then `--authfile` alone when given, else docker's config
+    /// and the containers auth.json files. A default file that does not
+    /// parse is skipped with a warning, as the docker CLI does (anonymous
+    /// pulls and cached images do not need it); a named one is an error.
+    pub(crate) fn credentials(
+        &self,
+        config: &ocidist::ClientConfig,
+        out: &Output,
+    ) -> Result<Arc<dyn CredentialSource>, CliError> {
+        let mut chain = Chain::new();
+        if let Some(credential) = self.creds_credential()? {
+            let mirrors = config
+                .hosts
+                .namespaces()
+                .flat_map(|(_, hosts)| hosts.mirrors.iter().map(|m| m.authority()))
+                .collect();
+            chain = chain.with(CommandCreds {
+                credential,
+                mirrors,
+            });
+        }
+        let chain = match &self.authfile {
+            Some(path) => {
+                let helpers = Locations::from_env().helper_path;
+                chain.with(DockerConfig::load(path)?.with_helper_path(helpers))
+            }
+            None => {
+                let (files, broken) = ocidist::credentials::default_source_skipping_broken(
+                    ocidist::credentials::StaticCredentials::new(),
+                );
+                for err in broken {
+                    out.note(&format!(
+                        "warning: {err}; carrying on without the credentials it holds"
+                    ));
+                }
+                chain.with(files)
+            }
+        };
+        Ok(Arc::new(chain))
+    }
+
+    /// The `--creds` credential, asking for its password the first time.
+    fn creds_credential(&self) -> Result<Option<Credential>, CliError> {
+        let Some(creds) = &self.creds else {
+            return Ok(None);
+        };
+        let mut known = self
+            .credential
+            .lock()
+            .expect("because no code panics while holding the lock");
+        if known.is_none() {
+            *known = Some(creds.credential()?);
+        }
+        Ok(known.clone())
+    }
+}
+
+/// `--creds`: one credential for every registry a command reaches, except
+/// the mirrors of the hosts directory (they are other parties).
+#[derive(Debug)]
+struct CommandCreds {
+    credential: Credential,
+    mirrors: std::collections::HashSet<String>,
+}
+
+impl CredentialSource for CommandCreds {
+    fn credential(&self, registry: &str) -> ocidist::Result<Option<Credential>> {
+        Ok((!self.mirrors.contains(registry)).then(|| self.credential.clone()))
     }
 }
 
@@ -272,6 +400,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn creds_go_to_registries_and_not_to_mirrors() {
+        let creds = CommandCreds {
+            credential: Credential::basic("me", "pw"),
+            mirrors: ["mirror.lan:5000".to_owned()].into(),
+        };
+        assert!(creds.credential("reg.lan:5000").expect("ok").is_some());
+        assert!(creds.credential("mirror.lan:5000").expect("ok").is_none());
+        assert!(!format!("{creds:?}").contains("pw"));
+    }
+
+    #[test]
     fn settings_file_is_read_and_unknown_keys_are_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("config.toml");
@@ -284,6 +423,20 @@ mod tests {
         assert_eq!(file.root, Some(PathBuf::from("/var/cache/c")));
         assert_eq!(file.concurrency, Some(8));
         assert_eq!(file.insecure_registries, ["reg:5000"]);
+        std::fs::write(
+            &path,
+            "tls_verify = false\ncert_dir = \"/c\"\nauthfile = \"/a.json\"\nretry_times = 0\n",
+        )
+        .expect("written");
+        let file = SettingsFile::load(&path, true).expect("valid");
+        assert_eq!(file.tls_verify, Some(false));
+        assert_eq!(file.cert_dir, Some(PathBuf::from("/c")));
+        assert_eq!(file.authfile, Some(PathBuf::from("/a.json")));
+        assert_eq!(file.retry_times, Some(0));
+        // No password in the settings file.
+        std::fs::write(&path, "creds = \"me:secret\"\n").expect("written");
+        let err = SettingsFile::load(&path, true).expect_err("unknown key");
+        assert!(!err.to_string().contains("secret"), "{err}");
         std::fs::write(&path, "rooot = 1\n").expect("written");
         let err = SettingsFile::load(&path, true).expect_err("unknown key");
         assert!(err.to_string().contains("rooot"), "{err}");

@@ -266,12 +266,12 @@ impl Client {
     fn worth_retrying(&self, request: &Request<'_>, source: &reqwest::Error) -> bool {
         let proxy_refused = crate::proxy::is_tunnel_auth_failure(source);
         let mirror_down = source.is_connect() && self.inner.transport.is_mirror(request.registry);
-        is_transient(source) && !proxy_refused && !mirror_down
+        is_transient(source) && !proxy_refused && !mirror_down && !is_tls_refusal(source)
     }
 
     /// Fails when the registry is plain HTTP and reached through a proxy:
     /// an `Authorization` header would be forwarded in clear.
-    fn refuse_cleartext_proxy(&self, registry: &str) -> Result<()> {
+    pub(crate) fn refuse_cleartext_proxy(&self, registry: &str) -> Result<()> {
         let base = Url::parse(&self.inner.transport.base_url(registry)).ok();
         let proxy = base
             .as_ref()
@@ -433,6 +433,38 @@ fn needs_auth(response: &Response) -> bool {
 fn retry_after(headers: &HeaderMap) -> Option<std::time::Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
     parse_retry_after(value, SystemTime::now())
+}
+
+/// Whether the TLS handshake failed over a certificate (ours or the
+/// registry's, or one side's alert): trying again cannot fix it.
+fn is_tls_refusal(err: &reqwest::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(error) = cause {
+        if is_rustls(error) {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
+/// A rustls error, itself or inside `io::Error`s (which hide their inner
+/// error from `source`; hyper-rustls wraps tokio-rustls's in another).
+fn is_rustls(error: &(dyn std::error::Error + 'static)) -> bool {
+    if error.is::<rustls::Error>() {
+        return true;
+    }
+    let mut io = error.downcast_ref::<std::io::Error>();
+    for _ in 0..4 {
+        let Some(inner) = io.and_then(std::io::Error::get_ref) else {
+            return false;
+        };
+        if inner.is::<rustls::Error>() {
+            return true;
+        }
+        io = inner.downcast_ref::<std::io::Error>();
+    }
+    false
 }
 
 fn is_transient(err: &reqwest::Error) -> bool {

@@ -53,6 +53,17 @@ pub struct ClientConfig {
     /// Mirrors and per-host settings, containerd's hosts directory
     /// ([`HostsConfig::load`]); none by default.
     pub hosts: HostsConfig,
+    /// Whether server certificates are verified (default true). `false`
+    /// accepts any certificate from every registry, mirror and token
+    /// service, as `skopeo --tls-verify=false` does (it does not switch
+    /// to plain HTTP: see [`ClientConfig::insecure_registries`]).
+    pub tls_verify: bool,
+    /// A certificate directory in docker's layout (`*.crt` trusted CAs,
+    /// `X.cert` a client certificate with its key `X.key`), applied to
+    /// every host the client reaches, as `skopeo --cert-dir` does: its CAs
+    /// are added to the roots, its client certificate is presented unless
+    /// a host's own settings (hosts directory) name one.
+    pub cert_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ClientConfig {
@@ -72,6 +83,8 @@ impl Default for ClientConfig {
             list_page_size: 1000,
             max_resumes: 8,
             hosts: HostsConfig::none(),
+            tls_verify: true,
+            cert_dir: None,
         }
     }
 }

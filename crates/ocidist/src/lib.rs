@@ -52,6 +52,7 @@ pub mod credentials;
 mod error;
 pub mod hosts;
 mod listing;
+mod login;
 mod lookup;
 mod manifest;
 pub mod media_types;

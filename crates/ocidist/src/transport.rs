@@ -30,7 +30,12 @@ pub(crate) struct Transport {
 
 impl Transport {
     pub(crate) fn new(config: &ClientConfig) -> Result<Self> {
-        let default = build(config, tls_config(&TlsSettings::default()), "*")?;
+        let global = global_settings(config)?;
+        let label = match &config.cert_dir {
+            Some(dir) => format!("every registry (certificate directory {})", dir.display()),
+            None => "*".to_owned(),
+        };
+        let default = build(config, tls_config(&global), &label)?;
         let hosts = configured_hosts(config);
         let mut settings: HashMap<String, TlsSettings> = HashMap::new();
         for (registry, pem) in &config.extra_ca_pem {
@@ -51,13 +56,15 @@ impl Transport {
             Some(endpoint) => {
                 let mut tls = TlsSettings::default();
                 trust_settings(&mut tls, crate::hosts::DEFAULT_NAMESPACE, endpoint)?;
+                tls.add_global(&global);
                 let client = build(config, tls_config(&tls), crate::hosts::DEFAULT_NAMESPACE)?;
                 Some((client, endpoint.headers.clone()))
             }
             None => None,
         };
         let mut per_registry = HashMap::new();
-        for (registry, tls) in &settings {
+        for (registry, tls) in &mut settings {
+            tls.add_global(&global);
             per_registry.insert(registry.clone(), build(config, tls_config(tls), registry)?);
         }
         Ok(Transport {
@@ -198,6 +205,44 @@ struct TlsSettings {
     extra: Vec<CertificateDer<'static>>,
     skip_verify: bool,
     client: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+}
+
+impl TlsSettings {
+    /// Adds the settings of the whole client (`tls_verify`, `cert_dir`):
+    /// verification off when either says so, the CAs of both, and the
+    /// client certificate of the host's own settings, else the global one.
+    fn add_global(&mut self, global: &TlsSettings) {
+        self.skip_verify |= global.skip_verify;
+        self.extra.extend(global.extra.iter().cloned());
+        if self.client.is_none() {
+            self.client = global
+                .client
+                .as_ref()
+                .map(|(chain, key)| (chain.clone(), key.clone_key()));
+        }
+    }
+}
+
+/// The trust settings every host gets: `tls_verify` and the certificates
+/// of `cert_dir` (docker's layout, read as [`crate::hosts::load_cert_dir`]
+/// reads a namespace directory).
+fn global_settings(config: &ClientConfig) -> Result<TlsSettings> {
+    let mut tls = TlsSettings::default();
+    if let Some(dir) = &config.cert_dir {
+        if !dir.is_dir() {
+            return Err(Error::Tls {
+                registry: "*".into(),
+                reason: format!("certificate directory {} is not a directory", dir.display()),
+            });
+        }
+        let hosts = crate::hosts::load_cert_dir(dir, crate::hosts::DEFAULT_NAMESPACE)?;
+        if let Some(hosts) = hosts {
+            let label = format!("every registry (certificate directory {})", dir.display());
+            trust_settings(&mut tls, &label, &hosts.server_settings)?;
+        }
+    }
+    tls.skip_verify = !config.tls_verify;
+    Ok(tls)
 }
 
 /// The certificates of a PEM CA bundle; an error when it holds none.
@@ -560,6 +605,29 @@ mod tests {
             [("x-fleet".to_owned(), "a".to_owned())]
         );
         assert!(transport.fallback.is_some());
+    }
+
+    #[test]
+    fn cert_dir_is_read_for_every_registry_and_named_when_wrong() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = ClientConfig {
+            cert_dir: Some(dir.path().join("absent")),
+            ..ClientConfig::default()
+        };
+        let err = Transport::new(&config).expect_err("no such directory");
+        assert!(err.to_string().contains("absent"), "{err}");
+        std::fs::write(dir.path().join("ca.crt"), "not pem").expect("written");
+        config.cert_dir = Some(dir.path().to_path_buf());
+        let err = Transport::new(&config).expect_err("the CA holds no certificate");
+        assert!(err.to_string().contains("certificate directory"), "{err}");
+        std::fs::remove_file(dir.path().join("ca.crt")).expect("removed");
+        std::fs::write(dir.path().join("client.cert"), "not pem").expect("written");
+        let err = Transport::new(&config).expect_err("the client certificate is junk");
+        assert!(err.to_string().contains("client.cert"), "{err}");
+        std::fs::remove_file(dir.path().join("client.cert")).expect("removed");
+        config.tls_verify = false;
+        let transport = Transport::new(&config).expect("an empty directory is fine");
+        assert_eq!(transport.base_url("ghcr.io"), "https://ghcr.io");
     }
 
     #[test]

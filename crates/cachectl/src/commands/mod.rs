@@ -26,8 +26,8 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
     let progress = Progress::new(cli.global.quiet || cli.global.json);
     // Commands that need no store.
     match &cli.command {
-        Command::Login(args) => return auth::login(args, out),
-        Command::Logout { registry } => return auth::logout(registry, out),
+        Command::Login(args) => return auth::login(args, &cli.global, out),
+        Command::Logout { registry } => return auth::logout(registry, &cli.global, out),
         Command::Generate { what } => return generate(*what),
         _ => {}
     }

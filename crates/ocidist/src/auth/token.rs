@@ -168,6 +168,90 @@ impl Authorizer {
         })
     }
 
+    /// The `Authorization` value that answers `challenges` with exactly
+    /// `credential` (for checking it: no fallback to anonymous, nothing
+    /// cached): Basic, or a token for no repository from the Bearer realm.
+    pub(crate) async fn login_header(
+        &self,
+        http: &reqwest::Client,
+        registry: &str,
+        challenges: &[Challenge],
+        credential: &Credential,
+    ) -> Result<Secret> {
+        let bearer = challenges.iter().find_map(|c| match c {
+            Challenge::Bearer { realm, service, .. } => Some((realm, service)),
+            _ => None,
+        });
+        if let Some((realm, service)) = bearer {
+            let realm_url = reqwest::Url::parse(realm).map_err(|_| Error::Protocol {
+                registry: registry.to_owned(),
+                reason: format!("token realm {realm:?} is not a URL"),
+            })?;
+            let host = realm_url.host_str().unwrap_or(registry).to_owned();
+            if realm_url.scheme() != "https" && !crate::transport::is_loopback(&host) {
+                return Err(Error::Unauthorized {
+                    registry: host,
+                    reason: "the token service is plain HTTP: credentials are not sent there"
+                        .into(),
+                });
+            }
+            if realm_url.scheme() == "http"
+                && let Some(proxy) = self.proxy.proxy_for(&realm_url)
+            {
+                return Err(Error::CleartextProxy {
+                    registry: host,
+                    proxy: proxy.to_string(),
+                });
+            }
+            let response = self
+                .token_request(
+                    http,
+                    registry,
+                    &realm_url,
+                    service.as_deref(),
+                    &[],
+                    Some(credential),
+                )
+                .await
+                .map_err(|err| match err {
+                    Error::Unauthorized { .. } => Error::Unauthorized {
+                        registry: registry.to_owned(),
+                        reason: format!(
+                            "its token service {}://{host}{} refused the user name and password",
+                            realm_url.scheme(),
+                            realm_url
+                                .port()
+                                .map(|p| format!(":{p}"))
+                                .unwrap_or_default()
+                        ),
+                    },
+                    other => other,
+                })?;
+            let token = response
+                .token
+                .or(response.access_token)
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| Error::Protocol {
+                    registry: host,
+                    reason: format!("token service {realm} answered without a token"),
+                })?;
+            return Ok(Secret::new(format!("Bearer {token}")));
+        }
+        match credential {
+            Credential::Basic { username, password }
+                if challenges
+                    .iter()
+                    .any(|c| matches!(c, Challenge::Basic { .. })) =>
+            {
+                Ok(basic_header(username, password.expose()))
+            }
+            _ => Err(Error::Unauthorized {
+                registry: registry.to_owned(),
+                reason: "the registry answered 401 without a Basic or Bearer challenge".into(),
+            }),
+        }
+    }
+
     async fn credential(&self, registry: &str) -> Result<Option<Credential>> {
         let source = Arc::clone(&self.credentials);
         let registry = registry.to_owned();
