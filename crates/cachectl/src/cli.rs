@@ -1,5 +1,6 @@
 //! The command line: every command, flag and its help text (clap derive).
 
+use crate::help;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -16,13 +17,15 @@ pub(crate) struct Cli {
 
 /// Flags every command takes.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub(crate) struct Global {
     /// The cache directory (an OCI image layout) [env: CACHECTL_ROOT]
-    /// [default: $XDG_CACHE_HOME/cachectl]
+    /// [default: $XDG_CACHE_HOME/cachectl, else ~/.cache/cachectl]
     // CACHECTL_ROOT is read by the settings, so that an error names it.
     #[arg(long, global = true, value_name = "DIR")]
     pub(crate) root: Option<PathBuf>,
-    /// Print machine-readable JSON on stdout (shapes in docs/cli.md)
+    /// Print machine-readable JSON on stdout (every command's shape:
+    /// `cachectl generate json-shapes`)
     #[arg(long, global = true)]
     pub(crate) json: bool,
     /// Print nothing but results and errors
@@ -37,7 +40,7 @@ pub(crate) struct Global {
     /// Reach this registry over plain HTTP (repeatable; loopback always is)
     #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
     pub(crate) insecure_registries: Vec<String>,
-    /// How many blobs transfer at once
+    /// How many blobs transfer at once [default: 4]
     #[arg(long, global = true, value_name = "N")]
     pub(crate) concurrency: Option<usize>,
     /// Mirrors and per-host TLS, containerd's layout (DIR/HOST/hosts.toml)
@@ -80,9 +83,10 @@ pub(crate) struct Global {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Fetch images into the cache (only what is missing); prints each digest
+    #[command(after_help = help::PULL)]
     Pull(PullArgs),
     /// List cached images, most recently used first
-    #[command(visible_alias = "ls")]
+    #[command(visible_alias = "ls", after_help = help::IMAGES)]
     Images,
     /// Show a cached image (or, with --remote, one at its registry): manifest,
     /// config, layers, platforms, history
@@ -132,6 +136,7 @@ pub(crate) enum Command {
         raw: Option<String>,
     },
     /// Give a cached image another name
+    #[command(after_help = help::TAG)]
     Tag {
         /// The cached image
         source: String,
@@ -139,17 +144,20 @@ pub(crate) enum Command {
         target: String,
     },
     /// Remove names from the cache (blobs go at the next gc)
-    #[command(visible_alias = "rmi")]
+    #[command(visible_alias = "rmi", after_help = help::RM)]
     Rm {
         /// The images
         #[arg(required = true)]
         references: Vec<String>,
     },
     /// Remove least recently used images, then collect garbage
+    #[command(after_help = help::PRUNE)]
     Prune(PruneArgs),
     /// Delete blobs no image needs, and partial downloads past their grace period
+    #[command(after_help = help::GC)]
     Gc(GcArgs),
     /// Re-hash every blob, move corrupt ones aside, report what is broken
+    #[command(after_help = help::VERIFY)]
     Verify {
         /// Report only problems that break these images
         references: Vec<String>,
@@ -171,7 +179,7 @@ pub(crate) enum Command {
         #[arg(long)]
         arch_tags: bool,
     },
-    /// Make multi-platform images of cached ones
+    /// Make multi-platform images of cached ones (index create)
     Index {
         /// What to do
         #[command(subcommand)]
@@ -190,8 +198,10 @@ pub(crate) enum Command {
         cachectl copy --all-platforms --referrers docker://a.example/app:v1 docker://b.example/app:v1")]
     Copy(CopyArgs),
     /// Show disk usage: total, shared and unique bytes per image
+    #[command(after_help = help::DU)]
     Du,
     /// Store the images of OCI or docker archives (tar, gzip or zstd)
+    #[command(after_help = help::IMPORT)]
     Import {
         /// The archives
         #[arg(required = true)]
@@ -223,18 +233,22 @@ pub(crate) enum Command {
         flatten: bool,
     },
     /// Unpack an image into a root filesystem directory (pulls it first if needed)
+    #[command(after_help = help::UNPACK)]
     Unpack(UnpackArgs),
     /// Build an ext4 image of an image (pulls it first if needed); prints its path
+    #[command(after_help = help::BUILD)]
     Build(BuildArgs),
-    /// Store credentials for a registry in the docker config file
+    /// Check credentials for a registry, then store them in the docker config file
+    #[command(after_help = help::LOGIN)]
     Login(LoginArgs),
     /// Remove stored credentials for a registry
+    #[command(after_help = help::LOGOUT)]
     Logout {
         /// The registry, e.g. ghcr.io
         registry: String,
     },
-    /// Print shell completions or the man page (used by `cargo xtask release`)
-    #[command(hide = true)]
+    /// Print shell completions, the man page or the --json shapes
+    #[command(after_help = help::GENERATE)]
     Generate {
         /// What to print
         #[arg(value_enum)]
@@ -441,6 +455,8 @@ pub(crate) enum Generated {
     Fish,
     /// The man page (roff)
     Man,
+    /// The shape of what each command prints with --json
+    JsonShapes,
 }
 
 /// Formats of `export`.

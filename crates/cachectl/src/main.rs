@@ -7,18 +7,22 @@
 mod cli;
 mod commands;
 mod error;
+mod help;
 mod output;
 mod password;
 mod progress;
 mod settings;
 mod units;
 
-use clap::Parser;
+use clap::FromArgMatches;
 use error::code;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    let parsed = help::command()
+        .try_get_matches()
+        .and_then(|matches| cli::Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(err) => {
             // Help and version go to stdout with 0; usage errors to stderr.

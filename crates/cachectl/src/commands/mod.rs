@@ -169,16 +169,20 @@ fn describe_usage(host: &ocidist::HostUsage) -> String {
     text
 }
 
-/// Prints shell completions or the man page on stdout.
+/// Prints shell completions, the man page or the `--json` shapes on
+/// stdout.
 fn generate(what: Generated) -> Result<(), CliError> {
-    use clap::CommandFactory;
     use clap_complete::Shell;
-    let mut command = Cli::command();
+    let mut command = crate::help::command();
     let mut stdout = std::io::stdout();
     let shell = match what {
         Generated::Bash => Shell::Bash,
         Generated::Zsh => Shell::Zsh,
         Generated::Fish => Shell::Fish,
+        Generated::JsonShapes => {
+            print!("{}", crate::help::json_shapes());
+            return Ok(());
+        }
         Generated::Man => {
             return clap_mangen::Man::new(command)
                 .render(&mut stdout)
