@@ -34,8 +34,10 @@ pub(crate) struct Global {
     /// Log more (-v: info, -vv: debug) on stderr
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,
-    /// Platform to pick from multi-platform images, os/arch[/variant] [default: the host's]
-    #[arg(long, global = true, value_name = "PLATFORM")]
+    /// Platform to pick from multi-platform images, os/arch[/variant], for
+    /// the commands that pick one (also given after the command)
+    /// [default: the host's]
+    #[arg(long, value_name = "PLATFORM")]
     pub(crate) platform: Option<String>,
     /// Reach this registry over plain HTTP (repeatable; loopback always is)
     #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
@@ -96,6 +98,8 @@ pub(crate) enum Command {
     Inspect {
         /// The image
         reference: String,
+        #[command(flatten)]
+        chosen: PlatformArg,
         /// Ask the registry instead of the cache (nothing is stored)
         #[arg(long)]
         remote: bool,
@@ -112,6 +116,8 @@ pub(crate) enum Command {
         /// The image; with --platform, the digest of that platform's manifest when the
         /// reference names an index
         reference: String,
+        #[command(flatten)]
+        chosen: PlatformArg,
     },
     /// List the tags of a repository at its registry
     #[command(
@@ -149,6 +155,9 @@ pub(crate) enum Command {
         /// The images
         #[arg(required = true)]
         references: Vec<String>,
+        /// Remove only this platform's entry of an image stored with several
+        #[arg(long, value_name = "PLATFORM")]
+        platform: Option<String>,
     },
     /// Remove least recently used images, then collect garbage
     #[command(after_help = help::PRUNE)]
@@ -206,6 +215,8 @@ pub(crate) enum Command {
         /// The archives
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        #[command(flatten)]
+        chosen: PlatformArg,
         /// Name for an image the archive does not name with a full reference
         #[arg(long, value_name = "REF")]
         name: Option<String>,
@@ -220,6 +231,8 @@ pub(crate) enum Command {
         /// The images
         #[arg(required = true)]
         references: Vec<String>,
+        #[command(flatten)]
+        chosen: PlatformArg,
         /// The file to write (replaced atomically); with --flatten, `-` is stdout
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
@@ -256,12 +269,51 @@ pub(crate) enum Command {
     },
 }
 
+/// `--platform`, on the commands that pick a platform.
+#[derive(Debug, Args)]
+pub(crate) struct PlatformArg {
+    /// Platform to pick from multi-platform images, os/arch[/variant]
+    /// [default: the settings file's, else the host's]
+    #[arg(long, value_name = "PLATFORM")]
+    pub(crate) platform: Option<String>,
+}
+
+impl Command {
+    /// The `--platform` given after the command, on those that take one.
+    pub(crate) fn platform(&self) -> Option<&String> {
+        let chosen = match self {
+            Command::Pull(args) => &args.chosen,
+            Command::Unpack(args) => &args.chosen,
+            Command::Build(args) => &args.chosen,
+            Command::Copy(args) => &args.chosen,
+            Command::Inspect { chosen, .. }
+            | Command::Digest { chosen, .. }
+            | Command::Import { chosen, .. }
+            | Command::Export { chosen, .. } => chosen,
+            Command::Rm { platform, .. } => return platform.as_ref(),
+            _ => return None,
+        };
+        chosen.platform.as_ref()
+    }
+
+    /// Whether the command stores or copies every platform.
+    pub(crate) fn all_platforms(&self) -> bool {
+        match self {
+            Command::Pull(args) => args.all_platforms,
+            Command::Copy(args) => args.all_platforms,
+            _ => false,
+        }
+    }
+}
+
 /// `pull`.
 #[derive(Debug, Args)]
 pub(crate) struct PullArgs {
     /// The images, e.g. alpine:3.20 or ghcr.io/org/app@sha256:…
     #[arg(required = true)]
     pub(crate) references: Vec<String>,
+    #[command(flatten)]
+    pub(crate) chosen: PlatformArg,
     /// Store every platform of a multi-platform image
     #[arg(long, conflicts_with = "platform")]
     pub(crate) all_platforms: bool,
@@ -314,6 +366,8 @@ pub(crate) struct CopyArgs {
     /// Where to copy it (same forms; files and directories are written
     /// atomically)
     pub(crate) destination: String,
+    #[command(flatten)]
+    pub(crate) chosen: PlatformArg,
     /// Copy every platform of a multi-platform image (its index is kept)
     #[arg(long, conflicts_with = "platform")]
     pub(crate) all_platforms: bool,
@@ -360,6 +414,8 @@ pub(crate) struct UnpackArgs {
     /// to write (replaced atomically), or - for stdout
     #[arg(value_name = "DIR|FILE|-")]
     pub(crate) directory: PathBuf,
+    #[command(flatten)]
+    pub(crate) chosen: PlatformArg,
     /// Change no owners and create no device nodes on the host (the default
     /// when not root); reports what was not applied
     #[arg(long, conflicts_with = "format")]
@@ -388,6 +444,8 @@ pub(crate) enum UnpackFormat {
 pub(crate) struct BuildArgs {
     /// The image
     pub(crate) reference: String,
+    #[command(flatten)]
+    pub(crate) chosen: PlatformArg,
     /// Copy the image here (default: print the path of the cached image,
     /// which must not be written to)
     #[arg(short, long, value_name = "FILE", conflicts_with = "per_layer")]

@@ -218,6 +218,16 @@ mod tests {
         assert!(own < global && global < root, "its own flags first: {gc}");
         assert_eq!(gc.matches("--root").count(), 1, "{gc}");
         assert!(gc.contains("[default: 24h]"), "defaults shown: {gc}");
+        assert!(
+            !gc.contains("--platform"),
+            "a flag that does not apply: {gc}"
+        );
+        let pull = help("pull");
+        let own = pull.find("--platform").expect("pull picks a platform");
+        assert!(
+            own < pull.find("Global options:").expect("globals"),
+            "{pull}"
+        );
         let top = command.render_long_help().to_string();
         assert!(top.contains("Root filesystems:\n  unpack"), "{top}");
         assert!(!top.contains("Commands:"), "listed once, in groups: {top}");

@@ -18,7 +18,16 @@ use crate::progress::Progress;
 use crate::settings::Context;
 
 /// Runs the parsed command line.
-pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
+pub(crate) fn run(mut cli: Cli) -> Result<(), CliError> {
+    // `--platform` after the command wins over one before it.
+    if let Some(platform) = cli.command.platform() {
+        cli.global.platform = Some(platform.clone());
+    }
+    if cli.command.all_platforms() && cli.global.platform.is_some() {
+        return Err(CliError::Usage(
+            "--all-platforms takes every platform: it cannot go with --platform".into(),
+        ));
+    }
     let out = Output {
         json: cli.global.json,
         quiet: cli.global.quiet,
@@ -47,6 +56,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
             reference,
             remote,
             raw,
+            ..
         } => {
             // Only the flag picks a platform's manifest for a remote `--raw`:
             // by default, the bytes skopeo prints (the index's).
@@ -54,7 +64,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
             let how = remote::Inspect { remote, raw, flag };
             remote::inspect(&context, &reference, how, &progress, out)
         }
-        Command::Digest { reference } => {
+        Command::Digest { reference, .. } => {
             // Only the flag picks a platform: by default, the digest skopeo
             // and crane print (the index's, for a multi-platform tag).
             let platform = cli.global.platform.as_ref().and(context.platform.as_ref());
@@ -65,7 +75,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
             referrers::list(&context, &reference, raw.as_deref(), out)
         }
         Command::Tag { source, target } => images::tag(&context, &source, &target, out),
-        Command::Rm { references } => {
+        Command::Rm { references, .. } => {
             // Only the flag narrows `rm`, never a settings file's platform.
             let platform = cli.global.platform.as_ref().and(context.platform.as_ref());
             images::remove(&context, &references, platform, out)
@@ -85,7 +95,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
         } => index::create(&context, &args, &progress, out),
         Command::Copy(args) => copy::copy(&context, &args, &progress, out),
         Command::Du => maintain::du(&context, out),
-        Command::Import { files, name } => {
+        Command::Import { files, name, .. } => {
             archives::import(&context, &files, name.as_deref(), &progress, out)
         }
         Command::Export {
@@ -99,6 +109,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), CliError> {
             output,
             format,
             flatten: false,
+            ..
         } => archives::export(&context, &references, &output, format, &progress, out),
         Command::Unpack(args) => rootfs::unpack(&context, &args, &progress, out),
         Command::Build(args) => rootfs::build(&context, &args, &progress, out),
