@@ -7,19 +7,7 @@ mod support;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use support::{cachectl, env, failing_forwarder, fixture, stderr, stdout};
-
-/// Pulls the small fixture into `home`'s cache; returns its reference and
-/// digest.
-fn cached_fixture(home: &Path) -> (String, String) {
-    let (reference, digest) = fixture("small");
-    let pulled = cachectl(home)
-        .args(["pull", &reference])
-        .output()
-        .expect("runs");
-    assert!(pulled.status.success(), "{}", stderr(&pulled));
-    (reference, digest)
-}
+use support::{cachectl, cached_fixture, env, failing_forwarder, fixture, stderr, stdout};
 
 /// A docker config.json holding `user:password` for `registry`.
 fn authfile(path: &Path, registry: &str, user: &str, password: &str) {

@@ -11,7 +11,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{cachectl, fixture, stderr, stdout};
+use support::{cachectl, cached_fixture, fixture, stderr, stdout};
 
 /// A CNCF registry serving HTTPS on a free loopback port, killed on drop.
 struct HttpsRegistry {
@@ -101,18 +101,6 @@ fn at(home: &Path, registry: &HttpsRegistry) -> assert_cmd::Command {
     let mut command = cachectl(home);
     command.arg("--hosts-dir").arg(&registry.hosts_dir);
     command
-}
-
-/// Pulls the small fixture into `home`'s cache; returns its reference and
-/// digest.
-fn cached_fixture(home: &Path) -> (String, String) {
-    let (reference, digest) = fixture("small");
-    let pulled = cachectl(home)
-        .args(["pull", &reference])
-        .output()
-        .expect("runs");
-    assert!(pulled.status.success(), "{}", stderr(&pulled));
-    (reference, digest)
 }
 
 /// What the error says when the registry's certificate is not trusted.

@@ -2,7 +2,7 @@
 //! platforms, history), read from the store alone.
 
 use crate::error::{Error, Result};
-use crate::layout::Store;
+use crate::layout::{IndexEntry, Store};
 use crate::records::Record;
 use crate::sizes::is_layer;
 use crate::walk::children;
@@ -150,15 +150,7 @@ impl Store {
             Err(err) => return Err(err),
         };
         let name = reference.to_string();
-        let index = self.read_index()?;
-        let found =
-            self.select_entry(&index, &name, platform)?
-                .ok_or_else(|| Error::ImageNotCached {
-                    reference: match platform {
-                        Some(platform) => format!("{name} ({platform})"),
-                        None => name.clone(),
-                    },
-                })?;
+        let found = self.stored_entry(&name, platform)?;
         let entry = found.descriptor();
         let record = self.record(found.ref_name().unwrap_or(&name))?;
         let index_digest = record
@@ -222,6 +214,20 @@ impl Store {
         })
     }
 
+    /// The `index.json` entry of `name` for `platform` (as
+    /// [`Store::inspect_platform`] chooses it), or
+    /// [`Error::ImageNotCached`] naming the reference and platform.
+    fn stored_entry(&self, name: &str, platform: Option<&Platform>) -> Result<IndexEntry> {
+        let index = self.read_index()?;
+        self.select_entry(&index, name, platform)?
+            .ok_or_else(|| Error::ImageNotCached {
+                reference: match platform {
+                    Some(platform) => format!("{name} ({platform})"),
+                    None => name.to_owned(),
+                },
+            })
+    }
+
     /// The exact bytes of the manifest (or index) the entry of `reference`
     /// for `platform` names (chosen as [`Store::inspect_platform`] chooses
     /// it), with its descriptor: what `skopeo inspect --raw` prints.
@@ -232,15 +238,7 @@ impl Store {
         platform: Option<&Platform>,
     ) -> Result<(Descriptor, Vec<u8>)> {
         let name = reference.to_string();
-        let index = self.read_index()?;
-        let found =
-            self.select_entry(&index, &name, platform)?
-                .ok_or_else(|| Error::ImageNotCached {
-                    reference: match platform {
-                        Some(platform) => format!("{name} ({platform})"),
-                        None => name.clone(),
-                    },
-                })?;
+        let found = self.stored_entry(&name, platform)?;
         let descriptor = found.descriptor();
         let bytes = self.read_blob(&descriptor.digest)?;
         Ok((descriptor, bytes))

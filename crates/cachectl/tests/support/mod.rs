@@ -31,6 +31,18 @@ pub(crate) fn fixture(name: &str) -> (String, String) {
     )
 }
 
+/// Pulls the small fixture into `home`'s cache; returns its reference and
+/// digest.
+pub(crate) fn cached_fixture(home: &Path) -> (String, String) {
+    let (reference, digest) = fixture("small");
+    let pulled = cachectl(home)
+        .args(["pull", &reference])
+        .output()
+        .expect("runs");
+    assert!(pulled.status.success(), "{}", stderr(&pulled));
+    (reference, digest)
+}
+
 /// `cachectl` with its cache, config and credentials under `home`.
 pub(crate) fn cachectl(home: &Path) -> Command {
     Command::from_std(cachectl_process(home))
