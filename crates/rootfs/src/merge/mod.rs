@@ -45,9 +45,9 @@
 //! thread of `open_layer::open_layer`): the index reads every byte (a
 //! compressed stream cannot be skipped), the emit pass stops after the
 //! last surviving file. A build spools instead (`index_image` with a work
-//! directory): the index pass copies each decompressed layer there as it
-//! reads it, and the emit pass reads the copies, so each layer is
-//! decompressed once; the index alone sizes the image
+//! directory): each layer is decompressed into a copy there (two at once,
+//! each on a thread of its own) and indexed from the copy, and the emit
+//! pass reads the copies, so each layer is decompressed once; the index alone sizes the image
 //! ([`IndexedMerge::stats`]) before anything is emitted, and a build that
 //! must grow its image emits again from the same index. With [`MergeOptions::layer_tars`] the uncompressed
 //! layer tars of [`crate::layer_tars`] are used (made once, kept under the
@@ -86,7 +86,6 @@ use emit::{Action, Emitter, plan};
 use index::{Index, NodeKind, Pos};
 use ociref::Digest;
 use ocistore::{ImageDetails, Store, StoredImage};
-use spool::Tee;
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -269,9 +268,9 @@ pub(crate) fn merge_image(
 }
 
 /// Pass one of [`merge_image`]. With `spool` (a private work directory,
-/// and no `tars`), each layer's decompressed tar is also written there as
-/// it is indexed, and the emit pass reads those copies: every layer is
-/// decompressed once.
+/// and no `tars`), each layer is decompressed into a copy there (several
+/// at once, see `spool`) and indexed from it, and the emit pass reads
+/// those copies: every layer is decompressed once.
 pub(crate) fn index_image<'a>(
     store: &'a Store,
     image: &'a ImageDetails,
@@ -280,39 +279,23 @@ pub(crate) fn index_image<'a>(
     spool: Option<&Path>,
     progress: Option<&ProgressFn>,
 ) -> Result<IndexedMerge<'a>> {
-    let spool = spool.filter(|_| tars.is_none());
     let mut index = Index::default();
-    let mut spooled = Vec::new();
-    for (number, layer) in image.layers.iter().enumerate() {
-        let digest = &layer.descriptor.digest;
-        let read_error = |source| Error::LayerRead {
-            layer: digest.clone(),
-            source,
-        };
-        if let Some(tars) = tars {
-            sorted::index_tar(&mut index, store, number as u32, digest, &tars[number])?;
-            continue;
+    let spooled = match (tars, spool) {
+        (Some(tars), _) => {
+            for (number, layer) in image.layers.iter().enumerate() {
+                let digest = &layer.descriptor.digest;
+                sorted::index_tar(&mut index, store, number as u32, digest, &tars[number])?;
+            }
+            Vec::new()
         }
-        let media_type = &layer.descriptor.media_type;
-        let stream = open_layer(store, digest, media_type, progress)?;
-        let copy = spool.map(|dir| dir.join(format!("layer-{number}.tar")));
-        let mut tee = Tee::new(stream, copy.as_deref())?;
-        let indexed = {
-            let mut archive = tar::Archive::new(&mut tee);
-            let entries = archive.entries().map_err(read_error)?;
-            index.add_layer(number as u32, digest, entries, None)
-        };
-        // Read to the end (what follows the end-of-archive blocks): a
-        // layer read while it downloads is verified only at its end.
-        let indexed = indexed.and_then(|()| {
-            std::io::copy(&mut tee, &mut std::io::sink())
-                .map(drop)
-                .map_err(read_error)
-        });
-        tee.finish(indexed)?;
-        spooled.extend(copy);
-        crate::progress::finished(progress, digest, layer.descriptor.size);
-    }
+        (None, Some(dir)) => spool::index_spooled(&mut index, store, image, dir, progress)?,
+        (None, None) => {
+            for (number, layer) in image.layers.iter().enumerate() {
+                index_blob(&mut index, store, number as u32, layer, progress)?;
+            }
+            Vec::new()
+        }
+    };
     Ok(IndexedMerge {
         store,
         image,
@@ -321,6 +304,30 @@ pub(crate) fn index_image<'a>(
         sorted,
         index,
     })
+}
+
+/// Pass one over the blob of `layer`, decompressed as it is read.
+fn index_blob(
+    index: &mut Index,
+    store: &Store,
+    number: u32,
+    layer: &ocistore::LayerDetails,
+    progress: Option<&ProgressFn>,
+) -> Result<()> {
+    let digest = &layer.descriptor.digest;
+    let read_error = |source| Error::LayerRead {
+        layer: digest.clone(),
+        source,
+    };
+    let stream = open_layer(store, digest, &layer.descriptor.media_type, progress)?;
+    let mut archive = tar::Archive::new(stream);
+    let entries = archive.entries().map_err(read_error)?;
+    index.add_layer(number, digest, entries, None)?;
+    // Read to the end (what follows the end-of-archive blocks): a layer
+    // read while it downloads is verified only at its end.
+    std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(read_error)?;
+    crate::progress::finished(progress, digest, layer.descriptor.size);
+    Ok(())
 }
 
 impl IndexedMerge<'_> {

@@ -1,70 +1,105 @@
-//! The index pass's copy of a layer: the decompressed tar written to a
-//! work directory as the index reads it, so that the emit pass reads plain
-//! bytes instead of decompressing the layer again.
+//! The index pass of a build: each layer decompressed once, into a copy
+//! in the build's work directory, and indexed from that copy.
+//!
+//! Up to [`AHEAD`] layers are decompressed at once, each on a thread of
+//! its own, while the index reads the copies in layer order (headers only:
+//! a copy is a plain file, so content is seeked over). The emit pass then
+//! reads the copies instead of decompressing the layers again. A layer is
+//! read to its very end (a layer read while it downloads is verified only
+//! there). Errors come in layer order: a layer's index error before a
+//! later layer's decompression error.
 
+use super::index::Index;
 use crate::error::{Error, Result, io};
+use crate::open_layer::open_layer;
+use crate::progress::ProgressFn;
+use ocistore::{ImageDetails, LayerDetails, Store};
+use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-/// A reader that also writes what it reads to a file (when given one).
-pub(super) struct Tee<R> {
-    inner: R,
-    copy: Option<(BufWriter<File>, PathBuf)>,
-    /// The write that failed: the copy's error, kept with its OS code (a
-    /// full tmpfs is told apart by it), not the reader's.
-    failed: Option<std::io::Error>,
-}
+/// Layers decompressed at once (this many cores are worth keeping busy).
+const AHEAD: usize = 2;
 
-impl<R: Read> Tee<R> {
-    /// Reads `inner`, copying it to the new file `copy`.
-    pub(super) fn new(inner: R, copy: Option<&Path>) -> Result<Tee<R>> {
-        let copy = match copy {
-            Some(path) => {
-                let file = File::options()
-                    .write(true)
-                    .create_new(true)
-                    .open(path)
-                    .map_err(io("creating", path))?;
-                Some((BufWriter::with_capacity(1 << 20, file), path.to_path_buf()))
+/// Decompresses every layer of `image` into `dir` (`layer-N.tar`) and
+/// indexes the copies in order; their paths, base first.
+pub(super) fn index_spooled(
+    index: &mut Index,
+    store: &Store,
+    image: &ImageDetails,
+    dir: &Path,
+    progress: Option<&ProgressFn>,
+) -> Result<Vec<PathBuf>> {
+    let layers = &image.layers;
+    let paths: Vec<PathBuf> = (0..layers.len())
+        .map(|number| dir.join(format!("layer-{number}.tar")))
+        .collect();
+    let copies = &paths;
+    std::thread::scope(|scope| -> Result<()> {
+        let mut running = VecDeque::new();
+        let mut started = 0;
+        for (number, layer) in layers.iter().enumerate() {
+            while started < layers.len() && started < number + AHEAD {
+                let (next, path) = (&layers[started], &copies[started]);
+                running.push_back(scope.spawn(move || copy_layer(store, next, path, progress)));
+                started += 1;
             }
-            None => None,
-        };
-        Ok(Tee {
-            inner,
-            copy,
-            failed: None,
-        })
-    }
-
-    /// Ends the copy, after `read` (what reading through the tee gave): a
-    /// failed write is the error, whatever the reader made of it.
-    pub(super) fn finish(mut self, read: Result<()>) -> Result<()> {
-        if let (Some(source), Some((_, path))) = (self.failed.take(), &self.copy) {
-            return Err(Error::Io {
-                what: "copying a decompressed layer to",
-                path: path.clone(),
-                source,
-            });
-        }
-        read?;
-        if let Some((mut writer, path)) = self.copy.take() {
-            writer.flush().map_err(io("writing", &path))?;
+            let copying = running.pop_front().expect("because it was started above");
+            match copying.join() {
+                Ok(copied) => copied?,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+            let digest = &layer.descriptor.digest;
+            let file = File::open(&copies[number]).map_err(io("reading", &copies[number]))?;
+            let mut archive = tar::Archive::new(BufReader::with_capacity(256 * 1024, file));
+            let entries = archive
+                .entries_with_seek()
+                .map_err(|source| Error::LayerRead {
+                    layer: digest.clone(),
+                    source,
+                })?;
+            index.add_layer(number as u32, digest, entries, None)?;
+            crate::progress::finished(progress, digest, layer.descriptor.size);
         }
         Ok(())
-    }
+    })?;
+    Ok(paths)
 }
 
-impl<R: Read> Read for Tee<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let read = self.inner.read(buf)?;
-        if let Some((writer, _)) = &mut self.copy
-            && let Err(err) = writer.write_all(&buf[..read])
-        {
-            let kind = err.kind();
-            self.failed = Some(err);
-            return Err(std::io::Error::new(kind, "the layer's copy failed"));
+/// Decompresses `layer`, to its very end, into the new file `path`.
+fn copy_layer(
+    store: &Store,
+    layer: &LayerDetails,
+    path: &Path,
+    progress: Option<&ProgressFn>,
+) -> Result<()> {
+    let digest = &layer.descriptor.digest;
+    let mut reader = open_layer(store, digest, &layer.descriptor.media_type, progress)?;
+    let file = File::options()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(io("creating", path))?;
+    let mut writer = BufWriter::with_capacity(1 << 20, file);
+    let mut buffer = vec![0u8; 256 * 1024];
+    // A failed write keeps its OS error (a full tmpfs is told apart by it).
+    let written = |source| Error::Io {
+        what: "copying a decompressed layer to",
+        path: path.to_path_buf(),
+        source,
+    };
+    loop {
+        let read = reader
+            .read(&mut buffer)
+            .map_err(|source| Error::LayerRead {
+                layer: digest.clone(),
+                source,
+            })?;
+        if read == 0 {
+            break;
         }
-        Ok(read)
+        writer.write_all(&buffer[..read]).map_err(written)?;
     }
+    writer.flush().map_err(written)
 }
