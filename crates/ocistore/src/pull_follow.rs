@@ -49,6 +49,16 @@ impl std::fmt::Debug for Announce {
     }
 }
 
+/// Ends a followed pull when dropped: its blobs are forgotten and its
+/// followers told.
+struct Ended(Store, Arc<AtomicBool>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.0.forget_followed(&self.1);
+    }
+}
+
 /// An image handed out while its pull may still run (see the module
 /// docs). Made by [`Store::pull_following`].
 #[derive(Debug)]
@@ -125,10 +135,10 @@ impl Store {
         online.announce = Some(announce);
         let (store, client, name) = (self.clone(), client.clone(), reference.clone());
         let pull = tokio::spawn(async move {
-            let pulled = store.pull(&client, &name, &online).await;
-            ended.store(true, Ordering::SeqCst);
-            store.forget_followed(&ended);
-            pulled
+            // Followers learn the pull ended however it ends (a panic, or
+            // the runtime dropping the task, included).
+            let _ended = Ended(store.clone(), ended);
+            store.pull(&client, &name, &online).await
         });
         let Ok(manifest) = heard.await else {
             // Ended without telling: an error, or nothing left to fetch.
@@ -157,8 +167,10 @@ impl Store {
         Some(self.follow_blob(descriptor, ended.clone()))
     }
 
-    /// Forgets the blobs of the pull whose end flag is `ended`.
+    /// Forgets the blobs of the pull whose end flag is `ended`, and sets
+    /// the flag.
     fn forget_followed(&self, ended: &Arc<AtomicBool>) {
+        ended.store(true, Ordering::SeqCst);
         let mut noted = self.following.lock().expect("because no holder panics");
         noted.retain(|_, (_, flag)| !Arc::ptr_eq(flag, ended));
     }

@@ -11,7 +11,7 @@ use crate::settings::{Context, parse_reference};
 use ociref::Reference;
 use ocistore::{PullOptions, StoredImage};
 
-/// The options of a pull of `reference` for these commands.
+/// The options of the pulls these commands make.
 fn pull_options(context: &Context, offline: bool) -> PullOptions {
     let mut options = PullOptions::default().with_concurrency(context.concurrency);
     options.platform = context.platform.clone();
