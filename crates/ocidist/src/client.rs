@@ -1,7 +1,7 @@
 //! The [`Client`] and the one path every request takes: authorization,
 //! redirects (without leaking `Authorization`), and retries.
 
-use crate::auth::{AuthCache, Authorizer, Scope, parse_challenges};
+use crate::auth::{AuthCache, Authorizer, Scope, challenges_in};
 use crate::config::ClientConfig;
 use crate::credentials::CredentialSource;
 use crate::error::{Error, Result};
@@ -194,13 +194,7 @@ impl Client {
                         ),
                     });
                 }
-                let challenges = response
-                    .headers()
-                    .get_all(WWW_AUTHENTICATE)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .flat_map(parse_challenges)
-                    .collect::<Vec<_>>();
+                let challenges = challenges_in(response.headers());
                 if authorization.is_some() {
                     self.inner.auth.forget(request.registry, &request.scope);
                 }

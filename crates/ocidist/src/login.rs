@@ -1,10 +1,10 @@
 //! Checking credentials before they are stored, as `docker login` does.
 
-use crate::auth::parse_challenges;
+use crate::auth::challenges_in;
 use crate::client::Client;
 use crate::credentials::{Credential, Secret};
 use crate::error::{Error, Result};
-use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use reqwest::header::AUTHORIZATION;
 use reqwest::{Response, Url};
 
 impl Client {
@@ -30,13 +30,7 @@ impl Client {
             401 => {}
             status => return Err(unexpected(&url, status)),
         }
-        let challenges = first
-            .headers()
-            .get_all(WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(parse_challenges)
-            .collect::<Vec<_>>();
+        let challenges = challenges_in(first.headers());
         self.refuse_cleartext_proxy(registry)?;
         let http = self.inner.transport.http(registry);
         let header = self

@@ -33,6 +33,17 @@ pub enum Challenge {
     },
 }
 
+/// Every challenge of every `WWW-Authenticate` header of a response
+/// (values that are not text are skipped).
+pub(crate) fn challenges_in(headers: &reqwest::header::HeaderMap) -> Vec<Challenge> {
+    headers
+        .get_all(reqwest::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(parse_challenges)
+        .collect()
+}
+
 /// Parses every challenge in one `WWW-Authenticate` header value.
 ///
 /// Never fails: unparseable parts are skipped, so a partly broken header still

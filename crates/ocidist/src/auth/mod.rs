@@ -10,6 +10,7 @@
 mod challenge;
 mod token;
 
+pub(crate) use challenge::challenges_in;
 pub use challenge::{Challenge, parse_challenges};
 pub(crate) use token::{AuthCache, Authorizer};
 
