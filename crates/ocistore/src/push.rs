@@ -242,10 +242,7 @@ impl Store {
                     digest: digest.clone(),
                     reason: err.to_string(),
                 })?;
-            let media_type = referrer
-                .media_type
-                .clone()
-                .unwrap_or_else(|| ocidist::OCI_MANIFEST.to_owned());
+            let media_type = referrer.head.media_type();
             client
                 .push_manifest(
                     &destination.by_digest_only(digest.clone()),
@@ -253,7 +250,7 @@ impl Store {
                     &media_type,
                 )
                 .await?;
-            let Some(subject) = &referrer.subject else {
+            let Some(subject) = &referrer.head.subject else {
                 continue;
             };
             let listed = client.referrers(destination, &subject.digest, None).await?;
@@ -265,10 +262,7 @@ impl Store {
                 "digest": digest,
                 "size": bytes.len(),
             });
-            if let Some(kind) = referrer
-                .artifact_type
-                .or(referrer.config.map(|c| c.media_type))
-            {
+            if let Some(kind) = referrer.head.artifact_type() {
                 entry["artifactType"] = kind.into();
             }
             if let Some(annotations) = referrer.annotations {
@@ -442,15 +436,11 @@ fn index_media_type(bytes: &[u8]) -> Option<String> {
     )
 }
 
-/// What a referrer manifest says of itself.
+/// A referrer manifest, as its push reads it (annotations as they are).
 #[derive(serde::Deserialize)]
 struct Referrer {
-    #[serde(rename = "mediaType")]
-    media_type: Option<String>,
-    #[serde(rename = "artifactType")]
-    artifact_type: Option<String>,
-    config: Option<Descriptor>,
-    subject: Option<Descriptor>,
+    #[serde(flatten)]
+    head: crate::referrers::ReferrerHead,
     annotations: Option<serde_json::Map<String, serde_json::Value>>,
 }
 

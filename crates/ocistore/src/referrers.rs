@@ -70,16 +70,41 @@ impl Store {
     }
 }
 
+/// What every referrer manifest says of itself, as `describe` and the
+/// push of referrers read it.
+#[derive(Deserialize)]
+pub(crate) struct ReferrerHead {
+    #[serde(rename = "mediaType")]
+    media_type: Option<String>,
+    #[serde(rename = "artifactType")]
+    artifact_type: Option<String>,
+    config: Option<Descriptor>,
+    /// The image it refers to.
+    pub(crate) subject: Option<Descriptor>,
+}
+
+impl ReferrerHead {
+    /// Its media type (an OCI image manifest when it names none).
+    pub(crate) fn media_type(&self) -> String {
+        self.media_type
+            .clone()
+            .unwrap_or_else(|| ocidist::OCI_MANIFEST.to_owned())
+    }
+
+    /// Its artifact type: `artifactType`, else its config's media type.
+    pub(crate) fn artifact_type(&self) -> Option<String> {
+        self.artifact_type
+            .clone()
+            .or_else(|| self.config.as_ref().map(|c| c.media_type.clone()))
+    }
+}
+
 /// The referrer manifest `bytes` (digest `digest`), described.
 fn describe(digest: Digest, bytes: &[u8]) -> Result<StoredReferrer> {
     #[derive(Deserialize)]
     struct Raw {
-        #[serde(rename = "mediaType")]
-        media_type: Option<String>,
-        #[serde(rename = "artifactType")]
-        artifact_type: Option<String>,
-        config: Option<Descriptor>,
-        subject: Option<Descriptor>,
+        #[serde(flatten)]
+        head: ReferrerHead,
         #[serde(default)]
         annotations: BTreeMap<String, String>,
     }
@@ -87,19 +112,21 @@ fn describe(digest: Digest, bytes: &[u8]) -> Result<StoredReferrer> {
         digest: digest.clone(),
         reason: err.to_string(),
     })?;
-    let subject = raw.subject.ok_or_else(|| Error::InvalidManifest {
-        digest: digest.clone(),
-        reason: "a referrer without a subject".into(),
-    })?;
+    let subject = raw
+        .head
+        .subject
+        .clone()
+        .ok_or_else(|| Error::InvalidManifest {
+            digest: digest.clone(),
+            reason: "a referrer without a subject".into(),
+        })?;
     Ok(StoredReferrer {
         manifest: Descriptor {
-            media_type: raw
-                .media_type
-                .unwrap_or_else(|| ocidist::OCI_MANIFEST.to_owned()),
+            media_type: raw.head.media_type(),
             size: bytes.len() as u64,
             digest,
         },
-        artifact_type: raw.artifact_type.or(raw.config.map(|c| c.media_type)),
+        artifact_type: raw.head.artifact_type(),
         subject: subject.digest,
         annotations: raw.annotations,
     })
