@@ -66,14 +66,27 @@ pub(super) fn index_tar(
         offset: 0,
         first: &starts,
     };
-    let mut archive = tar::Archive::new(tracked);
+    index_seekable(index, number, digest, tracked, Some(&starts))
+}
+
+/// Pass one over a plain (uncompressed) layer tar that can be seeked:
+/// headers only, content seeked over; `starts` as [`Index::add_layer`]
+/// takes it.
+pub(super) fn index_seekable<R: Read + Seek>(
+    index: &mut Index,
+    number: u32,
+    digest: &Digest,
+    tar: R,
+    starts: Option<&Cell<Option<u64>>>,
+) -> Result<()> {
+    let mut archive = tar::Archive::new(tar);
     let entries = archive
         .entries_with_seek()
         .map_err(|source| Error::LayerRead {
             layer: digest.clone(),
             source,
         })?;
-    index.add_layer(number, digest, entries, Some(&starts))
+    index.add_layer(number, digest, entries, starts)
 }
 
 /// Pass two, in path order.

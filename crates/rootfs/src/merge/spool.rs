@@ -10,6 +10,7 @@
 //! later layer's decompression error.
 
 use super::index::Index;
+use super::sorted::index_seekable;
 use crate::error::{Error, Result, io};
 use crate::open_layer::open_layer;
 use crate::progress::ProgressFn;
@@ -52,14 +53,8 @@ pub(super) fn index_spooled(
             }
             let digest = &layer.descriptor.digest;
             let file = File::open(&copies[number]).map_err(io("reading", &copies[number]))?;
-            let mut archive = tar::Archive::new(BufReader::with_capacity(256 * 1024, file));
-            let entries = archive
-                .entries_with_seek()
-                .map_err(|source| Error::LayerRead {
-                    layer: digest.clone(),
-                    source,
-                })?;
-            index.add_layer(number as u32, digest, entries, None)?;
+            let copy = BufReader::with_capacity(256 * 1024, file);
+            index_seekable(index, number as u32, digest, copy, None)?;
             crate::progress::finished(progress, digest, layer.descriptor.size);
         }
         Ok(())
