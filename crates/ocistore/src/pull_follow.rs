@@ -106,14 +106,8 @@ impl Store {
         options: &PullOptions,
         on_pull: impl FnOnce() + Send,
     ) -> Result<FollowingPull> {
-        let offline = PullOptions {
-            offline: true,
-            ..options.clone()
-        };
-        match self.pull_fresh(client, reference, &offline).await {
-            Ok(_) => return self.stored(reference, options).await,
-            Err(Error::ImageNotCached { .. }) if !options.offline => on_pull(),
-            Err(err) => return Err(err),
+        if !self.needs_pull(client, reference, options, on_pull).await? {
+            return self.stored(reference, options).await;
         }
         let ended = Arc::new(AtomicBool::new(false));
         let (told, heard) = tokio::sync::oneshot::channel::<Descriptor>();

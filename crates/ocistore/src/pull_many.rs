@@ -100,24 +100,40 @@ impl Store {
         options: &PullOptions,
         on_pull: impl FnOnce() + Send,
     ) -> Result<StoredImage> {
+        if self.needs_pull(client, reference, options, on_pull).await? {
+            let online = PullOptions {
+                offline: false,
+                ..options.clone()
+            };
+            self.pull(client, reference, &online).await?;
+        }
+        let (store, reference, platform) =
+            (self.clone(), reference.clone(), options.platform.clone());
+        tokio::task::spawn_blocking(move || store.image(&reference, platform.as_ref())).await?
+    }
+
+    /// Whether `reference` must be pulled: not stored (an offline lookup,
+    /// no request, also for a pinned digest), and `options` are not
+    /// offline (else [`Error::ImageNotCached`]); `on_pull` is called when
+    /// it must.
+    pub(crate) async fn needs_pull(
+        &self,
+        client: &Client,
+        reference: &Reference,
+        options: &PullOptions,
+        on_pull: impl FnOnce() + Send,
+    ) -> Result<bool> {
         let offline = PullOptions {
             offline: true,
             ..options.clone()
         };
         match self.pull_fresh(client, reference, &offline).await {
-            Ok(_) => {}
+            Ok(_) => Ok(false),
             Err(Error::ImageNotCached { .. }) if !options.offline => {
                 on_pull();
-                let online = PullOptions {
-                    offline: false,
-                    ..options.clone()
-                };
-                self.pull(client, reference, &online).await?;
+                Ok(true)
             }
-            Err(err) => return Err(err),
+            Err(err) => Err(err),
         }
-        let (store, reference, platform) =
-            (self.clone(), reference.clone(), options.platform.clone());
-        tokio::task::spawn_blocking(move || store.image(&reference, platform.as_ref())).await?
     }
 }
