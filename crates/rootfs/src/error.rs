@@ -134,6 +134,16 @@ pub enum Error {
         package: &'static str,
     },
 
+    /// A program given by path ([`crate::BuildOptions::tool_paths`]) is
+    /// not there.
+    #[error("{tool} was given as {path}, which is not a file")]
+    ToolPathMissing {
+        /// The program, e.g. `mke2fs`.
+        tool: &'static str,
+        /// The path given.
+        path: PathBuf,
+    },
+
     /// A program this crate runs failed.
     #[error("{tool} failed ({status}): {stderr}")]
     ToolFailed {
@@ -206,7 +216,8 @@ impl Error {
             Error::TargetNotEmpty { .. }
             | Error::BuildNotKept { .. }
             | Error::InvalidOption { .. }
-            | Error::PlacePath { .. } => ErrorKind::Usage,
+            | Error::PlacePath { .. }
+            | Error::ToolPathMissing { .. } => ErrorKind::Usage,
             Error::UnsupportedMediaType { .. }
             | Error::MislabelledLayer { .. }
             | Error::LayerRead { .. }

@@ -68,6 +68,11 @@ pub struct BuiltImage {
     pub config: ConfigSummary,
     /// What `mke2fs -d` read to make it (see [`BuildOptions::input`]).
     pub input: Ext4Input,
+    /// Its file system type.
+    pub fs: crate::FsType,
+    /// The programs that make such an image, by name, each with the first
+    /// line of its version text (what the cache key holds).
+    pub tools: BTreeMap<String, String>,
 }
 
 /// Builds (or finds in the cache) an ext4 image of a stored image.
@@ -139,6 +144,11 @@ pub fn build(stored: &StoredImage, options: &BuildOptions) -> Result<BuiltImage>
         cached,
         config: image.config.clone(),
         input,
+        fs: crate::FsType::Ext4,
+        tools: BTreeMap::from([(
+            "mke2fs".to_owned(),
+            found.version.lines().next().unwrap_or("").trim().to_owned(),
+        )]),
     })
 }
 

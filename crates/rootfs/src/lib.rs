@@ -91,7 +91,7 @@ pub use ociref::ErrorKind;
 /// The store this crate reads (and, through it, `ocidist`), so that
 /// callers use the very version its API takes.
 pub use ocistore;
-pub use options::{BuildOptions, MAX_LABEL_BYTES};
+pub use options::{BuildOptions, FsType, MAX_LABEL_BYTES};
 pub use progress::{Phase, Progress, ProgressFn, Subject};
 pub use scratch::remove_stale_work;
 pub use unpack::{NotApplied, UnpackOptions, UnpackReport, unpack};

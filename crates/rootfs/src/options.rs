@@ -6,6 +6,7 @@ use crate::mke2fs::Ext4Input;
 use crate::place::check_image_path;
 use crate::sizing::{MIN_SIZE, mib};
 use crate::unpack::UnpackOptions;
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -56,6 +57,45 @@ pub struct BuildOptions {
     /// stream where the host's `mke2fs` reads tars, else the tree.
     /// Per-layer builds always read a tree.
     pub input: Option<Ext4Input>,
+    /// The file system of the image: ext4 (the default, writable), or a
+    /// read-only squashfs or erofs made from the merged tar stream.
+    pub fs: FsType,
+    /// The compressor of a squashfs or erofs image and its level,
+    /// `NAME[,LEVEL]` (`lz4`, `zstd,3`); `None` is each one's default,
+    /// fast to build and to read (see [`FsType`]). Refused for ext4.
+    pub compressor: Option<String>,
+    /// Programs at given paths, by name (`mke2fs`, `debugfs`, `tar2sqfs`,
+    /// `mkfs.erofs`): used instead of searching [`BuildOptions::search_path`];
+    /// a path that is not a file is [`Error::ToolNotFound`] naming it.
+    pub tool_paths: BTreeMap<String, PathBuf>,
+}
+
+/// The file system type of a built image.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum FsType {
+    /// ext4, made by `mke2fs` (e2fsprogs): writable, sized with headroom.
+    #[default]
+    Ext4,
+    /// squashfs, made by `tar2sqfs` (squashfs-tools-ng) from the merged
+    /// tar stream: read-only, lz4 by default.
+    Squashfs,
+    /// erofs, made by `mkfs.erofs --tar` (erofs-utils 1.7 or later) from
+    /// the merged tar stream: read-only, lz4 by default.
+    Erofs,
+}
+
+impl FsType {
+    /// `ext4`, `squashfs` or `erofs`: the name `--fs`, `--json`, the file
+    /// name extension and the cache directory use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FsType::Ext4 => "ext4",
+            FsType::Squashfs => "squashfs",
+            FsType::Erofs => "erofs",
+        }
+    }
 }
 
 impl Default for BuildOptions {
@@ -70,6 +110,9 @@ impl Default for BuildOptions {
             search_path: None,
             memory_scratch: true,
             input: None,
+            fs: FsType::Ext4,
+            compressor: None,
+            tool_paths: BTreeMap::new(),
         }
     }
 }
@@ -95,6 +138,16 @@ impl BuildOptions {
         }
         if let Some((_, path)) = &self.init {
             check_image_path(path)?;
+        }
+        if self.fs == FsType::Ext4
+            && let Some(compressor) = &self.compressor
+        {
+            return Err(Error::InvalidOption {
+                reason: format!(
+                    "compressor {compressor:?} applies to squashfs and erofs images; ext4 is not \
+                     compressed"
+                ),
+            });
         }
         if let Some(size) = self.size
             && size < MIN_SIZE

@@ -15,8 +15,27 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The program `name`, from the search path of `options`.
+/// The package that provides the program `name`.
+pub(crate) fn package_of(name: &str) -> &'static str {
+    match name {
+        "tar2sqfs" | "sqfs2tar" => "squashfs-tools-ng",
+        "mkfs.erofs" => "erofs-utils",
+        _ => "e2fsprogs",
+    }
+}
+
+/// The program `name`: the path `options` gives it, else from the search
+/// path of `options`.
 pub(crate) fn find_tool(name: &'static str, options: &BuildOptions) -> Result<PathBuf> {
+    if let Some(path) = options.tool_paths.get(name) {
+        return match path.is_file() {
+            true => Ok(path.clone()),
+            false => Err(Error::ToolPathMissing {
+                tool: name,
+                path: path.clone(),
+            }),
+        };
+    }
     let search = match &options.search_path {
         Some(path) => path.clone(),
         None => {
@@ -30,7 +49,7 @@ pub(crate) fn find_tool(name: &'static str, options: &BuildOptions) -> Result<Pa
         .find(|candidate| candidate.is_file())
         .ok_or(Error::ToolNotFound {
             tool: name,
-            package: "e2fsprogs",
+            package: package_of(name),
         })
 }
 
@@ -41,7 +60,7 @@ pub(crate) fn run(command: &mut Command, tool: &'static str) -> Result<String> {
     let output = command.output().map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => Error::ToolNotFound {
             tool,
-            package: "e2fsprogs",
+            package: package_of(tool),
         },
         _ => Error::ToolFailed {
             tool,
