@@ -19,7 +19,7 @@ use std::time::Instant;
 
 /// Set to `1` to make a failed loop or overlay mount fail the test instead
 /// of skipping the mounted comparison (for CI machines known to allow it).
-const ENV_REQUIRE_OVERLAY: &str = "CACHECTL_TEST_REQUIRE_OVERLAY";
+pub(crate) const ENV_REQUIRE_OVERLAY: &str = "CACHECTL_TEST_REQUIRE_OVERLAY";
 
 /// What the layer tars say the layer images must hold.
 #[derive(Default)]
@@ -80,7 +80,7 @@ fn markers(store: &Store, reference: &Reference) -> Markers {
 
 /// Read-only loop mounts and the overlay over them, unmounted (top first)
 /// when dropped, also when an assertion fails.
-struct Mounts(Vec<PathBuf>);
+pub(crate) struct Mounts(pub(crate) Vec<PathBuf>);
 
 impl Drop for Mounts {
     fn drop(&mut self) {
@@ -100,7 +100,12 @@ impl Drop for Mounts {
 impl Mounts {
     /// Runs `mount ARGS SOURCE POINT`, recording `point` on success; the
     /// error is mount's stderr.
-    fn mount(&mut self, args: &[&str], source: &Path, point: &Path) -> Result<(), String> {
+    pub(crate) fn mount(
+        &mut self,
+        args: &[&str],
+        source: &Path,
+        point: &Path,
+    ) -> Result<(), String> {
         std::fs::create_dir_all(point).expect("mount point");
         let output = Command::new("mount")
             .args(args)

@@ -1,6 +1,7 @@
-//! What rootfs keeps under the store, and when it goes: the ext4 images in
-//! `.cachectl/ext4/` and the layer tars in `.cachectl/layers/`, both
-//! derived directories of the store ([`ocistore::Store::derived_dir`]).
+//! What rootfs keeps under the store, and when it goes: the file system
+//! images in `.cachectl/ext4/`, `.cachectl/squashfs/` and `.cachectl/erofs/`
+//! and the layer tars in `.cachectl/layers/`, all derived directories of
+//! the store ([`ocistore::Store::derived_dir`]).
 //!
 //! Each kept file has an owner file beside it (`<file>.owner`) naming, a
 //! line each, the blobs whose presence in the store keeps it: the image
@@ -13,6 +14,7 @@
 //! for after the other owner goes, never wrong.
 
 use crate::error::{Result, io};
+use crate::options::FsType;
 use crate::safe::{from_store, name_of};
 use ociref::Digest;
 use ocistore::{DerivedFiles, Store};
@@ -28,7 +30,8 @@ pub(crate) const LAYER_TARS: &str = "layers";
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct BuildFiles {
-    /// How many ext4 images (whole or per layer).
+    /// How many file system images (ext4, squashfs and erofs, whole or
+    /// per layer).
     pub images: usize,
     /// How many uncompressed layer tars ([`crate::layer_tars`](fn@crate::layer_tars)).
     pub layer_tars: usize,
@@ -46,7 +49,10 @@ impl BuildFiles {
     /// rootfs's part of derived files the store counted or removed.
     pub fn collected(derived: &DerivedFiles) -> BuildFiles {
         BuildFiles {
-            images: derived.files_of(IMAGES),
+            images: [FsType::Ext4, FsType::Squashfs, FsType::Erofs]
+                .iter()
+                .map(|fs| derived.files_of(fs.as_str()))
+                .sum(),
             layer_tars: derived.files_of(LAYER_TARS),
             bytes: derived.bytes,
             partial_images: derived.partial_files,
@@ -55,7 +61,8 @@ impl BuildFiles {
     }
 }
 
-/// The derived directory a kept file is in (`ext4` or `layers`).
+/// The derived directory a kept file is in (`ext4`, `squashfs`, `erofs` or
+/// `layers`).
 fn kind_of(kept: &Path) -> String {
     kept.parent()
         .and_then(Path::file_name)

@@ -144,6 +144,19 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// A program this crate runs is installed, but too old for the job.
+    #[error("{tool} at {path} ({found}) cannot do this: {needed} is needed")]
+    ToolTooOld {
+        /// The program, e.g. `mkfs.erofs`.
+        tool: &'static str,
+        /// Where it was found.
+        path: PathBuf,
+        /// The first line of its version text.
+        found: String,
+        /// The release needed, with its package.
+        needed: &'static str,
+    },
+
     /// A program this crate runs failed.
     #[error("{tool} failed ({status}): {stderr}")]
     ToolFailed {
@@ -227,6 +240,7 @@ impl Error {
             | Error::LimitExceeded { .. }
             | Error::Io { .. }
             | Error::ToolNotFound { .. }
+            | Error::ToolTooOld { .. }
             | Error::ToolFailed { .. } => ErrorKind::Other,
         }
     }

@@ -90,6 +90,9 @@ pub struct BuiltImage {
 /// anything is unpacked. Blocking.
 pub fn build(stored: &StoredImage, options: &BuildOptions) -> Result<BuiltImage> {
     options.check()?;
+    if options.fs != crate::FsType::Ext4 {
+        return crate::readonly::build_readonly(stored, options);
+    }
     let (store, image) = (stored.store(), stored.details());
     // What killed builds left; a sweep that fails does not stop this one.
     let _ = remove_stale_work(store);
@@ -443,7 +446,7 @@ fn run_mke2fs(
     let uuid = uuid_from(input.uuid_digest);
     let conf = work.join("mke2fs.conf");
     std::fs::write(&conf, MKE2FS_CONF).map_err(io("writing", &conf))?;
-    let partial = leftovers::partial_image(cache)?;
+    let partial = leftovers::partial_image(cache, crate::FsType::Ext4)?;
     make_sized(
         options.size,
         options.headroom,
@@ -631,16 +634,26 @@ fn cache_key(manifest: &Digest, options: &BuildOptions, version: &str) -> Result
         "rootfs-ext4 2\nmanifest {manifest}\nsize {:?}\nheadroom {}\nlabel {}\n",
         options.size, options.headroom, options.label
     );
-    if let Some((source, target)) = &options.init {
-        let bytes = std::fs::read(source).map_err(io("reading init", source))?;
-        let _ = writeln!(text, "init {target} {}", hex(&Sha256::digest(&bytes)));
-    }
+    text.push_str(&init_key_line(options)?);
     let _ = writeln!(text, "mke2fs {version}");
     hasher.update(text.as_bytes());
     Ok(hex(&hasher.finalize()))
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// The cache key's line for the init of `options` (its guest path and the
+/// SHA-256 of its content), empty without one.
+pub(crate) fn init_key_line(options: &BuildOptions) -> Result<String> {
+    match &options.init {
+        Some((source, target)) => {
+            let bytes = std::fs::read(source).map_err(io("reading init", source))?;
+            Ok(format!("init {target} {}\n", hex(&Sha256::digest(&bytes))))
+        }
+        None => Ok(String::new()),
+    }
+}
+
+/// Lower-case hexadecimal of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

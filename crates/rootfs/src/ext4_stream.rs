@@ -53,7 +53,7 @@ pub(crate) fn build_streamed(build: &FlatBuild<'_>, work: &Path) -> Result<()> {
     // The image is made and renamed through the cache directory's handle:
     // a directory swapped in at its name is never written.
     let cache = store.derived_dir(IMAGES).map_err(safe::from_store)?;
-    let partial = leftovers::partial_image(&cache)?;
+    let partial = leftovers::partial_image(&cache, crate::FsType::Ext4)?;
     make_sized(
         options.size,
         options.headroom,

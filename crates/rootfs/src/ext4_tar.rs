@@ -18,21 +18,18 @@ use crate::error::{Error, Result, io};
 use crate::ext4::{FAKE_TIME, MKE2FS_CONF, uuid_from};
 use crate::mke2fs::mke2fs_command;
 use crate::options::BuildOptions;
-use crate::tools::{die_with_parent, find_tool, run};
+use crate::tools::{find_tool, run, run_fed};
 use ociref::Digest;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Component, Path};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// The attribute mke2fs keeps from a tar; every other one is set with
 /// `debugfs`.
 const KEPT_BY_MKE2FS: &str = "security.capability";
-
-/// The size asked for the pipe mke2fs reads the tar from.
-const PIPE_BYTES: usize = 1 << 20;
 
 /// Extended attributes by image path (`/etc/passwd`), each `(name, value)`.
 pub(crate) type XattrsByPath = BTreeMap<String, Vec<(String, Vec<u8>)>>;
@@ -121,45 +118,8 @@ pub(crate) fn ext4_fed(
     command
         .args(["-d", "-"])
         .arg(image)
-        .arg(format!("{}k", shape.size.div_ceil(4096) * 4))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    die_with_parent(&mut command);
-    let mut child = command.spawn().map_err(|source| Error::ToolFailed {
-        tool: "mke2fs",
-        status: "not started".to_owned(),
-        stderr: source.to_string(),
-    })?;
-    let stderr = child.stderr.take().map(|mut pipe| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    });
-    let stdin = child.stdin.take().expect("because stdin is piped");
-    // A larger pipe: fewer switches between the writer and mke2fs (the
-    // default 64 KiB; the kernel may give less, which only costs time).
-    let _ = rustix::pipe::fcntl_setpipe_size(&stdin, PIPE_BYTES);
-    // Fed and read at once; the child is waited for on this thread,
-    // whatever the outcome (see `tools`).
-    let fed = writer(stdin);
-    if fed.is_err() {
-        let _ = child.kill();
-    }
-    let status = child.wait().map_err(io("waiting for", &mke2fs))?;
-    let stderr = stderr
-        .and_then(|thread| thread.join().ok())
-        .unwrap_or_default();
-    if !status.success() {
-        return Err(Error::ToolFailed {
-            tool: "mke2fs",
-            status: status.to_string(),
-            stderr,
-        });
-    }
-    let (mut report, xattrs) = fed?;
+        .arg(format!("{}k", shape.size.div_ceil(4096) * 4));
+    let (mut report, xattrs) = run_fed(&mut command, "mke2fs", writer)?;
     if !xattrs.is_empty() {
         let debugfs = find_tool("debugfs", options)?;
         report.xattrs_set = set_xattrs(&debugfs, image, work, &xattrs)?;

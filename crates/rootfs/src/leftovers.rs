@@ -13,6 +13,7 @@
 //! exists is never swept in that instant.
 
 use crate::error::{Result, io};
+use crate::options::FsType;
 use ocistore::StoreDir;
 use std::path::Path;
 
@@ -28,14 +29,14 @@ pub(crate) fn lock(file: &std::fs::File, path: &Path) -> Result<()> {
         .map_err(|e| io("locking", path)(e.into()))
 }
 
-/// A new `partial-p<pid>-….ext4` image file in `cache` (created `O_EXCL`
+/// A new `partial-p<pid>-….<fs>` image file in `cache` (created `O_EXCL`
 /// through the directory's anchor, readable by every user of the store as
 /// its other files are), locked while this build lives, so the next build
 /// or `gc` can tell it from one a killed build left.
-pub(crate) fn partial_image(cache: &StoreDir) -> Result<tempfile::NamedTempFile> {
+pub(crate) fn partial_image(cache: &StoreDir, fs: FsType) -> Result<tempfile::NamedTempFile> {
     let partial = tempfile::Builder::new()
         .prefix(&format!("partial-{}", pid_tag()))
-        .suffix(".ext4")
+        .suffix(&format!(".{}", fs.as_str()))
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .tempfile_in(cache.anchor())
         .map_err(io("creating a file in", cache.path()))?;

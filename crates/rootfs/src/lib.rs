@@ -66,6 +66,7 @@ mod output;
 mod place;
 mod progress;
 mod read_ahead;
+mod readonly;
 mod safe;
 mod scratch;
 mod sizing;

@@ -149,6 +149,15 @@ impl BuildOptions {
                 ),
             });
         }
+        if self.fs != FsType::Ext4 && (self.size.is_some() || self.input.is_some()) {
+            return Err(Error::InvalidOption {
+                reason: format!(
+                    "a {} image is as large as its content and made from the merged tar \
+                     stream: the size and the input apply to ext4",
+                    self.fs.as_str()
+                ),
+            });
+        }
         if let Some(size) = self.size
             && size < MIN_SIZE
         {

@@ -11,6 +11,7 @@
 
 use crate::error::{Error, Result, io};
 use crate::leftovers::{self, is_stale};
+use crate::options::FsType;
 use crate::safe;
 use ocistore::{Store, StoreDir};
 use std::fs::Permissions;
@@ -109,7 +110,8 @@ impl Drop for WorkDir {
 /// Removes what killed processes left: the work directories under the
 /// store's `.cachectl/rootfs-tmp/`, for in-memory trees
 /// `/dev/shm/cachectl-*` (memory a killed build would hold until reboot),
-/// the partial images of killed builds (`.cachectl/ext4/partial-*.ext4`),
+/// the partial images of killed builds (`.cachectl/<fs>/partial-*.<fs>`
+/// for ext4, squashfs and erofs),
 /// and the staging directories of killed unpacks (beside their targets,
 /// found through the notes in `.cachectl/unpacking/`). What a live process
 /// holds is kept: a leftover goes when no one holds its lock and its
@@ -117,11 +119,14 @@ impl Drop for WorkDir {
 /// directories and partial images were removed. Blocking; [`crate::build`]
 /// and [`crate::build_layers`] run it too.
 pub fn remove_stale_work(store: &Store) -> Result<usize> {
-    let ext4 = store.root().join(".cachectl/ext4");
-    let partials = match safe::existing_dir(store, &ext4)? {
-        Some(dir) => leftovers::remove_stale_files(&dir, "partial-", ".ext4")?.0,
-        None => 0,
-    };
+    let mut partials = 0;
+    for fs in [FsType::Ext4, FsType::Squashfs, FsType::Erofs] {
+        let dir = store.root().join(".cachectl").join(fs.as_str());
+        if let Some(dir) = safe::existing_dir(store, &dir)? {
+            let suffix = format!(".{}", fs.as_str());
+            partials += leftovers::remove_stale_files(&dir, "partial-", &suffix)?.0;
+        }
+    }
     let in_store = match safe::existing_dir(store, &store.root().join(WORK_ROOT))? {
         Some(dir) => remove_stale_dirs(&dir, "", None)?,
         None => 0,

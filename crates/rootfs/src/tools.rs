@@ -11,9 +11,13 @@
 
 use crate::error::{Error, Result};
 use crate::options::BuildOptions;
+use std::io::Read as _;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{ChildStdin, Command, Stdio};
+
+/// The size asked for the pipe a fed child reads from.
+const PIPE_BYTES: usize = 1 << 20;
 
 /// The package that provides the program `name`.
 pub(crate) fn package_of(name: &str) -> &'static str {
@@ -80,6 +84,65 @@ pub(crate) fn run(command: &mut Command, tool: &'static str) -> Result<String> {
         "{}{stderr}",
         String::from_utf8_lossy(&output.stdout)
     ))
+}
+
+/// Runs `command` with `writer` feeding its standard input (both at
+/// once; a 1 MiB pipe where the kernel allows it), its standard output
+/// discarded; the child is waited for on this thread whatever the outcome.
+/// The error of a failed child wins over the writer's (a child that fails
+/// closes the pipe), and is [`Error::ToolFailed`] with its stderr.
+pub(crate) fn run_fed<T>(
+    command: &mut Command,
+    tool: &'static str,
+    writer: impl FnOnce(ChildStdin) -> Result<T>,
+) -> Result<T> {
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    die_with_parent(command);
+    let mut child = command.spawn().map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => Error::ToolNotFound {
+            tool,
+            package: package_of(tool),
+        },
+        _ => Error::ToolFailed {
+            tool,
+            status: "not started".to_owned(),
+            stderr: source.to_string(),
+        },
+    })?;
+    let stderr = child.stderr.take().map(|mut pipe| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    });
+    let stdin = child.stdin.take().expect("because stdin is piped");
+    // A larger pipe: fewer switches between the writer and the child (the
+    // default 64 KiB; the kernel may give less, which only costs time).
+    let _ = rustix::pipe::fcntl_setpipe_size(&stdin, PIPE_BYTES);
+    let fed = writer(stdin);
+    if fed.is_err() {
+        let _ = child.kill();
+    }
+    let status = child.wait().map_err(|source| Error::ToolFailed {
+        tool,
+        status: "not waited for".to_owned(),
+        stderr: source.to_string(),
+    })?;
+    let stderr = stderr
+        .and_then(|thread| thread.join().ok())
+        .unwrap_or_default();
+    if !status.success() {
+        return Err(Error::ToolFailed {
+            tool,
+            status: status.to_string(),
+            stderr,
+        });
+    }
+    fed
 }
 
 /// Makes the child of `command` die with this thread (see the module

@@ -1,0 +1,375 @@
+//! Read-only images (squashfs, erofs) of a stored image, made from its
+//! merged tar stream: no tree on the host, no root, no sizing.
+//!
+//! The merge's index pass reads the layers once (each decompressed into a
+//! copy in the build's work directory, as the ext4 stream does); the emit
+//! pass then writes the merged tar, each path once, parents first:
+//! - **squashfs**: straight into `tar2sqfs` (squashfs-tools-ng) on a pipe,
+//!   both running at once. `-s` makes a record tar2sqfs cannot take an
+//!   error instead of a silent skip; times, owners, modes, devices,
+//!   hardlinks and extended attributes come from the tar; directories no
+//!   entry declares get 0:0, 0755 and mtime 0, as the merge gives them.
+//!   The same stream always gives the same bytes (tar2sqfs writes no clock
+//!   time), as root or not. squashfs holds an mtime in 32 unsigned bits:
+//!   times before 1970 become 1970, after 2106 become 2106.
+//! - **erofs**: `mkfs.erofs --tar=f` (erofs-utils 1.7 or later) reading
+//!   the merged tar spooled into the work directory, UUID from the manifest
+//!   digest and `SOURCE_DATE_EPOCH` fixed; an older `mkfs.erofs` (which
+//!   reads only directories) is refused with [`Error::ToolTooOld`].
+//!
+//! Images are kept like ext4 ones, in `.cachectl/<fs>/<key>.<fs>`, owned by
+//! the manifest (so `gc`, `prune` and `du` treat every type alike); the key
+//! holds the manifest, the init, the compressor, the label (erofs) and the
+//! first line of the tool's version text.
+
+use crate::cache_files::keep_image;
+use crate::error::{Error, Result, check_keepable, io};
+use crate::ext4::{BuiltImage, FAKE_TIME, hex, init_key_line, uuid_from};
+use crate::leftovers;
+use crate::merge::{IndexedMerge, TarSink, index_image};
+use crate::mke2fs::Ext4Input;
+use crate::options::{BuildOptions, FsType};
+use crate::output::copy_to_output;
+use crate::safe;
+use crate::scratch::{WorkDir, is_out_of_space, remove_stale_work, tree_estimate};
+use crate::tools::{find_tool, run, run_fed};
+use ocistore::StoredImage;
+use sha2::{Digest as _, Sha256};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The first erofs-utils release whose `mkfs.erofs` reads a tar.
+const EROFS_TAR_SINCE: (u32, u32) = (1, 7);
+
+/// The program that makes an image of one type, as found on this host.
+struct Maker {
+    fs: FsType,
+    tool: &'static str,
+    path: PathBuf,
+    /// The first line of its version text.
+    version: String,
+    /// The compressor's arguments.
+    compression: Vec<String>,
+}
+
+impl Maker {
+    /// The program for `options.fs` (squashfs or erofs), its version, and
+    /// the compressor arguments `options.compressor` asks for.
+    fn find(options: &BuildOptions) -> Result<Maker> {
+        let fs = options.fs;
+        let tool = match fs {
+            FsType::Erofs => "mkfs.erofs",
+            _ => "tar2sqfs",
+        };
+        let path = find_tool(tool, options)?;
+        let version = match run(Command::new(&path).arg("--version"), tool) {
+            Ok(text) => text.lines().next().unwrap_or_default().trim().to_owned(),
+            // mkfs.erofs learned `--version` in 1.6, reading tars in 1.7.
+            Err(Error::ToolFailed { .. }) if fs == FsType::Erofs => {
+                "a release without --version (before 1.6)".to_owned()
+            }
+            Err(err) => return Err(err),
+        };
+        let compressor = options.compressor.as_deref();
+        let compression = match fs {
+            FsType::Erofs => {
+                let release = erofs_release(&version);
+                if release.is_none_or(|r| r < EROFS_TAR_SINCE) {
+                    return Err(Error::ToolTooOld {
+                        tool,
+                        path,
+                        found: version,
+                        needed: "erofs-utils 1.7 or later (mkfs.erofs --tar)",
+                    });
+                }
+                erofs_compression(compressor)?
+            }
+            _ => squashfs_compression(compressor)?,
+        };
+        Ok(Maker {
+            fs,
+            tool,
+            path,
+            version,
+            compression,
+        })
+    }
+}
+
+/// `(major, minor)` from `mkfs.erofs --version` (`mkfs.erofs 1.5`,
+/// `mkfs.erofs (erofs-utils) 1.8.2`).
+fn erofs_release(version: &str) -> Option<(u32, u32)> {
+    let word = version
+        .split_whitespace()
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
+    let mut parts = word.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// `NAME[,LEVEL]` split, the level checked to be a number.
+fn name_and_level(compressor: &str) -> Result<(&str, Option<u32>)> {
+    let (name, level) = match compressor.split_once(',') {
+        Some((name, level)) => (name, Some(level)),
+        None => (compressor, None),
+    };
+    let level = match level.map(str::parse::<u32>) {
+        Some(Ok(level)) => Some(level),
+        Some(Err(_)) => {
+            return Err(Error::InvalidOption {
+                reason: format!("compressor {compressor:?}: the level after ',' is not a number"),
+            });
+        }
+        None => None,
+    };
+    Ok((name, level))
+}
+
+/// `tar2sqfs` arguments for `compressor` (lz4 when `None`: fast to build
+/// and to read).
+fn squashfs_compression(compressor: Option<&str>) -> Result<Vec<String>> {
+    let compressor = compressor.unwrap_or("lz4");
+    let (name, level) = name_and_level(compressor)?;
+    let range = match name {
+        "gzip" => Some(1..=9),
+        "zstd" => Some(1..=22),
+        "lz4" | "lz4hc" | "xz" | "lzo" | "lzma" => None,
+        _ => {
+            return Err(Error::InvalidOption {
+                reason: format!(
+                    "compressor {name:?} is not one squashfs takes: lz4, lz4hc, zstd[,1-22], \
+                     gzip[,1-9], xz, lzo or lzma"
+                ),
+            });
+        }
+    };
+    let mut args = match name {
+        "lz4hc" => vec![
+            "-c".to_owned(),
+            "lz4".to_owned(),
+            "-X".to_owned(),
+            "hc".to_owned(),
+        ],
+        _ => vec!["-c".to_owned(), name.to_owned()],
+    };
+    match (level, range) {
+        (Some(level), Some(range)) if range.contains(&level) => {
+            args.extend(["-X".to_owned(), format!("level={level}")]);
+        }
+        (Some(level), Some(range)) => {
+            return Err(Error::InvalidOption {
+                reason: format!(
+                    "compressor {name} level {level} is outside {}-{}",
+                    range.start(),
+                    range.end()
+                ),
+            });
+        }
+        (Some(_), None) => {
+            return Err(Error::InvalidOption {
+                reason: format!("compressor {name} takes no level in squashfs"),
+            });
+        }
+        (None, _) => {}
+    }
+    Ok(args)
+}
+
+/// `mkfs.erofs` arguments for `compressor` (lz4 when `None`; `none`
+/// stores files uncompressed).
+fn erofs_compression(compressor: Option<&str>) -> Result<Vec<String>> {
+    let compressor = compressor.unwrap_or("lz4");
+    let (name, _) = name_and_level(compressor)?;
+    match name {
+        "none" => Ok(Vec::new()),
+        "lz4" | "lz4hc" | "lzma" | "deflate" | "libdeflate" | "zstd" => {
+            Ok(vec![format!("-z{compressor}")])
+        }
+        _ => Err(Error::InvalidOption {
+            reason: format!(
+                "compressor {name:?} is not one erofs takes: lz4, lz4hc[,LEVEL], lzma[,LEVEL], \
+                 deflate[,LEVEL], zstd[,LEVEL] or none"
+            ),
+        }),
+    }
+}
+
+/// Builds (or finds in the cache) the squashfs or erofs image of a stored
+/// image (see the module docs); [`crate::build`] with
+/// [`BuildOptions::fs`] other than ext4. Blocking.
+pub(crate) fn build_readonly(stored: &StoredImage, options: &BuildOptions) -> Result<BuiltImage> {
+    let (store, image) = (stored.store(), stored.details());
+    let _ = remove_stale_work(store);
+    let maker = Maker::find(options)?;
+    let manifest_digest = image.manifest.digest.clone();
+    let key = cache_key(&maker, &manifest_digest, options)?;
+    let kind = maker.fs.as_str();
+    let cache_dir = store.root().join(".cachectl").join(kind);
+    let cached_path = cache_dir.join(format!("{key}.{kind}"));
+    let cached = safe::cached_file(store, &cached_path)?;
+    if !cached {
+        check_keepable(store, &cache_dir, &manifest_digest)?;
+        let cache = store.derived_dir(kind).map_err(safe::from_store)?;
+        let attempt = |work: &WorkDir| {
+            let partial = leftovers::partial_image(&cache, maker.fs)?;
+            make(stored, options, &maker, work.path(), partial.path())?;
+            keep_image(store, &cache, partial, &cached_path, &manifest_digest)
+        };
+        let estimate = tree_estimate(image.layers.iter().map(|l| l.descriptor.size));
+        let in_memory = options.memory_scratch;
+        match in_memory.then(|| WorkDir::in_memory(store, "build-", estimate)) {
+            Some(Some(work)) => match attempt(&work) {
+                // The layers were larger than estimated: again, on disk.
+                Err(err) if is_out_of_space(&err) => attempt(&WorkDir::new(store, "build-")?)?,
+                done => done?,
+            },
+            _ => attempt(&WorkDir::new(store, "build-")?)?,
+        }
+    }
+    let size = safe::file_len(store, &cached_path)?;
+    let path = match &options.output {
+        Some(output) => {
+            copy_to_output(store, &cached_path, output)?;
+            output.clone()
+        }
+        None => cached_path,
+    };
+    Ok(BuiltImage {
+        path,
+        manifest_digest,
+        layers: image
+            .layers
+            .iter()
+            .map(|l| l.descriptor.digest.clone())
+            .collect(),
+        size,
+        cached,
+        config: image.config.clone(),
+        input: Ext4Input::TarStream,
+        fs: maker.fs,
+        tools: BTreeMap::from([(maker.tool.to_owned(), maker.version)]),
+    })
+}
+
+/// Indexes the image (its layers copied into `work`), then makes the image
+/// at `partial` from the merged stream.
+fn make(
+    stored: &StoredImage,
+    options: &BuildOptions,
+    maker: &Maker,
+    work: &Path,
+    partial: &Path,
+) -> Result<()> {
+    let (store, image) = (stored.store(), stored.details());
+    let spool = work.join("layers");
+    std::fs::create_dir(&spool).map_err(io("creating", &spool))?;
+    let progress = options.unpack.progress.as_ref();
+    let mut merge = index_image(store, image, None, false, Some(&spool), progress)?;
+    if let Some((source, target)) = &options.init {
+        merge.place(source, target)?;
+    }
+    match maker.fs {
+        FsType::Erofs => {
+            let tar = work.join("merged.tar");
+            let file = std::fs::File::create(&tar).map_err(io("creating", &tar))?;
+            emit_tar(&merge, file, &tar)?;
+            let uuid = uuid_from(&image.manifest.digest);
+            run(
+                Command::new(&maker.path)
+                    .env("SOURCE_DATE_EPOCH", FAKE_TIME)
+                    .arg("--quiet")
+                    .arg("--tar=f")
+                    .args(&maker.compression)
+                    .arg(format!("-U{uuid}"))
+                    .arg(format!("-L{}", options.label))
+                    .arg(partial)
+                    .arg(&tar),
+                maker.tool,
+            )?;
+        }
+        _ => {
+            let mut command = Command::new(&maker.path);
+            command
+                .args(["--quiet", "--force", "--no-skip"])
+                .args(&maker.compression)
+                .args(["--defaults", "uid=0,gid=0,mode=0755,mtime=0"])
+                .arg(partial);
+            run_fed(&mut command, maker.tool, |stdin| {
+                emit_tar(&merge, stdin, Path::new(maker.tool))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The merged tar of `merge`, written to `writer` (named `to` in errors).
+fn emit_tar(merge: &IndexedMerge<'_>, writer: impl Write, to: &Path) -> Result<()> {
+    let mut sink = TarSink::new(BufWriter::with_capacity(1 << 20, writer));
+    merge.emit(&mut sink)?;
+    let buffered = sink.finish().map_err(io("writing to", to))?;
+    buffered
+        .into_inner()
+        .map_err(|e| io("writing to", to)(e.into_error()))?;
+    Ok(())
+}
+
+fn cache_key(maker: &Maker, manifest: &ociref::Digest, options: &BuildOptions) -> Result<String> {
+    let mut text = format!(
+        "rootfs-{} 1\nmanifest {manifest}\ncompression {:?}\n",
+        maker.fs.as_str(),
+        maker.compression
+    );
+    if maker.fs == FsType::Erofs {
+        let _ = writeln!(text, "label {}", options.label);
+    }
+    text.push_str(&init_key_line(options)?);
+    let _ = writeln!(text, "{} {}", maker.tool, maker.version);
+    Ok(hex(&Sha256::digest(text.as_bytes())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compressors_are_checked_and_turned_into_arguments() {
+        assert_eq!(squashfs_compression(None).expect("lz4"), ["-c", "lz4"]);
+        assert_eq!(
+            squashfs_compression(Some("zstd,3")).expect("zstd"),
+            ["-c", "zstd", "-X", "level=3"]
+        );
+        assert_eq!(
+            squashfs_compression(Some("lz4hc")).expect("lz4hc"),
+            ["-c", "lz4", "-X", "hc"]
+        );
+        for (bad, says) in [
+            ("zstd,23", "outside 1-22"),
+            ("gzip,x", "not a number"),
+            ("lz4,3", "takes no level"),
+            ("brotli", "not one squashfs takes"),
+        ] {
+            let err = squashfs_compression(Some(bad)).expect_err(bad).to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        assert_eq!(erofs_compression(None).expect("lz4"), ["-zlz4"]);
+        assert_eq!(
+            erofs_compression(Some("lz4hc,9")).expect("hc"),
+            ["-zlz4hc,9"]
+        );
+        assert!(erofs_compression(Some("none")).expect("none").is_empty());
+        assert!(erofs_compression(Some("gzip")).is_err());
+    }
+
+    #[test]
+    fn erofs_releases_are_read_from_either_version_text() {
+        assert_eq!(erofs_release("mkfs.erofs 1.5"), Some((1, 5)));
+        assert_eq!(
+            erofs_release("mkfs.erofs (erofs-utils) 1.8.2"),
+            Some((1, 8))
+        );
+        assert_eq!(erofs_release("mkfs.erofs 1.7.1-g1234"), Some((1, 7)));
+        assert_eq!(erofs_release("mkfs.erofs"), None);
+    }
+}

@@ -1,0 +1,206 @@
+//! Read-only images (`BuildOptions::fs` squashfs and erofs) from the merged
+//! stream: a squashfs image holds exactly the tree the unpack makes (every
+//! fixture, the hand-built layers that hide, replace and link, GNU tar's
+//! odd and sparse forms; compared on a read-only loop mount as root, where
+//! the host allows one: type, mode,
+//! owner, size, content, link target, hardlink group, mtime, xattrs,
+//! device), two builds give the same bytes, the image is cached, counted
+//! and collected like an ext4 one, and a missing or too old tool is a clear
+//! error naming its package.
+
+use crate::rootfs_compare::{differences, tree};
+use crate::rootfs_merge::{gnu_tar_forms, layer, layered_cases};
+use crate::rootfs_overlay::{ENV_REQUIRE_OVERLAY, Mounts};
+use crate::rootfs_support::{
+    GZIP_LAYER, gzip, hand_built_store, running_as_root, store_with_fixture,
+};
+use ociref::Reference;
+use ocistore::Store;
+use rootfs::{BuildOptions, FsType, UnpackOptions};
+use std::path::Path;
+use std::process::Command;
+
+fn squashfs_options() -> BuildOptions {
+    let mut options = BuildOptions::default();
+    options.fs = FsType::Squashfs;
+    options
+}
+
+/// Builds the squashfs image of `reference` and compares what it holds
+/// with the unpack of the same image, as root.
+fn assert_squashfs_holds_the_unpack(store: &Store, reference: &Reference, work: &Path) {
+    let stored = store.image(reference, None).expect("stored image");
+    let built = rootfs::build(&stored, &squashfs_options())
+        .unwrap_or_else(|err| panic!("{reference}: squashfs build: {err}"));
+    assert_eq!(built.fs, FsType::Squashfs);
+    assert!(built.path.extension().is_some_and(|e| e == "squashfs"));
+    assert!(
+        built.tools["tar2sqfs"].contains("squashfs-tools-ng"),
+        "{:?}",
+        built.tools
+    );
+    // The kernel reads it (squashfs-tools-ng's rdsquashfs unpacks
+    // hardlinks as copies and chowns after setting security.capability,
+    // which drops it; squashfs-tools 4.5's unsquashfs cannot read the id
+    // table of an lz4 image tar2sqfs writes).
+    let mut mounts = Mounts(Vec::new());
+    let extracted = work.join("mounted");
+    if let Err(reason) = mounts.mount(&["-o", "loop,ro"], &built.path, &extracted) {
+        assert!(
+            std::env::var(ENV_REQUIRE_OVERLAY).as_deref() != Ok("1"),
+            "{ENV_REQUIRE_OVERLAY}=1 but {reason}"
+        );
+        eprintln!("{reference}: SQUASHFS MOUNT SKIPPED ({reason})");
+        return;
+    }
+    let unpacked = work.join("unpacked");
+    rootfs::unpack(&stored, &unpacked, &UnpackOptions::default()).expect("unpack");
+    let (ours, mut theirs) = (tree(&extracted), tree(&unpacked));
+    // squashfs holds an mtime in 32 unsigned bits: 1970 to 2106.
+    for node in theirs.values_mut() {
+        node.mtime = node.mtime.clamp(0, i64::from(u32::MAX));
+    }
+    assert!(!theirs.is_empty(), "{reference}: {theirs:?}");
+    let found = differences(&ours, &theirs);
+    assert!(
+        found.is_empty(),
+        "{reference}: the squashfs image departs from the unpack: {found:#?}"
+    );
+}
+
+#[test]
+fn squashfs_images_hold_the_tree_the_unpack_makes() {
+    if !running_as_root() {
+        eprintln!("skipped: unsquashfs restores owners and devices only as root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in [
+        "small",
+        "layered",
+        "layered-uncompressed",
+        "layered-zstd",
+        "merged-usr",
+        "with-sbom",
+    ] {
+        let (store, reference) = store_with_fixture(&dir.path().join(name), name);
+        assert_squashfs_holds_the_unpack(&store, &reference, &dir.path().join(name));
+    }
+    for (name, layers) in layered_cases() {
+        let encoded: Vec<_> = layers.iter().map(|l| layer(l)).collect();
+        let root = dir.path().join(name);
+        let (store, reference) = hand_built_store(&root.join("store"), &encoded);
+        assert_squashfs_holds_the_unpack(&store, &reference, &root);
+    }
+    for (format, tar) in gnu_tar_forms(&dir.path().join("plain"), false) {
+        let root = dir.path().join(&format);
+        let (store, reference) = hand_built_store(&root.join("store"), &[(gzip(&tar), GZIP_LAYER)]);
+        assert_squashfs_holds_the_unpack(&store, &reference, &root);
+    }
+}
+
+#[test]
+fn squashfs_builds_are_reproducible_cached_counted_and_collected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut hashes = Vec::new();
+    for round in ["one", "two"] {
+        let (store, reference) = store_with_fixture(&dir.path().join(round), "layered");
+        let stored = store.image(&reference, None).expect("stored image");
+        let built = rootfs::build(&stored, &squashfs_options()).expect("squashfs build");
+        assert!(!built.cached);
+        let again = rootfs::build(&stored, &squashfs_options()).expect("cached build");
+        assert!(again.cached && again.path == built.path);
+        assert!(
+            built
+                .path
+                .starts_with(store.root().join(".cachectl/squashfs"))
+        );
+        let bytes = std::fs::read(&built.path).expect("image");
+        hashes.push(ociref::Digest::sha256_of(&bytes));
+        // A compressor is part of the key: another file.
+        let mut zstd = squashfs_options();
+        zstd.compressor = Some("zstd,3".to_owned());
+        let other = rootfs::build(&stored, &zstd).expect("zstd build");
+        assert_ne!(other.path, built.path);
+        let ext4 = rootfs::build(&stored, &BuildOptions::default()).expect("ext4 build");
+        let counted = rootfs::cached_builds(&store).expect("counted");
+        assert_eq!(counted.images, 3, "{counted:?}");
+        let on_disk: u64 = [&built.path, &other.path, &ext4.path]
+            .iter()
+            .map(|p| std::fs::metadata(p).expect("image").len())
+            .sum();
+        assert!(counted.bytes >= on_disk, "{counted:?} < {on_disk}");
+        drop(stored);
+        store.remove(&reference).expect("removed");
+        let report = store.gc().expect("gc");
+        let collected = rootfs::BuildFiles::collected(&report.derived);
+        assert_eq!(collected.images, 3, "{collected:?}");
+        assert!(!built.path.exists() && !other.path.exists());
+    }
+    assert_eq!(
+        hashes[0], hashes[1],
+        "two stores, one image, two byte streams"
+    );
+}
+
+#[test]
+fn a_missing_or_too_old_tool_is_named_with_its_package() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "small");
+    let stored = store.image(&reference, None).expect("stored image");
+    let mut options = squashfs_options();
+    options.search_path = Some(dir.path().join("empty").into_os_string());
+    let err = rootfs::build(&stored, &options).expect_err("no tar2sqfs");
+    let text = err.to_string();
+    assert!(
+        text.contains("tar2sqfs") && text.contains("squashfs-tools-ng"),
+        "{text}"
+    );
+    let mut options = squashfs_options();
+    let missing = dir.path().join("no-such-tar2sqfs");
+    options
+        .tool_paths
+        .insert("tar2sqfs".to_owned(), missing.clone());
+    let err = rootfs::build(&stored, &options).expect_err("no such path");
+    assert_eq!(err.kind(), rootfs::ErrorKind::Usage, "{err}");
+    assert!(
+        err.to_string().contains(&missing.display().to_string()),
+        "{err}"
+    );
+    options.compressor = Some("brotli".to_owned());
+    options.tool_paths.clear();
+    let err = rootfs::build(&stored, &options).expect_err("no such compressor");
+    assert!(err.to_string().contains("brotli"), "{err}");
+    // erofs: refused with the release needed where mkfs.erofs cannot read
+    // a tar; nothing is kept either way when it fails.
+    let mut options = BuildOptions::default();
+    options.fs = FsType::Erofs;
+    match rootfs::build(&stored, &options) {
+        Err(rootfs::Error::ToolTooOld { tool, needed, .. }) => {
+            assert_eq!(tool, "mkfs.erofs");
+            assert!(needed.contains("1.7"), "{needed}");
+        }
+        Err(rootfs::Error::ToolNotFound { tool, package }) => {
+            assert_eq!((tool, package), ("mkfs.erofs", "erofs-utils"));
+        }
+        Err(other) => panic!("erofs: {other}"),
+        Ok(built) => assert_eq!(built.fs, FsType::Erofs),
+    }
+    assert!(!store.root().join(".cachectl/erofs").exists() || erofs_reads_tars());
+}
+
+/// Whether the host's `mkfs.erofs` is 1.7 or later.
+fn erofs_reads_tars() -> bool {
+    let Ok(output) = Command::new("mkfs.erofs").arg("--version").output() else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    let version = text
+        .split_whitespace()
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()));
+    let mut parts = version
+        .unwrap_or("0.0")
+        .split('.')
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (1, 7)
+}
