@@ -1,6 +1,6 @@
-//! Per-layer ext4 images (`rootfs::build_layers`) stacked with overlayfs:
-//! every whiteout and opaque marker of every layer is checked inside the
-//! layer images with `debugfs`; then, as root and where loop devices and
+//! Per-layer ext4 and squashfs images (`rootfs::build_layers`) stacked with
+//! overlayfs: every whiteout and opaque marker of every layer is checked
+//! inside the layer images with `debugfs` or `rdsquashfs`; then, as root and where loop devices and
 //! overlayfs work, the images are mounted read-only, stacked with
 //! `mount -t overlay -o lowerdir=top:…:base`, and the merged tree is
 //! compared with `rootfs::unpack` of the same image.
@@ -11,7 +11,7 @@ use crate::rootfs_support::{
 };
 use ociref::Reference;
 use ocistore::Store;
-use rootfs::{BuildOptions, UnpackOptions};
+use rootfs::{BuildOptions, FsType, UnpackOptions};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -137,6 +137,41 @@ pub(crate) struct LayerCheck {
     pub(crate) split_links: Option<Vec<String>>,
 }
 
+/// Each squashfs layer image holds each whiteout the layer tars declare as
+/// a 0:0 character device and each opaque directory with the overlay
+/// xattr and no marker (read with `rdsquashfs`, no mount needed).
+fn assert_markers_in_squashfs_layers(paths: &[&Path], markers: &Markers) {
+    let rdsquashfs = |image: &Path, option: &str, path: &str| {
+        let output = Command::new("rdsquashfs")
+            .arg(option)
+            .arg(format!("/{path}"))
+            .arg(image)
+            .output()
+            .expect("rdsquashfs runs");
+        assert!(output.status.success(), "rdsquashfs {option} /{path}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    for (index, path) in &markers.whiteouts {
+        let stat = rdsquashfs(paths[*index], "-s", path);
+        assert!(
+            stat.contains("Inode type: character device") && stat.contains(": 0:0"),
+            "whiteout of /{path} in layer {index} is not a 0:0 character device:\n{stat}"
+        );
+    }
+    for (index, path) in &markers.opaque {
+        let xattrs = rdsquashfs(paths[*index], "-x", path);
+        assert!(
+            xattrs.contains("trusted.overlay.opaque=y"),
+            "/{path} of layer {index} is not opaque:\n{xattrs}"
+        );
+        let listing = rdsquashfs(paths[*index], "-l", path);
+        assert!(
+            !listing.contains(".wh."),
+            "/{path} of layer {index} lists a marker:\n{listing}"
+        );
+    }
+}
+
 /// Each layer image passes e2fsck, each whiteout the layer tars declare is
 /// a 0:0 character device and each opaque directory carries the overlay
 /// xattr and lists no marker.
@@ -215,12 +250,15 @@ fn trees_with_split_links(
     merged: &Path,
     target: &Path,
     markers: &Markers,
+    fs: FsType,
 ) -> (BTreeMap<String, Node>, BTreeMap<String, Node>, Vec<String>) {
     let mut theirs = tree(merged);
-    let lost = theirs
-        .remove("lost+found")
-        .expect("the ext4 root's lost+found shows through the overlay");
-    assert_eq!(lost.kind, "dir");
+    if fs == FsType::Ext4 {
+        let lost = theirs
+            .remove("lost+found")
+            .expect("the ext4 root's lost+found shows through the overlay");
+        assert_eq!(lost.kind, "dir");
+    }
     let mut ours = tree(target);
     assert!(
         !ours.contains_key("lost+found"),
@@ -274,12 +312,24 @@ pub(crate) fn assert_layer_images_stack_to_the_unpack(
     reference: &Reference,
     dir: &Path,
 ) -> LayerCheck {
+    assert_layer_images_of_type_stack_to_the_unpack(store, reference, dir, (FsType::Ext4, false))
+}
+
+/// [`assert_layer_images_stack_to_the_unpack`] with layer images of type
+/// `fs`, built rootless when asked (as they are anyway without root).
+pub(crate) fn assert_layer_images_of_type_stack_to_the_unpack(
+    store: &Store,
+    reference: &Reference,
+    dir: &Path,
+    (fs, rootless): (FsType, bool),
+) -> LayerCheck {
     let as_root = running_as_root();
-    let options = if as_root {
+    let mut options = if as_root && !rootless {
         BuildOptions::default()
     } else {
         rootless_build_options()
     };
+    options.fs = fs;
     let started = Instant::now();
     let layers = rootfs::build_layers(
         &store.image(reference, None).expect("stored image"),
@@ -293,7 +343,11 @@ pub(crate) fn assert_layer_images_stack_to_the_unpack(
     );
     let markers = markers(store, reference);
     let paths: Vec<&Path> = layers.iter().map(|l| l.path.as_ref()).collect();
-    assert_markers_in_layer_images(&paths, &markers);
+    assert!(layers.iter().all(|l| l.fs == fs), "{fs:?}");
+    match fs {
+        FsType::Ext4 => assert_markers_in_layer_images(&paths, &markers),
+        _ => assert_markers_in_squashfs_layers(&paths, &markers),
+    }
     let mut check = LayerCheck {
         layers: layers.len(),
         whiteouts: markers.whiteouts.len(),
@@ -327,7 +381,7 @@ pub(crate) fn assert_layer_images_stack_to_the_unpack(
             return check;
         }
     };
-    let (ours, theirs, split) = trees_with_split_links(&merged, &target, &markers);
+    let (ours, theirs, split) = trees_with_split_links(&merged, &target, &markers, fs);
     let diff = differences(&ours, &theirs);
     assert!(
         diff.is_empty(),
@@ -347,9 +401,22 @@ pub(crate) fn assert_layer_images_stack_to_the_unpack(
 
 #[test]
 fn layered_layer_images_stacked_with_overlayfs_equal_the_unpack() {
+    // A rootless squashfs build takes owners, devices and whiteouts from
+    // what the unpack recorded, not from the tree.
+    for kind in [
+        (FsType::Ext4, false),
+        (FsType::Squashfs, false),
+        (FsType::Squashfs, true),
+    ] {
+        assert_layered_layer_images(kind);
+    }
+}
+
+fn assert_layered_layer_images(kind: (FsType, bool)) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, reference) = store_with_fixture(&dir.path().join("store"), "layered");
-    let check = assert_layer_images_stack_to_the_unpack(&store, &reference, dir.path());
+    let check =
+        assert_layer_images_of_type_stack_to_the_unpack(&store, &reference, dir.path(), kind);
     assert_eq!(check.layers, 5);
     // `layered` whites out a file and a directory and has an opaque
     // directory: the checks above must have had something to check.

@@ -73,8 +73,16 @@ const REQUIRED: &[(Probe, &str)] = &[
     ),
     // The proxy tests (tests/it/proxy.rs, crates/cachectl/tests/proxy.rs)
     // pull through a real forwarding proxy.
-    (Probe::Program("squid"), "squid"), // `cargo xtask bench build` reads a cold build's peak RSS from GNU time.
+    (Probe::Program("squid"), "squid"),
+    // `cargo xtask bench build` reads a cold build's peak RSS from GNU time.
     (Probe::Program("time"), "time"),
+    // Read-only images: `build --fs squashfs` runs tar2sqfs; the tests
+    // read images back with rdsquashfs and sqfs2tar.
+    (Probe::Program("tar2sqfs"), "squashfs-tools-ng"),
+    (Probe::Program("rdsquashfs"), "squashfs-tools-ng"),
+    // `build --fs erofs` runs mkfs.erofs (reading tars from 1.7; Debian 12
+    // has 1.5, which the tests check is refused by name).
+    (Probe::Program("mkfs.erofs"), "erofs-utils"),
 ];
 
 /// Directories searched besides `$PATH`: e2fsprogs lives in /usr/sbin, which
@@ -115,7 +123,7 @@ fn ensure_packages() -> Result<(), Error> {
     if packages.is_empty() {
         eprintln!(
             "xtask: tools present: docker-registry, skopeo, umoci, e2fsprogs, zstd, debootstrap, \
-             tmux, qemu-system-x86, linux-image-amd64, squid"
+             tmux, qemu-system-x86, linux-image-amd64, squid, time, squashfs-tools-ng, erofs-utils"
         );
         return Ok(());
     }

@@ -1,20 +1,18 @@
 //! ext4 images built with `mke2fs -d` from an unpacked tree, reproducible
 //! and cached under the store.
 
-use crate::cache_files::{self, IMAGES, keep_image};
+use crate::cache_files::{IMAGES, keep_image};
 use crate::error::{Error, Result, check_keepable, io};
 use crate::leftovers;
 use crate::mke2fs::{Ext4Input, Mke2fsInfo, mke2fs_command};
-use crate::open_layer::open_layer;
 use crate::options::BuildOptions;
 use crate::output::copy_to_output;
 use crate::place::place_file;
-use crate::progress;
 use crate::safe;
 use crate::scratch::{WorkDir, is_out_of_space, make_readable, remove_stale_work, tree_estimate};
 use crate::sizing::{self, is_out_of_blocks, make_sized, measure};
 use crate::tools::{find_tool, run};
-use crate::unpack::{Applier, Recorded, UnpackReport, apply_image};
+use crate::unpack::{Recorded, UnpackReport, apply_image};
 use ociref::Digest;
 use ocistore::{ConfigSummary, Store, StoredImage};
 use sha2::{Digest as _, Sha256};
@@ -171,119 +169,6 @@ fn choose_input(options: &BuildOptions, found: &Mke2fsInfo) -> Result<Ext4Input>
         Some(input) => Ok(input),
         None => Ok(found.input),
     }
-}
-
-/// One layer as its own ext4 image, for callers that stack layers with
-/// overlayfs.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct BuiltLayer {
-    /// The layer blob.
-    pub layer: Digest,
-    /// The image file.
-    pub path: PathBuf,
-    /// Its size in bytes.
-    pub size: u64,
-    /// Whether it came from the cache.
-    pub cached: bool,
-}
-
-/// Builds (or finds in the cache) one ext4 image per layer of a stored
-/// image, base first, with whiteouts in overlayfs form: a
-/// `.wh.<name>` becomes a character device 0:0 named `<name>`, an opaque
-/// directory gets `trusted.overlay.opaque=y`, and a hardlink to a file of
-/// a lower layer becomes a copy of that file. Each image is sized from its
-/// own content plus [`BuildOptions::headroom`] (`size` and `init` apply
-/// to [`build`] only). A layer's image is keyed by the layers from the base
-/// up to it (copies of lower files depend on them), the label and
-/// `mke2fs -V`. Blocking.
-pub fn build_layers(stored: &StoredImage, options: &BuildOptions) -> Result<Vec<BuiltLayer>> {
-    options.check()?;
-    let (store, image) = (stored.store(), stored.details());
-    let _ = remove_stale_work(store);
-    let mke2fs = find_tool("mke2fs", options)?;
-    let debugfs = find_tool("debugfs", options)?;
-    // Learned once per mke2fs binary: a cache hit starts no child.
-    let version = crate::mke2fs::detect_mke2fs(store, options)?.version;
-    let cache_dir = store.root().join(".cachectl/ext4");
-    let mut chain = String::from("rootfs-ext4-layer 2\n");
-    let _ = writeln!(
-        chain,
-        "headroom {}\nlabel {}",
-        options.headroom, options.label
-    );
-    let _ = writeln!(chain, "mke2fs {version}");
-    let mut planned = Vec::new();
-    for layer in &image.layers {
-        let _ = writeln!(chain, "layer {}", layer.descriptor.digest);
-        let key = hex(&Sha256::digest(chain.as_bytes()));
-        let path = cache_dir.join(format!("layer-{key}.ext4"));
-        let cached = safe::cached_file(store, &path)?;
-        planned.push((layer, path, cached));
-    }
-    if let Some((layer, _, _)) = planned.iter().find(|(_, _, cached)| !cached) {
-        check_keepable(store, &cache_dir, &layer.descriptor.digest)?;
-        store.derived_dir(IMAGES).map_err(safe::from_store)?;
-        let work = WorkDir::new(store, "layers-")?;
-        let merged = work.path().join("merged");
-        std::fs::create_dir(&merged).map_err(io("creating", &merged))?;
-        let rootless = options.unpack.rootless || !rustix::process::geteuid().is_root();
-        let mut below = Applier::new(&merged, &options.unpack, rootless);
-        let last_to_build = planned
-            .iter()
-            .rposition(|(_, _, cached)| !cached)
-            .expect("one layer is not cached");
-        let tools = Tools {
-            mke2fs: &mke2fs,
-            debugfs: &debugfs,
-        };
-        for (index, (layer, path, cached)) in planned.iter().enumerate().take(last_to_build + 1) {
-            let digest = &layer.descriptor.digest;
-            let media_type = &layer.descriptor.media_type;
-            if !cached {
-                let tree = work.path().join(format!("layer-{index}"));
-                std::fs::create_dir(&tree).map_err(io("creating", &tree))?;
-                let mut applier =
-                    Applier::new(&tree, &options.unpack, rootless).overlay(&merged, &below.report);
-                let progress = options.unpack.progress.as_ref();
-                applier.apply_layer(digest, open_layer(store, digest, media_type, progress)?)?;
-                progress::finished(progress, digest, layer.descriptor.size);
-                applier.finish()?;
-                let input = ImageInput {
-                    tree: &tree,
-                    report: &applier.report,
-                    uuid_digest: digest,
-                    // The layer blob keeps it: any image with this layer
-                    // (and these below it) may ask for it.
-                    owner: digest,
-                    store,
-                };
-                let layer_work = work.path().join(format!("work-{index}"));
-                std::fs::create_dir(&layer_work).map_err(io("creating", &layer_work))?;
-                make_image(&tools, &input, options, &layer_work, path)?;
-            }
-            if index < last_to_build {
-                below.apply_layer(digest, open_layer(store, digest, media_type, None)?)?;
-            }
-        }
-    }
-    planned
-        .into_iter()
-        .map(|(layer, path, cached)| {
-            // A layer image built for an image since removed is this
-            // one's now.
-            if cached {
-                cache_files::claim(store, &path, &layer.descriptor.digest)?;
-            }
-            let size = safe::file_len(store, &path)?;
-            Ok(BuiltLayer {
-                layer: layer.descriptor.digest.clone(),
-                path,
-                size,
-                cached,
-            })
-        })
-        .collect()
 }
 
 /// What [`build`] makes one flattened image from, and where it keeps it.

@@ -57,6 +57,7 @@ mod ext4;
 mod ext4_stream;
 mod ext4_tar;
 mod layer_tars;
+mod layers;
 mod leftovers;
 mod merge;
 mod mke2fs;
@@ -73,14 +74,16 @@ mod sizing;
 mod sparse_copy;
 mod tar_sparse;
 mod tools;
+mod tree_stream;
 mod unpack;
 
 pub use cache_files::{BuildFiles, cached_builds};
 pub use error::{Error, Result};
 pub use export::{export_tar, export_tar_to};
-pub use ext4::{BuiltImage, BuiltLayer, build, build_layers};
+pub use ext4::{BuiltImage, build};
 pub use ext4_tar::{TarImage, TarImageReport, ext4_from_tar};
 pub use layer_tars::{LayerTar, layer_tars};
+pub use layers::{BuiltLayer, build_layers};
 pub use merge::{
     EntrySink, MergeOptions, MergeReport, MergedEntry, MergedKind, TarSink, merge_entries,
     merged_tar,

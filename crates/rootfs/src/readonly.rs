@@ -26,7 +26,7 @@ use crate::cache_files::keep_image;
 use crate::error::{Error, Result, check_keepable, io};
 use crate::ext4::{BuiltImage, FAKE_TIME, hex, init_key_line, uuid_from};
 use crate::leftovers;
-use crate::merge::{IndexedMerge, TarSink, index_image};
+use crate::merge::{EntrySink, TarSink, index_image};
 use crate::mke2fs::Ext4Input;
 use crate::options::{BuildOptions, FsType};
 use crate::output::copy_to_output;
@@ -45,8 +45,9 @@ use std::process::Command;
 const EROFS_TAR_SINCE: (u32, u32) = (1, 7);
 
 /// The program that makes an image of one type, as found on this host.
-struct Maker {
-    fs: FsType,
+pub(crate) struct Maker {
+    /// The type it makes.
+    pub(crate) fs: FsType,
     tool: &'static str,
     path: PathBuf,
     /// The first line of its version text.
@@ -58,7 +59,7 @@ struct Maker {
 impl Maker {
     /// The program for `options.fs` (squashfs or erofs), its version, and
     /// the compressor arguments `options.compressor` asks for.
-    fn find(options: &BuildOptions) -> Result<Maker> {
+    pub(crate) fn find(options: &BuildOptions) -> Result<Maker> {
         let fs = options.fs;
         let tool = match fs {
             FsType::Erofs => "mkfs.erofs",
@@ -270,44 +271,84 @@ fn make(
     if let Some((source, target)) = &options.init {
         merge.place(source, target)?;
     }
-    match maker.fs {
-        FsType::Erofs => {
-            let tar = work.join("merged.tar");
+    let made = Made {
+        partial,
+        seed: &image.manifest.digest,
+        label: &options.label,
+        work,
+    };
+    maker.make(&made, |sink| merge.emit(sink).map(drop))
+}
+
+/// Where an image is made, and what of it the stream does not say.
+pub(crate) struct Made<'a> {
+    /// The partial image file.
+    pub(crate) partial: &'a Path,
+    /// The digest its UUID comes from (erofs).
+    pub(crate) seed: &'a ociref::Digest,
+    /// Its label (erofs).
+    pub(crate) label: &'a str,
+    /// A private directory for the build's own files.
+    pub(crate) work: &'a Path,
+}
+
+impl Maker {
+    /// Makes the image `made.partial` from the entries `emit` gives a tar
+    /// sink: squashfs fed as they come, erofs from a spooled tar.
+    pub(crate) fn make(
+        &self,
+        made: &Made<'_>,
+        emit: impl FnOnce(&mut dyn EntrySink) -> Result<()>,
+    ) -> Result<()> {
+        if self.fs == FsType::Erofs {
+            let tar = made.work.join("merged.tar");
             let file = std::fs::File::create(&tar).map_err(io("creating", &tar))?;
-            emit_tar(&merge, file, &tar)?;
-            let uuid = uuid_from(&image.manifest.digest);
+            emit_tar(file, &tar, emit)?;
             run(
-                Command::new(&maker.path)
+                Command::new(&self.path)
                     .env("SOURCE_DATE_EPOCH", FAKE_TIME)
                     .arg("--quiet")
                     .arg("--tar=f")
-                    .args(&maker.compression)
-                    .arg(format!("-U{uuid}"))
-                    .arg(format!("-L{}", options.label))
-                    .arg(partial)
+                    .args(&self.compression)
+                    .arg(format!("-U{}", uuid_from(made.seed)))
+                    .arg(format!("-L{}", made.label))
+                    .arg(made.partial)
                     .arg(&tar),
-                maker.tool,
+                self.tool,
             )?;
+            return Ok(());
         }
-        _ => {
-            let mut command = Command::new(&maker.path);
-            command
-                .args(["--quiet", "--force", "--no-skip"])
-                .args(&maker.compression)
-                .args(["--defaults", "uid=0,gid=0,mode=0755,mtime=0"])
-                .arg(partial);
-            run_fed(&mut command, maker.tool, |stdin| {
-                emit_tar(&merge, stdin, Path::new(maker.tool))
-            })?;
-        }
+        let mut command = Command::new(&self.path);
+        command
+            .args(["--quiet", "--force", "--no-skip"])
+            .args(&self.compression)
+            .args(["--defaults", "uid=0,gid=0,mode=0755,mtime=0"])
+            .arg(made.partial);
+        run_fed(&mut command, self.tool, |stdin| {
+            emit_tar(stdin, Path::new(self.tool), emit)
+        })
     }
-    Ok(())
+
+    /// What the per-layer cache key holds of this maker.
+    pub(crate) fn key_text(&self, options: &BuildOptions) -> String {
+        let mut text = format!("compression {:?}\n", self.compression);
+        if self.fs == FsType::Erofs {
+            let _ = writeln!(text, "label {}", options.label);
+        }
+        let _ = writeln!(text, "{} {}", self.tool, self.version);
+        text
+    }
 }
 
-/// The merged tar of `merge`, written to `writer` (named `to` in errors).
-fn emit_tar(merge: &IndexedMerge<'_>, writer: impl Write, to: &Path) -> Result<()> {
+/// The entries `emit` gives, as a tar written to `writer` (named `to` in
+/// errors).
+fn emit_tar(
+    writer: impl Write,
+    to: &Path,
+    emit: impl FnOnce(&mut dyn EntrySink) -> Result<()>,
+) -> Result<()> {
     let mut sink = TarSink::new(BufWriter::with_capacity(1 << 20, writer));
-    merge.emit(&mut sink)?;
+    emit(&mut sink)?;
     let buffered = sink.finish().map_err(io("writing to", to))?;
     buffered
         .into_inner()
@@ -316,16 +357,9 @@ fn emit_tar(merge: &IndexedMerge<'_>, writer: impl Write, to: &Path) -> Result<(
 }
 
 fn cache_key(maker: &Maker, manifest: &ociref::Digest, options: &BuildOptions) -> Result<String> {
-    let mut text = format!(
-        "rootfs-{} 1\nmanifest {manifest}\ncompression {:?}\n",
-        maker.fs.as_str(),
-        maker.compression
-    );
-    if maker.fs == FsType::Erofs {
-        let _ = writeln!(text, "label {}", options.label);
-    }
+    let mut text = format!("rootfs-{} 1\nmanifest {manifest}\n", maker.fs.as_str());
     text.push_str(&init_key_line(options)?);
-    let _ = writeln!(text, "{} {}", maker.tool, maker.version);
+    text.push_str(&maker.key_text(options));
     Ok(hex(&Sha256::digest(text.as_bytes())))
 }
 

@@ -1,0 +1,218 @@
+//! Per-layer images: one image per layer of a stored image, for callers
+//! that stack the layers with overlayfs (ext4, or read-only squashfs and
+//! erofs lowers).
+//!
+//! Each layer is applied into a tree of its own over the merged tree of
+//! the layers below it (the unpack's overlay mode: whiteouts become
+//! overlayfs whiteouts, a hardlink to a lower file a copy of it). An ext4
+//! image is made from that tree with `mke2fs -d` and a `debugfs` pass, as
+//! a flattened build from a tree is; a squashfs or erofs image from the
+//! tree read back as a tar stream (`tree_stream`), with the owners, modes,
+//! devices, whiteouts and attributes the unpack recorded where a rootless
+//! host could not hold them, so no root is needed either way.
+
+use crate::cache_files::{self, keep_image};
+use crate::error::{Result, check_keepable, io};
+use crate::ext4::{ImageInput, Tools, hex, make_image};
+use crate::leftovers;
+use crate::open_layer::open_layer;
+use crate::options::{BuildOptions, FsType};
+use crate::progress;
+use crate::readonly::{Made, Maker};
+use crate::safe;
+use crate::scratch::{WorkDir, remove_stale_work};
+use crate::tools::find_tool;
+use crate::tree_stream::emit_tree;
+use crate::unpack::{Applier, UnpackReport};
+use ociref::Digest;
+use ocistore::{Store, StoredImage};
+use sha2::{Digest as _, Sha256};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// How each layer's tree becomes an image.
+enum LayerMaker<'a> {
+    Ext4(Tools<'a>),
+    ReadOnly(Maker),
+}
+
+/// One layer as its own image, for callers that stack layers with
+/// overlayfs.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct BuiltLayer {
+    /// The layer blob.
+    pub layer: Digest,
+    /// The image file.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Whether it came from the cache.
+    pub cached: bool,
+    /// Its file system type.
+    pub fs: FsType,
+}
+
+/// Builds (or finds in the cache) one image per layer of a stored image
+/// ([`BuildOptions::fs`]: ext4, squashfs or erofs), base first, with
+/// whiteouts in overlayfs form: a
+/// `.wh.<name>` becomes a character device 0:0 named `<name>`, an opaque
+/// directory gets `trusted.overlay.opaque=y`, and a hardlink to a file of
+/// a lower layer becomes a copy of that file. An ext4 image is sized from
+/// its own content plus [`BuildOptions::headroom`] (`size` and `init`
+/// apply to [`crate::build`] only). A layer's image is keyed by the layers
+/// from the base up to it (copies of lower files depend on them), the file
+/// system type and what of the options shapes its bytes (label and
+/// headroom for ext4, the compressor), and the tool's version. Blocking.
+pub fn build_layers(stored: &StoredImage, options: &BuildOptions) -> Result<Vec<BuiltLayer>> {
+    options.check()?;
+    let (store, image) = (stored.store(), stored.details());
+    let _ = remove_stale_work(store);
+    let (mke2fs, debugfs, maker);
+    let fs = options.fs;
+    let (kind, mut chain) = match fs {
+        FsType::Ext4 => {
+            mke2fs = find_tool("mke2fs", options)?;
+            debugfs = find_tool("debugfs", options)?;
+            // Learned once per mke2fs binary: a cache hit starts no child.
+            let version = crate::mke2fs::detect_mke2fs(store, options)?.version;
+            let mut chain = String::from("rootfs-ext4-layer 2\n");
+            let _ = writeln!(
+                chain,
+                "headroom {}\nlabel {}",
+                options.headroom, options.label
+            );
+            let _ = writeln!(chain, "mke2fs {version}");
+            let tools = Tools {
+                mke2fs: &mke2fs,
+                debugfs: &debugfs,
+            };
+            (LayerMaker::Ext4(tools), chain)
+        }
+        _ => {
+            maker = Maker::find(options)?;
+            let chain = format!(
+                "rootfs-{}-layer 1\n{}",
+                fs.as_str(),
+                maker.key_text(options)
+            );
+            (LayerMaker::ReadOnly(maker), chain)
+        }
+    };
+    let cache_dir = store.root().join(".cachectl").join(fs.as_str());
+    let mut planned = Vec::new();
+    for layer in &image.layers {
+        let _ = writeln!(chain, "layer {}", layer.descriptor.digest);
+        let key = hex(&Sha256::digest(chain.as_bytes()));
+        let path = cache_dir.join(format!("layer-{key}.{}", fs.as_str()));
+        let cached = safe::cached_file(store, &path)?;
+        planned.push((layer, path, cached));
+    }
+    if let Some((layer, _, _)) = planned.iter().find(|(_, _, cached)| !cached) {
+        check_keepable(store, &cache_dir, &layer.descriptor.digest)?;
+        store.derived_dir(fs.as_str()).map_err(safe::from_store)?;
+        let work = WorkDir::new(store, "layers-")?;
+        let merged = work.path().join("merged");
+        std::fs::create_dir(&merged).map_err(io("creating", &merged))?;
+        let rootless = options.unpack.rootless || !rustix::process::geteuid().is_root();
+        let mut below = Applier::new(&merged, &options.unpack, rootless);
+        let last_to_build = planned
+            .iter()
+            .rposition(|(_, _, cached)| !cached)
+            .expect("one layer is not cached");
+        for (index, (layer, path, cached)) in planned.iter().enumerate().take(last_to_build + 1) {
+            let digest = &layer.descriptor.digest;
+            let media_type = &layer.descriptor.media_type;
+            if !cached {
+                let tree = work.path().join(format!("layer-{index}"));
+                std::fs::create_dir(&tree).map_err(io("creating", &tree))?;
+                let mut applier =
+                    Applier::new(&tree, &options.unpack, rootless).overlay(&merged, &below.report);
+                let progress = options.unpack.progress.as_ref();
+                applier.apply_layer(digest, open_layer(store, digest, media_type, progress)?)?;
+                progress::finished(progress, digest, layer.descriptor.size);
+                applier.finish()?;
+                let layer_work = work.path().join(format!("work-{index}"));
+                std::fs::create_dir(&layer_work).map_err(io("creating", &layer_work))?;
+                let layer_tree = LayerTree {
+                    store,
+                    tree: &tree,
+                    report: &applier.report,
+                    layer: digest,
+                    work: &layer_work,
+                };
+                make_layer(&kind, &layer_tree, options, path)?;
+            }
+            if index < last_to_build {
+                below.apply_layer(digest, open_layer(store, digest, media_type, None)?)?;
+            }
+        }
+    }
+    planned
+        .into_iter()
+        .map(|(layer, path, cached)| {
+            // A layer image built for an image since removed is this
+            // one's now.
+            if cached {
+                cache_files::claim(store, &path, &layer.descriptor.digest)?;
+            }
+            let size = safe::file_len(store, &path)?;
+            Ok(BuiltLayer {
+                layer: layer.descriptor.digest.clone(),
+                path,
+                size,
+                cached,
+                fs,
+            })
+        })
+        .collect()
+}
+
+/// One layer's overlay tree, unpacked.
+struct LayerTree<'a> {
+    store: &'a Store,
+    tree: &'a Path,
+    report: &'a UnpackReport,
+    /// The layer: its UUID seed, and the blob whose presence keeps its
+    /// image (any image with this layer, and these below it, may ask).
+    layer: &'a Digest,
+    work: &'a Path,
+}
+
+/// Makes the image of one layer's tree, kept at `path`.
+fn make_layer(
+    kind: &LayerMaker<'_>,
+    layer: &LayerTree<'_>,
+    options: &BuildOptions,
+    path: &Path,
+) -> Result<()> {
+    match kind {
+        LayerMaker::Ext4(tools) => {
+            let input = ImageInput {
+                tree: layer.tree,
+                report: layer.report,
+                uuid_digest: layer.layer,
+                owner: layer.layer,
+                store: layer.store,
+            };
+            make_image(tools, &input, options, layer.work, path)
+        }
+        LayerMaker::ReadOnly(maker) => {
+            let cache = layer
+                .store
+                .derived_dir(maker.fs.as_str())
+                .map_err(safe::from_store)?;
+            let partial = leftovers::partial_image(&cache, maker.fs)?;
+            let made = Made {
+                partial: partial.path(),
+                seed: layer.layer,
+                label: &options.label,
+                work: layer.work,
+            };
+            maker.make(&made, |sink| {
+                emit_tree(layer.tree, layer.report, sink).map(drop)
+            })?;
+            keep_image(layer.store, &cache, partial, path, layer.layer)
+        }
+    }
+}
