@@ -83,6 +83,9 @@ const REQUIRED: &[(Probe, &str)] = &[
     // `build --fs erofs` runs mkfs.erofs (reading tars from 1.7; Debian 12
     // has 1.5, which the tests check is refused by name).
     (Probe::Program("mkfs.erofs"), "erofs-utils"),
+    // The boot test appends the squashfs and erofs modules to a copy of the
+    // initramfs as a cpio archive.
+    (Probe::Program("cpio"), "cpio"),
 ];
 
 /// Directories searched besides `$PATH`: e2fsprogs lives in /usr/sbin, which
@@ -123,7 +126,7 @@ fn ensure_packages() -> Result<(), Error> {
     if packages.is_empty() {
         eprintln!(
             "xtask: tools present: docker-registry, skopeo, umoci, e2fsprogs, zstd, debootstrap, \
-             tmux, qemu-system-x86, linux-image-amd64, squid, time, squashfs-tools-ng, erofs-utils"
+             tmux, qemu-system-x86, linux-image-amd64, squid, time, squashfs-tools-ng, erofs-utils, cpio"
         );
         return Ok(());
     }

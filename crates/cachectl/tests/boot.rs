@@ -1,12 +1,17 @@
 //! Images that `cachectl build --init` makes actually boot: a merged-`/usr`
 //! Debian (`debootstrap --variant=minbase bookworm`) is imported as an OCI
-//! archive, built into ext4 with a shell script at `/sbin/init` once as
-//! root and once as `nobody` (rootless), and each image is booted under
-//! QEMU (TCG, no KVM) with the host's Debian kernel and initramfs. The init
-//! prints, between markers on the serial console, the owner and mode of
-//! `/etc/shadow` and of the setuid `/usr/bin/passwd` and the version line
-//! of `ls` (a dynamic binary, as is the `dash` running the script), then
-//! powers the machine off.
+//! archive, built with a shell script at `/sbin/init` once as root and once
+//! as `nobody` (rootless) into ext4, squashfs and (where mkfs.erofs reads
+//! tars) erofs, and booted under QEMU (TCG, no KVM) with the host's Debian
+//! kernel and initramfs: each ext4 image read-write; one read-only image of
+//! each other type (the root and rootless builds are checked to be the
+//! same bytes), with the squashfs and erofs modules, which Debian's
+//! initramfs lacks, appended to a copy of it. The init prints, between
+//! markers on the serial console, the seconds since the kernel started,
+//! the root's device, type and mode, the owner and mode of `/etc/shadow`
+//! and of the setuid `/usr/bin/passwd` and the version line of `ls` (a
+//! dynamic binary, as is the `dash` running the script), then powers the
+//! machine off.
 //!
 //! The archive is built once and kept under the target directory
 //! (`$CARGO_TARGET_TMPDIR/boot/`); delete it to take a fresh Debian. Needs
@@ -38,6 +43,9 @@ const INIT: &str = r#"#!/bin/sh
 [ -e /proc/sysrq-trigger ] || mount -t proc proc /proc
 echo CACHECTL-BOOT-BEGIN
 echo "pid $$"
+read -r up idle < /proc/uptime
+echo "uptime $up"
+echo "root $(grep ' / ' /proc/mounts | cut -d' ' -f1-4 | cut -d, -f1)"
 stat -c 'shadow %U:%G %a' /etc/shadow
 stat -c 'setuid %U:%G %a' /usr/bin/passwd
 /usr/bin/ls --version | head -n 1
@@ -45,6 +53,13 @@ echo CACHECTL-BOOT-END
 echo o > /proc/sysrq-trigger
 sleep 30
 "#;
+
+/// One image the test builds: by whom, of which file system type.
+struct Built {
+    user: &'static str,
+    fs: &'static str,
+    path: PathBuf,
+}
 
 #[test]
 fn images_built_as_root_and_rootless_boot_a_merged_usr_debian_under_qemu() {
@@ -63,7 +78,16 @@ fn images_built_as_root_and_rootless_boot_a_merged_usr_debian_under_qemu() {
     let init = work.path().join("init.sh");
     std::fs::write(&init, INIT).expect("init");
     std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    // The read-only roots need the squashfs and erofs modules, which
+    // Debian's initramfs lacks: appended to a copy of it.
+    let read_only_initrd = initrd_with_modules(&initrd, &kernel, work.path());
 
+    let mut fs_types = vec!["ext4", "squashfs"];
+    if erofs_reads_tars() {
+        fs_types.push("erofs");
+    } else {
+        eprintln!("EROFS BOOT SKIPPED: mkfs.erofs is older than 1.7 (it cannot read a tar)");
+    }
     let mut images = Vec::new();
     for user in [None, Some("nobody")] {
         let home = work.path().join(user.unwrap_or("root"));
@@ -71,47 +95,143 @@ fn images_built_as_root_and_rootless_boot_a_merged_usr_debian_under_qemu() {
         if user.is_some() {
             run(Command::new("chown").arg("nobody:nogroup").arg(&home));
         }
-        let step = Instant::now();
-        let image = home.join("debian.ext4");
         cachectl_as(user, &home, &["import".as_ref(), archive.as_os_str()]);
-        let init_arg = format!("{}:/sbin/init", init.display());
-        cachectl_as(
-            user,
-            &home,
-            &[
-                "build".as_ref(),
-                REFERENCE.as_ref(),
-                "--offline".as_ref(),
-                "--init".as_ref(),
-                init_arg.as_ref(),
-                "-o".as_ref(),
-                image.as_os_str(),
-            ],
-        );
-        eprintln!(
-            "import and build as {}: {:?}",
-            user.unwrap_or("root"),
-            step.elapsed()
-        );
-        images.push((user.unwrap_or("root"), image));
+        for fs in &fs_types {
+            let step = Instant::now();
+            let image = home.join(format!("debian.{fs}"));
+            let init_arg = format!("{}:/sbin/init", init.display());
+            let args = [
+                "build",
+                REFERENCE,
+                "--offline",
+                "--fs",
+                fs,
+                "--init",
+                &init_arg,
+                "-o",
+                image.to_str().expect("utf-8 path"),
+            ];
+            let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+            cachectl_as(user, &home, &args);
+            let user = user.unwrap_or("root");
+            eprintln!("import and build of {fs} as {user}: {:?}", step.elapsed());
+            images.push(Built {
+                user,
+                fs,
+                path: image,
+            });
+        }
     }
-    for (user, image) in &images {
+    // A read-only image is the same bytes built as root or not: one boot
+    // of each type covers both.
+    for fs in fs_types.iter().filter(|fs| **fs != "ext4") {
+        let hashes: Vec<String> = images
+            .iter()
+            .filter(|b| b.fs == *fs)
+            .map(|b| sha256_of(&b.path))
+            .collect();
+        assert_eq!(hashes.len(), 2, "{fs}");
+        assert_eq!(
+            hashes[0], hashes[1],
+            "{fs} built as root and as nobody differ"
+        );
+    }
+    images.retain(|b| b.fs == "ext4" || b.user == "nobody");
+    for built in &images {
+        let initrd = match built.fs {
+            "ext4" => &initrd,
+            _ => &read_only_initrd,
+        };
         let step = Instant::now();
-        let console = boot(&kernel, &initrd, image);
-        eprintln!("boot of the image built as {user}: {:?}", step.elapsed());
-        let report = between_markers(&console)
-            .unwrap_or_else(|| panic!("built as {user}: no report on the console:\n{console}"));
-        let lines: Vec<&str> = report.lines().map(str::trim).collect();
-        let context = format!("built as {user}; console:\n{console}");
-        assert!(lines.contains(&"pid 1"), "{context}");
-        assert!(lines.contains(&"shadow root:shadow 640"), "{context}");
-        assert!(lines.contains(&"setuid root:root 4755"), "{context}");
-        assert!(
-            lines.iter().any(|l| l.starts_with("ls (GNU coreutils) ")),
-            "{context}"
+        let console = boot(&kernel, initrd, built);
+        assert_report(built, &console);
+        eprintln!(
+            "boot of the {} image built as {}: {:?}",
+            built.fs,
+            built.user,
+            step.elapsed()
         );
     }
     eprintln!("boot test total: {:?}", started.elapsed());
+}
+
+/// The init's report on `console`: pid 1, owners and modes of the shadow
+/// and setuid files, a dynamic binary running, the root of the expected
+/// type (read-only for squashfs and erofs); prints the boot-to-init time.
+fn assert_report(built: &Built, console: &str) {
+    let Built { user, fs, .. } = built;
+    let report = between_markers(console)
+        .unwrap_or_else(|| panic!("{fs} built as {user}: no report on the console:\n{console}"));
+    let lines: Vec<&str> = report.lines().map(str::trim).collect();
+    let context = format!("{fs} built as {user}; console:\n{console}");
+    assert!(lines.contains(&"pid 1"), "{context}");
+    assert!(lines.contains(&"shadow root:shadow 640"), "{context}");
+    assert!(lines.contains(&"setuid root:root 4755"), "{context}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("ls (GNU coreutils) ")),
+        "{context}"
+    );
+    let root = lines
+        .iter()
+        .find(|l| l.starts_with("root "))
+        .unwrap_or_else(|| panic!("no root line: {context}"));
+    let mode = if *fs == "ext4" { "rw" } else { "ro" };
+    assert!(
+        root.starts_with(&format!("root /dev/vda / {fs} {mode}")),
+        "{root}: {context}"
+    );
+    if let Some(uptime) = lines.iter().find_map(|l| l.strip_prefix("uptime ")) {
+        eprintln!("{fs} built as {user}: init started {uptime} s after the kernel");
+    }
+}
+
+/// Whether the host's `mkfs.erofs` reads tars (1.7 or later).
+fn erofs_reads_tars() -> bool {
+    let Ok(output) = Command::new("mkfs.erofs").arg("--version").output() else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let release = text
+        .split_whitespace()
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))
+        .unwrap_or("0.0")
+        .to_owned();
+    let mut parts = release.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    output.status.success() && (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (1, 7)
+}
+
+/// A copy of `initrd` with the kernel's squashfs and erofs modules, the
+/// module index, and a `/conf/modules` that loads both appended as an
+/// uncompressed cpio (the kernel reads concatenated archives, each starting
+/// at a multiple of 4 bytes).
+fn initrd_with_modules(initrd: &Path, kernel: &Path, work: &Path) -> PathBuf {
+    let name = kernel.file_name().expect("kernel name").to_string_lossy();
+    let version = name.strip_prefix("vmlinuz-").expect("vmlinuz-VERSION");
+    let host = PathBuf::from(format!("/lib/modules/{version}"));
+    let extra = work.join("initrd-extra");
+    let modules = extra.join(format!("usr/lib/modules/{version}"));
+    for module in ["kernel/fs/squashfs/squashfs.ko", "kernel/fs/erofs/erofs.ko"] {
+        let target = modules.join(module);
+        std::fs::create_dir_all(target.parent().expect("parent")).expect("module dir");
+        std::fs::copy(host.join(module), &target)
+            .unwrap_or_else(|err| panic!("{}: {err}", host.join(module).display()));
+    }
+    for index in ["modules.dep", "modules.dep.bin"] {
+        std::fs::copy(host.join(index), modules.join(index)).expect("module index");
+    }
+    std::fs::create_dir_all(extra.join("conf")).expect("conf");
+    std::fs::write(extra.join("conf/modules"), "squashfs\nerofs\n").expect("conf/modules");
+    run(Command::new("sh")
+        .arg("-c")
+        .arg("find . | LC_ALL=C sort | cpio -o -H newc --quiet > ../initrd-extra.cpio")
+        .current_dir(&extra));
+    let cpio = std::fs::read(work.join("initrd-extra.cpio")).expect("cpio");
+    let mut bytes = std::fs::read(initrd).expect("initrd");
+    bytes.resize(bytes.len().div_ceil(4) * 4, 0);
+    bytes.extend_from_slice(&cpio);
+    let out = work.join("initrd-read-only.img");
+    std::fs::write(&out, bytes).expect("initrd copy");
+    out
 }
 
 fn is_root() -> bool {
@@ -151,7 +271,7 @@ fn kernel_and_initrd() -> (PathBuf, PathBuf) {
     (kernel, initrd)
 }
 
-/// Runs a command that must succeed; its output on failure.
+/// Runs a command that must succeed (its output on failure); its stdout.
 fn run(command: &mut Command) -> String {
     let output = command
         .output()
@@ -319,7 +439,12 @@ fn write_layout(root: &Path, layout: &Path) {
 
 /// Boots `image` and returns what the serial console printed; fails when
 /// QEMU does not stop within [`BOOT_TIMEOUT`].
-fn boot(kernel: &Path, initrd: &Path, image: &Path) -> String {
+fn boot(kernel: &Path, initrd: &Path, built: &Built) -> String {
+    let image = &built.path;
+    let (root, drive) = match built.fs {
+        "ext4" => ("root=/dev/vda rw".to_owned(), ""),
+        fs => (format!("root=/dev/vda ro rootfstype={fs}"), ",readonly=on"),
+    };
     let mut child = Command::new("qemu-system-x86_64")
         .args(["-accel", "tcg", "-m", "512", "-smp", "1"])
         .args(["-nographic", "-no-reboot", "-nic", "none"])
@@ -327,12 +452,13 @@ fn boot(kernel: &Path, initrd: &Path, image: &Path) -> String {
         .arg(kernel)
         .arg("-initrd")
         .arg(initrd)
-        .args([
-            "-append",
-            "root=/dev/vda rw console=ttyS0 panic=-1 loglevel=4",
-        ])
+        .arg("-append")
+        .arg(format!("{root} console=ttyS0 panic=-1 loglevel=4"))
         .arg("-drive")
-        .arg(format!("file={},format=raw,if=virtio", image.display()))
+        .arg(format!(
+            "file={},format=raw,if=virtio{drive}",
+            image.display()
+        ))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
