@@ -1,5 +1,6 @@
 //! Read-only images (`BuildOptions::fs` squashfs and erofs) from the merged
-//! stream: a squashfs image holds exactly the tree the unpack makes (every
+//! stream: a squashfs image (and an erofs one, where mkfs.erofs is 1.8 or
+//! later) holds exactly the tree the unpack makes (every
 //! fixture, the hand-built layers that hide, replace and link, GNU tar's
 //! odd and sparse forms; compared on a read-only loop mount as root, where
 //! the host allows one: type, mode,
@@ -21,24 +22,41 @@ use std::path::Path;
 use std::process::Command;
 
 fn squashfs_options() -> BuildOptions {
+    options_for(FsType::Squashfs)
+}
+
+fn options_for(fs: FsType) -> BuildOptions {
     let mut options = BuildOptions::default();
-    options.fs = FsType::Squashfs;
+    options.fs = fs;
     options
 }
 
-/// Builds the squashfs image of `reference` and compares what it holds
-/// with the unpack of the same image, as root.
-fn assert_squashfs_holds_the_unpack(store: &Store, reference: &Reference, work: &Path) {
+/// The read-only types this host builds: squashfs, and erofs where
+/// `mkfs.erofs` is 1.8 or later.
+fn read_only_types() -> Vec<FsType> {
+    let mut types = vec![FsType::Squashfs];
+    if erofs_reads_tars() {
+        types.push(FsType::Erofs);
+    } else {
+        eprintln!("EROFS SKIPPED: mkfs.erofs is older than 1.8");
+    }
+    types
+}
+
+/// Builds the `fs` image of `reference` and compares what it holds with
+/// the unpack of the same image, as root.
+fn assert_image_holds_the_unpack(store: &Store, reference: &Reference, work: &Path, fs: FsType) {
     let stored = store.image(reference, None).expect("stored image");
-    let built = rootfs::build(&stored, &squashfs_options())
-        .unwrap_or_else(|err| panic!("{reference}: squashfs build: {err}"));
-    assert_eq!(built.fs, FsType::Squashfs);
-    assert!(built.path.extension().is_some_and(|e| e == "squashfs"));
-    assert!(
-        built.tools["tar2sqfs"].contains("squashfs-tools-ng"),
-        "{:?}",
-        built.tools
-    );
+    let built = rootfs::build(&stored, &options_for(fs))
+        .unwrap_or_else(|err| panic!("{reference}: {fs:?} build: {err}"));
+    assert_eq!(built.fs, fs);
+    assert!(built.path.extension().is_some_and(|e| e == fs.as_str()));
+    let tool = match fs {
+        FsType::Erofs => ("mkfs.erofs", "erofs-utils"),
+        _ => ("tar2sqfs", "squashfs-tools-ng"),
+    };
+    assert!(built.tools[tool.0].contains(tool.1), "{:?}", built.tools);
+    let work = work.join(fs.as_str());
     // The kernel reads it (squashfs-tools-ng's rdsquashfs unpacks
     // hardlinks as copies and chowns after setting security.capability,
     // which drops it; squashfs-tools 4.5's unsquashfs cannot read the id
@@ -50,30 +68,36 @@ fn assert_squashfs_holds_the_unpack(store: &Store, reference: &Reference, work: 
             std::env::var(ENV_REQUIRE_OVERLAY).as_deref() != Ok("1"),
             "{ENV_REQUIRE_OVERLAY}=1 but {reason}"
         );
-        eprintln!("{reference}: SQUASHFS MOUNT SKIPPED ({reason})");
+        eprintln!("{reference}: {fs:?} MOUNT SKIPPED ({reason})");
         return;
     }
     let unpacked = work.join("unpacked");
     rootfs::unpack(&stored, &unpacked, &UnpackOptions::default()).expect("unpack");
     let (ours, mut theirs) = (tree(&extracted), tree(&unpacked));
     // squashfs holds an mtime in 32 unsigned bits: 1970 to 2106.
-    for node in theirs.values_mut() {
+    for node in theirs.values_mut().filter(|_| fs == FsType::Squashfs) {
         node.mtime = node.mtime.clamp(0, i64::from(u32::MAX));
     }
     assert!(!theirs.is_empty(), "{reference}: {theirs:?}");
     let found = differences(&ours, &theirs);
     assert!(
         found.is_empty(),
-        "{reference}: the squashfs image departs from the unpack: {found:#?}"
+        "{reference}: the {fs:?} image departs from the unpack: {found:#?}"
     );
 }
 
 #[test]
-fn squashfs_images_hold_the_tree_the_unpack_makes() {
+fn read_only_images_hold_the_tree_the_unpack_makes() {
     if !running_as_root() {
-        eprintln!("skipped: unsquashfs restores owners and devices only as root");
+        eprintln!("skipped: loop mounts need root");
         return;
     }
+    for fs in read_only_types() {
+        assert_every_case_holds_the_unpack(fs);
+    }
+}
+
+fn assert_every_case_holds_the_unpack(fs: FsType) {
     let dir = tempfile::tempdir().expect("tempdir");
     for name in [
         "small",
@@ -84,18 +108,18 @@ fn squashfs_images_hold_the_tree_the_unpack_makes() {
         "with-sbom",
     ] {
         let (store, reference) = store_with_fixture(&dir.path().join(name), name);
-        assert_squashfs_holds_the_unpack(&store, &reference, &dir.path().join(name));
+        assert_image_holds_the_unpack(&store, &reference, &dir.path().join(name), fs);
     }
     for (name, layers) in layered_cases() {
         let encoded: Vec<_> = layers.iter().map(|l| layer(l)).collect();
         let root = dir.path().join(name);
         let (store, reference) = hand_built_store(&root.join("store"), &encoded);
-        assert_squashfs_holds_the_unpack(&store, &reference, &root);
+        assert_image_holds_the_unpack(&store, &reference, &root, fs);
     }
     for (format, tar) in gnu_tar_forms(&dir.path().join("plain"), false) {
         let root = dir.path().join(&format);
         let (store, reference) = hand_built_store(&root.join("store"), &[(gzip(&tar), GZIP_LAYER)]);
-        assert_squashfs_holds_the_unpack(&store, &reference, &root);
+        assert_image_holds_the_unpack(&store, &reference, &root, fs);
     }
 }
 
@@ -178,7 +202,7 @@ fn a_missing_or_too_old_tool_is_named_with_its_package() {
     match rootfs::build(&stored, &options) {
         Err(rootfs::Error::ToolTooOld { tool, needed, .. }) => {
             assert_eq!(tool, "mkfs.erofs");
-            assert!(needed.contains("1.7"), "{needed}");
+            assert!(needed.contains("1.8"), "{needed}");
         }
         Err(rootfs::Error::ToolNotFound { tool, package }) => {
             assert_eq!((tool, package), ("mkfs.erofs", "erofs-utils"));
@@ -189,8 +213,8 @@ fn a_missing_or_too_old_tool_is_named_with_its_package() {
     assert!(!store.root().join(".cachectl/erofs").exists() || erofs_reads_tars());
 }
 
-/// Whether the host's `mkfs.erofs` is 1.7 or later.
-fn erofs_reads_tars() -> bool {
+/// Whether the host's `mkfs.erofs` is 1.8 or later.
+pub(crate) fn erofs_reads_tars() -> bool {
     let Ok(output) = Command::new("mkfs.erofs").arg("--version").output() else {
         return false;
     };
@@ -202,5 +226,5 @@ fn erofs_reads_tars() -> bool {
         .unwrap_or("0.0")
         .split('.')
         .map(|p| p.parse::<u32>().unwrap_or(0));
-    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (1, 7)
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (1, 8)
 }

@@ -1,8 +1,8 @@
 //! Images that `cachectl build --init` makes actually boot: a merged-`/usr`
 //! Debian (`debootstrap --variant=minbase bookworm`) is imported as an OCI
 //! archive, built with a shell script at `/sbin/init` once as root and once
-//! as `nobody` (rootless) into ext4, squashfs and (where mkfs.erofs reads
-//! tars) erofs, and booted under QEMU (TCG, no KVM) with the host's Debian
+//! as `nobody` (rootless) into ext4, squashfs and (where mkfs.erofs is 1.8
+//! or later) erofs, and booted under QEMU (TCG, no KVM) with the host's Debian
 //! kernel and initramfs: each ext4 image read-write; one read-only image of
 //! each other type (the root and rootless builds are checked to be the
 //! same bytes), with the squashfs and erofs modules, which Debian's
@@ -86,7 +86,7 @@ fn images_built_as_root_and_rootless_boot_a_merged_usr_debian_under_qemu() {
     if erofs_reads_tars() {
         fs_types.push("erofs");
     } else {
-        eprintln!("EROFS BOOT SKIPPED: mkfs.erofs is older than 1.7 (it cannot read a tar)");
+        eprintln!("EROFS BOOT SKIPPED: mkfs.erofs is older than 1.8");
     }
     let mut images = Vec::new();
     for user in [None, Some("nobody")] {
@@ -185,7 +185,7 @@ fn assert_report(built: &Built, console: &str) {
     }
 }
 
-/// Whether the host's `mkfs.erofs` reads tars (1.7 or later).
+/// Whether the host's `mkfs.erofs` builds from a tar stream (1.8 or later).
 fn erofs_reads_tars() -> bool {
     let Ok(output) = Command::new("mkfs.erofs").arg("--version").output() else {
         return false;
@@ -197,7 +197,7 @@ fn erofs_reads_tars() -> bool {
         .unwrap_or("0.0")
         .to_owned();
     let mut parts = release.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    output.status.success() && (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (1, 7)
+    output.status.success() && (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (1, 8)
 }
 
 /// A copy of `initrd` with the kernel's squashfs and erofs modules, the

@@ -207,7 +207,6 @@ fn make_layer(
                 partial: partial.path(),
                 seed: layer.layer,
                 label: &options.label,
-                work: layer.work,
             };
             maker.make(&made, |sink| {
                 emit_tree(layer.tree, layer.report, sink).map(drop)

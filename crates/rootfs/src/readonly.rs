@@ -12,10 +12,11 @@
 //!   The same stream always gives the same bytes (tar2sqfs writes no clock
 //!   time), as root or not. squashfs holds an mtime in 32 unsigned bits:
 //!   times before 1970 become 1970, after 2106 become 2106.
-//! - **erofs**: `mkfs.erofs --tar=f` (erofs-utils 1.7 or later) reading
-//!   the merged tar spooled into the work directory, UUID from the manifest
-//!   digest and `SOURCE_DATE_EPOCH` fixed; an older `mkfs.erofs` (which
-//!   reads only directories) is refused with [`Error::ToolTooOld`].
+//! - **erofs**: `mkfs.erofs --tar=f` (erofs-utils 1.8 or later) reading
+//!   the merged tar on a pipe the same way, UUID from the manifest digest,
+//!   build time 0 (`-T0 --mkfs-time`: file times stay the tar's); an older
+//!   `mkfs.erofs` (before 1.7 it reads only directories, before 1.8 it
+//!   cannot fix the build time alone) is refused with [`Error::ToolTooOld`].
 //!
 //! Images are kept like ext4 ones, in `.cachectl/<fs>/<key>.<fs>`, owned by
 //! the manifest (so `gc`, `prune` and `du` treat every type alike); the key
@@ -24,7 +25,7 @@
 
 use crate::cache_files::keep_image;
 use crate::error::{Error, Result, check_keepable, io};
-use crate::ext4::{BuiltImage, FAKE_TIME, hex, init_key_line, uuid_from};
+use crate::ext4::{BuiltImage, hex, init_key_line, uuid_from};
 use crate::leftovers;
 use crate::merge::{EntrySink, TarSink, index_image};
 use crate::mke2fs::Ext4Input;
@@ -41,8 +42,10 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The first erofs-utils release whose `mkfs.erofs` reads a tar.
-const EROFS_TAR_SINCE: (u32, u32) = (1, 7);
+/// The first erofs-utils release whose `mkfs.erofs` reads a tar stream
+/// (1.7) and fixes the build time without touching file times
+/// (`--mkfs-time`, 1.8).
+const EROFS_TAR_SINCE: (u32, u32) = (1, 8);
 
 /// The program that makes an image of one type, as found on this host.
 pub(crate) struct Maker {
@@ -83,7 +86,7 @@ impl Maker {
                         tool,
                         path,
                         found: version,
-                        needed: "erofs-utils 1.7 or later (mkfs.erofs --tar)",
+                        needed: "erofs-utils 1.8 or later (mkfs.erofs --tar and --mkfs-time)",
                     });
                 }
                 erofs_compression(compressor)?
@@ -275,7 +278,6 @@ fn make(
         partial,
         seed: &image.manifest.digest,
         label: &options.label,
-        work,
     };
     maker.make(&made, |sink| merge.emit(sink).map(drop))
 }
@@ -288,8 +290,6 @@ pub(crate) struct Made<'a> {
     pub(crate) seed: &'a ociref::Digest,
     /// Its label (erofs).
     pub(crate) label: &'a str,
-    /// A private directory for the build's own files.
-    pub(crate) work: &'a Path,
 }
 
 impl Maker {
@@ -300,35 +300,27 @@ impl Maker {
         made: &Made<'_>,
         emit: impl FnOnce(&mut dyn EntrySink) -> Result<()>,
     ) -> Result<()> {
-        if self.fs == FsType::Erofs {
-            let tar = made.work.join("merged.tar");
-            let file = std::fs::File::create(&tar).map_err(io("creating", &tar))?;
-            emit_tar(file, &tar, emit)?;
-            run(
-                Command::new(&self.path)
-                    .env("SOURCE_DATE_EPOCH", FAKE_TIME)
-                    .arg("--quiet")
-                    .arg("--tar=f")
-                    .args(&self.compression)
-                    .arg(format!("-U{}", uuid_from(made.seed)))
-                    .arg(format!("-L{}", made.label))
-                    .arg(made.partial)
-                    .arg(&tar),
-                self.tool,
-            )?;
-            return Ok(());
-        }
         let mut command = Command::new(&self.path);
-        command
-            .args(["--quiet", "--force", "--no-skip"])
-            .args(&self.compression)
-            .args(["--defaults", "uid=0,gid=0,mode=0755,mtime=0"])
-            .arg(made.partial);
+        if self.fs == FsType::Erofs {
+            // The build time fixed, every file's own mtime kept (-T alone
+            // would set them all; SOURCE_DATE_EPOCH would clamp them).
+            command
+                .args(["--quiet", "--tar=f", "-T0", "--mkfs-time"])
+                .args(&self.compression)
+                .arg(format!("-U{}", uuid_from(made.seed)))
+                .arg(format!("-L{}", made.label))
+                .arg(made.partial);
+        } else {
+            command
+                .args(["--quiet", "--force", "--no-skip"])
+                .args(&self.compression)
+                .args(["--defaults", "uid=0,gid=0,mode=0755,mtime=0"])
+                .arg(made.partial);
+        }
         run_fed(&mut command, self.tool, |stdin| {
             emit_tar(stdin, Path::new(self.tool), emit)
         })
     }
-
     /// What the per-layer cache key holds of this maker.
     pub(crate) fn key_text(&self, options: &BuildOptions) -> String {
         let mut text = format!("compression {:?}\n", self.compression);
