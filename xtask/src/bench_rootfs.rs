@@ -19,7 +19,9 @@
 //! cache key is new and it really builds. When run as root, each `build`
 //! round also times cachectl without `--rootless`. After the rounds,
 //! `build` times a cache hit (median of 11) and measures a cold build's
-//! peak RSS (GNU `time`). A zstd variant of the image is unpacked by
+//! peak RSS (GNU `time`). Each `build` round also builds the read-only
+//! types (squashfs, and erofs where `mkfs.erofs` is 1.8 or later), timed
+//! and sized beside ext4. A zstd variant of the image is unpacked by
 //! cachectl and offered to umoci, which (0.4) refuses zstd layers; the
 //! bench reports what umoci answered.
 
@@ -140,6 +142,15 @@ pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
         .unwrap_or(false);
     let mut ours_root = Vec::new();
     let mut ours_tree = Vec::new();
+    let read_only_types = read_only_types();
+    let mut read_only: Vec<ReadOnly> = read_only_types
+        .iter()
+        .map(|fs| ReadOnly {
+            fs,
+            times: Vec::new(),
+            size: 0,
+        })
+        .collect();
     for round in 1..=rounds {
         let work = dir.join(format!("round-{round}"));
         std::fs::create_dir_all(&work).map_err(|e| format!("creating {}: {e}", work.display()))?;
@@ -239,6 +250,10 @@ pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
                         .arg("-o")
                         .arg(work.join("ours-tree.ext4")),
                 )?);
+                for kind in &mut read_only {
+                    settle.wait()?;
+                    read_only_round(&cachectl, &root, &work, round, kind)?;
+                }
                 pair
             }
         };
@@ -326,6 +341,27 @@ pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
             tree.median, tree.min, tree.max
         );
     }
+    for kind in &read_only {
+        let times = Summary::of(&kind.times);
+        println!(
+            "| cachectl build --rootless --fs {} | {:.1} | {:.1} | {:.1} |",
+            kind.fs, times.median, times.min, times.max
+        );
+    }
+    if kind == Kind::Build {
+        let mut sizes = vec![format!(
+            "ext4 {:.1} MiB (with its free space)",
+            last_build_size.unwrap_or(0) as f64 / 1048576.0
+        )];
+        for kind in &read_only {
+            sizes.push(format!("{} {:.1} MiB", kind.fs, kind.size as f64 / 1048576.0));
+        }
+        println!("
+image sizes: {}", sizes.join(", "));
+        if !read_only_types.contains(&"erofs") {
+            println!("erofs: not measured (mkfs.erofs 1.8 or later is not installed)");
+        }
+    }
     if let Some(extra) = extra {
         println!(
             "| cachectl build, cache hit ({} runs) | {:.1} | {:.1} | {:.1} |",
@@ -352,6 +388,60 @@ pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
     if !met {
         eprintln!("xtask: warning: {name} target missed: cachectl/peer {ratio:.2} > {target}");
     }
+    Ok(())
+}
+
+/// The builds of one read-only type, timed in each round.
+struct ReadOnly {
+    fs: &'static str,
+    times: Vec<Duration>,
+    /// The size of the last image.
+    size: u64,
+}
+
+/// The read-only types this host builds: squashfs, and erofs where
+/// `mkfs.erofs` (on `PATH`) is 1.8 or later.
+fn read_only_types() -> Vec<&'static str> {
+    let mut types = vec!["squashfs"];
+    let erofs = tools::find("mkfs.erofs").and_then(|path| {
+        let output = Command::new(path).arg("--version").output().ok()?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let release = text
+            .split_whitespace()
+            .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?
+            .to_owned();
+        let mut parts = release.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        Some((parts.next()?, parts.next()?))
+    });
+    if erofs.is_some_and(|release| release >= (1, 8)) {
+        types.push("erofs");
+    }
+    types
+}
+
+/// One build of `kind.fs` in `round`: a new init file per round makes a new
+/// cache key (a read-only image has no label), so it really builds.
+fn read_only_round(
+    cachectl: &Path,
+    root: &Path,
+    work: &Path,
+    round: u32,
+    kind: &mut ReadOnly,
+) -> Result<(), Error> {
+    let init = work.join(format!("init-{}", kind.fs));
+    std::fs::write(&init, format!("#!/bin/sh\n# round {round}\n"))
+        .map_err(|e| format!("writing {}: {e}", init.display()))?;
+    let output = work.join(format!("ours.{}", kind.fs));
+    kind.times.push(time(
+        offline(cachectl, root, "build", REFERENCE)
+            .args(["--rootless", "--fs", kind.fs, "--init"])
+            .arg(&init)
+            .arg("-o")
+            .arg(&output),
+    )?);
+    kind.size = std::fs::metadata(&output)
+        .map_err(|e| format!("reading {}: {e}", output.display()))?
+        .len();
     Ok(())
 }
 
