@@ -434,7 +434,7 @@ fn read_only_round(
     let output = work.join(format!("ours.{}", kind.fs));
     kind.times.push(time(
         offline(cachectl, root, "build", REFERENCE)
-            .args(["--rootless", "--fs", kind.fs, "--init"])
+            .args(["--fs", kind.fs, "--init"])
             .arg(&init)
             .arg("-o")
             .arg(&output),
