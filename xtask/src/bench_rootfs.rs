@@ -354,10 +354,17 @@ pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
             last_build_size.unwrap_or(0) as f64 / 1048576.0
         )];
         for kind in &read_only {
-            sizes.push(format!("{} {:.1} MiB", kind.fs, kind.size as f64 / 1048576.0));
+            sizes.push(format!(
+                "{} {:.1} MiB",
+                kind.fs,
+                kind.size as f64 / 1048576.0
+            ));
         }
-        println!("
-image sizes: {}", sizes.join(", "));
+        println!(
+            "
+image sizes: {}",
+            sizes.join(", ")
+        );
         if !read_only_types.contains(&"erofs") {
             println!("erofs: not measured (mkfs.erofs 1.8 or later is not installed)");
         }

@@ -109,7 +109,8 @@ impl RemovedBuilds {
     fn line(&self) -> Option<String> {
         (self.removed_builds > 0 || self.removed_layer_tars > 0).then(|| {
             format!(
-                "removed {} ext4 build(s) and {} layer tar(s) of removed images, freed {}",
+                "removed {} image build(s) (ext4, squashfs, erofs) and {} layer tar(s) of removed \
+                 images, freed {}",
                 self.removed_builds,
                 self.removed_layer_tars,
                 human_bytes(self.build_bytes_freed)
@@ -379,7 +380,7 @@ pub(super) fn du(context: &Context, out: Output) -> Result<(), CliError> {
             .collect();
         let mut text = format!(
             "{}\n\nblobs {}  (unreferenced {}), partial downloads {}, quarantined {}\n\
-             ext4 builds and layer tars {} ({} image(s), {} tar(s))",
+             image builds (ext4, squashfs, erofs) and layer tars {} ({} image(s), {} tar(s))",
             table(&["REFERENCE", "TOTAL", "SHARED", "UNIQUE"], &rows),
             human_bytes(usage.blobs_bytes),
             human_bytes(usage.unreferenced_bytes),
@@ -391,7 +392,7 @@ pub(super) fn du(context: &Context, out: Output) -> Result<(), CliError> {
         );
         if builds.partial_images > 0 {
             text.push_str(&format!(
-                "\npartial ext4 images {} ({} of running or killed builds; the next build or gc \
+                "\npartial images {} ({} of running or killed builds; the next build or gc \
                  removes those of killed ones)",
                 human_bytes(builds.partial_bytes),
                 builds.partial_images
