@@ -170,7 +170,7 @@ pub(super) fn build(
     let reference = parse_reference(&args.reference)?;
     let options = build_options(context, args, progress)?;
     let fs = options.fs.as_str();
-    let building = || progress.step(format!("building a {fs} image of {reference}"));
+    let building = || progress.step(format!("building {} image of {reference}", a_or_an(fs)));
     if args.per_layer {
         let layers = with_image(context, &reference, args.offline, progress, out, |image| {
             let _step = building();
@@ -268,8 +268,9 @@ fn build_options(
     let fs = options.fs.as_str();
     if options.fs != rootfs::FsType::Ext4 && args.input.is_some() {
         return Err(CliError::Usage(format!(
-            "--input applies to ext4 (what mke2fs reads); a {fs} image is made from the merged \
-             tar stream"
+            "--input applies to ext4 (what mke2fs reads); {} image is made from the merged tar \
+             stream",
+            a_or_an(fs)
         )));
     }
     if let Some(compressor) = &args.compressor
@@ -342,4 +343,12 @@ fn tool_paths(
         paths.insert((*name).to_owned(), chosen.path);
     }
     Ok(paths)
+}
+
+/// `a squashfs`, `an ext4`, `an erofs`.
+fn a_or_an(fs: &str) -> String {
+    match fs.starts_with('s') {
+        true => format!("a {fs}"),
+        false => format!("an {fs}"),
+    }
 }
