@@ -161,42 +161,88 @@ fn provenance_says_what_the_image_was_built_from_and_a_rebuild_writes_the_same_b
     assert_eq!(names(out.path()), ["init", "vm.ext4", "vm.ext4.json"]);
 }
 
+/// A `mke2fs` that fails at once, in `dir`.
+fn failing_mke2fs(dir: &Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join("mke2fs-failing");
+    std::fs::write(&script, "#!/bin/sh\necho broken >&2\nexit 1\n").expect("written");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("mode");
+    script.display().to_string()
+}
+
 #[test]
 fn a_failed_build_leaves_no_provenance_and_no_temp_file() {
     let home = tempfile::tempdir().expect("tempdir");
     let home = home.path();
     let (reference, _) = fixture("small");
-    let out = tempfile::tempdir().expect("tempdir");
-    let image = out.path().join("vm.ext4");
+    let tools = tempfile::tempdir().expect("tempdir");
+    let failing = failing_mke2fs(tools.path());
     let missing = format!(
         "{}/provenance/absent:1",
         support::env("CACHECTL_TEST_REGISTRY")
     );
-    let script = out.path().join("mke2fs-failing");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::write(&script, "#!/bin/sh\necho broken >&2\nexit 1\n").expect("written");
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("mode");
-    }
-    let failing = script.display().to_string();
-    let cases: &[(&str, &[&str])] = &[
+    let build = |reference: &str, image: &Path, options: &[&str]| {
+        cachectl(home)
+            .args(["build", reference, "--rootless", "--provenance", "-o"])
+            .arg(image)
+            .args(options)
+            .output()
+            .expect("runs")
+    };
+    let kept = tempfile::tempdir().expect("tempdir");
+    let image = kept.path().join("vm.ext4");
+    let built = build(&reference, &image, &[]);
+    assert!(built.status.success(), "{}", stderr(&built));
+    let file = kept.path().join("vm.ext4.json");
+    let (old_image, old_file) = (
+        std::fs::read(&image).expect("FILE"),
+        std::fs::read(&file).expect("FILE.json"),
+    );
+    let fresh = tempfile::tempdir().expect("tempdir");
+    let failures: &[(&str, &[&str])] = &[
         (&reference, &["--mke2fs", "/nonexistent/mke2fs"]),
         (&missing, &[]),
         (&reference, &["--mke2fs", &failing]),
     ];
-    for (what, options) in cases {
-        let built = cachectl(home)
-            .args(["build", what, "--rootless", "--provenance", "-o"])
-            .arg(&image)
-            .args(*options)
-            .output()
-            .expect("runs");
-        assert!(!built.status.success(), "{what} {options:?}");
+    for (what, options) in failures {
+        // Where nothing was: nothing is left.
+        let failed = build(what, &fresh.path().join("vm.ext4"), options);
+        assert!(!failed.status.success(), "{what} {options:?}");
         assert_eq!(
-            names(out.path()),
-            ["mke2fs-failing"],
-            "{what} {options:?}: {}",
-            stderr(&built)
+            names(fresh.path()),
+            Vec::<String>::new(),
+            "{what} {options:?}"
+        );
+        // Where an image and its provenance were: both stay as they were
+        // (FILE.json still describes FILE).
+        let failed = build(what, &image, options);
+        assert!(!failed.status.success(), "{what} {options:?}");
+        assert_eq!(
+            names(kept.path()),
+            ["vm.ext4", "vm.ext4.json"],
+            "{what} {options:?}"
+        );
+        assert!(
+            std::fs::read(&image).expect("FILE") == old_image,
+            "{what} {options:?}"
+        );
+        assert_eq!(
+            std::fs::read(&file).expect("FILE.json"),
+            old_file,
+            "{what} {options:?}"
         );
     }
+    // FILE.json cannot be written (a directory is there): the build fails
+    // once FILE is in place, naming FILE.json, and leaves no temp file.
+    let blocked = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(blocked.path().join("vm.ext4.json")).expect("made");
+    let failed = build(&reference, &blocked.path().join("vm.ext4"), &[]);
+    let message = stderr(&failed);
+    assert_eq!(failed.status.code(), Some(1), "{message}");
+    assert!(message.contains("vm.ext4.json"), "{message}");
+    assert_eq!(
+        names(blocked.path()),
+        ["vm.ext4", "vm.ext4.json"],
+        "{message}"
+    );
 }
