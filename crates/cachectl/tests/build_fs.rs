@@ -46,6 +46,10 @@ fn wrong_combinations_are_usage_errors_naming_the_flag_before_any_pull() {
             &["--mke2fs", "/nonexistent/mke2fs", "the mke2fs to run"],
         ),
         (
+            &["--debugfs", "/nonexistent/debugfs"],
+            &["--debugfs", "/nonexistent/debugfs", "the debugfs to run"],
+        ),
+        (
             &["--fs", "squashfs", "--tar2sqfs", "/nonexistent/t2s"],
             &["--tar2sqfs", "/nonexistent/t2s", "the tar2sqfs to run"],
         ),
