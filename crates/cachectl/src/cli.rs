@@ -464,7 +464,7 @@ pub(crate) struct BuildArgs {
     /// Place a host file in the image, mode 0755, at PATH (default /sbin/init)
     #[arg(long, value_name = "FILE[:PATH]", conflicts_with = "per_layer")]
     pub(crate) init: Option<String>,
-    /// One ext4 image per layer, overlayfs whiteouts, printed base first
+    /// One image (of --fs) per layer, overlayfs whiteouts, printed base first
     /// (each a cached file sized to its layer: not with -o, --size or --init)
     #[arg(long)]
     pub(crate) per_layer: bool,
