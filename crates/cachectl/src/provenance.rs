@@ -96,13 +96,19 @@ pub(crate) fn write(
     options: &rootfs::BuildOptions,
 ) -> Result<PathBuf, CliError> {
     let target = path_of(image);
-    let written = describe(image, given, reference, built, options)
-        .and_then(|provenance| write_atomically(&target, &provenance));
+    replace_or_remove(&target, describe(image, given, reference, built, options))?;
+    Ok(target)
+}
+
+/// Writes `described` to `target` atomically; when it could not be
+/// described or written, removes the old `target`, which describes an
+/// image that was just replaced.
+fn replace_or_remove(target: &Path, described: Result<Vec<u8>, CliError>) -> Result<(), CliError> {
+    let written = described.and_then(|bytes| write_atomically(target, &bytes));
     if written.is_err() {
-        // The old one describes an image that was just replaced.
-        let _ = std::fs::remove_file(&target);
+        let _ = std::fs::remove_file(target);
     }
-    written.map(|()| target)
+    written
 }
 
 /// The provenance of `built`, hashing the image and the init file.
@@ -318,5 +324,27 @@ mod tests {
         let missing = dir.path().join("absent/vm.ext4.json");
         let err = write_atomically(&missing, b"{}").expect_err("no directory");
         assert!(err.to_string().contains("absent/vm.ext4.json"), "{err}");
+    }
+
+    #[test]
+    fn a_provenance_that_fails_removes_the_old_one_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("vm.ext4.json");
+        replace_or_remove(&target, Ok(b"{}\n".to_vec())).expect("written");
+        assert_eq!(std::fs::read(&target).expect("read"), b"{}\n");
+        // The image could not be hashed: the old file goes.
+        let unreadable = sha256_of_file(&dir.path().join("absent.ext4")).map(|_| Vec::new());
+        let err = replace_or_remove(&target, unreadable).expect_err("not described");
+        assert!(err.to_string().contains("absent.ext4"), "{err}");
+        assert!(!target.exists());
+        // It could not be written (a directory has its name): no temp file
+        // stays.
+        std::fs::create_dir(&target).expect("made");
+        replace_or_remove(&target, Ok(b"{}\n".to_vec())).expect_err("a directory is there");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("listed")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, [OsString::from("vm.ext4.json")]);
     }
 }
