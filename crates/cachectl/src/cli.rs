@@ -75,7 +75,8 @@ pub(crate) struct Global {
     #[arg(long, global = true, value_name = "N")]
     pub(crate) retry_times: Option<u32>,
     /// Settings file (TOML: root, platform, concurrency, insecure_registries, hosts_dir,
-    /// tls_verify, cert_dir, authfile, retry_times)
+    /// tls_verify, cert_dir, authfile, retry_times; build's mke2fs, debugfs, tar2sqfs,
+    /// mkfs_erofs)
     /// [default: $XDG_CONFIG_HOME/cachectl/config.toml when present]
     #[arg(long, global = true, env = "CACHECTL_CONFIG", value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
@@ -248,7 +249,8 @@ pub(crate) enum Command {
     /// Unpack an image into a root filesystem directory (pulls it first if needed)
     #[command(after_help = help::UNPACK)]
     Unpack(UnpackArgs),
-    /// Build an ext4 image of an image (pulls it first if needed); prints its path
+    /// Build an ext4, squashfs or erofs image of an image (pulls it first if
+    /// needed); prints its path
     #[command(after_help = help::BUILD)]
     Build(BuildArgs),
     /// Check credentials for a registry, then store them in the docker config file
@@ -462,7 +464,7 @@ pub(crate) struct BuildArgs {
     /// Place a host file in the image, mode 0755, at PATH (default /sbin/init)
     #[arg(long, value_name = "FILE[:PATH]", conflicts_with = "per_layer")]
     pub(crate) init: Option<String>,
-    /// One ext4 image per layer, overlayfs whiteouts, printed base first
+    /// One image (of --fs) per layer, overlayfs whiteouts, printed base first
     /// (each a cached file sized to its layer: not with -o, --size or --init)
     #[arg(long)]
     pub(crate) per_layer: bool,
@@ -478,6 +480,76 @@ pub(crate) struct BuildArgs {
     /// tree [default: tar-stream where mke2fs reads tars, else tree]
     #[arg(long, value_enum, conflicts_with = "per_layer")]
     pub(crate) input: Option<BuildInput>,
+    /// File system of the image: ext4 (writable), or squashfs or erofs
+    /// (read-only, compressed, made from the merged tar stream)
+    #[arg(long, value_enum, default_value_t = BuildFs::Ext4)]
+    pub(crate) fs: BuildFs,
+    /// Compressor of a squashfs or erofs image and its level, e.g. lz4 or
+    /// zstd,3 [default: lz4]
+    #[arg(long, value_name = "NAME[,LEVEL]")]
+    pub(crate) compressor: Option<String>,
+    /// Also write FILE.json beside -o FILE: what the image was built from
+    /// and with, and its SHA-256 (docs/cli.md)
+    #[arg(long, requires = "output", conflicts_with = "per_layer")]
+    pub(crate) provenance: bool,
+    #[command(flatten)]
+    pub(crate) tools: ToolArgs,
+}
+
+/// The programs `build` runs, by path (each also a settings key; the flag
+/// wins).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Programs")]
+pub(crate) struct ToolArgs {
+    /// The mke2fs to run (settings key mke2fs) [default: from PATH, then
+    /// /usr/sbin and /sbin]
+    #[arg(long, value_name = "PATH")]
+    pub(crate) mke2fs: Option<PathBuf>,
+    /// The debugfs to run (settings key debugfs) [default: as mke2fs]
+    #[arg(long, value_name = "PATH")]
+    pub(crate) debugfs: Option<PathBuf>,
+    /// The tar2sqfs to run for --fs squashfs (settings key tar2sqfs)
+    /// [default: as mke2fs]
+    #[arg(long, value_name = "PATH")]
+    pub(crate) tar2sqfs: Option<PathBuf>,
+    /// The mkfs.erofs to run for --fs erofs (settings key mkfs_erofs)
+    /// [default: as mke2fs]
+    #[arg(long, value_name = "PATH")]
+    pub(crate) mkfs_erofs: Option<PathBuf>,
+}
+
+impl ToolArgs {
+    /// The paths given, in the order of [`crate::settings::TOOLS`].
+    pub(crate) fn given(&self) -> [Option<&PathBuf>; 4] {
+        [
+            self.mke2fs.as_ref(),
+            self.debugfs.as_ref(),
+            self.tar2sqfs.as_ref(),
+            self.mkfs_erofs.as_ref(),
+        ]
+    }
+}
+
+/// The file system `build` makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum BuildFs {
+    /// ext4, by mke2fs: writable, sized with headroom
+    Ext4,
+    /// squashfs, by tar2sqfs (squashfs-tools-ng): read-only
+    Squashfs,
+    /// erofs, by mkfs.erofs (erofs-utils 1.7 or later): read-only
+    Erofs,
+}
+
+impl BuildFs {
+    /// The [`rootfs::FsType`] it names.
+    pub(crate) fn fs_type(self) -> rootfs::FsType {
+        match self {
+            BuildFs::Ext4 => rootfs::FsType::Ext4,
+            BuildFs::Squashfs => rootfs::FsType::Squashfs,
+            BuildFs::Erofs => rootfs::FsType::Erofs,
+        }
+    }
 }
 
 /// What `build` feeds `mke2fs -d`.

@@ -127,7 +127,9 @@ pub(crate) const UNPACK: &str = "Examples:
 pub(crate) const BUILD: &str = "Examples:
   cachectl build alpine:3.20                       # prints the cached image's path
   cachectl build alpine:3.20 -o vm.ext4 --init ./init --size 1GiB
-  cachectl build --per-layer ghcr.io/org/app:1.0   # one image per layer, for overlayfs";
+  cachectl build --per-layer ghcr.io/org/app:1.0   # one image per layer, for overlayfs
+  cachectl build --fs squashfs --compressor zstd,3 alpine:3.20 -o rootfs.sqfs
+  cachectl build alpine:3.20 -o vm.ext4 --provenance   # also vm.ext4.json: what it was built from";
 
 /// Examples of `login`.
 pub(crate) const LOGIN: &str = "Examples:
@@ -194,7 +196,7 @@ mod tests {
         }
         let groups = command_groups(&command);
         assert!(
-            groups.contains("  build      Build an ext4 image"),
+            groups.contains("  build      Build an ext4, squashfs or erofs image"),
             "{groups}"
         );
         assert!(groups.lines().all(|line| line.len() <= WIDTH), "{groups}");
@@ -252,6 +254,25 @@ mod tests {
             }
         }
         assert!(missing.is_empty(), "no examples: {missing:?}");
+    }
+
+    #[test]
+    fn the_build_examples_parse_and_show_the_file_systems_and_provenance() {
+        let lines: Vec<&str> = BUILD
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("cachectl "))
+            .map(|line| line.split('#').next().unwrap_or("").trim())
+            .collect();
+        assert!(lines.len() >= 5, "{BUILD}");
+        for line in &lines {
+            let words = std::iter::once("cachectl").chain(line.split_whitespace());
+            let parsed = command().try_get_matches_from(words).and_then(|matches| {
+                <crate::cli::Cli as clap::FromArgMatches>::from_arg_matches(&matches)
+            });
+            assert!(parsed.is_ok(), "{line}: {:?}", parsed.err());
+        }
+        assert!(lines.iter().any(|l| l.contains("--fs squashfs")), "{BUILD}");
+        assert!(lines.iter().any(|l| l.contains("--provenance")), "{BUILD}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod help;
 mod output;
 mod password;
 mod progress;
+mod provenance;
 mod settings;
 mod units;
 

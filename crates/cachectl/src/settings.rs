@@ -10,6 +10,7 @@ use ocidist::credentials::{Chain, Credential, CredentialSource, DockerConfig, Lo
 use ociref::Platform;
 use ocistore::Store;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -43,7 +44,34 @@ pub(crate) struct SettingsFile {
     pub(crate) authfile: Option<PathBuf>,
     /// Retries of a failed request (`--retry-times`).
     pub(crate) retry_times: Option<u32>,
+    /// The `mke2fs` `build` runs (`build --mke2fs`).
+    pub(crate) mke2fs: Option<PathBuf>,
+    /// The `debugfs` `build` runs (`build --debugfs`).
+    pub(crate) debugfs: Option<PathBuf>,
+    /// The `tar2sqfs` `build --fs squashfs` runs (`build --tar2sqfs`).
+    pub(crate) tar2sqfs: Option<PathBuf>,
+    /// The `mkfs.erofs` `build --fs erofs` runs (`build --mkfs-erofs`).
+    pub(crate) mkfs_erofs: Option<PathBuf>,
 }
+
+/// A program `build` runs from a given path, and where that path was set
+/// (`--mke2fs`, `mke2fs in FILE`), for errors to name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ToolPath {
+    /// The program.
+    pub(crate) path: PathBuf,
+    /// The flag or settings key that named it.
+    pub(crate) setting: String,
+}
+
+/// The programs `build` runs (their names as `rootfs` knows them), each
+/// with its flag and its settings key, in that order.
+pub(crate) const TOOLS: [(&str, &str, &str); 4] = [
+    ("mke2fs", "--mke2fs", "mke2fs"),
+    ("debugfs", "--debugfs", "debugfs"),
+    ("tar2sqfs", "--tar2sqfs", "tar2sqfs"),
+    ("mkfs.erofs", "--mkfs-erofs", "mkfs_erofs"),
+];
 
 impl SettingsFile {
     /// Reads `path`; `required` says whether its absence is an error (it is
@@ -66,6 +94,32 @@ impl SettingsFile {
             reason: err.message().to_owned(),
         })
     }
+
+    /// The programs the file gives paths for, by name (`mkfs.erofs` for
+    /// the key `mkfs_erofs`); `path` is the file, for errors to name.
+    fn tool_paths(&mut self, path: Option<&Path>) -> BTreeMap<String, ToolPath> {
+        let file = path.map_or_else(String::new, |p| format!(" in {}", p.display()));
+        let given = [
+            self.mke2fs.take(),
+            self.debugfs.take(),
+            self.tar2sqfs.take(),
+            self.mkfs_erofs.take(),
+        ];
+        TOOLS
+            .iter()
+            .zip(given)
+            .filter_map(|((name, _, key), given)| {
+                let setting = format!("{key}{file}");
+                Some((
+                    (*name).to_owned(),
+                    ToolPath {
+                        path: given?,
+                        setting,
+                    },
+                ))
+            })
+            .collect()
+    }
 }
 
 /// Everything a command needs, resolved once.
@@ -78,6 +132,9 @@ pub(crate) struct Context {
     pub(crate) concurrency: usize,
     /// Whether a pull of a cached tag may fall back to the cached digest.
     pub(crate) stale_fallback: bool,
+    /// The programs the settings file gives paths for (`build`'s flags
+    /// win over them), by name.
+    pub(crate) tool_paths: BTreeMap<String, ToolPath>,
     /// How registries are reached.
     network: Network,
     /// The clients handed out, for the mirrors they skipped.
@@ -91,6 +148,7 @@ impl Context {
     pub(crate) fn new(global: &Global) -> Result<Context, CliError> {
         let (mut file, config_path) = load_settings(global)?;
         let network = Network::new(global, &mut file);
+        let tool_paths = file.tool_paths(config_path.as_deref());
         let root = cache_root(global, file.root, config_path.as_deref())?;
         let platform = match global.platform.clone().or(file.platform) {
             Some(text) => Some(text.parse::<Platform>().map_err(|source| CliError::Parse {
@@ -109,6 +167,7 @@ impl Context {
             platform,
             concurrency,
             stale_fallback: file.stale_fallback.unwrap_or(true),
+            tool_paths,
             network,
             clients: std::sync::Mutex::new(Vec::new()),
             out: Output {
@@ -433,6 +492,25 @@ mod tests {
         assert_eq!(file.cert_dir, Some(PathBuf::from("/c")));
         assert_eq!(file.authfile, Some(PathBuf::from("/a.json")));
         assert_eq!(file.retry_times, Some(0));
+        std::fs::write(
+            &path,
+            "mke2fs = \"/opt/e2fs/mke2fs\"\nmkfs_erofs = \"/opt/erofs/mkfs.erofs\"\n",
+        )
+        .expect("written");
+        let mut file = SettingsFile::load(&path, true).expect("valid");
+        let tools = file.tool_paths(Some(&path));
+        assert_eq!(
+            tools.keys().collect::<Vec<_>>(),
+            ["mke2fs", "mkfs.erofs"],
+            "by program name"
+        );
+        assert_eq!(
+            tools["mkfs.erofs"],
+            ToolPath {
+                path: PathBuf::from("/opt/erofs/mkfs.erofs"),
+                setting: format!("mkfs_erofs in {}", path.display()),
+            }
+        );
         // No password in the settings file.
         std::fs::write(&path, "creds = \"me:secret\"\n").expect("written");
         let err = SettingsFile::load(&path, true).expect_err("unknown key");

@@ -240,6 +240,17 @@ fn every_command_prints_the_json_docs_cli_md_documents() {
     let rootfs = rootfs.to_str().expect("UTF-8");
     contract.run(home, "unpack", &["unpack", "--json", &layered, rootfs]);
     contract.run(home, "build", &["build", "--json", &layered]);
+    let image = home.join("vm.ext4");
+    let image = image.to_str().expect("UTF-8");
+    let built = contract.run(
+        home,
+        "build",
+        &["build", "--json", &layered, "-o", image, "--provenance"],
+    );
+    let written = std::fs::read(format!("{image}.json")).expect("FILE.json");
+    let provenance: Value = serde_json::from_slice(&written).expect("JSON");
+    assert_eq!(built["provenance"], format!("{image}.json"), "{built}");
+    contract.check("provenance", &provenance);
     contract.run(
         home,
         "build_per_layer",

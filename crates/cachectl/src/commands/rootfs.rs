@@ -1,15 +1,17 @@
 //! `unpack` and `build`: a cached image (pulled when absent, unless
 //! `--offline`, and read while its layers download) to a directory or an
-//! ext4 image.
+//! ext4, squashfs or erofs image (with `--provenance`, and the file that
+//! says how it was made).
 
 use super::runtime;
 use crate::cli::{BuildArgs, BuildInput, UnpackArgs, UnpackFormat};
 use crate::error::CliError;
 use crate::output::{Output, human_bytes};
 use crate::progress::Progress;
-use crate::settings::{Context, parse_reference};
+use crate::settings::{Context, TOOLS, ToolPath, parse_reference};
 use ociref::Reference;
 use ocistore::{PullOptions, StoredImage};
+use std::collections::BTreeMap;
 
 /// The options of the pulls these commands make.
 fn pull_options(context: &Context, offline: bool) -> PullOptions {
@@ -166,15 +168,9 @@ pub(super) fn build(
     out: Output,
 ) -> Result<(), CliError> {
     let reference = parse_reference(&args.reference)?;
-    let options = build_options(args, progress);
-    // Options wrong in themselves fail before any pull or unpack.
-    options.check().map_err(|err| match (&err, &args.init) {
-        (rootfs::Error::PlacePath { .. }, Some(init)) => {
-            CliError::Usage(format!("--init {init}: {err}"))
-        }
-        _ => err.into(),
-    })?;
-    let building = || progress.step(format!("building an ext4 image of {reference}"));
+    let options = build_options(context, args, progress)?;
+    let fs = options.fs.as_str();
+    let building = || progress.step(format!("building {} image of {reference}", a_or_an(fs)));
     if args.per_layer {
         let layers = with_image(context, &reference, args.offline, progress, out, |image| {
             let _step = building();
@@ -190,11 +186,12 @@ pub(super) fn build(
                     "path": layer.path.display().to_string(),
                     "size": layer.size,
                     "cached": layer.cached,
+                    "fs": fs,
                 })
             })
             .collect();
         out.note(&format!(
-            "{} ext4 layer image(s) of {reference}, base first",
+            "{} {fs} layer image(s) of {reference}, base first",
             layers.len()
         ));
         out.result(&json, || {
@@ -212,6 +209,16 @@ pub(super) fn build(
     });
     progress.finish();
     let built = built?;
+    let provenance = match (&args.output, args.provenance) {
+        (Some(image), true) => Some(crate::provenance::write(
+            image,
+            &args.reference,
+            &reference,
+            &built,
+            &options,
+        )?),
+        _ => None,
+    };
     let json = serde_json::json!({
         "ref": reference.to_string(),
         "path": built.path.display().to_string(),
@@ -220,30 +227,62 @@ pub(super) fn build(
         "size": built.size,
         "cached": built.cached,
         "config": built.config,
-        "input": built.input.as_str(),
+        "fs": fs,
+        "input": (options.fs == rootfs::FsType::Ext4).then(|| built.input.as_str()),
+        "provenance": provenance.as_ref().map(|path| path.display().to_string()),
         "requests": context.usage(),
     });
-    tracing::info!(
-        input = built.input.as_str(),
-        "mke2fs -d read {}",
-        match built.input {
-            rootfs::Ext4Input::TarStream => "the merged tar stream of the layers",
-            _ => "an unpacked tree",
-        }
-    );
+    if options.fs == rootfs::FsType::Ext4 {
+        tracing::info!(
+            input = built.input.as_str(),
+            "mke2fs -d read {}",
+            match built.input {
+                rootfs::Ext4Input::TarStream => "the merged tar stream of the layers",
+                _ => "an unpacked tree",
+            }
+        );
+    }
     out.note(&format!(
-        "{} ext4 image of {reference} ({})",
+        "{} {fs} image of {reference} ({})",
         if built.cached { "cached" } else { "built" },
         human_bytes(built.size)
     ));
+    if let Some(path) = &provenance {
+        out.note(&format!("provenance in {}", path.display()));
+    }
     out.result(&json, || built.path.display().to_string());
     Ok(())
 }
 
 /// The [`rootfs::BuildOptions`] of `build`'s arguments (`--init FILE` puts
-/// FILE at `/sbin/init`).
-fn build_options(args: &BuildArgs, progress: &Progress) -> rootfs::BuildOptions {
+/// FILE at `/sbin/init`; a program's flag wins over its settings key),
+/// checked: options wrong in themselves fail before any pull or unpack,
+/// as usage errors naming the flag.
+fn build_options(
+    context: &Context,
+    args: &BuildArgs,
+    progress: &Progress,
+) -> Result<rootfs::BuildOptions, CliError> {
     let mut options = rootfs::BuildOptions::default();
+    options.fs = args.fs.fs_type();
+    let fs = options.fs.as_str();
+    if options.fs != rootfs::FsType::Ext4 && args.input.is_some() {
+        return Err(CliError::Usage(format!(
+            "--input applies to ext4 (what mke2fs reads); {} image is made from the merged tar \
+             stream",
+            a_or_an(fs)
+        )));
+    }
+    if let Some(compressor) = &args.compressor
+        && options.fs == rootfs::FsType::Ext4
+    {
+        return Err(CliError::Usage(format!(
+            "--compressor {compressor} applies to --fs squashfs and --fs erofs; ext4 is not \
+             compressed"
+        )));
+    }
+    options.compressor = args.compressor.clone();
+    options.tool_paths = tool_paths(context, args)?;
     options.size = args.size;
     if let Some(headroom) = args.headroom {
         options.headroom = headroom;
@@ -265,5 +304,51 @@ fn build_options(args: &BuildArgs, progress: &Progress) -> rootfs::BuildOptions 
         };
         options.init = Some((file.into(), path.to_owned()));
     }
-    options
+    options.check().map_err(|err| match (&err, &args.init) {
+        (rootfs::Error::PlacePath { .. }, Some(init)) => {
+            CliError::Usage(format!("--init {init}: {err}"))
+        }
+        _ => err.into(),
+    })?;
+    Ok(options)
+}
+
+/// The programs `build` runs from given paths, by name: each flag
+/// (`--mke2fs`) wins over its settings key (`mke2fs`). A path that is not
+/// a file is a usage error naming the flag or key, the path and the
+/// program.
+fn tool_paths(
+    context: &Context,
+    args: &BuildArgs,
+) -> Result<BTreeMap<String, std::path::PathBuf>, CliError> {
+    let mut paths = BTreeMap::new();
+    for ((name, flag, _), given) in TOOLS.iter().zip(args.tools.given()) {
+        let chosen = match given {
+            Some(path) => ToolPath {
+                path: path.clone(),
+                setting: (*flag).to_owned(),
+            },
+            None => match context.tool_paths.get(*name) {
+                Some(from_file) => from_file.clone(),
+                None => continue,
+            },
+        };
+        if !chosen.path.is_file() {
+            return Err(CliError::Usage(format!(
+                "{} names {} as the {name} to run, which is not a file",
+                chosen.setting,
+                chosen.path.display()
+            )));
+        }
+        paths.insert((*name).to_owned(), chosen.path);
+    }
+    Ok(paths)
+}
+
+/// `a squashfs`, `an ext4`, `an erofs`.
+fn a_or_an(fs: &str) -> String {
+    match fs.starts_with('s') {
+        true => format!("a {fs}"),
+        false => format!("an {fs}"),
+    }
 }

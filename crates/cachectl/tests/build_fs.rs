@@ -1,0 +1,272 @@
+//! `build --fs` and `--compressor` (the file system said in `--json` and
+//! the note, the compressor refused for ext4, `--input` refused for the
+//! read-only ones), and the programs `build` runs given by path
+//! (`--mke2fs`, the settings key `mke2fs`, the flag winning; a path that
+//! is not a file refused before anything is pulled).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use support::{cachectl, fixture, stderr};
+
+/// The references `images --json` lists.
+fn cached_images(home: &Path) -> serde_json::Value {
+    let listed = cachectl(home)
+        .args(["images", "--json"])
+        .output()
+        .expect("runs");
+    serde_json::from_slice(&listed.stdout).expect("JSON")
+}
+
+#[test]
+fn wrong_combinations_are_usage_errors_naming_the_flag_before_any_pull() {
+    let (reference, _) = fixture("small");
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["--compressor", "zstd,3"],
+            &["--compressor zstd,3", "squashfs", "erofs"],
+        ),
+        (
+            &["--fs", "ext4", "--per-layer", "--compressor", "lz4"],
+            &["--compressor lz4"],
+        ),
+        (
+            &["--fs", "squashfs", "--input", "tree"],
+            &["--input applies to ext4"],
+        ),
+        (
+            &["--fs", "erofs", "--input", "tar-stream"],
+            &["--input applies to ext4"],
+        ),
+        (&["--fs", "btrfs"], &["squashfs", "erofs", "ext4"]),
+        (&["--provenance"], &["--output"]),
+        (&["--per-layer", "--provenance"], &["--provenance"]),
+        (
+            &["--mke2fs", "/nonexistent/mke2fs"],
+            &["--mke2fs", "/nonexistent/mke2fs", "the mke2fs to run"],
+        ),
+        (
+            &["--debugfs", "/nonexistent/debugfs"],
+            &["--debugfs", "/nonexistent/debugfs", "the debugfs to run"],
+        ),
+        (
+            &["--fs", "squashfs", "--tar2sqfs", "/nonexistent/t2s"],
+            &["--tar2sqfs", "/nonexistent/t2s", "the tar2sqfs to run"],
+        ),
+        (
+            &["--mkfs-erofs", "/"],
+            &["--mkfs-erofs", "the mkfs.erofs to run", "not a file"],
+        ),
+    ];
+    for (options, words) in cases {
+        let home = tempfile::tempdir().expect("tempdir");
+        let built = cachectl(home.path())
+            .arg("build")
+            .arg(&reference)
+            .args(*options)
+            .output()
+            .expect("runs");
+        let message = stderr(&built);
+        assert_eq!(built.status.code(), Some(2), "{options:?}: {message}");
+        for word in *words {
+            assert!(message.contains(word), "{options:?}: {word}: {message}");
+        }
+        assert_eq!(
+            cached_images(home.path()),
+            serde_json::json!([]),
+            "{options:?}: refused before the image was pulled"
+        );
+    }
+}
+
+#[test]
+fn the_file_system_is_said_in_json_and_in_the_note() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let (reference, _) = fixture("small");
+    let build = |options: &[&str]| {
+        let built = cachectl(home.path())
+            .args(["build", &reference, "--rootless", "--json"])
+            .args(options)
+            .output()
+            .expect("runs");
+        assert!(built.status.success(), "{options:?}: {}", stderr(&built));
+        serde_json::from_slice::<serde_json::Value>(&built.stdout).expect("JSON")
+    };
+    let ext4 = build(&[]);
+    assert_eq!(ext4["fs"], "ext4", "{ext4}");
+    assert!(ext4["input"].is_string(), "{ext4}");
+    let named = build(&["--fs", "ext4"]);
+    assert_eq!(named["fs"], "ext4", "{named}");
+    let squashfs = build(&["--fs", "squashfs", "--compressor", "lz4"]);
+    assert_eq!(squashfs["fs"], "squashfs", "{squashfs}");
+    assert_eq!(squashfs["input"], serde_json::Value::Null, "{squashfs}");
+    let layers = build(&["--per-layer", "--fs", "erofs"]);
+    let entries = layers.as_array().expect("one entry per layer");
+    assert!(!entries.is_empty(), "{layers}");
+    for entry in entries {
+        assert_eq!(entry["fs"], "erofs", "{layers}");
+    }
+    let noted = cachectl(home.path())
+        .args(["build", &reference, "--rootless", "--fs", "squashfs"])
+        .output()
+        .expect("runs");
+    let note = stderr(&noted);
+    assert!(noted.status.success(), "{note}");
+    let normalized = ext4["ref"].as_str().expect("ref");
+    assert!(
+        note.contains(&format!("squashfs image of {normalized} (")),
+        "{note}"
+    );
+    assert!(!note.contains("ext4"), "{note}");
+    let noted = cachectl(home.path())
+        .args(["build", &reference, "--rootless"])
+        .output()
+        .expect("runs");
+    let note = stderr(&noted);
+    assert!(
+        note.contains(&format!("cached ext4 image of {normalized} (")),
+        "{note}"
+    );
+}
+
+/// A `mke2fs` that writes a line (`NAME ARGS…`) to `log` each time it
+/// runs, then runs the host's: a new binary, so it is probed once.
+fn logging_mke2fs(dir: &Path, name: &str, log: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let real = ["/usr/sbin/mke2fs", "/sbin/mke2fs"]
+        .into_iter()
+        .find(|path| Path::new(path).is_file())
+        .expect("e2fsprogs is installed");
+    let script = dir.join(name);
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"{name} $*\" >> '{}'\nexec {real} \"$@\"\n",
+            log.display()
+        ),
+    )
+    .expect("written");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("mode");
+    script
+}
+
+/// The lines of `log` (none when it was never written).
+fn runs(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether `line` is a run of `name` that made an image (labelled: `-L`),
+/// not one of the probes (`-V`, a one-entry tar read).
+fn is_build(line: &str, name: &str) -> bool {
+    line.starts_with(&format!("{name} ")) && line.contains(" -L ")
+}
+
+/// Whether `lines` hold a run of `name` that made an image.
+fn built_with(lines: &[String], name: &str) -> bool {
+    lines.iter().any(|line| is_build(line, name))
+}
+
+#[test]
+fn a_given_mke2fs_is_the_one_that_runs() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let tools = tempfile::tempdir().expect("tempdir");
+    let log = tools.path().join("runs.log");
+    let wrapper = logging_mke2fs(tools.path(), "flagged", &log);
+    let (reference, _) = fixture("small");
+    let built = cachectl(home.path())
+        .args(["build", &reference, "--rootless", "--json", "--mke2fs"])
+        .arg(&wrapper)
+        .output()
+        .expect("runs");
+    assert!(built.status.success(), "{}", stderr(&built));
+    let lines = runs(&log);
+    assert!(built_with(&lines, "flagged"), "{lines:?}");
+    assert!(
+        lines.iter().any(|line| line == "flagged -V"),
+        "a new binary is probed: {lines:?}"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&built.stdout).expect("JSON");
+    assert!(
+        Path::new(json["path"].as_str().expect("path")).is_file(),
+        "{json}"
+    );
+    // Probed once: a build of another image with the same binary asks
+    // the record under the store, not the binary.
+    let (other, _) = fixture("layered");
+    let again = cachectl(home.path())
+        .args(["build", &other, "--rootless", "--mke2fs"])
+        .arg(&wrapper)
+        .output()
+        .expect("runs");
+    assert!(again.status.success(), "{}", stderr(&again));
+    let lines = runs(&log);
+    let probes = lines.iter().filter(|line| *line == "flagged -V").count();
+    assert_eq!(probes, 1, "{lines:?}");
+    assert_eq!(
+        lines.iter().filter(|l| is_build(l, "flagged")).count(),
+        2,
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn the_settings_key_names_the_program_and_the_flag_wins_over_it() {
+    let (reference, _) = fixture("small");
+    let tools = tempfile::tempdir().expect("tempdir");
+    let keyed_log = tools.path().join("keyed.log");
+    let flagged_log = tools.path().join("flagged.log");
+    let keyed = logging_mke2fs(tools.path(), "keyed", &keyed_log);
+    let flagged = logging_mke2fs(tools.path(), "flagged", &flagged_log);
+    let config = tools.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("mke2fs = {:?}\n", keyed.display().to_string()),
+    )
+    .expect("written");
+    let home = tempfile::tempdir().expect("tempdir");
+    let built = cachectl(home.path())
+        .args(["build", &reference, "--rootless", "--config"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert!(built.status.success(), "{}", stderr(&built));
+    assert!(
+        built_with(&runs(&keyed_log), "keyed"),
+        "{:?}",
+        runs(&keyed_log)
+    );
+    std::fs::remove_file(&keyed_log).expect("removed");
+    let home = tempfile::tempdir().expect("tempdir");
+    let built = cachectl(home.path())
+        .args(["build", &reference, "--rootless", "--config"])
+        .arg(&config)
+        .arg("--mke2fs")
+        .arg(&flagged)
+        .output()
+        .expect("runs");
+    assert!(built.status.success(), "{}", stderr(&built));
+    assert!(
+        built_with(&runs(&flagged_log), "flagged"),
+        "{:?}",
+        runs(&flagged_log)
+    );
+    assert_eq!(runs(&keyed_log), Vec::<String>::new(), "the flag won");
+    // A key naming no file is refused, naming the key and the file.
+    std::fs::write(&config, "mke2fs = \"/nonexistent/mke2fs\"\n").expect("written");
+    let home = tempfile::tempdir().expect("tempdir");
+    let refused = cachectl(home.path())
+        .args(["build", &reference, "--config"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    let message = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{message}");
+    let key = format!("mke2fs in {}", config.display());
+    assert!(message.contains(&key), "{message}");
+    assert!(message.contains("/nonexistent/mke2fs"), "{message}");
+    assert_eq!(cached_images(home.path()), serde_json::json!([]));
+}
