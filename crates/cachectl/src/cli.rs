@@ -537,7 +537,7 @@ pub(crate) enum BuildFs {
     Ext4,
     /// squashfs, by tar2sqfs (squashfs-tools-ng): read-only
     Squashfs,
-    /// erofs, by mkfs.erofs (erofs-utils 1.7 or later): read-only
+    /// erofs, by mkfs.erofs (erofs-utils 1.8 or later): read-only
     Erofs,
 }
 

@@ -66,7 +66,7 @@ pub struct BuildOptions {
     pub compressor: Option<String>,
     /// Programs at given paths, by name (`mke2fs`, `debugfs`, `tar2sqfs`,
     /// `mkfs.erofs`): used instead of searching [`BuildOptions::search_path`];
-    /// a path that is not a file is [`Error::ToolNotFound`] naming it.
+    /// a path that is not a file is [`Error::ToolPathMissing`] naming it.
     pub tool_paths: BTreeMap<String, PathBuf>,
 }
 

@@ -186,7 +186,7 @@ pub(super) fn build(
                     "path": layer.path.display().to_string(),
                     "size": layer.size,
                     "cached": layer.cached,
-                    "fs": fs,
+                    "fs": layer.fs.as_str(),
                 })
             })
             .collect();
@@ -227,7 +227,7 @@ pub(super) fn build(
         "size": built.size,
         "cached": built.cached,
         "config": built.config,
-        "fs": fs,
+        "fs": built.fs.as_str(),
         "input": (options.fs == rootfs::FsType::Ext4).then(|| built.input.as_str()),
         "provenance": provenance.as_ref().map(|path| path.display().to_string()),
         "requests": context.usage(),
@@ -282,7 +282,7 @@ fn build_options(
         )));
     }
     options.compressor = args.compressor.clone();
-    options.tool_paths = tool_paths(context, args)?;
+    options.tool_paths = tool_paths(context, args, options.fs)?;
     options.size = args.size;
     if let Some(headroom) = args.headroom {
         options.headroom = headroom;
@@ -313,16 +313,26 @@ fn build_options(
     Ok(options)
 }
 
-/// The programs `build` runs from given paths, by name: each flag
+/// The programs a build of `fs` runs from given paths, by name: each flag
 /// (`--mke2fs`) wins over its settings key (`mke2fs`). A path that is not
 /// a file is a usage error naming the flag or key, the path and the
-/// program.
+/// program; the programs of other file system types are not looked at (a
+/// settings file naming a stale `tar2sqfs` does not stop ext4 builds).
 fn tool_paths(
     context: &Context,
     args: &BuildArgs,
+    fs: rootfs::FsType,
 ) -> Result<BTreeMap<String, std::path::PathBuf>, CliError> {
+    let used: &[&str] = match fs {
+        rootfs::FsType::Squashfs => &["tar2sqfs"],
+        rootfs::FsType::Erofs => &["mkfs.erofs"],
+        _ => &["mke2fs", "debugfs"],
+    };
     let mut paths = BTreeMap::new();
     for ((name, flag, _), given) in TOOLS.iter().zip(args.tools.given()) {
+        if !used.contains(name) {
+            continue;
+        }
         let chosen = match given {
             Some(path) => ToolPath {
                 path: path.clone(),
