@@ -478,7 +478,7 @@ pub(crate) struct BuildArgs {
     /// What mke2fs reads: the layers merged into one tar stream as it runs
     /// (needs e2fsprogs 1.47.1 or later with libarchive), or an unpacked
     /// tree [default: tar-stream where mke2fs reads tars, else tree]
-    #[arg(long, value_enum, conflicts_with = "per_layer")]
+    #[arg(long, value_enum)]
     pub(crate) input: Option<BuildInput>,
     /// File system of the image: ext4 (writable), or squashfs or erofs
     /// (read-only, compressed, made from the merged tar stream)

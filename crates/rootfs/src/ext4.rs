@@ -9,7 +9,7 @@ use crate::options::BuildOptions;
 use crate::output::copy_to_output;
 use crate::place::place_file;
 use crate::safe;
-use crate::scratch::{WorkDir, is_out_of_space, make_readable, remove_stale_work, tree_estimate};
+use crate::scratch::{make_readable, remove_stale_work, with_work_dir};
 use crate::sizing::{self, is_out_of_blocks, make_sized, measure};
 use crate::tools::{find_tool, run};
 use crate::unpack::{Recorded, UnpackReport, apply_image};
@@ -155,7 +155,7 @@ pub fn build(stored: &StoredImage, options: &BuildOptions) -> Result<BuiltImage>
 
 /// The input a flattened build reads: as asked, else the merged tar
 /// stream where the host's `mke2fs` reads tars, else the tree.
-fn choose_input(options: &BuildOptions, found: &Mke2fsInfo) -> Result<Ext4Input> {
+pub(crate) fn choose_input(options: &BuildOptions, found: &Mke2fsInfo) -> Result<Ext4Input> {
     match options.input {
         Some(Ext4Input::TarStream) if found.input != Ext4Input::TarStream => {
             Err(Error::InvalidOption {
@@ -186,21 +186,17 @@ pub(crate) struct FlatBuild<'a> {
 fn build_into(build: &FlatBuild<'_>) -> Result<()> {
     let (store, image) = (build.store, build.image);
     store.derived_dir(IMAGES).map_err(safe::from_store)?;
-    let attempt = |work: &WorkDir| match build.input {
-        Ext4Input::TarStream => crate::ext4_stream::build_streamed(build, work.path()),
-        Ext4Input::Tree => build_in(build, work.path()),
-    };
-    if build.options.memory_scratch {
-        let estimate = tree_estimate(image.layers.iter().map(|l| l.descriptor.size));
-        if let Some(work) = WorkDir::in_memory(store, "build-", estimate) {
-            match attempt(&work) {
-                // The tree was larger than estimated: again, on disk.
-                Err(err) if is_out_of_space(&err) => {}
-                done => return done,
-            }
-        }
-    }
-    attempt(&WorkDir::new(store, "build-")?)
+    let sizes = image.layers.iter().map(|l| l.descriptor.size);
+    with_work_dir(
+        store,
+        build.options.memory_scratch,
+        "build-",
+        sizes,
+        |work| match build.input {
+            Ext4Input::TarStream => crate::ext4_stream::build_streamed(build, work.path()),
+            Ext4Input::Tree => build_in(build, work.path()),
+        },
+    )
 }
 
 /// Unpacks the image into `work/tree` and makes the image from it, with

@@ -29,9 +29,11 @@ use crate::ext4_tar::{
     TarImage, TarImageReport, XattrsByPath, ext4_fed, image_path, kept_by_mke2fs,
 };
 use crate::leftovers;
-use crate::merge::{EntrySink, IndexedMerge, MergedEntry, TarSink, TreeStats, index_image};
+use crate::merge::{EntrySink, MergedEntry, TarSink, TreeStats, index_image};
+use crate::options::BuildOptions;
 use crate::safe;
 use crate::sizing::{BLOCK, inode_count, is_out_of_blocks, make_sized};
+use ociref::Digest;
 use std::io::{BufWriter, Write};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
@@ -49,30 +51,45 @@ pub(crate) fn build_streamed(build: &FlatBuild<'_>, work: &Path) -> Result<()> {
     if let Some((source, target)) = &options.init {
         merge.place(source, target)?;
     }
-    let (blocks, inodes) = image_needs(merge.stats());
     // The image is made and renamed through the cache directory's handle:
     // a directory swapped in at its name is never written.
     let cache = store.derived_dir(IMAGES).map_err(safe::from_store)?;
     let partial = leftovers::partial_image(&cache, crate::FsType::Ext4)?;
+    let seed = &image.manifest.digest;
+    make_streamed(
+        partial.path(),
+        options,
+        work,
+        (seed, merge.stats()),
+        &|sink| merge.emit(sink).map(|report| report.emitted),
+    )?;
+    keep_image(store, &cache, partial, build.cached_path, seed)
+}
+
+/// Makes the ext4 image `partial` from the entries `emit` gives (the tree
+/// `stats` describes, UUID and hash seed from `seed`): mke2fs reads them as
+/// a tar on a pipe while they are emitted, the attributes it drops are set
+/// after, and an image too small is made again, larger.
+pub(crate) fn make_streamed(
+    partial: &Path,
+    options: &BuildOptions,
+    work: &Path,
+    (seed, stats): (&Digest, TreeStats),
+    emit: &dyn Fn(&mut dyn EntrySink) -> Result<u64>,
+) -> Result<()> {
+    let (blocks, inodes) = image_needs(stats);
     make_sized(
         options.size,
         options.headroom,
         (blocks, inodes),
         is_full,
         |size| {
-            let shape = TarImage::new(size, inodes, image.manifest.digest.clone());
-            ext4_fed(partial.path(), &shape, options, work, |stdin| {
-                emit_into(&merge, stdin)
+            let shape = TarImage::new(size, inodes, seed.clone());
+            ext4_fed(partial, &shape, options, work, |stdin| {
+                emit_into(emit, stdin)
             })
             .map(drop)
         },
-    )?;
-    keep_image(
-        store,
-        &cache,
-        partial,
-        build.cached_path,
-        &image.manifest.digest,
     )
 }
 
@@ -85,10 +102,10 @@ fn image_needs(stats: TreeStats) -> (u64, u64) {
     (blocks, inode_count(stats.entries))
 }
 
-/// Emits the merged tar into mke2fs's standard input; the attributes it
-/// will drop, by path.
+/// Writes the entries `emit` gives as a tar into mke2fs's standard input;
+/// the attributes mke2fs will drop, by path.
 fn emit_into(
-    merge: &IndexedMerge<'_>,
+    emit: &dyn Fn(&mut dyn EntrySink) -> Result<u64>,
     stdin: ChildStdin,
 ) -> Result<(TarImageReport, XattrsByPath)> {
     let mut sink = FeedSink {
@@ -99,11 +116,11 @@ fn emit_into(
         dropped: XattrsByPath::new(),
         failure: None,
     };
-    let emitted = merge.emit(&mut sink);
+    let emitted = emit(&mut sink);
     if let Some(failure) = sink.failure.take() {
         return Err(failure);
     }
-    let report = emitted?;
+    let entries = emitted?;
     let pipe = Path::new("mke2fs");
     let counted = sink.tar.finish().map_err(io("writing to", pipe))?;
     let bytes = counted.bytes;
@@ -112,7 +129,7 @@ fn emit_into(
         .into_inner()
         .map_err(|e| io("writing to", pipe)(e.into_error()))?;
     let report = TarImageReport {
-        entries: report.emitted,
+        entries,
         bytes,
         xattrs_set: 0,
     };

@@ -2,37 +2,46 @@
 //! that stack the layers with overlayfs (ext4, or read-only squashfs and
 //! erofs lowers).
 //!
-//! Each layer is applied into a tree of its own over the merged tree of
-//! the layers below it (the unpack's overlay mode: whiteouts become
-//! overlayfs whiteouts, a hardlink to a lower file a copy of it). An ext4
-//! image is made from that tree with `mke2fs -d` and a `debugfs` pass, as
-//! a flattened build from a tree is; a squashfs or erofs image from the
-//! tree read back as a tar stream (`tree_stream`), with the owners, modes,
-//! devices, whiteouts and attributes the unpack recorded where a rootless
-//! host could not hold them, so no root is needed either way.
+//! Where the tool reads a tar stream (tar2sqfs, mkfs.erofs 1.8, mke2fs
+//! 1.47.1 with libarchive), one index pass reads the layers (each
+//! decompressed once into a copy in the work directory) and, as soon as it
+//! has taken a layer, that layer's lower (`merge::LayerDiff`: what the
+//! layer wrote, whiteouts as 0:0 character devices, opaque directories,
+//! the directories above them with their metadata as of that layer) is
+//! streamed into the tool: no tree on the host, no root. Otherwise (ext4
+//! with an older mke2fs, or `Ext4Input::Tree` asked for) each layer is
+//! applied into a tree of its own over the merged tree of the layers below
+//! (the unpack's overlay mode) and `mke2fs -d DIR` reads it, with a
+//! `debugfs` pass.
 
 use crate::cache_files::{self, keep_image};
 use crate::error::{Result, check_keepable, io};
 use crate::ext4::{ImageInput, Tools, hex, make_image};
+use crate::ext4_stream::make_streamed;
 use crate::leftovers;
+use crate::merge::each_layer_lower;
+use crate::mke2fs::Ext4Input;
 use crate::open_layer::open_layer;
 use crate::options::{BuildOptions, FsType};
 use crate::progress;
 use crate::readonly::{Made, Maker};
 use crate::safe;
-use crate::scratch::{WorkDir, remove_stale_work};
+use crate::scratch::{WorkDir, remove_stale_work, with_work_dir};
 use crate::tools::find_tool;
-use crate::tree_stream::emit_tree;
 use crate::unpack::{Applier, UnpackReport};
 use ociref::Digest;
-use ocistore::{Store, StoredImage};
+use ocistore::{LayerDetails, Store, StoredImage};
 use sha2::{Digest as _, Sha256};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-/// How each layer's tree becomes an image.
+/// How each layer becomes an image.
 enum LayerMaker<'a> {
+    /// ext4 from the layer's overlay tree (`mke2fs -d DIR`).
     Ext4(Tools<'a>),
+    /// ext4 from the layer's lower as a tar stream (`mke2fs -d -`).
+    Ext4Stream,
+    /// squashfs or erofs from the layer's lower as a tar stream.
     ReadOnly(Maker),
 }
 
@@ -75,7 +84,9 @@ pub fn build_layers(stored: &StoredImage, options: &BuildOptions) -> Result<Vec<
             mke2fs = find_tool("mke2fs", options)?;
             debugfs = find_tool("debugfs", options)?;
             // Learned once per mke2fs binary: a cache hit starts no child.
-            let version = crate::mke2fs::detect_mke2fs(store, options)?.version;
+            let found = crate::mke2fs::detect_mke2fs(store, options)?;
+            let input = crate::ext4::choose_input(options, &found)?;
+            let version = found.version;
             let mut chain = String::from("rootfs-ext4-layer 2\n");
             let _ = writeln!(
                 chain,
@@ -87,12 +98,19 @@ pub fn build_layers(stored: &StoredImage, options: &BuildOptions) -> Result<Vec<
                 mke2fs: &mke2fs,
                 debugfs: &debugfs,
             };
-            (LayerMaker::Ext4(tools), chain)
+            // The stream where mke2fs reads tars (unless a tree is asked
+            // for): other bytes (times), so its own keys.
+            if input == Ext4Input::TarStream {
+                chain.push_str("input tar-stream\n");
+                (LayerMaker::Ext4Stream, chain)
+            } else {
+                (LayerMaker::Ext4(tools), chain)
+            }
         }
         _ => {
             maker = Maker::find(options)?;
             let chain = format!(
-                "rootfs-{}-layer 1\n{}",
+                "rootfs-{}-layer 2\n{}",
                 fs.as_str(),
                 maker.key_text(options)
             );
@@ -111,41 +129,11 @@ pub fn build_layers(stored: &StoredImage, options: &BuildOptions) -> Result<Vec<
     if let Some((layer, _, _)) = planned.iter().find(|(_, _, cached)| !cached) {
         check_keepable(store, &cache_dir, &layer.descriptor.digest)?;
         store.derived_dir(fs.as_str()).map_err(safe::from_store)?;
-        let work = WorkDir::new(store, "layers-")?;
-        let merged = work.path().join("merged");
-        std::fs::create_dir(&merged).map_err(io("creating", &merged))?;
-        let rootless = options.unpack.rootless || !rustix::process::geteuid().is_root();
-        let mut below = Applier::new(&merged, &options.unpack, rootless);
-        let last_to_build = planned
-            .iter()
-            .rposition(|(_, _, cached)| !cached)
-            .expect("one layer is not cached");
-        for (index, (layer, path, cached)) in planned.iter().enumerate().take(last_to_build + 1) {
-            let digest = &layer.descriptor.digest;
-            let media_type = &layer.descriptor.media_type;
-            if !cached {
-                let tree = work.path().join(format!("layer-{index}"));
-                std::fs::create_dir(&tree).map_err(io("creating", &tree))?;
-                let mut applier =
-                    Applier::new(&tree, &options.unpack, rootless).overlay(&merged, &below.report);
-                let progress = options.unpack.progress.as_ref();
-                applier.apply_layer(digest, open_layer(store, digest, media_type, progress)?)?;
-                progress::finished(progress, digest, layer.descriptor.size);
-                applier.finish()?;
-                let layer_work = work.path().join(format!("work-{index}"));
-                std::fs::create_dir(&layer_work).map_err(io("creating", &layer_work))?;
-                let layer_tree = LayerTree {
-                    store,
-                    tree: &tree,
-                    report: &applier.report,
-                    layer: digest,
-                    work: &layer_work,
-                };
-                make_layer(&kind, &layer_tree, options, path)?;
+        match &kind {
+            LayerMaker::ReadOnly(_) | LayerMaker::Ext4Stream => {
+                streamed_lowers(stored, options, &kind, &planned)?
             }
-            if index < last_to_build {
-                below.apply_layer(digest, open_layer(store, digest, media_type, None)?)?;
-            }
+            LayerMaker::Ext4(tools) => ext4_lowers(stored, options, tools, &planned)?,
         }
     }
     planned
@@ -179,39 +167,118 @@ struct LayerTree<'a> {
     work: &'a Path,
 }
 
-/// Makes the image of one layer's tree, kept at `path`.
-fn make_layer(
-    kind: &LayerMaker<'_>,
+/// Makes the ext4 image of one layer's tree, kept at `path`.
+fn ext4_lower(
+    tools: &Tools<'_>,
     layer: &LayerTree<'_>,
     options: &BuildOptions,
     path: &Path,
 ) -> Result<()> {
-    match kind {
-        LayerMaker::Ext4(tools) => {
-            let input = ImageInput {
-                tree: layer.tree,
-                report: layer.report,
-                uuid_digest: layer.layer,
-                owner: layer.layer,
-                store: layer.store,
+    let input = ImageInput {
+        tree: layer.tree,
+        report: layer.report,
+        uuid_digest: layer.layer,
+        owner: layer.layer,
+        store: layer.store,
+    };
+    make_image(tools, &input, options, layer.work, path)
+}
+
+/// A layer, where its image is kept, and whether it is cached there.
+type Planned<'a> = (&'a LayerDetails, PathBuf, bool);
+
+/// Makes the ext4 lowers not cached: each layer applied into a tree of its
+/// own over the merged tree of the layers below, then `mke2fs -d` of it.
+fn ext4_lowers(
+    stored: &StoredImage,
+    options: &BuildOptions,
+    tools: &Tools<'_>,
+    planned: &[Planned<'_>],
+) -> Result<()> {
+    let store = stored.store();
+    let work = WorkDir::new(store, "layers-")?;
+    let merged = work.path().join("merged");
+    std::fs::create_dir(&merged).map_err(io("creating", &merged))?;
+    let rootless = options.unpack.rootless || !rustix::process::geteuid().is_root();
+    let mut below = Applier::new(&merged, &options.unpack, rootless);
+    let last_to_build = planned
+        .iter()
+        .rposition(|(_, _, cached)| !cached)
+        .expect("one layer is not cached");
+    for (index, (layer, path, cached)) in planned.iter().enumerate().take(last_to_build + 1) {
+        let digest = &layer.descriptor.digest;
+        let media_type = &layer.descriptor.media_type;
+        if !cached {
+            let tree = work.path().join(format!("layer-{index}"));
+            std::fs::create_dir(&tree).map_err(io("creating", &tree))?;
+            let mut applier =
+                Applier::new(&tree, &options.unpack, rootless).overlay(&merged, &below.report);
+            let progress = options.unpack.progress.as_ref();
+            applier.apply_layer(digest, open_layer(store, digest, media_type, progress)?)?;
+            progress::finished(progress, digest, layer.descriptor.size);
+            applier.finish()?;
+            let layer_work = work.path().join(format!("work-{index}"));
+            std::fs::create_dir(&layer_work).map_err(io("creating", &layer_work))?;
+            let layer_tree = LayerTree {
+                store,
+                tree: &tree,
+                report: &applier.report,
+                layer: digest,
+                work: &layer_work,
             };
-            make_image(tools, &input, options, layer.work, path)
+            ext4_lower(tools, &layer_tree, options, path)?;
         }
-        LayerMaker::ReadOnly(maker) => {
-            let cache = layer
-                .store
-                .derived_dir(maker.fs.as_str())
-                .map_err(safe::from_store)?;
-            let partial = leftovers::partial_image(&cache, maker.fs)?;
-            let made = Made {
-                partial: partial.path(),
-                seed: layer.layer,
-                label: &options.label,
-            };
-            maker.make(&made, |sink| {
-                emit_tree(layer.tree, layer.report, sink).map(drop)
-            })?;
-            keep_image(layer.store, &cache, partial, path, layer.layer)
+        if index < last_to_build {
+            below.apply_layer(digest, open_layer(store, digest, media_type, None)?)?;
         }
     }
+    Ok(())
+}
+
+/// Makes the lowers not cached from one index pass over copies of the
+/// layers (see `merge::LayerDiff`), each streamed into its tool as soon as
+/// the index has taken its layer: no tree on the host, no root.
+fn streamed_lowers(
+    stored: &StoredImage,
+    options: &BuildOptions,
+    kind: &LayerMaker<'_>,
+    planned: &[Planned<'_>],
+) -> Result<()> {
+    let (store, image) = (stored.store(), stored.details());
+    let cache = store
+        .derived_dir(options.fs.as_str())
+        .map_err(safe::from_store)?;
+    let sizes = image.layers.iter().map(|l| l.descriptor.size);
+    with_work_dir(store, options.memory_scratch, "layers-", sizes, |work| {
+        let spool = work.path().join("layers");
+        std::fs::create_dir(&spool).map_err(io("creating", &spool))?;
+        let progress = options.unpack.progress.as_ref();
+        each_layer_lower(store, image, &spool, progress, &mut |number, lower| {
+            let (layer, path, cached) = &planned[number as usize];
+            if *cached {
+                return Ok(());
+            }
+            let digest = &layer.descriptor.digest;
+            let partial = leftovers::partial_image(&cache, options.fs)?;
+            match kind {
+                LayerMaker::ReadOnly(maker) => {
+                    let made = Made {
+                        partial: partial.path(),
+                        seed: digest,
+                        label: &options.label,
+                    };
+                    maker.make(&made, |sink| lower.emit(sink).map(drop))?;
+                }
+                _ => {
+                    let layer_work = work.path().join(format!("work-{number}"));
+                    std::fs::create_dir(&layer_work).map_err(io("creating", &layer_work))?;
+                    let shape = (digest, lower.stats());
+                    make_streamed(partial.path(), options, &layer_work, shape, &|sink| {
+                        lower.emit(sink)
+                    })?;
+                }
+            }
+            keep_image(store, &cache, partial, path, digest)
+        })
+    })
 }

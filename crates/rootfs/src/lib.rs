@@ -74,7 +74,6 @@ mod sizing;
 mod sparse_copy;
 mod tar_sparse;
 mod tools;
-mod tree_stream;
 mod unpack;
 
 pub use cache_files::{BuildFiles, cached_builds};

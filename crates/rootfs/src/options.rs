@@ -55,7 +55,8 @@ pub struct BuildOptions {
     /// ([`crate::detect_mke2fs`]); [`Ext4Input::Tree`] unpacks the layers
     /// into a directory for `mke2fs -d DIR`. `None` (the default) is the
     /// stream where the host's `mke2fs` reads tars, else the tree.
-    /// Per-layer builds always read a tree.
+    /// Per-layer builds take it too: the stream of each layer's lower, or
+    /// each layer's overlay tree.
     pub input: Option<Ext4Input>,
     /// The file system of the image: ext4 (the default, writable), or a
     /// read-only squashfs or erofs made from the merged tar stream.

@@ -32,7 +32,7 @@ use crate::mke2fs::Ext4Input;
 use crate::options::{BuildOptions, FsType};
 use crate::output::copy_to_output;
 use crate::safe;
-use crate::scratch::{WorkDir, is_out_of_space, remove_stale_work, tree_estimate};
+use crate::scratch::{remove_stale_work, with_work_dir};
 use crate::tools::{find_tool, run, run_fed};
 use ocistore::StoredImage;
 use sha2::{Digest as _, Sha256};
@@ -216,21 +216,12 @@ pub(crate) fn build_readonly(stored: &StoredImage, options: &BuildOptions) -> Re
     if !cached {
         check_keepable(store, &cache_dir, &manifest_digest)?;
         let cache = store.derived_dir(kind).map_err(safe::from_store)?;
-        let attempt = |work: &WorkDir| {
+        let sizes = image.layers.iter().map(|l| l.descriptor.size);
+        with_work_dir(store, options.memory_scratch, "build-", sizes, |work| {
             let partial = leftovers::partial_image(&cache, maker.fs)?;
             make(stored, options, &maker, work.path(), partial.path())?;
             keep_image(store, &cache, partial, &cached_path, &manifest_digest)
-        };
-        let estimate = tree_estimate(image.layers.iter().map(|l| l.descriptor.size));
-        let in_memory = options.memory_scratch;
-        match in_memory.then(|| WorkDir::in_memory(store, "build-", estimate)) {
-            Some(Some(work)) => match attempt(&work) {
-                // The layers were larger than estimated: again, on disk.
-                Err(err) if is_out_of_space(&err) => attempt(&WorkDir::new(store, "build-")?)?,
-                done => done?,
-            },
-            _ => attempt(&WorkDir::new(store, "build-")?)?,
-        }
+        })?;
     }
     let size = safe::file_len(store, &cached_path)?;
     let path = match &options.output {

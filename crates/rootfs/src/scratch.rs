@@ -391,6 +391,27 @@ pub(crate) fn make_readable(tree: &Path) -> Result<()> {
 
 /// An upper estimate of the tree the layers of sizes `layer_sizes`
 /// (compressed, as stored) unpack to.
+/// Runs `attempt` in a new work directory (`prefix`…): on `/dev/shm` when
+/// `memory` and it has room for [`tree_estimate`] of `layer_sizes`, and
+/// again under the store when that one fills up; under the store at once
+/// otherwise.
+pub(crate) fn with_work_dir<T>(
+    store: &Store,
+    memory: bool,
+    prefix: &str,
+    layer_sizes: impl IntoIterator<Item = u64>,
+    attempt: impl Fn(&WorkDir) -> Result<T>,
+) -> Result<T> {
+    if memory && let Some(work) = WorkDir::in_memory(store, prefix, tree_estimate(layer_sizes)) {
+        match attempt(&work) {
+            // Larger than estimated: again, on disk.
+            Err(err) if is_out_of_space(&err) => {}
+            done => return done,
+        }
+    }
+    attempt(&WorkDir::new(store, prefix)?)
+}
+
 pub(crate) fn tree_estimate(layer_sizes: impl IntoIterator<Item = u64>) -> u64 {
     layer_sizes
         .into_iter()

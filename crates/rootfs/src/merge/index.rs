@@ -67,7 +67,7 @@ pub(super) struct Binding {
     pub(super) pos: Option<Pos>,
     /// The last layer (counted from 1) that wrote this path: a whiteout
     /// of that layer keeps it.
-    created: u32,
+    pub(super) created: u32,
     /// The last layer (from 1) that wrote it or something below it: an
     /// opaque marker of that layer keeps it.
     touched: u32,
@@ -103,6 +103,19 @@ pub(super) struct Index {
     /// A host file placed after the layers (an init): its path and
     /// content; its inode is bound there with no entry.
     pub(super) placed: Option<(PathBuf, Vec<u8>)>,
+    /// The whiteouts and opaque markers of the layer read last, as they
+    /// took effect (what a per-layer lower shows of them).
+    pub(super) marks: Vec<Mark>,
+}
+
+/// A whiteout or opaque marker that took effect.
+#[derive(Clone, Debug)]
+pub(super) enum Mark {
+    /// `.wh.<name>` removed this path (or found nothing there), its
+    /// parents directories; with the marker's mtime.
+    Whiteout { path: PathBuf, mtime: i64 },
+    /// `.wh..wh..opq` cleared this directory (`""`: the root).
+    Opaque(PathBuf),
 }
 
 impl Index {
@@ -117,6 +130,7 @@ impl Index {
         starts: Option<&Cell<Option<u64>>>,
     ) -> Result<()> {
         self.stamp = layer + 1;
+        self.marks.clear();
         let ctx = Ctx {
             layer: digest,
             entry: "",
@@ -162,7 +176,7 @@ impl Index {
         let rel = clean_path(&info.path).map_err(|reason| ctx.unsafe_entry(reason))?;
         if let Some(whiteout) = whiteout_of(&rel) {
             let whiteout = whiteout.to_vec();
-            return self.whiteout(&ctx, &rel, &whiteout);
+            return self.whiteout(&ctx, &rel, &whiteout, info.mtime);
         }
         if rel.as_os_str().is_empty() {
             if !matches!(info.kind, Kind::Dir) {
@@ -326,7 +340,7 @@ impl Index {
     }
 
     /// The whiteout `rel` (named `.wh.` + `whiteout`).
-    fn whiteout(&mut self, ctx: &Ctx<'_>, rel: &Path, whiteout: &[u8]) -> Result<()> {
+    fn whiteout(&mut self, ctx: &Ctx<'_>, rel: &Path, whiteout: &[u8], mtime: i64) -> Result<()> {
         let parent = rel.parent().unwrap_or(Path::new("")).to_path_buf();
         self.whiteouts += 1;
         if whiteout.is_empty() || whiteout == b"." || whiteout == b".." {
@@ -337,6 +351,7 @@ impl Index {
             let created = self.tree.get(&rel).is_some_and(|b| b.created == self.stamp);
             if !created && self.check_parent(ctx, &rel)? {
                 self.remove(&rel);
+                self.marks.push(Mark::Whiteout { path: rel, mtime });
             }
             return Ok(());
         }
@@ -353,6 +368,7 @@ impl Index {
             }
         }
         self.prune(&parent);
+        self.marks.push(Mark::Opaque(parent));
         Ok(())
     }
 
@@ -487,7 +503,7 @@ impl GuestTree for Index {
 }
 
 /// An inode of `kind` no entry made: 0755, owner 0:0, mtime 0, empty.
-fn no_entry(kind: NodeKind) -> Inode {
+pub(super) fn no_entry(kind: NodeKind) -> Inode {
     Inode {
         kind,
         uid: 0,

@@ -70,10 +70,12 @@
 mod content;
 mod emit;
 mod index;
+mod layer_diff;
 mod sorted;
 mod spool;
 mod tar_sink;
 
+pub(crate) use layer_diff::LayerDiff;
 pub use tar_sink::TarSink;
 
 use crate::error::{Error, Result};
@@ -288,7 +290,11 @@ pub(crate) fn index_image<'a>(
             }
             Vec::new()
         }
-        (None, Some(dir)) => spool::index_spooled(&mut index, store, image, dir, progress)?,
+        (None, Some(dir)) => {
+            spool::index_spooled(&mut index, store, image, dir, progress, &mut |_, _, _| {
+                Ok(())
+            })?
+        }
         (None, None) => {
             for (number, layer) in image.layers.iter().enumerate() {
                 index_blob(&mut index, store, number as u32, layer, progress)?;
@@ -304,6 +310,30 @@ pub(crate) fn index_image<'a>(
         sorted,
         index,
     })
+}
+
+/// Each layer of `image` as an overlayfs lower ([`LayerDiff`]), from one
+/// index pass over copies of the layers decompressed into `spool` (a
+/// private work directory): `each` gets the layer's number and its lower
+/// as soon as the index has taken that layer. Blocking.
+pub(crate) fn each_layer_lower(
+    store: &Store,
+    image: &ImageDetails,
+    spool: &Path,
+    progress: Option<&ProgressFn>,
+    each: &mut dyn FnMut(u32, &LayerDiff<'_>) -> Result<()>,
+) -> Result<()> {
+    let digests: Vec<Digest> = image
+        .layers
+        .iter()
+        .map(|l| l.descriptor.digest.clone())
+        .collect();
+    let mut index = Index::default();
+    let mut after = |index: &Index, number: u32, copies: &[PathBuf]| {
+        each(number, &LayerDiff::plan(index, number, copies, &digests))
+    };
+    spool::index_spooled(&mut index, store, image, spool, progress, &mut after)?;
+    Ok(())
 }
 
 /// Pass one over the blob of `layer`, decompressed as it is read.

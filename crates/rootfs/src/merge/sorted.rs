@@ -60,9 +60,21 @@ pub(super) fn index_tar(
     digest: &Digest,
     tar: &LayerTar,
 ) -> Result<()> {
+    index_placed(index, number, digest, open_tar(store, tar)?)
+}
+
+/// Pass one over a plain layer tar that can be seeked: headers only, with
+/// where each regular file's entry starts (for reading it again by
+/// seeking).
+pub(super) fn index_placed<R: Read + Seek>(
+    index: &mut Index,
+    number: u32,
+    digest: &Digest,
+    tar: R,
+) -> Result<()> {
     let starts = Cell::new(None);
     let tracked = Tracked {
-        inner: open_tar(store, tar)?,
+        inner: tar,
         offset: 0,
         first: &starts,
     };

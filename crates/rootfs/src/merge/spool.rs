@@ -10,7 +10,7 @@
 //! later layer's decompression error.
 
 use super::index::Index;
-use super::sorted::index_seekable;
+use super::sorted::index_placed;
 use crate::error::{Error, Result, io};
 use crate::open_layer::open_layer;
 use crate::progress::ProgressFn;
@@ -20,17 +20,24 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+/// What is called once a layer is indexed: the index, the layer's number
+/// and the copies (those up to it complete).
+pub(super) type AfterLayer<'f> = dyn FnMut(&Index, u32, &[PathBuf]) -> Result<()> + 'f;
+
 /// Layers decompressed at once (this many cores are worth keeping busy).
 const AHEAD: usize = 2;
 
 /// Decompresses every layer of `image` into `dir` (`layer-N.tar`) and
-/// indexes the copies in order; their paths, base first.
+/// indexes the copies in order (where each file's entry starts included),
+/// calling `after` with the index, the layer's number and the copies once
+/// each layer is in; the copies' paths, base first.
 pub(super) fn index_spooled(
     index: &mut Index,
     store: &Store,
     image: &ImageDetails,
     dir: &Path,
     progress: Option<&ProgressFn>,
+    after: &mut AfterLayer<'_>,
 ) -> Result<Vec<PathBuf>> {
     let layers = &image.layers;
     let paths: Vec<PathBuf> = (0..layers.len())
@@ -54,8 +61,9 @@ pub(super) fn index_spooled(
             let digest = &layer.descriptor.digest;
             let file = File::open(&copies[number]).map_err(io("reading", &copies[number]))?;
             let copy = BufReader::with_capacity(256 * 1024, file);
-            index_seekable(index, number as u32, digest, copy, None)?;
+            index_placed(index, number as u32, digest, copy)?;
             crate::progress::finished(progress, digest, layer.descriptor.size);
+            after(index, number as u32, copies)?;
         }
         Ok(())
     })?;
