@@ -12,7 +12,7 @@ use crate::rootfs_support::{
 };
 use ociref::Reference;
 use ocistore::Store;
-use rootfs::{BuildOptions, FsType, UnpackOptions};
+use rootfs::{BuildOptions, Ext4Input, FsType, UnpackOptions};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -335,16 +335,22 @@ pub(crate) fn assert_layer_images_stack_to_the_unpack(
     reference: &Reference,
     dir: &Path,
 ) -> LayerCheck {
-    assert_layer_images_of_type_stack_to_the_unpack(store, reference, dir, (FsType::Ext4, false))
+    assert_layer_images_of_type_stack_to_the_unpack(
+        store,
+        reference,
+        dir,
+        (FsType::Ext4, false, None),
+    )
 }
 
 /// [`assert_layer_images_stack_to_the_unpack`] with layer images of type
-/// `fs`, built rootless when asked (as they are anyway without root).
+/// `fs`, built rootless when asked (as they are anyway without root), from
+/// the input asked for (ext4).
 pub(crate) fn assert_layer_images_of_type_stack_to_the_unpack(
     store: &Store,
     reference: &Reference,
     dir: &Path,
-    (fs, rootless): (FsType, bool),
+    (fs, rootless, input): (FsType, bool, Option<Ext4Input>),
 ) -> LayerCheck {
     let as_root = running_as_root();
     let mut options = if as_root && !rootless {
@@ -353,6 +359,7 @@ pub(crate) fn assert_layer_images_of_type_stack_to_the_unpack(
         rootless_build_options()
     };
     options.fs = fs;
+    options.input = input;
     let started = Instant::now();
     let layers = rootfs::build_layers(
         &store.image(reference, None).expect("stored image"),
@@ -429,19 +436,20 @@ fn layered_layer_images_stacked_with_overlayfs_equal_the_unpack() {
     // A rootless squashfs build takes owners, devices and whiteouts from
     // what the unpack recorded, not from the tree.
     let mut kinds = vec![
-        (FsType::Ext4, false),
-        (FsType::Squashfs, false),
-        (FsType::Squashfs, true),
+        (FsType::Ext4, false, None),
+        (FsType::Ext4, true, Some(Ext4Input::Tree)),
+        (FsType::Squashfs, false, None),
+        (FsType::Squashfs, true, None),
     ];
     if erofs_reads_tars() {
-        kinds.push((FsType::Erofs, true));
+        kinds.push((FsType::Erofs, true, None));
     }
     for kind in kinds {
         assert_layered_layer_images(kind);
     }
 }
 
-fn assert_layered_layer_images(kind: (FsType, bool)) {
+fn assert_layered_layer_images(kind: (FsType, bool, Option<Ext4Input>)) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, reference) = store_with_fixture(&dir.path().join("store"), "layered");
     let check =
@@ -463,9 +471,13 @@ fn assert_layered_layer_images(kind: (FsType, bool)) {
 #[test]
 fn layers_that_hide_replace_and_link_stack_to_the_unpack_as_every_kind_of_lower() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut kinds = vec![(FsType::Ext4, false), (FsType::Squashfs, false)];
+    let mut kinds = vec![
+        (FsType::Ext4, false, None),
+        (FsType::Ext4, false, Some(Ext4Input::Tree)),
+        (FsType::Squashfs, false, None),
+    ];
     if erofs_reads_tars() {
-        kinds.push((FsType::Erofs, false));
+        kinds.push((FsType::Erofs, false, None));
     }
     let cases = crate::rootfs_merge::layered_cases();
     for (number, (name, layers)) in cases.into_iter().enumerate() {
@@ -475,12 +487,23 @@ fn layers_that_hide_replace_and_link_stack_to_the_unpack_as_every_kind_of_lower(
             .collect();
         for kind in &kinds {
             // No commas: overlayfs splits its lowerdir option on them.
+            let input = kind.2.map_or("", Ext4Input::as_str);
             let root = dir
                 .path()
-                .join(format!("case-{number}-{}", kind.0.as_str()));
+                .join(format!("case-{number}-{}{input}", kind.0.as_str()));
             let (store, reference) =
                 crate::rootfs_support::hand_built_store(&root.join("store"), &encoded);
-            eprintln!("{name}: {:?}", kind.0);
+            eprintln!("{name}: {:?} {input}", kind.0);
+            if kind.2 == Some(Ext4Input::Tree) && name.starts_with("devices") {
+                // A tree copies only regular files of lower layers: a
+                // hardlink to a lower device is refused, by name.
+                let mut options = BuildOptions::default();
+                options.input = kind.2;
+                let stored = store.image(&reference, None).expect("stored image");
+                let err = rootfs::build_layers(&stored, &options).expect_err("refused");
+                assert!(err.to_string().contains("not a regular file"), "{err}");
+                continue;
+            }
             assert_layer_images_of_type_stack_to_the_unpack(&store, &reference, &root, *kind);
         }
     }

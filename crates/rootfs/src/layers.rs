@@ -212,7 +212,7 @@ fn ext4_lowers(
             let tree = work.path().join(format!("layer-{index}"));
             std::fs::create_dir(&tree).map_err(io("creating", &tree))?;
             let mut applier =
-                Applier::new(&tree, &options.unpack, rootless).overlay(&merged, &below.report);
+                Applier::new(&tree, &options.unpack, rootless).overlay(&merged, &below);
             let progress = options.unpack.progress.as_ref();
             applier.apply_layer(digest, open_layer(store, digest, media_type, progress)?)?;
             progress::finished(progress, digest, layer.descriptor.size);

@@ -41,6 +41,9 @@ pub(super) struct Lower {
     /// Extended attributes of `tree`'s files the host refused (rootless),
     /// which a copy must carry all the same.
     pub(super) xattrs: BTreeMap<PathBuf, Vec<(String, Vec<u8>)>>,
+    /// The modes and times `tree`'s directories get once all its layers
+    /// are in (not yet set on them).
+    pub(super) dirs: BTreeMap<PathBuf, DirMeta>,
 }
 
 /// Applies entries, layer after layer, into one target.
@@ -83,12 +86,15 @@ impl<'o> Applier<'o> {
     /// directory), and a hardlink to a file of a lower layer becomes a copy
     /// of it, taken from `lower` (the merged tree of the layers below),
     /// with the owner, mode, mtime and extended attributes `below` (the
-    /// report of the unpack into `lower`) gives that file.
-    pub(crate) fn overlay(mut self, lower: &Path, below: &UnpackReport) -> Applier<'o> {
+    /// applier of the layers below into `lower`) gives that file; a
+    /// directory this layer writes below without declaring it takes the
+    /// lower's metadata too (an overlay shows the upper directory's).
+    pub(crate) fn overlay(mut self, lower: &Path, below: &Applier<'_>) -> Applier<'o> {
         self.layering = Layering::Overlay(Lower {
             tree: lower.to_path_buf(),
-            records: below.records.clone(),
-            xattrs: below.pending_xattrs.clone(),
+            records: below.report.records.clone(),
+            xattrs: below.report.pending_xattrs.clone(),
+            dirs: below.dirs.clone(),
         });
         self
     }

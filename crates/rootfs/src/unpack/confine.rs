@@ -64,8 +64,9 @@ impl Applier<'_> {
                     std::fs::create_dir(&abs).map_err(ctx.io("creating directory", &abs))?;
                     std::fs::set_permissions(&abs, Permissions::from_mode(0o755))
                         .map_err(ctx.io("setting mode of", &abs))?;
-                    // A parent no layer declares.
+                    // A parent no layer declares (or only a lower one).
                     self.add_implicit_dir(&prefix);
+                    self.inherit_lower_dir(ctx, &prefix, &abs)?;
                 }
                 Err(err) => return Err(ctx.io("inspecting", &abs)(err)),
             }

@@ -225,7 +225,7 @@ fn an_overlay_copy_never_reads_through_a_link_of_the_lower_tree() {
     let mut below = Applier::new(lower, &options, true);
     apply_all(&mut below, &[base]).expect("base");
     let top = layer(&[Item::Hardlink(b"hl", b"l/secret")]);
-    let mut applier = Applier::new(&upper, &options, true).overlay(lower, &below.report);
+    let mut applier = Applier::new(&upper, &options, true).overlay(lower, &below);
     assert_refused(apply_all(&mut applier, &[top]), "hl");
     assert!(std::fs::symlink_metadata(upper.join("hl")).is_err());
     scene.assert_outside_untouched();

@@ -57,6 +57,8 @@ impl Applier<'_> {
         self.clear(ctx, rel, abs, true)?;
         if !abs.is_dir() {
             std::fs::create_dir(abs).map_err(ctx.io("creating directory", abs))?;
+            // Attributes add to those the layers below gave it.
+            self.inherit_lower_xattrs(ctx, rel, abs)?;
         }
         self.known_dirs.insert(rel.to_path_buf());
         self.own(ctx, abs, info.uid, info.gid, false)?;

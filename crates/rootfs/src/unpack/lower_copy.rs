@@ -4,7 +4,7 @@
 //! mtime and extended attributes.
 
 use super::Recorded;
-use super::applier::{Applier, Lower};
+use super::applier::{Applier, DirMeta, Layering, Lower};
 use super::entry::Ctx;
 use super::metadata::{times, xattrs_of};
 use crate::error::Result;
@@ -45,7 +45,13 @@ impl Lower {
         let source = self.tree.join(target_rel);
         let found = match std::fs::symlink_metadata(&source) {
             Ok(found) if found.is_file() => found,
-            _ => return Err(missing()),
+            // A device node, fifo or symlink (or a device a rootless
+            // unpack only recorded): a tree copies regular files only.
+            Ok(_) => return Err(not_regular(ctx, target_rel)),
+            Err(_) if self.records.contains_key(target_rel) => {
+                return Err(not_regular(ctx, target_rel));
+            }
+            Err(_) => return Err(missing()),
         };
         // The layers' word on the file (owners are only recorded when
         // rootless), else what the merged tree holds.
@@ -64,6 +70,17 @@ impl Lower {
             refused_xattrs,
         })
     }
+}
+
+/// The refusal of a hardlink to a lower layer's node that is no regular
+/// file, which a per-layer tree cannot copy.
+fn not_regular(ctx: &Ctx<'_>, target_rel: &Path) -> crate::error::Error {
+    ctx.unsafe_entry(format!(
+        "hardlink target {} of a lower layer is not a regular file: a per-layer image from a \
+         tree copies regular files only (the tar stream, with e2fsprogs 1.47.1 or later, \
+         copies any)",
+        target_rel.display()
+    ))
 }
 
 impl Applier<'_> {
@@ -124,5 +141,71 @@ impl Applier<'_> {
         self.record(rel, meta);
         self.mark_created(rel);
         Ok(())
+    }
+}
+
+impl Applier<'_> {
+    /// Overlay mode: the directory `rel` (at `abs`), just made because
+    /// this layer writes below it without declaring it, takes the owner,
+    /// mode, mtime and extended attributes the layers below give it, when
+    /// they have it: an overlay shows the upper directory's, and the unpack
+    /// keeps the lower one's.
+    pub(super) fn inherit_lower_dir(
+        &mut self,
+        ctx: &Ctx<'_>,
+        rel: &Path,
+        abs: &Path,
+    ) -> Result<()> {
+        let Layering::Overlay(lower) = &self.layering else {
+            return Ok(());
+        };
+        let found = match std::fs::symlink_metadata(lower.tree.join(rel)) {
+            Ok(found) if found.is_dir() => found,
+            _ => return Ok(()),
+        };
+        let recorded = lower.records.get(rel).copied();
+        let (uid, gid) = recorded.map_or((u64::from(found.uid()), u64::from(found.gid())), |r| {
+            (r.uid, r.gid)
+        });
+        let (mode, mtime) = match lower.dirs.get(rel) {
+            Some(meta) => (meta.mode, meta.mtime),
+            None => (found.mode() & 0o7777, found.mtime()),
+        };
+        self.own(ctx, abs, uid, gid, false)?;
+        self.inherit_lower_xattrs(ctx, rel, abs)?;
+        self.dirs.insert(rel.to_path_buf(), DirMeta { mode, mtime });
+        self.record(
+            rel,
+            Recorded {
+                uid,
+                gid,
+                mode,
+                device: None,
+                mtime,
+            },
+        );
+        Ok(())
+    }
+
+    /// Overlay mode: the directory `rel` (at `abs`), just made in this
+    /// layer's tree, gets the extended attributes the layers below gave
+    /// it, when they have it (a declared directory's own are set after,
+    /// over them, as on the unpack's existing directory).
+    pub(super) fn inherit_lower_xattrs(
+        &mut self,
+        ctx: &Ctx<'_>,
+        rel: &Path,
+        abs: &Path,
+    ) -> Result<()> {
+        let Layering::Overlay(lower) = &self.layering else {
+            return Ok(());
+        };
+        let source = lower.tree.join(rel);
+        if !std::fs::symlink_metadata(&source).is_ok_and(|m| m.is_dir()) {
+            return Ok(());
+        }
+        let mut xattrs = xattrs_of(&source).map_err(ctx.io("reading attributes of", &source))?;
+        xattrs.extend(lower.xattrs.get(rel).cloned().unwrap_or_default());
+        self.set_xattrs(ctx, abs, &xattrs)
     }
 }

@@ -102,6 +102,11 @@ impl Applier<'_> {
     /// Overlay mode: `.wh.<name>` becomes a character device 0:0 at
     /// `rel` (recorded, for debugfs, when rootless).
     fn overlay_whiteout(&mut self, ctx: &Ctx<'_>, rel: &Path, mtime: i64) -> Result<()> {
+        // What this layer wrote before the whiteout stays (as unpacked);
+        // below a directory no layer has, nothing is hidden.
+        if self.created.contains(rel) || !self.parent_in_view(ctx, rel)? {
+            return Ok(());
+        }
         let abs = self.ensure_parent(ctx, rel)?;
         self.clear(ctx, rel, &abs, false)?;
         if self.rootless {
@@ -127,6 +132,22 @@ impl Applier<'_> {
         Ok(())
     }
 
+    /// Whether every parent of `rel` is a directory of this layer's tree or
+    /// of the layers below it.
+    fn parent_in_view(&self, ctx: &Ctx<'_>, rel: &Path) -> Result<bool> {
+        if self.check_parent(ctx, rel)?.is_some() {
+            return Ok(true);
+        }
+        let Layering::Overlay(lower) = &self.layering else {
+            return Ok(false);
+        };
+        Ok(rel
+            .ancestors()
+            .skip(1)
+            .take_while(|p| !p.as_os_str().is_empty())
+            .all(|p| std::fs::symlink_metadata(lower.tree.join(p)).is_ok_and(|m| m.is_dir())))
+    }
+
     /// Overlay mode: `.wh..wh..opq` sets `trusted.overlay.opaque=y` on its
     /// directory (created when the layer has no entry for it).
     fn overlay_opaque(&mut self, ctx: &Ctx<'_>, dir: &Path) -> Result<()> {
@@ -138,6 +159,7 @@ impl Applier<'_> {
             if !abs.is_dir() {
                 std::fs::create_dir(&abs).map_err(ctx.io("creating directory", &abs))?;
                 self.add_implicit_dir(dir);
+                self.inherit_lower_dir(ctx, dir, &abs)?;
             }
             self.known_dirs.insert(dir.to_path_buf());
             self.mark_created(dir);
