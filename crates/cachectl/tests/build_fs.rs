@@ -297,3 +297,67 @@ fn the_settings_key_names_the_program_and_the_flag_wins_over_it() {
         .expect("runs");
     assert!(built.status.success(), "{}", stderr(&built));
 }
+
+/// `du --json`'s count of cached image builds.
+fn builds_counted(home: &Path) -> u64 {
+    let du = cachectl(home)
+        .args(["du", "--json"])
+        .output()
+        .expect("runs");
+    assert!(du.status.success(), "{}", stderr(&du));
+    let du: serde_json::Value = serde_json::from_slice(&du.stdout).expect("JSON");
+    du["builds"]["images"].as_u64().expect("a count")
+}
+
+#[test]
+fn read_only_builds_are_counted_by_du_and_removed_by_gc_and_prune_like_ext4_ones() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let (small, _) = fixture("small");
+    let (layered, _) = fixture("layered");
+    let build = |options: &[&str]| {
+        let built = cachectl(home.path())
+            .args(["build", "--rootless", "--json"])
+            .args(options)
+            .output()
+            .expect("runs");
+        assert!(built.status.success(), "{options:?}: {}", stderr(&built));
+        serde_json::from_slice::<serde_json::Value>(&built.stdout).expect("JSON")
+    };
+    let small_squashfs = build(&[&small, "--fs", "squashfs"]);
+    let small_ext4 = build(&[&small]);
+    let layered_squashfs = build(&[&layered, "--fs", "squashfs"]);
+    let lowers = build(&[&layered, "--fs", "squashfs", "--per-layer"]);
+    let lowers = lowers.as_array().expect("one entry per layer").len() as u64;
+    assert_eq!(builds_counted(home.path()), 3 + lowers);
+    let exists =
+        |built: &serde_json::Value| Path::new(built["path"].as_str().expect("path")).exists();
+    let removed = cachectl(home.path())
+        .args(["rm", &small])
+        .output()
+        .expect("runs");
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    let gc = cachectl(home.path())
+        .args(["gc", "--json"])
+        .output()
+        .expect("runs");
+    assert!(gc.status.success(), "{}", stderr(&gc));
+    let gc: serde_json::Value = serde_json::from_slice(&gc.stdout).expect("JSON");
+    assert_eq!(
+        gc["removed_builds"], 2,
+        "the squashfs and the ext4 build: {gc}"
+    );
+    assert!(!exists(&small_squashfs) && !exists(&small_ext4));
+    assert!(
+        exists(&layered_squashfs),
+        "the image still cached keeps its build"
+    );
+    assert_eq!(builds_counted(home.path()), 1 + lowers);
+    let pruned = cachectl(home.path())
+        .args(["prune", "--keep", "0", "--json"])
+        .output()
+        .expect("runs");
+    assert!(pruned.status.success(), "{}", stderr(&pruned));
+    let pruned: serde_json::Value = serde_json::from_slice(&pruned.stdout).expect("JSON");
+    assert!(!exists(&layered_squashfs), "{pruned}");
+    assert_eq!(builds_counted(home.path()), 0, "{pruned}");
+}

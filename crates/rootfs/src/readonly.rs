@@ -5,8 +5,8 @@
 //! copy in the build's work directory, as the ext4 stream does); the emit
 //! pass then writes the merged tar, each path once, parents first:
 //! - **squashfs**: straight into `tar2sqfs` (squashfs-tools-ng) on a pipe,
-//!   both running at once. `-s` makes a record tar2sqfs cannot take an
-//!   error instead of a silent skip; times, owners, modes, devices,
+//!   both running at once. `--no-skip` makes a record tar2sqfs cannot take
+//!   an error instead of a silent skip; times, owners, modes, devices,
 //!   hardlinks and extended attributes come from the tar; directories no
 //!   entry declares get 0:0, 0755 and mtime 0, as the merge gives them.
 //!   The same stream always gives the same bytes (tar2sqfs writes no clock
@@ -285,7 +285,7 @@ pub(crate) struct Made<'a> {
 
 impl Maker {
     /// Makes the image `made.partial` from the entries `emit` gives a tar
-    /// sink: squashfs fed as they come, erofs from a spooled tar.
+    /// sink, the tool reading them on a pipe as they come.
     pub(crate) fn make(
         &self,
         made: &Made<'_>,
@@ -312,7 +312,9 @@ impl Maker {
             emit_tar(stdin, Path::new(self.tool), emit)
         })
     }
-    /// What the per-layer cache key holds of this maker.
+
+    /// What the cache keys (whole image and per layer) hold of this maker:
+    /// the compressor's arguments, the label (erofs) and the version.
     pub(crate) fn key_text(&self, options: &BuildOptions) -> String {
         let mut text = format!("compression {:?}\n", self.compression);
         if self.fs == FsType::Erofs {
