@@ -6,7 +6,7 @@ use crate::error::{Error, Result, check_keepable, io};
 use crate::leftovers;
 use crate::mke2fs::{Ext4Input, Mke2fsInfo, mke2fs_command};
 use crate::options::BuildOptions;
-use crate::output::copy_to_output;
+use crate::output::deliver;
 use crate::place::place_file;
 use crate::safe;
 use crate::scratch::{make_readable, remove_stale_work, with_work_dir};
@@ -130,13 +130,7 @@ pub fn build(stored: &StoredImage, options: &BuildOptions) -> Result<BuiltImage>
         })?;
     }
     let size = safe::file_len(store, &cached_path)?;
-    let path = match &options.output {
-        Some(output) => {
-            copy_to_output(store, &cached_path, output)?;
-            output.clone()
-        }
-        None => cached_path,
-    };
+    let path = deliver(store, cached_path, options.output.as_deref())?;
     Ok(BuiltImage {
         path,
         manifest_digest,

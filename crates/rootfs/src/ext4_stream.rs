@@ -29,11 +29,12 @@ use crate::ext4_tar::{
     TarImage, TarImageReport, XattrsByPath, ext4_fed, image_path, kept_by_mke2fs,
 };
 use crate::leftovers;
-use crate::merge::{EntrySink, MergedEntry, TarSink, TreeStats, index_image};
+use crate::merge::{EntrySink, IndexedMerge, MergedEntry, TarSink, TreeStats, index_image};
 use crate::options::BuildOptions;
 use crate::safe;
 use crate::sizing::{BLOCK, inode_count, is_out_of_blocks, make_sized};
 use ociref::Digest;
+use ocistore::{ImageDetails, Store};
 use std::io::{BufWriter, Write};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
@@ -44,13 +45,7 @@ use std::process::ChildStdin;
 /// the build's cached path.
 pub(crate) fn build_streamed(build: &FlatBuild<'_>, work: &Path) -> Result<()> {
     let (store, image, options) = (build.store, build.image, build.options);
-    let spool = work.join("layers");
-    std::fs::create_dir(&spool).map_err(io("creating", &spool))?;
-    let progress = options.unpack.progress.as_ref();
-    let mut merge = index_image(store, image, None, false, Some(&spool), progress)?;
-    if let Some((source, target)) = &options.init {
-        merge.place(source, target)?;
-    }
+    let merge = index_for_build(store, image, options, work)?;
     // The image is made and renamed through the cache directory's handle:
     // a directory swapped in at its name is never written.
     let cache = store.derived_dir(IMAGES).map_err(safe::from_store)?;
@@ -64,6 +59,24 @@ pub(crate) fn build_streamed(build: &FlatBuild<'_>, work: &Path) -> Result<()> {
         &|sink| merge.emit(sink).map(|report| report.emitted),
     )?;
     keep_image(store, &cache, partial, build.cached_path, seed)
+}
+
+/// The merge of `image` for a build with `options`: its layers indexed
+/// from copies decompressed into `work/layers`, the init placed.
+pub(crate) fn index_for_build<'a>(
+    store: &'a Store,
+    image: &'a ImageDetails,
+    options: &BuildOptions,
+    work: &Path,
+) -> Result<IndexedMerge<'a>> {
+    let spool = work.join("layers");
+    std::fs::create_dir(&spool).map_err(io("creating", &spool))?;
+    let progress = options.unpack.progress.as_ref();
+    let mut merge = index_image(store, image, None, false, Some(&spool), progress)?;
+    if let Some((source, target)) = &options.init {
+        merge.place(source, target)?;
+    }
+    Ok(merge)
 }
 
 /// Makes the ext4 image `partial` from the entries `emit` gives (the tree

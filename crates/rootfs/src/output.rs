@@ -20,6 +20,18 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Where a built image is for its caller: copied to `output` when one is
+/// asked for, else the cached file itself.
+pub(crate) fn deliver(store: &Store, cached: PathBuf, output: Option<&Path>) -> Result<PathBuf> {
+    match output {
+        Some(output) => {
+            copy_to_output(store, &cached, output)?;
+            Ok(output.to_path_buf())
+        }
+        None => Ok(cached),
+    }
+}
+
 /// Copies the image `from` to `output` atomically (see the module docs).
 pub(crate) fn copy_to_output(store: &Store, from: &Path, output: &Path) -> Result<()> {
     write_output(store, output, |file, temp| {

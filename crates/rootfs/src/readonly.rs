@@ -27,10 +27,10 @@ use crate::cache_files::keep_image;
 use crate::error::{Error, Result, check_keepable, io};
 use crate::ext4::{BuiltImage, hex, init_key_line, uuid_from};
 use crate::leftovers;
-use crate::merge::{EntrySink, TarSink, index_image};
+use crate::merge::{EntrySink, TarSink};
 use crate::mke2fs::Ext4Input;
 use crate::options::{BuildOptions, FsType};
-use crate::output::copy_to_output;
+use crate::output::deliver;
 use crate::safe;
 use crate::scratch::{remove_stale_work, with_work_dir};
 use crate::tools::{find_tool, run, run_fed};
@@ -224,13 +224,7 @@ pub(crate) fn build_readonly(stored: &StoredImage, options: &BuildOptions) -> Re
         })?;
     }
     let size = safe::file_len(store, &cached_path)?;
-    let path = match &options.output {
-        Some(output) => {
-            copy_to_output(store, &cached_path, output)?;
-            output.clone()
-        }
-        None => cached_path,
-    };
+    let path = deliver(store, cached_path, options.output.as_deref())?;
     Ok(BuiltImage {
         path,
         manifest_digest,
@@ -258,13 +252,7 @@ fn make(
     partial: &Path,
 ) -> Result<()> {
     let (store, image) = (stored.store(), stored.details());
-    let spool = work.join("layers");
-    std::fs::create_dir(&spool).map_err(io("creating", &spool))?;
-    let progress = options.unpack.progress.as_ref();
-    let mut merge = index_image(store, image, None, false, Some(&spool), progress)?;
-    if let Some((source, target)) = &options.init {
-        merge.place(source, target)?;
-    }
+    let merge = crate::ext4_stream::index_for_build(store, image, options, work)?;
     let made = Made {
         partial,
         seed: &image.manifest.digest,

@@ -57,11 +57,9 @@ pub(crate) fn find_tool(name: &'static str, options: &BuildOptions) -> Result<Pa
         })
 }
 
-/// Runs a program; its stdout and stderr together when it succeeds, its
-/// stderr in [`Error::ToolFailed`] when not.
-pub(crate) fn run(command: &mut Command, tool: &'static str) -> Result<String> {
-    die_with_parent(command);
-    let output = command.output().map_err(|source| match source.kind() {
+/// Why `tool` could not be started: not installed, or `source`.
+fn not_started(tool: &'static str, source: std::io::Error) -> Error {
+    match source.kind() {
         std::io::ErrorKind::NotFound => Error::ToolNotFound {
             tool,
             package: package_of(tool),
@@ -71,7 +69,16 @@ pub(crate) fn run(command: &mut Command, tool: &'static str) -> Result<String> {
             status: "not started".to_owned(),
             stderr: source.to_string(),
         },
-    })?;
+    }
+}
+
+/// Runs a program; its stdout and stderr together when it succeeds, its
+/// stderr in [`Error::ToolFailed`] when not.
+pub(crate) fn run(command: &mut Command, tool: &'static str) -> Result<String> {
+    die_with_parent(command);
+    let output = command
+        .output()
+        .map_err(|source| not_started(tool, source))?;
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     if !output.status.success() {
         return Err(Error::ToolFailed {
@@ -101,17 +108,9 @@ pub(crate) fn run_fed<T>(
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     die_with_parent(command);
-    let mut child = command.spawn().map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => Error::ToolNotFound {
-            tool,
-            package: package_of(tool),
-        },
-        _ => Error::ToolFailed {
-            tool,
-            status: "not started".to_owned(),
-            stderr: source.to_string(),
-        },
-    })?;
+    let mut child = command
+        .spawn()
+        .map_err(|source| not_started(tool, source))?;
     let stderr = child.stderr.take().map(|mut pipe| {
         std::thread::spawn(move || {
             let mut text = String::new();

@@ -13,7 +13,7 @@
 
 use super::content::Content;
 use super::index::{Index, InodeId, NodeKind, Pos};
-use super::{EntrySink, MergedEntry, MergedKind};
+use super::{EntrySink, MergedKind};
 use crate::error::{Error, Result};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -122,19 +122,7 @@ impl<'a, S: EntrySink + ?Sized> Emitter<'a, S> {
             Action::Inode(id, path) => {
                 self.parents(path)?;
                 let inode = &index.inodes[*id as usize];
-                let kind = match &inode.kind {
-                    NodeKind::File => MergedKind::File {
-                        size: content.as_ref().map_or(0, |c| c.size),
-                    },
-                    NodeKind::Symlink(target) => MergedKind::Symlink(target),
-                    NodeKind::Device(tag, major, minor) => MergedKind::Device {
-                        block: *tag == b'b',
-                        major: *major,
-                        minor: *minor,
-                    },
-                    NodeKind::Fifo => MergedKind::Fifo,
-                    NodeKind::Dir => MergedKind::Dir,
-                };
+                let kind = inode.kind.merged(content.as_ref().map_or(0, |c| c.size));
                 self.send(path, kind, inode, content)
             }
         }
@@ -220,20 +208,13 @@ impl<'a, S: EntrySink + ?Sized> Emitter<'a, S> {
         inode: &super::index::Inode,
         data: &mut dyn std::io::Read,
     ) -> Result<()> {
-        let entry = MergedEntry {
-            path,
-            kind,
-            uid: inode.uid,
-            gid: inode.gid,
-            mode: inode.mode,
-            mtime: inode.mtime,
-            xattrs: &inode.xattrs,
-        };
-        self.sink.entry(&entry, data).map_err(|source| Error::Io {
-            what: "writing the merged entry of",
-            path: path.to_path_buf(),
-            source,
-        })?;
+        self.sink
+            .entry(&inode.entry(path, kind, &inode.xattrs), data)
+            .map_err(|source| Error::Io {
+                what: "writing the merged entry of",
+                path: path.to_path_buf(),
+                source,
+            })?;
         self.count += 1;
         self.emitted.insert(path);
         Ok(())

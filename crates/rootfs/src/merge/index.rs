@@ -40,6 +40,23 @@ pub(super) enum NodeKind {
     Fifo,
 }
 
+impl NodeKind {
+    /// The merged entry kind of this node; `size` is a regular file's.
+    pub(super) fn merged(&self, size: u64) -> super::MergedKind<'_> {
+        match self {
+            NodeKind::Dir => super::MergedKind::Dir,
+            NodeKind::File => super::MergedKind::File { size },
+            NodeKind::Symlink(target) => super::MergedKind::Symlink(target),
+            NodeKind::Device(tag, major, minor) => super::MergedKind::Device {
+                block: *tag == b'b',
+                major: *major,
+                minor: *minor,
+            },
+            NodeKind::Fifo => super::MergedKind::Fifo,
+        }
+    }
+}
+
 /// One file of the tree, with every name it has.
 #[derive(Debug)]
 pub(super) struct Inode {
@@ -58,6 +75,26 @@ pub(super) struct Inode {
     /// A regular file's size (a sparse file's, holes included); 0 for
     /// the rest.
     pub(super) size: u64,
+}
+
+impl Inode {
+    /// This inode as the merged entry `path` of `kind`, with `xattrs`.
+    pub(super) fn entry<'a>(
+        &self,
+        path: &'a Path,
+        kind: super::MergedKind<'a>,
+        xattrs: &'a [(String, Vec<u8>)],
+    ) -> super::MergedEntry<'a> {
+        super::MergedEntry {
+            path,
+            kind,
+            uid: self.uid,
+            gid: self.gid,
+            mode: self.mode,
+            mtime: self.mtime,
+            xattrs,
+        }
+    }
 }
 
 /// A path of the tree: its inode and the entry that bound it there.

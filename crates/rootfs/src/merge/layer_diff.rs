@@ -20,11 +20,9 @@
 //! becomes a copy, as overlayfs cannot link across layers. The other names
 //! of the lower become hardlinks to it.
 
-use super::content::Content;
 use super::index::{Index, Inode, InodeId, Mark, NodeKind};
-use super::{EntrySink, MergedEntry, MergedKind, TreeStats};
+use super::{EntrySink, MergedKind, TreeStats, entry_content};
 use crate::error::{Error, Result, io};
-use crate::unpack::{Ctx, read_entry};
 use ociref::Digest;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
@@ -180,24 +178,14 @@ impl<'a> LayerDiff<'a> {
                 self.send(sink, path, kind, inode, &mut std::io::empty())?;
                 continue;
             }
-            let kind = match &inode.kind {
-                NodeKind::Dir => MergedKind::Dir,
-                NodeKind::File => {
-                    first.insert(id, path);
-                    self.file(sink, path, inode, &mut readers)?;
-                    continue;
-                }
-                NodeKind::Symlink(target) => MergedKind::Symlink(target),
-                NodeKind::Device(tag, major, minor) => MergedKind::Device {
-                    block: *tag == b'b',
-                    major: *major,
-                    minor: *minor,
-                },
-                NodeKind::Fifo => MergedKind::Fifo,
-            };
             if inode.kind != NodeKind::Dir {
                 first.insert(id, path);
             }
+            if inode.kind == NodeKind::File {
+                self.file(sink, path, inode, &mut readers)?;
+                continue;
+            }
+            let kind = inode.kind.merged(0);
             self.send(sink, path, kind, inode, &mut std::io::empty())?;
         }
         Ok(self.paths.len() as u64 + 1)
@@ -233,23 +221,15 @@ impl<'a> LayerDiff<'a> {
         let mut archive = tar::Archive::new(reader);
         let mut entries = archive.entries().map_err(read_error)?;
         let short = || read_error(std::io::ErrorKind::UnexpectedEof.into());
-        let mut entry = entries.next().ok_or_else(short)?.map_err(read_error)?;
-        let raw_path = entry.path_bytes().into_owned();
-        let shown = String::from_utf8_lossy(&raw_path).into_owned();
-        let ctx = Ctx {
-            layer: digest,
-            entry: &shown,
-        };
-        let changed = || ctx.unsafe_entry("the layer changed between the two passes");
-        let info = read_entry(&mut entry, raw_path, &ctx)?.ok_or_else(changed)?;
-        let size = entry.size();
-        let mut content = Content::new(&ctx, &info, size, &mut entry)?;
-        let kind = MergedKind::File { size: content.size };
-        let sent = self.send(sink, path, kind, inode, &mut content);
-        if let Some(failure) = content.failure.take() {
-            return Err(failure);
-        }
-        sent
+        let entry = entries.next().ok_or_else(short)?.map_err(read_error)?;
+        entry_content(digest, entry, |content| {
+            let kind = MergedKind::File { size: content.size };
+            let sent = self.send(sink, path, kind, inode, content);
+            match content.failure.take() {
+                Some(failure) => Err(failure),
+                None => sent,
+            }
+        })
     }
 
     /// Gives the sink `path` with `data` as its content, the opaque
@@ -273,20 +253,12 @@ impl<'a> LayerDiff<'a> {
             owned.push((OPAQUE.to_owned(), b"y".to_vec()));
             xattrs = std::borrow::Cow::Owned(owned);
         }
-        let entry = MergedEntry {
-            path,
-            kind,
-            uid: inode.uid,
-            gid: inode.gid,
-            mode: inode.mode,
-            mtime: inode.mtime,
-            xattrs: &xattrs,
-        };
-        sink.entry(&entry, data).map_err(|source| Error::Io {
-            what: "writing the layer entry of",
-            path: path.to_path_buf(),
-            source,
-        })
+        sink.entry(&inode.entry(path, kind, &xattrs), data)
+            .map_err(|source| Error::Io {
+                what: "writing the layer entry of",
+                path: path.to_path_buf(),
+                source,
+            })
     }
 }
 

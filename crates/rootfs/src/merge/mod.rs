@@ -506,27 +506,34 @@ fn emit_layer<'a, S: EntrySink + ?Sized>(
 fn with_content<'a, S: EntrySink + ?Sized, R: Read>(
     emitter: &mut Emitter<'a, S>,
     digest: &Digest,
-    mut entry: tar::Entry<'_, R>,
+    entry: tar::Entry<'_, R>,
     action: &Action<'a>,
 ) -> Result<()> {
-    {
-        {
-            let raw_path = entry.path_bytes().into_owned();
-            let shown = String::from_utf8_lossy(&raw_path).into_owned();
-            let ctx = Ctx {
-                layer: digest,
-                entry: &shown,
-            };
-            let changed = || ctx.unsafe_entry("the layer changed between the two passes");
-            let info = read_entry(&mut entry, raw_path, &ctx)?.ok_or_else(changed)?;
-            let shown = String::from_utf8_lossy(&info.path).into_owned();
-            let ctx = Ctx {
-                layer: digest,
-                entry: &shown,
-            };
-            let size = entry.size();
-            let mut content = Content::new(&ctx, &info, size, &mut entry)?;
-            emitter.act(action, Some(&mut content))
-        }
-    }
+    entry_content(digest, entry, |content| emitter.act(action, Some(content)))
+}
+
+/// Reads `entry` of the layer `digest` again, as pass one read it (the
+/// same reader and checks; a layer that changed in between is refused),
+/// and hands its content, as plain bytes, to `deliver`.
+fn entry_content<R: Read>(
+    digest: &Digest,
+    mut entry: tar::Entry<'_, R>,
+    deliver: impl FnOnce(&mut Content<'_>) -> Result<()>,
+) -> Result<()> {
+    let raw_path = entry.path_bytes().into_owned();
+    let shown = String::from_utf8_lossy(&raw_path).into_owned();
+    let ctx = Ctx {
+        layer: digest,
+        entry: &shown,
+    };
+    let changed = || ctx.unsafe_entry("the layer changed between the two passes");
+    let info = read_entry(&mut entry, raw_path, &ctx)?.ok_or_else(changed)?;
+    let shown = String::from_utf8_lossy(&info.path).into_owned();
+    let ctx = Ctx {
+        layer: digest,
+        entry: &shown,
+    };
+    let size = entry.size();
+    let mut content = Content::new(&ctx, &info, size, &mut entry)?;
+    deliver(&mut content)
 }

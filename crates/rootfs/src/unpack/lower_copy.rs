@@ -145,6 +145,16 @@ impl Applier<'_> {
 }
 
 impl Applier<'_> {
+    /// Overlay mode: the layers below, and what their tree holds at `rel`,
+    /// when that is a directory.
+    fn lower_dir(&self, rel: &Path) -> Option<(&Lower, Metadata)> {
+        let Layering::Overlay(lower) = &self.layering else {
+            return None;
+        };
+        let found = std::fs::symlink_metadata(lower.tree.join(rel)).ok()?;
+        found.is_dir().then_some((lower, found))
+    }
+
     /// Overlay mode: the directory `rel` (at `abs`), just made because
     /// this layer writes below it without declaring it, takes the owner,
     /// mode, mtime and extended attributes the layers below give it, when
@@ -156,12 +166,8 @@ impl Applier<'_> {
         rel: &Path,
         abs: &Path,
     ) -> Result<()> {
-        let Layering::Overlay(lower) = &self.layering else {
+        let Some((lower, found)) = self.lower_dir(rel) else {
             return Ok(());
-        };
-        let found = match std::fs::symlink_metadata(lower.tree.join(rel)) {
-            Ok(found) if found.is_dir() => found,
-            _ => return Ok(()),
         };
         let recorded = lower.records.get(rel).copied();
         let (uid, gid) = recorded.map_or((u64::from(found.uid()), u64::from(found.gid())), |r| {
@@ -197,13 +203,10 @@ impl Applier<'_> {
         rel: &Path,
         abs: &Path,
     ) -> Result<()> {
-        let Layering::Overlay(lower) = &self.layering else {
+        let Some((lower, _)) = self.lower_dir(rel) else {
             return Ok(());
         };
         let source = lower.tree.join(rel);
-        if !std::fs::symlink_metadata(&source).is_ok_and(|m| m.is_dir()) {
-            return Ok(());
-        }
         let mut xattrs = xattrs_of(&source).map_err(ctx.io("reading attributes of", &source))?;
         xattrs.extend(lower.xattrs.get(rel).cloned().unwrap_or_default());
         self.set_xattrs(ctx, abs, &xattrs)
