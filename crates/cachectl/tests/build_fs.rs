@@ -150,11 +150,16 @@ fn the_file_system_is_said_in_json_and_in_the_note() {
 /// A `mke2fs` that writes a line (`NAME ARGS…`) to `log` each time it
 /// runs, then runs the host's: a new binary, so it is probed once.
 fn logging_mke2fs(dir: &Path, name: &str, log: &Path) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
     let real = ["/usr/sbin/mke2fs", "/sbin/mke2fs"]
         .into_iter()
         .find(|path| Path::new(path).is_file())
         .expect("e2fsprogs is installed");
+    logging_wrapper(dir, name, log, real)
+}
+
+/// A script `dir/name` that appends `name ARGS` to `log` and runs `real`.
+fn logging_wrapper(dir: &Path, name: &str, log: &Path, real: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
     let script = dir.join(name);
     std::fs::write(
         &script,
@@ -360,4 +365,51 @@ fn read_only_builds_are_counted_by_du_and_removed_by_gc_and_prune_like_ext4_ones
     let pruned: serde_json::Value = serde_json::from_slice(&pruned.stdout).expect("JSON");
     assert!(!exists(&layered_squashfs), "{pruned}");
     assert_eq!(builds_counted(home.path()), 0, "{pruned}");
+}
+
+#[test]
+fn a_read_only_cache_hit_starts_no_tool_and_its_version_is_learned_once() {
+    let (reference, _) = fixture("small");
+    let tools = tempfile::tempdir().expect("tempdir");
+    let log = tools.path().join("tar2sqfs.log");
+    let real = ["/usr/bin/tar2sqfs", "/bin/tar2sqfs"]
+        .into_iter()
+        .find(|path| Path::new(path).is_file())
+        .expect("squashfs-tools-ng is installed");
+    let wrapper = logging_wrapper(tools.path(), "t2s", &log, real);
+    let home = tempfile::tempdir().expect("tempdir");
+    let build = |label: &str| {
+        let built = cachectl(home.path())
+            .args([
+                "build",
+                &reference,
+                "--rootless",
+                "--fs",
+                "squashfs",
+                "--tar2sqfs",
+            ])
+            .arg(&wrapper)
+            .args(["--compressor", label])
+            .output()
+            .expect("runs");
+        assert!(built.status.success(), "{}", stderr(&built));
+    };
+    build("lz4");
+    let first = runs(&log);
+    let versions = first.iter().filter(|l| l.ends_with("--version")).count();
+    assert_eq!(versions, 1, "{first:?}");
+    assert_eq!(first.len(), 2, "the version, then the build: {first:?}");
+    build("lz4");
+    assert_eq!(
+        runs(&log),
+        first,
+        "a cache hit in a new process runs nothing"
+    );
+    build("zstd,3");
+    let third = runs(&log);
+    assert_eq!(
+        third.len(),
+        3,
+        "a new key builds, the version is known: {third:?}"
+    );
 }

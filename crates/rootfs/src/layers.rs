@@ -108,7 +108,7 @@ pub fn build_layers(stored: &StoredImage, options: &BuildOptions) -> Result<Vec<
             }
         }
         _ => {
-            maker = Maker::find(options)?;
+            maker = Maker::find(store, options)?;
             let chain = format!(
                 "rootfs-{}-layer 2\n{}",
                 fs.as_str(),

@@ -82,10 +82,11 @@ pub struct Mke2fsInfo {
 /// The identity of an `mke2fs` binary: path, device, inode, size, mtime
 /// and ctime (seconds and nanoseconds).
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct BinaryKey(String);
+pub(crate) struct BinaryKey(pub(crate) String);
 
 impl BinaryKey {
-    fn of(path: &Path) -> Result<BinaryKey> {
+    /// The identity of the program at `path`.
+    pub(crate) fn of(path: &Path) -> Result<BinaryKey> {
         let meta = std::fs::metadata(path).map_err(io("reading", path))?;
         Ok(BinaryKey(format!(
             "{} {} {} {} {}.{} {}.{}",

@@ -28,19 +28,20 @@ use crate::error::{Error, Result, check_keepable, io};
 use crate::ext4::{BuiltImage, hex, init_key_line, uuid_from};
 use crate::leftovers;
 use crate::merge::{EntrySink, TarSink};
-use crate::mke2fs::Ext4Input;
+use crate::mke2fs::{BinaryKey, Ext4Input};
 use crate::options::{BuildOptions, FsType};
 use crate::output::deliver;
 use crate::safe;
 use crate::scratch::{remove_stale_work, with_work_dir};
 use crate::tools::{find_tool, run, run_fed};
-use ocistore::StoredImage;
+use ocistore::{Store, StoredImage};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 
 /// The first erofs-utils release whose `mkfs.erofs` reads a tar stream
 /// (1.7) and fixes the build time without touching file times
@@ -62,21 +63,14 @@ pub(crate) struct Maker {
 impl Maker {
     /// The program for `options.fs` (squashfs or erofs), its version, and
     /// the compressor arguments `options.compressor` asks for.
-    pub(crate) fn find(options: &BuildOptions) -> Result<Maker> {
+    pub(crate) fn find(store: &Store, options: &BuildOptions) -> Result<Maker> {
         let fs = options.fs;
         let tool = match fs {
             FsType::Erofs => "mkfs.erofs",
             _ => "tar2sqfs",
         };
         let path = find_tool(tool, options)?;
-        let version = match run(Command::new(&path).arg("--version"), tool) {
-            Ok(text) => text.lines().next().unwrap_or_default().trim().to_owned(),
-            // mkfs.erofs learned `--version` in 1.6, reading tars in 1.7.
-            Err(Error::ToolFailed { .. }) if fs == FsType::Erofs => {
-                "a release without --version (before 1.6)".to_owned()
-            }
-            Err(err) => return Err(err),
-        };
+        let version = known_version(store, fs, tool, &path)?;
         let compressor = options.compressor.as_deref();
         let compression = match fs {
             FsType::Erofs => {
@@ -102,6 +96,60 @@ impl Maker {
         })
     }
 }
+
+/// The first line of `tool --version` (at `path`), learned once per binary
+/// and kept (see [`ToolVersions`]): a cache hit starts no child.
+fn known_version(store: &Store, fs: FsType, tool: &'static str, path: &Path) -> Result<String> {
+    let key = BinaryKey::of(path)?;
+    let memo = VERSIONS
+        .lock()
+        .ok()
+        .and_then(|memo| memo.get(&key.0).cloned());
+    if let Some(version) = memo {
+        return Ok(version);
+    }
+    let record = format!(".{tool}-version");
+    let kept = safe::existing_dir(store, &store.root().join(".cachectl").join(fs.as_str()))
+        .ok()
+        .flatten()
+        .and_then(|dir| dir.read(&record).ok())
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| {
+            let (binary, version) = text.strip_prefix("binary ")?.split_once('\n')?;
+            (binary == key.0).then(|| version.trim_end().to_owned())
+        });
+    let version = match kept {
+        Some(version) => version,
+        None => {
+            let version = match run(Command::new(path).arg("--version"), tool) {
+                Ok(text) => text.lines().next().unwrap_or_default().trim().to_owned(),
+                // mkfs.erofs learned `--version` in 1.6, reading tars in 1.7.
+                Err(Error::ToolFailed { .. }) if fs == FsType::Erofs => {
+                    "a release without --version (before 1.6)".to_owned()
+                }
+                Err(err) => return Err(err),
+            };
+            // A store this process cannot write: learned again next time.
+            if let Ok(dir) = store.derived_dir(fs.as_str()) {
+                let text = format!("binary {}\n{version}\n", key.0);
+                let _ = dir.write_atomic(&record, text.as_bytes());
+            }
+            version
+        }
+    };
+    if let Ok(mut memo) = VERSIONS.lock() {
+        memo.insert(key.0, version.clone());
+    }
+    Ok(version)
+}
+
+/// The versions of the read-only tools this process learned, by binary
+/// identity (path, device, inode, size, times: an upgrade changes it).
+/// They are also kept in the store, in `.cachectl/<fs>/.<tool>-version`
+/// (hidden: `gc` leaves it), as the `mke2fs` probe is.
+type ToolVersions = Mutex<BTreeMap<String, String>>;
+
+static VERSIONS: ToolVersions = Mutex::new(BTreeMap::new());
 
 /// `(major, minor)` from `mkfs.erofs --version` (`mkfs.erofs 1.5`,
 /// `mkfs.erofs (erofs-utils) 1.8.2`).
@@ -206,7 +254,7 @@ fn erofs_compression(compressor: Option<&str>) -> Result<Vec<String>> {
 pub(crate) fn build_readonly(stored: &StoredImage, options: &BuildOptions) -> Result<BuiltImage> {
     let (store, image) = (stored.store(), stored.details());
     let _ = remove_stale_work(store);
-    let maker = Maker::find(options)?;
+    let maker = Maker::find(store, options)?;
     let manifest_digest = image.manifest.digest.clone();
     let key = cache_key(&maker, &manifest_digest, options)?;
     let kind = maker.fs.as_str();
