@@ -238,3 +238,46 @@ pub(crate) fn erofs_reads_tars() -> bool {
         .map(|p| p.parse::<u32>().unwrap_or(0));
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (1, 8)
 }
+
+#[test]
+fn an_erofs_image_that_does_not_check_is_refused_and_not_kept() {
+    if !erofs_reads_tars() {
+        eprintln!("EROFS SKIPPED: mkfs.erofs is older than 1.8");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let real = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v mkfs.erofs"])
+            .output()
+            .expect("sh runs")
+            .stdout,
+    )
+    .expect("utf-8");
+    // mkfs.erofs, then its superblock overwritten: exit 0, a broken image.
+    let wrapper = dir.path().join("mkfs.erofs");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n{} \"$@\" || exit $?\ncase \"$1\" in --version) exit 0;; esac\n\
+             for last; do :; done\nprintf 'broken!!' | dd of=\"$last\" bs=1 seek=1024 \
+             conv=notrunc 2>/dev/null\n",
+            real.trim()
+        ),
+    )
+    .expect("wrapper");
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("mode");
+    let (store, reference) = store_with_fixture(&dir.path().join("store"), "small");
+    let stored = store.image(&reference, None).expect("stored image");
+    let mut options = options_for(FsType::Erofs);
+    options.tool_paths.insert("mkfs.erofs".to_owned(), wrapper);
+    let err = rootfs::build(&stored, &options).expect_err("the check fails");
+    assert!(err.to_string().contains("fsck.erofs"), "{err}");
+    let kept: Vec<_> = std::fs::read_dir(store.root().join(".cachectl/erofs"))
+        .expect("erofs dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with('.'))
+        .collect();
+    assert!(kept.is_empty(), "nothing kept: {kept:?}");
+}

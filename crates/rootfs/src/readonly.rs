@@ -17,6 +17,9 @@
 //!   build time 0 (`-T0 --mkfs-time`: file times stay the tar's); an older
 //!   `mkfs.erofs` (before 1.7 it reads only directories, before 1.8 it
 //!   cannot fix the build time alone) is refused with [`Error::ToolTooOld`].
+//!   Every image is checked with `fsck.erofs --extract` (each file decoded,
+//!   nothing written) before it is kept: mkfs.erofs releases have written
+//!   corrupt images and exited 0.
 //!
 //! Images are kept like ext4 ones, in `.cachectl/<fs>/<key>.<fs>`, owned by
 //! the manifest (so `gc`, `prune` and `du` treat every type alike); the key
@@ -58,6 +61,8 @@ pub(crate) struct Maker {
     version: String,
     /// The compressor's arguments.
     compression: Vec<String>,
+    /// `fsck.erofs`, which checks every erofs image before it is kept.
+    check: Option<PathBuf>,
 }
 
 impl Maker {
@@ -87,12 +92,23 @@ impl Maker {
             }
             _ => squashfs_compression(compressor)?,
         };
+        // erofs-utils releases have written corrupt images with exit 0:
+        // each one is checked (the `fsck.erofs` beside `mkfs.erofs`, else
+        // the one found as any tool is).
+        let check = match fs {
+            FsType::Erofs => match path.with_file_name("fsck.erofs") {
+                sibling if sibling.is_file() => Some(sibling),
+                _ => Some(find_tool("fsck.erofs", options)?),
+            },
+            _ => None,
+        };
         Ok(Maker {
             fs,
             tool,
             path,
             version,
             compression,
+            check,
         })
     }
 }
@@ -346,7 +362,16 @@ impl Maker {
         }
         run_fed(&mut command, self.tool, |stdin| {
             emit_tar(stdin, Path::new(self.tool), emit)
-        })
+        })?;
+        if let Some(fsck) = &self.check {
+            // Every file decoded, nothing written (about 0.15 s for a
+            // 130 MB image).
+            run(
+                Command::new(fsck).arg("--extract").arg(made.partial),
+                "fsck.erofs",
+            )?;
+        }
+        Ok(())
     }
 
     /// What the cache keys (whole image and per layer) hold of this maker:
