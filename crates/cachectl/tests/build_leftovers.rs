@@ -1,8 +1,8 @@
 //! `build` killed or failing half-way, end to end with the binary: the
 //! `-o` file keeps its old image (SIGKILL during the copy, a full disk),
-//! a killed build's `mke2fs` dies with it, and what it left (a partial
-//! image, a `/dev/shm` tree) is counted by `du` and removed by the next
-//! `build` or `gc`.
+//! a killed build's `mke2fs` (or a squashfs build's `tar2sqfs`) dies with
+//! it, and what it left (a partial image, a `/dev/shm` tree or layer
+//! copies) is counted by `du` and removed by the next `build` or `gc`.
 
 mod support;
 
@@ -281,19 +281,25 @@ fn is_running(pid: u32) -> bool {
 /// its `/dev/shm/cachectl-build-p<pid>-*` directory, or its work
 /// directory under the cache.
 fn kill_a_build_during_mke2fs(home: &Path, reference: &str, label: &str) -> Vec<PathBuf> {
+    kill_a_build_during(home, &[reference, "--label", label], "mke2fs")
+}
+
+/// [`kill_a_build_during_mke2fs`] for `build ARGS`, killed while `tool`
+/// (its process name) writes the partial image.
+fn kill_a_build_during(home: &Path, args: &[&str], tool: &str) -> Vec<PathBuf> {
     let shm = Path::new("/dev/shm");
-    let mut child = spawn(home, &["build", "-q", reference, "--label", label]);
+    let mut child = spawn(home, &[&["build", "-q"], args].concat());
     // Its own tree only: other builds may run beside it.
     let own = format!("cachectl-build-p{}-", child.id());
     let deadline = Instant::now() + Duration::from_secs(120);
     let mke2fs = loop {
         let id = child.id();
-        // The one that writes the image (not `mke2fs -V`).
+        // The one that writes the image (not a probe).
         let writing = |pid: u32| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
                 .is_ok_and(|line| line.windows(8).any(|w| w == b"partial-"))
         };
-        if let Some(&(pid, _, _)) = processes_named("mke2fs")
+        if let Some(&(pid, _, _)) = processes_named(tool)
             .iter()
             .find(|(pid, ppid, _)| *ppid == id && writing(*pid))
         {
@@ -301,9 +307,9 @@ fn kill_a_build_during_mke2fs(home: &Path, reference: &str, label: &str) -> Vec<
         }
         assert!(
             child.try_wait().expect("waits").is_none(),
-            "the build ended before mke2fs was seen"
+            "the build ended before {tool} was seen"
         );
-        assert!(Instant::now() < deadline, "no mke2fs within two minutes");
+        assert!(Instant::now() < deadline, "no {tool} within two minutes");
         std::thread::sleep(Duration::from_millis(2));
     };
     child.kill().expect("SIGKILL");
@@ -316,7 +322,7 @@ fn kill_a_build_during_mke2fs(home: &Path, reference: &str, label: &str) -> Vec<
     }
     assert!(
         !is_running(mke2fs),
-        "mke2fs (pid {mke2fs}) outlived the killed build by {:?}",
+        "{tool} (pid {mke2fs}) outlived the killed build by {:?}",
         killed_at.elapsed()
     );
     let work = home.join("cache/.cachectl/rootfs-tmp");
@@ -380,5 +386,42 @@ fn a_killed_build_takes_mke2fs_along_and_its_leftovers_are_counted_then_swept() 
     );
     for tree in &trees {
         assert!(!tree.exists(), "the build removed {}", tree.display());
+    }
+}
+
+#[test]
+fn a_killed_squashfs_build_takes_tar2sqfs_along_and_its_partial_is_counted_then_swept() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let (reference, _) = fixture("big");
+    pull(home.path(), &reference);
+    let squashfs = home.path().join("cache/.cachectl/squashfs");
+    let args = [
+        reference.as_str(),
+        "--fs",
+        "squashfs",
+        "--compressor",
+        "gzip,9",
+    ];
+    let trees = kill_a_build_during(home.path(), &args, "tar2sqfs");
+    let partials = names_starting(&squashfs, "partial-");
+    assert_eq!(partials.len(), 1, "the killed build left its partial image");
+    assert!(partials[0].ends_with(".squashfs"), "{partials:?}");
+    let usage = cachectl(home.path())
+        .args(["du", "--json"])
+        .output()
+        .expect("runs");
+    let usage: serde_json::Value = serde_json::from_slice(&usage.stdout).expect("JSON");
+    assert_eq!(usage["builds"]["partial_images"], 1, "{usage}");
+    let collected = cachectl(home.path())
+        .args(["gc", "--json"])
+        .output()
+        .expect("runs");
+    assert!(collected.status.success(), "{}", stderr(&collected));
+    assert!(
+        names_starting(&squashfs, "partial-").is_empty(),
+        "gc removed it"
+    );
+    for tree in &trees {
+        assert!(!tree.exists(), "gc removed {}", tree.display());
     }
 }
