@@ -281,3 +281,37 @@ fn an_erofs_image_that_does_not_check_is_refused_and_not_kept() {
         .collect();
     assert!(kept.is_empty(), "nothing kept: {kept:?}");
 }
+
+#[test]
+fn a_name_that_is_not_utf8_is_kept_byte_for_byte_in_a_squashfs_image() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, tar) = crate::rootfs_merge::gnu_tar_forms(dir.path(), true).remove(0);
+    let (store, reference) =
+        hand_built_store(&dir.path().join("store"), &[(gzip(&tar), GZIP_LAYER)]);
+    let stored = store.image(&reference, None).expect("stored image");
+    let built = rootfs::build(&stored, &squashfs_options()).expect("squashfs build");
+    // sqfs2tar gives the names back as they are stored.
+    let listed = Command::new("sqfs2tar")
+        .arg(&built.path)
+        .output()
+        .expect("sqfs2tar runs");
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let mut archive = tar::Archive::new(&listed.stdout[..]);
+    let names: Vec<Vec<u8>> = archive
+        .entries()
+        .expect("entries")
+        .map(|e| e.expect("entry").path_bytes().into_owned())
+        .collect();
+    let latin1 = names
+        .iter()
+        .find(|name| name.windows(7).any(|w| w == b"latin1-"))
+        .unwrap_or_else(|| panic!("{names:?}"));
+    assert!(
+        std::str::from_utf8(latin1).is_err(),
+        "{latin1:?} is still not UTF-8"
+    );
+}
