@@ -14,7 +14,9 @@
 //! and adds files with owners, setuid/setgid/sticky bits and xattrs.
 
 use crate::rootfs_compare::assert_same_as_umoci;
-use crate::rootfs_overlay::assert_layer_images_stack_to_the_unpack;
+use crate::rootfs_overlay::{
+    assert_layer_images_of_type_stack_to_the_unpack, assert_layer_images_stack_to_the_unpack,
+};
 use crate::rootfs_support::running_as_root;
 use crate::store::client;
 use cachectl_tests::{registries, unique};
@@ -603,6 +605,26 @@ fn debian_rootfs_pushed_and_pulled_equals_umoci_and_its_layer_overlay() {
         assert!(split.contains(hardlink), "{hardlink} not split: {split:?}");
     }
     eprintln!("layer images and overlay: {:?}", overlay.elapsed());
+
+    // The same layers as squashfs lowers, from the stream.
+    let read_only = Instant::now();
+    let squashfs_dir = dir.path().join("squashfs-layers");
+    std::fs::create_dir(&squashfs_dir).expect("dir");
+    let kind = (rootfs::FsType::Squashfs, false, None);
+    let check =
+        assert_layer_images_of_type_stack_to_the_unpack(&store, &reference, &squashfs_dir, kind);
+    assert_eq!((check.layers, check.whiteouts, check.opaque), (2, 2, 1));
+    // And the whole image as one squashfs root.
+    crate::rootfs_readonly::assert_image_holds_the_unpack(
+        &store,
+        &reference,
+        &squashfs_dir,
+        rootfs::FsType::Squashfs,
+    );
+    eprintln!(
+        "squashfs lowers and overlay, squashfs root: {:?}",
+        read_only.elapsed()
+    );
 
     // The same tree from the flattened tar through `mke2fs -d -`.
     if !crate::rootfs_ext4_tar::skip_without_tar_input(&dir.path().join("probe")) {

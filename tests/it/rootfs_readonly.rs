@@ -45,7 +45,12 @@ fn read_only_types() -> Vec<FsType> {
 
 /// Builds the `fs` image of `reference` and compares what it holds with
 /// the unpack of the same image, as root.
-fn assert_image_holds_the_unpack(store: &Store, reference: &Reference, work: &Path, fs: FsType) {
+pub(crate) fn assert_image_holds_the_unpack(
+    store: &Store,
+    reference: &Reference,
+    work: &Path,
+    fs: FsType,
+) {
     let stored = store.image(reference, None).expect("stored image");
     let built = rootfs::build(&stored, &options_for(fs))
         .unwrap_or_else(|err| panic!("{reference}: {fs:?} build: {err}"));
