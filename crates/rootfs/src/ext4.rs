@@ -47,7 +47,7 @@ pub(crate) const MKE2FS_CONF: &str = "[defaults]
 \t}
 ";
 
-/// An ext4 image [`build`] made or found.
+/// An image [`build`] made or found (ext4, squashfs or erofs).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct BuiltImage {
@@ -64,7 +64,8 @@ pub struct BuiltImage {
     /// The image config (entrypoint, cmd, env, working directory, user)
     /// for the caller's VM.
     pub config: ConfigSummary,
-    /// What `mke2fs -d` read to make it (see [`BuildOptions::input`]).
+    /// What `mke2fs -d` read to make it (see [`BuildOptions::input`]);
+    /// `TarStream` for squashfs and erofs, which always read the stream.
     pub input: Ext4Input,
     /// Its file system type.
     pub fs: crate::FsType,
@@ -73,12 +74,17 @@ pub struct BuiltImage {
     pub tools: BTreeMap<String, String>,
 }
 
-/// Builds (or finds in the cache) an ext4 image of a stored image.
+/// Builds (or finds in the cache) an image of a stored image, of the file
+/// system [`BuildOptions::fs`] names. squashfs and erofs images are made
+/// from the merged tar stream (see docs/rootfs.md, "Read-only images"),
+/// kept in `.cachectl/squashfs/` and `.cachectl/erofs/`; the rest of this
+/// says how an ext4 image is made.
 ///
-/// The layers are unpacked into a private directory on `/dev/shm` when it
-/// has room (see [`BuildOptions::memory_scratch`]), else into
-/// `.cachectl/rootfs-tmp/` under the store, then `mke2fs -t ext4 -d` makes
-/// the image, with UUID and hash seed derived from the manifest digest, a
+/// The layers are merged into one tar stream fed to `mke2fs -d -` (see
+/// [`BuildOptions::input`]), or unpacked into a private directory on
+/// `/dev/shm` when it has room (see [`BuildOptions::memory_scratch`]),
+/// else into `.cachectl/rootfs-tmp/` under the store, then
+/// `mke2fs -t ext4 -d` makes the image, with UUID and hash seed derived from the manifest digest, a
 /// fixed `E2FSPROGS_FAKE_TIME` and a private `mke2fs.conf`; `debugfs` then sets every inode's ctime and atime
 /// to that fixed time and, when the unpack was rootless, the owners and
 /// device nodes the layers give. The result is kept at

@@ -9,13 +9,16 @@
 //!   entry writes outside the target (`..`, absolute paths, symlinked
 //!   parents and hardlinks out are refused with an error naming the layer
 //!   and the entry);
-//! - [`build`] turns the same tree into a reproducible ext4 image with
-//!   `mke2fs -d` (owners and device nodes fixed inside the image with
-//!   `debugfs` when the unpack was rootless), cached under the store
-//!   ([`ocistore::Store::gc`] drops those of images it removed, and the
-//!   layer tars no stored layer needs);
-//!   [`build_layers`] makes one ext4 image per layer, whiteouts in
-//!   overlayfs form;
+//! - [`build`] turns the same tree into a reproducible image
+//!   ([`BuildOptions::fs`]): ext4 with `mke2fs -d`, from the merged tar
+//!   stream where mke2fs reads tars, else from an unpacked tree (owners
+//!   and device nodes fixed inside the image with `debugfs` when the
+//!   unpack was rootless); read-only squashfs (`tar2sqfs`) or erofs
+//!   (`mkfs.erofs`) from the merged tar stream. Images are cached under the
+//!   store ([`ocistore::Store::gc`] drops those of images it removed, and
+//!   the layer tars no stored layer needs);
+//!   [`build_layers`] makes one image per layer, whiteouts in overlayfs
+//!   form (overlayfs lowers);
 //! - [`merged_tar`] and [`merge_entries`] merge the layers into the
 //!   entries of the final tree as a stream, without unpacking (whiteouts
 //!   resolved, each path once, parents before children), to a tar or any
