@@ -55,16 +55,22 @@
 //!   and `.wh...` (a whiteout of nothing, `.` or `..`) are refused. An
 //!   entry of any type that names a file is a whiteout when its name
 //!   starts with `.wh.`.
-//! - Per-layer trees ([`build_layers`](crate::build_layers)) keep their
-//!   whiteouts in overlayfs form instead: `.wh.<name>` becomes a character
-//!   device 0:0 at `<name>` (replacing what this layer wrote there;
-//!   recorded, for `debugfs`, when rootless), and `.wh..wh..opq` sets
-//!   `trusted.overlay.opaque=y` on its directory, created (0755, 0:0,
-//!   mtime 0) when the layer has no entry for it. A hardlink to a file of
-//!   a lower layer becomes a copy of that file, read from the merged tree
-//!   of the layers below (its parents real directories there too), with
-//!   the owner, mode, mtime and extended attributes the lower layers gave
-//!   it.
+//! - Per-layer images ([`build_layers`](crate::build_layers)) are overlayfs
+//!   lowers, so that their overlay shows what the unpack holds: a
+//!   whiteout that removed something becomes a character device 0:0 at
+//!   `<name>` (a whiteout of what the same layer wrote earlier is ignored,
+//!   as above, and one below a directory no layer has is left out: it
+//!   hides nothing); `.wh..wh..opq` sets `trusted.overlay.opaque=y` on its
+//!   directory, as does a directory the layer whited out and made again;
+//!   a directory the layer writes below without declaring it carries the
+//!   owner, mode, mtime and attributes the lower layers gave it (an
+//!   overlay shows the upper directory's), and a declared one adds its
+//!   attributes to theirs. A hardlink to a file of a lower layer becomes a
+//!   copy of that file with the owner, mode, mtime and extended attributes
+//!   the lower layers gave it (from the tar stream any kind of node; from
+//!   a tree, regular files only, read from the merged tree of the layers
+//!   below, its parents real directories there too; another kind is
+//!   refused).
 //!
 //! # Metadata
 //! - Directory modes and mtimes are applied once all layers are in,
