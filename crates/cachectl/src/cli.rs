@@ -455,10 +455,10 @@ pub(crate) struct BuildArgs {
     /// Image size, e.g. 2GiB (default: the content plus --headroom)
     #[arg(long, value_name = "SIZE", value_parser = parse_size, conflicts_with = "per_layer")]
     pub(crate) size: Option<u64>,
-    /// Free space added to a computed size [default: 64MiB]
+    /// Free space added to a computed ext4 size [default: 64MiB]
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub(crate) headroom: Option<u64>,
-    /// File system label (at most 16 bytes) [default: rootfs]
+    /// File system label, ext4 and erofs (at most 16 bytes) [default: rootfs]
     #[arg(long)]
     pub(crate) label: Option<String>,
     /// Place a host file in the image, mode 0755, at PATH (default /sbin/init)

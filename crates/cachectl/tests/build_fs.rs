@@ -39,6 +39,14 @@ fn wrong_combinations_are_usage_errors_naming_the_flag_before_any_pull() {
             &["--input applies to ext4"],
         ),
         (&["--fs", "btrfs"], &["squashfs", "erofs", "ext4"]),
+        (
+            &["--fs", "squashfs", "--headroom", "1GiB"],
+            &["--headroom applies to ext4"],
+        ),
+        (
+            &["--fs", "squashfs", "--label", "x"],
+            &["squashfs has no label"],
+        ),
         (&["--provenance"], &["--output"]),
         (&["--per-layer", "--provenance"], &["--provenance"]),
         (

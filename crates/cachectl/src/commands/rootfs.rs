@@ -273,6 +273,17 @@ fn build_options(
             a_or_an(fs)
         )));
     }
+    if options.fs != rootfs::FsType::Ext4 && args.headroom.is_some() {
+        return Err(CliError::Usage(format!(
+            "--headroom applies to ext4; {} image is as large as its content",
+            a_or_an(fs)
+        )));
+    }
+    if options.fs == rootfs::FsType::Squashfs && args.label.is_some() {
+        return Err(CliError::Usage(
+            "--label applies to ext4 and erofs; squashfs has no label".to_owned(),
+        ));
+    }
     if let Some(compressor) = &args.compressor
         && options.fs == rootfs::FsType::Ext4
     {
