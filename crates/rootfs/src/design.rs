@@ -67,10 +67,9 @@
 //!   overlay shows the upper directory's), and a declared one adds its
 //!   attributes to theirs. A hardlink to a file of a lower layer becomes a
 //!   copy of that file with the owner, mode, mtime and extended attributes
-//!   the lower layers gave it (from the tar stream any kind of node; from
-//!   a tree, regular files only, read from the merged tree of the layers
-//!   below, its parents real directories there too; another kind is
-//!   refused).
+//!   the lower layers gave it (from a tree, a regular file is read from
+//!   the merged tree of the layers below, its parents real directories
+//!   there too, and a symlink, fifo or device node is made again).
 //!
 //! # Metadata
 //! - Directory modes and mtimes are applied once all layers are in,

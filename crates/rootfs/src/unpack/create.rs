@@ -183,7 +183,19 @@ impl Applier<'_> {
             && let Layering::Overlay(lower) = &self.layering
         {
             // A hardlink shares its target's inode: the header's owner,
-            // mode and mtime are not the file's.
+            // mode and mtime are not the file's. A lower symlink, fifo or
+            // device is made again; a regular file copied.
+            if let Some(info) = lower.node(&target_rel) {
+                match &info.kind {
+                    Kind::Symlink(link) => self.make_symlink(ctx, rel, abs, link, &info)?,
+                    Kind::Device(tag, major, minor) => {
+                        self.make_device(ctx, rel, abs, (*tag, *major, *minor), &info)?;
+                    }
+                    _ => self.make_fifo(ctx, rel, abs, &info)?,
+                }
+                self.mark_created(rel);
+                return Ok(());
+            }
             let file = lower.find(ctx, &target_rel)?;
             return self.copy_from_lower(ctx, file, rel, abs);
         }

@@ -5,11 +5,11 @@
 
 use super::Recorded;
 use super::applier::{Applier, DirMeta, Layering, Lower};
-use super::entry::Ctx;
+use super::entry::{Ctx, EntryInfo, Kind};
 use super::metadata::{times, xattrs_of};
 use crate::error::Result;
 use std::fs::{File, Metadata, Permissions};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// A regular file of the lower tree that a hardlink names.
@@ -25,6 +25,57 @@ pub(super) struct LowerFile {
 }
 
 impl Lower {
+    /// The node `target_rel` of the lower tree when it is a symlink, a fifo
+    /// or a device node (one a rootless unpack only recorded too), as an
+    /// entry that makes it again with the layers' owner, mode and mtime;
+    /// `None` for anything else (a regular file is copied by
+    /// [`Lower::find`]).
+    pub(super) fn node(&self, target_rel: &Path) -> Option<EntryInfo> {
+        let parents_are_dirs = target_rel
+            .ancestors()
+            .skip(1)
+            .take_while(|p| !p.as_os_str().is_empty())
+            .all(|p| std::fs::symlink_metadata(self.tree.join(p)).is_ok_and(|m| m.is_dir()));
+        if !parents_are_dirs {
+            return None;
+        }
+        let source = self.tree.join(target_rel);
+        let recorded = self.records.get(target_rel).copied();
+        let found = std::fs::symlink_metadata(&source).ok();
+        let file_type = found.as_ref().map(Metadata::file_type);
+        let kind = match (recorded.and_then(|r| r.device), file_type) {
+            (Some((tag, major, minor)), _) => Kind::Device(tag, major, minor),
+            (None, Some(t)) if t.is_symlink() => Kind::Symlink(std::fs::read_link(&source).ok()?),
+            (None, Some(t)) if t.is_fifo() => Kind::Fifo,
+            (None, Some(t)) if t.is_char_device() || t.is_block_device() => {
+                let rdev = found.as_ref().map_or(0, MetadataExt::rdev);
+                let tag = if t.is_char_device() { b'c' } else { b'b' };
+                Kind::Device(tag, rustix::fs::major(rdev), rustix::fs::minor(rdev))
+            }
+            _ => return None,
+        };
+        let meta = recorded.or_else(|| {
+            found.as_ref().map(|m| Recorded {
+                uid: u64::from(m.uid()),
+                gid: u64::from(m.gid()),
+                mode: m.mode() & 0o7777,
+                device: None,
+                mtime: m.mtime(),
+            })
+        })?;
+        Some(EntryInfo {
+            path: target_rel.as_os_str().as_encoded_bytes().to_vec(),
+            kind,
+            mode: meta.mode,
+            uid: meta.uid,
+            gid: meta.gid,
+            mtime: meta.mtime,
+            xattrs: Vec::new(),
+            sparse: Default::default(),
+            gnu_sparse: false,
+        })
+    }
+
     /// The regular file `target_rel` of the lower tree, its parents real
     /// directories; refused as in no layer otherwise.
     pub(super) fn find(&self, ctx: &Ctx<'_>, target_rel: &Path) -> Result<LowerFile> {
@@ -45,13 +96,7 @@ impl Lower {
         let source = self.tree.join(target_rel);
         let found = match std::fs::symlink_metadata(&source) {
             Ok(found) if found.is_file() => found,
-            // A device node, fifo or symlink (or a device a rootless
-            // unpack only recorded): a tree copies regular files only.
-            Ok(_) => return Err(not_regular(ctx, target_rel)),
-            Err(_) if self.records.contains_key(target_rel) => {
-                return Err(not_regular(ctx, target_rel));
-            }
-            Err(_) => return Err(missing()),
+            _ => return Err(missing()),
         };
         // The layers' word on the file (owners are only recorded when
         // rootless), else what the merged tree holds.
@@ -70,17 +115,6 @@ impl Lower {
             refused_xattrs,
         })
     }
-}
-
-/// The refusal of a hardlink to a lower layer's node that is no regular
-/// file, which a per-layer tree cannot copy.
-fn not_regular(ctx: &Ctx<'_>, target_rel: &Path) -> crate::error::Error {
-    ctx.unsafe_entry(format!(
-        "hardlink target {} of a lower layer is not a regular file: a per-layer image from a \
-         tree copies regular files only (the tar stream, with e2fsprogs 1.47.1 or later, \
-         copies any)",
-        target_rel.display()
-    ))
 }
 
 impl Applier<'_> {
