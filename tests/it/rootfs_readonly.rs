@@ -13,7 +13,7 @@ use crate::rootfs_compare::{differences, tree};
 use crate::rootfs_merge::{gnu_tar_forms, layer, layered_cases};
 use crate::rootfs_overlay::{ENV_REQUIRE_OVERLAY, Mounts};
 use crate::rootfs_support::{
-    GZIP_LAYER, gzip, hand_built_store, running_as_root, store_with_fixture,
+    BUILD_FIXTURES, GZIP_LAYER, gzip, hand_built_store, running_as_root, store_with_fixture,
 };
 use ociref::Reference;
 use ocistore::Store;
@@ -104,14 +104,7 @@ fn read_only_images_hold_the_tree_the_unpack_makes() {
 
 fn assert_every_case_holds_the_unpack(fs: FsType) {
     let dir = tempfile::tempdir().expect("tempdir");
-    for name in [
-        "small",
-        "layered",
-        "layered-uncompressed",
-        "layered-zstd",
-        "merged-usr",
-        "with-sbom",
-    ] {
+    for name in BUILD_FIXTURES {
         let (store, reference) = store_with_fixture(&dir.path().join(name), name);
         assert_image_holds_the_unpack(&store, &reference, &dir.path().join(name), fs);
     }

@@ -9,8 +9,8 @@
 use crate::rootfs_ext4_tar::skip_without_tar_input;
 use crate::rootfs_merge::{gnu_tar_forms, layer, layered_cases};
 use crate::rootfs_support::{
-    GZIP_LAYER, e2fsck_passes, gzip, hand_built_store, rootless_build_options, running_as_root,
-    store_with_fixture,
+    BUILD_FIXTURES, GZIP_LAYER, e2fsck_passes, gzip, hand_built_store, rootless_build_options,
+    running_as_root, store_with_fixture,
 };
 use crate::rootfs_tree::{image_tree, tree_differences};
 use ociref::Reference;
@@ -49,14 +49,7 @@ fn every_fixture_builds_the_same_tree_from_the_stream_and_from_a_tree() {
     if skip_without_tar_input(&dir.path().join("probe")) {
         return;
     }
-    for name in [
-        "small",
-        "layered",
-        "layered-uncompressed",
-        "layered-zstd",
-        "merged-usr",
-        "with-sbom",
-    ] {
+    for name in BUILD_FIXTURES {
         let (store, reference) = store_with_fixture(&dir.path().join(name), name);
         assert_inputs_agree(&store, &reference, name);
     }

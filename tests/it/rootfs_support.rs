@@ -44,6 +44,16 @@ pub(crate) fn store_with_fixture(root: &Path, name: &str) -> (Store, Reference) 
     (store, reference.parse().expect("reference"))
 }
 
+/// The single-platform fixtures every build test makes an image of.
+pub(crate) const BUILD_FIXTURES: [&str; 6] = [
+    "small",
+    "layered",
+    "layered-uncompressed",
+    "layered-zstd",
+    "merged-usr",
+    "with-sbom",
+];
+
 pub(crate) fn running_as_root() -> bool {
     std::fs::metadata("/proc/self")
         .map(|m| m.uid())

@@ -344,33 +344,7 @@ fn a_killed_build_takes_mke2fs_along_and_its_leftovers_are_counted_then_swept() 
 
     // Swept by gc, at once (the owner is gone: no minute to wait).
     let trees = kill_a_build_during_mke2fs(home.path(), &reference, "one");
-    let partials = names_starting(&ext4, "partial-");
-    assert_eq!(partials.len(), 1, "the killed build left its partial image");
-    let usage = cachectl(home.path())
-        .args(["du", "--json"])
-        .output()
-        .expect("runs");
-    let usage: serde_json::Value = serde_json::from_slice(&usage.stdout).expect("JSON");
-    assert_eq!(usage["builds"]["partial_images"], 1, "{usage}");
-    let size = std::fs::metadata(ext4.join(&partials[0]))
-        .expect("partial")
-        .len();
-    assert_eq!(
-        usage["builds"]["partial_bytes"], size,
-        "du counts its bytes: {usage}"
-    );
-    let collected = cachectl(home.path())
-        .args(["gc", "--json"])
-        .output()
-        .expect("runs");
-    assert!(collected.status.success(), "{}", stderr(&collected));
-    assert!(
-        names_starting(&ext4, "partial-").is_empty(),
-        "gc removed the partial image"
-    );
-    for tree in &trees {
-        assert!(!tree.exists(), "gc removed {}", tree.display());
-    }
+    assert_counted_by_du_then_swept_by_gc(home.path(), &ext4, &trees);
 
     // Swept by the next build.
     let trees = kill_a_build_during_mke2fs(home.path(), &reference, "two");
@@ -404,24 +378,42 @@ fn a_killed_squashfs_build_takes_tar2sqfs_along_and_its_partial_is_counted_then_
     ];
     let trees = kill_a_build_during(home.path(), &args, "tar2sqfs");
     let partials = names_starting(&squashfs, "partial-");
+    assert!(
+        partials.iter().all(|name| name.ends_with(".squashfs")),
+        "{partials:?}"
+    );
+    assert_counted_by_du_then_swept_by_gc(home.path(), &squashfs, &trees);
+}
+
+/// The one partial image a killed build left in `images` (a derived
+/// directory of the cache) is counted by `du`, its bytes too, and `gc`
+/// removes it and the build's `trees` at once (their owner is gone).
+fn assert_counted_by_du_then_swept_by_gc(home: &Path, images: &Path, trees: &[PathBuf]) {
+    let partials = names_starting(images, "partial-");
     assert_eq!(partials.len(), 1, "the killed build left its partial image");
-    assert!(partials[0].ends_with(".squashfs"), "{partials:?}");
-    let usage = cachectl(home.path())
+    let usage = cachectl(home)
         .args(["du", "--json"])
         .output()
         .expect("runs");
     let usage: serde_json::Value = serde_json::from_slice(&usage.stdout).expect("JSON");
     assert_eq!(usage["builds"]["partial_images"], 1, "{usage}");
-    let collected = cachectl(home.path())
+    let size = std::fs::metadata(images.join(&partials[0]))
+        .expect("partial")
+        .len();
+    assert_eq!(
+        usage["builds"]["partial_bytes"], size,
+        "du counts its bytes: {usage}"
+    );
+    let collected = cachectl(home)
         .args(["gc", "--json"])
         .output()
         .expect("runs");
     assert!(collected.status.success(), "{}", stderr(&collected));
     assert!(
-        names_starting(&squashfs, "partial-").is_empty(),
-        "gc removed it"
+        names_starting(images, "partial-").is_empty(),
+        "gc removed the partial image"
     );
-    for tree in &trees {
+    for tree in trees {
         assert!(!tree.exists(), "gc removed {}", tree.display());
     }
 }

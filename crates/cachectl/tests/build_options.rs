@@ -7,17 +7,7 @@
 
 mod support;
 
-use std::path::Path;
-use support::{cachectl, fixture, stderr};
-
-/// The references `images --json` lists.
-fn cached_images(home: &Path) -> serde_json::Value {
-    let listed = cachectl(home)
-        .args(["images", "--json"])
-        .output()
-        .expect("runs");
-    serde_json::from_slice(&listed.stdout).expect("JSON")
-}
+use support::{cachectl, cached_images, fixture, stderr};
 
 #[test]
 fn options_wrong_in_themselves_fail_before_any_pull_or_unpack() {

@@ -101,11 +101,6 @@ pub fn build(stored: &StoredImage, options: &BuildOptions) -> Result<BuiltImage>
     // What killed builds left; a sweep that fails does not stop this one.
     let _ = remove_stale_work(store);
     let manifest_digest = image.manifest.digest.clone();
-    let layers: Vec<Digest> = image
-        .layers
-        .iter()
-        .map(|l| l.descriptor.digest.clone())
-        .collect();
     let mke2fs = find_tool("mke2fs", options)?;
     let debugfs = find_tool("debugfs", options)?;
     // Learned once per mke2fs binary: a cache hit starts no child.
@@ -135,22 +130,55 @@ pub fn build(stored: &StoredImage, options: &BuildOptions) -> Result<BuiltImage>
             input,
         })?;
     }
-    let size = safe::file_len(store, &cached_path)?;
-    let path = deliver(store, cached_path, options.output.as_deref())?;
-    Ok(BuiltImage {
-        path,
-        manifest_digest,
-        layers,
-        size,
+    let version = found.version.lines().next().unwrap_or("").trim();
+    let kept = Kept {
+        cached_path,
         cached,
-        config: image.config.clone(),
         input,
         fs: crate::FsType::Ext4,
-        tools: BTreeMap::from([(
-            "mke2fs".to_owned(),
-            found.version.lines().next().unwrap_or("").trim().to_owned(),
-        )]),
-    })
+        tool: ("mke2fs", version.to_owned()),
+    };
+    kept.delivered(store, image, options)
+}
+
+/// An image kept in the cache (just made unless `cached`), and what made
+/// it.
+pub(crate) struct Kept {
+    pub(crate) cached_path: PathBuf,
+    pub(crate) cached: bool,
+    pub(crate) input: Ext4Input,
+    pub(crate) fs: crate::FsType,
+    /// The program that makes such images, and its version line.
+    pub(crate) tool: (&'static str, String),
+}
+
+impl Kept {
+    /// The image of `image` as [`build`] gives it: copied to the output
+    /// `options` asks for, else the cached file itself, with its size.
+    pub(crate) fn delivered(
+        self,
+        store: &Store,
+        image: &ocistore::ImageDetails,
+        options: &BuildOptions,
+    ) -> Result<BuiltImage> {
+        let size = safe::file_len(store, &self.cached_path)?;
+        let path = deliver(store, self.cached_path, options.output.as_deref())?;
+        Ok(BuiltImage {
+            path,
+            manifest_digest: image.manifest.digest.clone(),
+            layers: image
+                .layers
+                .iter()
+                .map(|l| l.descriptor.digest.clone())
+                .collect(),
+            size,
+            cached: self.cached,
+            config: image.config.clone(),
+            input: self.input,
+            fs: self.fs,
+            tools: BTreeMap::from([(self.tool.0.to_owned(), self.tool.1)]),
+        })
+    }
 }
 
 /// The input a flattened build reads: as asked, else the merged tar

@@ -28,12 +28,11 @@
 
 use crate::cache_files::keep_image;
 use crate::error::{Error, Result, check_keepable, io};
-use crate::ext4::{BuiltImage, hex, init_key_line, uuid_from};
+use crate::ext4::{BuiltImage, Kept, hex, init_key_line, uuid_from};
 use crate::leftovers;
 use crate::merge::{EntrySink, TarSink};
 use crate::mke2fs::{BinaryKey, Ext4Input};
 use crate::options::{BuildOptions, FsType};
-use crate::output::deliver;
 use crate::safe;
 use crate::scratch::{remove_stale_work, with_work_dir};
 use crate::tools::{find_tool, run, run_fed};
@@ -287,23 +286,14 @@ pub(crate) fn build_readonly(stored: &StoredImage, options: &BuildOptions) -> Re
             keep_image(store, &cache, partial, &cached_path, &manifest_digest)
         })?;
     }
-    let size = safe::file_len(store, &cached_path)?;
-    let path = deliver(store, cached_path, options.output.as_deref())?;
-    Ok(BuiltImage {
-        path,
-        manifest_digest,
-        layers: image
-            .layers
-            .iter()
-            .map(|l| l.descriptor.digest.clone())
-            .collect(),
-        size,
+    let kept = Kept {
+        cached_path,
         cached,
-        config: image.config.clone(),
         input: Ext4Input::TarStream,
         fs: maker.fs,
-        tools: BTreeMap::from([(maker.tool.to_owned(), maker.version)]),
-    })
+        tool: (maker.tool, maker.version),
+    };
+    kept.delivered(store, image, options)
 }
 
 /// Indexes the image (its layers copied into `work`), then makes the image

@@ -11,6 +11,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+/// The references `images --json` lists in `home`'s cache.
+pub(crate) fn cached_images(home: &Path) -> serde_json::Value {
+    let listed = cachectl(home)
+        .args(["images", "--json"])
+        .output()
+        .expect("runs");
+    serde_json::from_slice(&listed.stdout).expect("JSON")
+}
+
 /// The value of an environment variable `cargo xtask test` sets.
 pub(crate) fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
