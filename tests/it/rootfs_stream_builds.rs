@@ -112,3 +112,77 @@ fn a_name_that_is_not_utf8_is_built_from_the_stream_and_refused_by_the_tree() {
     let tree = image_tree(&built.path);
     assert!(tree.entries.len() > 5, "{tree:?}");
 }
+
+/// Every file under `root` whose name starts with `prefix`.
+fn files_named(root: &std::path::Path, prefix: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read dir").flatten() {
+            let path = entry.path();
+            if entry.file_type().expect("file type").is_dir() {
+                pending.push(path);
+            } else if entry.file_name().to_string_lossy().starts_with(prefix) {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_bad_layer_fails_the_stream_build_with_its_own_error_while_later_layers_decompress() {
+    use crate::rootfs_support::{Raw, hand_built_store_with_diff_ids, raw_tar};
+    let dir = tempfile::tempdir().expect("tempdir");
+    if skip_without_tar_input(&dir.path().join("probe")) {
+        return;
+    }
+    // A layer large enough to be still decompressing when the one before
+    // it is refused.
+    let big: Vec<u8> = (0..24u32 << 20).map(|i| (i / 4096) as u8).collect();
+    let good = gzip(&raw_tar(&[Raw::Dir("etc/"), Raw::File("etc/a", b"a")]));
+    let hostile = gzip(&raw_tar(&[Raw::File("../escape", b"out")]));
+    let large = gzip(&raw_tar(&[Raw::File("big", &big)]));
+    let cases = [
+        ("hostile", vec![good.clone(), hostile, large.clone()]),
+        ("truncated", {
+            let mut cut = large.clone();
+            cut.truncate(cut.len() / 2);
+            vec![good, cut, large]
+        }),
+    ];
+    for (case, layers) in cases {
+        let root = dir.path().join(case);
+        let encoded: Vec<_> = layers.into_iter().map(|l| (l, GZIP_LAYER)).collect();
+        // The diff IDs are not checked by a build; given, the cut layer
+        // need not be decompressed to make the image.
+        let diff_ids = vec![ociref::Digest::sha256_of(case.as_bytes()); 3];
+        let (store, reference) = hand_built_store_with_diff_ids(&root, &encoded, &diff_ids);
+        let stored = store.image(&reference, None).expect("stored image");
+        let bad = stored.details().layers[1].descriptor.digest.clone();
+        let unpacked = rootfs::unpack(
+            &stored,
+            &dir.path().join(format!("{case}-tree")),
+            &Default::default(),
+        )
+        .expect_err("the unpack refuses it");
+        let mut options = rootless_build_options();
+        options.input = Some(Ext4Input::TarStream);
+        // The work directory under the store, where leftovers are seen.
+        options.memory_scratch = false;
+        let started = std::time::Instant::now();
+        let built = rootfs::build(&stored, &options).expect_err("the build refuses it");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "{case}"
+        );
+        assert_eq!(built.to_string(), unpacked.to_string(), "{case}");
+        match (case, &built) {
+            ("hostile", rootfs::Error::UnsafeEntry { .. }) => {}
+            ("truncated", rootfs::Error::LayerRead { layer, .. }) => assert_eq!(layer, &bad),
+            _ => panic!("{case}: {built:?}"),
+        }
+        let copies = files_named(&root, "layer-");
+        assert!(copies.is_empty(), "{case}: left {copies:?}");
+    }
+}

@@ -136,21 +136,23 @@ pub(crate) fn hand_built_store_with_diff_ids(
     let mut diff_ids = Vec::new();
     for (bytes, media_type) in layers {
         let digest = put_blob(root, bytes);
-        let uncompressed = if bytes.starts_with(&[0x1f, 0x8b]) {
-            let mut out = Vec::new();
-            std::io::Read::read_to_end(
-                &mut flate2::read::MultiGzDecoder::new(&bytes[..]),
-                &mut out,
-            )
-            .expect("gunzip");
-            out
-        } else {
-            bytes.clone()
-        };
         let diff_id = given_diff_ids
             .get(diff_ids.len())
             .cloned()
-            .unwrap_or_else(|| Digest::sha256_of(&uncompressed));
+            .unwrap_or_else(|| {
+                let uncompressed = if bytes.starts_with(&[0x1f, 0x8b]) {
+                    let mut out = Vec::new();
+                    std::io::Read::read_to_end(
+                        &mut flate2::read::MultiGzDecoder::new(&bytes[..]),
+                        &mut out,
+                    )
+                    .expect("gunzip");
+                    out
+                } else {
+                    bytes.clone()
+                };
+                Digest::sha256_of(&uncompressed)
+            });
         diff_ids.push(format!("\"{diff_id}\""));
         descriptors.push(format!(
             r#"{{"mediaType":"{media_type}","digest":"{digest}","size":{}}}"#,

@@ -389,8 +389,6 @@ pub(crate) fn make_readable(tree: &Path) -> Result<()> {
     Ok(())
 }
 
-/// An upper estimate of the tree the layers of sizes `layer_sizes`
-/// (compressed, as stored) unpack to.
 /// Runs `attempt` in a new work directory (`prefix`…): on `/dev/shm` when
 /// `memory` and it has room for [`tree_estimate`] of `layer_sizes`, and
 /// again under the store when that one fills up; under the store at once
@@ -412,6 +410,8 @@ pub(crate) fn with_work_dir<T>(
     attempt(&WorkDir::new(store, prefix)?)
 }
 
+/// An upper estimate of the tree the layers of sizes `layer_sizes`
+/// (compressed, as stored) unpack to.
 pub(crate) fn tree_estimate(layer_sizes: impl IntoIterator<Item = u64>) -> u64 {
     layer_sizes
         .into_iter()

@@ -69,6 +69,7 @@
 
 mod content;
 mod emit;
+mod growing;
 mod index;
 mod layer_diff;
 mod sorted;

@@ -1,14 +1,20 @@
 //! The index pass of a build: each layer decompressed once, into a copy
-//! in the build's work directory, and indexed from that copy.
+//! in the build's work directory, and indexed from that copy while it is
+//! written.
 //!
 //! Up to [`AHEAD`] layers are decompressed at once, each on a thread of
 //! its own, while the index reads the copies in layer order (headers only:
-//! a copy is a plain file, so content is seeked over). The emit pass then
-//! reads the copies instead of decompressing the layers again. A layer is
-//! read to its very end (a layer read while it downloads is verified only
-//! there). Errors come in layer order: a layer's index error before a
-//! later layer's decompression error.
+//! a copy is a plain file, so content is seeked over), following the
+//! layer it is on as it is written (`growing`): a layer's index is done
+//! moments after its decompression, not a whole read of the copy later.
+//! The emit pass then reads the copies instead of decompressing the layers
+//! again. A layer is read to its very end (a layer read while it downloads
+//! is verified only there) before the index is said to have taken it.
+//! Errors come in layer order: a layer's index error before a later
+//! layer's decompression error; when a layer's decompression fails, its
+//! error is the one told, not the index's view of a cut-off copy.
 
+use super::growing::{EndOnDrop, Following, Growth};
 use super::index::Index;
 use super::sorted::index_placed;
 use crate::error::{Error, Result, io};
@@ -17,8 +23,10 @@ use crate::progress::ProgressFn;
 use ocistore::{ImageDetails, LayerDetails, Store};
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::ScopedJoinHandle;
 
 /// What is called once a layer is indexed: the index, the layer's number
 /// and the copies (those up to it complete).
@@ -26,6 +34,22 @@ pub(super) type AfterLayer<'f> = dyn FnMut(&Index, u32, &[PathBuf]) -> Result<()
 
 /// Layers decompressed at once (this many cores are worth keeping busy).
 const AHEAD: usize = 2;
+
+/// A layer being decompressed into its copy.
+struct Copying<'scope> {
+    growth: Arc<Growth>,
+    thread: ScopedJoinHandle<'scope, Result<()>>,
+}
+
+impl Copying<'_> {
+    /// Waits for the copy to end: its own error, if it failed.
+    fn finish(self) -> Result<()> {
+        match self.thread.join() {
+            Ok(copied) => copied,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
 
 /// Decompresses every layer of `image` into `dir` (`layer-N.tar`) and
 /// indexes the copies in order (where each file's entry starts included),
@@ -45,47 +69,85 @@ pub(super) fn index_spooled(
         .collect();
     let copies = &paths;
     std::thread::scope(|scope| -> Result<()> {
-        let mut running = VecDeque::new();
+        let mut running: VecDeque<Copying<'_>> = VecDeque::new();
         let mut started = 0;
-        for (number, layer) in layers.iter().enumerate() {
-            while started < layers.len() && started < number + AHEAD {
-                let (next, path) = (&layers[started], &copies[started]);
-                running.push_back(scope.spawn(move || copy_layer(store, next, path, progress)));
-                started += 1;
+        let result = (|| {
+            for (number, layer) in layers.iter().enumerate() {
+                while started < layers.len() && started < number + AHEAD {
+                    let (next, path) = (&layers[started], &copies[started]);
+                    // The file exists before its reader opens it.
+                    let file = create_copy(path)?;
+                    let growth = Growth::new();
+                    let told = growth.clone();
+                    let thread =
+                        scope.spawn(move || copy_layer(store, next, file, path, &told, progress));
+                    running.push_back(Copying { growth, thread });
+                    started += 1;
+                }
+                let copying = running.pop_front().expect("because it was started above");
+                let indexed = index_following(index, number, layer, &copies[number], &copying);
+                if indexed.is_err() {
+                    copying.growth.abandon();
+                }
+                // The decompression's own error first: an index error is
+                // then only a cut-off copy.
+                copying.finish()?;
+                indexed?;
+                crate::progress::finished(
+                    progress,
+                    &layer.descriptor.digest,
+                    layer.descriptor.size,
+                );
+                after(index, number as u32, copies)?;
             }
-            let copying = running.pop_front().expect("because it was started above");
-            match copying.join() {
-                Ok(copied) => copied?,
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-            let digest = &layer.descriptor.digest;
-            let file = File::open(&copies[number]).map_err(io("reading", &copies[number]))?;
-            let copy = BufReader::with_capacity(256 * 1024, file);
-            index_placed(index, number as u32, digest, copy)?;
-            crate::progress::finished(progress, digest, layer.descriptor.size);
-            after(index, number as u32, copies)?;
+            Ok(())
+        })();
+        // Layers still decompressing after an error are not waited for.
+        for copying in &running {
+            copying.growth.abandon();
         }
-        Ok(())
+        result
     })?;
     Ok(paths)
 }
 
-/// Decompresses `layer`, to its very end, into the new file `path`.
-fn copy_layer(
-    store: &Store,
+/// Indexes layer `number` from its copy at `path`, following `copying`.
+fn index_following(
+    index: &mut Index,
+    number: usize,
     layer: &LayerDetails,
     path: &Path,
-    progress: Option<&ProgressFn>,
+    copying: &Copying<'_>,
 ) -> Result<()> {
-    let digest = &layer.descriptor.digest;
-    let mut reader = open_layer(store, digest, &layer.descriptor.media_type, progress)?;
-    let file = File::options()
+    let file = File::open(path).map_err(io("reading", path))?;
+    let copy = BufReader::with_capacity(256 * 1024, Following::new(file, copying.growth.clone()));
+    index_placed(index, number as u32, &layer.descriptor.digest, copy)
+}
+
+/// Creates the copy's file at `path`.
+fn create_copy(path: &Path) -> Result<File> {
+    File::options()
         .write(true)
         .create_new(true)
         .open(path)
-        .map_err(io("creating", path))?;
-    let mut writer = BufWriter::with_capacity(1 << 20, file);
-    let mut buffer = vec![0u8; 256 * 1024];
+        .map_err(io("creating", path))
+}
+
+/// Decompresses `layer`, to its very end, into `file` (new, at `path`),
+/// telling `growth` each write; stops early, without error, when the
+/// reader abandons it.
+fn copy_layer(
+    store: &Store,
+    layer: &LayerDetails,
+    mut file: File,
+    path: &Path,
+    growth: &Arc<Growth>,
+    progress: Option<&ProgressFn>,
+) -> Result<()> {
+    let _end = EndOnDrop(growth.clone());
+    let digest = &layer.descriptor.digest;
+    let mut reader = open_layer(store, digest, &layer.descriptor.media_type, progress)?;
+    let mut buffer = vec![0u8; 1 << 20];
     // A failed write keeps its OS error (a full tmpfs is told apart by it).
     let written = |source| Error::Io {
         what: "copying a decompressed layer to",
@@ -93,16 +155,26 @@ fn copy_layer(
         source,
     };
     loop {
-        let read = reader
-            .read(&mut buffer)
-            .map_err(|source| Error::LayerRead {
-                layer: digest.clone(),
-                source,
-            })?;
-        if read == 0 {
-            break;
+        let mut filled = 0;
+        while filled < buffer.len() {
+            let read = reader
+                .read(&mut buffer[filled..])
+                .map_err(|source| Error::LayerRead {
+                    layer: digest.clone(),
+                    source,
+                })?;
+            if read == 0 {
+                break;
+            }
+            filled += read;
         }
-        writer.write_all(&buffer[..read]).map_err(written)?;
+        if filled == 0 {
+            return Ok(());
+        }
+        if growth.abandoned() {
+            return Ok(());
+        }
+        file.write_all(&buffer[..filled]).map_err(written)?;
+        growth.grew(filled as u64);
     }
-    writer.flush().map_err(written)
 }
