@@ -46,10 +46,12 @@
 //! compressed stream cannot be skipped), the emit pass stops after the
 //! last surviving file. A build spools instead (`index_image` with a work
 //! directory): each layer is decompressed into a copy there (two at once,
-//! each on a thread of its own) and indexed from the copy, and the emit
-//! pass reads the copies, so each layer is decompressed once; the index alone sizes the image
+//! each on a thread of its own) and indexed from the copy while it is
+//! written, and the emit pass reads the copies, so each layer is
+//! decompressed once; the index alone sizes the image
 //! ([`IndexedMerge::stats`]) before anything is emitted, and a build that
-//! must grow its image emits again from the same index. With [`MergeOptions::layer_tars`] the uncompressed
+//! must grow its image emits again from the same index. With
+//! [`MergeOptions::layer_tars`] the uncompressed
 //! layer tars of [`crate::layer_tars`] are used (made once, kept under the
 //! store keyed by diff ID): the index pass then seeks over content and
 //! reads headers only, and nothing is decompressed twice. They also
