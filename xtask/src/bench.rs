@@ -216,12 +216,11 @@ fn run_pull(options: &Options) -> Result<(), Error> {
         build_and_push(&runtime, &client, &bench.join("image"), image, &addr)
     };
 
-    let layer_size = push(&BenchImage {
-        name: PULL_IMAGE.to_owned(),
-        content_size: options.size_mib << 20,
-        layer: BenchLayer::MixedGzip,
-        shape: BenchShape::LargeFiles,
-    })?;
+    let layer_size = push(&pull_image(
+        PULL_IMAGE,
+        options.size_mib << 20,
+        BenchLayer::MixedGzip,
+    ))?;
     let content = options.size_mib << 20;
     eprintln!(
         "xtask: bench image: {} MiB of file content, gzip layer {:.1} MiB (ratio {:.2})",
@@ -280,12 +279,11 @@ fn run_pull(options: &Options) -> Result<(), Error> {
     let rss = if options.rss_gib == 0 {
         None
     } else {
-        let size = push(&BenchImage {
-            name: RSS_IMAGE.to_owned(),
-            content_size: options.rss_gib << 30,
-            layer: BenchLayer::RandomUncompressed,
-            shape: BenchShape::LargeFiles,
-        })?;
+        let size = push(&pull_image(
+            RSS_IMAGE,
+            options.rss_gib << 30,
+            BenchLayer::RandomUncompressed,
+        ))?;
         let store = bench.join("rss-store");
         let reference = format!(
             "{addr}/{REPO_PREFIX}/{RSS_IMAGE}:{}",
@@ -323,6 +321,18 @@ fn build_store_pull() -> Result<PathBuf, Error> {
         "store-pull",
     ]))?;
     cmd::built_binary("release", "store-pull")
+}
+
+/// A single-layer image of 1 MiB files (one file for
+/// [`BenchLayer::RandomUncompressed`]) for `bench pull`.
+fn pull_image(name: &str, content_size: u64, layer: BenchLayer) -> BenchImage {
+    BenchImage {
+        name: name.to_owned(),
+        content_size,
+        layer,
+        shape: BenchShape::LargeFiles,
+        layers: 1,
+    }
 }
 
 /// Builds `image` into the layout `dir`, pushes it as

@@ -9,7 +9,9 @@
 //! symlinks and hardlinks, like a real root file system
 //! ([`BenchShape::SmallFiles`]); `--shape debian-like` into a tree shaped
 //! like Debian's (200 MiB of content by default, see
-//! `cachectl_fixtures::debian_like`).
+//! `cachectl_fixtures::debian_like`). `--layers N` splits the content into
+//! N layers, base first, each upper layer `i` holding a tree of the same
+//! shape under `/opt/layer{i}` ([`BenchImage::layers`]).
 //!
 //! Both tools run rootless (`--rootless`), so neither changes owners on the
 //! host and the comparison is the same whoever runs it. Nothing is deleted
@@ -61,22 +63,27 @@ struct Options {
     /// `None`: 100, or 200 for the Debian-like shape.
     size_mib: Option<u64>,
     shape: BenchShape,
+    /// Layers of the image (see [`BenchImage::layers`]).
+    layers: u32,
     /// Keep the store (and its images) for measuring by hand.
     keep: bool,
 }
 
 /// The usage line of `bench unpack|build`.
 const USAGE: &str = "usage: cargo xtask bench unpack|build [--rounds N] [--size-mib M] \
-[--shape large-files|small-files|debian-like] [--keep]";
+[--shape large-files|small-files|debian-like] [--layers N] [--keep]";
 
 /// Runs `bench unpack` or `bench build` with `args` (`--rounds N`,
-/// `--size-mib M`, `--shape large-files|small-files|debian-like`, `--keep`
-/// to leave the store in TARGET/bench-rootfs/store).
+/// `--size-mib M`, `--shape large-files|small-files|debian-like`,
+/// `--layers N` to split the content into N layers, base first, layer i
+/// under `/opt/layer{i}` (default 1), `--keep` to leave the store in
+/// TARGET/bench-rootfs/store).
 pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
     let Options {
         rounds,
         size_mib,
         shape,
+        layers,
         keep,
     } = parse(args)?;
     let size_mib = size_mib.unwrap_or(if shape == BenchShape::DebianLike {
@@ -108,6 +115,7 @@ pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
                 content_size: size_mib << 20,
                 layer,
                 shape,
+                layers,
             },
         )
         .map_err(|e| format!("building the bench image: {e}"))?;
@@ -302,14 +310,7 @@ pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
         Kind::Unpack => ("unpack", "umoci unpack --rootless"),
         Kind::Build => ("build", "umoci unpack --rootless + mke2fs -d"),
     };
-    let files = match shape {
-        BenchShape::SmallFiles => "small files",
-        BenchShape::DebianLike => "a Debian-like tree",
-        _ => "1 MiB files",
-    };
-    println!(
-        "\nbench {name}: {rounds} rounds, {size_mib} MiB of content in {files}, one gzip layer\n"
-    );
+    println!("\n{}\n", header(name, rounds, size_mib, shape, layers));
     println!("| {name} | median ms | min ms | max ms |\n|---|---:|---:|---:|");
     println!(
         "| cachectl {name} --rootless | {:.1} | {:.1} | {:.1} |",
@@ -396,6 +397,21 @@ image sizes: {}",
         eprintln!("xtask: warning: {name} target missed: cachectl/peer {ratio:.2} > {target}");
     }
     Ok(())
+}
+
+/// The first line of the results, e.g. `bench unpack: 5 rounds, 100 MiB of
+/// content in 1 MiB files, one gzip layer`.
+fn header(name: &str, rounds: u32, size_mib: u64, shape: BenchShape, layers: u32) -> String {
+    let files = match shape {
+        BenchShape::SmallFiles => "small files",
+        BenchShape::DebianLike => "a Debian-like tree",
+        _ => "1 MiB files",
+    };
+    let layers = match layers {
+        1 => "one gzip layer".to_owned(),
+        n => format!("{n} gzip layers"),
+    };
+    format!("bench {name}: {rounds} rounds, {size_mib} MiB of content in {files}, {layers}")
 }
 
 /// The builds of one read-only type, timed in each round.
@@ -501,12 +517,13 @@ fn build_extras(cachectl: &Path, root: &Path, settle: &mut Settle) -> Result<Ext
 }
 
 /// Parses `args`; defaults: 5 rounds, large files (the size is chosen
-/// by shape).
+/// by shape), one layer.
 fn parse(args: &[String]) -> Result<Options, Error> {
     let mut options = Options {
         rounds: 5,
         size_mib: None,
         shape: BenchShape::LargeFiles,
+        layers: 1,
         keep: false,
     };
     let mut args = args.iter();
@@ -520,10 +537,11 @@ fn parse(args: &[String]) -> Result<Options, Error> {
             "--rounds" => options.rounds = value.parse().map_err(|_| USAGE)?,
             "--size-mib" => options.size_mib = Some(value.parse().map_err(|_| USAGE)?),
             "--shape" => options.shape = parse_shape(value).ok_or(USAGE)?,
+            "--layers" => options.layers = value.parse().map_err(|_| USAGE)?,
             _ => return Err(USAGE.into()),
         }
     }
-    if options.rounds == 0 || options.size_mib == Some(0) {
+    if options.rounds == 0 || options.size_mib == Some(0) || options.layers == 0 {
         return Err(USAGE.into());
     }
     Ok(options)
@@ -622,6 +640,7 @@ mod tests {
             rounds,
             size_mib,
             shape,
+            layers: 1,
             keep: false,
         };
         assert_eq!(
@@ -647,9 +666,32 @@ mod tests {
                 ..options(2, None, BenchShape::LargeFiles)
             })
         );
+        assert_eq!(
+            parse(&args(&["--layers", "4", "--shape", "small-files"])),
+            Ok(Options {
+                layers: 4,
+                ..options(5, None, BenchShape::SmallFiles)
+            })
+        );
+        assert!(parse(&args(&["--layers", "0"])).is_err());
+        assert!(parse(&args(&["--layers", "two"])).is_err());
+        assert!(parse(&args(&["--layers", "-1"])).is_err());
+        assert!(parse(&args(&["--layers"])).is_err());
         assert!(parse(&args(&["--shape", "tiny"])).is_err());
         assert!(parse(&args(&["--rounds"])).is_err());
         assert!(parse(&args(&["--rounds", "0"])).is_err());
         assert!(parse(&args(&["--fast", "1"])).is_err());
+    }
+
+    #[test]
+    fn header_names_the_layers() {
+        assert_eq!(
+            header("unpack", 5, 100, BenchShape::LargeFiles, 1),
+            "bench unpack: 5 rounds, 100 MiB of content in 1 MiB files, one gzip layer"
+        );
+        assert_eq!(
+            header("build", 1, 20, BenchShape::SmallFiles, 4),
+            "bench build: 1 rounds, 20 MiB of content in small files, 4 gzip layers"
+        );
     }
 }

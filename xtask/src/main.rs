@@ -57,11 +57,13 @@ commands:
                  measure peak RSS of a G GiB layer pull (not part of `test`)
   demo           offline demo: start a loopback registry, push the fixtures,
                  then pull, list, unpack, build with cachectl, timing each step
-  bench unpack|build [--rounds N] [--size-mib M] [--shape large-files|small-files] [--keep]
+  bench unpack|build [--rounds N] [--size-mib M] [--shape large-files|small-files|debian-like] [--layers N] [--keep]
                  time `cachectl unpack` against `umoci unpack`, or
                  `cachectl build` against `umoci unpack` + `mke2fs -d`;
                  --shape small-files cuts the content into ~12,300 small
-                 files with symlinks and hardlinks (default: 1 MiB files)
+                 files with symlinks and hardlinks (default: 1 MiB files);
+                 --layers N splits it into N gzip layers, base first, layer
+                 i holding its tree under /opt/layer{i} (default: 1)
   soak [--pull-kills N] [--build-kills M] [--seed S]
                  the kill soak's long form (default 100 pulls and 50 builds
                  SIGKILLed at seeded moments; CI runs 12 and 4) and its figures
