@@ -499,16 +499,16 @@ fn write_layout(layout: &Path, tars: &[PathBuf]) {
     .expect("layout");
 }
 
-#[test]
-fn debian_rootfs_pushed_and_pulled_equals_umoci_and_its_layer_overlay() {
-    let started = Instant::now();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let base_tar = dir.path().join("base.tar");
-    let (base_root, source) = base_layer(dir.path(), &base_tar);
+/// Builds the Debian image (a debootstrap base and [`upper_layer`]) under
+/// `dir`, pushes it with skopeo to the test registry and pulls it into a
+/// store there: the store, the reference and what the upper layer changed.
+fn pushed_and_pulled_debian(dir: &Path, started: Instant) -> (Store, Reference, Changes) {
+    let base_tar = dir.join("base.tar");
+    let (base_root, source) = base_layer(dir, &base_tar);
     let (upper, changes) = upper_layer(&base_root);
-    let upper_tar = dir.path().join("upper.tar");
+    let upper_tar = dir.join("upper.tar");
     std::fs::write(&upper_tar, &upper).expect("upper");
-    let layout = dir.path().join("layout");
+    let layout = dir.join("layout");
     write_layout(&layout, &[base_tar.clone(), upper_tar]);
     let base_size = std::fs::metadata(&base_tar).expect("base").len();
     assert!(
@@ -540,7 +540,7 @@ fn debian_rootfs_pushed_and_pulled_equals_umoci_and_its_layer_overlay() {
         "skopeo copy to the registry failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let store = Store::open(dir.path().join("store")).expect("store opens");
+    let store = Store::open(dir.join("store")).expect("store opens");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let pulled = runtime
         .block_on(store.pull(&client(), &reference, &PullOptions::default()))
@@ -548,7 +548,14 @@ fn debian_rootfs_pushed_and_pulled_equals_umoci_and_its_layer_overlay() {
     assert_eq!(pulled.fetched_blobs, 4, "manifest, config and two layers");
     eprintln!("skopeo push and store pull: {:?}", push.elapsed());
     std::fs::remove_dir_all(&layout).expect("layout removed");
+    (store, reference, changes)
+}
 
+#[test]
+fn debian_rootfs_pushed_and_pulled_equals_umoci_and_its_layer_overlay() {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, reference, changes) = pushed_and_pulled_debian(dir.path(), started);
     let compare = Instant::now();
     let unpacked = dir.path().join("umoci");
     assert_same_as_umoci(&store, &reference, &store, &reference, &unpacked);
