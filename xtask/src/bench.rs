@@ -25,17 +25,15 @@
 //! how to read them: `docs/benchmarks.md`.
 
 use crate::cmd::{self, Error};
+use crate::counting_proxy::CountingProxy;
 use crate::registry::AnonymousRegistry;
 use crate::tools;
 use cachectl_fixtures::bench_image::{self, BenchImage, BenchLayer, BenchShape};
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: cargo xtask bench pull [--rounds N] [--size-mib M] [--rss-gib G]
@@ -79,6 +77,7 @@ struct Options {
 }
 
 impl Default for Options {
+    /// 5 rounds of 100 MiB, and a 1 GiB layer for the RSS measurement.
     fn default() -> Self {
         Options {
             rounds: 5,
@@ -88,6 +87,8 @@ impl Default for Options {
     }
 }
 
+/// Parses the arguments of `bench pull`; defaults: 5 rounds, 100 MiB, 1 GiB
+/// for the RSS measurement.
 fn parse_options(args: &[String]) -> Result<Options, Error> {
     let mut options = Options::default();
     let mut args = args.iter();
@@ -190,6 +191,8 @@ struct Rounds {
     cold_rss_kib: Vec<u64>,
 }
 
+/// Runs `bench pull` with `options`: the steps listed at the top of this
+/// module.
 fn run_pull(options: &Options) -> Result<(), Error> {
     let skopeo =
         tools::find("skopeo").ok_or("skopeo is not installed (Debian package `skopeo`)")?;
@@ -404,6 +407,7 @@ fn time_skopeo(skopeo: &Path, reference: &str, dir: &Path) -> Result<Duration, E
     Ok(started.elapsed())
 }
 
+/// `skopeo copy` of `reference` into the OCI layout `dir`, not yet run.
 fn skopeo_copy(skopeo: &Path, reference: &str, dir: &Path) -> Command {
     let mut command = Command::new(skopeo);
     command
@@ -453,6 +457,8 @@ fn count_warm_requests(
     Ok(Requests { cachectl, skopeo })
 }
 
+/// Prints the table of timings, the ratios and request counts against
+/// their targets and the RSS figures; adds a warning for every missed target.
 fn print_results(
     options: &Options,
     layer_size: u64,
@@ -563,179 +569,29 @@ fn print_results(
     }
 }
 
+/// `met` or `MISSED`.
 fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "MISSED" }
 }
 
+/// `duration` in milliseconds.
 fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e3
 }
 
+/// `bytes` in MiB.
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / f64::from(1u32 << 20)
 }
 
+/// Creates `dir` and its parents.
 fn create_dir(dir: &Path) -> Result<(), Error> {
     fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))
 }
 
+/// Removes the tree `dir`.
 fn remove_dir(dir: &Path) -> Result<(), Error> {
     fs::remove_dir_all(dir).map_err(|e| format!("removing {}: {e}", dir.display()))
-}
-
-/// A forwarding TCP proxy on a free loopback port that records the request
-/// line of every HTTP request clients send through it (one thread per
-/// connection and direction). Dropping it stops accepting connections.
-///
-/// Request bodies are skipped by `Content-Length`; chunked request bodies
-/// are not understood, which is fine for pulls (no request has a body).
-struct CountingProxy {
-    addr: SocketAddr,
-    requests: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-    accept: Option<JoinHandle<()>>,
-}
-
-impl CountingProxy {
-    fn start(upstream: SocketAddr) -> Result<CountingProxy, Error> {
-        let listener =
-            TcpListener::bind("127.0.0.1:0").map_err(|e| format!("binding 127.0.0.1:0: {e}"))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| format!("reading the bound address: {e}"))?;
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let accept = {
-            let requests = Arc::clone(&requests);
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                for client in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(client) = client else { continue };
-                    let requests = Arc::clone(&requests);
-                    std::thread::spawn(move || {
-                        let _ = forward(client, upstream, &requests);
-                    });
-                }
-            })
-        };
-        Ok(CountingProxy {
-            addr,
-            requests,
-            stop,
-            accept: Some(accept),
-        })
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The request lines seen since the last call, oldest first.
-    fn take_requests(&self) -> Vec<String> {
-        let mut requests = self
-            .requests
-            .lock()
-            .expect("because no thread panics while holding the lock");
-        std::mem::take(&mut *requests)
-    }
-}
-
-impl Drop for CountingProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wakes the accept loop, which then sees the flag.
-        let _ = TcpStream::connect(self.addr);
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.join();
-        }
-    }
-}
-
-/// Forwards one connection both ways, recording the client's requests.
-fn forward(
-    mut client: TcpStream,
-    upstream: SocketAddr,
-    requests: &Mutex<Vec<String>>,
-) -> std::io::Result<()> {
-    let mut server = TcpStream::connect(upstream)?;
-    let mut client_back = client.try_clone()?;
-    let mut server_back = server.try_clone()?;
-    let answers = std::thread::spawn(move || {
-        let _ = std::io::copy(&mut server_back, &mut client_back);
-        let _ = client_back.shutdown(Shutdown::Write);
-    });
-    let mut parser = RequestParser::default();
-    let mut buffer = vec![0u8; 64 << 10];
-    loop {
-        let n = client.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        let lines = parser.feed(&buffer[..n]);
-        if !lines.is_empty() {
-            requests
-                .lock()
-                .expect("because no thread panics while holding the lock")
-                .extend(lines);
-        }
-        server.write_all(&buffer[..n])?;
-    }
-    let _ = server.shutdown(Shutdown::Write);
-    let _ = answers.join();
-    Ok(())
-}
-
-/// Splits the bytes a client sends into HTTP/1.1 requests and returns their
-/// request lines (`GET /v2/ HTTP/1.1`).
-#[derive(Default)]
-struct RequestParser {
-    /// The head being read (up to the empty line).
-    head: Vec<u8>,
-    /// Body bytes of the current request still to skip.
-    body_left: u64,
-}
-
-impl RequestParser {
-    /// Feeds the next bytes; returns the request lines of the requests
-    /// whose head ended in them.
-    fn feed(&mut self, mut bytes: &[u8]) -> Vec<String> {
-        let mut lines = Vec::new();
-        while !bytes.is_empty() {
-            if self.body_left > 0 {
-                let skip = usize::try_from(self.body_left)
-                    .unwrap_or(usize::MAX)
-                    .min(bytes.len());
-                bytes = &bytes[skip..];
-                self.body_left -= skip as u64;
-                continue;
-            }
-            self.head.push(bytes[0]);
-            bytes = &bytes[1..];
-            if !self.head.ends_with(b"\r\n\r\n") {
-                continue;
-            }
-            let head = String::from_utf8_lossy(&self.head).into_owned();
-            self.head.clear();
-            let mut head_lines = head.lines();
-            let Some(request_line) = head_lines.next() else {
-                continue;
-            };
-            if request_line.is_empty() {
-                // A stray empty line between requests.
-                continue;
-            }
-            lines.push(request_line.to_owned());
-            self.body_left = head_lines
-                .filter_map(|line| line.split_once(':'))
-                .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
-                .and_then(|(_, value)| value.trim().parse().ok())
-                .unwrap_or(0);
-        }
-        lines
-    }
 }
 
 #[cfg(test)]
@@ -802,55 +658,5 @@ mod tests {
         assert_eq!(parse_report(unknown_rss).map(|r| r.peak_rss_kib), Ok(None));
         assert!(parse_report("").is_err());
         assert!(parse_report("{\"up_to_date\":true}").is_err());
-    }
-
-    #[test]
-    fn request_parser_counts_pipelined_requests_split_anywhere() {
-        let stream = b"HEAD /v2/a/manifests/v1 HTTP/1.1\r\nHost: x\r\n\r\n\
-PUT /v2/a/blobs/uploads/1 HTTP/1.1\r\nContent-Length: 5\r\n\r\nGET /\
-GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n";
-        for split in 0..stream.len() {
-            let mut parser = RequestParser::default();
-            let mut lines = parser.feed(&stream[..split]);
-            lines.extend(parser.feed(&stream[split..]));
-            assert_eq!(
-                lines,
-                [
-                    "HEAD /v2/a/manifests/v1 HTTP/1.1",
-                    "PUT /v2/a/blobs/uploads/1 HTTP/1.1",
-                    "GET /v2/ HTTP/1.1"
-                ],
-                "split at {split}"
-            );
-        }
-    }
-
-    #[test]
-    fn proxy_forwards_and_counts() {
-        let server = TcpListener::bind("127.0.0.1:0").expect("binds");
-        let upstream = server.local_addr().expect("has an address");
-        let echo = std::thread::spawn(move || {
-            let (mut stream, _) = server.accept().expect("accepts");
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                stream.read_exact(&mut byte).expect("reads");
-                head.push(byte[0]);
-            }
-            stream
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                .expect("writes");
-        });
-        let proxy = CountingProxy::start(upstream).expect("starts");
-        let mut client = TcpStream::connect(proxy.addr()).expect("connects");
-        client
-            .write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
-            .expect("writes");
-        let mut answer = Vec::new();
-        client.read_to_end(&mut answer).expect("reads");
-        assert!(answer.ends_with(b"ok"), "{answer:?}");
-        echo.join().expect("the server thread ends");
-        assert_eq!(proxy.take_requests(), ["GET /v2/ HTTP/1.1"]);
-        assert!(proxy.take_requests().is_empty());
     }
 }

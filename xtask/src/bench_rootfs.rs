@@ -27,11 +27,12 @@
 //! cachectl and offered to umoci, which (0.4) refuses zstd layers; the
 //! bench reports what umoci answered.
 
-use crate::bench::Summary;
+use crate::bench_rootfs_build::{ReadOnly, build_extras, read_only_types};
+use crate::bench_rootfs_report;
 use crate::cmd::{self, Error};
 use crate::tools;
 use cachectl_fixtures::bench_image::{self, BenchImage, BenchLayer, BenchShape};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -44,15 +45,8 @@ pub(crate) enum Kind {
     Build,
 }
 
-/// Target of `build`: cachectl takes at most this share of the peer
-/// pipeline's time.
-const BUILD_TARGET: f64 = 0.2;
-/// Target of `unpack`.
-const UNPACK_TARGET: f64 = 0.25;
-/// Cache hits timed by `bench build`.
-const HIT_RUNS: usize = 11;
 /// The reference the bench image is imported under.
-const REFERENCE: &str = "bench.local/bench/unpack:v1";
+pub(crate) const REFERENCE: &str = "bench.local/bench/unpack:v1";
 /// The zstd variant's reference.
 const ZSTD_REFERENCE: &str = "bench.local/bench/unpack-zstd:v1";
 
@@ -79,445 +73,287 @@ const USAGE: &str = "usage: cargo xtask bench unpack|build [--rounds N] [--size-
 /// under `/opt/layer{i}` (default 1), `--keep` to leave the store in
 /// TARGET/bench-rootfs/store).
 pub(crate) fn run(kind: Kind, args: &[String]) -> Result<(), Error> {
-    let Options {
-        rounds,
-        size_mib,
-        shape,
-        layers,
-        keep,
-    } = parse(args)?;
-    let size_mib = size_mib.unwrap_or(if shape == BenchShape::DebianLike {
-        200
-    } else {
-        100
-    });
-    tools::ensure_installed()?;
-    let umoci = tools::find("umoci").ok_or("umoci is not installed")?;
-    let mke2fs = tools::find("mke2fs").ok_or("mke2fs is not installed")?;
-    cmd::run(cmd::cargo().args(["build", "--release", "--locked", "-p", "cachectl"]))?;
-    let cachectl = crate::cmd::built_binary("release", "cachectl")?;
-    let dir = crate::cmd::target_dir()?.join("bench-rootfs");
-    let cleared = dir.exists();
-    if cleared {
-        remove_tree(&dir)?;
-    }
-    let root = dir.join("store");
-    let gzip = dir.join("layout-gzip");
-    let zstd = dir.join("layout-zstd");
-    for (layout, layer, reference) in [
-        (&gzip, BenchLayer::MixedGzip, REFERENCE),
-        (&zstd, BenchLayer::MixedZstd, ZSTD_REFERENCE),
-    ] {
-        bench_image::build_bench_layout(
-            layout,
-            &BenchImage {
-                name: "unpack".to_owned(),
-                content_size: size_mib << 20,
-                layer,
-                shape,
-                layers,
-            },
-        )
-        .map_err(|e| format!("building the bench image: {e}"))?;
-        let archive = dir.join("image.tar");
-        cmd::run(
-            Command::new("tar")
-                .arg("-C")
-                .arg(layout)
-                .arg("-cf")
-                .arg(&archive)
-                .arg("."),
-        )?;
-        cmd::run(
-            Command::new(&cachectl)
-                .arg("--root")
-                .arg(&root)
-                .args(["-q", "import", "--name", reference])
-                .arg(&archive),
-        )?;
-        std::fs::remove_file(&archive).map_err(|e| format!("removing the archive: {e}"))?;
-    }
-
+    let bench = Bench::prepare(kind, parse(args)?)?;
+    bench.import_images()?;
     // Small files: see [`Settle`]; the start above may have deleted a
     // whole earlier bench.
-    let mut settle = Settle::new(cleared);
-    let mut ours = Vec::new();
-    let mut theirs = Vec::new();
-    let mut ours_zstd = Vec::new();
-    let mut last_build_size = None;
-    let as_root = std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false);
-    let mut ours_root = Vec::new();
-    let mut ours_tree = Vec::new();
-    let read_only_types = read_only_types();
-    let mut read_only: Vec<ReadOnly> = read_only_types
-        .iter()
-        .map(|fs| ReadOnly {
-            fs,
-            times: Vec::new(),
-            size: 0,
+    let mut settle = Settle::new(bench.cleared);
+    let mut timings = Timings::new(read_only_types());
+    for round in 1..=bench.rounds {
+        bench.run_round(round, &mut settle, &mut timings)?;
+    }
+    let extra = match kind {
+        Kind::Build => Some(build_extras(&bench.cachectl, &bench.root, &mut settle)?),
+        Kind::Unpack => None,
+    };
+    let umoci_zstd = bench.umoci_on_zstd()?;
+    if bench.keep {
+        eprintln!("xtask: kept the store {}", bench.root.display());
+    } else {
+        let _ = remove_tree(&bench.dir);
+    }
+    bench_rootfs_report::print(&bench, &timings, extra.as_ref(), &umoci_zstd);
+    Ok(())
+}
+
+/// A bench ready to run: its options, the tools it runs and where it
+/// writes; what every phase of a run reads.
+pub(crate) struct Bench {
+    pub(crate) kind: Kind,
+    pub(crate) rounds: u32,
+    /// The content size, the shape's default when not given.
+    pub(crate) size_mib: u64,
+    pub(crate) shape: BenchShape,
+    pub(crate) layers: u32,
+    /// Leave the store in place when done.
+    pub(crate) keep: bool,
+    /// Whether this process runs as root (then `build` also times cachectl
+    /// without `--rootless`).
+    pub(crate) as_root: bool,
+    pub(crate) umoci: PathBuf,
+    pub(crate) mke2fs: PathBuf,
+    /// The release build of cachectl.
+    pub(crate) cachectl: PathBuf,
+    /// TARGET/bench-rootfs: everything the bench writes.
+    pub(crate) dir: PathBuf,
+    /// Whether the start deleted an earlier bench's files.
+    pub(crate) cleared: bool,
+    /// The store (`--root`) the images are imported into.
+    pub(crate) root: PathBuf,
+    /// The OCI layout of the gzip image.
+    pub(crate) gzip: PathBuf,
+    /// The OCI layout of the zstd image.
+    pub(crate) zstd: PathBuf,
+}
+
+/// What the rounds measured.
+pub(crate) struct Timings {
+    /// cachectl's `unpack` or `build`.
+    pub(crate) ours: Vec<Duration>,
+    /// The peer's pipeline.
+    pub(crate) theirs: Vec<Duration>,
+    /// cachectl's `unpack` of the zstd image (`unpack` only).
+    pub(crate) ours_zstd: Vec<Duration>,
+    /// cachectl's `build` without `--rootless` (`build` as root only).
+    pub(crate) ours_root: Vec<Duration>,
+    /// cachectl's `build --input tree` (`build` only).
+    pub(crate) ours_tree: Vec<Duration>,
+    /// The read-only builds, one entry per type this host builds (timed by
+    /// `build` only).
+    pub(crate) read_only: Vec<ReadOnly>,
+    /// The size of the last ext4 image cachectl built, which the peer's
+    /// image is given.
+    pub(crate) last_build_size: Option<u64>,
+}
+
+impl Timings {
+    /// No timings yet, for the read-only `types` this host builds.
+    fn new(types: Vec<&'static str>) -> Self {
+        Timings {
+            ours: Vec::new(),
+            theirs: Vec::new(),
+            ours_zstd: Vec::new(),
+            ours_root: Vec::new(),
+            ours_tree: Vec::new(),
+            read_only: types
+                .into_iter()
+                .map(|fs| ReadOnly {
+                    fs,
+                    times: Vec::new(),
+                    size: 0,
+                })
+                .collect(),
+            last_build_size: None,
+        }
+    }
+}
+
+impl Bench {
+    /// Checks the tools, builds cachectl in release mode and empties
+    /// TARGET/bench-rootfs.
+    fn prepare(kind: Kind, options: Options) -> Result<Bench, Error> {
+        let Options {
+            rounds,
+            size_mib,
+            shape,
+            layers,
+            keep,
+        } = options;
+        let size_mib = size_mib.unwrap_or(if shape == BenchShape::DebianLike {
+            200
+        } else {
+            100
+        });
+        tools::ensure_installed()?;
+        let umoci = tools::find("umoci").ok_or("umoci is not installed")?;
+        let mke2fs = tools::find("mke2fs").ok_or("mke2fs is not installed")?;
+        cmd::run(cmd::cargo().args(["build", "--release", "--locked", "-p", "cachectl"]))?;
+        let cachectl = crate::cmd::built_binary("release", "cachectl")?;
+        let dir = crate::cmd::target_dir()?.join("bench-rootfs");
+        let cleared = dir.exists();
+        if cleared {
+            remove_tree(&dir)?;
+        }
+        let as_root = std::fs::metadata("/proc/self")
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+            .unwrap_or(false);
+        Ok(Bench {
+            kind,
+            rounds,
+            size_mib,
+            shape,
+            layers,
+            keep,
+            as_root,
+            umoci,
+            mke2fs,
+            cachectl,
+            cleared,
+            root: dir.join("store"),
+            gzip: dir.join("layout-gzip"),
+            zstd: dir.join("layout-zstd"),
+            dir,
         })
-        .collect();
-    for round in 1..=rounds {
-        let work = dir.join(format!("round-{round}"));
+    }
+
+    /// Builds the gzip and the zstd bench image as OCI layouts and imports
+    /// each into the store.
+    fn import_images(&self) -> Result<(), Error> {
+        for (layout, layer, reference) in [
+            (&self.gzip, BenchLayer::MixedGzip, REFERENCE),
+            (&self.zstd, BenchLayer::MixedZstd, ZSTD_REFERENCE),
+        ] {
+            bench_image::build_bench_layout(
+                layout,
+                &BenchImage {
+                    name: "unpack".to_owned(),
+                    content_size: self.size_mib << 20,
+                    layer,
+                    shape: self.shape,
+                    layers: self.layers,
+                },
+            )
+            .map_err(|e| format!("building the bench image: {e}"))?;
+            let archive = self.dir.join("image.tar");
+            cmd::run(
+                Command::new("tar")
+                    .arg("-C")
+                    .arg(layout)
+                    .arg("-cf")
+                    .arg(&archive)
+                    .arg("."),
+            )?;
+            cmd::run(
+                Command::new(&self.cachectl)
+                    .arg("--root")
+                    .arg(&self.root)
+                    .args(["-q", "import", "--name", reference])
+                    .arg(&archive),
+            )?;
+            std::fs::remove_file(&archive).map_err(|e| format!("removing the archive: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Runs round `round` in a new directory: cachectl and the peer, then
+    /// the extras of the round (`build`: as root, from a tree, read-only
+    /// types; `unpack`: the zstd image), and reports the pair on stderr.
+    fn run_round(
+        &self,
+        round: u32,
+        settle: &mut Settle,
+        timings: &mut Timings,
+    ) -> Result<(), Error> {
+        let work = self.dir.join(format!("round-{round}"));
         std::fs::create_dir_all(&work).map_err(|e| format!("creating {}: {e}", work.display()))?;
         // Alternating: cachectl goes first in odd rounds, the peer in even
         // ones, so neither always meets the page cache or the disk the
         // other left behind.
-        let peer_first = round % 2 == 0;
-        let (a, b) = match kind {
-            Kind::Unpack => {
-                let ours_run = |settle: &mut Settle| {
-                    settle.wait()?;
-                    time(offline(&cachectl, &root, "unpack", REFERENCE).arg(work.join("ours")))
-                };
-                let peer_run = |settle: &mut Settle| {
-                    settle.wait()?;
-                    time(
-                        Command::new(&umoci)
-                            .args(["unpack", "--rootless", "--image"])
-                            .arg(format!("{}:unpack", gzip.display()))
-                            .arg(work.join("bundle")),
-                    )
-                };
-                if peer_first {
-                    let b = peer_run(&mut settle)?;
-                    (ours_run(&mut settle)?, b)
-                } else {
-                    let a = ours_run(&mut settle)?;
-                    (a, peer_run(&mut settle)?)
-                }
-            }
+        let peer_first = round.is_multiple_of(2);
+        let (a, b) = match self.kind {
+            Kind::Unpack => self.unpack_pair(&work, peer_first, settle)?,
             Kind::Build => {
-                // A new label makes a new cache key: every round builds,
-                // and nothing is deleted.
-                let label = format!("r{round}");
-                let output = work.join("ours.ext4");
-                let ours_run = |settle: &mut Settle| {
-                    settle.wait()?;
-                    time(
-                        offline(&cachectl, &root, "build", REFERENCE)
-                            .args(["--label", &label, "-o"])
-                            .arg(&output),
-                    )
-                };
-                // The peer's image gets the size of ours, so cachectl runs
-                // first when no earlier round told the size.
-                let peer_run = |settle: &mut Settle, size: u64| {
-                    settle.wait()?;
-                    let started = Instant::now();
-                    cmd::output(
-                        Command::new(&umoci)
-                            .args(["unpack", "--rootless", "--image"])
-                            .arg(format!("{}:unpack", gzip.display()))
-                            .arg(work.join("bundle")),
-                    )?;
-                    cmd::output(
-                        Command::new(&mke2fs)
-                            .args(["-q", "-F", "-t", "ext4", "-d"])
-                            .arg(work.join("bundle/rootfs"))
-                            .arg(work.join("theirs.ext4"))
-                            .arg(format!("{}k", size / 1024)),
-                    )?;
-                    Ok::<_, Error>(started.elapsed())
-                };
-                let size_of = |path: &Path| {
-                    std::fs::metadata(path)
-                        .map(|m| m.len())
-                        .map_err(|e| format!("reading {}: {e}", path.display()))
-                };
-                let pair = if peer_first && let Some(size) = last_build_size {
-                    let b = peer_run(&mut settle, size)?;
-                    (ours_run(&mut settle)?, b)
-                } else {
-                    let a = ours_run(&mut settle)?;
-                    let built = size_of(&output)?;
-                    last_build_size = Some(built);
-                    (a, peer_run(&mut settle, built)?)
-                };
-                if as_root {
-                    settle.wait()?;
-                    ours_root.push(time(
-                        Command::new(&cachectl)
-                            .arg("--root")
-                            .arg(&root)
-                            .args(["-q", "build", "--offline", "--label"])
-                            .arg(format!("root-{round}"))
-                            .arg("-o")
-                            .arg(work.join("ours-root.ext4"))
-                            .arg(REFERENCE),
-                    )?);
-                }
-                // The other input, for comparison: an unpacked tree.
-                settle.wait()?;
-                ours_tree.push(time(
-                    offline(&cachectl, &root, "build", REFERENCE)
-                        .args(["--input", "tree", "--label"])
-                        .arg(format!("tree-{round}"))
-                        .arg("-o")
-                        .arg(work.join("ours-tree.ext4")),
-                )?);
-                for kind in &mut read_only {
-                    settle.wait()?;
-                    read_only_round(&cachectl, &root, &work, round, kind)?;
-                }
+                let pair = self.build_pair(
+                    round,
+                    &work,
+                    peer_first,
+                    settle,
+                    &mut timings.last_build_size,
+                )?;
+                self.build_round_extras(round, &work, settle, timings)?;
                 pair
             }
         };
-        if kind == Kind::Unpack {
+        if self.kind == Kind::Unpack {
             settle.wait()?;
-            ours_zstd.push(time(
-                offline(&cachectl, &root, "unpack", ZSTD_REFERENCE).arg(work.join("ours-zstd")),
+            timings.ours_zstd.push(time(
+                offline(&self.cachectl, &self.root, "unpack", ZSTD_REFERENCE)
+                    .arg(work.join("ours-zstd")),
             )?);
         }
         eprintln!(
-            "xtask: round {round}/{rounds}: cachectl {:.0} ms, peer {:.0} ms{}",
+            "xtask: round {round}/{}: cachectl {:.0} ms, peer {:.0} ms{}",
+            self.rounds,
             a.as_secs_f64() * 1e3,
             b.as_secs_f64() * 1e3,
             if peer_first { " (peer first)" } else { "" }
         );
-        ours.push(a);
-        theirs.push(b);
+        timings.ours.push(a);
+        timings.theirs.push(b);
+        Ok(())
     }
-    let extra = match kind {
-        Kind::Build => Some(build_extras(&cachectl, &root, &mut settle)?),
-        Kind::Unpack => None,
-    };
-    let umoci_zstd = Command::new(&umoci)
-        .args(["unpack", "--rootless", "--image"])
-        .arg(format!("{}:unpack", zstd.display()))
-        .arg(dir.join("zstd-bundle"))
-        .output()
-        .map_err(|e| format!("running umoci: {e}"))?;
-    let umoci_zstd = if umoci_zstd.status.success() {
-        "unpacked it".to_owned()
-    } else {
-        String::from_utf8_lossy(&umoci_zstd.stderr)
-            .lines()
-            .last()
-            .unwrap_or("failed")
-            .trim()
-            .to_owned()
-    };
-    if keep {
-        eprintln!("xtask: kept the store {}", root.display());
-    } else {
-        let _ = remove_tree(&dir);
-    }
-    let (ours, theirs) = (Summary::of(&ours), Summary::of(&theirs));
-    let (name, peer) = match kind {
-        Kind::Unpack => ("unpack", "umoci unpack --rootless"),
-        Kind::Build => ("build", "umoci unpack --rootless + mke2fs -d"),
-    };
-    println!("\n{}\n", header(name, rounds, size_mib, shape, layers));
-    println!("| {name} | median ms | min ms | max ms |\n|---|---:|---:|---:|");
-    println!(
-        "| cachectl {name} --rootless | {:.1} | {:.1} | {:.1} |",
-        ours.median, ours.min, ours.max
-    );
-    println!(
-        "| {peer} | {:.1} | {:.1} | {:.1} |",
-        theirs.median, theirs.min, theirs.max
-    );
-    if kind == Kind::Unpack {
-        let zstd = Summary::of(&ours_zstd);
-        println!(
-            "| cachectl unpack, zstd layer{} | {:.1} | {:.1} | {:.1} |",
-            if layers > 1 { "s" } else { "" },
-            zstd.median,
-            zstd.min,
-            zstd.max
-        );
-        println!("\numoci on the zstd image: {umoci_zstd}");
-    }
-    if !ours_root.is_empty() {
-        let root = Summary::of(&ours_root);
-        println!(
-            "| cachectl {name} (as root) | {:.1} | {:.1} | {:.1} |",
-            root.median, root.min, root.max
-        );
-    }
-    if !ours_tree.is_empty() {
-        let tree = Summary::of(&ours_tree);
-        println!(
-            "| cachectl build --rootless --input tree | {:.1} | {:.1} | {:.1} |",
-            tree.median, tree.min, tree.max
-        );
-    }
-    // An unpack bench builds no read-only image.
-    for kind in read_only.iter().filter(|kind| !kind.times.is_empty()) {
-        let times = Summary::of(&kind.times);
-        println!(
-            "| cachectl build --rootless --fs {} | {:.1} | {:.1} | {:.1} |",
-            kind.fs, times.median, times.min, times.max
-        );
-    }
-    if kind == Kind::Build {
-        let mut sizes = vec![format!(
-            "ext4 {:.1} MiB (with its free space)",
-            last_build_size.unwrap_or(0) as f64 / 1048576.0
-        )];
-        for kind in &read_only {
-            sizes.push(format!(
-                "{} {:.1} MiB",
-                kind.fs,
-                kind.size as f64 / 1048576.0
-            ));
-        }
-        println!(
-            "
-image sizes: {}",
-            sizes.join(", ")
-        );
-        if !read_only_types.contains(&"erofs") {
-            println!("erofs: not measured (mkfs.erofs 1.8 or later is not installed)");
-        }
-    }
-    if let Some(extra) = extra {
-        println!(
-            "| cachectl build, cache hit ({} runs) | {:.1} | {:.1} | {:.1} |",
-            extra.hits.len(),
-            extra.hit.median,
-            extra.hit.min,
-            extra.hit.max
-        );
-        match extra.peak_rss_kib {
-            Some(kib) => println!("\npeak RSS of a cold build: {:.1} MiB", kib as f64 / 1024.0),
-            None => println!("\npeak RSS of a cold build: not measured (no /usr/bin/time)"),
-        }
-    }
-    let target = match kind {
-        Kind::Unpack => UNPACK_TARGET,
-        Kind::Build => BUILD_TARGET,
-    };
-    let ratio = ours.median / theirs.median;
-    let met = ratio <= target;
-    println!(
-        "\ncachectl/peer: {ratio:.2} (target <= {target}) {}",
-        if met { "met" } else { "MISSED" }
-    );
-    if !met {
-        eprintln!("xtask: warning: {name} target missed: cachectl/peer {ratio:.2} > {target}");
-    }
-    Ok(())
-}
 
-/// The first line of the results, e.g. `bench unpack: 5 rounds, 100 MiB of
-/// content in 1 MiB files, one gzip layer`.
-fn header(name: &str, rounds: u32, size_mib: u64, shape: BenchShape, layers: u32) -> String {
-    let files = match shape {
-        BenchShape::SmallFiles => "small files",
-        BenchShape::DebianLike => "a Debian-like tree",
-        _ => "1 MiB files",
-    };
-    let layers = match layers {
-        1 => "one gzip layer".to_owned(),
-        n => format!("{n} gzip layers"),
-    };
-    format!("bench {name}: {rounds} rounds, {size_mib} MiB of content in {files}, {layers}")
-}
-
-/// The builds of one read-only type, timed in each round.
-struct ReadOnly {
-    fs: &'static str,
-    times: Vec<Duration>,
-    /// The size of the last image.
-    size: u64,
-}
-
-/// The read-only types this host builds: squashfs, and erofs where
-/// `mkfs.erofs` (on `PATH`) is 1.8 or later.
-fn read_only_types() -> Vec<&'static str> {
-    let mut types = vec!["squashfs"];
-    let erofs = tools::find("mkfs.erofs").and_then(|path| {
-        let output = Command::new(path).arg("--version").output().ok()?;
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        let release = text
-            .split_whitespace()
-            .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?
-            .to_owned();
-        let mut parts = release.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-        Some((parts.next()?, parts.next()?))
-    });
-    if erofs.is_some_and(|release| release >= (1, 8)) {
-        types.push("erofs");
+    /// Times `cachectl unpack` and `umoci unpack` into `work`, the peer
+    /// first when `peer_first`; returns (cachectl, peer).
+    fn unpack_pair(
+        &self,
+        work: &Path,
+        peer_first: bool,
+        settle: &mut Settle,
+    ) -> Result<(Duration, Duration), Error> {
+        let ours_run = |settle: &mut Settle| {
+            settle.wait()?;
+            time(offline(&self.cachectl, &self.root, "unpack", REFERENCE).arg(work.join("ours")))
+        };
+        let peer_run = |settle: &mut Settle| {
+            settle.wait()?;
+            time(
+                Command::new(&self.umoci)
+                    .args(["unpack", "--rootless", "--image"])
+                    .arg(format!("{}:unpack", self.gzip.display()))
+                    .arg(work.join("bundle")),
+            )
+        };
+        Ok(if peer_first {
+            let b = peer_run(settle)?;
+            (ours_run(settle)?, b)
+        } else {
+            let a = ours_run(settle)?;
+            (a, peer_run(settle)?)
+        })
     }
-    types
-}
 
-/// One build of `kind.fs` in `round`: a new init file per round makes a new
-/// cache key (a read-only image has no label), so it really builds.
-fn read_only_round(
-    cachectl: &Path,
-    root: &Path,
-    work: &Path,
-    round: u32,
-    kind: &mut ReadOnly,
-) -> Result<(), Error> {
-    let init = work.join(format!("init-{}", kind.fs));
-    std::fs::write(&init, format!("#!/bin/sh\n# round {round}\n"))
-        .map_err(|e| format!("writing {}: {e}", init.display()))?;
-    let output = work.join(format!("ours.{}", kind.fs));
-    kind.times.push(time(
-        offline(cachectl, root, "build", REFERENCE)
-            .args(["--fs", kind.fs, "--init"])
-            .arg(&init)
-            .arg("-o")
-            .arg(&output),
-    )?);
-    kind.size = std::fs::metadata(&output)
-        .map_err(|e| format!("reading {}: {e}", output.display()))?
-        .len();
-    Ok(())
-}
-
-/// What `bench build` measures after its rounds.
-struct Extras {
-    hits: Vec<Duration>,
-    hit: Summary,
-    peak_rss_kib: Option<u64>,
-}
-
-/// Times [`HIT_RUNS`] cache hits (the image of round 1, no `-o`) and
-/// measures the peak RSS of one more cold build with GNU `time` (the
-/// largest of cachectl and the children it waited for).
-fn build_extras(cachectl: &Path, root: &Path, settle: &mut Settle) -> Result<Extras, Error> {
-    let mut hits = Vec::new();
-    for _ in 0..HIT_RUNS {
-        hits.push(time(
-            offline(cachectl, root, "build", REFERENCE).args(["--label", "r1"]),
-        )?);
+    /// Offers the zstd image to `umoci unpack` (0.4 refuses zstd layers)
+    /// and returns what it answered: `unpacked it` or the last line of its
+    /// error.
+    fn umoci_on_zstd(&self) -> Result<String, Error> {
+        let output = Command::new(&self.umoci)
+            .args(["unpack", "--rootless", "--image"])
+            .arg(format!("{}:unpack", self.zstd.display()))
+            .arg(self.dir.join("zstd-bundle"))
+            .output()
+            .map_err(|e| format!("running umoci: {e}"))?;
+        Ok(if output.status.success() {
+            "unpacked it".to_owned()
+        } else {
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or("failed")
+                .trim()
+                .to_owned()
+        })
     }
-    let gnu_time = Path::new("/usr/bin/time");
-    let peak_rss_kib = if gnu_time.exists() {
-        settle.wait()?;
-        let report = root.with_extension("rss");
-        cmd::output(
-            Command::new(gnu_time)
-                .args(["-f", "%M", "-o"])
-                .arg(&report)
-                .arg(cachectl)
-                .arg("--root")
-                .arg(root)
-                .args(["-q", "build", "--offline", "--rootless", "--label", "rss"])
-                .arg(REFERENCE),
-        )?;
-        let text = std::fs::read_to_string(&report)
-            .map_err(|e| format!("reading {}: {e}", report.display()))?;
-        Some(
-            text.trim()
-                .parse()
-                .map_err(|_| format!("GNU time wrote {text:?}, not a size in KiB"))?,
-        )
-    } else {
-        None
-    };
-    Ok(Extras {
-        hit: Summary::of(&hits),
-        hits,
-        peak_rss_kib,
-    })
 }
 
 /// Parses `args`; defaults: 5 rounds, large files (the size is chosen
@@ -573,7 +409,7 @@ const RECENTLY_DELETED: Duration = Duration::from_secs(36);
 /// write-back of the ones before it) and, once, a wait until
 /// [`RECENTLY_DELETED`] has passed since the bench deleted an earlier
 /// bench's files at start.
-struct Settle {
+pub(crate) struct Settle {
     deleted_at: Option<Instant>,
 }
 
@@ -586,7 +422,7 @@ impl Settle {
     }
 
     /// Syncs and waits out the window, once.
-    fn wait(&mut self) -> Result<(), Error> {
+    pub(crate) fn wait(&mut self) -> Result<(), Error> {
         cmd::run(&mut Command::new("sync"))?;
         if let Some(deleted_at) = self.deleted_at.take() {
             let left = RECENTLY_DELETED.saturating_sub(deleted_at.elapsed());
@@ -604,7 +440,7 @@ impl Settle {
 
 /// `cachectl --root ROOT -q COMMAND --offline --rootless REFERENCE`, for
 /// the caller to add the target.
-fn offline(cachectl: &Path, root: &Path, command: &str, reference: &str) -> Command {
+pub(crate) fn offline(cachectl: &Path, root: &Path, command: &str, reference: &str) -> Command {
     let mut run = Command::new(cachectl);
     run.arg("--root")
         .arg(root)
@@ -613,7 +449,7 @@ fn offline(cachectl: &Path, root: &Path, command: &str, reference: &str) -> Comm
 }
 
 /// Runs `command` to success and returns how long it took.
-fn time(command: &mut Command) -> Result<Duration, Error> {
+pub(crate) fn time(command: &mut Command) -> Result<Duration, Error> {
     let started = Instant::now();
     cmd::output(command)?;
     Ok(started.elapsed())
@@ -685,17 +521,5 @@ mod tests {
         assert!(parse(&args(&["--rounds"])).is_err());
         assert!(parse(&args(&["--rounds", "0"])).is_err());
         assert!(parse(&args(&["--fast", "1"])).is_err());
-    }
-
-    #[test]
-    fn header_names_the_layers() {
-        assert_eq!(
-            header("unpack", 5, 100, BenchShape::LargeFiles, 1),
-            "bench unpack: 5 rounds, 100 MiB of content in 1 MiB files, one gzip layer"
-        );
-        assert_eq!(
-            header("build", 1, 20, BenchShape::SmallFiles, 4),
-            "bench build: 1 rounds, 20 MiB of content in small files, 4 gzip layers"
-        );
     }
 }

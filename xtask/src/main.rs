@@ -18,7 +18,10 @@
 
 mod bench;
 mod bench_rootfs;
+mod bench_rootfs_build;
+mod bench_rootfs_report;
 mod cmd;
+mod counting_proxy;
 mod demo;
 mod e2fsprogs;
 mod fixtures;
