@@ -186,3 +186,47 @@ fn a_bad_layer_fails_the_stream_build_with_its_own_error_while_later_layers_deco
         assert!(copies.is_empty(), "{case}: left {copies:?}");
     }
 }
+
+#[test]
+fn a_build_whose_tmpfs_fills_up_is_made_again_under_the_store() {
+    use crate::rootfs_support::{Raw, debugfs, raw_tar, running_as_root};
+    if !running_as_root() {
+        eprintln!("skipped: mounting a tmpfs over /dev/shm needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 96 MiB of zeros: a few hundred KiB of gzip, so the work directory's
+    // estimate (5 times the layers, plus 64 MiB) fits the 80 MiB tmpfs
+    // and the build starts there; the layer's copy then fills it.
+    let zeros = vec![0u8; 96 << 20];
+    let base = gzip(&raw_tar(&[Raw::Dir("etc/"), Raw::File("etc/a", b"kept")]));
+    let big = gzip(&raw_tar(&[Raw::File("big", &zeros)]));
+    drop(zeros);
+    assert!(big.len() < 2 << 20, "{} bytes of gzip", big.len());
+    let root = dir.path().join("store");
+    let (_, reference) = hand_built_store(&root, &[(base, GZIP_LAYER), (big, GZIP_LAYER)]);
+    let output = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(
+            "mount -t tmpfs -o size=80m cachectl-test /dev/shm && \"$0\" \"$@\" \
+             && echo left: && ls -A /dev/shm",
+        )
+        .arg(env!("CARGO_BIN_EXE_rootfs-build"))
+        .arg(&root)
+        .arg(reference.to_string())
+        .args(["--label", "full-tmpfs"])
+        .output()
+        .expect("unshare runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (built, left) = stdout.split_once("left:").expect("both parts");
+    assert_eq!(left.trim(), "", "the tmpfs kept {left}");
+    let image = std::path::Path::new(built.trim());
+    e2fsck_passes(image);
+    assert!(debugfs(image, "stat /big").contains(&format!("Size: {}", 96 << 20)));
+    assert_eq!(debugfs(image, "cat /etc/a"), "kept");
+}
