@@ -187,36 +187,53 @@ fn a_bad_layer_fails_the_stream_build_with_its_own_error_while_later_layers_deco
     }
 }
 
-#[test]
-fn a_build_whose_tmpfs_fills_up_is_made_again_under_the_store() {
-    use crate::rootfs_support::{Raw, debugfs, raw_tar, running_as_root};
-    if !running_as_root() {
-        eprintln!("skipped: mounting a tmpfs over /dev/shm needs root");
-        return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    // 96 MiB of zeros: a few hundred KiB of gzip, so the work directory's
-    // estimate (5 times the layers, plus 64 MiB) fits the 80 MiB tmpfs
-    // and the build starts there; the layer's copy then fills it.
+/// A store at `root` whose image has a small base layer and a layer of
+/// 96 MiB of zeros (a few hundred KiB of gzip: the work directory's
+/// estimate, 5 times the layers plus 64 MiB, fits an 80 MiB tmpfs, so a
+/// build starts there and the layer's copy then fills it).
+fn store_with_a_layer_of_zeros(root: &std::path::Path) -> Reference {
+    use crate::rootfs_support::{Raw, raw_tar};
     let zeros = vec![0u8; 96 << 20];
     let base = gzip(&raw_tar(&[Raw::Dir("etc/"), Raw::File("etc/a", b"kept")]));
     let big = gzip(&raw_tar(&[Raw::File("big", &zeros)]));
     drop(zeros);
     assert!(big.len() < 2 << 20, "{} bytes of gzip", big.len());
-    let root = dir.path().join("store");
-    let (_, reference) = hand_built_store(&root, &[(base, GZIP_LAYER), (big, GZIP_LAYER)]);
-    let output = std::process::Command::new("unshare")
+    hand_built_store(root, &[(base, GZIP_LAYER), (big, GZIP_LAYER)]).1
+}
+
+/// Runs `rootfs-build ROOT REFERENCE --label LABEL` in a mount namespace of
+/// its own after `mounts` (shell commands), then lists `/dev/shm` after a
+/// `left:` line.
+fn build_in_namespace(
+    mounts: &str,
+    root: &std::path::Path,
+    reference: &Reference,
+) -> std::process::Output {
+    std::process::Command::new("unshare")
         .args(["--mount", "--propagation", "private", "sh", "-c"])
-        .arg(
-            "mount -t tmpfs -o size=80m cachectl-test /dev/shm && \"$0\" \"$@\" \
-             && echo left: && ls -A /dev/shm",
-        )
+        .arg(format!(
+            "{mounts} && \"$0\" \"$@\" && echo left: && ls -A /dev/shm"
+        ))
         .arg(env!("CARGO_BIN_EXE_rootfs-build"))
-        .arg(&root)
+        .arg(root)
         .arg(reference.to_string())
         .args(["--label", "full-tmpfs"])
         .output()
-        .expect("unshare runs");
+        .expect("unshare runs")
+}
+
+#[test]
+fn a_build_whose_tmpfs_fills_up_is_made_again_under_the_store() {
+    use crate::rootfs_support::{debugfs, running_as_root};
+    if !running_as_root() {
+        eprintln!("skipped: mounting a tmpfs over /dev/shm needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    let reference = store_with_a_layer_of_zeros(&root);
+    let mounts = "mount -t tmpfs -o size=80m cachectl-test /dev/shm";
+    let output = build_in_namespace(mounts, &root, &reference);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -229,4 +246,32 @@ fn a_build_whose_tmpfs_fills_up_is_made_again_under_the_store() {
     e2fsck_passes(image);
     assert!(debugfs(image, "stat /big").contains(&format!("Size: {}", 96 << 20)));
     assert_eq!(debugfs(image, "cat /etc/a"), "kept");
+}
+
+#[test]
+fn a_build_with_no_room_anywhere_names_the_work_directory_it_filled() {
+    use crate::rootfs_support::running_as_root;
+    if !running_as_root() {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    let reference = store_with_a_layer_of_zeros(&root);
+    let work = root.join(".cachectl/rootfs-tmp");
+    std::fs::create_dir_all(&work).expect("work area");
+    let mounts = format!(
+        "mount -t tmpfs -o size=80m cachectl-test /dev/shm && \
+         mount -t tmpfs -o size=16m,mode=0755 cachectl-test '{}'",
+        work.display()
+    );
+    let output = build_in_namespace(&mounts, &root, &reference);
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    // The work directory under the store, by its name, not `/proc/PID/fd`.
+    let named = format!("{}/build-", work.display());
+    assert!(stderr.contains(&named), "{stderr}");
+    assert!(stderr.contains("/layers/layer-1.tar"), "{stderr}");
+    assert!(!stderr.contains("/proc/"), "{stderr}");
 }

@@ -392,7 +392,8 @@ pub(crate) fn make_readable(tree: &Path) -> Result<()> {
 /// Runs `attempt` in a new work directory (`prefix`…): on `/dev/shm` when
 /// `memory` and it has room for [`tree_estimate`] of `layer_sizes`, and
 /// again under the store when that one fills up; under the store at once
-/// otherwise.
+/// otherwise. Its errors name paths in the work directory by the
+/// directory's name (`/dev/shm/cachectl-…`), not by its anchor.
 pub(crate) fn with_work_dir<T>(
     store: &Store,
     memory: bool,
@@ -400,14 +401,17 @@ pub(crate) fn with_work_dir<T>(
     layer_sizes: impl IntoIterator<Item = u64>,
     attempt: impl Fn(&WorkDir) -> Result<T>,
 ) -> Result<T> {
+    let named = |work: &WorkDir| {
+        attempt(work).map_err(|err| err.relocated(work.path(), &work.parent.child(&work.name)))
+    };
     if memory && let Some(work) = WorkDir::in_memory(store, prefix, tree_estimate(layer_sizes)) {
-        match attempt(&work) {
+        match named(&work) {
             // Larger than estimated: again, on disk.
             Err(err) if is_out_of_space(&err) => {}
             done => return done,
         }
     }
-    attempt(&WorkDir::new(store, prefix)?)
+    named(&WorkDir::new(store, prefix)?)
 }
 
 /// An upper estimate of the tree the layers of sizes `layer_sizes`
