@@ -101,3 +101,39 @@ fn a_pull_onto_a_full_disk_fails_in_words_keeps_the_store_and_completes_later() 
     assert!(store.verify().expect("verify runs").is_ok());
     assert_eq!(assert_blobs_rehash(&root), 5);
 }
+
+#[test]
+fn a_build_onto_a_full_disk_fails_in_words_keeps_nothing_and_completes_later() {
+    use crate::rootfs_support::{GZIP_LAYER, Raw, e2fsck_passes, gzip, hand_built_store, raw_tar};
+    let disk = SmallFs::mount("12m");
+    let root = disk.path().join("store");
+    // 6 MB of noise: a 6 MB layer, a larger image (with inode tables and
+    // journal) than the 6 MiB left.
+    let content = noise(44, 6_000_000);
+    let layer = gzip(&raw_tar(&[Raw::File("noise", &content)]));
+    let (store, reference) = hand_built_store(&root, &[(layer, GZIP_LAYER)]);
+    let stored = store.image(&reference, None).expect("stored image");
+    let mut options = rootfs::BuildOptions::default();
+    // Everything on the small disk: the work directory too.
+    options.memory_scratch = false;
+    let err = rootfs::build(&stored, &options).expect_err("the image does not fit");
+    let message = cachectl_tests::error_chain(&err);
+    assert!(
+        message.contains("No space left on device"),
+        "the error does not say the disk is full: {message}"
+    );
+    assert!(
+        message.contains(&root.display().to_string()),
+        "the error names no path in the store: {message}"
+    );
+    assert!(!message.contains("/proc/"), "{message}");
+    // mke2fs's own words about its configuration are not in it.
+    assert!(!message.contains("mke2fs.conf"), "{message}");
+    let left = rootfs::cached_builds(&store).expect("listed");
+    assert_eq!((left.images, left.partial_images), (0, 0), "{left:?}");
+    assert!(store.verify().expect("verify runs").is_ok());
+
+    disk.grow("64m");
+    let built = rootfs::build(&stored, &options).expect("the build completes once there is room");
+    e2fsck_passes(&built.path);
+}

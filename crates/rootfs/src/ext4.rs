@@ -28,7 +28,10 @@ use std::process::Command;
 pub(crate) const FAKE_TIME: &str = "1700000000";
 
 /// The `mke2fs.conf` every build uses, so the host's configuration cannot
-/// change the features (and bytes) of an image.
+/// change the features (and bytes) of an image. The usage types mke2fs
+/// picks by size (`small` under 512 MiB, `floppy` under 3 MiB) hold what
+/// the defaults hold: an empty stanza counts as missing, and mke2fs then
+/// warns on every small image.
 pub(crate) const MKE2FS_CONF: &str = "[defaults]
 \tbase_features = sparse_super,large_file,filetype,resize_inode,dir_index,ext_attr
 \tdefault_mntopts = acl,user_xattr
@@ -39,8 +42,10 @@ pub(crate) const MKE2FS_CONF: &str = "[defaults]
 
 [fs_types]
 \tsmall = {
+\t\tinode_ratio = 16384
 \t}
 \tfloppy = {
+\t\tinode_ratio = 16384
 \t}
 \text4 = {
 \t\tfeatures = has_journal,extent,huge_file,flex_bg,metadata_csum,64bit,dir_nlink,extra_isize
@@ -322,7 +327,8 @@ pub(crate) fn make_image(
             .arg(&command_file)
             .arg(partial.path()),
         "debugfs",
-    )?;
+    )
+    .map_err(|err| leftovers::named_in_cache(err, &cache, partial.path()))?;
     // debugfs echoes each command as `debugfs: …` and reports failures on
     // other lines, with a zero exit status; `mknod` says what it allocated.
     if let Some(line) = output.lines().find(|l| {
@@ -372,7 +378,8 @@ fn run_mke2fs(
             )
             .map(drop)
         },
-    )?;
+    )
+    .map_err(|err| leftovers::named_in_cache(err, cache, partial.path()))?;
     Ok(partial)
 }
 

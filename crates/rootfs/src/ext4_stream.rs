@@ -57,7 +57,8 @@ pub(crate) fn build_streamed(build: &FlatBuild<'_>, work: &Path) -> Result<()> {
         work,
         (seed, merge.stats()),
         &|sink| merge.emit(sink).map(|report| report.emitted),
-    )?;
+    )
+    .map_err(|err| leftovers::named_in_cache(err, &cache, partial.path()))?;
     keep_image(store, &cache, partial, build.cached_path, seed)
 }
 

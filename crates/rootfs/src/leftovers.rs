@@ -12,7 +12,7 @@
 //! between creating a file and locking it: a live owner whose process
 //! exists is never swept in that instant.
 
-use crate::error::{Result, io};
+use crate::error::{Error, Result, io};
 use crate::options::FsType;
 use ocistore::StoreDir;
 use std::path::Path;
@@ -42,6 +42,31 @@ pub(crate) fn partial_image(cache: &StoreDir, fs: FsType) -> Result<tempfile::Na
         .map_err(io("creating a file in", cache.path()))?;
     lock(partial.as_file(), partial.path())?;
     Ok(partial)
+}
+
+/// `err`, from making the partial image at `partial` (a path through the
+/// anchor of `cache`), naming the image by its path in the store; a tool
+/// that ran out of room (`No space left on device` on its stderr) becomes
+/// the `ENOSPC` it met, so the full disk is told as one.
+pub(crate) fn named_in_cache(err: Error, cache: &StoreDir, partial: &Path) -> Error {
+    let Some(name) = partial.file_name() else {
+        return err;
+    };
+    let named = cache.child(&name.to_string_lossy());
+    match err {
+        Error::ToolFailed { tool, stderr, .. } if stderr.contains("No space left on device") => {
+            Error::Io {
+                what: if tool == "mke2fs" {
+                    "writing the image"
+                } else {
+                    "writing the image with debugfs"
+                },
+                path: named,
+                source: std::io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error()),
+            }
+        }
+        other => other.relocated(partial, &named),
+    }
 }
 
 /// Whether the leftover `path` (file or directory) is stale: the store's

@@ -187,16 +187,20 @@ fn probe(mke2fs: &Path) -> Result<(Mke2fsInfo, bool)> {
 }
 
 /// The `mke2fs.conf` of the tar probe: the smallest file system that
-/// holds one entry, with no warning about missing types.
+/// holds one entry, with no warning about missing types (a stanza counts
+/// only with a relation in it).
 const PROBE_CONF: &str = "[defaults]
 \tblocksize = 1024
 \tinode_size = 256
 [fs_types]
 \text2 = {
+\t\tinode_size = 256
 \t}
 \tsmall = {
+\t\tinode_size = 256
 \t}
 \tfloppy = {
+\t\tinode_size = 256
 \t}
 ";
 
