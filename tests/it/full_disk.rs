@@ -107,9 +107,9 @@ fn a_build_onto_a_full_disk_fails_in_words_keeps_nothing_and_completes_later() {
     use crate::rootfs_support::{GZIP_LAYER, Raw, e2fsck_passes, gzip, hand_built_store, raw_tar};
     let disk = SmallFs::mount("12m");
     let root = disk.path().join("store");
-    // 6 MB of noise: a 6 MB layer, a larger image (with inode tables and
-    // journal) than the 6 MiB left.
-    let content = noise(44, 6_000_000);
+    // 8 MB of noise: an 8 MB layer, and no room left for an image of it
+    // (nor for the layer's copy, when the work directory is on this disk).
+    let content = noise(44, 8_000_000);
     let layer = gzip(&raw_tar(&[Raw::File("noise", &content)]));
     let (store, reference) = hand_built_store(&root, &[(layer, GZIP_LAYER)]);
     let stored = store.image(&reference, None).expect("stored image");
@@ -129,6 +129,14 @@ fn a_build_onto_a_full_disk_fails_in_words_keeps_nothing_and_completes_later() {
     assert!(!message.contains("/proc/"), "{message}");
     // mke2fs's own words about its configuration are not in it.
     assert!(!message.contains("mke2fs.conf"), "{message}");
+    // With the work directory on /dev/shm, the store's full disk is no
+    // reason to start again under the store: the image is what it names.
+    options.memory_scratch = true;
+    let err = rootfs::build(&stored, &options).expect_err("the image does not fit");
+    let message = cachectl_tests::error_chain(&err);
+    assert!(message.contains("/.cachectl/ext4/partial-"), "{message}");
+    assert!(message.contains("No space left on device"), "{message}");
+    options.memory_scratch = false;
     let left = rootfs::cached_builds(&store).expect("listed");
     assert_eq!((left.images, left.partial_images), (0, 0), "{left:?}");
     assert!(store.verify().expect("verify runs").is_ok());

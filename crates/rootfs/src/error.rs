@@ -245,6 +245,14 @@ impl Error {
         }
     }
 
+    /// The file a file operation failed on, for the errors that name one.
+    pub(crate) fn io_path(&self) -> Option<&std::path::Path> {
+        match self {
+            Error::Io { path, .. } | Error::Entry { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+
     /// The same error with a path under `from` named under `to` instead
     /// (an unpack's staging directory becomes its target in messages).
     pub(crate) fn relocated(self, from: &std::path::Path, to: &std::path::Path) -> Error {

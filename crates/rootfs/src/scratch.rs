@@ -92,6 +92,11 @@ impl WorkDir {
     pub(crate) fn path(&self) -> &Path {
         &self.anchor
     }
+
+    /// Its path by name, for messages (`/dev/shm/cachectl-build-…`).
+    fn named_path(&self) -> PathBuf {
+        self.parent.child(&self.name)
+    }
 }
 
 impl Drop for WorkDir {
@@ -392,7 +397,8 @@ pub(crate) fn make_readable(tree: &Path) -> Result<()> {
 /// Runs `attempt` in a new work directory (`prefix`…): on `/dev/shm` when
 /// `memory` and it has room for [`tree_estimate`] of `layer_sizes`, and
 /// again under the store when that one fills up; under the store at once
-/// otherwise. Its errors name paths in the work directory by the
+/// otherwise (a full disk elsewhere, the store's own, is no reason to
+/// start again). Its errors name paths in the work directory by the
 /// directory's name (`/dev/shm/cachectl-…`), not by its anchor.
 pub(crate) fn with_work_dir<T>(
     store: &Store,
@@ -402,12 +408,16 @@ pub(crate) fn with_work_dir<T>(
     attempt: impl Fn(&WorkDir) -> Result<T>,
 ) -> Result<T> {
     let named = |work: &WorkDir| {
-        attempt(work).map_err(|err| err.relocated(work.path(), &work.parent.child(&work.name)))
+        attempt(work).map_err(|err| err.relocated(work.path(), &work.named_path()))
     };
     if memory && let Some(work) = WorkDir::in_memory(store, prefix, tree_estimate(layer_sizes)) {
         match named(&work) {
             // Larger than estimated: again, on disk.
-            Err(err) if is_out_of_space(&err) => {}
+            Err(err)
+                if is_out_of_space(&err)
+                    && err
+                        .io_path()
+                        .is_none_or(|p| p.starts_with(work.named_path())) => {}
             done => return done,
         }
     }
