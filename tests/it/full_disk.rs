@@ -58,6 +58,21 @@ impl Drop for SmallFs {
     }
 }
 
+/// The message of `err` (its whole chain), after asserting that it says the
+/// disk is full and names a path in the store at `root`.
+fn says_the_disk_is_full(err: &dyn std::error::Error, root: &Path) -> String {
+    let message = cachectl_tests::error_chain(err);
+    assert!(
+        message.contains("No space left on device"),
+        "the error does not say the disk is full: {message}"
+    );
+    assert!(
+        message.contains(&root.display().to_string()),
+        "the error names no path in the store: {message}"
+    );
+    message
+}
+
 #[test]
 fn a_pull_onto_a_full_disk_fails_in_words_keeps_the_store_and_completes_later() {
     let registries = registries();
@@ -79,15 +94,7 @@ fn a_pull_onto_a_full_disk_fails_in_words_keeps_the_store_and_completes_later() 
     let err = runtime
         .block_on(store.pull(&client(), &target, &PullOptions::default()))
         .expect_err("6 MB do not fit in 4 MiB");
-    let message = cachectl_tests::error_chain(&err);
-    assert!(
-        message.contains("No space left on device"),
-        "the error does not say the disk is full: {message}"
-    );
-    assert!(
-        message.contains(&root.display().to_string()),
-        "the error names no path in the store: {message}"
-    );
+    says_the_disk_is_full(&err, &root);
     assert!(ref_names(&root).is_empty(), "a half-pulled image is listed");
     let report = store.verify().expect("verify runs");
     assert!(report.is_ok(), "{report:?}");
@@ -117,15 +124,7 @@ fn a_build_onto_a_full_disk_fails_in_words_keeps_nothing_and_completes_later() {
     // Everything on the small disk: the work directory too.
     options.memory_scratch = false;
     let err = rootfs::build(&stored, &options).expect_err("the image does not fit");
-    let message = cachectl_tests::error_chain(&err);
-    assert!(
-        message.contains("No space left on device"),
-        "the error does not say the disk is full: {message}"
-    );
-    assert!(
-        message.contains(&root.display().to_string()),
-        "the error names no path in the store: {message}"
-    );
+    let message = says_the_disk_is_full(&err, &root);
     assert!(!message.contains("/proc/"), "{message}");
     // mke2fs's own words about its configuration are not in it.
     assert!(!message.contains("mke2fs.conf"), "{message}");
