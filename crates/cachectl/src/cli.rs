@@ -475,9 +475,10 @@ pub(crate) struct BuildArgs {
     /// Do not pull: fail unless the image is cached
     #[arg(long)]
     pub(crate) offline: bool,
-    /// What mke2fs reads: the layers merged into one tar stream as it runs
-    /// (needs e2fsprogs 1.47.1 or later with libarchive), or an unpacked
-    /// tree [default: tar-stream where mke2fs reads tars, else tree]
+    /// How the ext4 image is made: cachectl's own writer fed the merged
+    /// layers (no mke2fs), or mke2fs reading them as one tar stream (needs
+    /// e2fsprogs 1.47.1 or later with libarchive), or an unpacked tree
+    /// [default: writer]
     #[arg(long, value_enum)]
     pub(crate) input: Option<BuildInput>,
     /// File system of the image: ext4 (writable), or squashfs or erofs
@@ -552,12 +553,15 @@ impl BuildFs {
     }
 }
 
-/// What `build` feeds `mke2fs -d`.
+/// How `build` makes an ext4 image.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub(crate) enum BuildInput {
-    /// The layers unpacked into a directory
+    /// cachectl's own ext4 writer, fed the merged layers (no mke2fs)
+    Writer,
+    /// mke2fs reading the layers unpacked into a directory
     Tree,
-    /// The layers merged into one tar stream (no tree, no root)
+    /// mke2fs reading the layers merged into one tar stream (no tree, no
+    /// root)
     TarStream,
 }
 

@@ -205,6 +205,17 @@ pub enum Error {
         source: Box<ocistore::Error>,
     },
 
+    /// An entry of the final tree that an ext4 image cannot hold (an
+    /// owner past 2^32, a name past 255 bytes, an attribute outside the
+    /// namespaces ext4 stores).
+    #[error("{} cannot be held in an ext4 image: {reason}", path.display())]
+    NotInExt4 {
+        /// The entry's path in the image.
+        path: PathBuf,
+        /// Why not.
+        reason: String,
+    },
+
     /// The options cannot be honoured.
     #[error("invalid option: {reason}")]
     InvalidOption {
@@ -238,6 +249,7 @@ impl Error {
             | Error::Entry { .. }
             | Error::InvalidImage { .. }
             | Error::LimitExceeded { .. }
+            | Error::NotInExt4 { .. }
             | Error::Io { .. }
             | Error::ToolNotFound { .. }
             | Error::ToolTooOld { .. }

@@ -106,16 +106,35 @@ pub fn build(stored: &StoredImage, options: &BuildOptions) -> Result<BuiltImage>
     // What killed builds left; a sweep that fails does not stop this one.
     let _ = remove_stale_work(store);
     let manifest_digest = image.manifest.digest.clone();
-    let mke2fs = find_tool("mke2fs", options)?;
-    let debugfs = find_tool("debugfs", options)?;
-    // Learned once per mke2fs binary: a cache hit starts no child.
-    let found = crate::mke2fs::detect_mke2fs(store, options)?;
-    let input = choose_input(options, &found)?;
-    let mut key_text = found.version.clone();
-    // The two inputs give different bytes (atime and ctime): their own keys.
-    if input == Ext4Input::TarStream {
-        key_text.push_str("\ninput tar-stream");
-    }
+    // mke2fs is looked for (and learned, once per binary: a cache hit
+    // starts no child) only when an input of its is asked for.
+    let maker = match options.input {
+        None | Some(Ext4Input::Writer) => None,
+        Some(_) => {
+            let mke2fs = find_tool("mke2fs", options)?;
+            let debugfs = find_tool("debugfs", options)?;
+            let found = crate::mke2fs::detect_mke2fs(store, options)?;
+            Some((mke2fs, debugfs, found))
+        }
+    };
+    let (input, key_text, tool) = match &maker {
+        None => (
+            Ext4Input::Writer,
+            crate::ext4_written::WRITER_KEY.to_owned(),
+            ("cachectl", crate::ext4_written::WRITER_KEY.to_owned()),
+        ),
+        Some((_, _, found)) => {
+            let input = choose_input(options, found)?;
+            let mut key_text = found.version.clone();
+            // The two inputs give different bytes (atime and ctime): their
+            // own keys.
+            if input == Ext4Input::TarStream {
+                key_text.push_str("\ninput tar-stream");
+            }
+            let version = found.version.lines().next().unwrap_or("").trim();
+            (input, key_text, ("mke2fs", version.to_owned()))
+        }
+    };
     let key = cache_key(&manifest_digest, options, &key_text)?;
     let cache_dir = store.root().join(".cachectl/ext4");
     let cached_path = cache_dir.join(format!("{key}.ext4"));
@@ -123,25 +142,29 @@ pub fn build(stored: &StoredImage, options: &BuildOptions) -> Result<BuiltImage>
     let cached = safe::cached_file(store, &cached_path)?;
     if !cached {
         check_keepable(store, &cache_dir, &manifest_digest)?;
+        let none = Path::new("");
+        let tools = match &maker {
+            Some((mke2fs, debugfs, _)) => Tools { mke2fs, debugfs },
+            None => Tools {
+                mke2fs: none,
+                debugfs: none,
+            },
+        };
         build_into(&FlatBuild {
             store,
             image,
             options,
-            tools: Tools {
-                mke2fs: &mke2fs,
-                debugfs: &debugfs,
-            },
+            tools,
             cached_path: &cached_path,
             input,
         })?;
     }
-    let version = found.version.lines().next().unwrap_or("").trim();
     let kept = Kept {
         cached_path,
         cached,
         input,
         fs: crate::FsType::Ext4,
-        tool: ("mke2fs", version.to_owned()),
+        tool,
     };
     kept.delivered(store, image, options)
 }
@@ -228,6 +251,7 @@ fn build_into(build: &FlatBuild<'_>) -> Result<()> {
         |work| match build.input {
             Ext4Input::TarStream => crate::ext4_stream::build_streamed(build, work.path()),
             Ext4Input::Tree => build_in(build, work.path()),
+            Ext4Input::Writer => crate::ext4_written::build_written(build, work.path()),
         },
     )
 }

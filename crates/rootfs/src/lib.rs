@@ -59,6 +59,8 @@ mod export;
 mod ext4;
 mod ext4_stream;
 mod ext4_tar;
+mod ext4_writer;
+mod ext4_written;
 mod layer_tars;
 mod layers;
 mod leftovers;

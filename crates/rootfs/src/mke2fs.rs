@@ -50,14 +50,18 @@ pub enum Ext4Input {
     TarStream,
     /// A directory only (`mke2fs -d DIR`).
     Tree,
+    /// No `mke2fs`: cachectl's own ext4 writer takes the merged entry
+    /// stream (the default of flattened builds).
+    Writer,
 }
 
 impl Ext4Input {
-    /// `tar-stream` or `tree`, as `--json` and `-v` say it.
+    /// `tar-stream`, `tree` or `writer`, as `--json` and `-v` say it.
     pub fn as_str(self) -> &'static str {
         match self {
             Ext4Input::TarStream => "tar-stream",
             Ext4Input::Tree => "tree",
+            Ext4Input::Writer => "writer",
         }
     }
 }

@@ -195,7 +195,7 @@ pub(crate) fn computed_size(blocks: u64, inodes: u64, headroom: u64) -> u64 {
 
 /// The journal size `mke2fs` picks for a file system of `blocks`
 /// (`ext2fs_default_journal_size`).
-fn journal_blocks(blocks: u64) -> u64 {
+pub(crate) fn journal_blocks(blocks: u64) -> u64 {
     match blocks {
         0..2048 => 0,
         2048..32768 => 1024,

@@ -235,10 +235,11 @@ pub(super) fn build(
     if options.fs == rootfs::FsType::Ext4 {
         tracing::info!(
             input = built.input.as_str(),
-            "mke2fs -d read {}",
+            "{}",
             match built.input {
-                rootfs::Ext4Input::TarStream => "the merged tar stream of the layers",
-                _ => "an unpacked tree",
+                rootfs::Ext4Input::Writer => "cachectl's ext4 writer read the merged layers",
+                rootfs::Ext4Input::TarStream => "mke2fs -d read the merged tar stream of the layers",
+                _ => "mke2fs -d read an unpacked tree",
             }
         );
     }
@@ -307,6 +308,7 @@ fn build_options(
     options.input = args.input.map(|input| match input {
         BuildInput::Tree => rootfs::Ext4Input::Tree,
         BuildInput::TarStream => rootfs::Ext4Input::TarStream,
+        BuildInput::Writer => rootfs::Ext4Input::Writer,
     });
     if let Some(init) = &args.init {
         let (file, path) = match init.split_once(':') {
