@@ -13,6 +13,9 @@
 //! SHA-256 of `ext4 from tar`); the tar-stream tests run it as another
 //! user.
 //!
+//! `rootfs-build ROOT REFERENCE --input INPUT`: builds from that input
+//! (`writer`, `tar-stream` or `tree`).
+//!
 //! `rootfs-build ROOT REFERENCE --label LABEL`: builds with that file system
 //! label (a build of its own in the cache: the kill soak uses a new label
 //! for each build it kills).
@@ -26,6 +29,15 @@ fn main() -> ExitCode {
         [root, reference, flag, dir] if flag == "--unpack" => unpack(root, reference, dir),
         [root, reference, flag] if flag == "--per-layer" => build_layers(root, reference),
         [tar, image, flag] if flag == "--from-tar" => from_tar(tar, image),
+        [root, reference, flag, input] if flag == "--input" => {
+            let mut options = rootfs::BuildOptions::default();
+            options.input = Some(match input.as_str() {
+                "tree" => rootfs::Ext4Input::Tree,
+                "tar-stream" => rootfs::Ext4Input::TarStream,
+                _ => rootfs::Ext4Input::Writer,
+            });
+            build(root, reference, &options)
+        }
         [root, reference, flag, label] if flag == "--label" => {
             let mut options = rootfs::BuildOptions::default();
             options.label = label.clone();
@@ -33,7 +45,7 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: rootfs-build ROOT REFERENCE [--unpack DIR | --per-layer | --label LABEL]\n       rootfs-build TAR IMAGE --from-tar"
+                "usage: rootfs-build ROOT REFERENCE [--unpack DIR | --per-layer | --input INPUT | --label LABEL]\n       rootfs-build TAR IMAGE --from-tar"
             );
             return ExitCode::from(2);
         }

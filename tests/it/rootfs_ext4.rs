@@ -213,21 +213,25 @@ fn ext4_with_init_and_label_for_small() {
 }
 
 #[test]
-fn missing_mke2fs_is_tool_not_found() {
+fn missing_mke2fs_is_tool_not_found_for_its_inputs_and_the_writer_needs_none() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, reference) = store_with_fixture(&dir.path().join("store"), "small");
+    let stored = store.image(&reference, None).expect("stored image");
     let mut options = BuildOptions::default();
     options.search_path = Some(dir.path().join("empty").into_os_string());
-    let result = rootfs::build(
-        &store.image(&reference, None).expect("stored image"),
-        &options,
-    );
-    match result {
-        Err(Error::ToolNotFound { tool, package }) => {
-            assert_eq!((tool, package), ("mke2fs", "e2fsprogs"));
+    for input in [rootfs::Ext4Input::Tree, rootfs::Ext4Input::TarStream] {
+        options.input = Some(input);
+        match rootfs::build(&stored, &options) {
+            Err(Error::ToolNotFound { tool, package }) => {
+                assert_eq!((tool, package), ("mke2fs", "e2fsprogs"));
+            }
+            other => panic!("{input:?}: {other:?}"),
         }
-        other => panic!("{other:?}"),
     }
+    options.input = None;
+    let built = rootfs::build(&stored, &options).expect("the writer needs no mke2fs");
+    assert_eq!(built.input, rootfs::Ext4Input::Writer);
+    e2fsck_passes(&built.path);
 }
 
 #[test]

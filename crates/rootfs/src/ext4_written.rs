@@ -32,9 +32,13 @@ pub(crate) fn build_written(build: &FlatBuild<'_>, work: &Path) -> Result<()> {
     let cache = store.derived_dir(IMAGES).map_err(safe::from_store)?;
     let partial = leftovers::partial_image(&cache, crate::FsType::Ext4)?;
     let seed = &image.manifest.digest;
-    make_written(partial.as_file(), partial.path(), options, (seed, merge.stats()), &|sink| {
-        merge.emit(sink).map(|report| report.emitted)
-    })
+    make_written(
+        partial.as_file(),
+        partial.path(),
+        options,
+        (seed, merge.stats()),
+        &|sink| merge.emit(sink).map(|report| report.emitted),
+    )
     .map_err(|err| leftovers::named_in_cache(err, &cache, partial.path()))?;
     keep_image(store, &cache, partial, build.cached_path, seed)
 }
@@ -59,12 +63,13 @@ pub(crate) fn make_written(
     let mut writer = Ext4Writer::new(file, stats, &shape);
     let emitted = emit(&mut writer);
     let failure = writer.failure();
-    match (emitted, failure) {
-        (_, Some(failure)) => return Err(failure),
-        (Err(err), None) => return Err(err),
-        (Ok(_), None) => {}
+    if let Some(err) = failure.or(emitted.err()) {
+        return Err(err.relocated(Path::new(crate::ext4_writer::IMAGE), path));
     }
-    writer.finish(&shape).map_err(|err| err.relocated(Path::new("the image"), path))?;
+    let image = Path::new(crate::ext4_writer::IMAGE);
+    writer
+        .finish(&shape)
+        .map_err(|err| err.relocated(image, path))?;
     file.sync_all().map_err(io("syncing", path))
 }
 

@@ -238,7 +238,8 @@ pub(super) fn build(
             "{}",
             match built.input {
                 rootfs::Ext4Input::Writer => "cachectl's ext4 writer read the merged layers",
-                rootfs::Ext4Input::TarStream => "mke2fs -d read the merged tar stream of the layers",
+                rootfs::Ext4Input::TarStream =>
+                    "mke2fs -d read the merged tar stream of the layers",
                 _ => "mke2fs -d read an unpacked tree",
             }
         );

@@ -11,6 +11,15 @@ use std::os::unix::fs::FileExt;
 /// Bytes read from a file's content at a time.
 const CHUNK: usize = 1 << 20;
 
+/// Why content could not be placed.
+#[derive(Debug)]
+pub(super) enum Failed {
+    /// Reading the content.
+    Reading(io::Error),
+    /// Writing the image.
+    Writing(io::Error),
+}
+
 /// Writes content into the image file, reusing one buffer.
 pub(super) struct ContentWriter {
     buffer: Vec<u8>,
@@ -34,30 +43,34 @@ impl ContentWriter {
     }
 
     /// Reads `size` bytes from `data` into blocks `alloc` hands out in
-    /// `image`; fails when `data` ends early.
+    /// `image`; fails when `data` ends early. The error says which side
+    /// failed.
     pub(super) fn write(
         &mut self,
         image: &File,
         alloc: &mut Allocator,
         data: &mut dyn Read,
         size: u64,
-    ) -> io::Result<Placed> {
+    ) -> Result<Placed, Failed> {
         let mut placed = Placed::default();
         let mut logical = 0u64;
         let mut left = size;
         while left > 0 {
             let want = (CHUNK as u64).min(left) as usize;
-            data.read_exact(&mut self.buffer[..want]).map_err(|err| match err.kind() {
-                io::ErrorKind::UnexpectedEof => {
-                    io::Error::new(err.kind(), "the content ended before its size")
-                }
-                _ => err,
+            data.read_exact(&mut self.buffer[..want]).map_err(|err| {
+                Failed::Reading(match err.kind() {
+                    io::ErrorKind::UnexpectedEof => {
+                        io::Error::new(err.kind(), "the content ended before its size")
+                    }
+                    _ => err,
+                })
             })?;
             left -= want as u64;
             // The last block's tail is zeros.
             let blocks = want.div_ceil(BLOCK as usize);
             self.buffer[want..blocks * BLOCK as usize].fill(0);
-            self.place_chunk(image, alloc, blocks, logical, &mut placed)?;
+            self.place_chunk(image, alloc, blocks, logical, &mut placed)
+                .map_err(Failed::Writing)?;
             logical += blocks as u64;
         }
         Ok(placed)
@@ -168,6 +181,9 @@ mod tests {
         let err = ContentWriter::new()
             .write(&image, &mut alloc, &mut &b"abc"[..], 10)
             .expect_err("short");
+        let Failed::Reading(err) = err else {
+            panic!("{err:?}");
+        };
         assert!(err.to_string().contains("ended before its size"), "{err}");
     }
 }

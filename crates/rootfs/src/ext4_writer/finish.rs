@@ -4,13 +4,13 @@
 
 use super::dir::dir_blocks;
 use super::extents::{self, Extent};
+use super::groups::write_groups;
 use super::inode::{self, Body, Disk, EXTENTS_FL, Node};
 use super::journal::{journal_blocks, journal_superblock};
 use super::layout::{
     Allocator, BLOCK, BLOCKS_PER_GROUP, INODE_SIZE, INODES_PER_BLOCK, MAX_INODES_PER_GROUP,
     has_super,
 };
-use super::groups::write_groups;
 use super::xattr::{self, Placement};
 use super::{LOST_FOUND, content::push_extent};
 use crate::error::{Error, Result};
@@ -84,28 +84,35 @@ pub(super) fn finish(
     mut nodes: Vec<Node>,
     shape: &ImageShape,
 ) -> Result<WrittenImage> {
+    // Each names the image as its path (see `IMAGE`).
     let io = |what: &'static str| {
         move |source| Error::Io {
             what,
-            path: "the image".into(),
+            path: super::IMAGE.into(),
             source,
         }
     };
-    let mut disks = lay_out_dirs(image, &mut alloc, &mut nodes).map_err(io("writing directories into"))?;
-    let xattr_blocks = lay_out_attrs(image, &mut alloc, &nodes, &mut disks).map_err(|e| match e {
-        Ok(inode) => Error::NotInExt4 {
-            path: format!("inode {inode}").into(),
-            reason: "its extended attributes take more than a 4 KiB block".to_owned(),
-        },
-        Err(source) => io("writing attribute blocks into")(source),
-    })?;
+    let mut disks =
+        lay_out_dirs(image, &mut alloc, &mut nodes).map_err(io("writing directories into"))?;
+    let xattr_blocks =
+        lay_out_attrs(image, &mut alloc, &nodes, &mut disks).map_err(|e| match e {
+            Ok(inode) => Error::NotInExt4 {
+                path: format!("inode {inode}").into(),
+                reason: "its extended attributes take more than a 4 KiB block".to_owned(),
+            },
+            Err(source) => io("writing attribute blocks into")(source),
+        })?;
     let _ = xattr_blocks;
-    lay_out_extent_trees(image, &mut alloc, &nodes, &mut disks).map_err(io("writing extent trees into"))?;
+    lay_out_extent_trees(image, &mut alloc, &nodes, &mut disks)
+        .map_err(io("writing extent trees into"))?;
     let used_inodes = nodes.len() as u64;
     let (geometry, placed) = geometry(&mut alloc, used_inodes, shape)?;
-    write_journal(image, &placed, &geometry, shape, &mut nodes, &mut disks).map_err(io("writing the journal into"))?;
-    write_tables(image, &geometry, &placed, &nodes, &disks).map_err(io("writing inode tables into"))?;
-    write_groups(image, &geometry, &placed, &alloc, &nodes, shape).map_err(io("writing group metadata into"))?;
+    write_journal(image, &placed, &geometry, shape, &mut nodes, &mut disks)
+        .map_err(io("writing the journal into"))?;
+    write_tables(image, &geometry, &placed, &nodes, &disks)
+        .map_err(io("writing inode tables into"))?;
+    write_groups(image, &geometry, &placed, &alloc, &nodes, shape)
+        .map_err(io("writing group metadata into"))?;
     let bytes = match shape.size {
         Some(size) => size.div_ceil(BLOCK) * BLOCK,
         None => geometry.blocks * BLOCK,
@@ -130,14 +137,22 @@ struct DiskParts {
 
 /// Writes every directory's blocks, turning its body into data; the
 /// other inodes' parts as they stand.
-fn lay_out_dirs(image: &File, alloc: &mut Allocator, nodes: &mut [Node]) -> std::io::Result<Vec<DiskParts>> {
+fn lay_out_dirs(
+    image: &File,
+    alloc: &mut Allocator,
+    nodes: &mut [Node],
+) -> std::io::Result<Vec<DiskParts>> {
     let mut run = Run::default();
     for (i, node) in nodes.iter_mut().enumerate() {
         let Body::Dir(parent, entries) = &node.body else {
             continue;
         };
         let inode = i as u32 + 1;
-        let min = if inode == LOST_FOUND { LOST_FOUND_BLOCKS } else { 1 };
+        let min = if inode == LOST_FOUND {
+            LOST_FOUND_BLOCKS
+        } else {
+            1
+        };
         let blocks = dir_blocks(inode, *parent, entries, min);
         let mut extents = Vec::new();
         let mut logical = 0;
@@ -159,7 +174,9 @@ fn lay_out_dirs(image: &File, alloc: &mut Allocator, nodes: &mut [Node]) -> std:
             let (i_block, flags, blocks, extents) = match &node.body {
                 Body::Empty => ([0u8; 60], 0, 0, None),
                 Body::Inline(bytes) => (*bytes, 0, 0, None),
-                Body::Data(extents, blocks) => ([0u8; 60], EXTENTS_FL, *blocks, Some(extents.clone())),
+                Body::Data(extents, blocks) => {
+                    ([0u8; 60], EXTENTS_FL, *blocks, Some(extents.clone()))
+                }
                 Body::Dir(..) => unreachable!("laid out above"),
             };
             let flags = if node.mode == 0 { 0 } else { flags };
@@ -272,14 +289,20 @@ fn lay_out_extent_trees(
 /// Decides the group count, inodes per group and journal size (each
 /// depends on the others through the size), and places the journal, the
 /// bitmaps and the inode tables.
-fn geometry(alloc: &mut Allocator, used_inodes: u64, shape: &ImageShape) -> Result<(Geometry, Placed)> {
+fn geometry(
+    alloc: &mut Allocator,
+    used_inodes: u64,
+    shape: &ImageShape,
+) -> Result<(Geometry, Placed)> {
     let wanted_inodes = inode_count(used_inodes).max(used_inodes);
     let given = shape.size.map(|size| size.div_ceil(BLOCK));
     let mut total = given.unwrap_or(alloc.end() + shape.headroom.div_ceil(BLOCK));
     for _ in 0..16 {
         let mut groups = total.div_ceil(BLOCKS_PER_GROUP).max(1);
         groups = groups.max(wanted_inodes.div_ceil(MAX_INODES_PER_GROUP));
-        let inodes_per_group = wanted_inodes.div_ceil(groups).next_multiple_of(INODES_PER_BLOCK);
+        let inodes_per_group = wanted_inodes
+            .div_ceil(groups)
+            .next_multiple_of(INODES_PER_BLOCK);
         let geometry = Geometry {
             blocks: total,
             groups,
@@ -291,22 +314,35 @@ fn geometry(alloc: &mut Allocator, used_inodes: u64, shape: &ImageShape) -> Resu
         let end = trial.end();
         if groups > trial.gdt_blocks() * (BLOCK / 32) {
             return Err(Error::InvalidOption {
-                reason: format!("an image of {} is past what this build planned for", mib(total * BLOCK)),
+                reason: format!(
+                    "an image of {} is past what this build planned for",
+                    mib(total * BLOCK)
+                ),
             });
         }
         let next = match given {
             Some(given) if end > given => {
-                return Err(too_small(given * BLOCK, (end + shape.headroom.div_ceil(BLOCK)) * BLOCK));
+                return Err(too_small(
+                    given * BLOCK,
+                    (end + shape.headroom.div_ceil(BLOCK)) * BLOCK,
+                ));
             }
             Some(given) => given,
             None => (end + shape.headroom.div_ceil(BLOCK)).max(end + 1),
         };
         let next = last_group_fitted(next, trial.gdt_blocks(), given.is_some());
         if next < end {
-            return Err(too_small(next * BLOCK, (end + shape.headroom.div_ceil(BLOCK)) * BLOCK));
+            return Err(too_small(
+                next * BLOCK,
+                (end + shape.headroom.div_ceil(BLOCK)) * BLOCK,
+            ));
         }
         // A computed size never shrinks from one try to the next.
-        let next = if given.is_some() { next } else { next.max(total) };
+        let next = if given.is_some() {
+            next
+        } else {
+            next.max(total)
+        };
         if next == total {
             *alloc = trial;
             return Ok((geometry, placed));
@@ -343,7 +379,10 @@ fn place_metadata(alloc: &mut Allocator, geometry: &Geometry) -> Placed {
         logical += len;
     }
     let journal = match journal.first() {
-        Some(first) => Some((first.start, extents::tree(&journal, &mut || alloc.take(1).0))),
+        Some(first) => Some((
+            first.start,
+            extents::tree(&journal, &mut || alloc.take(1).0),
+        )),
         None => None,
     };
     let groups = geometry.groups as usize;
@@ -372,7 +411,10 @@ fn write_journal(
     let Some((first, tree)) = &placed.journal else {
         return Ok(());
     };
-    image.write_all_at(&journal_superblock(geometry.journal, &shape.uuid), first * BLOCK)?;
+    image.write_all_at(
+        &journal_superblock(geometry.journal, &shape.uuid),
+        first * BLOCK,
+    )?;
     for (number, block) in &tree.blocks {
         image.write_all_at(block, number * BLOCK)?;
     }
@@ -392,9 +434,19 @@ fn write_journal(
 }
 
 /// Writes each group's inode table (the part with inodes in use).
-fn write_tables(image: &File, geometry: &Geometry, placed: &Placed, nodes: &[Node], disks: &[DiskParts]) -> std::io::Result<()> {
+fn write_tables(
+    image: &File,
+    geometry: &Geometry,
+    placed: &Placed,
+    nodes: &[Node],
+    disks: &[DiskParts],
+) -> std::io::Result<()> {
     let per_group = geometry.inodes_per_group as usize;
-    for (group, (nodes, disks)) in nodes.chunks(per_group).zip(disks.chunks(per_group)).enumerate() {
+    for (group, (nodes, disks)) in nodes
+        .chunks(per_group)
+        .zip(disks.chunks(per_group))
+        .enumerate()
+    {
         let mut table = Vec::with_capacity(nodes.len() * INODE_SIZE as usize);
         for (node, disk) in nodes.iter().zip(disks) {
             let on_disk = Disk {

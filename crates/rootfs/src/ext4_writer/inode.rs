@@ -112,8 +112,10 @@ pub(super) struct Disk<'a> {
 /// The 256 bytes of `node` on disk.
 pub(super) fn encode(node: &Node, disk: &Disk<'_>) -> [u8; INODE_SIZE as usize] {
     let mut out = [0u8; INODE_SIZE as usize];
-    let put16 = |out: &mut [u8], at: usize, v: u16| out[at..at + 2].copy_from_slice(&v.to_le_bytes());
-    let put32 = |out: &mut [u8], at: usize, v: u32| out[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    let put16 =
+        |out: &mut [u8], at: usize, v: u16| out[at..at + 2].copy_from_slice(&v.to_le_bytes());
+    let put32 =
+        |out: &mut [u8], at: usize, v: u32| out[at..at + 4].copy_from_slice(&v.to_le_bytes());
     let links = match node.is_dir() && node.links > MANY_LINKS {
         true => 1,
         false => node.links,

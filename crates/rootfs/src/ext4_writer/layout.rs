@@ -153,10 +153,7 @@ mod tests {
         // Group 2 has no copy: a run goes on into it.
         let (start, len) = alloc.take(BLOCKS_PER_GROUP);
         assert_eq!((start, len), (BLOCKS_PER_GROUP + 8, BLOCKS_PER_GROUP));
-        assert_eq!(
-            alloc.used(),
-            [(0, BLOCKS_PER_GROUP + 8 + BLOCKS_PER_GROUP)]
-        );
+        assert_eq!(alloc.used(), [(0, BLOCKS_PER_GROUP + 8 + BLOCKS_PER_GROUP)]);
         // A contiguous run that would cross group 3's copy goes after it.
         let at = alloc.take_contiguous(BLOCKS_PER_GROUP);
         assert_eq!(at, 3 * BLOCKS_PER_GROUP + 3);

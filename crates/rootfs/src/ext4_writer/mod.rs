@@ -40,7 +40,7 @@ pub(crate) use finish::{ImageShape, WrittenImage};
 
 use crate::error::{Error, Result};
 use crate::merge::{EntrySink, MergedEntry, MergedKind, TreeStats};
-use content::ContentWriter;
+use content::{ContentWriter, Failed};
 use dir::{DirEntry, file_type};
 use extents::Extent;
 use inode::{Body, Node, device_block, mode};
@@ -52,6 +52,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+/// What errors writing the image name as its path; the caller puts the
+/// image's own name in its place ([`Error::relocated`]).
+pub(crate) const IMAGE: &str = "the image";
 /// The root directory's inode.
 const ROOT: u32 = 2;
 /// `lost+found`'s inode, the first one not reserved.
@@ -82,11 +85,12 @@ impl<'f> Ext4Writer<'f> {
     pub(crate) fn new(image: &'f File, stats: TreeStats, shape: &ImageShape) -> Ext4Writer<'f> {
         // An upper bound of the blocks, twice over: data, one block an
         // entry, one per attribute set, the headroom or given size.
-        let bound = 2 * (stats.bytes / BLOCK
-            + 2 * stats.entries
-            + stats.with_xattrs
-            + shape.size.unwrap_or(0) / BLOCK
-            + shape.headroom / BLOCK)
+        let bound = 2
+            * (stats.bytes / BLOCK
+                + 2 * stats.entries
+                + stats.with_xattrs
+                + shape.size.unwrap_or(0) / BLOCK
+                + shape.headroom / BLOCK)
             + (64 << 20) / BLOCK;
         let gdt_blocks = bound.div_ceil(BLOCKS_PER_GROUP).div_ceil(BLOCK / 32);
         let mut nodes: Vec<Node> = (1..=10).map(|_| Node::new(0, 0, 0, 0)).collect();
@@ -108,7 +112,9 @@ impl<'f> Ext4Writer<'f> {
         };
         writer.paths.insert(Box::from(&b""[..]), ROOT);
         writer.link(ROOT, b"lost+found", LOST_FOUND);
-        writer.paths.insert(Box::from(&b"lost+found"[..]), LOST_FOUND);
+        writer
+            .paths
+            .insert(Box::from(&b"lost+found"[..]), LOST_FOUND);
         writer
     }
 
@@ -145,12 +151,17 @@ impl<'f> Ext4Writer<'f> {
             path: entry.path.to_path_buf(),
             reason,
         };
-        let uid = u32::try_from(entry.uid).map_err(|_| refuse(format!("owner {} is past 2^32", entry.uid)))?;
-        let gid = u32::try_from(entry.gid).map_err(|_| refuse(format!("group {} is past 2^32", entry.gid)))?;
+        let uid = u32::try_from(entry.uid)
+            .map_err(|_| refuse(format!("owner {} is past 2^32", entry.uid)))?;
+        let gid = u32::try_from(entry.gid)
+            .map_err(|_| refuse(format!("group {} is past 2^32", entry.gid)))?;
         let attrs = entry
             .xattrs
             .iter()
-            .map(|(name, value)| xattr::attr(name, value).map_err(|why| refuse(format!("extended attribute {name}: {why}"))))
+            .map(|(name, value)| {
+                xattr::attr(name, value)
+                    .map_err(|why| refuse(format!("extended attribute {name}: {why}")))
+            })
             .collect::<Result<Vec<_>>>()?;
         let perms = (entry.mode & 0o7777) as u16;
         if path.is_empty() {
@@ -162,7 +173,12 @@ impl<'f> Ext4Writer<'f> {
             let target = *self
                 .paths
                 .get(target.as_os_str().as_bytes())
-                .ok_or_else(|| refuse(format!("its target {} was not written before it", target.display())))?;
+                .ok_or_else(|| {
+                    refuse(format!(
+                        "its target {} was not written before it",
+                        target.display()
+                    ))
+                })?;
             if self.nodes[target as usize - 1].is_dir() {
                 return Err(refuse("a hardlink to a directory".to_owned()));
             }
@@ -193,26 +209,39 @@ impl<'f> Ext4Writer<'f> {
                 let placed = self
                     .content
                     .write(self.image, &mut self.alloc, data, *size)
-                    .map_err(|source| Error::Io {
-                        what: "writing the content into the image of",
-                        path: entry.path.to_path_buf(),
-                        source,
+                    .map_err(|failed| match failed {
+                        Failed::Reading(source) => Error::Io {
+                            what: "reading the content of",
+                            path: entry.path.to_path_buf(),
+                            source,
+                        },
+                        Failed::Writing(source) => Error::Io {
+                            what: "writing",
+                            path: IMAGE.into(),
+                            source,
+                        },
                     })?;
                 node.body = Body::Data(placed.extents, placed.blocks);
             }
             MergedKind::Symlink(target) => {
                 node.mode = mode::SYMLINK | 0o777;
-                node.body = self.symlink(target.as_os_str().as_bytes()).map_err(|e| match e {
-                    Ok(reason) => refuse(reason),
-                    Err(source) => Error::Io {
-                        what: "writing the symlink target into the image of",
-                        path: entry.path.to_path_buf(),
-                        source,
-                    },
-                })?;
+                node.body = self
+                    .symlink(target.as_os_str().as_bytes())
+                    .map_err(|e| match e {
+                        Ok(reason) => refuse(reason),
+                        Err(source) => Error::Io {
+                            what: "writing",
+                            path: IMAGE.into(),
+                            source,
+                        },
+                    })?;
                 node.size = target.as_os_str().len() as u64;
             }
-            MergedKind::Device { block, major, minor } => {
+            MergedKind::Device {
+                block,
+                major,
+                minor,
+            } => {
                 node.mode = if *block { mode::BLOCK } else { mode::CHAR } | perms;
                 node.body = Body::Inline(device_block(*major, *minor));
             }
@@ -228,18 +257,35 @@ impl<'f> Ext4Writer<'f> {
 
     /// The directory inode holding `path` and its last name, or why not.
     fn parent_of<'p>(&self, path: &'p Path) -> std::result::Result<(u32, &'p [u8]), String> {
-        let name = path.file_name().map(|n| n.as_bytes()).ok_or("a path without a name")?;
+        let name = path
+            .file_name()
+            .map(|n| n.as_bytes())
+            .ok_or("a path without a name")?;
         if name.len() > NAME_MAX {
-            return Err(format!("a name of {} bytes (ext4 holds {NAME_MAX})", name.len()));
+            return Err(format!(
+                "a name of {} bytes (ext4 holds {NAME_MAX})",
+                name.len()
+            ));
         }
-        let parent = path.parent().map(|p| p.as_os_str().as_bytes()).unwrap_or(b"");
+        let parent = path
+            .parent()
+            .map(|p| p.as_os_str().as_bytes())
+            .unwrap_or(b"");
         match self.paths.get(parent) {
             Some(&dir) if self.nodes[dir as usize - 1].is_dir() => Ok((dir, name)),
             _ => Err("its parent directory was not written before it".to_owned()),
         }
     }
 
-    fn set_dir_metadata(&mut self, dir: u32, perms: u16, uid: u32, gid: u32, mtime: i64, attrs: Vec<xattr::Attr>) {
+    fn set_dir_metadata(
+        &mut self,
+        dir: u32,
+        perms: u16,
+        uid: u32,
+        gid: u32,
+        mtime: i64,
+        attrs: Vec<xattr::Attr>,
+    ) {
         let node = &mut self.nodes[dir as usize - 1];
         node.mode = mode::DIR | perms;
         (node.uid, node.gid, node.mtime, node.attrs) = (uid, gid, mtime, attrs);
@@ -258,20 +304,35 @@ impl<'f> Ext4Writer<'f> {
 
     /// A symlink's body: the target in `i_block` when shorter than 60
     /// bytes, else in a block of its own. `Err(Ok(reason))` refuses it.
-    fn symlink(&mut self, target: &[u8]) -> std::result::Result<Body, std::result::Result<String, std::io::Error>> {
+    fn symlink(
+        &mut self,
+        target: &[u8],
+    ) -> std::result::Result<Body, std::result::Result<String, std::io::Error>> {
         if target.len() < 60 {
             let mut inline = [0u8; 60];
             inline[..target.len()].copy_from_slice(target);
             return Ok(Body::Inline(inline));
         }
         if target.len() > TARGET_MAX {
-            return Err(Ok(format!("a symlink target of {} bytes (at most {TARGET_MAX})", target.len())));
+            return Err(Ok(format!(
+                "a symlink target of {} bytes (at most {TARGET_MAX})",
+                target.len()
+            )));
         }
         let (start, _) = self.alloc.take(1);
         let mut block = vec![0u8; BLOCK as usize];
         block[..target.len()].copy_from_slice(target);
-        self.image.write_all_at(&block, start * BLOCK).map_err(Err)?;
-        Ok(Body::Data(vec![Extent { logical: 0, start, len: 1 }], 1))
+        self.image
+            .write_all_at(&block, start * BLOCK)
+            .map_err(Err)?;
+        Ok(Body::Data(
+            vec![Extent {
+                logical: 0,
+                start,
+                len: 1,
+            }],
+            1,
+        ))
     }
 }
 

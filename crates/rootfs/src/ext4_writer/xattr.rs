@@ -86,7 +86,10 @@ pub(super) fn place(attrs: &[Attr]) -> Option<Placement> {
         return Some(Placement::Nothing);
     }
     let entries: usize = attrs.iter().map(entry_len).sum();
-    let values: usize = attrs.iter().map(|a| a.value.len().next_multiple_of(4)).sum();
+    let values: usize = attrs
+        .iter()
+        .map(|a| a.value.len().next_multiple_of(4))
+        .sum();
     if entries + 4 + values <= IN_INODE_ROOM {
         return Some(Placement::InInode(in_inode(attrs)));
     }
@@ -132,8 +135,8 @@ pub(super) fn set_refcount(block: &mut [u8], count: u32) {
     block[4..8].copy_from_slice(&count.to_le_bytes());
 }
 
-/// Writes the entries of `attrs` into `area` from `first` on (value
-/// offsets relative to `first`), values from the end of `area` down;
+/// Writes the entries of `attrs` into `area` from `first` on, values from
+/// the end of `area` down (offsets from the start of `area`);
 /// returns each entry's hash.
 fn write_entries(area: &mut [u8], first: usize, attrs: &[Attr]) -> Vec<u32> {
     let mut at = first;
@@ -148,7 +151,7 @@ fn write_entries(area: &mut [u8], first: usize, attrs: &[Attr]) -> Vec<u32> {
         let entry = &mut area[at..at + entry_len(attr)];
         entry[0] = attr.name.len() as u8;
         entry[1] = attr.index;
-        let offset = if attr.value.is_empty() { 0 } else { value_end - first };
+        let offset = if attr.value.is_empty() { 0 } else { value_end };
         entry[2..4].copy_from_slice(&(offset as u16).to_le_bytes());
         entry[8..12].copy_from_slice(&(attr.value.len() as u32).to_le_bytes());
         entry[12..16].copy_from_slice(&hash.to_le_bytes());
@@ -190,7 +193,13 @@ mod tests {
     fn acls_take_ext4s_short_form() {
         // user::rw-, user:1000:r--, group::r--, mask::r--, other::---
         let mut vfs = 2u32.to_le_bytes().to_vec();
-        for (tag, perm, id) in [(1u16, 6u16, u32::MAX), (2, 4, 1000), (4, 4, u32::MAX), (0x10, 4, u32::MAX), (0x20, 0, u32::MAX)] {
+        for (tag, perm, id) in [
+            (1u16, 6u16, u32::MAX),
+            (2, 4, 1000),
+            (4, 4, u32::MAX),
+            (0x10, 4, u32::MAX),
+            (0x20, 0, u32::MAX),
+        ] {
             vfs.extend_from_slice(&tag.to_le_bytes());
             vfs.extend_from_slice(&perm.to_le_bytes());
             vfs.extend_from_slice(&id.to_le_bytes());
@@ -211,8 +220,9 @@ mod tests {
             panic!("a block");
         };
         assert_eq!(&block[0..4], &MAGIC.to_le_bytes());
-        // The value ends the block.
+        // The value ends the block, and the entry says where it starts.
         assert_eq!(block[4095], 7);
+        assert_eq!(u16::from_le_bytes([block[34], block[35]]), 4096 - 1000);
         assert!(place(&[attr("user.huge", &[1; 5000]).expect("huge")]).is_none());
     }
 }
