@@ -18,6 +18,7 @@ use crate::cache_files::{self, keep_image};
 use crate::error::{Result, check_keepable, io};
 use crate::ext4::{ImageInput, Tools, hex, make_image};
 use crate::ext4_stream::make_streamed;
+use crate::ext4_written::make_written;
 use crate::leftovers;
 use crate::merge::each_layer_lower;
 use crate::mke2fs::Ext4Input;
@@ -41,6 +42,8 @@ enum LayerMaker<'a> {
     Ext4(Tools<'a>),
     /// ext4 from the layer's lower as a tar stream (`mke2fs -d -`).
     Ext4Stream,
+    /// ext4 from the layer's lower by cachectl's own writer.
+    Ext4Written,
     /// squashfs or erofs from the layer's lower as a tar stream.
     ReadOnly(Maker),
 }
@@ -80,6 +83,16 @@ pub fn build_layers(stored: &StoredImage, options: &BuildOptions) -> Result<Vec<
     let (mke2fs, debugfs, maker);
     let fs = options.fs;
     let (kind, mut chain) = match fs {
+        FsType::Ext4 if matches!(options.input, None | Some(Ext4Input::Writer)) => {
+            // cachectl's own writer: no mke2fs to find or learn.
+            let chain = format!(
+                "rootfs-ext4-layer 2\nheadroom {}\nlabel {}\n{}\n",
+                options.headroom,
+                options.label,
+                crate::ext4_written::WRITER_KEY
+            );
+            (LayerMaker::Ext4Written, chain)
+        }
         FsType::Ext4 => {
             mke2fs = find_tool("mke2fs", options)?;
             debugfs = find_tool("debugfs", options)?;
@@ -130,7 +143,7 @@ pub fn build_layers(stored: &StoredImage, options: &BuildOptions) -> Result<Vec<
         check_keepable(store, &cache_dir, &layer.descriptor.digest)?;
         store.derived_dir(fs.as_str()).map_err(safe::from_store)?;
         match &kind {
-            LayerMaker::ReadOnly(_) | LayerMaker::Ext4Stream => {
+            LayerMaker::ReadOnly(_) | LayerMaker::Ext4Stream | LayerMaker::Ext4Written => {
                 streamed_lowers(stored, options, &kind, &planned)?
             }
             LayerMaker::Ext4(tools) => ext4_lowers(stored, options, tools, &planned)?,
@@ -268,6 +281,12 @@ fn streamed_lowers(
                         label: &options.label,
                     };
                     maker.make(&made, |sink| lower.emit(sink).map(drop))?;
+                }
+                LayerMaker::Ext4Written => {
+                    let shape = (digest, lower.stats());
+                    let emit = |sink: &mut dyn crate::merge::EntrySink| lower.emit(sink);
+                    make_written(partial.as_file(), partial.path(), options, shape, &emit)
+                        .map_err(|err| leftovers::named_in_cache(err, &cache, partial.path()))?;
                 }
                 _ => {
                     let layer_work = work.path().join(format!("work-{number}"));

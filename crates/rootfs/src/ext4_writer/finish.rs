@@ -378,13 +378,12 @@ fn place_metadata(alloc: &mut Allocator, geometry: &Geometry) -> Placed {
         push_extent(&mut journal, logical, start, len);
         logical += len;
     }
-    let journal = match journal.first() {
-        Some(first) => Some((
+    let journal = journal.first().map(|first| {
+        (
             first.start,
             extents::tree(&journal, &mut || alloc.take(1).0),
-        )),
-        None => None,
-    };
+        )
+    });
     let groups = geometry.groups as usize;
     let block_bitmaps = (0..groups).map(|_| alloc.take_contiguous(1)).collect();
     let inode_bitmaps = (0..groups).map(|_| alloc.take_contiguous(1)).collect();

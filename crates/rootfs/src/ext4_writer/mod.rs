@@ -166,7 +166,10 @@ impl<'f> Ext4Writer<'f> {
         let perms = (entry.mode & 0o7777) as u16;
         if path.is_empty() {
             // The root: the layers' metadata for it.
-            return Ok(self.set_dir_metadata(ROOT, perms, uid, gid, entry.mtime, attrs));
+            let mut meta = Node::new(mode::DIR | perms, uid, gid, entry.mtime);
+            meta.attrs = attrs;
+            self.set_dir_metadata(ROOT, meta);
+            return Ok(());
         }
         let (parent, name) = self.parent_of(entry.path).map_err(refuse)?;
         if let MergedKind::Hardlink(target) = &entry.kind {
@@ -189,7 +192,10 @@ impl<'f> Ext4Writer<'f> {
         }
         if parent == ROOT && name == b"lost+found" {
             if matches!(entry.kind, MergedKind::Dir) {
-                return Ok(self.set_dir_metadata(LOST_FOUND, perms, uid, gid, entry.mtime, attrs));
+                let mut meta = Node::new(mode::DIR | perms, uid, gid, entry.mtime);
+                meta.attrs = attrs;
+                self.set_dir_metadata(LOST_FOUND, meta);
+                return Ok(());
             }
             self.drop_lost_found();
         }
@@ -277,18 +283,12 @@ impl<'f> Ext4Writer<'f> {
         }
     }
 
-    fn set_dir_metadata(
-        &mut self,
-        dir: u32,
-        perms: u16,
-        uid: u32,
-        gid: u32,
-        mtime: i64,
-        attrs: Vec<xattr::Attr>,
-    ) {
+    /// Gives the directory `dir` the mode, owner, mtime and attributes of
+    /// `meta`.
+    fn set_dir_metadata(&mut self, dir: u32, meta: Node) {
         let node = &mut self.nodes[dir as usize - 1];
-        node.mode = mode::DIR | perms;
-        (node.uid, node.gid, node.mtime, node.attrs) = (uid, gid, mtime, attrs);
+        node.mode = meta.mode;
+        (node.uid, node.gid, node.mtime, node.attrs) = (meta.uid, meta.gid, meta.mtime, meta.attrs);
     }
 
     /// Takes `lost+found` out of the root: the layers put something else
