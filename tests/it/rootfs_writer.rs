@@ -219,3 +219,84 @@ fn layers_with_a_lost_and_found_of_their_own_keep_it() {
     let listed = debugfs(&built.path, "ls -l lost+found");
     assert!(listed.contains("kept"), "{listed}");
 }
+
+#[test]
+fn content_a_later_layer_hides_leaves_no_trace_in_the_image() {
+    // Each 4 KiB block of the hidden files starts with the marker, so a
+    // block of theirs left in the image is found by its first bytes.
+    let marker = b"cachectl-hidden!";
+    let mut block = vec![b'h'; BLOCK];
+    block[..marker.len()].copy_from_slice(marker);
+    let secret = block.repeat(24);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut base = tar::Builder::new(Vec::new());
+    entry_with(
+        &mut base,
+        tar::EntryType::Directory,
+        ("etc", ""),
+        (0o755, 0, 1),
+        b"",
+    );
+    for name in ["etc/secret", "etc/replaced", "etc/kept"] {
+        entry_with(
+            &mut base,
+            tar::EntryType::Regular,
+            (name, ""),
+            (0o600, 0, 1),
+            &secret,
+        );
+    }
+    let mut upper = tar::Builder::new(Vec::new());
+    entry_with(
+        &mut upper,
+        tar::EntryType::Regular,
+        ("etc/.wh.secret", ""),
+        (0o600, 0, 1),
+        b"",
+    );
+    entry_with(
+        &mut upper,
+        tar::EntryType::Regular,
+        ("etc/replaced", ""),
+        (0o644, 0, 1),
+        b"new",
+    );
+    entry_with(
+        &mut upper,
+        tar::EntryType::Regular,
+        ("etc/.wh.kept", ""),
+        (0o600, 0, 1),
+        b"",
+    );
+    entry_with(
+        &mut upper,
+        tar::EntryType::Regular,
+        ("etc/kept", ""),
+        (0o644, 0, 1),
+        b"again",
+    );
+    let (store, reference) = hand_built_store(
+        &dir.path().join("store"),
+        &[
+            (gzip(&base.into_inner().expect("tar")), GZIP_LAYER),
+            (gzip(&upper.into_inner().expect("tar")), GZIP_LAYER),
+        ],
+    );
+    let built = rootfs::build(
+        &store.image(&reference, None).expect("image"),
+        &rootless_build_options(),
+    )
+    .expect("built");
+    assert_eq!(built.input, rootfs::Ext4Input::Writer);
+    e2fsck_passes(&built.path);
+    let image = std::fs::read(&built.path).expect("image read");
+    let left = image
+        .chunks(BLOCK)
+        .filter(|block| block.starts_with(marker))
+        .count();
+    assert_eq!(left, 0, "blocks of hidden files are still in the image");
+    let listed = debugfs(&built.path, "ls -l etc");
+    assert!(!listed.contains("secret"), "{listed}");
+    let replaced = debugfs(&built.path, "cat etc/replaced");
+    assert_eq!(replaced.trim(), "new");
+}

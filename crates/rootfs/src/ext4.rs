@@ -69,8 +69,8 @@ pub struct BuiltImage {
     /// The image config (entrypoint, cmd, env, working directory, user)
     /// for the caller's VM.
     pub config: ConfigSummary,
-    /// What `mke2fs -d` read to make it (see [`BuildOptions::input`]);
-    /// `TarStream` for squashfs and erofs, which always read the stream.
+    /// How it was made (see [`BuildOptions::input`]); `TarStream` for
+    /// squashfs and erofs, which always read the stream.
     pub input: Ext4Input,
     /// Its file system type.
     pub fs: crate::FsType,
@@ -85,16 +85,20 @@ pub struct BuiltImage {
 /// kept in `.cachectl/squashfs/` and `.cachectl/erofs/`; the rest of this
 /// says how an ext4 image is made.
 ///
-/// The layers are merged into one tar stream fed to `mke2fs -d -` (see
-/// [`BuildOptions::input`]), or unpacked into a private directory on
-/// `/dev/shm` when it has room (see [`BuildOptions::memory_scratch`]),
-/// else into `.cachectl/rootfs-tmp/` under the store, then
-/// `mke2fs -t ext4 -d` makes the image, with UUID and hash seed derived from the manifest digest, a
-/// fixed `E2FSPROGS_FAKE_TIME` and a private `mke2fs.conf`; `debugfs` then sets every inode's ctime and atime
-/// to that fixed time and, when the unpack was rootless, the owners and
-/// device nodes the layers give. The result is kept at
-/// `.cachectl/ext4/<key>.ext4`, key = SHA-256 of the manifest digest, the
-/// options and `mke2fs -V`. A store this process cannot write serves a
+/// By default the layers are indexed as they are decompressed (copies in
+/// a private work directory, on `/dev/shm` when it has room, see
+/// [`BuildOptions::memory_scratch`], else `.cachectl/rootfs-tmp/` under
+/// the store), then merged into one entry stream that this crate's own
+/// ext4 writer puts straight into the image, content first and metadata
+/// after, UUID and hash seed derived from the manifest digest and every
+/// time fixed. With [`BuildOptions::input`] the stream is fed as a tar to
+/// `mke2fs -d -` instead, or the layers are unpacked into a tree for
+/// `mke2fs -d DIR`, with a private `mke2fs.conf`, a fixed
+/// `E2FSPROGS_FAKE_TIME`, and `debugfs` setting every inode's ctime and
+/// atime and, when the unpack was rootless, the owners and device nodes
+/// the layers give. The result is kept at `.cachectl/ext4/<key>.ext4`,
+/// key = SHA-256 of the manifest digest, the options and the writer's
+/// format (or `mke2fs -V`). A store this process cannot write serves a
 /// cached image; one not cached fails with [`Error::BuildNotKept`] before
 /// anything is unpacked. Blocking.
 pub fn build(stored: &StoredImage, options: &BuildOptions) -> Result<BuiltImage> {

@@ -29,7 +29,9 @@ use crate::ext4_tar::{
     TarImage, TarImageReport, XattrsByPath, ext4_fed, image_path, kept_by_mke2fs,
 };
 use crate::leftovers;
-use crate::merge::{EntrySink, IndexedMerge, MergedEntry, TarSink, TreeStats, index_image};
+use crate::merge::{
+    ContentPlacer, EntrySink, IndexedMerge, MergedEntry, TarSink, TreeStats, index_image,
+};
 use crate::options::BuildOptions;
 use crate::safe;
 use crate::sizing::{BLOCK, inode_count, is_out_of_blocks, make_sized};
@@ -45,7 +47,7 @@ use std::process::ChildStdin;
 /// the build's cached path.
 pub(crate) fn build_streamed(build: &FlatBuild<'_>, work: &Path) -> Result<()> {
     let (store, image, options) = (build.store, build.image, build.options);
-    let merge = index_for_build(store, image, options, work)?;
+    let merge = index_for_build(store, image, options, work, None)?;
     // The image is made and renamed through the cache directory's handle:
     // a directory swapped in at its name is never written.
     let cache = store.derived_dir(IMAGES).map_err(safe::from_store)?;
@@ -63,17 +65,20 @@ pub(crate) fn build_streamed(build: &FlatBuild<'_>, work: &Path) -> Result<()> {
 }
 
 /// The merge of `image` for a build with `options`: its layers indexed
-/// from copies decompressed into `work/layers`, the init placed.
+/// from copies decompressed into `work/layers` (each regular file's
+/// content handed to `placer` as it is indexed, when given), the init
+/// placed.
 pub(crate) fn index_for_build<'a>(
     store: &'a Store,
     image: &'a ImageDetails,
     options: &BuildOptions,
     work: &Path,
+    placer: Option<&mut (dyn ContentPlacer + '_)>,
 ) -> Result<IndexedMerge<'a>> {
     let spool = work.join("layers");
     std::fs::create_dir(&spool).map_err(io("creating", &spool))?;
     let progress = options.unpack.progress.as_ref();
-    let mut merge = index_image(store, image, None, false, Some(&spool), progress)?;
+    let mut merge = index_image(store, image, None, false, (Some(&spool), progress), placer)?;
     if let Some((source, target)) = &options.init {
         merge.place(source, target)?;
     }

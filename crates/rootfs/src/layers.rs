@@ -283,9 +283,8 @@ fn streamed_lowers(
                     maker.make(&made, |sink| lower.emit(sink).map(drop))?;
                 }
                 LayerMaker::Ext4Written => {
-                    let shape = (digest, lower.stats());
                     let emit = |sink: &mut dyn crate::merge::EntrySink| lower.emit(sink);
-                    make_written(partial.as_file(), partial.path(), options, shape, &emit)
+                    make_written(partial.as_file(), partial.path(), options, digest, &emit)
                         .map_err(|err| leftovers::named_in_cache(err, &cache, partial.path()))?;
                 }
                 _ => {

@@ -10,10 +10,11 @@
 //!   parents and hardlinks out are refused with an error naming the layer
 //!   and the entry);
 //! - [`build`] turns the same tree into a reproducible image
-//!   ([`BuildOptions::fs`]): ext4 with `mke2fs -d`, from the merged tar
-//!   stream where mke2fs reads tars, else from an unpacked tree (owners
-//!   and device nodes fixed inside the image with `debugfs` when the
-//!   unpack was rootless); read-only squashfs (`tar2sqfs`) or erofs
+//!   ([`BuildOptions::fs`]): ext4 written by this crate's own ext4 writer
+//!   from the merged entry stream (or, as [`BuildOptions::input`] asks,
+//!   with `mke2fs -d` from the merged tar stream or an unpacked tree,
+//!   owners and device nodes then fixed inside the image with `debugfs`
+//!   when the unpack was rootless); read-only squashfs (`tar2sqfs`) or erofs
 //!   (`mkfs.erofs`) from the merged tar stream. Images are cached under the
 //!   store ([`ocistore::Store::gc`] drops those of images it removed, and
 //!   the layer tars no stored layer needs);

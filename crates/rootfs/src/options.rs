@@ -48,15 +48,15 @@ pub struct BuildOptions {
     /// larger fills the tmpfs and the build starts again under the store.
     /// On by default; off, the tree is always under the store.
     pub memory_scratch: bool,
-    /// What `mke2fs -d` reads for [`build`](crate::build):
-    /// [`Ext4Input::TarStream`] merges the layers into one tar stream fed
-    /// to `mke2fs -d -` as it is made (no tree, no root), and is
+    /// How [`build`](crate::build) makes an ext4 image:
+    /// [`Ext4Input::Writer`] (and `None`, the default) hands the layers
+    /// merged into one entry stream to this crate's own ext4 writer (no
+    /// e2fsprogs, no tree, no root); [`Ext4Input::TarStream`] feeds that
+    /// stream as a tar to `mke2fs -d -` as it is made, and is
     /// [`Error::InvalidOption`] on a host whose `mke2fs` cannot read tars
     /// ([`crate::detect_mke2fs`]); [`Ext4Input::Tree`] unpacks the layers
-    /// into a directory for `mke2fs -d DIR`. `None` (the default) is the
-    /// stream where the host's `mke2fs` reads tars, else the tree.
-    /// Per-layer builds take it too: the stream of each layer's lower, or
-    /// each layer's overlay tree.
+    /// into a directory for `mke2fs -d DIR`. Per-layer builds take it
+    /// too: each layer's lower as a stream, or each layer's overlay tree.
     pub input: Option<Ext4Input>,
     /// The file system of the image: ext4 (the default, writable), or a
     /// read-only squashfs or erofs made from the merged tar stream.

@@ -306,7 +306,7 @@ fn make(
     partial: &Path,
 ) -> Result<()> {
     let (store, image) = (stored.store(), stored.details());
-    let merge = crate::ext4_stream::index_for_build(store, image, options, work)?;
+    let merge = crate::ext4_stream::index_for_build(store, image, options, work, None)?;
     let made = Made {
         partial,
         seed: &image.manifest.digest,

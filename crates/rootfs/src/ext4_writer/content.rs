@@ -114,6 +114,13 @@ impl ContentWriter {
     }
 }
 
+/// Makes `len` blocks at `start` of `image` read as zeros again (a hole).
+pub(super) fn zero(image: &File, start: u64, len: u64) -> io::Result<()> {
+    use rustix::fs::{FallocateFlags, fallocate};
+    let flags = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
+    fallocate(image, flags, start * BLOCK, len * BLOCK).map_err(io::Error::from)
+}
+
 /// Adds `len` blocks at `start` for logical block `logical`, joined to the
 /// last extent when they follow it on disk and in the file.
 pub(super) fn push_extent(extents: &mut Vec<Extent>, logical: u64, start: u64, len: u64) {

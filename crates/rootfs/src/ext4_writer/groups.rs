@@ -35,8 +35,18 @@ pub(super) fn write_groups(
     nodes: &[Node],
     shape: &ImageShape,
 ) -> std::io::Result<()> {
-    let counts = write_bitmaps(image, geometry, placed, alloc, nodes)?;
-    let descriptors = descriptors(geometry, placed, &counts, alloc.gdt_blocks());
+    // The descriptors take the blocks the group count needs; the rest of
+    // the room kept after each superblock copy is free.
+    let gdt_blocks = (geometry.groups * 32).div_ceil(BLOCK);
+    let mut alloc = alloc.clone();
+    for group in (0..geometry.groups).filter(|&g| has_super(g)) {
+        let first = group * BLOCKS_PER_GROUP;
+        alloc.free(first + 1 + gdt_blocks, alloc.gdt_blocks() - gdt_blocks);
+        // A copy in a group the content never reached is used too.
+        alloc.mark_used(first, 1 + gdt_blocks);
+    }
+    let counts = write_bitmaps(image, geometry, placed, &alloc, nodes)?;
+    let descriptors = descriptors(geometry, placed, &counts, gdt_blocks);
     let free_blocks: u64 = counts.free_blocks.iter().sum();
     let free_inodes: u64 = counts.free_inodes.iter().sum();
     for group in (0..geometry.groups).filter(|&g| has_super(g)) {

@@ -108,6 +108,41 @@ impl Allocator {
         }
     }
 
+    /// Gives back the used blocks among `len` from `start`.
+    pub(super) fn free(&mut self, start: u64, len: u64) {
+        let end = start + len;
+        let first = self.used.partition_point(|&(s, l)| s + l <= start);
+        let mut last = first;
+        let mut pieces = Vec::new();
+        while let Some(&(run, run_len)) = self.used.get(last)
+            && run < end
+        {
+            if run < start {
+                pieces.push((run, start - run));
+            }
+            if end < run + run_len {
+                pieces.push((end, run + run_len - end));
+            }
+            last += 1;
+        }
+        self.used.splice(first..last, pieces);
+    }
+
+    /// Marks `len` blocks from `start` used (whatever they were).
+    pub(super) fn mark_used(&mut self, start: u64, len: u64) {
+        self.free(start, len);
+        let at = self.used.partition_point(|&(s, _)| s < start);
+        self.used.insert(at, (start, len));
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(self.used.len());
+        for &(s, l) in &self.used {
+            match merged.last_mut() {
+                Some(last) if last.0 + last.1 == s => last.1 += l,
+                _ => merged.push((s, l)),
+            }
+        }
+        self.used = merged;
+    }
+
     /// Moves `next` past a superblock copy it sits in, marking the copy
     /// used.
     fn step_over_copies(&mut self) {
@@ -154,6 +189,19 @@ mod tests {
         let (start, len) = alloc.take(BLOCKS_PER_GROUP);
         assert_eq!((start, len), (BLOCKS_PER_GROUP + 8, BLOCKS_PER_GROUP));
         assert_eq!(alloc.used(), [(0, BLOCKS_PER_GROUP + 8 + BLOCKS_PER_GROUP)]);
+        // Blocks given back split their run.
+        let mut freed = alloc.clone();
+        freed.free(100, 10);
+        assert_eq!(
+            freed.used()[..2],
+            [(0, 100), (110, 2 * BLOCKS_PER_GROUP + 8 - 110)]
+        );
+        freed.free(0, 1);
+        freed.free(50, 0);
+        freed.free(5_000_000, 10);
+        freed.mark_used(0, 1);
+        freed.mark_used(100, 10);
+        assert_eq!(freed.used(), alloc.used());
         // A contiguous run that would cross group 3's copy goes after it.
         let at = alloc.take_contiguous(BLOCKS_PER_GROUP);
         assert_eq!(at, 3 * BLOCKS_PER_GROUP + 3);

@@ -39,8 +39,8 @@ mod xattr;
 pub(crate) use finish::{ImageShape, WrittenImage};
 
 use crate::error::{Error, Result};
-use crate::merge::{EntrySink, MergedEntry, MergedKind, TreeStats};
-use content::{ContentWriter, Failed};
+use crate::merge::{ContentKey, ContentPlacer, EntrySink, MergedEntry, MergedKind};
+use content::{ContentWriter, Failed, Placed};
 use dir::{DirEntry, file_type};
 use extents::Extent;
 use inode::{Body, Node, device_block, mode};
@@ -55,6 +55,10 @@ use std::path::Path;
 /// What errors writing the image name as its path; the caller puts the
 /// image's own name in its place ([`Error::relocated`]).
 pub(crate) const IMAGE: &str = "the image";
+/// The largest image the group descriptors have room for, unless a
+/// larger size is given: 1 TiB (64 blocks of descriptors after each
+/// superblock copy).
+const MAX_COMPUTED: u64 = 1 << 40;
 /// The root directory's inode.
 const ROOT: u32 = 2;
 /// `lost+found`'s inode, the first one not reserved.
@@ -74,24 +78,19 @@ pub(crate) struct Ext4Writer<'f> {
     nodes: Vec<Node>,
     /// Every path written (the root is empty), to its inode.
     paths: HashMap<Box<[u8]>, u32>,
+    /// Content placed while the layers were indexed, not yet claimed by
+    /// an inode.
+    placed: HashMap<ContentKey, Placed>,
     /// Why an entry was refused, in the crate's terms.
     failure: Option<Error>,
 }
 
 impl<'f> Ext4Writer<'f> {
-    /// A writer into `image` (an empty file) for a tree `stats` describes,
-    /// of `size` bytes when given: the group descriptors' room is set
-    /// from those.
-    pub(crate) fn new(image: &'f File, stats: TreeStats, shape: &ImageShape) -> Ext4Writer<'f> {
-        // An upper bound of the blocks, twice over: data, one block an
-        // entry, one per attribute set, the headroom or given size.
-        let bound = 2
-            * (stats.bytes / BLOCK
-                + 2 * stats.entries
-                + stats.with_xattrs
-                + shape.size.unwrap_or(0) / BLOCK
-                + shape.headroom / BLOCK)
-            + (64 << 20) / BLOCK;
+    /// A writer into `image` (an empty file) of `shape`: the group
+    /// descriptors' room is set for an image of up to [`MAX_COMPUTED`]
+    /// (or the size given, when larger).
+    pub(crate) fn new(image: &'f File, shape: &ImageShape) -> Ext4Writer<'f> {
+        let bound = shape.size.unwrap_or(0).max(MAX_COMPUTED) / BLOCK;
         let gdt_blocks = bound.div_ceil(BLOCKS_PER_GROUP).div_ceil(BLOCK / 32);
         let mut nodes: Vec<Node> = (1..=10).map(|_| Node::new(0, 0, 0, 0)).collect();
         let mut root = Node::new(mode::DIR | 0o755, 0, 0, shape.time);
@@ -108,6 +107,7 @@ impl<'f> Ext4Writer<'f> {
             content: ContentWriter::new(),
             nodes,
             paths: HashMap::new(),
+            placed: HashMap::new(),
             failure: None,
         };
         writer.paths.insert(Box::from(&b""[..]), ROOT);
@@ -129,7 +129,22 @@ impl<'f> Ext4Writer<'f> {
         if let Some(failure) = self.failure {
             return Err(failure);
         }
-        finish::finish(self.image, self.alloc, self.nodes, shape)
+        let mut alloc = self.alloc;
+        // Content no surviving inode claimed (a later entry hid it): its
+        // blocks are freed and zeroed.
+        for placed in self.placed.into_values() {
+            for extent in placed.extents {
+                alloc.free(extent.start, extent.len);
+                content::zero(self.image, extent.start, extent.len).map_err(|source| {
+                    Error::Io {
+                        what: "freeing hidden content in",
+                        path: IMAGE.into(),
+                        source,
+                    }
+                })?;
+            }
+        }
+        finish::finish(self.image, alloc, self.nodes, shape)
     }
 
     /// Adds `name` for `inode` to the directory `dir`.
@@ -212,21 +227,10 @@ impl<'f> Ext4Writer<'f> {
             MergedKind::File { size } => {
                 node.mode = mode::REGULAR | perms;
                 node.size = *size;
-                let placed = self
-                    .content
-                    .write(self.image, &mut self.alloc, data, *size)
-                    .map_err(|failed| match failed {
-                        Failed::Reading(source) => Error::Io {
-                            what: "reading the content of",
-                            path: entry.path.to_path_buf(),
-                            source,
-                        },
-                        Failed::Writing(source) => Error::Io {
-                            what: "writing",
-                            path: IMAGE.into(),
-                            source,
-                        },
-                    })?;
+                let placed = match entry.source.and_then(|key| self.placed.remove(&key)) {
+                    Some(placed) => placed,
+                    None => self.write_content(data, *size, entry.path)?,
+                };
                 node.body = Body::Data(placed.extents, placed.blocks);
             }
             MergedKind::Symlink(target) => {
@@ -259,6 +263,24 @@ impl<'f> Ext4Writer<'f> {
         self.link(parent, name, inode);
         self.paths.insert(Box::from(path), inode);
         Ok(())
+    }
+
+    /// Writes `size` bytes of content from `data` (the file at `path`).
+    fn write_content(&mut self, data: &mut dyn Read, size: u64, path: &Path) -> Result<Placed> {
+        self.content
+            .write(self.image, &mut self.alloc, data, size)
+            .map_err(|failed| match failed {
+                Failed::Reading(source) => Error::Io {
+                    what: "reading the content of",
+                    path: path.to_path_buf(),
+                    source,
+                },
+                Failed::Writing(source) => Error::Io {
+                    what: "writing",
+                    path: IMAGE.into(),
+                    source,
+                },
+            })
     }
 
     /// The directory inode holding `path` and its last name, or why not.
@@ -333,6 +355,14 @@ impl<'f> Ext4Writer<'f> {
             }],
             1,
         ))
+    }
+}
+
+impl ContentPlacer for Ext4Writer<'_> {
+    fn place(&mut self, key: ContentKey, data: &mut dyn Read, size: u64) -> Result<()> {
+        let placed = self.write_content(data, size, Path::new("a layer entry"))?;
+        self.placed.insert(key, placed);
+        Ok(())
     }
 }
 

@@ -122,7 +122,10 @@ impl<'a, S: EntrySink + ?Sized> Emitter<'a, S> {
             Action::Inode(id, path) => {
                 self.parents(path)?;
                 let inode = &index.inodes[*id as usize];
-                let kind = inode.kind.merged(content.as_ref().map_or(0, |c| c.size));
+                // Without content (placed in pass one): the size indexed.
+                let kind = inode
+                    .kind
+                    .merged(content.as_ref().map_or(inode.size, |c| c.size));
                 self.send(path, kind, inode, content)
             }
         }

@@ -6,6 +6,8 @@
 //! each inode made by one entry (its place in its layer) with the metadata
 //! the layers give it.
 
+use super::ContentPlacer;
+use super::content::Content;
 use crate::error::Result;
 use crate::place::{Found, GuestTree, refused, resolve_in};
 use crate::unpack::{Ctx, EntryInfo, Kind, clean_path, read_entry, whiteout_of};
@@ -93,6 +95,7 @@ impl Inode {
             mode: self.mode,
             mtime: self.mtime,
             xattrs,
+            source: self.source.map(|pos| (pos.layer, pos.ordinal)),
         }
     }
 }
@@ -165,6 +168,7 @@ impl Index {
         digest: &Digest,
         mut entries: tar::Entries<'_, R>,
         starts: Option<&Cell<Option<u64>>>,
+        mut placer: Option<&mut (dyn ContentPlacer + '_)>,
     ) -> Result<()> {
         self.stamp = layer + 1;
         self.marks.clear();
@@ -181,7 +185,8 @@ impl Index {
             };
             let entry = entry.map_err(|e| ctx.layer_read(e))?;
             let at = starts.and_then(Cell::get);
-            self.add_entry(Pos { layer, ordinal }, digest, entry, at)?;
+            let pos = Pos { layer, ordinal };
+            self.add_entry(pos, digest, entry, at, placer.as_deref_mut())?;
         }
         Ok(())
     }
@@ -193,6 +198,7 @@ impl Index {
         digest: &Digest,
         mut entry: tar::Entry<'_, R>,
         at: Option<u64>,
+        placer: Option<&mut (dyn ContentPlacer + '_)>,
     ) -> Result<()> {
         self.entries += 1;
         let stored_size = entry.size();
@@ -231,6 +237,14 @@ impl Index {
             true => info.sparse.layout().map_or(stored_size, |l| l.real_size),
             false => stored_size,
         };
+        if let (Some(placer), Kind::File) = (placer, &info.kind) {
+            let mut content = Content::new(&ctx, &info, stored_size, &mut entry)?;
+            let placed = placer.place((pos.layer, pos.ordinal), &mut content, size);
+            if let Some(failure) = content.failure.take() {
+                return Err(failure);
+            }
+            placed?;
+        }
         self.create(&ctx, pos, rel, info, (at, size))
     }
 
@@ -637,7 +651,9 @@ mod tests {
         let mut archive = tar::Archive::new(BufReader::new(file));
         let mut index = Index::default();
         let entries = archive.entries_with_seek().expect("entries");
-        index.add_layer(0, &layer, entries, None).expect("indexed");
+        index
+            .add_layer(0, &layer, entries, None, None)
+            .expect("indexed");
         let plan = crate::merge::emit::plan(&index);
         let grown = rss().saturating_sub(before);
         eprintln!(

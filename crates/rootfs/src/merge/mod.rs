@@ -112,6 +112,9 @@ pub struct MergedEntry<'a> {
     pub mtime: i64,
     /// Extended attributes (directories and regular files).
     pub xattrs: &'a [(String, Vec<u8>)],
+    /// The entry that gave a regular file its content (layer, ordinal),
+    /// as a [`ContentPlacer`] was told it.
+    pub(crate) source: Option<ContentKey>,
 }
 
 /// What a [`MergedEntry`] is.
@@ -140,6 +143,19 @@ pub enum MergedKind<'a> {
     },
     /// A fifo.
     Fifo,
+}
+
+/// A regular file's content entry: its layer (from 0, base first) and
+/// its ordinal in the layer.
+pub(crate) type ContentKey = (u32, u64);
+
+/// Takes the content of every regular-file entry while the layers are
+/// indexed (what a later entry hides included), so the emit pass need not
+/// read the layers again ([`IndexedMerge::emit_placed`]).
+pub(crate) trait ContentPlacer {
+    /// The content of the entry `key`: `size` bytes from `data` (a
+    /// sparse file expanded, its holes as zeros).
+    fn place(&mut self, key: ContentKey, data: &mut dyn Read, size: u64) -> Result<()>;
 }
 
 /// Where merged entries go.
@@ -269,20 +285,21 @@ pub(crate) fn merge_image(
     sink: &mut dyn EntrySink,
     progress: Option<&ProgressFn>,
 ) -> Result<MergeReport> {
-    index_image(store, image, tars, sorted, None, progress)?.emit(sink)
+    index_image(store, image, tars, sorted, (None, progress), None)?.emit(sink)
 }
 
 /// Pass one of [`merge_image`]. With `spool` (a private work directory,
 /// and no `tars`), each layer is decompressed into a copy there (several
 /// at once, see `spool`) and indexed from it, and the emit pass reads
-/// those copies: every layer is decompressed once.
+/// those copies: every layer is decompressed once; `placer` then takes
+/// every regular file's content as it is indexed.
 pub(crate) fn index_image<'a>(
     store: &'a Store,
     image: &'a ImageDetails,
     tars: Option<&'a [LayerTar]>,
     sorted: bool,
-    spool: Option<&Path>,
-    progress: Option<&ProgressFn>,
+    (spool, progress): (Option<&Path>, Option<&ProgressFn>),
+    placer: Option<&mut (dyn ContentPlacer + '_)>,
 ) -> Result<IndexedMerge<'a>> {
     let mut index = Index::default();
     let spooled = match (tars, spool) {
@@ -294,9 +311,8 @@ pub(crate) fn index_image<'a>(
             Vec::new()
         }
         (None, Some(dir)) => {
-            spool::index_spooled(&mut index, store, image, dir, progress, &mut |_, _, _| {
-                Ok(())
-            })?
+            let after = &mut |_: &Index, _, _: &[PathBuf]| Ok(());
+            spool::index_spooled(&mut index, store, image, dir, progress, after, placer)?
         }
         (None, None) => {
             for (number, layer) in image.layers.iter().enumerate() {
@@ -335,7 +351,7 @@ pub(crate) fn each_layer_lower(
     let mut after = |index: &Index, number: u32, copies: &[PathBuf]| {
         each(number, &LayerDiff::plan(index, number, copies, &digests))
     };
-    spool::index_spooled(&mut index, store, image, spool, progress, &mut after)?;
+    spool::index_spooled(&mut index, store, image, spool, progress, &mut after, None)?;
     Ok(())
 }
 
@@ -355,7 +371,7 @@ fn index_blob(
     let stream = open_layer(store, digest, &layer.descriptor.media_type, progress)?;
     let mut archive = tar::Archive::new(stream);
     let entries = archive.entries().map_err(read_error)?;
-    index.add_layer(number, digest, entries, None)?;
+    index.add_layer(number, digest, entries, None, None)?;
     // Read to the end (what follows the end-of-archive blocks): a layer
     // read while it downloads is verified only at its end.
     std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(read_error)?;
@@ -379,6 +395,18 @@ impl IndexedMerge<'_> {
 
     /// Pass two: the entries of the final tree, to `sink`.
     pub(crate) fn emit(&self, sink: &mut dyn EntrySink) -> Result<MergeReport> {
+        self.emit_with(sink, true)
+    }
+
+    /// Pass two for a sink whose [`ContentPlacer`] took the content in
+    /// pass one: no layer is read, a regular file comes with no data (its
+    /// [`MergedEntry::source`] says which content is its own).
+    pub(crate) fn emit_placed(&self, sink: &mut dyn EntrySink) -> Result<MergeReport> {
+        self.emit_with(sink, false)
+    }
+
+    /// Pass two, reading content from the layers when `content`.
+    fn emit_with(&self, sink: &mut dyn EntrySink, content: bool) -> Result<MergeReport> {
         let (store, image, index, sorted) = (self.store, self.image, &self.index, self.sorted);
         let source = |number: usize| match (self.tars, self.spooled.get(number)) {
             (Some(tars), _) => Source::Tar(&tars[number]),
@@ -406,7 +434,8 @@ impl IndexedMerge<'_> {
                 ordinal: 0,
             };
             let actions: Vec<(&Pos, &Action<'_>)> = plan.range(first..next).collect();
-            let stream = match actions.iter().any(|(_, a)| needs_content(index, a)) {
+            let needed = content && actions.iter().any(|(_, a)| needs_content(index, a));
+            let stream = match needed {
                 true => Some(open(store, layer, source(number))?),
                 false => None,
             };
@@ -455,7 +484,7 @@ fn needs_content(index: &Index, action: &Action) -> bool {
 }
 
 /// Carries out the `actions` of one layer, reading `stream` (when some
-/// need content) up to the last entry that does.
+/// need content and it is read) up to the last entry that does.
 fn emit_layer<'a, S: EntrySink + ?Sized>(
     emitter: &mut Emitter<'a, S>,
     digest: &Digest,
@@ -463,10 +492,11 @@ fn emit_layer<'a, S: EntrySink + ?Sized>(
     actions: Vec<(&Pos, &Action<'a>)>,
 ) -> Result<()> {
     let index = emitter.index;
+    // The last entry to read content from (none when no stream is read).
     let last = actions
         .iter()
         .rev()
-        .find(|(_, a)| needs_content(index, a))
+        .find(|(_, a)| stream.is_some() && needs_content(index, a))
         .map(|(pos, _)| pos.ordinal);
     let mut actions = actions.into_iter().peekable();
     if let (Some(stream), Some(last)) = (stream, last) {
@@ -492,7 +522,8 @@ fn emit_layer<'a, S: EntrySink + ?Sized>(
         }
     }
     for (_, action) in actions {
-        if needs_content(index, action) {
+        // Content never read here: fine only when none was to be.
+        if last.is_some() && needs_content(index, action) {
             let short = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
             return Err(Error::LayerRead {
                 layer: digest.clone(),

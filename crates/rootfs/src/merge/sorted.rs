@@ -60,7 +60,7 @@ pub(super) fn index_tar(
     digest: &Digest,
     tar: &LayerTar,
 ) -> Result<()> {
-    index_placed(index, number, digest, open_tar(store, tar)?)
+    index_placed(index, number, digest, open_tar(store, tar)?, None)
 }
 
 /// Pass one over a plain layer tar that can be seeked: headers only, with
@@ -71,6 +71,7 @@ pub(super) fn index_placed<R: Read + Seek>(
     number: u32,
     digest: &Digest,
     tar: R,
+    placer: Option<&mut (dyn super::ContentPlacer + '_)>,
 ) -> Result<()> {
     let starts = Cell::new(None);
     let tracked = Tracked {
@@ -78,7 +79,7 @@ pub(super) fn index_placed<R: Read + Seek>(
         offset: 0,
         first: &starts,
     };
-    index_seekable(index, number, digest, tracked, Some(&starts))
+    index_seekable(index, number, digest, tracked, Some(&starts), placer)
 }
 
 /// Pass one over a plain (uncompressed) layer tar that can be seeked:
@@ -90,6 +91,7 @@ pub(super) fn index_seekable<R: Read + Seek>(
     digest: &Digest,
     tar: R,
     starts: Option<&Cell<Option<u64>>>,
+    placer: Option<&mut (dyn super::ContentPlacer + '_)>,
 ) -> Result<()> {
     let mut archive = tar::Archive::new(tar);
     let entries = archive
@@ -98,7 +100,7 @@ pub(super) fn index_seekable<R: Read + Seek>(
             layer: digest.clone(),
             source,
         })?;
-    index.add_layer(number, digest, entries, starts)
+    index.add_layer(number, digest, entries, starts, placer)
 }
 
 /// Pass two, in path order.

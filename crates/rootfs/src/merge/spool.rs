@@ -62,6 +62,7 @@ pub(super) fn index_spooled(
     dir: &Path,
     progress: Option<&ProgressFn>,
     after: &mut AfterLayer<'_>,
+    mut placer: Option<&mut (dyn super::ContentPlacer + '_)>,
 ) -> Result<Vec<PathBuf>> {
     let layers = &image.layers;
     let paths: Vec<PathBuf> = (0..layers.len())
@@ -85,7 +86,8 @@ pub(super) fn index_spooled(
                     started += 1;
                 }
                 let copying = running.pop_front().expect("because it was started above");
-                let indexed = index_following(index, number, layer, &copies[number], &copying);
+                let (path, placer) = (&copies[number], placer.as_deref_mut());
+                let indexed = index_following(index, (number, layer), path, &copying, placer);
                 if indexed.is_err() {
                     copying.growth.abandon();
                 }
@@ -114,14 +116,14 @@ pub(super) fn index_spooled(
 /// Indexes layer `number` from its copy at `path`, following `copying`.
 fn index_following(
     index: &mut Index,
-    number: usize,
-    layer: &LayerDetails,
+    (number, layer): (usize, &LayerDetails),
     path: &Path,
     copying: &Copying<'_>,
+    placer: Option<&mut (dyn super::ContentPlacer + '_)>,
 ) -> Result<()> {
     let file = File::open(path).map_err(io("reading", path))?;
     let copy = BufReader::with_capacity(256 * 1024, Following::new(file, copying.growth.clone()));
-    index_placed(index, number as u32, &layer.descriptor.digest, copy)
+    index_placed(index, number as u32, &layer.descriptor.digest, copy, placer)
 }
 
 /// Creates the copy's file at `path`.

@@ -144,6 +144,7 @@ mod tests {
             mode: 0o644,
             mtime: 1,
             xattrs: &[],
+            source: None,
         }
     }
 
