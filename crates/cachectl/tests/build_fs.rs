@@ -200,7 +200,15 @@ fn a_given_mke2fs_is_the_one_that_runs() {
     let wrapper = logging_mke2fs(tools.path(), "flagged", &log);
     let (reference, _) = fixture("small");
     let built = cachectl(home.path())
-        .args(["build", &reference, "--rootless", "--json", "--mke2fs"])
+        .args([
+            "build",
+            &reference,
+            "--rootless",
+            "--json",
+            "--input",
+            "tree",
+        ])
+        .arg("--mke2fs")
         .arg(&wrapper)
         .output()
         .expect("runs");
@@ -220,7 +228,7 @@ fn a_given_mke2fs_is_the_one_that_runs() {
     // the record under the store, not the binary.
     let (other, _) = fixture("layered");
     let again = cachectl(home.path())
-        .args(["build", &other, "--rootless", "--mke2fs"])
+        .args(["build", &other, "--rootless", "--input", "tree", "--mke2fs"])
         .arg(&wrapper)
         .output()
         .expect("runs");
@@ -251,7 +259,14 @@ fn the_settings_key_names_the_program_and_the_flag_wins_over_it() {
     .expect("written");
     let home = tempfile::tempdir().expect("tempdir");
     let built = cachectl(home.path())
-        .args(["build", &reference, "--rootless", "--config"])
+        .args([
+            "build",
+            &reference,
+            "--rootless",
+            "--input",
+            "tree",
+            "--config",
+        ])
         .arg(&config)
         .output()
         .expect("runs");
@@ -264,7 +279,14 @@ fn the_settings_key_names_the_program_and_the_flag_wins_over_it() {
     std::fs::remove_file(&keyed_log).expect("removed");
     let home = tempfile::tempdir().expect("tempdir");
     let built = cachectl(home.path())
-        .args(["build", &reference, "--rootless", "--config"])
+        .args([
+            "build",
+            &reference,
+            "--rootless",
+            "--input",
+            "tree",
+            "--config",
+        ])
         .arg(&config)
         .arg("--mke2fs")
         .arg(&flagged)
@@ -295,7 +317,14 @@ fn the_settings_key_names_the_program_and_the_flag_wins_over_it() {
     std::fs::write(&config, "tar2sqfs = \"/nonexistent/tar2sqfs\"\n").expect("written");
     let home = tempfile::tempdir().expect("tempdir");
     let built = cachectl(home.path())
-        .args(["build", &reference, "--rootless", "--config"])
+        .args([
+            "build",
+            &reference,
+            "--rootless",
+            "--input",
+            "tree",
+            "--config",
+        ])
         .arg(&config)
         .output()
         .expect("runs");

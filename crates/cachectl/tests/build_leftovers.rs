@@ -281,7 +281,8 @@ fn is_running(pid: u32) -> bool {
 /// its `/dev/shm/cachectl-build-p<pid>-*` directory, or its work
 /// directory under the cache.
 fn kill_a_build_during_mke2fs(home: &Path, reference: &str, label: &str) -> Vec<PathBuf> {
-    kill_a_build_during(home, &[reference, "--label", label], "mke2fs")
+    let args = [reference, "--label", label, "--input", "tree"];
+    kill_a_build_during(home, &args, "mke2fs")
 }
 
 /// [`kill_a_build_during_mke2fs`] for `build ARGS`, killed while `tool`

@@ -96,7 +96,7 @@ fn a_size_too_small_for_the_content_is_said_in_words() {
 }
 
 #[test]
-fn input_chooses_what_mke2fs_reads_and_the_stream_is_the_default_where_it_reads_tars() {
+fn input_chooses_how_the_image_is_made_and_the_writer_is_the_default() {
     let home = tempfile::tempdir().expect("tempdir");
     let (reference, _) = fixture("small");
     let build = |options: &[&str]| {
@@ -111,12 +111,19 @@ fn input_chooses_what_mke2fs_reads_and_the_stream_is_the_default_where_it_reads_
     };
     let (tree, tree_json) = build(&["--input", "tree"]);
     let (stream, stream_json) = build(&["--input", "tar-stream"]);
+    let (writer, writer_json) = build(&["--input", "writer"]);
     let (default, default_json) = build(&[]);
-    assert_eq!((tree.as_str(), stream.as_str()), ("tree", "tar-stream"));
+    assert_eq!(
+        (tree.as_str(), stream.as_str(), writer.as_str()),
+        ("tree", "tar-stream", "writer")
+    );
     assert_ne!(tree_json["path"], stream_json["path"], "one cache key each");
-    // This machine's test command installs e2fsprogs 1.47.1 or later.
-    assert_eq!(default, "tar-stream");
-    assert_eq!(default_json["path"], stream_json["path"]);
+    assert_ne!(
+        writer_json["path"], stream_json["path"],
+        "one cache key each"
+    );
+    assert_eq!(default, "writer");
+    assert_eq!(default_json["path"], writer_json["path"]);
     assert_eq!(default_json["cached"], serde_json::json!(true));
     // Per-layer images take either input too: their own cache keys.
     let layers = |input: &str| {
@@ -135,7 +142,9 @@ fn input_chooses_what_mke2fs_reads_and_the_stream_is_the_default_where_it_reads_
         let json: serde_json::Value = serde_json::from_slice(&built.stdout).expect("JSON");
         json.as_array().expect("one entry per layer")[0]["path"].clone()
     };
-    assert_ne!(layers("tree"), layers("tar-stream"), "one cache key each");
+    let keys = [layers("tree"), layers("tar-stream"), layers("writer")];
+    assert_ne!(keys[0], keys[1], "one cache key each");
+    assert_ne!(keys[1], keys[2], "one cache key each");
     let unknown = cachectl(home.path())
         .args(["build", &reference, "--input", "squashfs"])
         .output()

@@ -144,6 +144,7 @@ pub fn build(stored: &StoredImage, options: &BuildOptions) -> Result<BuiltImage>
     let cached_path = cache_dir.join(format!("{key}.ext4"));
     // A link, FIFO or hard link planted at the name is removed: built again.
     let cached = safe::cached_file(store, &cached_path)?;
+    let mut output_made = false;
     if !cached {
         check_keepable(store, &cache_dir, &manifest_digest)?;
         let none = Path::new("");
@@ -154,7 +155,7 @@ pub fn build(stored: &StoredImage, options: &BuildOptions) -> Result<BuiltImage>
                 debugfs: none,
             },
         };
-        build_into(&FlatBuild {
+        output_made = build_into(&FlatBuild {
             store,
             image,
             options,
@@ -169,6 +170,7 @@ pub fn build(stored: &StoredImage, options: &BuildOptions) -> Result<BuiltImage>
         input,
         fs: crate::FsType::Ext4,
         tool,
+        output_made,
     };
     kept.delivered(store, image, options)
 }
@@ -182,6 +184,8 @@ pub(crate) struct Kept {
     pub(crate) fs: crate::FsType,
     /// The program that makes such images, and its version line.
     pub(crate) tool: (&'static str, String),
+    /// Whether the build already wrote the output `options` ask for.
+    pub(crate) output_made: bool,
 }
 
 impl Kept {
@@ -194,7 +198,10 @@ impl Kept {
         options: &BuildOptions,
     ) -> Result<BuiltImage> {
         let size = safe::file_len(store, &self.cached_path)?;
-        let path = deliver(store, self.cached_path, options.output.as_deref())?;
+        let path = match (self.output_made, options.output.as_deref()) {
+            (true, Some(output)) => output.to_path_buf(),
+            (_, output) => deliver(store, self.cached_path, output)?,
+        };
         Ok(BuiltImage {
             path,
             manifest_digest: image.manifest.digest.clone(),
@@ -243,7 +250,9 @@ pub(crate) struct FlatBuild<'a> {
     input: Ext4Input,
 }
 
-fn build_into(build: &FlatBuild<'_>) -> Result<()> {
+/// Makes the image; whether the output the options ask for was written
+/// with it.
+fn build_into(build: &FlatBuild<'_>) -> Result<bool> {
     let (store, image) = (build.store, build.image);
     store.derived_dir(IMAGES).map_err(safe::from_store)?;
     let sizes = image.layers.iter().map(|l| l.descriptor.size);
@@ -253,8 +262,10 @@ fn build_into(build: &FlatBuild<'_>) -> Result<()> {
         "build-",
         sizes,
         |work| match build.input {
-            Ext4Input::TarStream => crate::ext4_stream::build_streamed(build, work.path()),
-            Ext4Input::Tree => build_in(build, work.path()),
+            Ext4Input::TarStream => {
+                crate::ext4_stream::build_streamed(build, work.path()).map(|()| false)
+            }
+            Ext4Input::Tree => build_in(build, work.path()).map(|()| false),
             Ext4Input::Writer => crate::ext4_written::build_written(build, work.path()),
         },
     )

@@ -48,6 +48,17 @@ pub(crate) fn write_output(
     output: &Path,
     write: impl FnOnce(&File, &Path) -> Result<()>,
 ) -> Result<()> {
+    write_output_with(store, output, write, || Ok(()))
+}
+
+/// [`write_output`], with `before_rename` run once the temp file is
+/// written and synced: its error leaves the output as it was.
+pub(crate) fn write_output_with(
+    store: &Store,
+    output: &Path,
+    write: impl FnOnce(&File, &Path) -> Result<()>,
+    before_rename: impl FnOnce() -> Result<()>,
+) -> Result<()> {
     let dir = match output.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -66,6 +77,7 @@ pub(crate) fn write_output(
     if let Err(err) = written {
         return Err(named_after(err, &temp.path, output));
     }
+    before_rename()?;
     temp.persist(output)?;
     File::open(dir)
         .and_then(|d| d.sync_all())

@@ -292,6 +292,7 @@ pub(crate) fn build_readonly(stored: &StoredImage, options: &BuildOptions) -> Re
         input: Ext4Input::TarStream,
         fs: maker.fs,
         tool: (maker.tool, maker.version),
+        output_made: false,
     };
     kept.delivered(store, image, options)
 }
