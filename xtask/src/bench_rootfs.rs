@@ -136,8 +136,9 @@ pub(crate) struct Timings {
     pub(crate) ours_zstd: Vec<Duration>,
     /// cachectl's `build` without `--rootless` (`build` as root only).
     pub(crate) ours_root: Vec<Duration>,
-    /// cachectl's `build --input tree` (`build` only).
-    pub(crate) ours_tree: Vec<Duration>,
+    /// cachectl's `build --input INPUT` for each input through mke2fs
+    /// (`build` only).
+    pub(crate) ours_mke2fs: Vec<(&'static str, Vec<Duration>)>,
     /// The read-only builds, one entry per type this host builds (timed by
     /// `build` only).
     pub(crate) read_only: Vec<ReadOnly>,
@@ -154,7 +155,7 @@ impl Timings {
             theirs: Vec::new(),
             ours_zstd: Vec::new(),
             ours_root: Vec::new(),
-            ours_tree: Vec::new(),
+            ours_mke2fs: vec![("tar-stream", Vec::new()), ("tree", Vec::new())],
             read_only: types
                 .into_iter()
                 .map(|fs| ReadOnly {

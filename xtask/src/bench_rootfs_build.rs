@@ -77,8 +77,8 @@ impl Bench {
     }
 
     /// The other builds of a `build` round, each timed: cachectl without
-    /// `--rootless` (as root only), from an unpacked tree, and of each
-    /// read-only type.
+    /// `--rootless` (as root only), through mke2fs from the merged tar
+    /// stream and from an unpacked tree, and of each read-only type.
     pub(crate) fn build_round_extras(
         &self,
         round: u32,
@@ -99,15 +99,18 @@ impl Bench {
                     .arg(REFERENCE),
             )?);
         }
-        // The other input, for comparison: an unpacked tree.
-        settle.wait()?;
-        timings.ours_tree.push(time(
-            offline(&self.cachectl, &self.root, "build", REFERENCE)
-                .args(["--input", "tree", "--label"])
-                .arg(format!("tree-{round}"))
-                .arg("-o")
-                .arg(work.join("ours-tree.ext4")),
-        )?);
+        // The inputs through mke2fs, for comparison: the merged tar
+        // stream and an unpacked tree.
+        for (input, times) in &mut timings.ours_mke2fs {
+            settle.wait()?;
+            times.push(time(
+                offline(&self.cachectl, &self.root, "build", REFERENCE)
+                    .args(["--input", input, "--label"])
+                    .arg(format!("{input}-{round}"))
+                    .arg("-o")
+                    .arg(work.join(format!("ours-{input}.ext4"))),
+            )?);
+        }
         for kind in &mut timings.read_only {
             settle.wait()?;
             read_only_round(&self.cachectl, &self.root, work, round, kind)?;

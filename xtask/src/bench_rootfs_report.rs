@@ -87,11 +87,11 @@ fn print_other_builds(name: &str, timings: &Timings) {
             root.median, root.min, root.max
         );
     }
-    if !timings.ours_tree.is_empty() {
-        let tree = Summary::of(&timings.ours_tree);
+    for (input, times) in timings.ours_mke2fs.iter().filter(|(_, t)| !t.is_empty()) {
+        let input_times = Summary::of(times);
         println!(
-            "| cachectl build --rootless --input tree | {:.1} | {:.1} | {:.1} |",
-            tree.median, tree.min, tree.max
+            "| cachectl build --rootless --input {input} | {:.1} | {:.1} | {:.1} |",
+            input_times.median, input_times.min, input_times.max
         );
     }
     // An unpack bench builds no read-only image.
