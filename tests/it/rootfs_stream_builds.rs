@@ -221,13 +221,13 @@ fn store_with_a_layer_of_zeros(root: &std::path::Path) -> Reference {
     hand_built_store(root, &[(base, GZIP_LAYER), (big, GZIP_LAYER)]).1
 }
 
-/// Runs `rootfs-build ROOT REFERENCE --label LABEL` in a mount namespace of
-/// its own after `mounts` (shell commands), then lists `/dev/shm` after a
-/// `left:` line.
+/// Runs `rootfs-build ROOT REFERENCE --input INPUT` in a mount namespace
+/// of its own after `mounts` (shell commands), then lists `/dev/shm` after
+/// a `left:` line.
 fn build_in_namespace(
     mounts: &str,
     root: &std::path::Path,
-    reference: &Reference,
+    (reference, input): (&Reference, &str),
 ) -> std::process::Output {
     std::process::Command::new("unshare")
         .args(["--mount", "--propagation", "private", "sh", "-c"])
@@ -237,7 +237,7 @@ fn build_in_namespace(
         .arg(env!("CARGO_BIN_EXE_rootfs-build"))
         .arg(root)
         .arg(reference.to_string())
-        .args(["--label", "full-tmpfs"])
+        .args(["--input", input])
         .output()
         .expect("unshare runs")
 }
@@ -253,7 +253,7 @@ fn a_build_whose_tmpfs_fills_up_is_made_again_under_the_store() {
     let root = dir.path().join("store");
     let reference = store_with_a_layer_of_zeros(&root);
     let mounts = "mount -t tmpfs -o size=80m cachectl-test /dev/shm";
-    let output = build_in_namespace(mounts, &root, &reference);
+    let output = build_in_namespace(mounts, &root, (&reference, "tar-stream"));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -285,7 +285,7 @@ fn a_build_with_no_room_anywhere_names_the_work_directory_it_filled() {
          mount -t tmpfs -o size=16m,mode=0755 cachectl-test '{}'",
         work.display()
     );
-    let output = build_in_namespace(&mounts, &root, &reference);
+    let output = build_in_namespace(&mounts, &root, (&reference, "tar-stream"));
     assert!(!output.status.success(), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("No space left on device"), "{stderr}");
@@ -294,4 +294,16 @@ fn a_build_with_no_room_anywhere_names_the_work_directory_it_filled() {
     assert!(stderr.contains(&named), "{stderr}");
     assert!(stderr.contains("/layers/layer-1.tar"), "{stderr}");
     assert!(!stderr.contains("/proc/"), "{stderr}");
+    // The writer keeps no copy of a layer anywhere: the same build, with
+    // both places still full, is made.
+    let output = build_in_namespace(&mounts, &root, (&reference, "writer"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (built, left) = stdout.split_once("left:").expect("both parts");
+    assert_eq!(left.trim(), "", "the tmpfs kept {left}");
+    e2fsck_passes(std::path::Path::new(built.trim()));
 }

@@ -255,6 +255,10 @@ pub(crate) struct FlatBuild<'a> {
 fn build_into(build: &FlatBuild<'_>) -> Result<bool> {
     let (store, image) = (build.store, build.image);
     store.derived_dir(IMAGES).map_err(safe::from_store)?;
+    // The writer needs no work directory.
+    if build.input == Ext4Input::Writer {
+        return crate::ext4_written::build_written(build);
+    }
     let sizes = image.layers.iter().map(|l| l.descriptor.size);
     with_work_dir(
         store,
@@ -265,8 +269,7 @@ fn build_into(build: &FlatBuild<'_>) -> Result<bool> {
             Ext4Input::TarStream => {
                 crate::ext4_stream::build_streamed(build, work.path()).map(|()| false)
             }
-            Ext4Input::Tree => build_in(build, work.path()).map(|()| false),
-            Ext4Input::Writer => crate::ext4_written::build_written(build, work.path()),
+            _ => build_in(build, work.path()).map(|()| false),
         },
     )
 }

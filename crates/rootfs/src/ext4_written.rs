@@ -12,10 +12,10 @@
 use crate::cache_files::{IMAGES, keep_image};
 use crate::error::{Error, Result, io};
 use crate::ext4::{FAKE_TIME, FlatBuild};
-use crate::ext4_stream::index_for_build;
 use crate::ext4_writer::{Ext4Writer, IMAGE, ImageShape};
 use crate::leftovers;
 use crate::merge::EntrySink;
+use crate::merge::index_image;
 use crate::options::BuildOptions;
 use crate::safe;
 use crate::sparse_copy::copy_sparse;
@@ -29,11 +29,12 @@ use std::path::Path;
 pub(crate) const WRITER_KEY: &str = "cachectl ext4 writer 1";
 
 /// Writes the ext4 image of the build: each regular file's content goes
-/// into the image while its layer is indexed (from the copies decompressed
-/// into `work`), then the merged entries, without content, complete it;
-/// kept at the build's cached path. Whether the output the options ask
-/// for was written too: it is copied while the image is synced.
-pub(crate) fn build_written(build: &FlatBuild<'_>, work: &Path) -> Result<bool> {
+/// into the image while its layer is indexed (decompressed on a thread of
+/// its own, no copy anywhere), then the merged entries, without content,
+/// complete it; kept at the build's cached path. Whether the output the
+/// options ask for was written too: it is copied while the image is
+/// synced.
+pub(crate) fn build_written(build: &FlatBuild<'_>) -> Result<bool> {
     let (store, image, options) = (build.store, build.image, build.options);
     let cache = store.derived_dir(IMAGES).map_err(safe::from_store)?;
     let partial = leftovers::partial_image(&cache, crate::FsType::Ext4)?;
@@ -43,9 +44,22 @@ pub(crate) fn build_written(build: &FlatBuild<'_>, work: &Path) -> Result<bool> 
     let named =
         |err: Error| leftovers::named_in_cache(err.relocated(Path::new(IMAGE), path), &cache, path);
     let mut writer = Ext4Writer::new(file, &shape);
-    index_for_build(store, image, options, work, Some(&mut writer))
-        .and_then(|merge| complete(writer, &shape, |sink| merge.emit_placed(sink).map(drop)))
-        .map_err(named)?;
+    let progress = options.unpack.progress.as_ref();
+    index_image(
+        store,
+        image,
+        None,
+        false,
+        (None, progress),
+        Some(&mut writer),
+    )
+    .and_then(|mut merge| {
+        if let Some((source, target)) = &options.init {
+            merge.place(source, target)?;
+        }
+        complete(writer, &shape, |sink| merge.emit_placed(sink).map(drop))
+    })
+    .map_err(named)?;
     let Some(output) = options.output.as_deref() else {
         file.sync_all()
             .map_err(io("syncing", path))

@@ -291,8 +291,9 @@ pub(crate) fn merge_image(
 /// Pass one of [`merge_image`]. With `spool` (a private work directory,
 /// and no `tars`), each layer is decompressed into a copy there (several
 /// at once, see `spool`) and indexed from it, and the emit pass reads
-/// those copies: every layer is decompressed once; `placer` then takes
-/// every regular file's content as it is indexed.
+/// those copies: every layer is decompressed once. `placer` (with no
+/// `tars`) takes every regular file's content as it is indexed, so the
+/// emit pass need not read the layers ([`IndexedMerge::emit_placed`]).
 pub(crate) fn index_image<'a>(
     store: &'a Store,
     image: &'a ImageDetails,
@@ -315,8 +316,10 @@ pub(crate) fn index_image<'a>(
             spool::index_spooled(&mut index, store, image, dir, progress, after, placer)?
         }
         (None, None) => {
+            let mut placer = placer;
             for (number, layer) in image.layers.iter().enumerate() {
-                index_blob(&mut index, store, number as u32, layer, progress)?;
+                let placing = placer.as_deref_mut();
+                index_blob(&mut index, store, (number as u32, layer), progress, placing)?;
             }
             Vec::new()
         }
@@ -355,13 +358,14 @@ pub(crate) fn each_layer_lower(
     Ok(())
 }
 
-/// Pass one over the blob of `layer`, decompressed as it is read.
+/// Pass one over the blob of `layer`, decompressed as it is read (on the
+/// read-ahead thread), each regular file's content to `placer`.
 fn index_blob(
     index: &mut Index,
     store: &Store,
-    number: u32,
-    layer: &ocistore::LayerDetails,
+    (number, layer): (u32, &ocistore::LayerDetails),
     progress: Option<&ProgressFn>,
+    placer: Option<&mut (dyn ContentPlacer + '_)>,
 ) -> Result<()> {
     let digest = &layer.descriptor.digest;
     let read_error = |source| Error::LayerRead {
@@ -371,7 +375,7 @@ fn index_blob(
     let stream = open_layer(store, digest, &layer.descriptor.media_type, progress)?;
     let mut archive = tar::Archive::new(stream);
     let entries = archive.entries().map_err(read_error)?;
-    index.add_layer(number, digest, entries, None, None)?;
+    index.add_layer(number, digest, entries, None, placer)?;
     // Read to the end (what follows the end-of-archive blocks): a layer
     // read while it downloads is verified only at its end.
     std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(read_error)?;
