@@ -85,15 +85,16 @@ pub struct BuiltImage {
 /// kept in `.cachectl/squashfs/` and `.cachectl/erofs/`; the rest of this
 /// says how an ext4 image is made.
 ///
-/// By default the layers are indexed as they are decompressed (copies in
-/// a private work directory, on `/dev/shm` when it has room, see
-/// [`BuildOptions::memory_scratch`], else `.cachectl/rootfs-tmp/` under
-/// the store), then merged into one entry stream that this crate's own
-/// ext4 writer puts straight into the image, content first and metadata
-/// after, UUID and hash seed derived from the manifest digest and every
-/// time fixed. With [`BuildOptions::input`] the stream is fed as a tar to
+/// By default each layer is decompressed on a thread of its own and
+/// indexed as it comes, every regular file's content going straight into
+/// the image by this crate's own ext4 writer; the merged entries then
+/// add the metadata (UUID and hash seed derived from the manifest digest,
+/// every time fixed). No work directory is used. With
+/// [`BuildOptions::input`] the merged stream is fed as a tar to
 /// `mke2fs -d -` instead, or the layers are unpacked into a tree for
-/// `mke2fs -d DIR`, with a private `mke2fs.conf`, a fixed
+/// `mke2fs -d DIR` (both with a private work directory, on `/dev/shm`
+/// when it has room, see [`BuildOptions::memory_scratch`], else
+/// `.cachectl/rootfs-tmp/` under the store), with a private `mke2fs.conf`, a fixed
 /// `E2FSPROGS_FAKE_TIME`, and `debugfs` setting every inode's ctime and
 /// atime and, when the unpack was rootless, the owners and device nodes
 /// the layers give. The result is kept at `.cachectl/ext4/<key>.ext4`,

@@ -41,7 +41,8 @@ pub struct BuildOptions {
     /// Where to look for `mke2fs` and `debugfs`; `PATH` followed by
     /// `/usr/sbin` and `/sbin` when `None`.
     pub search_path: Option<OsString>,
-    /// Unpack the intermediate tree of [`build`](crate::build) on `/dev/shm` when it
+    /// Unpack the intermediate tree of [`build`](crate::build) (the inputs
+    /// through mke2fs; the writer has none) on `/dev/shm` when it
     /// has room for five times the compressed layers and the host has
     /// twice that in available memory (the tree is read once by `mke2fs`
     /// and removed: it need not reach a disk). A tree that turns out
