@@ -254,16 +254,8 @@ fn a_build_whose_tmpfs_fills_up_is_made_again_under_the_store() {
     let reference = store_with_a_layer_of_zeros(&root);
     let mounts = "mount -t tmpfs -o size=80m cachectl-test /dev/shm";
     let output = build_in_namespace(mounts, &root, (&reference, "tar-stream"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let (built, left) = stdout.split_once("left:").expect("both parts");
-    assert_eq!(left.trim(), "", "the tmpfs kept {left}");
-    let image = std::path::Path::new(built.trim());
-    e2fsck_passes(image);
+    let image = built_leaving_no_tmpfs_file(&output);
+    let image = image.as_path();
     assert!(debugfs(image, "stat /big").contains(&format!("Size: {}", 96 << 20)));
     assert_eq!(debugfs(image, "cat /etc/a"), "kept");
 }
@@ -297,6 +289,12 @@ fn a_build_with_no_room_anywhere_names_the_work_directory_it_filled() {
     // The writer keeps no copy of a layer anywhere: the same build, with
     // both places still full, is made.
     let output = build_in_namespace(&mounts, &root, (&reference, "writer"));
+    built_leaving_no_tmpfs_file(&output);
+}
+
+/// The image a [`build_in_namespace`] run made, after asserting it
+/// succeeded, left nothing on `/dev/shm` and made an image e2fsck passes.
+fn built_leaving_no_tmpfs_file(output: &std::process::Output) -> std::path::PathBuf {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -305,5 +303,7 @@ fn a_build_with_no_room_anywhere_names_the_work_directory_it_filled() {
     );
     let (built, left) = stdout.split_once("left:").expect("both parts");
     assert_eq!(left.trim(), "", "the tmpfs kept {left}");
-    e2fsck_passes(std::path::Path::new(built.trim()));
+    let image = std::path::PathBuf::from(built.trim());
+    e2fsck_passes(&image);
+    image
 }
