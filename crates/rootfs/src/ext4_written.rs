@@ -1,11 +1,12 @@
 //! The ext4 image of a stored image written by cachectl's own writer
-//! ([`Ext4Input::Writer`]) from the merged entry stream: the layers are
-//! indexed as they are decompressed (copies in the build's work
-//! directory), each regular file's content going straight into the image
-//! as it is indexed, then the emit pass hands each entry to the writer,
-//! which adds the metadata (content a later entry hid is freed). No `mke2fs`, no `debugfs`,
-//! no tree, no root; owners, modes, devices, hardlinks and every extended
-//! attribute come from the layers. The image is synced before it is kept.
+//! ([`Ext4Input::Writer`]) from the merged entry stream: each layer is
+//! indexed as it is decompressed (on its read-ahead thread; no copy is
+//! kept), each regular file's content going straight into the image as it
+//! is indexed, then the emit pass hands each entry to the writer, which
+//! adds the metadata (content a later entry hid is freed). No `mke2fs`,
+//! no `debugfs`, no tree, no root, no work directory; owners, modes,
+//! devices, hardlinks and every extended attribute come from the layers.
+//! The image is synced before it is kept.
 //!
 //! [`Ext4Input::Writer`]: crate::Ext4Input::Writer
 

@@ -59,6 +59,13 @@
 //! order, each file's content read by seeking back to its entry, what
 //! [`crate::export_tar`] writes.
 //!
+//! A sink that can take content out of order (this crate's ext4 writer)
+//! takes it during the index pass instead ([`ContentPlacer`], each
+//! layer decompressed on its read-ahead thread, no copy): the emit pass
+//! then reads no layer ([`IndexedMerge::emit_placed`]), and each regular
+//! file names the entry whose content is its own
+//! ([`MergedEntry::source`]).
+//!
 //! Layer order does not keep a directory's entries together (a later
 //! layer adds to a directory emitted long before): a consumer sets
 //! directory times once all entries are in (GNU tar needs
