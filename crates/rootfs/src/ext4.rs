@@ -567,8 +567,9 @@ fn quoted_file(path: &Path) -> Result<String> {
     }
 }
 
-/// A UUID (version 4 layout) made from the first bytes of the digest.
-pub(crate) fn uuid_from(digest: &Digest) -> String {
+/// A UUID (version 4 layout) made from the first bytes of the digest, as
+/// bytes (what the ext4 writer stores).
+pub(crate) fn uuid_bytes(digest: &Digest) -> [u8; 16] {
     let hex = digest.encoded();
     let mut bytes = [0u8; 16];
     for (i, byte) in bytes.iter_mut().enumerate() {
@@ -576,7 +577,15 @@ pub(crate) fn uuid_from(digest: &Digest) -> String {
     }
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let h: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    bytes
+}
+
+/// [`uuid_bytes`] as text (what `mke2fs -U` takes).
+pub(crate) fn uuid_from(digest: &Digest) -> String {
+    let h: String = uuid_bytes(digest)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],

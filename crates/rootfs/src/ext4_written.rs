@@ -142,7 +142,7 @@ fn complete(
     if let Some(err) = writer.failure().or(emitted.err()) {
         return Err(err);
     }
-    writer.finish(shape).map(drop)
+    writer.finish(shape)
 }
 
 /// The shape `options` ask for, UUID from `seed`.
@@ -151,17 +151,7 @@ fn image_shape(options: &BuildOptions, seed: &Digest) -> ImageShape {
         size: options.size,
         headroom: options.headroom,
         label: options.label.clone(),
-        uuid: uuid_bytes(seed),
+        uuid: crate::ext4::uuid_bytes(seed),
         time: FAKE_TIME.parse().unwrap_or(0),
     }
-}
-
-/// The UUID [`crate::ext4::uuid_from`] derives from `seed`, as bytes.
-fn uuid_bytes(seed: &Digest) -> [u8; 16] {
-    let text = crate::ext4::uuid_from(seed).replace('-', "");
-    let mut bytes = [0u8; 16];
-    for (i, byte) in bytes.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap_or(0);
-    }
-    bytes
 }

@@ -42,15 +42,6 @@ pub(crate) struct ImageShape {
     pub(crate) time: i64,
 }
 
-/// What was written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct WrittenImage {
-    /// The image's length in bytes.
-    pub(crate) bytes: u64,
-    /// Inodes used.
-    pub(crate) inodes: u64,
-}
-
 /// The group geometry.
 pub(super) struct Geometry {
     /// Blocks of the file system.
@@ -83,7 +74,7 @@ pub(super) fn finish(
     mut alloc: Allocator,
     mut nodes: Vec<Node>,
     shape: &ImageShape,
-) -> Result<WrittenImage> {
+) -> Result<()> {
     // Each names the image as its path (see `IMAGE`).
     let io = |what: &'static str| {
         move |source| Error::Io {
@@ -94,19 +85,16 @@ pub(super) fn finish(
     };
     let mut disks =
         lay_out_dirs(image, &mut alloc, &mut nodes).map_err(io("writing directories into"))?;
-    let xattr_blocks =
-        lay_out_attrs(image, &mut alloc, &nodes, &mut disks).map_err(|e| match e {
-            Ok(inode) => Error::NotInExt4 {
-                path: format!("inode {inode}").into(),
-                reason: "its extended attributes take more than a 4 KiB block".to_owned(),
-            },
-            Err(source) => io("writing attribute blocks into")(source),
-        })?;
-    let _ = xattr_blocks;
+    lay_out_attrs(image, &mut alloc, &nodes, &mut disks).map_err(|e| match e {
+        Ok(inode) => Error::NotInExt4 {
+            path: format!("inode {inode}").into(),
+            reason: "its extended attributes take more than a 4 KiB block".to_owned(),
+        },
+        Err(source) => io("writing attribute blocks into")(source),
+    })?;
     lay_out_extent_trees(image, &mut alloc, &nodes, &mut disks)
         .map_err(io("writing extent trees into"))?;
-    let used_inodes = nodes.len() as u64;
-    let (geometry, placed) = geometry(&mut alloc, used_inodes, shape)?;
+    let (geometry, placed) = geometry(&mut alloc, nodes.len() as u64, shape)?;
     write_journal(image, &placed, &geometry, shape, &mut nodes, &mut disks)
         .map_err(io("writing the journal into"))?;
     write_tables(image, &geometry, &placed, &nodes, &disks)
@@ -117,11 +105,7 @@ pub(super) fn finish(
         Some(size) => size.div_ceil(BLOCK) * BLOCK,
         None => geometry.blocks * BLOCK,
     };
-    image.set_len(bytes).map_err(io("sizing"))?;
-    Ok(WrittenImage {
-        bytes,
-        inodes: used_inodes,
-    })
+    image.set_len(bytes).map_err(io("sizing"))
 }
 
 /// What each inode's on-disk form needs beyond the node, by inode.
@@ -231,7 +215,7 @@ fn lay_out_attrs(
     alloc: &mut Allocator,
     nodes: &[Node],
     disks: &mut [DiskParts],
-) -> std::result::Result<u64, std::result::Result<u32, std::io::Error>> {
+) -> std::result::Result<(), std::result::Result<u32, std::io::Error>> {
     let mut shared: HashMap<Vec<u8>, (u64, u32)> = HashMap::new();
     let mut order = Vec::new();
     for (i, (node, disk)) in nodes.iter().zip(disks.iter_mut()).enumerate() {
@@ -249,7 +233,6 @@ fn lay_out_attrs(
             }
         }
     }
-    let count = order.len() as u64;
     let mut run = Run::default();
     for mut block in order {
         let (number, refs) = shared[&block];
@@ -257,7 +240,7 @@ fn lay_out_attrs(
         run.push(image, number, &block).map_err(Err)?;
     }
     run.flush(image).map_err(Err)?;
-    Ok(count)
+    Ok(())
 }
 
 /// Gives each inode its `i_block`: the extents, or the root of a tree

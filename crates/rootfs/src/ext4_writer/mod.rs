@@ -36,7 +36,7 @@ mod journal;
 mod layout;
 mod xattr;
 
-pub(crate) use finish::{ImageShape, WrittenImage};
+pub(crate) use finish::ImageShape;
 
 use crate::error::{Error, Result};
 use crate::merge::{ContentKey, ContentPlacer, EntrySink, MergedEntry, MergedKind};
@@ -125,7 +125,7 @@ impl<'f> Ext4Writer<'f> {
 
     /// Lays out what needs the whole tree and writes the metadata: the
     /// image is complete (not synced) when it returns.
-    pub(crate) fn finish(self, shape: &ImageShape) -> Result<WrittenImage> {
+    pub(crate) fn finish(self, shape: &ImageShape) -> Result<()> {
         if let Some(failure) = self.failure {
             return Err(failure);
         }
