@@ -2,7 +2,8 @@
 //! test needs root, as the rootfs tests do). The pull fails with an error
 //! that says the disk is full and names a path in the store; the store still
 //! passes `verify` and lists no half-pulled image; and once there is room the
-//! same pull completes.
+//! same pull completes. A build whose output's disk fills up while the
+//! output is written beside the image still keeps the image it built.
 
 use crate::store::{assert_blobs_rehash, client, noise, push_image, ref_names};
 use cachectl_tests::{registries, unique};
@@ -143,4 +144,40 @@ fn a_build_onto_a_full_disk_fails_in_words_keeps_nothing_and_completes_later() {
     disk.grow("64m");
     let built = rootfs::build(&stored, &options).expect("the build completes once there is room");
     e2fsck_passes(&built.path);
+}
+
+#[test]
+fn a_build_whose_output_disk_fills_midway_keeps_the_image_it_built() {
+    use crate::rootfs_support::{GZIP_LAYER, Raw, e2fsck_passes, gzip, hand_built_store, raw_tar};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    let content = noise(45, 8_000_000);
+    let layer = gzip(&raw_tar(&[Raw::File("noise", &content)]));
+    let (store, reference) = hand_built_store(&root, &[(layer, GZIP_LAYER)]);
+    let stored = store.image(&reference, None).expect("stored image");
+    // The output's disk has room for part of the image only: the copy
+    // written beside the image runs out of room midway.
+    let disk = SmallFs::mount("4m");
+    let output = disk.path().join("vm.ext4");
+    std::fs::write(&output, b"the old image").expect("write");
+    let mut options = rootfs::BuildOptions::default();
+    options.output = Some(output.clone());
+    let err = rootfs::build(&stored, &options).expect_err("the output does not fit");
+    let message = cachectl_tests::error_chain(&err);
+    assert!(message.contains("No space left on device"), "{message}");
+    assert!(
+        message.contains(&output.display().to_string()),
+        "the error does not name the output: {message}"
+    );
+    assert_eq!(std::fs::read(&output).expect("read"), b"the old image");
+    // The image itself was built and kept: the next build is a cache hit
+    // and delivers it whole once there is room.
+    disk.grow("64m");
+    let built = rootfs::build(&stored, &options).expect("delivered once there is room");
+    assert!(built.cached, "the image was not kept");
+    options.output = None;
+    let cached = rootfs::build(&stored, &options).expect("cache hit");
+    let same = std::fs::read(&cached.path).expect("read") == std::fs::read(&output).expect("read");
+    assert!(same, "the output differs from the cached image");
+    e2fsck_passes(&output);
 }

@@ -282,14 +282,20 @@ fn content_a_later_layer_hides_leaves_no_trace_in_the_image() {
             (gzip(&upper.into_inner().expect("tar")), GZIP_LAYER),
         ],
     );
-    let built = rootfs::build(
-        &store.image(&reference, None).expect("image"),
-        &rootless_build_options(),
-    )
-    .expect("built");
+    // Built with an output: the output takes every write of the image,
+    // the freeing of hidden content included.
+    let stored = store.image(&reference, None).expect("image");
+    let mut options = rootless_build_options();
+    options.output = Some(dir.path().join("out.ext4"));
+    let built = rootfs::build(&stored, &options).expect("built");
     assert_eq!(built.input, rootfs::Ext4Input::Writer);
+    options.output = None;
+    let cached = rootfs::build(&stored, &options).expect("cache hit");
+    assert!(cached.cached);
     e2fsck_passes(&built.path);
     let image = std::fs::read(&built.path).expect("image read");
+    let same = std::fs::read(&cached.path).expect("image read") == image;
+    assert!(same, "the output differs from the cached image");
     let left = image
         .chunks(BLOCK)
         .filter(|block| block.starts_with(marker))

@@ -6,22 +6,23 @@
 //! adds the metadata (content a later entry hid is freed). No `mke2fs`,
 //! no `debugfs`, no tree, no root, no work directory; owners, modes,
 //! devices, hardlinks and every extended attribute come from the layers.
-//! The image is synced before it is kept.
+//! The image is synced before it is kept; an output asked for takes
+//! every write of the image as it is made (no copy afterwards).
 //!
 //! [`Ext4Input::Writer`]: crate::Ext4Input::Writer
 
 use crate::cache_files::{IMAGES, keep_image};
 use crate::error::{Error, Result, io};
 use crate::ext4::{FAKE_TIME, FlatBuild};
-use crate::ext4_writer::{Ext4Writer, IMAGE, ImageShape};
+use crate::ext4_writer::{Ext4Writer, IMAGE, ImageFiles, ImageShape};
 use crate::leftovers;
 use crate::merge::EntrySink;
 use crate::merge::index_image;
 use crate::options::BuildOptions;
+use crate::output::PendingOutput;
 use crate::safe;
-use crate::sparse_copy::copy_sparse;
+use crate::sparse_copy::{copy_sparse, give_mode_of};
 use ociref::Digest;
-use ocistore::Store;
 use std::fs::File;
 use std::path::Path;
 
@@ -33,8 +34,9 @@ pub(crate) const WRITER_KEY: &str = "cachectl ext4 writer 1";
 /// into the image while its layer is indexed (decompressed on a thread of
 /// its own, no copy anywhere), then the merged entries, without content,
 /// complete it; kept at the build's cached path. Whether the output the
-/// options ask for was written too: it is copied while the image is
-/// synced.
+/// options ask for was written too: every write of the image goes to it
+/// as well (it is copied from the image only where that failed), and it
+/// is renamed into place once both are synced.
 pub(crate) fn build_written(build: &FlatBuild<'_>) -> Result<bool> {
     let (store, image, options) = (build.store, build.image, build.options);
     let cache = store.derived_dir(IMAGES).map_err(safe::from_store)?;
@@ -44,7 +46,16 @@ pub(crate) fn build_written(build: &FlatBuild<'_>) -> Result<bool> {
     let (file, path) = (partial.as_file(), partial.path());
     let named =
         |err: Error| leftovers::named_in_cache(err.relocated(Path::new(IMAGE), path), &cache, path);
-    let mut writer = Ext4Writer::new(file, &shape);
+    // An output that cannot be started is reported once the image is kept.
+    let output = options
+        .output
+        .as_deref()
+        .map(|output| PendingOutput::begin(store, output));
+    let files = match &output {
+        Some(Ok(pending)) => ImageFiles::mirrored_into(file, pending.file()),
+        _ => ImageFiles::new(file),
+    };
+    let mut writer = Ext4Writer::new(&files, &shape);
     let progress = options.unpack.progress.as_ref();
     index_image(
         store,
@@ -61,25 +72,28 @@ pub(crate) fn build_written(build: &FlatBuild<'_>) -> Result<bool> {
         complete(writer, &shape, |sink| merge.emit_placed(sink).map(drop))
     })
     .map_err(named)?;
-    let Some(output) = options.output.as_deref() else {
-        file.sync_all()
-            .map_err(io("syncing", path))
-            .map_err(named)?;
-        keep_image(store, &cache, partial, build.cached_path, seed)?;
-        return Ok(false);
+    let mirrored = files.mirrored();
+    let (synced, delivered) = match output {
+        None => (file.sync_all(), None),
+        Some(Err(err)) => (file.sync_all(), Some(Err(err))),
+        Some(Ok(pending)) => {
+            let (synced, delivered) = deliver_while_syncing(pending, mirrored, (file, path));
+            (synced, Some(delivered))
+        }
     };
-    let (synced, delivered) = copy_while_syncing(store, output, (file, path));
     synced.map_err(io("syncing", path)).map_err(named)?;
     keep_image(store, &cache, partial, build.cached_path, seed)?;
-    delivered.map(|()| true)
+    delivered.map_or(Ok(false), |delivered| delivered.map(|()| true))
 }
 
-/// Copies the image `file` (at `path`) to `output` while another thread
-/// syncs it; the output is renamed into place only once the image is
-/// synced. The sync's result, then the copy's.
-fn copy_while_syncing(
-    store: &Store,
-    output: &Path,
+/// Completes the output `pending` while another thread syncs the image
+/// `file` (at `path`): the output already holds the image when
+/// `mirrored`, else the image is copied into it. The output is renamed
+/// into place only once the image is synced. The sync's result, then the
+/// output's.
+fn deliver_while_syncing(
+    pending: PendingOutput,
+    mirrored: bool,
     (file, path): (&File, &Path),
 ) -> (std::io::Result<()>, Result<()>) {
     let join = |handle: Option<std::thread::ScopedJoinHandle<'_, std::io::Result<()>>>| {
@@ -92,11 +106,18 @@ fn copy_while_syncing(
     std::thread::scope(|scope| {
         let mut syncing = Some(scope.spawn(|| file.sync_all()));
         let mut synced = None;
-        let delivered = crate::output::write_output_with(
-            store,
-            output,
-            |out, temp| copy_sparse(file, path, out, temp),
-            || {
+        let (out, temp) = (pending.file(), pending.temp_path());
+        let written = match mirrored {
+            true => give_mode_of(file, path, out, temp).map(drop),
+            // What the mirror holds is dropped first: the copy leaves
+            // holes unwritten.
+            false => out
+                .set_len(0)
+                .map_err(io("writing", temp))
+                .and_then(|()| copy_sparse(file, path, out, temp)),
+        };
+        let delivered = written.map_err(|err| pending.named(err)).and_then(|()| {
+            pending.complete(|| {
                 let result = join(syncing.take());
                 let failed = result.is_err();
                 synced = Some(result);
@@ -108,8 +129,8 @@ fn copy_while_syncing(
                     }),
                     false => Ok(()),
                 }
-            },
-        );
+            })
+        });
         let synced = synced.unwrap_or_else(|| join(syncing.take()));
         (synced, delivered)
     })
@@ -126,7 +147,8 @@ pub(crate) fn make_written(
     emit: &dyn Fn(&mut dyn EntrySink) -> Result<u64>,
 ) -> Result<()> {
     let shape = image_shape(options, seed);
-    let writer = Ext4Writer::new(file, &shape);
+    let files = ImageFiles::new(file);
+    let writer = Ext4Writer::new(&files, &shape);
     complete(writer, &shape, |sink| emit(sink).map(drop))
         .and_then(|()| file.sync_all().map_err(io("syncing", path)))
         .map_err(|err| err.relocated(Path::new(IMAGE), path))
@@ -153,5 +175,69 @@ fn image_shape(options: &BuildOptions, seed: &Digest) -> ImageShape {
         label: options.label.clone(),
         uuid: crate::ext4::uuid_bytes(seed),
         time: FAKE_TIME.parse().unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::FileExt;
+
+    /// An image of data, a hole and data, and an output `vm.ext4` being
+    /// written beside it whose temp file holds `mirror` (what a mirror
+    /// wrote before it was dropped).
+    fn image_and_output(
+        dir: &tempfile::TempDir,
+        mirror: &[u8],
+    ) -> (ocistore::Store, File, std::path::PathBuf, PendingOutput) {
+        let store = ocistore::Store::open(dir.path().join("store")).expect("store");
+        let path = dir.path().join("image");
+        let image = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .expect("image");
+        image.write_all_at(&[1; 4096], 0).expect("write");
+        image.write_all_at(&[2; 4096], 1 << 20).expect("write");
+        let pending = PendingOutput::begin(&store, &dir.path().join("vm.ext4")).expect("begun");
+        pending.file().write_all_at(mirror, 0).expect("write");
+        (store, image, path, pending)
+    }
+
+    #[test]
+    fn an_output_the_mirror_gave_up_on_is_copied_whole_over_what_it_wrote() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The half-written mirror has bytes where the image has a hole.
+        let (_store, image, path, pending) = image_and_output(&dir, &[9; 8192]);
+        let (synced, delivered) = deliver_while_syncing(pending, false, (&image, &path));
+        synced.expect("synced");
+        delivered.expect("delivered");
+        let ours = std::fs::read(&path).expect("read");
+        let output = std::fs::read(dir.path().join("vm.ext4")).expect("read");
+        assert!(ours == output, "the output differs from the image");
+        assert_eq!(output[5000], 0, "the mirror's bytes stayed in a hole");
+    }
+
+    #[test]
+    fn a_mirrored_output_is_renamed_in_as_it_is_with_the_image_mode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_store, image, path, pending) = image_and_output(&dir, b"mirrored");
+        use std::os::unix::fs::PermissionsExt;
+        image
+            .set_permissions(std::fs::Permissions::from_mode(0o4640))
+            .expect("mode");
+        let (synced, delivered) = deliver_while_syncing(pending, true, (&image, &path));
+        synced.expect("synced");
+        delivered.expect("delivered");
+        let output = dir.path().join("vm.ext4");
+        assert_eq!(std::fs::read(&output).expect("read"), b"mirrored");
+        let mode = std::fs::metadata(&output)
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o640, "{mode:o}");
+        let names = std::fs::read_dir(dir.path()).expect("dir").count();
+        assert_eq!(names, 3, "store, image and output only");
     }
 }

@@ -59,29 +59,74 @@ pub(crate) fn write_output_with(
     write: impl FnOnce(&File, &Path) -> Result<()>,
     before_rename: impl FnOnce() -> Result<()>,
 ) -> Result<()> {
-    let dir = match output.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let Some(name) = output.file_name() else {
-        return Err(Error::InvalidOption {
-            reason: format!("output {} names no file", output.display()),
-        });
-    };
-    let prefix = temp_prefix(name);
-    let held = store.open_dir(dir).map_err(crate::safe::from_store)?;
-    leftovers::remove_stale_files(&held, &prefix.to_string_lossy(), "")?;
-    let temp = TempOutput::create(dir, &prefix)?;
-    let written = write(&temp.file, &temp.path)
-        .and_then(|()| temp.file.sync_all().map_err(io("syncing", &temp.path)));
-    if let Err(err) = written {
-        return Err(named_after(err, &temp.path, output));
+    let pending = PendingOutput::begin(store, output)?;
+    write(pending.file(), pending.temp_path()).map_err(|err| pending.named(err))?;
+    pending.complete(before_rename)
+}
+
+/// An output being written (see the module docs): its temp file, renamed
+/// over the output by [`PendingOutput::complete`], removed when dropped
+/// before that.
+pub(crate) struct PendingOutput {
+    temp: TempOutput,
+    output: PathBuf,
+    dir: PathBuf,
+}
+
+impl PendingOutput {
+    /// Starts writing `output`: removes the temp files dead builds left
+    /// for it and creates a new, empty one.
+    pub(crate) fn begin(store: &Store, output: &Path) -> Result<PendingOutput> {
+        let dir = match output.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let Some(name) = output.file_name() else {
+            return Err(Error::InvalidOption {
+                reason: format!("output {} names no file", output.display()),
+            });
+        };
+        let prefix = temp_prefix(name);
+        let held = store.open_dir(dir).map_err(crate::safe::from_store)?;
+        leftovers::remove_stale_files(&held, &prefix.to_string_lossy(), "")?;
+        Ok(PendingOutput {
+            temp: TempOutput::create(dir, &prefix)?,
+            output: output.to_path_buf(),
+            dir: dir.to_path_buf(),
+        })
     }
-    before_rename()?;
-    temp.persist(output)?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("syncing directory", dir))
+
+    /// The temp file, to be written.
+    pub(crate) fn file(&self) -> &File {
+        &self.temp.file
+    }
+
+    /// The temp file's path.
+    pub(crate) fn temp_path(&self) -> &Path {
+        &self.temp.path
+    }
+
+    /// `err`, told as an error about writing the output when it is about
+    /// the temp file (the path people know; the cause is kept).
+    pub(crate) fn named(&self, err: Error) -> Error {
+        named_after(err, &self.temp.path, &self.output)
+    }
+
+    /// Syncs the temp file, runs `before_rename` (its error leaves the
+    /// output as it was), renames the temp file over the output and syncs
+    /// the directory.
+    pub(crate) fn complete(self, before_rename: impl FnOnce() -> Result<()>) -> Result<()> {
+        self.temp
+            .file
+            .sync_all()
+            .map_err(io("syncing", &self.temp.path))
+            .map_err(|err| self.named(err))?;
+        before_rename()?;
+        self.temp.persist(&self.output)?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("syncing directory", &self.dir))
+    }
 }
 
 /// `.<name>.tmp-`: the start of every temp file for the output `name`.

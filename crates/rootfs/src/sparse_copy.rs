@@ -21,13 +21,7 @@ use std::path::Path;
 /// `input` (the file at `from`) must be a regular file with one name,
 /// opened without following a link (see `safe::open_cached`).
 pub(crate) fn copy_sparse(input: &File, from: &Path, output: &File, to: &Path) -> Result<()> {
-    let meta = input.metadata().map_err(io("reading", from))?;
-    output
-        .set_permissions(std::fs::Permissions::from_mode(
-            meta.permissions().mode() & 0o777,
-        ))
-        .map_err(io("setting mode of", to))?;
-    let len = meta.len();
+    let len = give_mode_of(input, from, output, to)?;
     let mut pos = 0;
     while pos < len {
         let data = match rustix::fs::seek(input, SeekFrom::Data(pos)) {
@@ -47,6 +41,18 @@ pub(crate) fn copy_sparse(input: &File, from: &Path, output: &File, to: &Path) -
     // The trailing hole, if any, is made by the length.
     output.set_len(len).map_err(io("writing", to))?;
     Ok(())
+}
+
+/// Gives `output` (at `to`) the permission bits of `input` (at `from`),
+/// never its setuid, setgid or sticky bits; the length of `input`.
+pub(crate) fn give_mode_of(input: &File, from: &Path, output: &File, to: &Path) -> Result<u64> {
+    let meta = input.metadata().map_err(io("reading", from))?;
+    output
+        .set_permissions(std::fs::Permissions::from_mode(
+            meta.permissions().mode() & 0o777,
+        ))
+        .map_err(io("setting mode of", to))?;
+    Ok(meta.len())
 }
 
 /// Copies `count` bytes at `offset` from `input` to the same offset of

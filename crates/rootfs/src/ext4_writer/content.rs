@@ -3,10 +3,9 @@
 //! order, and the file's extents are noted.
 
 use super::extents::Extent;
+use super::files::ImageFiles;
 use super::layout::{Allocator, BLOCK};
-use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
 
 /// Bytes read from a file's content at a time.
 const CHUNK: usize = 1 << 20;
@@ -47,7 +46,7 @@ impl ContentWriter {
     /// failed.
     pub(super) fn write(
         &mut self,
-        image: &File,
+        image: &ImageFiles<'_>,
         alloc: &mut Allocator,
         data: &mut dyn Read,
         size: u64,
@@ -80,7 +79,7 @@ impl ContentWriter {
     /// from `logical` on, skipping the blocks of zeros.
     fn place_chunk(
         &self,
-        image: &File,
+        image: &ImageFiles<'_>,
         alloc: &mut Allocator,
         blocks: usize,
         logical: u64,
@@ -115,10 +114,8 @@ impl ContentWriter {
 }
 
 /// Makes `len` blocks at `start` of `image` read as zeros again (a hole).
-pub(super) fn zero(image: &File, start: u64, len: u64) -> io::Result<()> {
-    use rustix::fs::{FallocateFlags, fallocate};
-    let flags = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
-    fallocate(image, flags, start * BLOCK, len * BLOCK).map_err(io::Error::from)
+pub(super) fn zero(image: &ImageFiles<'_>, start: u64, len: u64) -> io::Result<()> {
+    image.punch(start * BLOCK, len * BLOCK)
 }
 
 /// Adds `len` blocks at `start` for logical block `logical`, joined to the
@@ -147,6 +144,8 @@ fn is_zero(block: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
+    use std::os::unix::fs::FileExt;
 
     #[test]
     fn zero_blocks_become_holes_and_runs_become_extents() {
@@ -165,7 +164,12 @@ mod tests {
         content[4 * BLOCK as usize] = 3; // block 4
         content[5 * BLOCK as usize + 99] = 4; // block 5, partial
         let placed = ContentWriter::new()
-            .write(&image, &mut alloc, &mut &content[..], content.len() as u64)
+            .write(
+                &ImageFiles::new(&image),
+                &mut alloc,
+                &mut &content[..],
+                content.len() as u64,
+            )
             .expect("written");
         assert_eq!(placed.blocks, 4);
         let shape: Vec<(u64, u64, u64)> = placed
@@ -186,7 +190,7 @@ mod tests {
         let image = File::create(dir.path().join("img")).expect("image");
         let mut alloc = Allocator::new(1);
         let err = ContentWriter::new()
-            .write(&image, &mut alloc, &mut &b"abc"[..], 10)
+            .write(&ImageFiles::new(&image), &mut alloc, &mut &b"abc"[..], 10)
             .expect_err("short");
         let Failed::Reading(err) = err else {
             panic!("{err:?}");

@@ -4,6 +4,7 @@
 
 use super::dir::dir_blocks;
 use super::extents::{self, Extent};
+use super::files::ImageFiles;
 use super::groups::write_groups;
 use super::inode::{self, Body, Disk, EXTENTS_FL, Node};
 use super::journal::{journal_blocks, journal_superblock};
@@ -16,8 +17,6 @@ use super::{LOST_FOUND, content::push_extent};
 use crate::error::{Error, Result};
 use crate::sizing::{inode_count, mib, too_small};
 use std::collections::HashMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 
 /// Blocks of `lost+found`, so e2fsck can reconnect files without
 /// allocating.
@@ -70,7 +69,7 @@ pub(super) struct Placed {
 
 /// Completes the image: see the module documentation.
 pub(super) fn finish(
-    image: &File,
+    image: &ImageFiles<'_>,
     mut alloc: Allocator,
     mut nodes: Vec<Node>,
     shape: &ImageShape,
@@ -122,7 +121,7 @@ struct DiskParts {
 /// Writes every directory's blocks, turning its body into data; the
 /// other inodes' parts as they stand.
 fn lay_out_dirs(
-    image: &File,
+    image: &ImageFiles<'_>,
     alloc: &mut Allocator,
     nodes: &mut [Node],
 ) -> std::io::Result<Vec<DiskParts>> {
@@ -185,7 +184,7 @@ struct Run {
 }
 
 impl Run {
-    fn push(&mut self, image: &File, block: u64, content: &[u8]) -> std::io::Result<()> {
+    fn push(&mut self, image: &ImageFiles<'_>, block: u64, content: &[u8]) -> std::io::Result<()> {
         if !self.bytes.is_empty() && self.start + self.bytes.len() as u64 / BLOCK != block {
             self.flush(image)?;
         }
@@ -199,7 +198,7 @@ impl Run {
         Ok(())
     }
 
-    fn flush(&mut self, image: &File) -> std::io::Result<()> {
+    fn flush(&mut self, image: &ImageFiles<'_>) -> std::io::Result<()> {
         if !self.bytes.is_empty() {
             image.write_all_at(&self.bytes, self.start * BLOCK)?;
             self.bytes.clear();
@@ -211,7 +210,7 @@ impl Run {
 /// Places every inode's attributes: in the inode, or in a block shared by
 /// the inodes with the same ones. `Err(Ok(inode))`: too many to hold.
 fn lay_out_attrs(
-    image: &File,
+    image: &ImageFiles<'_>,
     alloc: &mut Allocator,
     nodes: &[Node],
     disks: &mut [DiskParts],
@@ -246,7 +245,7 @@ fn lay_out_attrs(
 /// Gives each inode its `i_block`: the extents, or the root of a tree
 /// whose blocks are written here.
 fn lay_out_extent_trees(
-    image: &File,
+    image: &ImageFiles<'_>,
     alloc: &mut Allocator,
     nodes: &[Node],
     disks: &mut [DiskParts],
@@ -383,7 +382,7 @@ fn place_metadata(alloc: &mut Allocator, geometry: &Geometry) -> Placed {
 
 /// Writes the journal's superblock and makes inode 8 the journal.
 fn write_journal(
-    image: &File,
+    image: &ImageFiles<'_>,
     placed: &Placed,
     geometry: &Geometry,
     shape: &ImageShape,
@@ -417,7 +416,7 @@ fn write_journal(
 
 /// Writes each group's inode table (the part with inodes in use).
 fn write_tables(
-    image: &File,
+    image: &ImageFiles<'_>,
     geometry: &Geometry,
     placed: &Placed,
     nodes: &[Node],

@@ -1,11 +1,10 @@
 //! The group bitmaps, the group descriptors and the superblock, with the
 //! copies of the last two in the groups that hold one.
 
+use super::files::ImageFiles;
 use super::finish::{Geometry, ImageShape, Placed};
 use super::inode::Node;
 use super::layout::{Allocator, BLOCK, BLOCKS_PER_GROUP, has_super};
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 
 /// Inodes 1 to 10 are reserved, in use whether or not they hold anything.
 const FIRST_INODE: u64 = 11;
@@ -28,7 +27,7 @@ struct Counts {
 
 /// Writes the bitmaps, then the descriptors and superblock copies.
 pub(super) fn write_groups(
-    image: &File,
+    image: &ImageFiles<'_>,
     geometry: &Geometry,
     placed: &Placed,
     alloc: &Allocator,
@@ -62,7 +61,7 @@ pub(super) fn write_groups(
 }
 
 fn write_bitmaps(
-    image: &File,
+    image: &ImageFiles<'_>,
     geometry: &Geometry,
     placed: &Placed,
     alloc: &Allocator,

@@ -29,6 +29,7 @@
 mod content;
 mod dir;
 mod extents;
+mod files;
 mod finish;
 mod groups;
 mod inode;
@@ -43,13 +44,12 @@ use crate::merge::{ContentKey, ContentPlacer, EntrySink, MergedEntry, MergedKind
 use content::{ContentWriter, Failed, Placed};
 use dir::{DirEntry, file_type};
 use extents::Extent;
+pub(crate) use files::ImageFiles;
 use inode::{Body, Node, device_block, mode};
 use layout::{Allocator, BLOCK, BLOCKS_PER_GROUP};
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// What errors writing the image name as its path; the caller puts the
@@ -71,7 +71,7 @@ const TARGET_MAX: usize = 4095;
 /// Takes merged entries and writes them into an ext4 image; see the
 /// module documentation. [`Ext4Writer::finish`] completes the image.
 pub(crate) struct Ext4Writer<'f> {
-    image: &'f File,
+    image: &'f ImageFiles<'f>,
     alloc: Allocator,
     content: ContentWriter,
     /// Inode `n` is `nodes[n - 1]`; 1 to 10 are reserved (zero).
@@ -89,7 +89,7 @@ impl<'f> Ext4Writer<'f> {
     /// A writer into `image` (an empty file) of `shape`: the group
     /// descriptors' room is set for an image of up to [`MAX_COMPUTED`]
     /// (or the size given, when larger).
-    pub(crate) fn new(image: &'f File, shape: &ImageShape) -> Ext4Writer<'f> {
+    pub(crate) fn new(image: &'f ImageFiles<'f>, shape: &ImageShape) -> Ext4Writer<'f> {
         let bound = shape.size.unwrap_or(0).max(MAX_COMPUTED) / BLOCK;
         let gdt_blocks = bound.div_ceil(BLOCKS_PER_GROUP).div_ceil(BLOCK / 32);
         let mut nodes: Vec<Node> = (1..=10).map(|_| Node::new(0, 0, 0, 0)).collect();
