@@ -18,7 +18,10 @@
 //! between rounds (on an ext4 without a journal, inodes freed in the last
 //! ~35 s slow down whoever creates files next): each round writes into a
 //! new directory, and each `build` round uses a new `--label`, so its
-//! cache key is new and it really builds. When run as root, each `build`
+//! cache key is new and it really builds. A timed `build` writes the
+//! image it keeps and syncs it (no `-o`), as the peer's `mke2fs` writes
+//! and syncs its one image; each `build` round also times `build -o FILE`,
+//! which writes and syncs a second image. When run as root, each `build`
 //! round also times cachectl without `--rootless`. After the rounds,
 //! `build` times a cache hit (median of 11) and measures a cold build's
 //! peak RSS (GNU `time`). Each `build` round also builds the read-only
@@ -136,6 +139,8 @@ pub(crate) struct Timings {
     pub(crate) ours_zstd: Vec<Duration>,
     /// cachectl's `build` without `--rootless` (`build` as root only).
     pub(crate) ours_root: Vec<Duration>,
+    /// cachectl's `build -o FILE` (`build` only).
+    pub(crate) ours_output: Vec<Duration>,
     /// cachectl's `build --input INPUT` for each input through mke2fs
     /// (`build` only).
     pub(crate) ours_mke2fs: Vec<(&'static str, Vec<Duration>)>,
@@ -155,6 +160,7 @@ impl Timings {
             theirs: Vec::new(),
             ours_zstd: Vec::new(),
             ours_root: Vec::new(),
+            ours_output: Vec::new(),
             ours_mke2fs: vec![("tar-stream", Vec::new()), ("tree", Vec::new())],
             read_only: types
                 .into_iter()

@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 const HIT_RUNS: usize = 11;
 
 impl Bench {
-    /// Times `cachectl build` and `umoci unpack` + `mke2fs -d` into `work`;
-    /// the peer goes first when `peer_first` and an earlier round told the
-    /// size of the image (`last_build_size`, updated when cachectl goes
-    /// first). Returns (cachectl, peer).
+    /// Times `cachectl build` (the image it keeps, no `-o`: one synced
+    /// image, as the peer's `mke2fs` syncs its one) and `umoci unpack` +
+    /// `mke2fs -d` into `work`; the peer goes first when `peer_first` and
+    /// an earlier round told the size of the image (`last_build_size`,
+    /// updated when cachectl goes first). Returns (cachectl, peer).
     pub(crate) fn build_pair(
         &self,
         round: u32,
@@ -31,13 +32,10 @@ impl Bench {
         // A new label makes a new cache key: every round builds, and
         // nothing is deleted.
         let label = format!("r{round}");
-        let output = work.join("ours.ext4");
         let ours_run = |settle: &mut Settle| {
             settle.wait()?;
-            time(
-                offline(&self.cachectl, &self.root, "build", REFERENCE)
-                    .args(["--label", &label, "-o"])
-                    .arg(&output),
+            time_built(
+                offline(&self.cachectl, &self.root, "build", REFERENCE).args(["--label", &label]),
             )
         };
         // The peer's image gets the size of ours, so cachectl runs first
@@ -60,17 +58,11 @@ impl Bench {
             )?;
             Ok::<_, Error>(started.elapsed())
         };
-        let size_of = |path: &Path| {
-            std::fs::metadata(path)
-                .map(|m| m.len())
-                .map_err(|e| format!("reading {}: {e}", path.display()))
-        };
         Ok(if peer_first && let Some(size) = *last_build_size {
             let b = peer_run(settle, size)?;
-            (ours_run(settle)?, b)
+            (ours_run(settle)?.0, b)
         } else {
-            let a = ours_run(settle)?;
-            let built = size_of(&output)?;
+            let (a, built) = ours_run(settle)?;
             *last_build_size = Some(built);
             (a, peer_run(settle, built)?)
         })
@@ -94,11 +86,17 @@ impl Bench {
                     .arg(&self.root)
                     .args(["-q", "build", "--offline", "--label"])
                     .arg(format!("root-{round}"))
-                    .arg("-o")
-                    .arg(work.join("ours-root.ext4"))
                     .arg(REFERENCE),
             )?);
         }
+        // With `-o`: a second image, written and synced beside the kept
+        // one.
+        settle.wait()?;
+        timings.ours_output.push(time(
+            offline(&self.cachectl, &self.root, "build", REFERENCE)
+                .args(["--label", &format!("output-{round}"), "-o"])
+                .arg(work.join("ours.ext4")),
+        )?);
         // The inputs through mke2fs, for comparison: the merged tar
         // stream and an unpacked tree.
         for (input, times) in &mut timings.ours_mke2fs {
@@ -106,9 +104,7 @@ impl Bench {
             times.push(time(
                 offline(&self.cachectl, &self.root, "build", REFERENCE)
                     .args(["--input", input, "--label"])
-                    .arg(format!("{input}-{round}"))
-                    .arg("-o")
-                    .arg(work.join(format!("ours-{input}.ext4"))),
+                    .arg(format!("{input}-{round}")),
             )?);
         }
         for kind in &mut timings.read_only {
@@ -159,18 +155,28 @@ fn read_only_round(
     let init = work.join(format!("init-{}", kind.fs));
     std::fs::write(&init, format!("#!/bin/sh\n# round {round}\n"))
         .map_err(|e| format!("writing {}: {e}", init.display()))?;
-    let output = work.join(format!("ours.{}", kind.fs));
-    kind.times.push(time(
+    let (took, size) = time_built(
         offline(cachectl, root, "build", REFERENCE)
             .args(["--fs", kind.fs, "--init"])
-            .arg(&init)
-            .arg("-o")
-            .arg(&output),
-    )?);
-    kind.size = std::fs::metadata(&output)
-        .map_err(|e| format!("reading {}: {e}", output.display()))?
-        .len();
+            .arg(&init),
+    )?;
+    kind.times.push(took);
+    kind.size = size;
     Ok(())
+}
+
+/// Runs the `build` of `command` with `--json` to success: how long it
+/// took and the size of the image it reported.
+fn time_built(command: &mut Command) -> Result<(Duration, u64), Error> {
+    let started = Instant::now();
+    let stdout = cmd::output(command.arg("--json"))?;
+    let took = started.elapsed();
+    let report: serde_json::Value = serde_json::from_str(&stdout)
+        .map_err(|e| format!("cachectl build --json printed no JSON ({e}): {stdout}"))?;
+    let size = report["size"]
+        .as_u64()
+        .ok_or_else(|| format!("cachectl build --json reported no size: {stdout}"))?;
+    Ok((took, size))
 }
 
 /// What `bench build` measures after its rounds.

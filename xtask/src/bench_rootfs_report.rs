@@ -87,6 +87,13 @@ fn print_other_builds(name: &str, timings: &Timings) {
             root.median, root.min, root.max
         );
     }
+    if !timings.ours_output.is_empty() {
+        let output = Summary::of(&timings.ours_output);
+        println!(
+            "| cachectl build --rootless -o FILE (a second synced image) | {:.1} | {:.1} | {:.1} |",
+            output.median, output.min, output.max
+        );
+    }
     for (input, times) in timings.ours_mke2fs.iter().filter(|(_, t)| !t.is_empty()) {
         let input_times = Summary::of(times);
         println!(
