@@ -181,3 +181,33 @@ fn a_build_whose_output_disk_fills_midway_keeps_the_image_it_built() {
     assert!(same, "the output differs from the cached image");
     e2fsck_passes(&output);
 }
+
+#[test]
+fn a_build_whose_output_shares_a_disk_with_room_for_one_image_keeps_that_image() {
+    use crate::rootfs_support::{GZIP_LAYER, Raw, gzip, hand_built_store, raw_tar};
+    // The layer (8 MB) and one image of it (8 MB) fit; a second image,
+    // the output written beside it, does not.
+    let disk = SmallFs::mount("20m");
+    let root = disk.path().join("store");
+    let content = noise(46, 8_000_000);
+    let layer = gzip(&raw_tar(&[Raw::File("noise", &content)]));
+    let (store, reference) = hand_built_store(&root, &[(layer, GZIP_LAYER)]);
+    let stored = store.image(&reference, None).expect("stored image");
+    let output = disk.path().join("vm.ext4");
+    let mut options = rootfs::BuildOptions::default();
+    options.output = Some(output.clone());
+    let err = rootfs::build(&stored, &options).expect_err("no room for the output");
+    let message = cachectl_tests::error_chain(&err);
+    assert!(message.contains("No space left on device"), "{message}");
+    assert!(
+        message.contains(&output.display().to_string()),
+        "the error is not about the output: {message}"
+    );
+    assert!(!output.exists());
+    let kept = rootfs::cached_builds(&store).expect("listed");
+    assert_eq!((kept.images, kept.partial_images), (1, 0), "{kept:?}");
+    options.output = None;
+    let cached = rootfs::build(&stored, &options).expect("cache hit");
+    assert!(cached.cached, "the image was not kept");
+    crate::rootfs_support::e2fsck_passes(&cached.path);
+}

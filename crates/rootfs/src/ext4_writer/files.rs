@@ -8,7 +8,9 @@
 //! read and the final sync finds little left to write.
 //!
 //! The mirror is a convenience: the first write it refuses (a full disk,
-//! a file system without hole punching) drops it, the image goes on, and
+//! a file system without hole punching) drops it, and so does the first
+//! write the image refuses while it is kept (on a disk both share, the
+//! mirror may be what filled it): it is emptied, the image goes on, and
 //! [`ImageFiles::mirrored`] tells the caller to copy the image instead
 //! (which reports the cause if it persists).
 
@@ -54,9 +56,16 @@ impl<'f> ImageFiles<'f> {
         !self.mirror_dropped.get()
     }
 
-    /// Writes `bytes` at `offset` of the image (and the mirror).
+    /// Writes `bytes` at `offset` of the image (and the mirror). When the
+    /// image refuses them while a mirror is kept, the mirror may be what
+    /// filled the disk: it is dropped and the write tried once more.
     pub(crate) fn write_all_at(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
-        self.image.write_all_at(bytes, offset)?;
+        if let Err(err) = self.image.write_all_at(bytes, offset) {
+            if !self.drop_mirror() {
+                return Err(err);
+            }
+            self.image.write_all_at(bytes, offset)?;
+        }
         self.on_mirror(|mirror| mirror.write_all_at(bytes, offset));
         self.note_written(offset, bytes.len() as u64);
         Ok(())
@@ -83,9 +92,19 @@ impl<'f> ImageFiles<'f> {
         if let Some(mirror) = self.mirror.get()
             && op(mirror).is_err()
         {
-            self.mirror.set(None);
-            self.mirror_dropped.set(true);
+            self.drop_mirror();
         }
+    }
+
+    /// Stops writing the mirror and empties it, giving its blocks back to
+    /// its disk (the image may share that disk). Whether there was one.
+    fn drop_mirror(&self) -> bool {
+        let Some(mirror) = self.mirror.take() else {
+            return false;
+        };
+        let _ = mirror.set_len(0);
+        self.mirror_dropped.set(true);
+        true
     }
 
     /// Notes `len` bytes written at `offset`; hands the range written so
