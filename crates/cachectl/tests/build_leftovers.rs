@@ -149,6 +149,29 @@ fn a_build_killed_while_it_writes_the_output_leaves_the_old_image_whole() {
         );
         assert_fsck_clean(&output);
     }
+    // Cold builds (a new label each) write the output along with the
+    // image from their start: killed midway, they too leave it whole.
+    for (n, delay_ms) in [0, 50, 200].into_iter().enumerate() {
+        let label = format!("cold{n}");
+        let args = [
+            "build", "-q", &reference, "--label", &label, "-o", output_arg,
+        ];
+        let mut child = spawn(home.path(), &args);
+        let writing = wait_for_output_write(&mut child, &output);
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let running = child.try_wait().expect("waits").is_none();
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+        assert!(
+            writing && running,
+            "the cold build (killed {delay_ms} ms in) had not finished"
+        );
+        assert!(
+            same_bytes(&output, &old),
+            "a cold build killed {delay_ms} ms in changed {}",
+            output.display()
+        );
+    }
 
     let done = cachectl(home.path())
         .args(["build", "-q", &reference, "-o", output_arg])
