@@ -33,6 +33,7 @@ mod rootfs_overlay;
 mod rootfs_per_layer;
 mod rootfs_plants;
 mod rootfs_readonly;
+mod rootfs_reflink;
 mod rootfs_stream_builds;
 mod rootfs_support;
 mod rootfs_swap_race;

@@ -86,6 +86,9 @@ const REQUIRED: &[(Probe, &str)] = &[
     // The boot test appends the squashfs and erofs modules to a copy of the
     // initramfs as a cpio archive.
     (Probe::Program("cpio"), "cpio"),
+    // `build -o` on a file system that shares extents: the test makes an
+    // XFS file system with reflinks in a file and mounts it.
+    (Probe::Program("mkfs.xfs"), "xfsprogs"),
 ];
 
 /// Directories searched besides `$PATH`: e2fsprogs lives in /usr/sbin, which
@@ -126,7 +129,8 @@ fn ensure_packages() -> Result<(), Error> {
     if packages.is_empty() {
         eprintln!(
             "xtask: tools present: docker-registry, skopeo, umoci, e2fsprogs, zstd, debootstrap, \
-             tmux, qemu-system-x86, linux-image-amd64, squid, time, squashfs-tools-ng, erofs-utils, cpio"
+             tmux, qemu-system-x86, linux-image-amd64, squid, time, squashfs-tools-ng, erofs-utils, cpio, \
+             xfsprogs"
         );
         return Ok(());
     }

@@ -35,8 +35,9 @@ pub(crate) const WRITER_KEY: &str = "cachectl ext4 writer 1";
 /// its own, no copy anywhere), then the merged entries, without content,
 /// complete it; kept at the build's cached path. Whether the output the
 /// options ask for was written too: every write of the image goes to it
-/// as well (it is copied from the image only where that failed), and it
-/// is renamed into place once both are synced.
+/// as well (it is copied from the image where that failed, or where the
+/// copy shares the image's extents), and it is renamed into place once
+/// both are synced.
 pub(crate) fn build_written(build: &FlatBuild<'_>) -> Result<bool> {
     let (store, image, options) = (build.store, build.image, build.options);
     let cache = store.derived_dir(IMAGES).map_err(safe::from_store)?;
@@ -52,7 +53,9 @@ pub(crate) fn build_written(build: &FlatBuild<'_>) -> Result<bool> {
         .as_deref()
         .map(|output| PendingOutput::begin(store, output));
     let files = match &output {
-        Some(Ok(pending)) => ImageFiles::mirrored_into(file, pending.file()),
+        Some(Ok(pending)) if !copy_shares_extents(file, pending.file()) => {
+            ImageFiles::mirrored_into(file, pending.file())
+        }
         _ => ImageFiles::new(file),
     };
     let mut writer = Ext4Writer::new(&files, &shape);
@@ -84,6 +87,26 @@ pub(crate) fn build_written(build: &FlatBuild<'_>) -> Result<bool> {
     synced.map_err(io("syncing", path)).map_err(named)?;
     keep_image(store, &cache, partial, build.cached_path, seed)?;
     delivered.map_or(Ok(false), |delivered| delivered.map(|()| true))
+}
+
+/// `statfs` magic numbers of file systems whose `copy_file_range` shares
+/// extents between two files of the same file system (reflinks): XFS,
+/// Btrfs, bcachefs and ZFS.
+const SHARING_FILE_SYSTEMS: [u64; 4] = [0x5846_5342, 0x9123_683e, 0xca45_1a4e, 0x2fc1_2fc1];
+
+/// Whether copying `image` into `output` once it is complete shares its
+/// extents rather than writing its bytes again: both are on one file
+/// system of [`SHARING_FILE_SYSTEMS`]. Then the output is copied, not
+/// written along with the image.
+fn copy_shares_extents(image: &File, output: &File) -> bool {
+    let same_file_system = match (rustix::fs::fstat(image), rustix::fs::fstat(output)) {
+        (Ok(image), Ok(output)) => image.st_dev == output.st_dev,
+        _ => false,
+    };
+    // `f_type` is signed on some targets: compare the low 32 bits.
+    same_file_system
+        && rustix::fs::fstatfs(output)
+            .is_ok_and(|fs| SHARING_FILE_SYSTEMS.contains(&(fs.f_type as u64 & 0xFFFF_FFFF)))
 }
 
 /// Completes the output `pending` while another thread syncs the image
