@@ -112,14 +112,12 @@ fn a_pull_onto_a_full_disk_fails_in_words_keeps_the_store_and_completes_later() 
 
 #[test]
 fn a_build_onto_a_full_disk_fails_in_words_keeps_nothing_and_completes_later() {
-    use crate::rootfs_support::{GZIP_LAYER, Raw, e2fsck_passes, gzip, hand_built_store, raw_tar};
+    use crate::rootfs_support::{e2fsck_passes, noise_image_store};
     let disk = SmallFs::mount("12m");
     let root = disk.path().join("store");
     // 8 MB of noise: an 8 MB layer, and no room left for an image of it
     // (nor for the layer's copy, when the work directory is on this disk).
-    let content = noise(44, 8_000_000);
-    let layer = gzip(&raw_tar(&[Raw::File("noise", &content)]));
-    let (store, reference) = hand_built_store(&root, &[(layer, GZIP_LAYER)]);
+    let (store, reference) = noise_image_store(&root, 44, 8_000_000);
     let stored = store.image(&reference, None).expect("stored image");
     let mut options = rootfs::BuildOptions::default();
     // Everything on the small disk: the work directory too.
@@ -148,12 +146,10 @@ fn a_build_onto_a_full_disk_fails_in_words_keeps_nothing_and_completes_later() {
 
 #[test]
 fn a_build_whose_output_disk_fills_midway_keeps_the_image_it_built() {
-    use crate::rootfs_support::{GZIP_LAYER, Raw, e2fsck_passes, gzip, hand_built_store, raw_tar};
+    use crate::rootfs_support::{e2fsck_passes, noise_image_store};
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("store");
-    let content = noise(45, 8_000_000);
-    let layer = gzip(&raw_tar(&[Raw::File("noise", &content)]));
-    let (store, reference) = hand_built_store(&root, &[(layer, GZIP_LAYER)]);
+    let (store, reference) = noise_image_store(&root, 45, 8_000_000);
     let stored = store.image(&reference, None).expect("stored image");
     // The output's disk has room for part of the image only: the copy
     // written beside the image runs out of room midway.
@@ -184,14 +180,12 @@ fn a_build_whose_output_disk_fills_midway_keeps_the_image_it_built() {
 
 #[test]
 fn a_build_whose_output_shares_a_disk_with_room_for_one_image_keeps_that_image() {
-    use crate::rootfs_support::{GZIP_LAYER, Raw, gzip, hand_built_store, raw_tar};
+    use crate::rootfs_support::noise_image_store;
     // The layer (8 MB) and one image of it (8 MB) fit; a second image,
     // the output written beside it, does not.
     let disk = SmallFs::mount("20m");
     let root = disk.path().join("store");
-    let content = noise(46, 8_000_000);
-    let layer = gzip(&raw_tar(&[Raw::File("noise", &content)]));
-    let (store, reference) = hand_built_store(&root, &[(layer, GZIP_LAYER)]);
+    let (store, reference) = noise_image_store(&root, 46, 8_000_000);
     let stored = store.image(&reference, None).expect("stored image");
     let output = disk.path().join("vm.ext4");
     let mut options = rootfs::BuildOptions::default();

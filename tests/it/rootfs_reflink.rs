@@ -3,10 +3,7 @@
 //! output is a copy that shares the cached image's extents, not a second
 //! write of its bytes.
 
-use crate::rootfs_support::{
-    GZIP_LAYER, Raw, e2fsck_passes, gzip, hand_built_store, raw_tar, rootless_build_options,
-};
-use crate::store::noise;
+use crate::rootfs_support::{e2fsck_passes, noise_image_store, rootless_build_options};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -81,9 +78,7 @@ fn extent_flags(file: &Path) -> Vec<String> {
 #[test]
 fn an_output_beside_the_image_on_xfs_shares_its_extents() {
     let xfs = LoopXfs::mount();
-    let content = noise(47, 4_000_000);
-    let layer = gzip(&raw_tar(&[Raw::File("noise", &content)]));
-    let (store, reference) = hand_built_store(&xfs.path().join("store"), &[(layer, GZIP_LAYER)]);
+    let (store, reference) = noise_image_store(&xfs.path().join("store"), 47, 4_000_000);
     let stored = store.image(&reference, None).expect("stored image");
     let mut options = rootless_build_options();
     options.output = Some(xfs.path().join("vm.ext4"));

@@ -120,6 +120,14 @@ pub(crate) fn put_blob(root: &Path, bytes: &[u8]) -> Digest {
     digest
 }
 
+/// A store at `root` holding an image of one gzip layer: a file `noise`
+/// of `len` incompressible bytes from `seed`.
+pub(crate) fn noise_image_store(root: &Path, seed: u64, len: usize) -> (Store, Reference) {
+    let content = crate::store::noise(seed, len);
+    let layer = gzip(&raw_tar(&[Raw::File("noise", &content)]));
+    hand_built_store(root, &[(layer, GZIP_LAYER)])
+}
+
 /// A layout at `root` whose image `example.com/test/hand-built:v1` has these
 /// layers (already encoded, with their media types).
 pub(crate) fn hand_built_store(root: &Path, layers: &[(Vec<u8>, &str)]) -> (Store, Reference) {

@@ -131,46 +131,19 @@ fn a_build_killed_while_it_writes_the_output_leaves_the_old_image_whole() {
     assert!(cached.status.success(), "{}", stderr(&cached));
 
     let output_arg = output.to_str().expect("UTF-8 path");
+    // Cache hits copy the image out.
     for delay_ms in [0, 15, 40, 80] {
-        let mut child = spawn(home.path(), &["build", "-q", &reference, "-o", output_arg]);
-        let writing = wait_for_output_write(&mut child, &output);
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        let running = child.try_wait().expect("waits").is_none();
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reaped");
-        assert!(
-            writing && running,
-            "the build (killed {delay_ms} ms into the copy) had not finished"
-        );
-        assert!(
-            same_bytes(&output, &old),
-            "killed {delay_ms} ms into the copy: {} is no longer the old image",
-            output.display()
-        );
-        assert_fsck_clean(&output);
+        let args = ["build", "-q", &reference, "-o", output_arg];
+        kill_while_writing(home.path(), &args, delay_ms, (&output, &old));
     }
     // Cold builds (a new label each) write the output along with the
-    // image from their start: killed midway, they too leave it whole.
+    // image from their start.
     for (n, delay_ms) in [0, 50, 200].into_iter().enumerate() {
         let label = format!("cold{n}");
         let args = [
             "build", "-q", &reference, "--label", &label, "-o", output_arg,
         ];
-        let mut child = spawn(home.path(), &args);
-        let writing = wait_for_output_write(&mut child, &output);
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        let running = child.try_wait().expect("waits").is_none();
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reaped");
-        assert!(
-            writing && running,
-            "the cold build (killed {delay_ms} ms in) had not finished"
-        );
-        assert!(
-            same_bytes(&output, &old),
-            "a cold build killed {delay_ms} ms in changed {}",
-            output.display()
-        );
+        kill_while_writing(home.path(), &args, delay_ms, (&output, &old));
     }
 
     let done = cachectl(home.path())
@@ -185,6 +158,28 @@ fn a_build_killed_while_it_writes_the_output_leaves_the_old_image_whole() {
         temps.is_empty(),
         "temp files of killed builds stay: {temps:?}"
     );
+}
+
+/// Runs cachectl with `args` (a build to `output`), kills it `delay_ms`
+/// after it starts writing beside `output`, and asserts that it was still
+/// running then and that `output` is still the image `old` holds, whole.
+fn kill_while_writing(home: &Path, args: &[&str], delay_ms: u64, (output, old): (&Path, &Path)) {
+    let mut child = spawn(home, args);
+    let writing = wait_for_output_write(&mut child, output);
+    std::thread::sleep(Duration::from_millis(delay_ms));
+    let running = child.try_wait().expect("waits").is_none();
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    assert!(
+        writing && running,
+        "{args:?} (killed {delay_ms} ms into writing) had not finished"
+    );
+    assert!(
+        same_bytes(output, old),
+        "{args:?} killed {delay_ms} ms into writing: {} is no longer the old image",
+        output.display()
+    );
+    assert_fsck_clean(output);
 }
 
 /// A tmpfs of `size` mounted on a new directory, unmounted when dropped.
