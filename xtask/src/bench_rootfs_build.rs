@@ -1,8 +1,8 @@
 //! The parts of `cargo xtask bench build` that `bench unpack` has not: the
 //! pair of `cachectl build` and `umoci unpack` + `mke2fs -d` in each round,
-//! the other builds of each round (as root, from an unpacked tree, of the
-//! read-only types), and after the rounds the cache hits and the peak RSS
-//! of a cold build.
+//! the other builds of each round (as root, with `-o`, through mke2fs from
+//! the merged tar and from an unpacked tree, of the read-only types), and
+//! after the rounds the cache hits and the peak RSS of a cold build.
 
 use crate::bench::Summary;
 use crate::bench_rootfs::{Bench, REFERENCE, Settle, Timings, offline, time};
