@@ -257,19 +257,18 @@ fn the_settings_key_names_the_program_and_the_flag_wins_over_it() {
         format!("mke2fs = {:?}\n", keyed.display().to_string()),
     )
     .expect("written");
-    let home = tempfile::tempdir().expect("tempdir");
-    let built = cachectl(home.path())
-        .args([
-            "build",
-            &reference,
-            "--rootless",
-            "--input",
-            "tree",
-            "--config",
-        ])
-        .arg(&config)
-        .output()
-        .expect("runs");
+    // A build through mke2fs in a new home, with `--config` and `extra`.
+    let build_with_config = |extra: &[&std::ffi::OsStr]| {
+        let home = tempfile::tempdir().expect("tempdir");
+        cachectl(home.path())
+            .args(["build", &reference, "--rootless", "--input", "tree"])
+            .arg("--config")
+            .arg(&config)
+            .args(extra)
+            .output()
+            .expect("runs")
+    };
+    let built = build_with_config(&[]);
     assert!(built.status.success(), "{}", stderr(&built));
     assert!(
         built_with(&runs(&keyed_log), "keyed"),
@@ -277,21 +276,7 @@ fn the_settings_key_names_the_program_and_the_flag_wins_over_it() {
         runs(&keyed_log)
     );
     std::fs::remove_file(&keyed_log).expect("removed");
-    let home = tempfile::tempdir().expect("tempdir");
-    let built = cachectl(home.path())
-        .args([
-            "build",
-            &reference,
-            "--rootless",
-            "--input",
-            "tree",
-            "--config",
-        ])
-        .arg(&config)
-        .arg("--mke2fs")
-        .arg(&flagged)
-        .output()
-        .expect("runs");
+    let built = build_with_config(&["--mke2fs".as_ref(), flagged.as_os_str()]);
     assert!(built.status.success(), "{}", stderr(&built));
     assert!(
         built_with(&runs(&flagged_log), "flagged"),
@@ -315,19 +300,7 @@ fn the_settings_key_names_the_program_and_the_flag_wins_over_it() {
     assert_eq!(cached_images(home.path()), serde_json::json!([]));
     // A stale key of a program this build does not run stops nothing.
     std::fs::write(&config, "tar2sqfs = \"/nonexistent/tar2sqfs\"\n").expect("written");
-    let home = tempfile::tempdir().expect("tempdir");
-    let built = cachectl(home.path())
-        .args([
-            "build",
-            &reference,
-            "--rootless",
-            "--input",
-            "tree",
-            "--config",
-        ])
-        .arg(&config)
-        .output()
-        .expect("runs");
+    let built = build_with_config(&[]);
     assert!(built.status.success(), "{}", stderr(&built));
 }
 

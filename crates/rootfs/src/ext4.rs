@@ -267,12 +267,11 @@ fn build_into(build: &FlatBuild<'_>) -> Result<bool> {
         "build-",
         sizes,
         |work| match build.input {
-            Ext4Input::TarStream => {
-                crate::ext4_stream::build_streamed(build, work.path()).map(|()| false)
-            }
-            _ => build_in(build, work.path()).map(|()| false),
+            Ext4Input::TarStream => crate::ext4_stream::build_streamed(build, work.path()),
+            _ => build_in(build, work.path()),
         },
     )
+    .map(|()| false)
 }
 
 /// Unpacks the image into `work/tree` and makes the image from it, with

@@ -144,12 +144,7 @@ impl BuildOptions {
         // A program given at a path that is no file is refused even where
         // this build would not run it: the mistake shows at once.
         for tool in ["mke2fs", "debugfs", "tar2sqfs", "mkfs.erofs"] {
-            if let Some(path) = self.tool_paths.get(tool).filter(|path| !path.is_file()) {
-                return Err(Error::ToolPathMissing {
-                    tool,
-                    path: path.clone(),
-                });
-            }
+            crate::tools::given_tool(tool, self)?;
         }
         if self.fs == FsType::Ext4
             && let Some(compressor) = &self.compressor

@@ -28,17 +28,23 @@ pub(crate) fn package_of(name: &str) -> &'static str {
     }
 }
 
+/// The path `options` gives the program `name`, if any; a path that is
+/// no file is [`Error::ToolPathMissing`].
+pub(crate) fn given_tool(name: &'static str, options: &BuildOptions) -> Result<Option<PathBuf>> {
+    match options.tool_paths.get(name) {
+        Some(path) if !path.is_file() => Err(Error::ToolPathMissing {
+            tool: name,
+            path: path.clone(),
+        }),
+        given => Ok(given.cloned()),
+    }
+}
+
 /// The program `name`: the path `options` gives it, else from the search
 /// path of `options`.
 pub(crate) fn find_tool(name: &'static str, options: &BuildOptions) -> Result<PathBuf> {
-    if let Some(path) = options.tool_paths.get(name) {
-        return match path.is_file() {
-            true => Ok(path.clone()),
-            false => Err(Error::ToolPathMissing {
-                tool: name,
-                path: path.clone(),
-            }),
-        };
+    if let Some(path) = given_tool(name, options)? {
+        return Ok(path);
     }
     let search = match &options.search_path {
         Some(path) => path.clone(),
