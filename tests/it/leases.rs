@@ -7,7 +7,7 @@ use crate::store::{client, fixture};
 use ociref::ErrorKind;
 use ocistore::{PullOptions, Store};
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -266,6 +266,48 @@ impl Drop for Mount {
     }
 }
 
+/// The files under `dir` this process holds open for writing.
+fn written_files_under(dir: &Path) -> Vec<PathBuf> {
+    let fds = std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd");
+    let writable = |fd: &str| {
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
+        let flags = info.lines().find_map(|line| line.strip_prefix("flags:"));
+        flags
+            .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+            .is_some_and(|f| f & 0o3 != 0)
+    };
+    fds.flatten()
+        .filter(|fd| writable(&fd.file_name().to_string_lossy()))
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .collect()
+}
+
+/// Remounts `dir` read-only. A file system refuses that while any process
+/// holds one of its files open for writing; a child that another test forks
+/// holds copies of this process's files until it execs, so a refusal as
+/// busy is tried again for a while.
+fn remount_read_only(dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let output = Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(dir)
+            .output()
+            .expect("mount runs");
+        if output.status.success() {
+            return;
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("busy") && Instant::now() < deadline,
+            "remounting {} read-only: {stderr}",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[tokio::test]
 async fn a_store_on_a_read_only_file_system_is_leased_and_inspected() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -284,12 +326,12 @@ async fn a_store_on_a_read_only_file_system_is_leased_and_inspected() {
         .pull(&client(), &reference, &PullOptions::default())
         .await
         .expect("pull");
-    let remounted = Command::new("mount")
-        .args(["-o", "remount,ro"])
-        .arg(&mount.0)
-        .status()
-        .expect("mount runs");
-    assert!(remounted.success());
+    let written = written_files_under(&mount.0);
+    assert!(
+        written.is_empty(),
+        "pull left files open for writing: {written:?}"
+    );
+    remount_read_only(&mount.0);
     let lease = store.lease(&reference).expect("leased read-only");
     assert!(!lease.roots().is_empty());
     let inspection = store.inspect(&reference).expect("inspected read-only");
