@@ -43,6 +43,7 @@ mod rootfs_umoci;
 mod rootfs_unpack;
 mod rootfs_unprivileged;
 mod rootfs_unsafe_entries;
+mod rootfs_unsynced;
 mod rootfs_writer;
 mod secrets;
 mod soak;

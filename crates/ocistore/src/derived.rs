@@ -7,7 +7,9 @@
 //!   file `<name>.owner` naming, a line each, the blobs whose presence
 //!   keeps it ([`Store::claim_derived`]). `gc` removes a finished file none
 //!   of whose owners is stored any more (and one without an owner file),
-//!   and a `partial-…` file of a build in progress once it is stale.
+//!   and a `partial-…` file of a build in progress once it is stale. A
+//!   finished file may be kept before it is synced, marked with the boot
+//!   that wrote it (see `derived_sync`); `gc` drops the marker with it.
 //! - A **work area** `.cachectl/<kind>/` ([`Store::work_area`], marked by
 //!   `.work`) holds entries (directories, files) that a live process
 //!   locks (`flock`) while it uses them; `gc` removes the stale ones.
@@ -20,11 +22,13 @@
 //! Everything goes through the directory's handle ([`StoreDir`]): a
 //! directory swapped for a link is never swept.
 
+use crate::derived_sync;
 use crate::dir_handle::{Access, StoreDir};
 use crate::error::{Error, Result};
 use crate::layout::Store;
 use ociref::Digest;
 use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -161,15 +165,18 @@ impl Store {
                     .iter()
                     .any(|owner| self.has_blob(owner).is_some());
                 // Another `gc` removed it first: not counted.
-                if owned || dir.stat(&name)?.is_none() {
-                    continue;
-                }
+                let inode = match dir.stat(&name)? {
+                    Some(meta) if !owned => meta.ino(),
+                    _ => continue,
+                };
                 dir.remove(&name)?;
                 dir.remove(&format!("{name}{OWNER_SUFFIX}"))?;
                 dir.remove(&legacy_owner_name(&name))?;
+                derived_sync::remove_marker_of(&dir, &name, inode)?;
                 *removed.files.entry(kind.clone()).or_default() += 1;
                 removed.bytes += size;
             }
+            derived_sync::sweep_orphan_markers(&dir)?;
         }
         for (_, dir) in self.marked_dirs(WORK_MARKER, true)? {
             removed.work_entries += sweep_work_area(&dir)?;

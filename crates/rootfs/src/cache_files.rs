@@ -17,7 +17,7 @@ use crate::error::{Result, io};
 use crate::options::FsType;
 use crate::safe::{from_store, name_of};
 use ociref::Digest;
-use ocistore::{DerivedFiles, Store};
+use ocistore::{DerivedFiles, Durability, Store};
 use std::path::Path;
 
 /// The derived directory of ext4 images.
@@ -112,4 +112,47 @@ pub(crate) fn keep_image(
         io("renaming into place", cached_path)(e.error)
     })?;
     Ok(())
+}
+
+/// Marks the finished `image`, about to be kept at `cached_path`, as kept
+/// before it is synced, in this boot (its caller holds a synced copy);
+/// `false` where it cannot be (no boot id, a marker not written): sync it
+/// then. See [`ocistore::Durability`].
+pub(crate) fn keep_unsynced(store: &Store, image: &std::fs::File, cached_path: &Path) -> bool {
+    store
+        .derived_dir(&kind_of(cached_path))
+        .and_then(|dir| store.mark_unsynced(&dir, &name_of(cached_path), image))
+        .unwrap_or(false)
+}
+
+/// Whether the cached file at `cached_path` (present) may be served. One
+/// kept unsynced in an earlier boot may be torn: it is removed (and built
+/// again). One kept unsynced in this boot is whole; it is synced first
+/// when `handed_out` (the caller gets the cached file itself, which must
+/// survive a crash) or once it is a minute old (written back by then, so
+/// the sync costs little and spares a build after the next reboot).
+pub(crate) fn servable(store: &Store, cached_path: &Path, handed_out: bool) -> Result<bool> {
+    let dir = store
+        .derived_dir(&kind_of(cached_path))
+        .map_err(from_store)?;
+    let name = name_of(cached_path);
+    match store.durability(&dir, &name).map_err(from_store)? {
+        Durability::Synced => Ok(true),
+        Durability::EarlierBoot => match store.drop_unsynced(&dir, &name) {
+            Ok(()) | Err(ocistore::Error::ReadOnly { .. }) => Ok(false),
+            Err(err) => Err(from_store(err)),
+        },
+        Durability::ThisBoot => {
+            let written_back = dir
+                .stat(&name)
+                .map_err(from_store)?
+                .and_then(|meta| meta.modified().ok())
+                .and_then(|time| time.elapsed().ok())
+                .is_some_and(|age| age >= ocistore::STALE_AFTER);
+            if handed_out || written_back {
+                store.sync_derived(&dir, &name).map_err(from_store)?;
+            }
+            Ok(true)
+        }
+    }
 }

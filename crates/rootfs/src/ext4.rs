@@ -1,7 +1,7 @@
 //! ext4 images built with `mke2fs -d` from an unpacked tree, reproducible
 //! and cached under the store.
 
-use crate::cache_files::{IMAGES, keep_image};
+use crate::cache_files::{IMAGES, keep_image, servable};
 use crate::error::{Error, Result, check_keepable, io};
 use crate::leftovers;
 use crate::mke2fs::{Ext4Input, Mke2fsInfo, mke2fs_command};
@@ -144,7 +144,8 @@ pub fn build(stored: &StoredImage, options: &BuildOptions) -> Result<BuiltImage>
     let cache_dir = store.root().join(".cachectl/ext4");
     let cached_path = cache_dir.join(format!("{key}.ext4"));
     // A link, FIFO or hard link planted at the name is removed: built again.
-    let cached = safe::cached_file(store, &cached_path)?;
+    let cached = safe::cached_file(store, &cached_path)?
+        && servable(store, &cached_path, options.output.is_none())?;
     let mut output_made = false;
     if !cached {
         check_keepable(store, &cache_dir, &manifest_digest)?;

@@ -6,12 +6,14 @@
 //! adds the metadata (content a later entry hid is freed). No `mke2fs`,
 //! no `debugfs`, no tree, no root, no work directory; owners, modes,
 //! devices, hardlinks and every extended attribute come from the layers.
-//! The image is synced before it is kept; an output asked for takes
-//! every write of the image as it is made (no copy afterwards).
+//! An output asked for takes every write of the image as it is made (no
+//! copy afterwards) and is synced; the image is then kept before it is
+//! synced, marked with this boot (see `cache_files::servable`). Without
+//! an output the image is synced before it is kept.
 //!
 //! [`Ext4Input::Writer`]: crate::Ext4Input::Writer
 
-use crate::cache_files::{IMAGES, keep_image};
+use crate::cache_files::{IMAGES, keep_image, keep_unsynced};
 use crate::error::{Error, Result, io};
 use crate::ext4::{FAKE_TIME, FlatBuild};
 use crate::ext4_writer::{Ext4Writer, IMAGE, ImageFiles, ImageShape};
@@ -35,9 +37,10 @@ pub(crate) const WRITER_KEY: &str = "cachectl ext4 writer 1";
 /// its own, no copy anywhere), then the merged entries, without content,
 /// complete it; kept at the build's cached path. Whether the output the
 /// options ask for was written too: every write of the image goes to it
-/// as well (it is copied from the image where that failed, or where the
-/// copy shares the image's extents), and it is renamed into place once
-/// both are synced.
+/// as well (it is copied from the image where that failed), and it is
+/// synced and renamed into place before the image is kept unsynced. Where
+/// a copy shares the image's extents, the output is copied and renamed in
+/// once both are synced.
 pub(crate) fn build_written(build: &FlatBuild<'_>) -> Result<bool> {
     let (store, image, options) = (build.store, build.image, build.options);
     let cache = store.derived_dir(IMAGES).map_err(safe::from_store)?;
@@ -52,10 +55,10 @@ pub(crate) fn build_written(build: &FlatBuild<'_>) -> Result<bool> {
         .output
         .as_deref()
         .map(|output| PendingOutput::begin(store, output));
+    let mirroring =
+        matches!(&output, Some(Ok(pending)) if !copy_shares_extents(file, pending.file()));
     let files = match &output {
-        Some(Ok(pending)) if !copy_shares_extents(file, pending.file()) => {
-            ImageFiles::mirrored_into(file, pending.file())
-        }
+        Some(Ok(pending)) if mirroring => ImageFiles::mirrored_into(file, pending.file()),
         _ => ImageFiles::new(file),
     };
     let mut writer = Ext4Writer::new(&files, &shape);
@@ -79,8 +82,19 @@ pub(crate) fn build_written(build: &FlatBuild<'_>) -> Result<bool> {
     let (synced, delivered) = match output {
         None => (file.sync_all(), None),
         Some(Err(err)) => (file.sync_all(), Some(Err(err))),
+        // The caller gets the output synced; the image is kept before it
+        // is synced, marked with this boot (see `cache_files::servable`),
+        // so the disk takes the output first and the image after.
+        Some(Ok(pending)) if mirroring => {
+            let delivered = deliver(pending, mirrored, (file, path));
+            let synced = match delivered.is_ok() && keep_unsynced(store, file, build.cached_path) {
+                true => Ok(()),
+                false => file.sync_all(),
+            };
+            (synced, Some(delivered))
+        }
         Some(Ok(pending)) => {
-            let (synced, delivered) = deliver_while_syncing(pending, mirrored, (file, path));
+            let (synced, delivered) = deliver_while_syncing(pending, (file, path));
             (synced, Some(delivered))
         }
     };
@@ -109,14 +123,38 @@ fn copy_shares_extents(image: &File, output: &File) -> bool {
             .is_ok_and(|fs| SHARING_FILE_SYSTEMS.contains(&(fs.f_type as u64 & 0xFFFF_FFFF)))
 }
 
-/// Completes the output `pending` while another thread syncs the image
-/// `file` (at `path`): the output already holds the image when
-/// `mirrored`, else the image is copied into it. The output is renamed
-/// into place only once the image is synced. The sync's result, then the
-/// output's.
+/// Writes the image `file` (at `path`) into the output `pending`: it
+/// already holds the image when `mirrored`, else the image is copied.
+fn fill_output(
+    pending: &PendingOutput,
+    mirrored: bool,
+    (file, path): (&File, &Path),
+) -> Result<()> {
+    let (out, temp) = (pending.file(), pending.temp_path());
+    let written = match mirrored {
+        true => give_mode_of(file, path, out, temp).map(drop),
+        // What the mirror holds is dropped first: the copy leaves holes
+        // unwritten.
+        false => out
+            .set_len(0)
+            .map_err(io("writing", temp))
+            .and_then(|()| copy_sparse(file, path, out, temp)),
+    };
+    written.map_err(|err| pending.named(err))
+}
+
+/// Completes the output `pending` with the image `file` (at `path`),
+/// see [`fill_output`].
+fn deliver(pending: PendingOutput, mirrored: bool, image: (&File, &Path)) -> Result<()> {
+    fill_output(&pending, mirrored, image)?;
+    pending.complete(|| Ok(()))
+}
+
+/// Copies the image `file` (at `path`) into the output `pending` while
+/// another thread syncs the image; the output is renamed into place only
+/// once the image is synced. The sync's result, then the output's.
 fn deliver_while_syncing(
     pending: PendingOutput,
-    mirrored: bool,
     (file, path): (&File, &Path),
 ) -> (std::io::Result<()>, Result<()>) {
     let join = |handle: Option<std::thread::ScopedJoinHandle<'_, std::io::Result<()>>>| {
@@ -129,17 +167,7 @@ fn deliver_while_syncing(
     std::thread::scope(|scope| {
         let mut syncing = Some(scope.spawn(|| file.sync_all()));
         let mut synced = None;
-        let (out, temp) = (pending.file(), pending.temp_path());
-        let written = match mirrored {
-            true => give_mode_of(file, path, out, temp).map(drop),
-            // What the mirror holds is dropped first: the copy leaves
-            // holes unwritten.
-            false => out
-                .set_len(0)
-                .map_err(io("writing", temp))
-                .and_then(|()| copy_sparse(file, path, out, temp)),
-        };
-        let delivered = written.map_err(|err| pending.named(err)).and_then(|()| {
+        let delivered = fill_output(&pending, false, (file, path)).and_then(|()| {
             pending.complete(|| {
                 let result = join(syncing.take());
                 let failed = result.is_err();
@@ -233,13 +261,23 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         // The half-written mirror has bytes where the image has a hole.
         let (_store, image, path, pending) = image_and_output(&dir, &[9; 8192]);
-        let (synced, delivered) = deliver_while_syncing(pending, false, (&image, &path));
+        deliver(pending, false, (&image, &path)).expect("delivered");
+        let ours = std::fs::read(&path).expect("read");
+        let output = std::fs::read(dir.path().join("vm.ext4")).expect("read");
+        assert!(ours == output, "the output differs from the image");
+        assert_eq!(output[5000], 0, "the mirror's bytes stayed in a hole");
+    }
+
+    #[test]
+    fn an_output_copied_while_the_image_syncs_equals_the_image() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_store, image, path, pending) = image_and_output(&dir, b"");
+        let (synced, delivered) = deliver_while_syncing(pending, (&image, &path));
         synced.expect("synced");
         delivered.expect("delivered");
         let ours = std::fs::read(&path).expect("read");
         let output = std::fs::read(dir.path().join("vm.ext4")).expect("read");
         assert!(ours == output, "the output differs from the image");
-        assert_eq!(output[5000], 0, "the mirror's bytes stayed in a hole");
     }
 
     #[test]
@@ -250,9 +288,7 @@ mod tests {
         image
             .set_permissions(std::fs::Permissions::from_mode(0o4640))
             .expect("mode");
-        let (synced, delivered) = deliver_while_syncing(pending, true, (&image, &path));
-        synced.expect("synced");
-        delivered.expect("delivered");
+        deliver(pending, true, (&image, &path)).expect("delivered");
         let output = dir.path().join("vm.ext4");
         assert_eq!(std::fs::read(&output).expect("read"), b"mirrored");
         let mode = std::fs::metadata(&output)

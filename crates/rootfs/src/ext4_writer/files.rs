@@ -5,7 +5,10 @@
 //! Every few megabytes written, the written range is handed to the
 //! kernel's write-back (`POSIX_FADV_DONTNEED` starts it and does not wait
 //! for it), so the disk takes the image while the layers are still being
-//! read and the final sync finds little left to write.
+//! read and the final sync finds little left to write. While a mirror is
+//! kept, only the mirror is: the caller gets the mirror synced, while the
+//! image is kept before it is synced (see `ext4_written`), so the disk
+//! takes the mirror first and the image after the build.
 //!
 //! The mirror is a convenience: the first write it refuses (a full disk,
 //! a file system without hole punching) drops it, and so does the first
@@ -116,10 +119,8 @@ impl<'f> ImageFiles<'f> {
             return;
         }
         self.unsent.set(None);
-        start_write_back(self.image, start, end - start);
-        if let Some(mirror) = self.mirror.get() {
-            start_write_back(mirror, start, end - start);
-        }
+        // While a mirror is kept, the image's write-back waits.
+        start_write_back(self.mirror.get().unwrap_or(self.image), start, end - start);
     }
 }
 
