@@ -89,8 +89,8 @@ impl Bench {
                     .arg(REFERENCE),
             )?);
         }
-        // With `-o`: a second image, written and synced beside the kept
-        // one.
+        // With `-o`: a second image, written beside the kept one and
+        // synced; the kept one is left to the kernel's write-back.
         settle.wait()?;
         timings.ours_output.push(time(
             offline(&self.cachectl, &self.root, "build", REFERENCE)

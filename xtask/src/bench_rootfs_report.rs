@@ -90,7 +90,7 @@ fn print_other_builds(name: &str, timings: &Timings) {
     if !timings.ours_output.is_empty() {
         let output = Summary::of(&timings.ours_output);
         println!(
-            "| cachectl build --rootless -o FILE (a second synced image) | {:.1} | {:.1} | {:.1} |",
+            "| cachectl build --rootless -o FILE (the output synced, the cached copy left to the write-back) | {:.1} | {:.1} | {:.1} |",
             output.median, output.min, output.max
         );
     }

@@ -108,8 +108,6 @@ pub fn build(stored: &StoredImage, options: &BuildOptions) -> Result<BuiltImage>
         return crate::readonly::build_readonly(stored, options);
     }
     let (store, image) = (stored.store(), stored.details());
-    // What killed builds left; a sweep that fails does not stop this one.
-    let _ = remove_stale_work(store);
     let manifest_digest = image.manifest.digest.clone();
     // mke2fs is looked for (and learned, once per binary: a cache hit
     // starts no child) only when an input of its is asked for.
@@ -148,6 +146,9 @@ pub fn build(stored: &StoredImage, options: &BuildOptions) -> Result<BuiltImage>
         && servable(store, &cached_path, options.output.is_none())?;
     let mut output_made = false;
     if !cached {
+        // What killed builds left (a hit sweeps nothing: its cost does not
+        // grow with the cache); a sweep that fails does not stop this one.
+        let _ = remove_stale_work(store);
         check_keepable(store, &cache_dir, &manifest_digest)?;
         let none = Path::new("");
         let tools = match &maker {

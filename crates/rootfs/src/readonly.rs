@@ -268,7 +268,6 @@ fn erofs_compression(compressor: Option<&str>) -> Result<Vec<String>> {
 /// [`BuildOptions::fs`] other than ext4. Blocking.
 pub(crate) fn build_readonly(stored: &StoredImage, options: &BuildOptions) -> Result<BuiltImage> {
     let (store, image) = (stored.store(), stored.details());
-    let _ = remove_stale_work(store);
     let maker = Maker::find(store, options)?;
     let manifest_digest = image.manifest.digest.clone();
     let key = cache_key(&maker, &manifest_digest, options)?;
@@ -277,6 +276,8 @@ pub(crate) fn build_readonly(stored: &StoredImage, options: &BuildOptions) -> Re
     let cached_path = cache_dir.join(format!("{key}.{kind}"));
     let cached = safe::cached_file(store, &cached_path)?;
     if !cached {
+        // As `build` does: only a build sweeps what killed ones left.
+        let _ = remove_stale_work(store);
         check_keepable(store, &cache_dir, &manifest_digest)?;
         let cache = store.derived_dir(kind).map_err(safe::from_store)?;
         let sizes = image.layers.iter().map(|l| l.descriptor.size);
