@@ -287,6 +287,15 @@ fn is_stale(dir: &StoreDir, name: &str) -> bool {
     is_stale_leftover(&dir.anchor().join(name))
 }
 
+/// Whether what `meta` describes was last modified [`STALE_AFTER`] ago or
+/// earlier (a time in the future is not).
+pub fn is_older_than_stale_after(meta: &std::fs::Metadata) -> bool {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age >= STALE_AFTER)
+}
+
 /// Whether the leftover at `path` (file or directory) is stale: locked by
 /// no one, and the process its name names (`…-p<pid>-<suffix>`) gone or it
 /// older than [`STALE_AFTER`]. The path's last component is never
@@ -300,11 +309,7 @@ pub fn is_stale_leftover(path: &Path) -> bool {
         .file_name()
         .and_then(|n| pid_in_name(n.as_encoded_bytes()))
         .is_some_and(|pid| pid != std::process::id() && !crate::lease::process_exists(pid));
-    let old = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.elapsed().ok())
-        .is_some_and(|age| age >= STALE_AFTER);
+    let old = is_older_than_stale_after(&meta);
     let flags = rustix::fs::OFlags::RDONLY
         | rustix::fs::OFlags::NOFOLLOW
         | rustix::fs::OFlags::NONBLOCK

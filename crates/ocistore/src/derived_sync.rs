@@ -17,7 +17,7 @@
 //!
 //! [`STALE_AFTER`]: crate::STALE_AFTER
 
-use crate::derived::STALE_AFTER;
+use crate::derived::is_older_than_stale_after;
 use crate::dir_handle::StoreDir;
 use crate::error::{Error, Result};
 use crate::layout::Store;
@@ -133,7 +133,7 @@ pub(crate) fn remove_marker_of(dir: &StoreDir, name: &str, inode: u64) -> Result
 }
 
 /// Removes the markers in `dir` whose file is gone or was replaced, once
-/// they are older than [`STALE_AFTER`] (a younger one may be a build's
+/// they are older than [`STALE_AFTER`](crate::STALE_AFTER) (a younger one may be a build's
 /// about to rename its file into place); how many.
 pub(crate) fn sweep_orphan_markers(dir: &StoreDir) -> Result<usize> {
     let mut removed = 0;
@@ -144,11 +144,7 @@ pub(crate) fn sweep_orphan_markers(dir: &StoreDir) -> Result<usize> {
         let Some(meta) = dir.stat(&marker)? else {
             continue;
         };
-        let old = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age >= STALE_AFTER);
+        let old = is_older_than_stale_after(&meta);
         let orphan = dir.stat(name)?.is_none_or(|file| file.ino() != inode);
         if old && orphan {
             dir.remove(&marker)?;

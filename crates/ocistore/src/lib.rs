@@ -143,7 +143,7 @@ mod walk;
 pub use blobs::Ingested;
 pub use compression::{Compression, ProgressReader};
 pub use copy::{CopyOptions, CopyOutcome, Location, TRANSPORTS};
-pub use derived::{DerivedFiles, STALE_AFTER, is_stale_leftover};
+pub use derived::{DerivedFiles, STALE_AFTER, is_older_than_stale_after, is_stale_leftover};
 pub use derived_sync::Durability;
 pub use dir_handle::{Access, StoreDir};
 pub use entries::split_entry_name;

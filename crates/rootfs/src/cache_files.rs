@@ -114,14 +114,19 @@ pub(crate) fn keep_image(
     Ok(())
 }
 
-/// Marks the finished `image`, about to be kept at `cached_path`, as kept
-/// before it is synced, in this boot (its caller holds a synced copy);
-/// `false` where it cannot be (no boot id, a marker not written): sync it
-/// then. See [`ocistore::Durability`].
-pub(crate) fn keep_unsynced(store: &Store, image: &std::fs::File, cached_path: &Path) -> bool {
+/// Marks the finished `image`, about to be kept at `cached_path` (in
+/// `cache`, its derived directory), as kept before it is synced, in this
+/// boot (its caller holds a synced copy); `false` where it cannot be (no
+/// boot id, a marker not written): sync it then. See
+/// [`ocistore::Durability`].
+pub(crate) fn keep_unsynced(
+    store: &Store,
+    cache: &ocistore::StoreDir,
+    image: &std::fs::File,
+    cached_path: &Path,
+) -> bool {
     store
-        .derived_dir(&kind_of(cached_path))
-        .and_then(|dir| store.mark_unsynced(&dir, &name_of(cached_path), image))
+        .mark_unsynced(cache, &name_of(cached_path), image)
         .unwrap_or(false)
 }
 
@@ -146,9 +151,7 @@ pub(crate) fn servable(store: &Store, cached_path: &Path, handed_out: bool) -> R
             let written_back = dir
                 .stat(&name)
                 .map_err(from_store)?
-                .and_then(|meta| meta.modified().ok())
-                .and_then(|time| time.elapsed().ok())
-                .is_some_and(|age| age >= ocistore::STALE_AFTER);
+                .is_some_and(|meta| ocistore::is_older_than_stale_after(&meta));
             if handed_out || written_back {
                 store.sync_derived(&dir, &name).map_err(from_store)?;
             }

@@ -87,10 +87,11 @@ pub(crate) fn build_written(build: &FlatBuild<'_>) -> Result<bool> {
         // so the disk takes the output first and the image after.
         Some(Ok(pending)) if mirroring => {
             let delivered = deliver(pending, mirrored, (file, path));
-            let synced = match delivered.is_ok() && keep_unsynced(store, file, build.cached_path) {
-                true => Ok(()),
-                false => file.sync_all(),
-            };
+            let synced =
+                match delivered.is_ok() && keep_unsynced(store, &cache, file, build.cached_path) {
+                    true => Ok(()),
+                    false => file.sync_all(),
+                };
             (synced, Some(delivered))
         }
         Some(Ok(pending)) => {
